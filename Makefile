@@ -1,0 +1,51 @@
+# benefits — PGXS build.  `make demo` and `make test` are the two entry points
+# of the README; both install missing Debian packages first (see test/deps.sh).
+
+EXTENSION = benefits
+EXTVERSION = 0.1.0
+
+MODULE_big = benefits
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# The install script is assembled from one part per subsystem, in order.
+INSTALL_PARTS = $(sort $(wildcard sql/install/*.sql))
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+
+REGRESS = $(sort $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+ISOLATION = $(sort $(patsubst test/isolation/specs/%.spec,%,$(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
+
+SHLIB_LINK = -lsodium -lcurl
+PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+
+EXTRA_CLEAN = tmp_install tmp_check tmp_cluster output_iso results regression.diffs regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+all install installcheck:
+	@echo "PGXS not found: run 'make deps' (or install postgresql-server-dev-15) first" >&2; exit 1
+endif
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
+	cat $^ > $@
+
+.PHONY: deps demo test bench
+deps:
+	@bash test/deps.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash test/demo.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@bash test/run_tests.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash test/bench/run.sh

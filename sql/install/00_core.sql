@@ -1,0 +1,210 @@
+-- benefits 0.1.0 — core catalog: organizations, products, benefits, customers,
+-- subscriptions, orders and grants.  The install script is assembled from the
+-- files of sql/install/ in name order; each file owns one subsystem.
+
+\echo Use "CREATE EXTENSION benefits" to load this file. \quit
+
+-- Group roles.  Roles are cluster-wide, so they survive DROP EXTENSION and are
+-- created only when missing.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'benefits_admin') THEN
+        CREATE ROLE benefits_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'benefits_app') THEN
+        CREATE ROLE benefits_app NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'benefits_public') THEN
+        CREATE ROLE benefits_public NOLOGIN;
+    END IF;
+END
+$roles$;
+
+REVOKE ALL ON SCHEMA benefits FROM PUBLIC;
+GRANT USAGE ON SCHEMA benefits TO benefits_admin, benefits_app, benefits_public;
+
+CREATE TABLE benefits.organizations (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name            text NOT NULL CHECK (name <> ''),
+    -- How long past_due/unpaid subscriptions keep their benefits.
+    grace_period    interval NOT NULL DEFAULT '0 days' CHECK (grace_period >= '0 days'),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    modified_at     timestamptz
+);
+
+CREATE TABLE benefits.products (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
+    name            text NOT NULL CHECK (name <> ''),
+    external_id     text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    modified_at     timestamptz,
+    UNIQUE (organization_id, external_id),
+    UNIQUE (id, organization_id)
+);
+
+CREATE TABLE benefits.benefits (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
+    type            text NOT NULL CHECK (type IN ('license_keys', 'github_repository', 'discord',
+                                                  'downloadable', 'meter_credits', 'custom')),
+    description     text NOT NULL CHECK (description <> ''),
+    properties      jsonb NOT NULL DEFAULT '{}',
+    metadata        jsonb NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    modified_at     timestamptz,
+    deleted_at      timestamptz,
+    UNIQUE (id, organization_id)
+);
+CREATE INDEX ON benefits.benefits (organization_id) WHERE deleted_at IS NULL;
+
+-- Ordered attachment of benefits to products.
+CREATE TABLE benefits.product_benefits (
+    product_id      uuid NOT NULL REFERENCES benefits.products ON DELETE CASCADE,
+    benefit_id      uuid NOT NULL REFERENCES benefits.benefits ON DELETE CASCADE,
+    position        integer NOT NULL,
+    PRIMARY KEY (product_id, benefit_id),
+    UNIQUE (product_id, position) DEFERRABLE INITIALLY DEFERRED
+);
+CREATE INDEX ON benefits.product_benefits (benefit_id);
+
+CREATE TABLE benefits.customers (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
+    external_id     text,
+    email           text,
+    name            text,
+    metadata        jsonb NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    modified_at     timestamptz,
+    deleted_at      timestamptz,
+    UNIQUE (organization_id, external_id),
+    UNIQUE (id, organization_id)
+);
+
+-- Linked GitHub/Discord identities.  access_token is the customer's Discord
+-- OAuth token with the guilds.join scope, needed to add them to a server.
+CREATE TABLE benefits.customer_accounts (
+    customer_id     uuid NOT NULL REFERENCES benefits.customers ON DELETE CASCADE,
+    platform        text NOT NULL CHECK (platform IN ('github', 'discord')),
+    account_id      text NOT NULL CHECK (account_id <> ''),
+    username        text,
+    access_token    text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    modified_at     timestamptz,
+    PRIMARY KEY (customer_id, platform)
+);
+
+CREATE TABLE benefits.subscriptions (
+    id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id       uuid NOT NULL,
+    customer_id           uuid NOT NULL,
+    product_id            uuid NOT NULL,
+    status                text NOT NULL CHECK (status IN ('incomplete', 'incomplete_expired', 'trialing',
+                                                          'active', 'past_due', 'unpaid', 'canceled', 'revoked')),
+    current_period_start  timestamptz NOT NULL DEFAULT now(),
+    current_period_end    timestamptz,
+    cancel_at_period_end  boolean NOT NULL DEFAULT false,
+    canceled_at           timestamptz,
+    ended_at              timestamptz,
+    -- When the subscription entered past_due/unpaid; the grace period runs from here.
+    past_due_at           timestamptz,
+    metadata              jsonb NOT NULL DEFAULT '{}',
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    modified_at           timestamptz,
+    FOREIGN KEY (customer_id, organization_id) REFERENCES benefits.customers (id, organization_id) ON DELETE CASCADE,
+    FOREIGN KEY (product_id, organization_id) REFERENCES benefits.products (id, organization_id)
+);
+CREATE INDEX ON benefits.subscriptions (customer_id);
+CREATE INDEX ON benefits.subscriptions (product_id);
+
+CREATE TABLE benefits.orders (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id  uuid NOT NULL,
+    customer_id      uuid NOT NULL,
+    product_id       uuid NOT NULL,
+    subscription_id  uuid REFERENCES benefits.subscriptions ON DELETE SET NULL,
+    billing_reason   text NOT NULL DEFAULT 'purchase'
+                     CHECK (billing_reason IN ('purchase', 'subscription_create', 'subscription_cycle', 'subscription_update')),
+    status           text NOT NULL DEFAULT 'paid'
+                     CHECK (status IN ('pending', 'paid', 'refunded', 'partially_refunded', 'disputed')),
+    metadata         jsonb NOT NULL DEFAULT '{}',
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    modified_at      timestamptz,
+    FOREIGN KEY (customer_id, organization_id) REFERENCES benefits.customers (id, organization_id) ON DELETE CASCADE,
+    FOREIGN KEY (product_id, organization_id) REFERENCES benefits.products (id, organization_id)
+);
+CREATE INDEX ON benefits.orders (customer_id);
+CREATE INDEX ON benefits.orders (subscription_id);
+
+-- One row per (customer, benefit, subscription or order); a manual grant has
+-- neither.  state: created -> active -> revoked, revoked -> active (re-grant).
+CREATE TABLE benefits.grants (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id  uuid NOT NULL,
+    customer_id      uuid NOT NULL,
+    benefit_id       uuid NOT NULL,
+    subscription_id  uuid REFERENCES benefits.subscriptions ON DELETE CASCADE,
+    order_id         uuid REFERENCES benefits.orders ON DELETE CASCADE,
+    state            text NOT NULL DEFAULT 'created' CHECK (state IN ('created', 'active', 'revoked')),
+    properties       jsonb NOT NULL DEFAULT '{}',
+    previous_properties jsonb,
+    error            jsonb,
+    granted_at       timestamptz,
+    revoked_at       timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    modified_at      timestamptz,
+    FOREIGN KEY (customer_id, organization_id) REFERENCES benefits.customers (id, organization_id) ON DELETE CASCADE,
+    FOREIGN KEY (benefit_id, organization_id) REFERENCES benefits.benefits (id, organization_id) ON DELETE CASCADE,
+    UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, subscription_id, order_id)
+);
+CREATE INDEX ON benefits.grants (benefit_id) WHERE state <> 'revoked';
+CREATE INDEX ON benefits.grants (subscription_id) WHERE subscription_id IS NOT NULL;
+CREATE INDEX ON benefits.grants (order_id) WHERE order_id IS NOT NULL;
+
+-- Organization defaults from the customer, so applications may omit it.
+CREATE FUNCTION benefits.default_organization_from_customer() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.organization_id IS NULL THEN
+        SELECT c.organization_id INTO NEW.organization_id
+          FROM benefits.customers c WHERE c.id = NEW.customer_id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER organization_default BEFORE INSERT ON benefits.subscriptions
+    FOR EACH ROW EXECUTE FUNCTION benefits.default_organization_from_customer();
+CREATE TRIGGER organization_default BEFORE INSERT ON benefits.orders
+    FOR EACH ROW EXECUTE FUNCTION benefits.default_organization_from_customer();
+
+-- Meters: credit balances granted by meter_credits benefits.  The meters
+-- subsystem adds the ledger and usage tables.
+CREATE TABLE benefits.meters (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id  uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
+    name             text NOT NULL CHECK (name <> ''),
+    -- Whether record_usage may drive a balance below zero.
+    allow_overage    boolean NOT NULL DEFAULT false,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (id, organization_id)
+);
+
+-- Downloadable files in S3-compatible storage, referenced by downloadable benefits.
+CREATE TABLE benefits.files (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id  uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
+    name             text NOT NULL CHECK (name <> ''),
+    size             bigint NOT NULL CHECK (size >= 0 AND size <= 10737418240),
+    mime_type        text NOT NULL DEFAULT 'application/octet-stream',
+    checksum_sha256  text,
+    storage_key      text NOT NULL DEFAULT gen_random_uuid()::text,
+    enabled          boolean NOT NULL DEFAULT true,
+    archived         boolean NOT NULL DEFAULT false,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    modified_at      timestamptz,
+    UNIQUE (id, organization_id)
+);
+
+CREATE TRIGGER organization_default BEFORE INSERT ON benefits.grants
+    FOR EACH ROW EXECUTE FUNCTION benefits.default_organization_from_customer();

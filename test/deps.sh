@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages `benefits` needs to build, run and test.
+# As root it runs apt-get; as anyone else it prints the exact command and stops.
+set -euo pipefail
+
+packages=(postgresql-15 postgresql-server-dev-15 libsodium-dev libcurl4-openssl-dev
+          libipc-run-perl make gcc perl python3 python3-botocore nginx-light wrk
+          nodejs npm chromium)
+
+missing=()
+for p in "${packages[@]}"; do
+    # node may come from elsewhere (a distribution's nodejs, nvm): accept a working binary.
+    case "$p" in
+        nodejs) command -v node >/dev/null 2>&1 && continue ;;
+        npm) command -v npm >/dev/null 2>&1 && continue ;;
+    esac
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "benefits: missing packages: ${missing[*]}" >&2
+    echo "Run as root:  $cmd" >&2
+    exit 1
+fi
+echo "benefits: installing ${missing[*]}"
+bash -c "$cmd" >/tmp/benefits-apt.log 2>&1 || { tail -n 30 /tmp/benefits-apt.log >&2; exit 1; }
