@@ -18,13 +18,19 @@ record() {  # record NAME STATUS
 export CLUSTER_CONF="benefits.database_names = 'contrib_regression,isolation_regression'
 benefits.allow_private_network = on"
 
-echo "== pg_regress and isolation specs"
-test/cluster.sh installcheck make --no-print-directory installcheck
-status=$?
-[ -f regression.diffs ] && head -n 200 regression.diffs
-[ -f output_iso/regression.diffs ] && head -n 200 output_iso/regression.diffs
-record installcheck $status
+suites=${SUITES:-installcheck tap}   # SUITES=tap runs the TAP tests alone
 
+if [[ " $suites " == *" installcheck "* ]]; then
+    echo "== pg_regress and isolation specs"
+    rm -f regression.diffs output_iso/regression.diffs
+    test/cluster.sh installcheck make --no-print-directory installcheck ${REGRESS:+REGRESS="$REGRESS"} ${ISOLATION+ISOLATION="$ISOLATION"}
+    status=$?
+    [ -f regression.diffs ] && head -n 200 regression.diffs
+    [ -f output_iso/regression.diffs ] && head -n 200 output_iso/regression.diffs
+    record installcheck $status
+fi
+
+if [[ " $suites " == *" tap "* ]]; then
 echo "== TAP tests"
 tapdir=$(mktemp -d /tmp/benefits-tap.XXXXXX)
 make --no-print-directory -s install DESTDIR="$root/tmp_install" >/dev/null
@@ -40,8 +46,12 @@ fi
     prove -I "$pgxs/src/test/perl" -I "$root/test/t" ${PROVE_FLAGS:-} ${PROVE_TESTS:-$root/test/t/*.pl}
 status=$?
 record tap $status
-[ $status -ne 0 ] && find "$tapdir" -name '*.log' -newer "$root/Makefile" -print | head -n 20
-rm -rf "$tapdir"
+if [ $status -ne 0 ]; then
+    echo "TAP logs kept in $tapdir"
+else
+    rm -rf "$tapdir"
+fi
+fi
 
 echo
 [ $failed -ne 0 ] && echo "failed suites: ${failures[*]}"

@@ -1,0 +1,38 @@
+-- License keys and their activations.
+
+CREATE TABLE benefits.license_keys (
+    id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id    uuid NOT NULL,
+    customer_id        uuid NOT NULL,
+    benefit_id         uuid,
+    -- Canonical form (see LicenseKeyCanonical): what validate_license looks up.
+    key                text NOT NULL,
+    display_key        text NOT NULL,
+    status             text NOT NULL DEFAULT 'granted' CHECK (status IN ('granted', 'revoked', 'disabled')),
+    usage              integer NOT NULL DEFAULT 0 CHECK (usage >= 0),
+    limit_usage        integer CHECK (limit_usage > 0),
+    limit_activations  integer CHECK (limit_activations > 0),
+    validations        bigint NOT NULL DEFAULT 0,
+    last_validated_at  timestamptz,
+    expires_at         timestamptz,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    modified_at        timestamptz,
+    FOREIGN KEY (customer_id, organization_id) REFERENCES benefits.customers (id, organization_id) ON DELETE CASCADE,
+    FOREIGN KEY (benefit_id, organization_id) REFERENCES benefits.benefits (id, organization_id) ON DELETE SET NULL (benefit_id),
+    UNIQUE (organization_id, key),
+    -- One key per customer and benefit: every grant of the benefit shares it,
+    -- and a re-grant restores it.
+    UNIQUE (customer_id, benefit_id)
+);
+CREATE INDEX ON benefits.license_keys (benefit_id);
+
+CREATE TABLE benefits.license_key_activations (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    license_key_id  uuid NOT NULL REFERENCES benefits.license_keys ON DELETE CASCADE,
+    label           text NOT NULL CHECK (label <> ''),
+    conditions      jsonb NOT NULL DEFAULT '{}',
+    meta            jsonb NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    modified_at     timestamptz
+);
+CREATE INDEX ON benefits.license_key_activations (license_key_id);
