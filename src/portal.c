@@ -38,28 +38,11 @@ static SPIPlanPtr revoke_session_plan = NULL;
 void
 PortalInit(void)
 {
-	if (sodium_init() < 0)
-		elog(FATAL, "benefits: libsodium could not be initialized");
 	S3Init();
 	DefineCustomIntVariable("benefits.customer_session_ttl",
 							"How long a customer session token stays valid.",
 							NULL, &customer_session_ttl, 3600, 60, 30 * 86400,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
-}
-
-static SPIPlanPtr
-KeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
 }
 
 /* The stored form of a token: its SHA-256 as bytea. */
@@ -102,7 +85,7 @@ CustomerSessionResolve(text *token)
 		InvalidSession();
 
 	values[0] = PointerGetDatum(TokenHash(data, len));
-	KeptPlan(&resolve_session_plan,
+	BenefitsPlan(&resolve_session_plan,
 			 "SELECT customer_id FROM benefits.customer_sessions"
 			 " WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > pg_catalog.now()",
 			 1, argtypes);
@@ -147,7 +130,7 @@ create_customer_session(PG_FUNCTION_ARGS)
 	SPI_connect();
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
-	KeptPlan(&find_customer_plan,
+	BenefitsPlan(&find_customer_plan,
 			 "SELECT id FROM benefits.customers"
 			 " WHERE organization_id = $1 AND external_id = $2 AND deleted_at IS NULL",
 			 2, find_types);
@@ -170,7 +153,7 @@ create_customer_session(PG_FUNCTION_ARGS)
 	values[1] = customer;
 	values[2] = PointerGetDatum(TokenHash(token, strlen(token)));
 	values[3] = Int32GetDatum(customer_session_ttl);
-	KeptPlan(&insert_session_plan,
+	BenefitsPlan(&insert_session_plan,
 			 "INSERT INTO benefits.customer_sessions"
 			 " (organization_id, customer_id, token_hash, expires_at)"
 			 " VALUES ($1, $2, $3, pg_catalog.now() + pg_catalog.make_interval(secs => $4))",
@@ -220,7 +203,7 @@ revoke_customer_session(PG_FUNCTION_ARGS)
 	token = PG_GETARG_TEXT_PP(0);
 	values[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
 	SPI_connect();
-	KeptPlan(&revoke_session_plan,
+	BenefitsPlan(&revoke_session_plan,
 			 "UPDATE benefits.customer_sessions SET revoked_at = pg_catalog.now()"
 			 " WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > pg_catalog.now()",
 			 1, argtypes);
