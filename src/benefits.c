@@ -27,6 +27,7 @@ _PG_init(void)
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not initialize libsodium")));
 
+	PortalInit();
 	MarkGUCPrefixReserved("benefits");
 }
 

@@ -12,6 +12,7 @@
 #include "utils/uuid.h"
 
 /* Each subsystem's _PG_init part: settings, shared memory, workers. */
+extern void PortalInit(void);	/* portal.c: storage and customer session settings */
 
 
 /* benefits.c: small helpers every subsystem uses */
