@@ -264,14 +264,14 @@ update_benefit(PG_FUNCTION_ARGS)
 		if (strcmp(type, previous.type) != 0)
 			ereport(ERROR, CATALOG_ERROR,
 					errmsg("the type of a benefit cannot change"),
-					errdetail("Benefit %s is a %s benefit; these properties describe a %s benefit.",
-							  UuidText(benefit_id), previous.type, type));
+					errdetail("The benefit is a %s benefit; these properties describe a %s benefit.",
+							  previous.type, type));
 	}
 
 	plan = KeptPlan(&benefit_update_plan,
 					"UPDATE benefits.benefits AS b"
-					" SET description = pg_catalog.coalesce($2, b.description),"
-					"     properties = pg_catalog.coalesce($3, b.properties),"
+					" SET description = COALESCE($2, b.description),"
+					"     properties = COALESCE($3, b.properties),"
 					"     modified_at = pg_catalog.now()"
 					" WHERE b.id OPERATOR(pg_catalog.=) $1 RETURNING b",
 					3, argtypes);
