@@ -2,21 +2,21 @@
 -- rule on its accepted and its refused side.  Refusals are SQLSTATE 22023 with
 -- a message naming the JSON path, and write nothing.
 INSERT INTO benefits.organizations (id, name) VALUES
-    ('00000000-0000-0000-0000-0000000000a1', 'Properties Org'),
-    ('00000000-0000-0000-0000-0000000000a2', 'Another Org');
+    ('9e09e000-0000-4000-8000-0000000000a1', 'Properties Org'),
+    ('9e09e000-0000-4000-8000-0000000000a2', 'Another Org');
 INSERT INTO benefits.meters (id, organization_id, name) VALUES
-    ('00000000-0000-0000-0000-0000000000b1', '00000000-0000-0000-0000-0000000000a1', 'api calls'),
-    ('00000000-0000-0000-0000-0000000000b2', '00000000-0000-0000-0000-0000000000a2', 'other calls');
+    ('9e09e000-0000-4000-8000-0000000000b1', '9e09e000-0000-4000-8000-0000000000a1', 'api calls'),
+    ('9e09e000-0000-4000-8000-0000000000b2', '9e09e000-0000-4000-8000-0000000000a2', 'other calls');
 INSERT INTO benefits.files (id, organization_id, name, size) VALUES
-    ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1', 'manual.pdf', 1000),
-    ('00000000-0000-0000-0000-0000000000c2', '00000000-0000-0000-0000-0000000000a1', 'app.zip', 2000),
-    ('00000000-0000-0000-0000-0000000000c3', '00000000-0000-0000-0000-0000000000a2', 'other.zip', 3000);
+    ('9e09e000-0000-4000-8000-0000000000c1', '9e09e000-0000-4000-8000-0000000000a1', 'manual.pdf', 1000),
+    ('9e09e000-0000-4000-8000-0000000000c2', '9e09e000-0000-4000-8000-0000000000a1', 'app.zip', 2000),
+    ('9e09e000-0000-4000-8000-0000000000c3', '9e09e000-0000-4000-8000-0000000000a2', 'other.zip', 3000);
 
 -- Creates a benefit of the first organization and shows what was stored.
 CREATE FUNCTION pt(text, jsonb) RETURNS TABLE (type text, properties jsonb)
 LANGUAGE sql AS $$
     SELECT b.type, b.properties
-      FROM benefits.create_benefit($1, '00000000-0000-0000-0000-0000000000a1', 'test benefit', $2) b
+      FROM benefits.create_benefit($1, '9e09e000-0000-4000-8000-0000000000a1', 'test benefit', $2) b
 $$;
 -- The error a call raises, with its SQLSTATE.
 CREATE FUNCTION pt_error(text, jsonb) RETURNS text
@@ -168,22 +168,23 @@ SELECT * FROM pt('discord', '{"guild_id": "1234567890123456789", "role_id": "111
 SELECT * FROM pt('discord', '{"guild_id": "1234567890123456789", "role_id": "11111111111111111", "guild_token": "x"}');
 
 -- ===== downloadable (alias downloadables)
-SELECT * FROM pt('downloadable', '{"files": ["00000000-0000-0000-0000-0000000000c1", "00000000-0000-0000-0000-0000000000c2"]}');
-SELECT * FROM pt('downloadables', '{"files": ["00000000-0000-0000-0000-0000000000C2"], "archived": {"00000000-0000-0000-0000-0000000000c2": true}}');
-SELECT * FROM pt('downloadable', '{"files": ["000000000000000000000000000000c1"], "archived": {"000000000000000000000000000000C1": false}}');
-SELECT * FROM pt('downloadable', '{"files": ["00000000-0000-0000-0000-0000000000c1", "00000000-0000-0000-0000-0000000000c2"], "archived": {"00000000-0000-0000-0000-0000000000c1": true}}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e000-0000-4000-8000-0000000000c1", "9e09e000-0000-4000-8000-0000000000c2"]}');
+SELECT * FROM pt('downloadables', '{"files": ["9E09E000-0000-4000-8000-0000000000C2"], "archived": {"9e09e000-0000-4000-8000-0000000000c2": true}}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e0000000400080000000000000c1"], "archived": {"9E09E0000000400080000000000000C1": false}}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e000-0000-4000-8000-0000000000c1", "9e09e000-0000-4000-8000-0000000000c2"], "archived": {"9e09e000-0000-4000-8000-0000000000c1": true}}');
 -- Files given as {name, size} are registered, up to 10 GB.
 SELECT count(*) AS files_before FROM benefits.files \gset
 SELECT type, properties->'archived' = jsonb_build_object(properties->'files'->>0, false) AS archived_ok,
        jsonb_array_length(properties->'files') AS nfiles, properties->'files'->>0 AS new_file_id
   FROM pt('downloadables', '{"files": [{"name": "Big Release.iso", "size": 10737418240}]}') \gset
 SELECT :'type' AS type, :'archived_ok' AS archived_ok, :nfiles AS nfiles;
-SELECT organization_id, name, size, mime_type FROM benefits.files WHERE id = :'new_file_id';
+SELECT organization_id, name, size, mime_type, storage_key = benefits.file_storage_key(organization_id, id, name) AS storage_key_ok
+  FROM benefits.files WHERE id = :'new_file_id';
 SELECT properties AS mixed FROM pt('downloadable',
     '{"files": [{"name": "notes.txt", "size": 0, "mime_type": "Text/Plain"},
-                "00000000-0000-0000-0000-0000000000c1",
+                "9e09e000-0000-4000-8000-0000000000c1",
                 {"name": "guide.epub", "size": 12345}],
-      "archived": {"00000000-0000-0000-0000-0000000000c1": true}}') \gset
+      "archived": {"9e09e000-0000-4000-8000-0000000000c1": true}}') \gset
 -- The list keeps its order; archived has every file of it.
 SELECT jsonb_agg(f.name ORDER BY e.n) AS files,
        jsonb_object_agg(f.name, (:'mixed'::jsonb)->'archived'->(e.id)) AS archived,
@@ -208,48 +209,48 @@ SELECT * FROM pt('downloadable', '{"files": [{"name": "a.zip", "size": 10, "mime
 SELECT * FROM pt('downloadable', '{"files": [{"name": "a.zip", "size": 10, "mime_type": "text/plain; charset=utf-8"}]}');
 SELECT * FROM pt('downloadable', '{"files": [{"name": "a.zip", "size": 10, "url": "https://example.com/a.zip"}]}');
 -- Refused: file ids that are not files of this organization, or repeated.
-SELECT * FROM pt('downloadable', '{"files": ["00000000-0000-0000-0000-0000000000c3"]}');
-SELECT * FROM pt('downloadable', '{"files": [{"name": "a.zip", "size": 10}, "00000000-0000-0000-0000-0000000000c9"]}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e000-0000-4000-8000-0000000000c3"]}');
+SELECT * FROM pt('downloadable', '{"files": [{"name": "a.zip", "size": 10}, "9e09e000-0000-4000-8000-0000000000c9"]}');
 SELECT * FROM pt('downloadable', '{"files": ["manual.pdf"]}');
 SELECT * FROM pt('downloadable', '{"files": [42]}');
-SELECT * FROM pt('downloadable', '{"files": ["00000000-0000-0000-0000-0000000000c1", "00000000-0000-0000-0000-0000000000C1"]}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e000-0000-4000-8000-0000000000c1", "9E09E000-0000-4000-8000-0000000000C1"]}');
 SELECT * FROM pt('downloadable', '{"files": []}');
-SELECT * FROM pt('downloadable', '{"files": "00000000-0000-0000-0000-0000000000c1"}');
+SELECT * FROM pt('downloadable', '{"files": "9e09e000-0000-4000-8000-0000000000c1"}');
 SELECT * FROM pt('downloadable', '{}');
 -- Refused: archived entries that are not files of the list, or not booleans.
-SELECT * FROM pt('downloadable', '{"files": ["00000000-0000-0000-0000-0000000000c1"], "archived": {"00000000-0000-0000-0000-0000000000c2": true}}');
-SELECT * FROM pt('downloadable', '{"files": ["00000000-0000-0000-0000-0000000000c1"], "archived": {"manual.pdf": true}}');
-SELECT * FROM pt('downloadable', '{"files": ["00000000-0000-0000-0000-0000000000c1"], "archived": {"00000000-0000-0000-0000-0000000000c1": 1}}');
-SELECT * FROM pt('downloadable', '{"files": ["00000000-0000-0000-0000-0000000000c1"], "archived": ["00000000-0000-0000-0000-0000000000c1"]}');
-SELECT * FROM pt('downloadable', '{"files": ["00000000-0000-0000-0000-0000000000c1"], "hidden": []}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e000-0000-4000-8000-0000000000c1"], "archived": {"9e09e000-0000-4000-8000-0000000000c2": true}}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e000-0000-4000-8000-0000000000c1"], "archived": {"manual.pdf": true}}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e000-0000-4000-8000-0000000000c1"], "archived": {"9e09e000-0000-4000-8000-0000000000c1": 1}}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e000-0000-4000-8000-0000000000c1"], "archived": ["9e09e000-0000-4000-8000-0000000000c1"]}');
+SELECT * FROM pt('downloadable', '{"files": ["9e09e000-0000-4000-8000-0000000000c1"], "hidden": []}');
 -- None of the refused calls registered a file.
 SELECT count(*) - :files_before AS files_registered FROM benefits.files;
 
 -- ===== meter_credits (alias meter_credit; credits is units)
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "units": 100}');
-SELECT * FROM pt('meter_credit', '{"meter_id": "00000000-0000-0000-0000-0000000000B1", "credits": 50, "rollover": true, "low_balance_threshold": 10}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "units": 9007199254740991, "low_balance_threshold": 0}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "units": 100}');
+SELECT * FROM pt('meter_credit', '{"meter_id": "9E09E000-0000-4000-8000-0000000000B1", "credits": 50, "rollover": true, "low_balance_threshold": 10}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "units": 9007199254740991, "low_balance_threshold": 0}');
 -- A custom benefit carrying meter_id and credits is stored as meter_credits.
-SELECT * FROM pt('custom', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "credits": 1000}');
-SELECT * FROM pt('custom', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "credits": 1000, "note": "API credits"}');
-SELECT * FROM pt('custom', '{"meter_id": "00000000-0000-0000-0000-0000000000b1"}');
+SELECT * FROM pt('custom', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "credits": 1000}');
+SELECT * FROM pt('custom', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "credits": 1000, "note": "API credits"}');
+SELECT * FROM pt('custom', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1"}');
 SELECT * FROM pt('custom', '{"credits": 10}');
 -- Refused meters: of another organization, unknown, not a uuid.
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b2", "units": 100}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b9", "units": 100}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b2", "units": 100}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b9", "units": 100}');
 SELECT * FROM pt('meter_credits', '{"meter_id": "api calls", "units": 100}');
 SELECT * FROM pt('meter_credits', '{"meter_id": 1, "units": 100}');
 SELECT * FROM pt('meter_credits', '{"units": 100}');
 -- Refused amounts and flags.
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "units": 0}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "units": 2.5}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "credits": "100"}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "units": 9007199254740992}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "units": 100, "credits": 100}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1"}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "units": 100, "rollover": "yes"}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "units": 100, "low_balance_threshold": -1}');
-SELECT * FROM pt('meter_credits', '{"meter_id": "00000000-0000-0000-0000-0000000000b1", "units": 100, "expires": false}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "units": 0}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "units": 2.5}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "credits": "100"}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "units": 9007199254740992}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "units": 100, "credits": 100}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1"}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "units": 100, "rollover": "yes"}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "units": 100, "low_balance_threshold": -1}');
+SELECT * FROM pt('meter_credits', '{"meter_id": "9e09e000-0000-4000-8000-0000000000b1", "units": 100, "expires": false}');
 
 -- ===== custom
 SELECT * FROM pt('custom', '{"note": "Join us at **https://example.com/vip**"}');
@@ -260,7 +261,11 @@ SELECT * FROM pt('custom', '{"note": "x", "url": "https://example.com"}');
 
 -- Only the accepted calls wrote a benefit, each under its canonical type.
 SELECT type, count(*) FROM benefits.benefits
- WHERE organization_id = '00000000-0000-0000-0000-0000000000a1' GROUP BY type ORDER BY type;
+ WHERE organization_id = '9e09e000-0000-4000-8000-0000000000a1' GROUP BY type ORDER BY type;
 
 DROP FUNCTION pt_error(text, jsonb);
 DROP FUNCTION pt(text, jsonb);
+
+-- Leave nothing behind for the other test files.
+DELETE FROM benefits.organizations
+ WHERE id IN ('9e09e000-0000-4000-8000-0000000000a1', '9e09e000-0000-4000-8000-0000000000a2');

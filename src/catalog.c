@@ -24,6 +24,7 @@
 #include "utils/lsyscache.h"
 #include "utils/uuid.h"
 
+#include "benefits.h"
 #include "properties.h"
 
 PG_FUNCTION_INFO_V1(create_benefit);
@@ -64,24 +65,6 @@ typedef enum ElementStatus
 	ELEMENT_DELETED,
 } ElementStatus;
 
-/* SPI plan prepared on first use and kept, so each statement is planned once. */
-static SPIPlanPtr
-KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*cache = plan;
-	}
-	return *cache;
-}
-
 static char *
 UuidText(const pg_uuid_t *uuid)
 {
@@ -114,7 +97,7 @@ LockOrganization(pg_uuid_t *organization_id)
 {
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1] = {UUIDPGetDatum(organization_id)};
-	SPIPlanPtr	plan = KeptPlan(&organization_plan,
+	SPIPlanPtr	plan = BenefitsPlan(&organization_plan,
 								"SELECT 1 FROM benefits.organizations"
 								" WHERE id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE",
 								1, argtypes);
@@ -136,7 +119,7 @@ LockBenefit(pg_uuid_t *benefit_id)
 {
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1] = {UUIDPGetDatum(benefit_id)};
-	SPIPlanPtr	plan = KeptPlan(&benefit_lock_plan,
+	SPIPlanPtr	plan = BenefitsPlan(&benefit_lock_plan,
 								"SELECT organization_id, type, properties, deleted_at IS NOT NULL"
 								" FROM benefits.benefits"
 								" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
@@ -207,7 +190,7 @@ create_benefit(PG_FUNCTION_ARGS)
 	LockOrganization(organization_id);
 	normalized = BenefitPropertiesNormalize(type, properties, *organization_id, &stored_type);
 
-	plan = KeptPlan(&benefit_insert_plan,
+	plan = BenefitsPlan(&benefit_insert_plan,
 					"INSERT INTO benefits.benefits AS b (organization_id, type, description, properties)"
 					" VALUES ($1, $2, $3, $4) RETURNING b",
 					4, argtypes);
@@ -268,7 +251,7 @@ update_benefit(PG_FUNCTION_ARGS)
 							  previous.type, type));
 	}
 
-	plan = KeptPlan(&benefit_update_plan,
+	plan = BenefitsPlan(&benefit_update_plan,
 					"UPDATE benefits.benefits AS b"
 					" SET description = COALESCE($2, b.description),"
 					"     properties = COALESCE($3, b.properties),"
@@ -324,7 +307,7 @@ delete_benefit(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	}
 
-	plan = KeptPlan(&benefit_delete_plan,
+	plan = BenefitsPlan(&benefit_delete_plan,
 					"UPDATE benefits.benefits"
 					" SET deleted_at = pg_catalog.now(), modified_at = pg_catalog.now()"
 					" WHERE id OPERATOR(pg_catalog.=) $1",
@@ -332,7 +315,7 @@ delete_benefit(PG_FUNCTION_ARGS)
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "deleting a benefit failed");
 
-	plan = KeptPlan(&benefit_detach_plan,
+	plan = BenefitsPlan(&benefit_detach_plan,
 					"DELETE FROM benefits.product_benefits"
 					" WHERE benefit_id OPERATOR(pg_catalog.=) $1 RETURNING product_id",
 					1, argtypes);
@@ -411,7 +394,7 @@ update_product_benefits(PG_FUNCTION_ARGS)
 	/* The product lock serializes changes of this product's benefit list. */
 	args[0] = UUIDPGetDatum(product_id);
 	args[1] = PointerGetDatum(array);
-	plan = KeptPlan(&product_lock_plan,
+	plan = BenefitsPlan(&product_lock_plan,
 					"UPDATE benefits.products SET modified_at = pg_catalog.now()"
 					" WHERE id OPERATOR(pg_catalog.=) $1 RETURNING organization_id",
 					1, argtypes);
@@ -427,7 +410,7 @@ update_product_benefits(PG_FUNCTION_ARGS)
 	 * Share-lock the benefits: delete_benefit takes FOR UPDATE, so a benefit
 	 * cannot be deleted between this check and our commit.
 	 */
-	plan = KeptPlan(&benefits_share_plan,
+	plan = BenefitsPlan(&benefits_share_plan,
 					"SELECT id, organization_id, deleted_at IS NOT NULL FROM benefits.benefits"
 					" WHERE id OPERATOR(pg_catalog.=) ANY ($2) ORDER BY id FOR SHARE",
 					2, argtypes);
@@ -463,7 +446,7 @@ update_product_benefits(PG_FUNCTION_ARGS)
 	}
 
 	/* The list before the change, in order. */
-	plan = KeptPlan(&attached_plan,
+	plan = BenefitsPlan(&attached_plan,
 					"SELECT benefit_id FROM benefits.product_benefits"
 					" WHERE product_id OPERATOR(pg_catalog.=) $1 ORDER BY position",
 					1, argtypes);
@@ -480,14 +463,14 @@ update_product_benefits(PG_FUNCTION_ARGS)
 	 * unique (product_id, position) constraint is deferred, so positions may
 	 * swap within the statement.
 	 */
-	plan = KeptPlan(&detach_others_plan,
+	plan = BenefitsPlan(&detach_others_plan,
 					"DELETE FROM benefits.product_benefits"
 					" WHERE product_id OPERATOR(pg_catalog.=) $1"
 					" AND benefit_id OPERATOR(pg_catalog.<>) ALL ($2)",
 					2, argtypes);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "detaching benefits failed");
-	plan = KeptPlan(&attach_plan,
+	plan = BenefitsPlan(&attach_plan,
 					"INSERT INTO benefits.product_benefits AS pb (product_id, benefit_id, position)"
 					" SELECT $1, t.id, (t.n OPERATOR(pg_catalog.-) 1)::pg_catalog.int4"
 					" FROM pg_catalog.unnest($2) WITH ORDINALITY AS t(id, n)"

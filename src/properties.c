@@ -37,6 +37,7 @@
 #include "utils/numeric.h"
 #include "utils/uuid.h"
 
+#include "benefits.h"
 #include "properties.h"
 
 /* A downloadable file is at most 10 GB. */
@@ -80,24 +81,6 @@ typedef struct PropertiesState
 static SPIPlanPtr meter_plan = NULL;
 static SPIPlanPtr file_plan = NULL;
 static SPIPlanPtr file_insert_plan = NULL;
-
-/* SPI plan prepared on first use and kept, so each statement is planned once. */
-static SPIPlanPtr
-KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*cache = plan;
-	}
-	return *cache;
-}
 
 static char *
 UuidText(const pg_uuid_t *uuid)
@@ -804,7 +787,7 @@ FileExists(PropertiesState *state, pg_uuid_t *file)
 {
 	Oid			argtypes[2] = {UUIDOID, UUIDOID};
 	Datum		args[2] = {UUIDPGetDatum(file), UUIDPGetDatum(&state->organization_id)};
-	SPIPlanPtr	plan = KeptPlan(&file_plan,
+	SPIPlanPtr	plan = BenefitsPlan(&file_plan,
 								"SELECT 1 FROM benefits.files"
 								" WHERE id OPERATOR(pg_catalog.=) $1"
 								" AND organization_id OPERATOR(pg_catalog.=) $2"
@@ -825,9 +808,11 @@ FileRegister(PropertiesState *state, const char *name, int64 size, const char *m
 		CStringGetTextDatum(name), Int64GetDatum(size),
 	mime_type ? CStringGetTextDatum(mime_type) : (Datum) 0};
 	char		nulls[4] = {' ', ' ', ' ', mime_type ? ' ' : 'n'};
-	SPIPlanPtr	plan = KeptPlan(&file_insert_plan,
-								"INSERT INTO benefits.files (organization_id, name, size, mime_type)"
-								" VALUES ($1, $2, $3, COALESCE($4, 'application/octet-stream'))"
+	SPIPlanPtr	plan = BenefitsPlan(&file_insert_plan,
+								"INSERT INTO benefits.files (id, organization_id, name, size, mime_type, storage_key)"
+								" SELECT f.id, $1, $2, $3, COALESCE($4, 'application/octet-stream'),"
+								"        benefits.file_storage_key($1, f.id, $2)"
+								" FROM (SELECT pg_catalog.gen_random_uuid() AS id) AS f"
 								" RETURNING id",
 								4, argtypes);
 	bool		isnull;
@@ -968,7 +953,7 @@ MeterExists(PropertiesState *state, pg_uuid_t *meter)
 {
 	Oid			argtypes[2] = {UUIDOID, UUIDOID};
 	Datum		args[2] = {UUIDPGetDatum(meter), UUIDPGetDatum(&state->organization_id)};
-	SPIPlanPtr	plan = KeptPlan(&meter_plan,
+	SPIPlanPtr	plan = BenefitsPlan(&meter_plan,
 								"SELECT 1 FROM benefits.meters"
 								" WHERE id OPERATOR(pg_catalog.=) $1"
 								" AND organization_id OPERATOR(pg_catalog.=) $2"
