@@ -23,14 +23,15 @@ PG_FUNCTION_INFO_V1(revoke_benefit);
 PG_FUNCTION_INFO_V1(grants_state_guard);
 
 static SPIPlanPtr LockCustomerPlan;
-static SPIPlanPtr LoadBenefitPlan;
-static SPIPlanPtr FindGrantPlan;
+static SPIPlanPtr LoadTargetPlan;
 static SPIPlanPtr InsertGrantPlan;
 static SPIPlanPtr UpdateGrantPlan;
 static SPIPlanPtr LoadGrantPlan;
 static SPIPlanPtr OtherLiveGrantPlan;
 static SPIPlanPtr RevokeGrantPlan;
 static SPIPlanPtr GrantRowPlan;
+static SPIPlanPtr GrantRecordPlan;
+static SPIPlanPtr ManualGrantPlan;
 
 /* The value of column `col` (1-based) of the first SPI result row. */
 static Datum
@@ -102,58 +103,92 @@ GrantLockCustomer(pg_uuid_t customer_id)
 	return DatumGetUuid(ResultValue(1, &isnull));
 }
 
-/* Fill the benefit part of a change; the benefit must be live and the customer's. */
-static void
-LoadBenefit(GrantChange *change)
+/* SPI argument for an optional uuid, with its null flag. */
+static Datum
+OptionalUuid(const pg_uuid_t *uuid, char *null_flag)
 {
-	Oid			argtypes[] = {UUIDOID};
-	Datum		values[] = {UuidGetDatum(&change->benefit_id)};
-	SPIPlanPtr	plan = BenefitsPlan(&LoadBenefitPlan,
-									"SELECT organization_id, type, properties, deleted_at IS NOT NULL "
-									"FROM benefits.benefits WHERE id = $1",
-									1, argtypes);
-	bool		isnull;
-	pg_uuid_t	organization_id;
+	*null_flag = uuid ? ' ' : 'n';
+	return uuid ? UuidGetDatum(uuid) : (Datum) 0;
+}
 
-	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not load benefit");
+/*
+ * One statement locks the customer and reads the benefit and the grant, if
+ * any: the customer lock serializes every grant change of the customer, so the
+ * grant row needs no lock of its own here.  Fills the change and returns the
+ * current state of the grant, or NULL when there is none.
+ */
+static char *
+LoadGrantTarget(GrantChange *change, Datum *args, char *nulls)
+{
+	static const Oid types[] = {UUIDOID, UUIDOID, UUIDOID, UUIDOID};
+	bool		isnull;
+	Datum		benefit_organization;
+	char	   *state;
+
+	if (SPI_execute_plan(BenefitsPlan(&LoadTargetPlan,
+									  "SELECT c.organization_id, b.organization_id, b.type, b.properties, "
+									  " b.deleted_at IS NOT NULL, g.id, g.state, g.properties "
+									  "FROM benefits.customers c "
+									  "LEFT JOIN benefits.benefits b ON b.id = $2 "
+									  "LEFT JOIN benefits.grants g ON g.customer_id = c.id AND g.benefit_id = $2 "
+									  " AND g.subscription_id IS NOT DISTINCT FROM $3 "
+									  " AND g.order_id IS NOT DISTINCT FROM $4 "
+									  "WHERE c.id = $1 AND c.deleted_at IS NULL "
+									  "FOR NO KEY UPDATE OF c",
+									  4, types),
+						 args, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not load grant target");
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("customer_id %s does not exist", UuidText(change->customer_id))));
+	change->organization_id = DatumGetUuid(ResultValue(1, &isnull));
+
+	benefit_organization = ResultValue(2, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("benefit_id %s does not exist", UuidText(change->benefit_id))));
-	if (DatumGetBool(ResultValue(4, &isnull)))
+	if (DatumGetBool(ResultValue(5, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("benefit %s is deleted", UuidText(change->benefit_id)),
 				 errdetail("A deleted benefit cannot be granted.")));
-	organization_id = DatumGetUuid(ResultValue(1, &isnull));
-	if (memcmp(&organization_id, &change->organization_id, sizeof(pg_uuid_t)) != 0)
+	if (memcmp(DatumGetUUIDP(benefit_organization), &change->organization_id, sizeof(pg_uuid_t)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("benefit %s belongs to another organization than customer %s",
 						UuidText(change->benefit_id), UuidText(change->customer_id))));
-	change->benefit_type = ResultText(2);
-	change->benefit_properties = ResultJsonb(3);
+	change->benefit_type = ResultText(3);
+	change->benefit_properties = ResultJsonb(4);
+
+	state = ResultText(7);
+	if (state != NULL)
+	{
+		change->grant_id = DatumGetUuid(ResultValue(6, &isnull));
+		change->grant_properties = ResultJsonb(8);
+	}
+	return state;
 }
 
-/* SPI argument for an optional uuid, with its null flag. */
-static Datum
-OptionalUuid(bool present, const pg_uuid_t *uuid, char *null_flag)
-{
-	*null_flag = present ? ' ' : 'n';
-	return present ? UuidGetDatum(uuid) : (Datum) 0;
-}
-
-pg_uuid_t
-GrantApply(pg_uuid_t customer_id, pg_uuid_t benefit_id,
-		   const pg_uuid_t *subscription_id, const pg_uuid_t *order_id,
-		   bool *changed)
+/*
+ * The work of GrantApply.  When row is not NULL it receives the grant as a
+ * benefits.grants composite, allocated in the caller's memory context.
+ */
+static pg_uuid_t
+GrantApplyInternal(pg_uuid_t customer_id, pg_uuid_t benefit_id,
+				   const pg_uuid_t *subscription_id, const pg_uuid_t *order_id,
+				   bool *changed, Datum *row)
 {
 	GrantChange change = {0};
-	Oid			find_types[] = {UUIDOID, UUIDOID, UUIDOID, UUIDOID};
-	Datum		find_values[4];
-	char		find_nulls[4] = {' ', ' ', ' ', ' '};
-	bool		exists;
+	Datum		target_args[4];
+	char		target_nulls[4] = {' ', ' ', ' ', ' '};
+	char	   *state;
+	static const Oid types[] = {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID,
+	TEXTOID, JSONBOID, JSONBOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int			rc;
 	bool		isnull;
 
 	change.customer_id = customer_id;
@@ -165,87 +200,76 @@ GrantApply(pg_uuid_t customer_id, pg_uuid_t benefit_id,
 	if (order_id)
 		change.order_id = *order_id;
 
-	change.organization_id = GrantLockCustomer(customer_id);
-	LoadBenefit(&change);
+	target_args[0] = UuidGetDatum(&customer_id);
+	target_args[1] = UuidGetDatum(&benefit_id);
+	target_args[2] = OptionalUuid(subscription_id, &target_nulls[2]);
+	target_args[3] = OptionalUuid(order_id, &target_nulls[3]);
+	state = LoadGrantTarget(&change, target_args, target_nulls);
 
-	find_values[0] = UuidGetDatum(&customer_id);
-	find_values[1] = UuidGetDatum(&benefit_id);
-	find_values[2] = OptionalUuid(change.has_subscription, subscription_id, &find_nulls[2]);
-	find_values[3] = OptionalUuid(change.has_order, order_id, &find_nulls[3]);
-	if (SPI_execute_plan(BenefitsPlan(&FindGrantPlan,
-									  "SELECT id, state, properties FROM benefits.grants "
-									  "WHERE customer_id = $1 AND benefit_id = $2 "
-									  "AND subscription_id IS NOT DISTINCT FROM $3 "
-									  "AND order_id IS NOT DISTINCT FROM $4 FOR UPDATE",
-									  4, find_types),
-						 find_values, find_nulls, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up grant");
-
-	exists = SPI_processed > 0;
-	if (exists)
+	if (state != NULL && strcmp(state, "revoked") != 0)
 	{
-		char	   *state = ResultText(2);
-
-		change.grant_id = DatumGetUuid(ResultValue(1, &isnull));
-		if (strcmp(state, "revoked") != 0)
+		*changed = false;
+		if (row != NULL)
 		{
-			*changed = false;
-			return change.grant_id;
+			static const Oid id_type[] = {UUIDOID};
+			Datum		id = UuidGetDatum(&change.grant_id);
+
+			if (SPI_execute_plan(BenefitsPlan(&GrantRecordPlan,
+											  "SELECT g FROM benefits.grants g WHERE g.id = $1",
+											  1, id_type),
+								 &id, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not read grant");
+			*row = SPI_datumTransfer(ResultValue(1, &isnull), false, -1);
 		}
-		change.grant_properties = ResultJsonb(3);
+		return change.grant_id;
 	}
-	else
+	if (state == NULL)
 		change.grant_id = BenefitsRandomUuid();
 
 	BenefitTypeGrant(&change);
 
-	if (exists)
-	{
-		Oid			types[] = {UUIDOID, TEXTOID, JSONBOID, JSONBOID};
-		Datum		values[] = {UuidGetDatum(&change.grant_id),
-								CStringGetTextDatum(change.new_state),
-								change.new_properties ? JsonbPGetDatum(change.new_properties) : (Datum) 0,
-								change.error ? JsonbPGetDatum(change.error) : (Datum) 0};
-		char		nulls[] = {' ', ' ', change.new_properties ? ' ' : 'n', change.error ? ' ' : 'n'};
+	values[0] = UuidGetDatum(&change.grant_id);
+	values[1] = UuidGetDatum(&change.organization_id);
+	values[2] = target_args[0];
+	values[3] = target_args[1];
+	values[4] = target_args[2];
+	nulls[4] = target_nulls[2];
+	values[5] = target_args[3];
+	nulls[5] = target_nulls[3];
+	values[6] = CStringGetTextDatum(change.new_state);
+	values[7] = change.new_properties ? JsonbPGetDatum(change.new_properties) : (Datum) 0;
+	nulls[7] = change.new_properties ? ' ' : 'n';
+	values[8] = change.error ? JsonbPGetDatum(change.error) : (Datum) 0;
+	nulls[8] = change.error ? ' ' : 'n';
 
-		if (SPI_execute_plan(BenefitsPlan(&UpdateGrantPlan,
-										  "UPDATE benefits.grants SET state = $2, "
-										  "properties = coalesce($3, properties), error = $4 "
-										  "WHERE id = $1",
-										  4, types),
-							 values, nulls, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not update grant");
-	}
+	if (state != NULL)
+		rc = SPI_execute_plan(BenefitsPlan(&UpdateGrantPlan,
+										   "UPDATE benefits.grants g SET state = $7, "
+										   "properties = coalesce($8, properties), error = $9 "
+										   "WHERE id = $1 RETURNING g",
+										   9, types),
+							  values, nulls, false, 0);
 	else
-	{
-		Oid			types[] = {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID,
-		TEXTOID, JSONBOID, JSONBOID};
-		Datum		values[9];
-		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-
-		values[0] = UuidGetDatum(&change.grant_id);
-		values[1] = UuidGetDatum(&change.organization_id);
-		values[2] = UuidGetDatum(&customer_id);
-		values[3] = UuidGetDatum(&benefit_id);
-		values[4] = find_values[2];
-		nulls[4] = find_nulls[2];
-		values[5] = find_values[3];
-		nulls[5] = find_nulls[3];
-		values[6] = CStringGetTextDatum(change.new_state);
-		values[7] = change.new_properties ? JsonbPGetDatum(change.new_properties) : (Datum) 0;
-		nulls[7] = change.new_properties ? ' ' : 'n';
-		values[8] = change.error ? JsonbPGetDatum(change.error) : (Datum) 0;
-		nulls[8] = change.error ? ' ' : 'n';
-		if (SPI_execute_plan(BenefitsPlan(&InsertGrantPlan,
-										  "INSERT INTO benefits.grants (id, organization_id, customer_id, "
-										  "benefit_id, subscription_id, order_id, state, properties, error) "
-										  "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9)",
-										  9, types),
-							 values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not insert grant");
-	}
+		rc = SPI_execute_plan(BenefitsPlan(&InsertGrantPlan,
+										   "INSERT INTO benefits.grants AS g (id, organization_id, customer_id, "
+										   "benefit_id, subscription_id, order_id, state, properties, error) "
+										   "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9) RETURNING g",
+										   9, types),
+							  values, nulls, false, 0);
+	if ((rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_UPDATE_RETURNING) || SPI_processed != 1)
+		elog(ERROR, "could not write grant");
+	if (row != NULL)
+		*row = SPI_datumTransfer(ResultValue(1, &isnull), false, -1);
 	*changed = true;
 	return change.grant_id;
+}
+
+pg_uuid_t
+GrantApply(pg_uuid_t customer_id, pg_uuid_t benefit_id,
+		   const pg_uuid_t *subscription_id, const pg_uuid_t *order_id,
+		   bool *changed)
+{
+	return GrantApplyInternal(customer_id, benefit_id, subscription_id, order_id, changed, NULL);
 }
 
 bool
@@ -339,25 +363,16 @@ RequireArgument(FunctionCallInfo fcinfo, int arg, const char *name)
 Datum
 grant_benefit(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t	grant_id;
 	bool		changed;
-	Oid			types[] = {UUIDOID};
-	Datum		values[1];
-	Datum		result;
+	Datum		row;
 
 	RequireArgument(fcinfo, 0, "customer_id");
 	RequireArgument(fcinfo, 1, "benefit_id");
 
 	SPI_connect();
-	grant_id = GrantApply(*PG_GETARG_UUID_P(0), *PG_GETARG_UUID_P(1), NULL, NULL, &changed);
-	values[0] = UuidGetDatum(&grant_id);
-	if (SPI_execute_with_args("SELECT g FROM benefits.grants g WHERE g.id = $1",
-							  1, types, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read grant");
-	result = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){false}),
-							   false, -1);
+	GrantApplyInternal(*PG_GETARG_UUID_P(0), *PG_GETARG_UUID_P(1), NULL, NULL, &changed, &row);
 	SPI_finish();
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(row);
 }
 
 /*
@@ -378,9 +393,10 @@ revoke_benefit(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	GrantLockCustomer(*PG_GETARG_UUID_P(0));
-	if (SPI_execute_with_args("SELECT id FROM benefits.grants WHERE customer_id = $1 AND benefit_id = $2 "
-							  "AND subscription_id IS NULL AND order_id IS NULL",
-							  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(BenefitsPlan(&ManualGrantPlan,
+									  "SELECT id FROM benefits.grants WHERE customer_id = $1 AND benefit_id = $2 "
+									  "AND subscription_id IS NULL AND order_id IS NULL", 2, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up grant");
 	if (SPI_processed == 0)
 		ereport(ERROR,
