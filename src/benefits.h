@@ -9,5 +9,6 @@
 #define BENEFITS_SCHEMA "benefits"
 
 /* Each subsystem's _PG_init part: settings, shared memory, workers. */
+extern void LicenseStatsInit(void);	/* license_stats.c */
 
 #endif
