@@ -33,22 +33,6 @@ static SPIPlanPtr RotateLockPlan = NULL;
 static SPIPlanPtr RotateUpdatePlan = NULL;
 static SPIPlanPtr RotateGrantsPlan = NULL;
 
-/* Prepare and keep an SPI plan once per backend. */
-static SPIPlanPtr
-AdminPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*cache = plan;
-	}
-	return *cache;
-}
-
 static void
 RequireArgument(FunctionCallInfo fcinfo, int argno, const char *name)
 {
@@ -170,7 +154,7 @@ import_license_key(PG_FUNCTION_ARGS)
 
 	/* The customer, locked like a grant change would. */
 	args[0] = PG_GETARG_DATUM(0);
-	ret = SPI_execute_plan(AdminPlan(&ImportCustomerPlan,
+	ret = SPI_execute_plan(BenefitsPlan(&ImportCustomerPlan,
 									 "SELECT organization_id FROM benefits.customers WHERE id = $1 FOR UPDATE",
 									 1, one_uuid),
 						   args, NULL, false, 1);
@@ -183,7 +167,7 @@ import_license_key(PG_FUNCTION_ARGS)
 	customer_org = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 	args[0] = PG_GETARG_DATUM(1);
-	ret = SPI_execute_plan(AdminPlan(&ImportBenefitPlan,
+	ret = SPI_execute_plan(BenefitsPlan(&ImportBenefitPlan,
 									 "SELECT organization_id, type, deleted_at IS NOT NULL"
 									 "  FROM benefits.benefits WHERE id = $1",
 									 1, one_uuid),
@@ -212,7 +196,7 @@ import_license_key(PG_FUNCTION_ARGS)
 
 	args[0] = PG_GETARG_DATUM(0);
 	args[1] = PG_GETARG_DATUM(1);
-	ret = SPI_execute_plan(AdminPlan(&ImportExistingPlan,
+	ret = SPI_execute_plan(BenefitsPlan(&ImportExistingPlan,
 									 "SELECT 1 FROM benefits.license_keys WHERE customer_id = $1 AND benefit_id = $2",
 									 2, two_uuids),
 						   args, NULL, false, 1);
@@ -237,7 +221,7 @@ import_license_key(PG_FUNCTION_ARGS)
 		args[4 + i] = PG_GETARG_DATUM(i);
 		nulls[4 + i] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
-	ret = SPI_execute_plan(AdminPlan(&ImportInsertPlan,
+	ret = SPI_execute_plan(BenefitsPlan(&ImportInsertPlan,
 									 "INSERT INTO benefits.license_keys AS k"
 									 " (organization_id, customer_id, benefit_id, key, display_key, status,"
 									 "  usage, limit_usage, limit_activations, expires_at)"
@@ -288,7 +272,7 @@ rotate_license_key(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	args[0] = PG_GETARG_DATUM(0);
-	ret = SPI_execute_plan(AdminPlan(&RotateLockPlan,
+	ret = SPI_execute_plan(BenefitsPlan(&RotateLockPlan,
 									 "SELECT NULLIF(b.properties->>'prefix', '')"
 									 "  FROM benefits.license_keys k"
 									 "  LEFT JOIN benefits.benefits b ON b.id = k.benefit_id"
@@ -306,7 +290,7 @@ rotate_license_key(PG_FUNCTION_ARGS)
 
 	args[1] = CStringGetTextDatum(key);
 	args[2] = CStringGetTextDatum(LicenseKeyDisplay(key));
-	ret = SPI_execute_plan(AdminPlan(&RotateUpdatePlan,
+	ret = SPI_execute_plan(BenefitsPlan(&RotateUpdatePlan,
 									 "UPDATE benefits.license_keys AS k"
 									 "   SET key = $2, display_key = $3, modified_at = now()"
 									 " WHERE k.id = $1 RETURNING k",
@@ -317,7 +301,7 @@ rotate_license_key(PG_FUNCTION_ARGS)
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	result = SPI_datumTransfer(result, false, -1);
 
-	ret = SPI_execute_plan(AdminPlan(&RotateGrantsPlan,
+	ret = SPI_execute_plan(BenefitsPlan(&RotateGrantsPlan,
 									 "UPDATE benefits.grants g"
 									 "   SET properties = g.properties || jsonb_build_object('display_key', $3)"
 									 "  FROM benefits.license_keys k"

@@ -416,22 +416,6 @@ ActivationFetch(const pg_uuid_t *activation_id, const pg_uuid_t *license_key_id,
 	return found;
 }
 
-/* Prepare and keep an SPI plan once per backend. */
-static SPIPlanPtr
-KeyPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*cache = plan;
-	}
-	return *cache;
-}
-
 /*
  * The locking lookup: the key row locked FOR NO KEY UPDATE (inside an SPI
  * connection).  In READ COMMITTED a concurrent change is waited for and the
@@ -451,7 +435,7 @@ KeyLock(const pg_uuid_t *organization_id, text *canonical, KeyRow *row,
 
 	args[0] = UUIDPGetDatum(organization_id);
 	args[1] = PointerGetDatum(canonical);
-	ret = SPI_execute_plan(KeyPlan(&LockKeyPlan,
+	ret = SPI_execute_plan(BenefitsPlan(&LockKeyPlan,
 								"SELECT " KEY_COLUMNS " FROM benefits.license_keys"
 								" WHERE organization_id = $1 AND key = $2 FOR NO KEY UPDATE",
 								2, types),
@@ -718,7 +702,7 @@ validate_license(PG_FUNCTION_ARGS)
 			args[0] = UUIDPGetDatum(&row.id);
 			args[1] = Int32GetDatum(increment_usage);
 			args[2] = TimestampTzGetDatum(now);
-			ret = SPI_execute_plan(KeyPlan(&IncrementUsagePlan,
+			ret = SPI_execute_plan(BenefitsPlan(&IncrementUsagePlan,
 										"UPDATE benefits.license_keys"
 										"   SET usage = usage + $2, validations = validations + 1,"
 										"       last_validated_at = GREATEST(last_validated_at, $3)"
@@ -852,7 +836,7 @@ activate_license(PG_FUNCTION_ARGS)
 	else
 	{
 		args[0] = UUIDPGetDatum(&row.id);
-		ret = SPI_execute_plan(KeyPlan(&CountActivationsPlan,
+		ret = SPI_execute_plan(BenefitsPlan(&CountActivationsPlan,
 									"SELECT count(*) FROM benefits.license_key_activations"
 									" WHERE license_key_id = $1",
 									1, count_types),
@@ -873,7 +857,7 @@ activate_license(PG_FUNCTION_ARGS)
 			args[1] = PointerGetDatum(label);
 			args[2] = JsonbPGetDatum(conditions);
 			args[3] = JsonbPGetDatum(meta);
-			ret = SPI_execute_plan(KeyPlan(&InsertActivationPlan,
+			ret = SPI_execute_plan(BenefitsPlan(&InsertActivationPlan,
 										"INSERT INTO benefits.license_key_activations"
 										" (license_key_id, label, conditions, meta)"
 										" VALUES ($1, $2, $3, $4) RETURNING id, created_at",
@@ -944,7 +928,7 @@ deactivate_license(PG_FUNCTION_ARGS)
 	}
 	args[0] = PG_GETARG_DATUM(2);
 	args[1] = UUIDPGetDatum(&row.id);
-	ret = SPI_execute_plan(KeyPlan(&DeleteActivationPlan,
+	ret = SPI_execute_plan(BenefitsPlan(&DeleteActivationPlan,
 								"DELETE FROM benefits.license_key_activations"
 								" WHERE id = $1 AND license_key_id = $2",
 								2, types),
