@@ -147,6 +147,7 @@ static SPIPlanPtr LockKeyPlan = NULL;
 static SPIPlanPtr IncrementUsagePlan = NULL;
 static SPIPlanPtr CountActivationsPlan = NULL;
 static SPIPlanPtr InsertActivationPlan = NULL;
+static SPIPlanPtr TouchKeyPlan = NULL;
 static SPIPlanPtr DeleteActivationPlan = NULL;
 
 /* Columns of benefits.license_validation, in order. */
@@ -854,6 +855,21 @@ activate_license(PG_FUNCTION_ARGS)
 		}
 		else
 		{
+			/*
+			 * A new version of the key row: a concurrent REPEATABLE READ or
+			 * SERIALIZABLE activation that counted under an older snapshot
+			 * then fails to lock the row (serialization failure) instead of
+			 * also inserting.  READ COMMITTED callers wait on the lock and
+			 * count again with a fresh snapshot.
+			 */
+			ret = SPI_execute_plan(BenefitsPlan(&TouchKeyPlan,
+												"UPDATE benefits.license_keys SET modified_at = modified_at"
+												" WHERE id = $1",
+												1, count_types),
+								   args, NULL, false, 0);
+			if (ret != SPI_OK_UPDATE || SPI_processed != 1)
+				elog(ERROR, "could not lock license key for activation");
+
 			args[1] = PointerGetDatum(label);
 			args[2] = JsonbPGetDatum(conditions);
 			args[3] = JsonbPGetDatum(meta);

@@ -197,4 +197,3 @@ GRANT EXECUTE ON FUNCTION
     benefits.activate_license(text, uuid, text, jsonb, jsonb),
     benefits.deactivate_license(text, uuid, uuid)
     TO benefits_public, benefits_app;
-GRANT SELECT ON benefits.license_keys, benefits.license_key_activations TO benefits_app;
