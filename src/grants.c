@@ -24,6 +24,7 @@ PG_FUNCTION_INFO_V1(grants_state_guard);
 
 static SPIPlanPtr LockCustomerPlan;
 static SPIPlanPtr LoadTargetPlan;
+static SPIPlanPtr FindGrantPlan;
 static SPIPlanPtr InsertGrantPlan;
 static SPIPlanPtr UpdateGrantPlan;
 static SPIPlanPtr LoadGrantPlan;
@@ -112,10 +113,11 @@ OptionalUuid(const pg_uuid_t *uuid, char *null_flag)
 }
 
 /*
- * One statement locks the customer and reads the benefit and the grant, if
- * any: the customer lock serializes every grant change of the customer, so the
- * grant row needs no lock of its own here.  Fills the change and returns the
- * current state of the grant, or NULL when there is none.
+ * Lock the customer and read the benefit, then read the grant, if any, in a
+ * second statement: under READ COMMITTED that statement's snapshot is taken
+ * after the lock was granted, so it sees every grant change committed by the
+ * transaction we waited for.  Fills the change and returns the grant's
+ * current state, or NULL when there is none.
  */
 static char *
 LoadGrantTarget(GrantChange *change, Datum *args, char *nulls)
@@ -127,16 +129,12 @@ LoadGrantTarget(GrantChange *change, Datum *args, char *nulls)
 
 	if (SPI_execute_plan(BenefitsPlan(&LoadTargetPlan,
 									  "SELECT c.organization_id, b.organization_id, b.type, b.properties, "
-									  " b.deleted_at IS NOT NULL, g.id, g.state, g.properties "
-									  "FROM benefits.customers c "
-									  "LEFT JOIN benefits.benefits b ON b.id = $2 "
-									  "LEFT JOIN benefits.grants g ON g.customer_id = c.id AND g.benefit_id = $2 "
-									  " AND g.subscription_id IS NOT DISTINCT FROM $3 "
-									  " AND g.order_id IS NOT DISTINCT FROM $4 "
+									  " b.deleted_at IS NOT NULL "
+									  "FROM benefits.customers c LEFT JOIN benefits.benefits b ON b.id = $2 "
 									  "WHERE c.id = $1 AND c.deleted_at IS NULL "
 									  "FOR NO KEY UPDATE OF c",
-									  4, types),
-						 args, nulls, false, 1) != SPI_OK_SELECT)
+									  2, types),
+						 args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not load grant target");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -162,12 +160,19 @@ LoadGrantTarget(GrantChange *change, Datum *args, char *nulls)
 	change->benefit_type = ResultText(3);
 	change->benefit_properties = ResultJsonb(4);
 
-	state = ResultText(7);
-	if (state != NULL)
-	{
-		change->grant_id = DatumGetUuid(ResultValue(6, &isnull));
-		change->grant_properties = ResultJsonb(8);
-	}
+	if (SPI_execute_plan(BenefitsPlan(&FindGrantPlan,
+									  "SELECT id, state, properties FROM benefits.grants "
+									  "WHERE customer_id = $1 AND benefit_id = $2 "
+									  "AND subscription_id IS NOT DISTINCT FROM $3 "
+									  "AND order_id IS NOT DISTINCT FROM $4",
+									  4, types),
+						 args, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up grant");
+	if (SPI_processed == 0)
+		return NULL;
+	state = ResultText(2);
+	change->grant_id = DatumGetUuid(ResultValue(1, &isnull));
+	change->grant_properties = ResultJsonb(3);
 	return state;
 }
 
