@@ -244,6 +244,7 @@ a:focus-visible,button:focus-visible{outline:3px solid var(--accent);outline-off
 ul.plain{list-style:none;padding:0;margin:0}
 ul.plain>li{padding:.35rem 0;border-top:1px solid var(--line)}
 ul.plain>li:first-child{border-top:0}
+ul.plain.card{padding:.5rem 1.25rem}
 .key{display:block;font:1.05rem/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--bg);border:1px solid var(--line);border-radius:.375rem;padding:.5rem .75rem;word-break:break-all;user-select:all}
 dl.facts{display:flex;flex-wrap:wrap;gap:.5rem 2rem;margin:.75rem 0}
 dl.facts dt{font-size:.8rem;color:var(--muted)}
