@@ -10,6 +10,7 @@
 
 #include "utils/jsonb.h"
 
+#include "engine.h"
 #include "grants.h"
 #include "license.h"
 
@@ -31,6 +32,10 @@ BenefitTypeGrant(GrantChange *change)
 
 	if (strcmp(type, "license_keys") == 0)
 		LicenseKeyGrant(change);
+	else if (strcmp(type, "meter_credits") == 0)
+		MeterCreditsGrant(change);
+	else if (strcmp(type, "github_repository") == 0 || strcmp(type, "discord") == 0)
+		ProviderJobsGrant(change);
 	else
 		GrantLocalBenefit(change);
 }
@@ -43,4 +48,8 @@ BenefitTypeRevoke(GrantChange *change)
 	change->new_properties = NULL;
 	if (strcmp(type, "license_keys") == 0)
 		LicenseKeyRevoke(change);
+	else if (strcmp(type, "meter_credits") == 0)
+		MeterCreditsRevoke(change);
+	else if (strcmp(type, "github_repository") == 0 || strcmp(type, "discord") == 0)
+		ProviderJobsRevoke(change);
 }

@@ -16,6 +16,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "engine.h"
 #include "grants.h"
 
 PG_FUNCTION_INFO_V1(grant_benefit);
@@ -375,7 +376,13 @@ grant_benefit(PG_FUNCTION_ARGS)
 	RequireArgument(fcinfo, 1, "benefit_id");
 
 	SPI_connect();
-	GrantApplyInternal(*PG_GETARG_UUID_P(0), *PG_GETARG_UUID_P(1), NULL, NULL, &changed, &row);
+	{
+		pg_uuid_t	grant_id = GrantApplyInternal(*PG_GETARG_UUID_P(0), *PG_GETARG_UUID_P(1),
+												  NULL, NULL, &changed, &row);
+
+		if (changed)
+			EventsGrantApplied(grant_id);
+	}
 	SPI_finish();
 	PG_RETURN_DATUM(row);
 }
@@ -409,7 +416,12 @@ revoke_benefit(PG_FUNCTION_ARGS)
 				 errmsg("customer %s has no manual grant of benefit %s",
 						UuidText(*PG_GETARG_UUID_P(0)), UuidText(*PG_GETARG_UUID_P(1))),
 				 errhint("Grants held through a subscription or an order are revoked by changing it.")));
-	GrantRevoke(DatumGetUuid(ResultValue(1, &isnull)));
+	{
+		pg_uuid_t	grant_id = DatumGetUuid(ResultValue(1, &isnull));
+
+		if (GrantRevoke(grant_id))
+			EventsEnqueueGrant(grant_id, EVENT_GRANT_REVOKED, NULL);
+	}
 	SPI_finish();
 	PG_RETURN_VOID();
 }
