@@ -52,6 +52,12 @@ GRANT EXECUTE ON FUNCTION benefits.create_customer_session(uuid, text) TO benefi
 GRANT EXECUTE ON FUNCTION benefits.revoke_customer_sessions(uuid) TO benefits_app;
 GRANT EXECUTE ON FUNCTION benefits.revoke_customer_session(text) TO benefits_app, benefits_public;
 
+-- Internal: RFC 3339 in UTC with a Z, as the portal document spells times
+-- (inlinable: no SET clause, everything qualified).
+CREATE FUNCTION benefits.portal_time(ts timestamptz)
+    RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN pg_catalog.to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
+
 -- Internal: the portal document of one customer (what customer_portal
 -- returns).  Benefits appear once each, in attachment order (the order of
 -- the subscriptions/orders that granted them, then each product's benefit
@@ -77,30 +83,30 @@ WITH held AS (
 SELECT jsonb_build_object(
     'customer', jsonb_build_object('id', c.id, 'external_id', c.external_id, 'email', c.email, 'name', c.name),
     'organization', jsonb_build_object('id', org.id, 'name', org.name),
-    'generated_at', now(),
+    'generated_at', benefits.portal_time(now()),
     'subscriptions', coalesce((
         SELECT jsonb_agg(jsonb_build_object(
                    'id', s.id, 'product', jsonb_build_object('id', p.id, 'name', p.name),
-                   'status', s.status, 'current_period_start', s.current_period_start,
-                   'current_period_end', s.current_period_end, 'cancel_at_period_end', s.cancel_at_period_end)
+                   'status', s.status, 'current_period_start', benefits.portal_time(s.current_period_start),
+                   'current_period_end', benefits.portal_time(s.current_period_end), 'cancel_at_period_end', s.cancel_at_period_end)
                  ORDER BY s.created_at, s.id)
           FROM benefits.subscriptions s JOIN benefits.products p ON p.id = s.product_id
          WHERE s.customer_id = c.id AND s.status IN ('trialing', 'active', 'past_due', 'unpaid')), '[]'),
     'benefits', coalesce((
         SELECT jsonb_agg(jsonb_build_object(
                    'id', h.benefit_id, 'grant_id', h.grant_id, 'type', h.type, 'description', h.description,
-                   'state', h.state, 'granted_at', h.granted_at)
+                   'state', h.state, 'granted_at', benefits.portal_time(h.granted_at))
                  || CASE h.type
                     WHEN 'license_keys' THEN jsonb_build_object('license_key', (
                         SELECT jsonb_build_object(
                                    'id', lk.id, 'key', lk.key, 'display_key', lk.display_key, 'status', lk.status,
                                    'usage', lk.usage, 'limit_usage', lk.limit_usage,
                                    'limit_activations', lk.limit_activations, 'validations', lk.validations,
-                                   'last_validated_at', lk.last_validated_at, 'expires_at', lk.expires_at,
+                                   'last_validated_at', benefits.portal_time(lk.last_validated_at), 'expires_at', benefits.portal_time(lk.expires_at),
                                    'customer_admin', coalesce((h.properties #>> '{activations,enable_customer_admin}')::boolean, false),
                                    'activations', coalesce((
                                        SELECT jsonb_agg(jsonb_build_object('id', a.id, 'label', a.label, 'meta', a.meta,
-                                                                           'created_at', a.created_at)
+                                                                           'created_at', benefits.portal_time(a.created_at))
                                                         ORDER BY a.created_at, a.id)
                                          FROM benefits.license_key_activations a WHERE a.license_key_id = lk.id), '[]'))
                           FROM benefits.license_keys lk
@@ -110,7 +116,7 @@ SELECT jsonb_build_object(
                                    'id', f.id, 'name', f.name, 'size', f.size, 'mime_type', f.mime_type,
                                    'checksum_sha256', f.checksum_sha256,
                                    'download_url', benefits.file_presigned_get(f.storage_key, f.name, f.mime_type),
-                                   'download_expires_at', now() + current_setting('benefits.download_url_ttl')::interval)
+                                   'download_expires_at', benefits.portal_time(now() + current_setting('benefits.download_url_ttl')::interval))
                                  ORDER BY e.n)
                           FROM jsonb_array_elements_text(h.properties -> 'files') WITH ORDINALITY AS e(file_id, n)
                           JOIN benefits.files f ON f.id = e.file_id::uuid AND f.organization_id = h.organization_id
@@ -162,7 +168,8 @@ END
 $$;
 
 -- Customer self-service: remove one activation of one of the customer's own
--- license keys, when the benefit lets customers manage activations.
+-- license keys, when the benefit lets customers manage activations.  The key
+-- row is locked as activate_license locks it, so counting stays exact.
 CREATE FUNCTION benefits.portal_deactivate_license(token text, activation_id uuid)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -171,15 +178,15 @@ DECLARE
     cid uuid := benefits.customer_session_customer(token);
     k record;
 BEGIN
-    SELECT lk.key, lk.organization_id,
-           coalesce((b.properties #>> '{activations,enable_customer_admin}')::boolean, false) AS customer_admin
+    SELECT lk.id, coalesce((b.properties #>> '{activations,enable_customer_admin}')::boolean, false) AS customer_admin
       INTO k
       FROM benefits.license_key_activations a
       JOIN benefits.license_keys lk ON lk.id = a.license_key_id
       JOIN benefits.benefits b ON b.id = lk.benefit_id
-     WHERE a.id = activation_id AND lk.customer_id = cid
+     WHERE a.id = activation_id AND lk.customer_id = cid AND lk.status = 'granted'
        AND EXISTS (SELECT FROM benefits.grants g
-                    WHERE g.customer_id = cid AND g.benefit_id = lk.benefit_id AND g.state = 'active');
+                    WHERE g.customer_id = cid AND g.benefit_id = lk.benefit_id AND g.state = 'active')
+       FOR UPDATE OF lk;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'activation_id does not name an activation of your license keys' USING ERRCODE = '22023';
     END IF;
@@ -187,7 +194,8 @@ BEGIN
         RAISE EXCEPTION 'the activations of this license key are managed by the seller' USING ERRCODE = '42501',
               HINT = 'Ask the seller to remove the activation.';
     END IF;
-    RETURN benefits.deactivate_license(k.key, k.organization_id, activation_id);
+    DELETE FROM benefits.license_key_activations a WHERE a.id = activation_id AND a.license_key_id = k.id;
+    RETURN FOUND;
 END
 $$;
 
