@@ -28,6 +28,7 @@ _PG_init(void)
 				 errmsg("could not initialize libsodium")));
 
 	PortalInit();
+	LicenseStatsInit();
 	MarkGUCPrefixReserved("benefits");
 }
 

@@ -281,7 +281,8 @@ update_benefit(PG_FUNCTION_ARGS)
 /*
  * benefits.delete_benefit(benefit_id): a soft delete.  The row stays (grants
  * and license keys refer to it) with deleted_at set, and the benefit leaves
- * every product.  Deleting a deleted benefit does nothing.
+ * every product (the other benefits of those products keep their positions:
+ * only their order matters).  Deleting a deleted benefit does nothing.
  */
 Datum
 delete_benefit(PG_FUNCTION_ARGS)
