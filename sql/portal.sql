@@ -116,8 +116,9 @@ SELECT f ->> 'name' AS name, f ->> 'size' AS size, f ->> 'mime_type' AS mime_typ
        (f ->> 'download_expires_at')::timestamptz - (:'doc'::jsonb ->> 'generated_at')::timestamptz = interval '1 hour' AS expires_ok
   FROM jsonb_path_query(:'doc'::jsonb, '$.benefits[*] ? (@.type == "downloadable").files[*]') f;
 -- The URL is the one file_download_url gives.
+-- (Signed in the same transaction, so at the same instant.)
 SELECT f ->> 'download_url' = benefits.file_download_url('00000000-0000-0000-0000-0000000006c1', (f ->> 'id')::uuid) AS same_url
-  FROM jsonb_path_query(:'doc'::jsonb, '$.benefits[*] ? (@.type == "downloadable").files[0]') f;
+  FROM jsonb_path_query(benefits.customer_portal(:'ada'), '$.benefits[*] ? (@.type == "downloadable").files[0]') f;
 
 -- The note, the credit balance, and what to do for GitHub and Discord.
 SELECT jsonb_path_query(:'doc'::jsonb, '$.benefits[*] ? (@.type == "custom").note') AS notes;
@@ -160,10 +161,11 @@ SELECT left(:'html', 15) = '<!DOCTYPE html>' AS doctype,
        position('Pro &lt;members&gt;' IN :'html') > 0 AS role_escaped,
        position('Action needed: Link a GitHub account' IN :'html') > 0 AS github_action,
        position('http://' IN :'html') = 0 AND position('src=' IN :'html') = 0 AS no_external_assets;
-SELECT (regexp_match(:'html', 'href="([^"]*Manual[^"]*)"'))[1] =
-       benefits.html_escape(jsonb_path_query_first(:'doc'::jsonb, '$.benefits[*].files[*] ? (@.name == "Manual & Guide.pdf").download_url') #>> '{}')
+SELECT (regexp_match(html, 'href="([^"]*Manual[^"]*)"'))[1] =
+       benefits.html_escape(jsonb_path_query_first(doc, '$.benefits[*].files[*] ? (@.name == "Manual & Guide.pdf").download_url') #>> '{}')
        AS link_is_escaped_url,
-       (SELECT count(*) FROM regexp_matches(:'html', '<a href="https://files\.example\.com/', 'g')) AS download_links;
+       (SELECT count(*) FROM regexp_matches(html, '<a href="https://files\.example\.com/', 'g')) AS download_links
+  FROM (SELECT benefits.customer_portal_html(:'ada') AS html, benefits.customer_portal(:'ada') AS doc) x;
 -- Without an action URL there are no forms; Bob's page has no deactivate button.
 SELECT position('<form' IN benefits.customer_portal_html(:'ada')) = 0 AS no_forms,
        position('<form' IN benefits.customer_portal_html(:'bob', '/x')) = 0 AS bob_no_forms;
