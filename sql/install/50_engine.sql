@@ -116,6 +116,11 @@ CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.subscriptions
 CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.orders
     FOR EACH ROW EXECUTE FUNCTION benefits.grant_source_deleted();
 
+-- A customer's live grants of a benefit ("does another holder remain", "is
+-- the access already delivered"): both columns are index conditions.
+CREATE INDEX grants_live_benefit_customer ON benefits.grants (benefit_id, customer_id)
+    WHERE state <> 'revoked';
+
 -- Subscriptions whose access may end with the clock (run_maintenance's scan).
 CREATE INDEX subscriptions_due ON benefits.subscriptions (organization_id)
     WHERE status IN ('canceled', 'past_due', 'unpaid') OR cancel_at_period_end;
