@@ -9,5 +9,6 @@
 #define BENEFITS_SCHEMA "benefits"
 
 /* Each subsystem's _PG_init part: settings, shared memory, workers. */
+extern void WorkerInit(void);	/* worker_guc.c: the delivery worker */
 
 #endif
