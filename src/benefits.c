@@ -7,8 +7,11 @@
  */
 #include "postgres.h"
 
+#include <sodium.h>
+
 #include "fmgr.h"
 #include "utils/guc.h"
+#include "utils/uuid.h"
 
 #include "benefits.h"
 
@@ -19,6 +22,59 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	if (sodium_init() < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not initialize libsodium")));
+
+	PortalInit();
+	LicenseStatsInit();
 	WorkerInit();
 	MarkGUCPrefixReserved("benefits");
+}
+
+/*
+ * Prepared plans are kept for the backend's life; the plan cache re-plans
+ * them when the extension's tables change (for example after DROP and CREATE
+ * EXTENSION), since plans are revalidated from the query text.
+ */
+SPIPlanPtr
+BenefitsPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
+
+Datum
+UuidGetDatum(const pg_uuid_t *uuid)
+{
+	pg_uuid_t  *copy = palloc(sizeof(pg_uuid_t));
+
+	memcpy(copy, uuid, sizeof(pg_uuid_t));
+	return UUIDPGetDatum(copy);
+}
+
+pg_uuid_t
+DatumGetUuid(Datum datum)
+{
+	return *DatumGetUUIDP(datum);
+}
+
+pg_uuid_t
+BenefitsRandomUuid(void)
+{
+	pg_uuid_t	uuid;
+
+	randombytes_buf(uuid.data, UUID_LEN);
+	uuid.data[6] = (uuid.data[6] & 0x0f) | 0x40;	/* version 4 */
+	uuid.data[8] = (uuid.data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	return uuid;
 }

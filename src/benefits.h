@@ -8,7 +8,24 @@
 
 #define BENEFITS_SCHEMA "benefits"
 
+#include "executor/spi.h"
+#include "utils/uuid.h"
+
 /* Each subsystem's _PG_init part: settings, shared memory, workers. */
 extern void WorkerInit(void);	/* worker_guc.c: the delivery worker */
+extern void LicenseStatsInit(void);	/* license_stats.c */
+extern void PortalInit(void);	/* portal.c: storage and customer session settings */
+
+
+/* benefits.c: small helpers every subsystem uses */
+
+/* A plan prepared on first use and kept for the life of the backend. */
+extern SPIPlanPtr BenefitsPlan(SPIPlanPtr *cache, const char *sql,
+							   int nargs, const Oid *argtypes);
+/* A uuid as an SPI argument (palloc'd copy), and back. */
+extern Datum UuidGetDatum(const pg_uuid_t *uuid);
+extern pg_uuid_t DatumGetUuid(Datum datum);
+/* A fresh random (version 4) uuid. */
+extern pg_uuid_t BenefitsRandomUuid(void);
 
 #endif

@@ -43,9 +43,15 @@ typedef struct GrantChange
 } GrantChange;
 
 /* grants.c */
-extern Datum GrantApply(pg_uuid_t customer_id, pg_uuid_t benefit_id,
-						pg_uuid_t *subscription_id, pg_uuid_t *order_id,
-						bool *changed);
+/*
+ * Grant a benefit to a customer through a subscription or an order (NULL for
+ * a manual grant).  Idempotent: a live grant is left as it is (*changed is
+ * false); a revoked one is granted again.  Returns the grant's id.
+ */
+extern pg_uuid_t GrantApply(pg_uuid_t customer_id, pg_uuid_t benefit_id,
+							const pg_uuid_t *subscription_id,
+							const pg_uuid_t *order_id, bool *changed);
+/* Revoke a grant; false when it was already revoked. */
 extern bool GrantRevoke(pg_uuid_t grant_id);
 extern pg_uuid_t GrantLockCustomer(pg_uuid_t customer_id);
 
@@ -53,8 +59,5 @@ extern pg_uuid_t GrantLockCustomer(pg_uuid_t customer_id);
 extern void BenefitTypeGrant(GrantChange *change);
 extern void BenefitTypeRevoke(GrantChange *change);
 
-/* Helpers for SPI arguments. */
-extern Datum UuidGetDatum(const pg_uuid_t *uuid);
-extern pg_uuid_t DatumGetUuid(Datum datum);
 
 #endif

@@ -142,18 +142,25 @@ FlushIntervalMs(void)
 	return ms;
 }
 
-/* Run the periodic calls that are due; returns ms until the next one. */
+/*
+ * Run the periodic calls that are due; returns ms until the next one.  The
+ * validation counters also wake the worker when their shared hash fills up,
+ * so a wake-up flushes early too (at most every 100 ms).
+ */
 static long
-RunPeriodic(void)
+RunPeriodic(bool woken)
 {
 	static TimestampTz next_flush = 0;
+	static TimestampTz last_flush = 0;
 	static TimestampTz next_maintenance = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	int			flush_ms = FlushIntervalMs();
 
-	if (flush_ms > 0 && now >= next_flush)
+	if (flush_ms > 0 &&
+		(now >= next_flush || (woken && TimestampDifferenceExceeds(last_flush, now, 100))))
 	{
 		RunUnit("flushing validation counters", PeriodicUnit, "flush_validation_stats");
+		last_flush = GetCurrentTimestamp();
 		next_flush = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), flush_ms);
 	}
 	if (now >= next_maintenance)
@@ -272,6 +279,7 @@ benefits_worker_main(Datum main_arg)
 		TimestampTz now;
 		long		timeout;
 		int			inflight;
+		bool		woken;
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(LoopContext);
@@ -289,7 +297,8 @@ benefits_worker_main(Datum main_arg)
 			ResetLatch(MyLatch);
 			continue;
 		}
-		if (MyLatch->is_set)
+		woken = MyLatch->is_set;
+		if (woken)
 		{
 			ResetLatch(MyLatch);
 			need_claim = true;
@@ -297,7 +306,7 @@ benefits_worker_main(Datum main_arg)
 		now = GetCurrentTimestamp();
 		if (now >= next_due)
 			need_claim = true;
-		timeout = RunPeriodic();
+		timeout = RunPeriodic(woken);
 
 		/* record finished jobs in batches */
 		inflight = HttpInflight();

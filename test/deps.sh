@@ -17,13 +17,21 @@ for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
-if [ "$(id -u)" -ne 0 ]; then
-    echo "benefits: missing packages: ${missing[*]}" >&2
-    echo "Run as root:  $cmd" >&2
-    exit 1
+if [ ${#missing[@]} -ne 0 ]; then
+    cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "benefits: missing packages: ${missing[*]}" >&2
+        echo "Run as root:  $cmd" >&2
+        exit 1
+    fi
+    echo "benefits: installing ${missing[*]}"
+    bash -c "$cmd" >/tmp/benefits-apt.log 2>&1 || { tail -n 30 /tmp/benefits-apt.log >&2; exit 1; }
 fi
-echo "benefits: installing ${missing[*]}"
-bash -c "$cmd" >/tmp/benefits-apt.log 2>&1 || { tail -n 30 /tmp/benefits-apt.log >&2; exit 1; }
+
+# The tests' npm packages (s3rver), pinned by test/mock/package-lock.json.
+mock="$(cd "$(dirname "$0")" && pwd)/mock"
+if [ ! -f "$mock/node_modules/s3rver/bin/s3rver.js" ]; then
+    echo "benefits: installing test/mock npm packages"
+    (cd "$mock" && npm ci --no-audit --no-fund --loglevel=error) >/tmp/benefits-npm.log 2>&1 ||
+        { tail -n 30 /tmp/benefits-npm.log >&2; exit 1; }
+fi

@@ -174,9 +174,9 @@ BEGIN
 END
 $$;
 CREATE TRIGGER organization_default BEFORE INSERT ON benefits.subscriptions
-    FOR EACH ROW EXECUTE FUNCTION benefits.default_organization_from_customer();
+    FOR EACH ROW WHEN (NEW.organization_id IS NULL) EXECUTE FUNCTION benefits.default_organization_from_customer();
 CREATE TRIGGER organization_default BEFORE INSERT ON benefits.orders
-    FOR EACH ROW EXECUTE FUNCTION benefits.default_organization_from_customer();
+    FOR EACH ROW WHEN (NEW.organization_id IS NULL) EXECUTE FUNCTION benefits.default_organization_from_customer();
 
 -- Meters: credit balances granted by meter_credits benefits.  The meters
 -- subsystem adds the ledger and usage tables.
@@ -207,4 +207,4 @@ CREATE TABLE benefits.files (
 );
 
 CREATE TRIGGER organization_default BEFORE INSERT ON benefits.grants
-    FOR EACH ROW EXECUTE FUNCTION benefits.default_organization_from_customer();
+    FOR EACH ROW WHEN (NEW.organization_id IS NULL) EXECUTE FUNCTION benefits.default_organization_from_customer();

@@ -10,3 +10,14 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA benefits FROM PUBLIC;
 GRANT ALL ON ALL TABLES IN SCHEMA benefits TO benefits_admin;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA benefits TO benefits_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA benefits TO benefits_admin;
+
+-- benefits_app: the application writes customers, their linked accounts,
+-- subscriptions and orders, and reads what they were granted.
+GRANT SELECT ON benefits.organizations, benefits.products, benefits.benefits,
+                benefits.product_benefits, benefits.grants, benefits.license_keys,
+                benefits.license_key_activations, benefits.meters, benefits.files
+    TO benefits_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON benefits.customers, benefits.customer_accounts,
+                benefits.subscriptions, benefits.orders
+    TO benefits_app;
+GRANT EXECUTE ON FUNCTION benefits.list_grants(uuid, uuid, boolean) TO benefits_app;

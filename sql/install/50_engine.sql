@@ -1,0 +1,135 @@
+-- The grant engine: subscriptions and orders drive grants (subscriptions.c),
+-- meter credits (meters.c), provider jobs and linked accounts
+-- (provider_jobs.c) and webhook events into the outbox (events.c).
+
+-- RFC 3339 in UTC with a Z, as webhook payloads spell times.
+CREATE FUNCTION benefits.rfc3339(ts timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+
+-- Meter credits ---------------------------------------------------------------
+
+-- The ledger: every credit and debit that is not usage (grants, cycles,
+-- expiry of unused credits, removal on revoke).  units is signed.
+CREATE TABLE benefits.meter_credits (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    organization_id  uuid NOT NULL,
+    customer_id      uuid NOT NULL,
+    meter_id         uuid NOT NULL REFERENCES benefits.meters ON DELETE CASCADE,
+    -- No foreign key: the handler credits before the grant row is written.
+    grant_id         uuid,
+    reason           text NOT NULL CHECK (reason IN ('grant', 'cycle', 'expire', 'revoke')),
+    units            bigint NOT NULL,
+    balance_after    bigint NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    FOREIGN KEY (customer_id, organization_id) REFERENCES benefits.customers (id, organization_id) ON DELETE CASCADE
+);
+CREATE INDEX ON benefits.meter_credits (customer_id, meter_id, id);
+CREATE INDEX ON benefits.meter_credits (grant_id) WHERE grant_id IS NOT NULL;
+
+-- Usage recorded by record_usage.
+CREATE TABLE benefits.meter_usage (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer_id      uuid NOT NULL REFERENCES benefits.customers ON DELETE CASCADE,
+    meter_id         uuid NOT NULL REFERENCES benefits.meters ON DELETE CASCADE,
+    units            bigint NOT NULL CHECK (units >= 0),
+    balance_after    bigint NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON benefits.meter_usage (customer_id, meter_id, id);
+
+-- The running balance per (customer, meter): what meter_balance reads and
+-- what record_usage updates under the row lock.  low_balance_threshold is the
+-- highest threshold of the customer's live meter_credits grants on the meter.
+CREATE TABLE benefits.meter_balances (
+    customer_id            uuid NOT NULL,
+    meter_id               uuid NOT NULL REFERENCES benefits.meters ON DELETE CASCADE,
+    organization_id        uuid NOT NULL,
+    balance                bigint NOT NULL DEFAULT 0,
+    credited               bigint NOT NULL DEFAULT 0,
+    consumed               bigint NOT NULL DEFAULT 0,
+    low_balance_threshold  bigint,
+    modified_at            timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (customer_id, meter_id),
+    FOREIGN KEY (customer_id, organization_id) REFERENCES benefits.customers (id, organization_id) ON DELETE CASCADE
+);
+
+CREATE FUNCTION benefits.meter_balance(customer_id uuid, meter_id uuid) RETURNS bigint
+AS 'MODULE_PATHNAME', 'meter_balance'
+LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION benefits.record_usage(customer_id uuid, meter_id uuid, units bigint) RETURNS bigint
+AS 'MODULE_PATHNAME', 'record_usage'
+LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- Webhook events --------------------------------------------------------------
+
+CREATE FUNCTION benefits.enqueue_grant_event(grant_id uuid, event_type text,
+                                             previous_properties jsonb DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'enqueue_grant_event'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION benefits.enqueue_benefit_event(benefit_id uuid, event_type text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'enqueue_benefit_event'
+LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- Linked accounts ---------------------------------------------------------------
+
+CREATE FUNCTION benefits.link_account(customer_id uuid, platform text, account_id text,
+                                      username text DEFAULT NULL, access_token text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'link_account'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- Subscriptions and orders --------------------------------------------------------
+
+-- Grace periods of past_due/unpaid subscriptions run from past_due_at, which
+-- the BEFORE trigger keeps.
+CREATE FUNCTION benefits.subscriptions_before() RETURNS trigger
+AS 'MODULE_PATHNAME', 'subscriptions_before'
+LANGUAGE C;
+
+CREATE FUNCTION benefits.subscriptions_after() RETURNS trigger
+AS 'MODULE_PATHNAME', 'subscriptions_after'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION benefits.orders_after() RETURNS trigger
+AS 'MODULE_PATHNAME', 'orders_after'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- Deleting a subscription or order revokes its grants before the cascade.
+CREATE FUNCTION benefits.grant_source_deleted() RETURNS trigger
+AS 'MODULE_PATHNAME', 'grant_source_deleted'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE TRIGGER past_due_at BEFORE INSERT OR UPDATE OF status ON benefits.subscriptions
+    FOR EACH ROW EXECUTE FUNCTION benefits.subscriptions_before();
+CREATE TRIGGER grants_sync AFTER INSERT OR UPDATE ON benefits.subscriptions
+    FOR EACH ROW EXECUTE FUNCTION benefits.subscriptions_after();
+CREATE TRIGGER grants_sync AFTER INSERT OR UPDATE ON benefits.orders
+    FOR EACH ROW EXECUTE FUNCTION benefits.orders_after();
+CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.subscriptions
+    FOR EACH ROW EXECUTE FUNCTION benefits.grant_source_deleted();
+CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.orders
+    FOR EACH ROW EXECUTE FUNCTION benefits.grant_source_deleted();
+
+-- Subscriptions whose access may end with the clock (run_maintenance's scan).
+CREATE INDEX subscriptions_due ON benefits.subscriptions (organization_id)
+    WHERE status IN ('canceled', 'past_due', 'unpaid') OR cancel_at_period_end;
+
+-- Applies every change that is due by the clock: canceled subscriptions whose
+-- period has ended, past_due/unpaid ones whose grace period has run out.
+-- Returns the number of subscriptions brought up to date.  The background
+-- worker calls it periodically; with pg_cron:
+--   SELECT cron.schedule('benefits-maintenance', '* * * * *', 'SELECT benefits.run_maintenance()');
+CREATE FUNCTION benefits.run_maintenance() RETURNS integer
+AS 'MODULE_PATHNAME', 'run_maintenance'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+GRANT EXECUTE ON FUNCTION benefits.meter_balance(uuid, uuid),
+                          benefits.record_usage(uuid, uuid, bigint),
+                          benefits.link_account(uuid, text, text, text, text)
+    TO benefits_app;
+GRANT SELECT ON benefits.meter_balances, benefits.meter_credits, benefits.meter_usage TO benefits_app;

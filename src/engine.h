@@ -1,0 +1,57 @@
+/*
+ * engine.h — the grant engine: subscriptions and orders (subscriptions.c),
+ * webhook events (events.c), meter credits (meters.c), provider jobs
+ * (provider_jobs.c) and tracked application tables (track.c).
+ *
+ * Everything here runs inside an SPI connection opened by the caller.
+ */
+#ifndef BENEFITS_ENGINE_H
+#define BENEFITS_ENGINE_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+#include "grants.h"
+
+/* Webhook event types (DESIGN.md) and the extension's own low-balance event. */
+#define EVENT_GRANT_CREATED		"benefit_grant.created"
+#define EVENT_GRANT_UPDATED		"benefit_grant.updated"
+#define EVENT_GRANT_CYCLED		"benefit_grant.cycled"
+#define EVENT_GRANT_REVOKED		"benefit_grant.revoked"
+#define EVENT_BENEFIT_CREATED	"benefit.created"
+#define EVENT_BENEFIT_UPDATED	"benefit.updated"
+#define EVENT_METER_LOW_BALANCE "meter.low_balance"
+
+/* subscriptions.c */
+extern int	EngineExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count);
+extern void EngineSyncSubscription(pg_uuid_t subscription_id);
+extern void EngineSyncOrder(pg_uuid_t order_id);
+extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
+extern void EngineApplyBenefit(pg_uuid_t customer_id, pg_uuid_t benefit_id,
+							   pg_uuid_t *subscription_id, pg_uuid_t *order_id);
+extern void EngineRevokeGrant(pg_uuid_t grant_id);
+
+/* events.c */
+extern void EventsGrantApplied(pg_uuid_t grant_id);
+extern int	EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties);
+extern int	EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type);
+extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data);
+
+/* meters.c: the meter_credits benefit type */
+extern char *EngineJsonText(Jsonb *json, const char *key);
+extern void MeterCreditsGrant(GrantChange *change);
+extern void MeterCreditsRevoke(GrantChange *change);
+extern Jsonb *MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
+								Jsonb *benefit_properties, Jsonb *grant_properties);
+
+/* provider_jobs.c: the github_repository and discord benefit types */
+extern void ProviderJobsGrant(GrantChange *change);
+extern void ProviderJobsRevoke(GrantChange *change);
+extern Jsonb *ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
+								 const char *benefit_type,
+								 Jsonb *benefit_properties, Jsonb *grant_properties, bool enqueue);
+
+#endif

@@ -1,0 +1,256 @@
+/*
+ * events.c — webhook events into the outbox.
+ *
+ * An event is one outbox row (kind 'webhook', action 'deliver') per enabled
+ * endpoint of the organization subscribed to the event type, written in the
+ * transaction of the change it reports, so a rollback sends nothing.  The
+ * payload is the complete event body in the wire format of Polar's webhooks
+ * (envelope {type, timestamp, api_version, data}), built once per event and
+ * shared by every endpoint; message_id is the Standard Webhooks webhook-id,
+ * unique per delivery and stable across retries.
+ *
+ * Payloads spell the types Polar spells differently ("downloadables",
+ * "meter_credit"), write times in RFC 3339 UTC with a Z, and never carry a
+ * full license key: grant properties lose any "key" member.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+#include "benefits.h"
+#include "engine.h"
+
+/* The api_version of the payloads: the Polar webhook format they follow. */
+#define WEBHOOK_API_VERSION "2025-01-01"
+
+PG_FUNCTION_INFO_V1(enqueue_grant_event);
+PG_FUNCTION_INFO_V1(enqueue_benefit_event);
+
+#define SQL_MESSAGE_ID "'msg_' || pg_catalog.translate(pg_catalog.gen_random_uuid()::text, '-', '')"
+
+/* The benefit object of payloads, from alias b. */
+#define SQL_BENEFIT_OBJECT \
+	"pg_catalog.jsonb_build_object(" \
+	" 'id', b.id, 'created_at', benefits.rfc3339(b.created_at)," \
+	" 'modified_at', benefits.rfc3339(b.modified_at)," \
+	" 'type', CASE b.type WHEN 'downloadable' THEN 'downloadables'" \
+	"                     WHEN 'meter_credits' THEN 'meter_credit' ELSE b.type END," \
+	" 'description', b.description, 'selectable', true, 'deletable', true," \
+	" 'visibility', 'public', 'is_deleted', b.deleted_at IS NOT NULL," \
+	" 'organization_id', b.organization_id, 'metadata', b.metadata," \
+	" 'properties', b.properties)"
+
+/* The customer object of payloads, from alias c. */
+#define SQL_CUSTOMER_OBJECT \
+	"pg_catalog.jsonb_build_object(" \
+	" 'id', c.id, 'created_at', benefits.rfc3339(c.created_at)," \
+	" 'modified_at', benefits.rfc3339(c.modified_at), 'metadata', c.metadata," \
+	" 'external_id', c.external_id, 'email', c.email, 'email_verified', false," \
+	" 'name', c.name, 'billing_name', NULL, 'billing_address', NULL, 'tax_id', NULL," \
+	" 'organization_id', c.organization_id, 'deleted_at', benefits.rfc3339(c.deleted_at)," \
+	" 'avatar_url', NULL, 'first_user_event_at', NULL, 'type', 'individual')"
+
+/*
+ * One statement: the endpoints subscribed to $2 in the grant's organization,
+ * and, only when there is one, the body built once and written per endpoint.
+ */
+static const char *GrantEventSql =
+"WITH ep AS ("
+"  SELECT e.id, e.organization_id FROM benefits.grants g"
+"    JOIN benefits.webhook_endpoints e ON e.organization_id = g.organization_id"
+"   WHERE g.id = $1 AND e.enabled AND $2 = ANY (e.events) AND (NOT $4 OR g.state = 'active')),"
+" body AS MATERIALIZED ("
+"  SELECT pg_catalog.jsonb_build_object("
+"   'type', $2, 'timestamp', benefits.rfc3339(pg_catalog.now()), 'api_version', '" WEBHOOK_API_VERSION "',"
+"   'data', pg_catalog.jsonb_build_object("
+"     'id', g.id, 'created_at', benefits.rfc3339(g.created_at),"
+"     'modified_at', benefits.rfc3339(g.modified_at),"
+"     'granted_at', benefits.rfc3339(g.granted_at), 'revoked_at', benefits.rfc3339(g.revoked_at),"
+"     'is_granted', g.state = 'active', 'is_revoked', g.state = 'revoked',"
+"     'subscription_id', g.subscription_id, 'order_id', g.order_id,"
+"     'customer_id', g.customer_id, 'benefit_id', g.benefit_id, 'error', g.error,"
+"     'properties', g.properties - 'key',"
+"     'previous_properties', COALESCE($3, CASE WHEN $2 = '" EVENT_GRANT_UPDATED "' THEN g.previous_properties END) - 'key',"
+"     'customer', " SQL_CUSTOMER_OBJECT ","
+"     'benefit', " SQL_BENEFIT_OBJECT ")) AS payload"
+"   FROM benefits.grants g"
+"   JOIN benefits.customers c ON c.id = g.customer_id"
+"   JOIN benefits.benefits b ON b.id = g.benefit_id"
+"  WHERE g.id = $1)"
+" INSERT INTO benefits.outbox (organization_id, kind, grant_id, endpoint_id, event_type, message_id, action, payload)"
+" SELECT ep.organization_id, 'webhook', $1, ep.id, $2, " SQL_MESSAGE_ID ", 'deliver', body.payload"
+"   FROM ep CROSS JOIN body";
+
+static const char *BenefitEventSql =
+"WITH ep AS ("
+"  SELECT e.id, e.organization_id FROM benefits.benefits b"
+"    JOIN benefits.webhook_endpoints e ON e.organization_id = b.organization_id"
+"   WHERE b.id = $1 AND e.enabled AND $2 = ANY (e.events)),"
+" body AS MATERIALIZED ("
+"  SELECT pg_catalog.jsonb_build_object("
+"   'type', $2, 'timestamp', benefits.rfc3339(pg_catalog.now()), 'api_version', '" WEBHOOK_API_VERSION "',"
+"   'data', " SQL_BENEFIT_OBJECT ") AS payload"
+"   FROM benefits.benefits b WHERE b.id = $1)"
+" INSERT INTO benefits.outbox (organization_id, kind, endpoint_id, event_type, message_id, action, payload)"
+" SELECT ep.organization_id, 'webhook', ep.id, $2, " SQL_MESSAGE_ID ", 'deliver', body.payload"
+"   FROM ep CROSS JOIN body";
+
+static const char *EventSql =
+"INSERT INTO benefits.outbox (organization_id, kind, endpoint_id, event_type, message_id, action, payload)"
+" SELECT e.organization_id, 'webhook', e.id, $2, " SQL_MESSAGE_ID ", 'deliver',"
+"        pg_catalog.jsonb_build_object('type', $2, 'timestamp', benefits.rfc3339(pg_catalog.now()),"
+"                                      'api_version', '" WEBHOOK_API_VERSION "', 'data', $3)"
+"   FROM benefits.webhook_endpoints e"
+"  WHERE e.organization_id = $1 AND e.enabled AND $2 = ANY (e.events)";
+
+static const char *GrantEventTypes[] = {
+	EVENT_GRANT_CREATED, EVENT_GRANT_UPDATED, EVENT_GRANT_CYCLED, EVENT_GRANT_REVOKED, NULL
+};
+
+/* Rejects an event type the function does not produce. */
+static void
+CheckEventType(const char *event_type, const char **allowed)
+{
+	for (const char **t = allowed; *t; t++)
+		if (strcmp(*t, event_type) == 0)
+			return;
+	ereport(ERROR,
+			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			errmsg("event_type \"%s\" is not a known event of this kind", event_type),
+			errhint("Grant events are benefit_grant.created, benefit_grant.updated, "
+					"benefit_grant.cycled and benefit_grant.revoked; benefit events are "
+					"benefit.created and benefit.updated."));
+}
+
+static int
+GrantEvent(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties, bool only_if_active)
+{
+	static SPIPlanPtr plan;
+	Oid			types[4] = {UUIDOID, TEXTOID, JSONBOID, BOOLOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = UuidGetDatum(&grant_id);
+	values[1] = CStringGetTextDatum(event_type);
+	if (previous_properties)
+		values[2] = JsonbPGetDatum(previous_properties);
+	else
+		nulls[2] = 'n';
+	values[3] = BoolGetDatum(only_if_active);
+	EngineExec(BenefitsPlan(&plan, GrantEventSql, 4, types), values, nulls, false, 0);
+	return (int) SPI_processed;
+}
+
+/*
+ * Writes the event of a grant for every subscribed endpoint; returns the
+ * number of outbox rows written.
+ */
+int
+EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties)
+{
+	return GrantEvent(grant_id, event_type, previous_properties, false);
+}
+
+/*
+ * A grant was just granted (or granted again): benefit_grant.created when
+ * it is active now.  A provider grant still 'created' gets its event from
+ * the worker once the provider confirms.
+ */
+void
+EventsGrantApplied(pg_uuid_t grant_id)
+{
+	GrantEvent(grant_id, EVENT_GRANT_CREATED, NULL, true);
+}
+
+/* Writes benefit.created / benefit.updated for every subscribed endpoint. */
+int
+EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = UuidGetDatum(&benefit_id);
+	values[1] = CStringGetTextDatum(event_type);
+	EngineExec(BenefitsPlan(&plan, BenefitEventSql, 2, types), values, NULL, false, 0);
+	return (int) SPI_processed;
+}
+
+/* Writes an event whose data the caller built (the low-balance event). */
+int
+EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {UUIDOID, TEXTOID, JSONBOID};
+	Datum		values[3];
+
+	values[0] = UuidGetDatum(&organization_id);
+	values[1] = CStringGetTextDatum(event_type);
+	values[2] = JsonbPGetDatum(data);
+	EngineExec(BenefitsPlan(&plan, EventSql, 3, types), values, NULL, false, 0);
+	return (int) SPI_processed;
+}
+
+/*
+ * SQL: benefits.enqueue_grant_event(grant_id, event_type, previous_properties)
+ * — used by the worker when a provider confirms a grant.  Returns the number
+ * of deliveries written.
+ */
+Datum
+enqueue_grant_event(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	grant_id;
+	char	   *event_type;
+	Jsonb	   *previous = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	int			n;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("grant_id and event_type must not be null"));
+	grant_id = *PG_GETARG_UUID_P(0);
+	event_type = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	CheckEventType(event_type, GrantEventTypes);
+
+	SPI_connect();
+	{
+		static SPIPlanPtr exists;
+		Oid			types[1] = {UUIDOID};
+		Datum		values[1] = {UuidGetDatum(&grant_id)};
+
+		EngineExec(BenefitsPlan(&exists, "SELECT 1 FROM benefits.grants WHERE id = $1", 1, types),
+				   values, NULL, true, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					errcode(ERRCODE_NO_DATA_FOUND),
+					errmsg("grant %s does not exist",
+						   DatumGetCString(DirectFunctionCall1(uuid_out, values[0]))));
+	}
+	n = EventsEnqueueGrant(grant_id, event_type, previous);
+	SPI_finish();
+	PG_RETURN_INT32(n);
+}
+
+/*
+ * SQL: benefits.enqueue_benefit_event(benefit_id, event_type) — called by
+ * create_benefit/update_benefit.
+ */
+Datum
+enqueue_benefit_event(PG_FUNCTION_ARGS)
+{
+	static const char *types[] = {EVENT_BENEFIT_CREATED, EVENT_BENEFIT_UPDATED, NULL};
+	pg_uuid_t	benefit_id = *PG_GETARG_UUID_P(0);
+	char	   *event_type = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			n;
+
+	CheckEventType(event_type, types);
+	SPI_connect();
+	n = EventsEnqueueBenefit(benefit_id, event_type);
+	SPI_finish();
+	PG_RETURN_INT32(n);
+}

@@ -1,0 +1,525 @@
+/*
+ * grants.c — the grant lifecycle: manual grants and revokes, the state
+ * machine trigger on benefits.grants, and GrantApply/GrantRevoke which every
+ * other path (subscriptions, orders, catalog changes) goes through.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "benefits.h"
+#include "engine.h"
+#include "grants.h"
+
+PG_FUNCTION_INFO_V1(grant_benefit);
+PG_FUNCTION_INFO_V1(revoke_benefit);
+PG_FUNCTION_INFO_V1(grants_state_guard);
+
+static SPIPlanPtr LockCustomerPlan;
+static SPIPlanPtr LoadTargetPlan;
+static SPIPlanPtr FindGrantPlan;
+static SPIPlanPtr InsertGrantPlan;
+static SPIPlanPtr UpdateGrantPlan;
+static SPIPlanPtr LoadGrantPlan;
+static SPIPlanPtr OtherLiveGrantPlan;
+static SPIPlanPtr RevokeGrantPlan;
+static SPIPlanPtr GrantRowPlan;
+static SPIPlanPtr GrantRecordPlan;
+static SPIPlanPtr ManualGrantPlan;
+
+/* The value of column `col` (1-based) of the first SPI result row. */
+static Datum
+ResultValue(int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
+}
+
+static char *
+ResultText(int col)
+{
+	bool		isnull;
+	Datum		value = ResultValue(col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(value);
+}
+
+/* A jsonb column of the first result row, copied out of the SPI tuple. */
+static Jsonb *
+ResultJsonb(int col)
+{
+	bool		isnull;
+	Datum		value = ResultValue(col, &isnull);
+
+	return isnull ? NULL : DatumGetJsonbPCopy(value);
+}
+
+/* A nullable uuid column of the first result row; false when NULL. */
+static bool
+OptionalResultUuid(int col, pg_uuid_t *uuid)
+{
+	bool		isnull;
+	Datum		value = ResultValue(col, &isnull);
+
+	if (!isnull)
+		*uuid = DatumGetUuid(value);
+	return !isnull;
+}
+
+static const char *
+UuidText(pg_uuid_t uuid)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UuidGetDatum(&uuid)));
+}
+
+/*
+ * Lock the customer row for the rest of the transaction and return the
+ * customer's organization.  Every grant change of one customer takes this
+ * lock first, which serializes them: two subscriptions of the same customer
+ * changing at once cannot both decide that the other still holds a benefit.
+ */
+pg_uuid_t
+GrantLockCustomer(pg_uuid_t customer_id)
+{
+	Oid			argtypes[] = {UUIDOID};
+	Datum		values[] = {UuidGetDatum(&customer_id)};
+	SPIPlanPtr	plan = BenefitsPlan(&LockCustomerPlan,
+									"SELECT organization_id FROM benefits.customers "
+									"WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE",
+									1, argtypes);
+	bool		isnull;
+
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock customer");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("customer_id %s does not exist", UuidText(customer_id))));
+	return DatumGetUuid(ResultValue(1, &isnull));
+}
+
+/* SPI argument for an optional uuid, with its null flag. */
+static Datum
+OptionalUuid(const pg_uuid_t *uuid, char *null_flag)
+{
+	*null_flag = uuid ? ' ' : 'n';
+	return uuid ? UuidGetDatum(uuid) : (Datum) 0;
+}
+
+/*
+ * Lock the customer and read the benefit, then read the grant, if any, in a
+ * second statement: under READ COMMITTED that statement's snapshot is taken
+ * after the lock was granted, so it sees every grant change committed by the
+ * transaction we waited for.  Fills the change and returns the grant's
+ * current state, or NULL when there is none.
+ */
+static char *
+LoadGrantTarget(GrantChange *change, Datum *args, char *nulls)
+{
+	static const Oid types[] = {UUIDOID, UUIDOID, UUIDOID, UUIDOID};
+	bool		isnull;
+	Datum		benefit_organization;
+	char	   *state;
+
+	if (SPI_execute_plan(BenefitsPlan(&LoadTargetPlan,
+									  "SELECT c.organization_id, b.organization_id, b.type, b.properties, "
+									  " b.deleted_at IS NOT NULL "
+									  "FROM benefits.customers c LEFT JOIN benefits.benefits b ON b.id = $2 "
+									  "WHERE c.id = $1 AND c.deleted_at IS NULL "
+									  "FOR NO KEY UPDATE OF c",
+									  2, types),
+						 args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not load grant target");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("customer_id %s does not exist", UuidText(change->customer_id))));
+	change->organization_id = DatumGetUuid(ResultValue(1, &isnull));
+
+	benefit_organization = ResultValue(2, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("benefit_id %s does not exist", UuidText(change->benefit_id))));
+	if (DatumGetBool(ResultValue(5, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("benefit %s is deleted", UuidText(change->benefit_id)),
+				 errdetail("A deleted benefit cannot be granted.")));
+	if (memcmp(DatumGetUUIDP(benefit_organization), &change->organization_id, sizeof(pg_uuid_t)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("benefit %s belongs to another organization than customer %s",
+						UuidText(change->benefit_id), UuidText(change->customer_id))));
+	change->benefit_type = ResultText(3);
+	change->benefit_properties = ResultJsonb(4);
+
+	if (SPI_execute_plan(BenefitsPlan(&FindGrantPlan,
+									  "SELECT id, state, properties FROM benefits.grants "
+									  "WHERE customer_id = $1 AND benefit_id = $2 "
+									  "AND subscription_id IS NOT DISTINCT FROM $3 "
+									  "AND order_id IS NOT DISTINCT FROM $4",
+									  4, types),
+						 args, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up grant");
+	if (SPI_processed == 0)
+		return NULL;
+	state = ResultText(2);
+	change->grant_id = DatumGetUuid(ResultValue(1, &isnull));
+	change->grant_properties = ResultJsonb(3);
+	return state;
+}
+
+/*
+ * The work of GrantApply.  When row is not NULL it receives the grant as a
+ * benefits.grants composite, allocated in the caller's memory context.
+ */
+static pg_uuid_t
+GrantApplyInternal(pg_uuid_t customer_id, pg_uuid_t benefit_id,
+				   const pg_uuid_t *subscription_id, const pg_uuid_t *order_id,
+				   bool *changed, Datum *row)
+{
+	GrantChange change = {0};
+	Datum		target_args[4];
+	char		target_nulls[4] = {' ', ' ', ' ', ' '};
+	char	   *state;
+	static const Oid types[] = {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID,
+	TEXTOID, JSONBOID, JSONBOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int			rc;
+	bool		isnull;
+
+	change.customer_id = customer_id;
+	change.benefit_id = benefit_id;
+	change.has_subscription = subscription_id != NULL;
+	change.has_order = order_id != NULL;
+	if (subscription_id)
+		change.subscription_id = *subscription_id;
+	if (order_id)
+		change.order_id = *order_id;
+
+	target_args[0] = UuidGetDatum(&customer_id);
+	target_args[1] = UuidGetDatum(&benefit_id);
+	target_args[2] = OptionalUuid(subscription_id, &target_nulls[2]);
+	target_args[3] = OptionalUuid(order_id, &target_nulls[3]);
+	state = LoadGrantTarget(&change, target_args, target_nulls);
+
+	if (state != NULL && strcmp(state, "revoked") != 0)
+	{
+		*changed = false;
+		if (row != NULL)
+		{
+			static const Oid id_type[] = {UUIDOID};
+			Datum		id = UuidGetDatum(&change.grant_id);
+
+			if (SPI_execute_plan(BenefitsPlan(&GrantRecordPlan,
+											  "SELECT g FROM benefits.grants g WHERE g.id = $1",
+											  1, id_type),
+								 &id, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not read grant");
+			*row = SPI_datumTransfer(ResultValue(1, &isnull), false, -1);
+		}
+		return change.grant_id;
+	}
+	if (state == NULL)
+		change.grant_id = BenefitsRandomUuid();
+
+	BenefitTypeGrant(&change);
+
+	values[0] = UuidGetDatum(&change.grant_id);
+	values[1] = UuidGetDatum(&change.organization_id);
+	values[2] = target_args[0];
+	values[3] = target_args[1];
+	values[4] = target_args[2];
+	nulls[4] = target_nulls[2];
+	values[5] = target_args[3];
+	nulls[5] = target_nulls[3];
+	values[6] = CStringGetTextDatum(change.new_state);
+	values[7] = change.new_properties ? JsonbPGetDatum(change.new_properties) : (Datum) 0;
+	nulls[7] = change.new_properties ? ' ' : 'n';
+	values[8] = change.error ? JsonbPGetDatum(change.error) : (Datum) 0;
+	nulls[8] = change.error ? ' ' : 'n';
+
+	if (state != NULL)
+		rc = SPI_execute_plan(BenefitsPlan(&UpdateGrantPlan,
+										   "UPDATE benefits.grants g SET state = $7, "
+										   "properties = coalesce($8, properties), error = $9 "
+										   "WHERE id = $1 RETURNING g",
+										   9, types),
+							  values, nulls, false, 0);
+	else
+		rc = SPI_execute_plan(BenefitsPlan(&InsertGrantPlan,
+										   "INSERT INTO benefits.grants AS g (id, organization_id, customer_id, "
+										   "benefit_id, subscription_id, order_id, state, properties, error) "
+										   "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9) RETURNING g",
+										   9, types),
+							  values, nulls, false, 0);
+	if ((rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_UPDATE_RETURNING) || SPI_processed != 1)
+		elog(ERROR, "could not write grant");
+	if (row != NULL)
+		*row = SPI_datumTransfer(ResultValue(1, &isnull), false, -1);
+	*changed = true;
+	return change.grant_id;
+}
+
+pg_uuid_t
+GrantApply(pg_uuid_t customer_id, pg_uuid_t benefit_id,
+		   const pg_uuid_t *subscription_id, const pg_uuid_t *order_id,
+		   bool *changed)
+{
+	return GrantApplyInternal(customer_id, benefit_id, subscription_id, order_id, changed, NULL);
+}
+
+bool
+GrantRevoke(pg_uuid_t grant_id)
+{
+	GrantChange change = {0};
+	Oid			types[] = {UUIDOID};
+	Datum		values[] = {UuidGetDatum(&grant_id)};
+	bool		isnull;
+	char	   *state;
+
+	/* Find the customer first: its lock comes before the grant's. */
+	if (SPI_execute_plan(BenefitsPlan(&LoadGrantPlan,
+									  "SELECT customer_id FROM benefits.grants WHERE id = $1",
+									  1, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up grant");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("grant %s does not exist", UuidText(grant_id))));
+	change.customer_id = DatumGetUuid(ResultValue(1, &isnull));
+	change.organization_id = GrantLockCustomer(change.customer_id);
+
+	if (SPI_execute_plan(BenefitsPlan(&GrantRowPlan,
+									  "SELECT g.state, g.benefit_id, g.subscription_id, g.order_id, "
+									  "g.properties, b.type, b.properties "
+									  "FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id "
+									  "WHERE g.id = $1 FOR UPDATE OF g",
+									  1, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed == 0)
+		elog(ERROR, "could not lock grant");
+	state = ResultText(1);
+	if (strcmp(state, "revoked") == 0)
+		return false;
+
+	change.grant_id = grant_id;
+	change.benefit_id = DatumGetUuid(ResultValue(2, &isnull));
+	change.has_subscription = OptionalResultUuid(3, &change.subscription_id);
+	change.has_order = OptionalResultUuid(4, &change.order_id);
+	change.grant_properties = ResultJsonb(5);
+	change.benefit_type = ResultText(6);
+	change.benefit_properties = ResultJsonb(7);
+
+	{
+		Oid			other_types[] = {UUIDOID, UUIDOID, UUIDOID};
+		Datum		other_values[] = {UuidGetDatum(&change.customer_id),
+									  UuidGetDatum(&change.benefit_id), values[0]};
+
+		if (SPI_execute_plan(BenefitsPlan(&OtherLiveGrantPlan,
+										  "SELECT 1 FROM benefits.grants WHERE customer_id = $1 "
+										  "AND benefit_id = $2 AND id <> $3 AND state <> 'revoked' LIMIT 1",
+										  3, other_types),
+							 other_values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look up other grants");
+		change.last_holder = SPI_processed == 0;
+	}
+
+	BenefitTypeRevoke(&change);
+
+	{
+		Oid			revoke_types[] = {UUIDOID, JSONBOID};
+		Datum		revoke_values[] = {values[0],
+			change.new_properties ? JsonbPGetDatum(change.new_properties) : (Datum) 0};
+		char		revoke_nulls[] = {' ', change.new_properties ? ' ' : 'n'};
+
+		if (SPI_execute_plan(BenefitsPlan(&RevokeGrantPlan,
+										  "UPDATE benefits.grants SET state = 'revoked', "
+										  "properties = coalesce($2, properties) WHERE id = $1",
+										  2, revoke_types),
+							 revoke_values, revoke_nulls, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not revoke grant");
+	}
+	return true;
+}
+
+/* Raise a clear error when a required argument is NULL. */
+static void
+RequireArgument(FunctionCallInfo fcinfo, int arg, const char *name)
+{
+	if (PG_ARGISNULL(arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+/*
+ * grant_benefit(customer_id, benefit_id): a manual grant, neither through a
+ * subscription nor an order.  Returns the grant row.
+ */
+Datum
+grant_benefit(PG_FUNCTION_ARGS)
+{
+	bool		changed;
+	Datum		row;
+
+	RequireArgument(fcinfo, 0, "customer_id");
+	RequireArgument(fcinfo, 1, "benefit_id");
+
+	SPI_connect();
+	{
+		pg_uuid_t	grant_id = GrantApplyInternal(*PG_GETARG_UUID_P(0), *PG_GETARG_UUID_P(1),
+												  NULL, NULL, &changed, &row);
+
+		if (changed)
+			EventsGrantApplied(grant_id);
+	}
+	SPI_finish();
+	PG_RETURN_DATUM(row);
+}
+
+/*
+ * revoke_benefit(customer_id, benefit_id): undo a manual grant.  Grants held
+ * through subscriptions and orders follow those and are not touched.
+ */
+Datum
+revoke_benefit(PG_FUNCTION_ARGS)
+{
+	Oid			types[] = {UUIDOID, UUIDOID};
+	Datum		values[2];
+	bool		isnull;
+
+	RequireArgument(fcinfo, 0, "customer_id");
+	RequireArgument(fcinfo, 1, "benefit_id");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+
+	SPI_connect();
+	GrantLockCustomer(*PG_GETARG_UUID_P(0));
+	if (SPI_execute_plan(BenefitsPlan(&ManualGrantPlan,
+									  "SELECT id FROM benefits.grants WHERE customer_id = $1 AND benefit_id = $2 "
+									  "AND subscription_id IS NULL AND order_id IS NULL", 2, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up grant");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("customer %s has no manual grant of benefit %s",
+						UuidText(*PG_GETARG_UUID_P(0)), UuidText(*PG_GETARG_UUID_P(1))),
+				 errhint("Grants held through a subscription or an order are revoked by changing it.")));
+	{
+		pg_uuid_t	grant_id = DatumGetUuid(ResultValue(1, &isnull));
+
+		if (GrantRevoke(grant_id))
+			EventsEnqueueGrant(grant_id, EVENT_GRANT_REVOKED, NULL);
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * Whether a grant may move from one state to another.  The lifecycle is
+ * created -> active -> revoked; a grant may also be revoked before its
+ * provider confirmed it (created -> revoked), and a revoked grant is granted
+ * again (revoked -> active, or revoked -> created while a provider has yet to
+ * confirm).  An active grant never goes back to created.
+ */
+static bool
+GrantTransitionAllowed(const char *from, const char *to)
+{
+	if (strcmp(from, to) == 0)
+		return true;
+	if (strcmp(from, "created") == 0)
+		return strcmp(to, "active") == 0 || strcmp(to, "revoked") == 0;
+	if (strcmp(from, "active") == 0)
+		return strcmp(to, "revoked") == 0;
+	if (strcmp(from, "revoked") == 0)
+		return strcmp(to, "active") == 0 || strcmp(to, "created") == 0;
+	return false;
+}
+
+/*
+ * BEFORE INSERT OR UPDATE trigger on benefits.grants: rejects any state
+ * change outside the lifecycle, whoever writes the table, and keeps
+ * granted_at, revoked_at and modified_at true to the state.
+ */
+Datum
+grants_state_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	int			state_col;
+	char	   *old_state = NULL;
+	char	   *new_state;
+	int			cols[3];
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	int			ncols = 0;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("grants_state_guard must run BEFORE INSERT OR UPDATE FOR EACH ROW")));
+
+	tupdesc = trigdata->tg_relation->rd_att;
+	state_col = SPI_fnumber(tupdesc, "state");
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		tuple = trigdata->tg_newtuple;
+		old_state = SPI_getvalue(trigdata->tg_trigtuple, tupdesc, state_col);
+	}
+	else
+		tuple = trigdata->tg_trigtuple;
+	new_state = SPI_getvalue(tuple, tupdesc, state_col);
+
+	if (old_state == NULL)
+	{
+		if (strcmp(new_state, "revoked") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("a grant cannot be created in state \"revoked\"")));
+	}
+	else if (!GrantTransitionAllowed(old_state, new_state))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("grant state cannot change from \"%s\" to \"%s\"", old_state, new_state),
+				 errdetail("Allowed: created to active or revoked, active to revoked, revoked to active or created.")));
+
+	if (old_state != NULL)
+	{
+		cols[ncols] = SPI_fnumber(tupdesc, "modified_at");
+		values[ncols++] = TimestampTzGetDatum(now);
+	}
+	if (strcmp(new_state, "active") == 0 && (old_state == NULL || strcmp(old_state, "active") != 0))
+	{
+		cols[ncols] = SPI_fnumber(tupdesc, "granted_at");
+		values[ncols++] = TimestampTzGetDatum(now);
+	}
+	if (strcmp(new_state, "revoked") == 0 && strcmp(old_state, "revoked") != 0)
+	{
+		cols[ncols] = SPI_fnumber(tupdesc, "revoked_at");
+		values[ncols++] = TimestampTzGetDatum(now);
+	}
+	else if (old_state != NULL && strcmp(old_state, "revoked") == 0 && strcmp(new_state, "revoked") != 0)
+	{
+		cols[ncols] = SPI_fnumber(tupdesc, "revoked_at");
+		nulls[ncols] = true;
+		values[ncols++] = (Datum) 0;
+	}
+
+	if (ncols > 0)
+		tuple = heap_modify_tuple_by_cols(tuple, tupdesc, ncols, cols, values, nulls);
+	return PointerGetDatum(tuple);
+}

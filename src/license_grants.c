@@ -1,0 +1,94 @@
+/*
+ * license_grants.c — a license key's part in the grant lifecycle.
+ *
+ * A customer has one key per license benefit, shared by every grant of that
+ * benefit: granting issues it, or restores it when it was revoked (same key,
+ * same usage and activations), and the last revoke revokes it.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "benefits.h"
+#include "license.h"
+
+static SPIPlanPtr IssueKeyPlan;
+static SPIPlanPtr RevokeKeyPlan;
+
+/* The benefit's upper-cased key prefix, or NULL. */
+static char *
+BenefitPrefix(Jsonb *properties)
+{
+	JsonbValue *prefix = getKeyJsonValueFromContainer(&properties->root, "prefix", 6, NULL);
+
+	if (prefix == NULL || prefix->type != jbvString || prefix->val.string.len == 0)
+		return NULL;
+	return pnstrdup(prefix->val.string.val, prefix->val.string.len);
+}
+
+/*
+ * Issue or restore the key and record it in the grant's properties.  Limits
+ * come from the benefit; expiry (expires.ttl) applies to one-time purchases
+ * and manual grants, while a subscription's key lives as long as its grant.
+ * A disabled key stays disabled: that was an administrator's decision.
+ */
+void
+LicenseKeyGrant(GrantChange *change)
+{
+	Oid			types[] = {UUIDOID, UUIDOID, UUIDOID, JSONBOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[7];
+	char	   *key = LicenseKeyGenerate(BenefitPrefix(change->benefit_properties));
+	bool		isnull;
+
+	values[0] = UuidGetDatum(&change->organization_id);
+	values[1] = UuidGetDatum(&change->customer_id);
+	values[2] = UuidGetDatum(&change->benefit_id);
+	values[3] = JsonbPGetDatum(change->benefit_properties);
+	values[4] = CStringGetTextDatum(key);
+	values[5] = CStringGetTextDatum(LicenseKeyDisplay(key));
+	values[6] = BoolGetDatum(change->has_subscription);
+
+	if (SPI_execute_plan(BenefitsPlan(&IssueKeyPlan,
+									  "INSERT INTO benefits.license_keys AS k "
+									  "(organization_id, customer_id, benefit_id, key, display_key, "
+									  " limit_usage, limit_activations, expires_at) "
+									  "SELECT $1, $2, $3, $5, $6, ($4->>'limit_usage')::int, "
+									  " ($4->'activations'->>'limit')::int, "
+									  " CASE WHEN $7 OR jsonb_typeof($4->'expires') IS DISTINCT FROM 'object' THEN NULL "
+									  "  ELSE now() + (($4->'expires'->>'ttl') || ' ' || ($4->'expires'->>'timeframe'))::interval END "
+									  "ON CONFLICT (customer_id, benefit_id) DO UPDATE SET "
+									  " status = CASE k.status WHEN 'revoked' THEN 'granted' ELSE k.status END, "
+									  " limit_usage = EXCLUDED.limit_usage, "
+									  " limit_activations = EXCLUDED.limit_activations, "
+									  " expires_at = EXCLUDED.expires_at, modified_at = now() "
+									  "RETURNING jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key)",
+									  7, types),
+						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not issue license key");
+
+	change->new_properties = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+															  SPI_tuptable->tupdesc, 1, &isnull));
+	change->new_state = "active";
+}
+
+/* The last grant of the benefit going revokes the key. */
+void
+LicenseKeyRevoke(GrantChange *change)
+{
+	Oid			types[] = {UUIDOID, UUIDOID};
+	Datum		values[2];
+
+	if (!change->last_holder)
+		return;
+	values[0] = UuidGetDatum(&change->customer_id);
+	values[1] = UuidGetDatum(&change->benefit_id);
+	if (SPI_execute_plan(BenefitsPlan(&RevokeKeyPlan,
+									  "UPDATE benefits.license_keys SET status = 'revoked', modified_at = now() "
+									  "WHERE customer_id = $1 AND benefit_id = $2 AND status = 'granted'",
+									  2, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not revoke license key");
+}

@@ -1,0 +1,539 @@
+/*
+ * license_stats.c — validation counters off the hot path.
+ *
+ * A plain validate_license (no increment_usage) must write nothing in the
+ * caller's transaction: it has to work in a READ ONLY transaction and on a
+ * hot standby, and it has to stay about as cheap as a primary-key lookup.
+ * So the per-key counters `validations` and `last_validated_at` are not
+ * updated there.  Each successful validation is counted in a fixed-size hash
+ * in shared memory, keyed by (database, license key id), under one LWLock.
+ * benefits.flush_validation_stats() moves the counts of its database into
+ * benefits.license_keys with one UPDATE and returns the rows updated.
+ *
+ * Flush delay: the background worker calls flush_validation_stats() in every
+ * database it serves (benefits.database_names) every
+ * benefits.validation_flush_interval (default 1s), and earlier when the hash
+ * is more than half full.  So the counters in license_keys lag the
+ * validations by about that interval.  validate_license itself reports the
+ * counters including what is still pending, so a caller sees its own
+ * validation at once.  In a database the worker does not serve, counts wait
+ * until someone calls flush_validation_stats().  On a hot standby counts are
+ * kept in the standby's memory (the standby cannot write) and are flushed
+ * only if it is promoted.
+ *
+ * When the hash is full, further validations of keys not yet in it are not
+ * counted; they are added to a "dropped" total shown by
+ * benefits.validation_stats().  The counters are statistics: a server crash
+ * loses the counts not yet flushed.  A flush whose transaction aborts puts
+ * its counts back.
+ *
+ * Without shared_preload_libraries there is no shared memory to count in:
+ * validations are not counted and each backend says so once, with a WARNING.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "benefits.h"
+#include "license_stats.h"
+
+PG_FUNCTION_INFO_V1(flush_validation_stats);
+PG_FUNCTION_INFO_V1(validation_stats);
+
+#define STATS_TRANCHE "benefits_validation_stats"
+
+typedef struct StatsKey
+{
+	Oid			dbid;
+	pg_uuid_t	license_key_id;
+} StatsKey;
+
+typedef struct StatsEntry
+{
+	StatsKey	key;			/* hash key: first */
+	int64		count;
+	TimestampTz last;
+} StatsEntry;
+
+typedef struct StatsShared
+{
+	LWLock	   *lock;			/* protects the hash and the fields below */
+	Latch	   *flusher_latch;	/* latch of the last background worker that
+								 * flushed, set when the hash fills up */
+	bool		wake_sent;		/* flusher woken since its last flush */
+	pg_atomic_uint64 dropped;	/* validations not counted: hash full */
+} StatsShared;
+
+int			benefits_validation_flush_interval = 1000;
+static int	validation_stats_max = 16384;
+
+static StatsShared *Stats = NULL;
+static HTAB *StatsHash = NULL;
+static bool UnavailableWarned = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/*
+ * Counts taken out of shared memory by flushes of the current transaction:
+ * they go back if the transaction (or the subtransaction that flushed)
+ * aborts.  Kept in TopMemoryContext.
+ */
+typedef struct TakenEntry
+{
+	StatsEntry	entry;
+	SubTransactionId subid;
+} TakenEntry;
+
+static TakenEntry *Taken = NULL;
+static int	TakenCount = 0;
+static int	TakenSize = 0;
+static bool CallbacksRegistered = false;
+
+static SPIPlanPtr FlushPlan = NULL;
+
+/* Shared memory needed: the control struct and the hash at full size. */
+static Size
+StatsShmemSize(void)
+{
+	return add_size(MAXALIGN(sizeof(StatsShared)),
+					hash_estimate_size(validation_stats_max, sizeof(StatsEntry)));
+}
+
+/* shmem_request_hook: reserve the memory and the lock. */
+static void
+StatsShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(StatsShmemSize());
+	RequestNamedLWLockTranche(STATS_TRANCHE, 1);
+}
+
+/* shmem_startup_hook: create (or attach to) the control struct and hash. */
+static void
+StatsShmemStartup(void)
+{
+	bool		found;
+	HASHCTL		info;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	Stats = ShmemInitStruct("benefits validation stats", sizeof(StatsShared), &found);
+	if (!found)
+	{
+		Stats->lock = &(GetNamedLWLockTranche(STATS_TRANCHE))->lock;
+		Stats->flusher_latch = NULL;
+		Stats->wake_sent = false;
+		pg_atomic_init_u64(&Stats->dropped, 0);
+	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(StatsKey);
+	info.entrysize = sizeof(StatsEntry);
+	StatsHash = ShmemInitHash("benefits validation stats hash",
+							  validation_stats_max, validation_stats_max,
+							  &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The settings of validation counting, and its shared memory when loaded
+ * through shared_preload_libraries.  Called from _PG_init.
+ */
+void
+LicenseStatsInit(void)
+{
+	DefineCustomIntVariable("benefits.validation_stats_max",
+							"Number of license keys whose validation counts can wait in shared memory for a flush.",
+							"When that many keys are pending, validations of further keys are not counted (see benefits.validation_stats()).",
+							&validation_stats_max,
+							16384, 128, 16 * 1024 * 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("benefits.validation_flush_interval",
+							"How often the background worker flushes validation counts into benefits.license_keys.",
+							NULL,
+							&benefits_validation_flush_interval,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = StatsShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = StatsShmemStartup;
+}
+
+/* Say once per backend that validations are not being counted. */
+static void
+WarnUnavailable(void)
+{
+	if (UnavailableWarned)
+		return;
+	UnavailableWarned = true;
+	ereport(WARNING,
+			errmsg("benefits: license validations are not being counted"),
+			errdetail("The benefits library was not loaded through shared_preload_libraries, so validate_license cannot record validations and last_validated_at in shared memory; validate_license with increment_usage still counts."),
+			errhint("Add benefits to shared_preload_libraries and restart the server."));
+}
+
+static void
+MakeKey(StatsKey *key, const pg_uuid_t *license_key_id)
+{
+	memset(key, 0, sizeof(*key));
+	key->dbid = MyDatabaseId;
+	memcpy(&key->license_key_id, license_key_id, sizeof(pg_uuid_t));
+}
+
+void
+LicenseStatsCount(const pg_uuid_t *license_key_id, TimestampTz at,
+				  int64 *pending, TimestampTz *pending_last)
+{
+	StatsKey	key;
+	StatsEntry *entry;
+	bool		found;
+	Latch	   *wake = NULL;
+
+	*pending = 0;
+	*pending_last = DT_NOBEGIN;
+	if (Stats == NULL)
+	{
+		WarnUnavailable();
+		return;
+	}
+
+	MakeKey(&key, license_key_id);
+	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
+	entry = hash_search(StatsHash, &key, HASH_ENTER_NULL, &found);
+	if (entry == NULL)
+	{
+		LWLockRelease(Stats->lock);
+		pg_atomic_fetch_add_u64(&Stats->dropped, 1);
+		return;
+	}
+	if (!found)
+	{
+		entry->count = 0;
+		entry->last = at;
+	}
+	entry->count++;
+	if (at > entry->last)
+		entry->last = at;
+	*pending = entry->count;
+	*pending_last = entry->last;
+
+	/* Over half full: wake the flusher once rather than drop counts later. */
+	if (!Stats->wake_sent && Stats->flusher_latch != NULL &&
+		hash_get_num_entries(StatsHash) > validation_stats_max / 2)
+	{
+		Stats->wake_sent = true;
+		wake = Stats->flusher_latch;
+	}
+	LWLockRelease(Stats->lock);
+
+	if (wake != NULL)
+		SetLatch(wake);
+}
+
+void
+LicenseStatsPending(const pg_uuid_t *license_key_id,
+					int64 *pending, TimestampTz *pending_last)
+{
+	StatsKey	key;
+	StatsEntry *entry;
+
+	*pending = 0;
+	*pending_last = DT_NOBEGIN;
+	if (Stats == NULL)
+		return;
+
+	MakeKey(&key, license_key_id);
+	LWLockAcquire(Stats->lock, LW_SHARED);
+	entry = hash_search(StatsHash, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+	{
+		*pending = entry->count;
+		*pending_last = entry->last;
+	}
+	LWLockRelease(Stats->lock);
+}
+
+/* Add counts back into shared memory (a flush that did not commit). */
+static void
+RestoreEntries(TakenEntry *entries, int n)
+{
+	uint64		dropped = 0;
+
+	if (n == 0 || Stats == NULL)
+		return;
+	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+	{
+		StatsEntry *taken = &entries[i].entry;
+		StatsEntry *entry;
+		bool		found;
+
+		entry = hash_search(StatsHash, &taken->key, HASH_ENTER_NULL, &found);
+		if (entry == NULL)
+		{
+			dropped += taken->count;
+			continue;
+		}
+		if (!found)
+		{
+			entry->count = 0;
+			entry->last = taken->last;
+		}
+		entry->count += taken->count;
+		if (taken->last > entry->last)
+			entry->last = taken->last;
+	}
+	LWLockRelease(Stats->lock);
+	if (dropped > 0)
+		pg_atomic_fetch_add_u64(&Stats->dropped, dropped);
+}
+
+/* At the end of the transaction, forget or restore the flushed counts. */
+static void
+StatsXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			RestoreEntries(Taken, TakenCount);
+			TakenCount = 0;
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			TakenCount = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/* A subtransaction that flushed: restore on abort, hand to parent on commit. */
+static void
+StatsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	int			kept = 0;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	for (int i = 0; i < TakenCount; i++)
+	{
+		if (Taken[i].subid != mySubid)
+		{
+			Taken[kept++] = Taken[i];
+			continue;
+		}
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+		{
+			Taken[i].subid = parentSubid;
+			Taken[kept++] = Taken[i];
+		}
+		else
+			RestoreEntries(&Taken[i], 1);
+	}
+	TakenCount = kept;
+}
+
+/* Remember counts taken out by this transaction, in case it aborts. */
+static void
+RememberTaken(StatsEntry *entries, int n)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	if (!CallbacksRegistered)
+	{
+		RegisterXactCallback(StatsXactCallback, NULL);
+		RegisterSubXactCallback(StatsSubXactCallback, NULL);
+		CallbacksRegistered = true;
+	}
+	if (TakenCount + n > TakenSize)
+	{
+		int			size = Max(TakenSize * 2, TakenCount + n);
+
+		if (Taken == NULL)
+			Taken = MemoryContextAlloc(TopMemoryContext, size * sizeof(TakenEntry));
+		else
+			Taken = repalloc(Taken, size * sizeof(TakenEntry));
+		TakenSize = size;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		Taken[TakenCount].entry = entries[i];
+		Taken[TakenCount].subid = subid;
+		TakenCount++;
+	}
+}
+
+/*
+ * benefits.flush_validation_stats() -> bigint: move the pending validation
+ * counts of the current database into benefits.license_keys; returns the
+ * number of rows updated.  The background worker calls it every
+ * benefits.validation_flush_interval.  On a hot standby it does nothing.
+ */
+Datum
+flush_validation_stats(PG_FUNCTION_ARGS)
+{
+	HASH_SEQ_STATUS seq;
+	StatsEntry *entry;
+	StatsEntry *entries;
+	int			n = 0;
+	int			capacity;
+	Datum	   *ids;
+	Datum	   *counts;
+	Datum	   *lasts;
+	Datum		args[3];
+	int			ret;
+	uint64		updated;
+
+	if (Stats == NULL)
+	{
+		WarnUnavailable();
+		PG_RETURN_INT64(0);
+	}
+	if (RecoveryInProgress())
+		PG_RETURN_INT64(0);
+
+	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
+	if (MyBackendType == B_BG_WORKER)
+		Stats->flusher_latch = MyLatch;
+	Stats->wake_sent = false;
+	capacity = hash_get_num_entries(StatsHash);
+	if (capacity == 0)
+	{
+		LWLockRelease(Stats->lock);
+		PG_RETURN_INT64(0);
+	}
+	/* palloc under an LWLock is safe: an error releases the lock. */
+	entries = palloc(capacity * sizeof(StatsEntry));
+	hash_seq_init(&seq, StatsHash);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		if (entry->key.dbid != MyDatabaseId)
+			continue;
+		entries[n++] = *entry;
+		hash_search(StatsHash, &entry->key, HASH_REMOVE, NULL);
+	}
+	/* From here on the counts are ours: put them back if we fail. */
+	RememberTaken(entries, n);
+	LWLockRelease(Stats->lock);
+
+	if (n == 0)
+		PG_RETURN_INT64(0);
+
+	ids = palloc(n * sizeof(Datum));
+	counts = palloc(n * sizeof(Datum));
+	lasts = palloc(n * sizeof(Datum));
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = UUIDPGetDatum(&entries[i].key.license_key_id);
+		counts[i] = Int64GetDatum(entries[i].count);
+		lasts[i] = TimestampTzGetDatum(entries[i].last);
+	}
+	args[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(counts, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(lasts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+	SPI_connect();
+	if (FlushPlan == NULL)
+	{
+		Oid			types[3] = {UUIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("UPDATE benefits.license_keys AS k"
+						   "   SET validations = k.validations OPERATOR(pg_catalog.+) s.n,"
+						   "       last_validated_at = GREATEST(k.last_validated_at, s.at)"
+						   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS s(id, n, at)"
+						   " WHERE k.id OPERATOR(pg_catalog.=) s.id",
+						   3, types);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		FlushPlan = plan;
+	}
+	ret = SPI_execute_plan(FlushPlan, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "flush of validation counts failed: %s", SPI_result_code_string(ret));
+	updated = SPI_processed;
+	SPI_finish();
+
+	PG_RETURN_INT64((int64) updated);
+}
+
+/*
+ * benefits.validation_stats() -> (pending_keys, pending_validations, dropped,
+ * used, capacity): what waits for a flush in this database, how many
+ * validations went uncounted because the hash was full (since server start,
+ * all databases), and how full the hash is.
+ */
+Datum
+validation_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	int64		keys = 0;
+	int64		validations = 0;
+	int64		used = 0;
+	HASH_SEQ_STATUS seq;
+	StatsEntry *entry;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	if (Stats == NULL)
+	{
+		WarnUnavailable();
+		for (int i = 0; i < 5; i++)
+			values[i] = Int64GetDatum(0);
+		values[4] = Int32GetDatum(0);
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
+
+	LWLockAcquire(Stats->lock, LW_SHARED);
+	used = hash_get_num_entries(StatsHash);
+	hash_seq_init(&seq, StatsHash);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		if (entry->key.dbid != MyDatabaseId)
+			continue;
+		keys++;
+		validations += entry->count;
+	}
+	LWLockRelease(Stats->lock);
+
+	values[0] = Int64GetDatum(keys);
+	values[1] = Int64GetDatum(validations);
+	values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&Stats->dropped));
+	values[3] = Int64GetDatum(used);
+	values[4] = Int32GetDatum(validation_stats_max);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

@@ -1,0 +1,957 @@
+/*
+ * license_validate.c — validate_license, activate_license and
+ * deactivate_license: the calls a customer's application makes with a key.
+ *
+ * Business outcomes never raise; they come back as a code, checked in the
+ * order DESIGN.md fixes: not_found, revoked, disabled, expired,
+ * activation_not_found, conditions_mismatch, benefit_mismatch,
+ * customer_mismatch, usage_exceeded, then activations_unsupported,
+ * activation_limit_reached for activation.  A malformed key (wrong check
+ * symbol, empty, too long), a key of another organization and an unknown key
+ * all answer not_found with the same message and no other field set.  Only
+ * programming errors raise (SQLSTATE 22023): a NULL organization_id, a
+ * conditions or meta value that is not a JSON object, increment_usage below
+ * 1, an empty activation label.
+ *
+ * The plain validate_license (no increment_usage) is the hot path: it reads
+ * the key and the activation with direct index scans (no SPI, no executor),
+ * writes nothing, and counts the validation in shared memory
+ * (license_stats.c).  So it works in a READ ONLY transaction and on a hot
+ * standby.  increment_usage, activate_license and deactivate_license lock
+ * the key row (FOR NO KEY UPDATE) and decide under that lock, so concurrent
+ * callers can never pass limit_usage or limit_activations.
+ *
+ * Conditions: when activation_id is given, the activation's stored
+ * conditions must equal the given conditions exactly, as JSON values (key
+ * order does not matter; 1 and 1.0 are equal).  A key present on one side
+ * only is a mismatch, in both directions, so an activation stored with {}
+ * matches only {} (the default).  Without activation_id the conditions are
+ * not compared with anything.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "benefits.h"
+#include "license.h"
+#include "license_stats.h"
+
+PG_FUNCTION_INFO_V1(validate_license);
+PG_FUNCTION_INFO_V1(activate_license);
+PG_FUNCTION_INFO_V1(deactivate_license);
+
+/* The columns of benefits.license_keys a validation reads. */
+typedef enum KeyField
+{
+	KF_ID,
+	KF_CUSTOMER,
+	KF_BENEFIT,
+	KF_DISPLAY,
+	KF_STATUS,
+	KF_USAGE,
+	KF_LIMIT_USAGE,
+	KF_LIMIT_ACTIVATIONS,
+	KF_VALIDATIONS,
+	KF_LAST_VALIDATED,
+	KF_EXPIRES,
+	KF_COUNT
+} KeyField;
+
+static const char *const KeyFieldNames[KF_COUNT] = {
+	"id", "customer_id", "benefit_id", "display_key", "status", "usage",
+	"limit_usage", "limit_activations", "validations", "last_validated_at",
+	"expires_at"
+};
+
+/* The same columns as the select list of the locking query, in order. */
+#define KEY_COLUMNS "id, customer_id, benefit_id, display_key, status, usage, " \
+	"limit_usage, limit_activations, validations, last_validated_at, expires_at"
+
+typedef enum KeyStatus
+{
+	KS_GRANTED,
+	KS_REVOKED,
+	KS_DISABLED
+} KeyStatus;
+
+/* A license key row as the checks need it. */
+typedef struct KeyRow
+{
+	pg_uuid_t	id;
+	pg_uuid_t	customer_id;
+	bool		has_benefit;
+	pg_uuid_t	benefit_id;
+	text	   *display_key;
+	text	   *status_text;
+	KeyStatus	status;
+	int32		usage;
+	bool		has_limit_usage;
+	int32		limit_usage;
+	bool		has_limit_activations;
+	int32		limit_activations;
+	int64		validations;
+	bool		has_last_validated;
+	TimestampTz last_validated_at;
+	bool		has_expires;
+	TimestampTz expires_at;
+} KeyRow;
+
+/*
+ * Where the tables, their lookup indexes and the columns are, resolved once
+ * per backend and forgotten on any relcache invalidation of the tables (an
+ * index rebuilt, the extension dropped and created again).
+ */
+typedef struct LicenseCatalog
+{
+	bool		valid;
+	Oid			keys_relid;
+	Oid			keys_indexid;	/* unique (organization_id, key) */
+	Oid			key_collation;
+	AttrNumber	key_attnums[KF_COUNT];
+	Oid			activations_relid;
+	Oid			activations_indexid;	/* primary key (id) */
+	AttrNumber	act_license_key_id;
+	AttrNumber	act_conditions;
+} LicenseCatalog;
+
+static LicenseCatalog Catalog;
+static bool CatalogCallbackRegistered = false;
+
+/* Locking-path plans, prepared once per backend. */
+static SPIPlanPtr LockKeyPlan = NULL;
+static SPIPlanPtr IncrementUsagePlan = NULL;
+static SPIPlanPtr CountActivationsPlan = NULL;
+static SPIPlanPtr InsertActivationPlan = NULL;
+static SPIPlanPtr TouchKeyPlan = NULL;
+static SPIPlanPtr DeleteActivationPlan = NULL;
+
+/* Columns of benefits.license_validation, in order. */
+enum
+{
+	LV_VALID,
+	LV_CODE,
+	LV_MESSAGE,
+	LV_LICENSE_KEY_ID,
+	LV_CUSTOMER_ID,
+	LV_BENEFIT_ID,
+	LV_DISPLAY_KEY,
+	LV_STATUS,
+	LV_EXPIRES_AT,
+	LV_USAGE,
+	LV_LIMIT_USAGE,
+	LV_LIMIT_ACTIVATIONS,
+	LV_VALIDATIONS,
+	LV_LAST_VALIDATED_AT,
+	LV_ACTIVATION_ID,
+	LV_COUNT
+};
+
+/* Columns of benefits.license_activation, in order. */
+enum
+{
+	LA_OK,
+	LA_CODE,
+	LA_MESSAGE,
+	LA_ACTIVATION_ID,
+	LA_LABEL,
+	LA_LICENSE_KEY_ID,
+	LA_CONDITIONS,
+	LA_META,
+	LA_CREATED_AT,
+	LA_ACTIVATIONS,
+	LA_LIMIT_ACTIVATIONS,
+	LA_COUNT
+};
+
+/* Relcache callback: forget the resolved catalog when one of its relations changes. */
+static void
+CatalogInvalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == Catalog.keys_relid ||
+		relid == Catalog.keys_indexid || relid == Catalog.activations_relid ||
+		relid == Catalog.activations_indexid)
+		Catalog.valid = false;
+}
+
+/* A relation of the benefits schema, which must exist. */
+static Oid
+BenefitsRelid(const char *name)
+{
+	Oid			nsp = get_namespace_oid(BENEFITS_SCHEMA, false);
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation %s.%s does not exist", BENEFITS_SCHEMA, name);
+	return relid;
+}
+
+static AttrNumber
+ColumnNumber(Oid relid, const char *name)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "column %s of %s.%s does not exist", name, BENEFITS_SCHEMA, get_rel_name(relid));
+	return attnum;
+}
+
+/*
+ * A valid, non-partial unique btree index of rel on exactly the given
+ * columns; InvalidOid when there is none.
+ */
+static Oid
+FindUniqueIndex(Relation rel, int natts, const AttrNumber *attnums, Oid *collation)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index form = index->rd_index;
+		bool		match = form->indisunique && form->indisvalid && form->indisready &&
+			form->indnkeyatts == natts && index->rd_rel->relam == BTREE_AM_OID &&
+			heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL);
+
+		for (int i = 0; match && i < natts; i++)
+			match = form->indkey.values[i] == attnums[i];
+		if (match)
+		{
+			found = RelationGetRelid(index);
+			if (collation)
+				*collation = index->rd_indcollation[natts - 1];
+		}
+		index_close(index, AccessShareLock);
+		if (match)
+			break;
+	}
+	list_free(indexes);
+	return found;
+}
+
+/* Resolve the tables, indexes and columns the direct lookups use. */
+static void
+CatalogLoad(void)
+{
+	Relation	rel;
+	AttrNumber	lookup[2];
+	AttrNumber	pkey[1];
+
+	if (Catalog.valid)
+		return;
+	if (!CatalogCallbackRegistered)
+	{
+		CacheRegisterRelcacheCallback(CatalogInvalidate, (Datum) 0);
+		CatalogCallbackRegistered = true;
+	}
+
+	Catalog.keys_relid = BenefitsRelid("license_keys");
+	for (int i = 0; i < KF_COUNT; i++)
+		Catalog.key_attnums[i] = ColumnNumber(Catalog.keys_relid, KeyFieldNames[i]);
+	lookup[0] = ColumnNumber(Catalog.keys_relid, "organization_id");
+	lookup[1] = ColumnNumber(Catalog.keys_relid, "key");
+	rel = table_open(Catalog.keys_relid, AccessShareLock);
+	Catalog.keys_indexid = FindUniqueIndex(rel, 2, lookup, &Catalog.key_collation);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(Catalog.keys_indexid))
+		elog(ERROR, "benefits.license_keys has no unique index on (organization_id, key)");
+
+	Catalog.activations_relid = BenefitsRelid("license_key_activations");
+	pkey[0] = ColumnNumber(Catalog.activations_relid, "id");
+	Catalog.act_license_key_id = ColumnNumber(Catalog.activations_relid, "license_key_id");
+	Catalog.act_conditions = ColumnNumber(Catalog.activations_relid, "conditions");
+	rel = table_open(Catalog.activations_relid, AccessShareLock);
+	Catalog.activations_indexid = FindUniqueIndex(rel, 1, pkey, NULL);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(Catalog.activations_indexid))
+		elog(ERROR, "benefits.license_key_activations has no unique index on (id)");
+
+	Catalog.valid = true;
+}
+
+/* Fill a KeyRow from column values; positions[f] is field f's 1-based column. */
+static void
+KeyRowFromValues(KeyRow *row, const Datum *values, const bool *nulls,
+				 const AttrNumber *positions)
+{
+#define V(f) values[positions[f] - 1]
+#define N(f) nulls[positions[f] - 1]
+	char	   *status;
+
+	memcpy(&row->id, DatumGetUUIDP(V(KF_ID)), sizeof(pg_uuid_t));
+	memcpy(&row->customer_id, DatumGetUUIDP(V(KF_CUSTOMER)), sizeof(pg_uuid_t));
+	row->has_benefit = !N(KF_BENEFIT);
+	if (row->has_benefit)
+		memcpy(&row->benefit_id, DatumGetUUIDP(V(KF_BENEFIT)), sizeof(pg_uuid_t));
+	row->display_key = DatumGetTextPCopy(V(KF_DISPLAY));
+	row->status_text = DatumGetTextPCopy(V(KF_STATUS));
+	status = text_to_cstring(row->status_text);
+	if (strcmp(status, "granted") == 0)
+		row->status = KS_GRANTED;
+	else if (strcmp(status, "revoked") == 0)
+		row->status = KS_REVOKED;
+	else
+		row->status = KS_DISABLED;
+	row->usage = DatumGetInt32(V(KF_USAGE));
+	row->has_limit_usage = !N(KF_LIMIT_USAGE);
+	row->limit_usage = row->has_limit_usage ? DatumGetInt32(V(KF_LIMIT_USAGE)) : 0;
+	row->has_limit_activations = !N(KF_LIMIT_ACTIVATIONS);
+	row->limit_activations = row->has_limit_activations ? DatumGetInt32(V(KF_LIMIT_ACTIVATIONS)) : 0;
+	row->validations = DatumGetInt64(V(KF_VALIDATIONS));
+	row->has_last_validated = !N(KF_LAST_VALIDATED);
+	row->last_validated_at = row->has_last_validated ? DatumGetTimestampTz(V(KF_LAST_VALIDATED)) : 0;
+	row->has_expires = !N(KF_EXPIRES);
+	row->expires_at = row->has_expires ? DatumGetTimestampTz(V(KF_EXPIRES)) : 0;
+#undef V
+#undef N
+}
+
+/*
+ * The hot-path lookup: the key of an organization by a direct scan of the
+ * unique (organization_id, key) index under the statement's snapshot.
+ */
+static bool
+KeyFetch(const pg_uuid_t *organization_id, text *canonical, KeyRow *row)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData skey[2];
+	TupleTableSlot *slot;
+	bool		found;
+
+	CatalogLoad();
+	rel = table_open(Catalog.keys_relid, AccessShareLock);
+	index = index_open(Catalog.keys_indexid, AccessShareLock);
+
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ,
+				UUIDPGetDatum(organization_id));
+	ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   Catalog.key_collation, F_TEXTEQ, PointerGetDatum(canonical));
+
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, skey, 2, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		slot_getallattrs(slot);
+		KeyRowFromValues(row, slot->tts_values, slot->tts_isnull, Catalog.key_attnums);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/*
+ * An activation of the given key by a direct primary-key scan; *conditions
+ * receives its stored conditions.  False when there is no such activation
+ * or it belongs to another key.
+ */
+static bool
+ActivationFetch(const pg_uuid_t *activation_id, const pg_uuid_t *license_key_id,
+				Jsonb **conditions)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData skey[1];
+	TupleTableSlot *slot;
+	bool		found;
+
+	CatalogLoad();
+	rel = table_open(Catalog.activations_relid, AccessShareLock);
+	index = index_open(Catalog.activations_indexid, AccessShareLock);
+
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ,
+				UUIDPGetDatum(activation_id));
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		isnull;
+		Datum		owner = slot_getattr(slot, Catalog.act_license_key_id, &isnull);
+
+		found = memcmp(DatumGetUUIDP(owner), license_key_id, sizeof(pg_uuid_t)) == 0;
+		if (found)
+		{
+			Datum		value = slot_getattr(slot, Catalog.act_conditions, &isnull);
+
+			*conditions = isnull ? NULL : DatumGetJsonbPCopy(value);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/*
+ * The locking lookup: the key row locked FOR NO KEY UPDATE (inside an SPI
+ * connection).  In READ COMMITTED a concurrent change is waited for and the
+ * newest version is checked, so a key revoked meanwhile answers revoked.
+ */
+static bool
+KeyLock(const pg_uuid_t *organization_id, text *canonical, KeyRow *row,
+		MemoryContext rowcxt)
+{
+	static const AttrNumber positions[KF_COUNT] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+	Oid			types[2] = {UUIDOID, TEXTOID};
+	Datum		args[2];
+	Datum		values[KF_COUNT];
+	bool		nulls[KF_COUNT];
+	int			ret;
+	MemoryContext old;
+
+	args[0] = UUIDPGetDatum(organization_id);
+	args[1] = PointerGetDatum(canonical);
+	ret = SPI_execute_plan(BenefitsPlan(&LockKeyPlan,
+								"SELECT " KEY_COLUMNS " FROM benefits.license_keys"
+								" WHERE organization_id = $1 AND key = $2 FOR NO KEY UPDATE",
+								2, types),
+						   args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "license key lookup failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return false;
+	heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, values, nulls);
+	/* The row outlives the SPI connection: copy it into the caller's memory. */
+	old = MemoryContextSwitchTo(rowcxt);
+	KeyRowFromValues(row, values, nulls, positions);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* A text argument as a canonical key, or NULL when it cannot be a key. */
+static text *
+CanonicalArgument(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *input;
+	char	   *canonical;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	input = PG_GETARG_TEXT_PP(argno);
+	canonical = LicenseKeyCanonical(VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input));
+	return canonical ? cstring_to_text(canonical) : NULL;
+}
+
+static void
+RequireOrganization(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("organization_id must not be null"));
+}
+
+/* A jsonb argument that must be an object; NULL counts as {}. */
+static Jsonb *
+ObjectArgument(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	Jsonb	   *value;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	value = PG_GETARG_JSONB_P(argno);
+	if (!JB_ROOT_IS_OBJECT(value))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("%s must be a JSON object", name),
+				errdetail("Got a JSON %s.", JB_ROOT_IS_SCALAR(value) ? "scalar" : "array"));
+	return value;
+}
+
+static Jsonb *
+EmptyObject(void)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+}
+
+/* The result row type of the called function, blessed once per call site. */
+static TupleDesc
+ResultDesc(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->flinfo->fn_extra == NULL)
+	{
+		TupleDesc	tupdesc;
+		MemoryContext old;
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		tupdesc = CreateTupleDescCopy(tupdesc);
+		fcinfo->flinfo->fn_extra = BlessTupleDesc(tupdesc);
+		MemoryContextSwitchTo(old);
+	}
+	return (TupleDesc) fcinfo->flinfo->fn_extra;
+}
+
+/* The key's fields of a validation result. */
+static void
+ValidationKeyFields(Datum *values, bool *nulls, KeyRow *row)
+{
+	int64		pending;
+	TimestampTz pending_last;
+
+	values[LV_LICENSE_KEY_ID] = UUIDPGetDatum(&row->id);
+	nulls[LV_LICENSE_KEY_ID] = false;
+	values[LV_CUSTOMER_ID] = UUIDPGetDatum(&row->customer_id);
+	nulls[LV_CUSTOMER_ID] = false;
+	values[LV_BENEFIT_ID] = UUIDPGetDatum(&row->benefit_id);
+	nulls[LV_BENEFIT_ID] = !row->has_benefit;
+	values[LV_DISPLAY_KEY] = PointerGetDatum(row->display_key);
+	nulls[LV_DISPLAY_KEY] = false;
+	values[LV_STATUS] = PointerGetDatum(row->status_text);
+	nulls[LV_STATUS] = false;
+	values[LV_EXPIRES_AT] = TimestampTzGetDatum(row->expires_at);
+	nulls[LV_EXPIRES_AT] = !row->has_expires;
+	values[LV_USAGE] = Int32GetDatum(row->usage);
+	nulls[LV_USAGE] = false;
+	values[LV_LIMIT_USAGE] = Int32GetDatum(row->limit_usage);
+	nulls[LV_LIMIT_USAGE] = !row->has_limit_usage;
+	values[LV_LIMIT_ACTIVATIONS] = Int32GetDatum(row->limit_activations);
+	nulls[LV_LIMIT_ACTIVATIONS] = !row->has_limit_activations;
+
+	/* Counters: what is stored plus what still waits for a flush. */
+	LicenseStatsPending(&row->id, &pending, &pending_last);
+	values[LV_VALIDATIONS] = Int64GetDatum(row->validations + pending);
+	nulls[LV_VALIDATIONS] = false;
+	if (pending > 0 && (!row->has_last_validated || pending_last > row->last_validated_at))
+	{
+		values[LV_LAST_VALIDATED_AT] = TimestampTzGetDatum(pending_last);
+		nulls[LV_LAST_VALIDATED_AT] = false;
+	}
+	else
+	{
+		values[LV_LAST_VALIDATED_AT] = TimestampTzGetDatum(row->last_validated_at);
+		nulls[LV_LAST_VALIDATED_AT] = !row->has_last_validated;
+	}
+}
+
+/*
+ * benefits.validate_license(key, organization_id, activation_id, benefit_id,
+ * customer_id, increment_usage, conditions) -> benefits.license_validation
+ */
+Datum
+validate_license(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc = ResultDesc(fcinfo);
+	Datum		values[LV_COUNT];
+	bool		nulls[LV_COUNT];
+	text	   *canonical;
+	pg_uuid_t  *organization_id;
+	bool		increment = !PG_ARGISNULL(5);
+	int32		increment_usage = 0;
+	Jsonb	   *conditions;
+	KeyRow		row;
+	bool		found;
+	const char *code;
+	const char *message;
+	char		usage_message[80];
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+	MemoryContext callercxt = CurrentMemoryContext;
+
+	RequireOrganization(fcinfo, 1);
+	organization_id = PG_GETARG_UUID_P(1);
+	if (increment)
+	{
+		increment_usage = PG_GETARG_INT32(5);
+		if (increment_usage <= 0)
+			ereport(ERROR,
+					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("increment_usage must be a positive integer"),
+					errdetail("Got %d.", increment_usage));
+	}
+	conditions = ObjectArgument(fcinfo, 6, "conditions");
+
+	memset(nulls, true, sizeof(nulls));
+	values[LV_VALID] = BoolGetDatum(false);
+	nulls[LV_VALID] = false;
+	nulls[LV_CODE] = false;
+	nulls[LV_MESSAGE] = false;
+
+	canonical = CanonicalArgument(fcinfo, 0);
+	if (canonical == NULL)
+		found = false;
+	else if (increment)
+	{
+		SPI_connect();
+		found = KeyLock(organization_id, canonical, &row, callercxt);
+	}
+	else
+		found = KeyFetch(organization_id, canonical, &row);
+
+	if (!found)
+	{
+		if (increment && canonical != NULL)
+			SPI_finish();
+		values[LV_CODE] = CStringGetTextDatum("not_found");
+		values[LV_MESSAGE] = CStringGetTextDatum("License key not found.");
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
+
+	code = NULL;
+	message = NULL;
+	if (row.status == KS_REVOKED)
+	{
+		code = "revoked";
+		message = "License key has been revoked.";
+	}
+	else if (row.status == KS_DISABLED)
+	{
+		code = "disabled";
+		message = "License key is disabled.";
+	}
+	else if (row.has_expires && row.expires_at <= now)
+	{
+		code = "expired";
+		message = "License key has expired.";
+	}
+	else if (!PG_ARGISNULL(2))
+	{
+		pg_uuid_t  *activation_id = PG_GETARG_UUID_P(2);
+		Jsonb	   *stored = NULL;
+
+		if (!ActivationFetch(activation_id, &row.id, &stored))
+		{
+			code = "activation_not_found";
+			message = "Activation not found for this license key.";
+		}
+		else
+		{
+			values[LV_ACTIVATION_ID] = UUIDPGetDatum(activation_id);
+			nulls[LV_ACTIVATION_ID] = false;
+			if (stored == NULL)
+				stored = EmptyObject();
+			if (conditions == NULL)
+				conditions = EmptyObject();
+			if (!DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(stored),
+												  JsonbPGetDatum(conditions))))
+			{
+				code = "conditions_mismatch";
+				message = "The conditions do not match the activation's conditions.";
+			}
+		}
+	}
+	if (code == NULL && !PG_ARGISNULL(3) &&
+		(!row.has_benefit ||
+		 memcmp(PG_GETARG_UUID_P(3), &row.benefit_id, sizeof(pg_uuid_t)) != 0))
+	{
+		code = "benefit_mismatch";
+		message = "License key does not belong to this benefit.";
+	}
+	if (code == NULL && !PG_ARGISNULL(4) &&
+		memcmp(PG_GETARG_UUID_P(4), &row.customer_id, sizeof(pg_uuid_t)) != 0)
+	{
+		code = "customer_mismatch";
+		message = "License key does not belong to this customer.";
+	}
+	if (code == NULL && increment && row.has_limit_usage &&
+		(int64) row.usage + increment_usage > row.limit_usage)
+	{
+		code = "usage_exceeded";
+		snprintf(usage_message, sizeof(usage_message),
+				 "License key only has %d more usages.", Max(row.limit_usage - row.usage, 0));
+		message = usage_message;
+	}
+
+	if (code == NULL)
+	{
+		code = "valid";
+		message = "License key is valid.";
+		values[LV_VALID] = BoolGetDatum(true);
+		if (increment)
+		{
+			Oid			types[3] = {UUIDOID, INT4OID, TIMESTAMPTZOID};
+			Datum		args[3];
+			bool		isnull;
+			int			ret;
+
+			/* The row is locked: its usage cannot move under us. */
+			args[0] = UUIDPGetDatum(&row.id);
+			args[1] = Int32GetDatum(increment_usage);
+			args[2] = TimestampTzGetDatum(now);
+			ret = SPI_execute_plan(BenefitsPlan(&IncrementUsagePlan,
+										"UPDATE benefits.license_keys"
+										"   SET usage = usage + $2, validations = validations + 1,"
+										"       last_validated_at = GREATEST(last_validated_at, $3)"
+										" WHERE id = $1"
+										" RETURNING usage, validations, last_validated_at",
+										3, types),
+								   args, NULL, false, 1);
+			if (ret != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
+				elog(ERROR, "could not record license key usage");
+			row.usage = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			row.validations = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			row.last_validated_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+			row.has_last_validated = !isnull;
+		}
+		else
+		{
+			int64		pending;
+			TimestampTz pending_last;
+
+			LicenseStatsCount(&row.id, now, &pending, &pending_last);
+		}
+	}
+	if (increment)
+		SPI_finish();
+
+	values[LV_CODE] = CStringGetTextDatum(code);
+	values[LV_MESSAGE] = CStringGetTextDatum(message);
+	ValidationKeyFields(values, nulls, &row);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* An activation result: ok, code and message over the fields filled in. */
+static Datum
+ActivationOutcome(TupleDesc tupdesc, Datum *values, bool *nulls,
+				  const char *code, const char *message)
+{
+	values[LA_OK] = BoolGetDatum(strcmp(code, "activated") == 0);
+	nulls[LA_OK] = false;
+	values[LA_CODE] = CStringGetTextDatum(code);
+	nulls[LA_CODE] = false;
+	values[LA_MESSAGE] = CStringGetTextDatum(message);
+	nulls[LA_MESSAGE] = false;
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/*
+ * benefits.activate_license(key, organization_id, label, conditions, meta)
+ * -> benefits.license_activation.  Counting and inserting happen under the
+ * key's row lock, so concurrent activations never exceed limit_activations.
+ */
+Datum
+activate_license(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc = ResultDesc(fcinfo);
+	Datum		values[LA_COUNT];
+	bool		nulls[LA_COUNT];
+	text	   *canonical;
+	text	   *label;
+	Jsonb	   *conditions;
+	Jsonb	   *meta;
+	KeyRow		row;
+	Oid			count_types[1] = {UUIDOID};
+	Oid			insert_types[4] = {UUIDOID, TEXTOID, JSONBOID, JSONBOID};
+	Datum		args[4];
+	bool		isnull;
+	int64		activations;
+	int			ret;
+	const char *code;
+	const char *message;
+	char		limit_message[80];
+	pg_uuid_t	activation_id;
+	MemoryContext callercxt = CurrentMemoryContext;
+
+	RequireOrganization(fcinfo, 1);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("label must not be null"));
+	label = PG_GETARG_TEXT_PP(2);
+	{
+		const char *p = VARDATA_ANY(label);
+		int			len = VARSIZE_ANY_EXHDR(label);
+		bool		blank = true;
+
+		for (int i = 0; i < len && blank; i++)
+			blank = isspace((unsigned char) p[i]);
+		if (blank)
+			ereport(ERROR,
+					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("label must not be empty"));
+	}
+	conditions = ObjectArgument(fcinfo, 3, "conditions");
+	meta = ObjectArgument(fcinfo, 4, "meta");
+	if (conditions == NULL)
+		conditions = EmptyObject();
+	if (meta == NULL)
+		meta = EmptyObject();
+
+	memset(nulls, true, sizeof(nulls));
+	canonical = CanonicalArgument(fcinfo, 0);
+	if (canonical == NULL)
+		PG_RETURN_DATUM(ActivationOutcome(tupdesc, values, nulls, "not_found", "License key not found."));
+
+	SPI_connect();
+	if (!KeyLock(PG_GETARG_UUID_P(1), canonical, &row, callercxt))
+	{
+		SPI_finish();
+		PG_RETURN_DATUM(ActivationOutcome(tupdesc, values, nulls, "not_found", "License key not found."));
+	}
+
+	if (row.status == KS_REVOKED)
+	{
+		code = "revoked";
+		message = "License key has been revoked.";
+	}
+	else if (row.status == KS_DISABLED)
+	{
+		code = "disabled";
+		message = "License key is disabled.";
+	}
+	else if (row.has_expires && row.expires_at <= GetCurrentStatementStartTimestamp())
+	{
+		code = "expired";
+		message = "License key has expired.";
+	}
+	else if (!row.has_limit_activations)
+	{
+		code = "activations_unsupported";
+		message = "License key does not support activations.";
+	}
+	else
+	{
+		args[0] = UUIDPGetDatum(&row.id);
+		ret = SPI_execute_plan(BenefitsPlan(&CountActivationsPlan,
+									"SELECT count(*) FROM benefits.license_key_activations"
+									" WHERE license_key_id = $1",
+									1, count_types),
+							   args, NULL, false, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not count license key activations");
+		activations = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (activations >= row.limit_activations)
+		{
+			code = "activation_limit_reached";
+			snprintf(limit_message, sizeof(limit_message),
+					 "License key activation limit of %d reached.", row.limit_activations);
+			message = limit_message;
+		}
+		else
+		{
+			/*
+			 * A new version of the key row: a concurrent REPEATABLE READ or
+			 * SERIALIZABLE activation that counted under an older snapshot
+			 * then fails to lock the row (serialization failure) instead of
+			 * also inserting.  READ COMMITTED callers wait on the lock and
+			 * count again with a fresh snapshot.
+			 */
+			ret = SPI_execute_plan(BenefitsPlan(&TouchKeyPlan,
+												"UPDATE benefits.license_keys SET modified_at = modified_at"
+												" WHERE id = $1",
+												1, count_types),
+								   args, NULL, false, 0);
+			if (ret != SPI_OK_UPDATE || SPI_processed != 1)
+				elog(ERROR, "could not lock license key for activation");
+
+			args[1] = PointerGetDatum(label);
+			args[2] = JsonbPGetDatum(conditions);
+			args[3] = JsonbPGetDatum(meta);
+			ret = SPI_execute_plan(BenefitsPlan(&InsertActivationPlan,
+										"INSERT INTO benefits.license_key_activations"
+										" (license_key_id, label, conditions, meta)"
+										" VALUES ($1, $2, $3, $4) RETURNING id, created_at",
+										4, insert_types),
+								   args, NULL, false, 1);
+			if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+				elog(ERROR, "could not insert license key activation");
+			/* Copy out of SPI memory (by value or onto the stack). */
+			memcpy(&activation_id,
+				   DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
+				   sizeof(pg_uuid_t));
+			values[LA_ACTIVATION_ID] = UUIDPGetDatum(&activation_id);
+			nulls[LA_ACTIVATION_ID] = false;
+			values[LA_CREATED_AT] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			nulls[LA_CREATED_AT] = false;
+			values[LA_LABEL] = PointerGetDatum(label);
+			nulls[LA_LABEL] = false;
+			values[LA_CONDITIONS] = JsonbPGetDatum(conditions);
+			nulls[LA_CONDITIONS] = false;
+			values[LA_META] = JsonbPGetDatum(meta);
+			nulls[LA_META] = false;
+			activations++;
+			code = "activated";
+			message = "License key activated.";
+		}
+		values[LA_ACTIVATIONS] = Int32GetDatum((int32) activations);
+		nulls[LA_ACTIVATIONS] = false;
+	}
+	SPI_finish();
+
+	values[LA_LICENSE_KEY_ID] = UUIDPGetDatum(&row.id);
+	nulls[LA_LICENSE_KEY_ID] = false;
+	values[LA_LIMIT_ACTIVATIONS] = Int32GetDatum(row.limit_activations);
+	nulls[LA_LIMIT_ACTIVATIONS] = !row.has_limit_activations;
+	PG_RETURN_DATUM(ActivationOutcome(tupdesc, values, nulls, code, message));
+}
+
+/*
+ * benefits.deactivate_license(key, organization_id, activation_id) -> boolean:
+ * true when the activation existed on that key and was removed.  An unknown,
+ * malformed or foreign key answers false, like an unknown activation.
+ */
+Datum
+deactivate_license(PG_FUNCTION_ARGS)
+{
+	text	   *canonical;
+	KeyRow		row;
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		args[2];
+	int			ret;
+	bool		removed;
+	MemoryContext callercxt = CurrentMemoryContext;
+
+	RequireOrganization(fcinfo, 1);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("activation_id must not be null"));
+	canonical = CanonicalArgument(fcinfo, 0);
+	if (canonical == NULL)
+		PG_RETURN_BOOL(false);
+
+	SPI_connect();
+	if (!KeyLock(PG_GETARG_UUID_P(1), canonical, &row, callercxt))
+	{
+		SPI_finish();
+		PG_RETURN_BOOL(false);
+	}
+	args[0] = PG_GETARG_DATUM(2);
+	args[1] = UUIDPGetDatum(&row.id);
+	ret = SPI_execute_plan(BenefitsPlan(&DeleteActivationPlan,
+								"DELETE FROM benefits.license_key_activations"
+								" WHERE id = $1 AND license_key_id = $2",
+								2, types),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not delete license key activation");
+	removed = SPI_processed > 0;
+	SPI_finish();
+	PG_RETURN_BOOL(removed);
+}

@@ -1,0 +1,450 @@
+/*
+ * meters.c — meter credits: the meter_credits benefit type, usage and
+ * balances.
+ *
+ * Three tables: meter_credits (the ledger of credits and debits that are not
+ * usage), meter_usage (what record_usage consumed) and meter_balances, one
+ * row per (customer, meter) holding the running balance, so meter_balance is
+ * a primary-key lookup and record_usage a single-row UPDATE.
+ *
+ * Credits: a grant credits the benefit's units; each renewal credits them
+ * again, and without rollover first expires what is left of the previous
+ * credit; a revoke removes what is left of the grant's last credit.  "What
+ * is left" is min(balance, last credited units), never below zero, so other
+ * grants' credits and usage already recorded are never taken twice.  The
+ * grant records its last credit in its properties with Polar's names
+ * (last_credited_meter_id, last_credited_units, last_credited_at).
+ *
+ * Usage: record_usage subtracts under the balance row's lock with the
+ * condition "balance >= units" unless meters.allow_overage, so concurrent
+ * callers can never drive a balance below zero: the second waits for the
+ * first and re-checks the condition against the committed balance.  A
+ * request the balance cannot cover raises 23514 (check_violation).  When a
+ * balance falls below the highest low_balance_threshold of the customer's
+ * live meter_credits benefits on that meter, a "meter.low_balance" webhook
+ * event and a NOTIFY on channel benefits_low_balance go out with the commit.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/uuid.h"
+
+#include "benefits.h"
+#include "engine.h"
+
+PG_FUNCTION_INFO_V1(meter_balance);
+PG_FUNCTION_INFO_V1(record_usage);
+
+/* A member of a JSON object as text (strings unquoted), or NULL when absent or null. */
+char *
+EngineJsonText(Jsonb *json, const char *key)
+{
+	JsonbValue *v;
+
+	if (json == NULL || !JB_ROOT_IS_OBJECT(json))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&json->root, key, strlen(key), NULL);
+	if (v == NULL)
+		return NULL;
+	switch (v->type)
+	{
+		case jbvNull:
+			return NULL;
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		case jbvBinary:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+		default:
+			return NULL;
+	}
+}
+
+static char *
+UuidText(pg_uuid_t *uuid)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UuidGetDatum(uuid)));
+}
+
+/* The benefit's meter, units, rollover and threshold. */
+typedef struct MeterBenefit
+{
+	pg_uuid_t	meter_id;
+	int64		units;
+	bool		rollover;
+	bool		has_threshold;
+	int64		threshold;
+} MeterBenefit;
+
+static void
+ReadMeterBenefit(Jsonb *props, MeterBenefit *mb)
+{
+	char	   *meter = EngineJsonText(props, "meter_id");
+	char	   *units = EngineJsonText(props, "units");
+	char	   *rollover = EngineJsonText(props, "rollover");
+	char	   *threshold = EngineJsonText(props, "low_balance_threshold");
+
+	if (meter == NULL || units == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("meter_credits benefit properties lack meter_id or units"));
+	mb->meter_id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(meter)));
+	mb->units = pg_strtoint64(units);
+	mb->rollover = rollover != NULL && strcmp(rollover, "true") == 0;
+	mb->has_threshold = threshold != NULL;
+	mb->threshold = threshold ? pg_strtoint64(threshold) : 0;
+}
+
+/*
+ * Adds (or with negative units removes) credits: balance row and ledger row
+ * in one statement.  Returns the grant's properties with its last credit
+ * recorded (when reason is grant or cycle) or unchanged.
+ */
+static Jsonb *
+Credit(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t meter_id, pg_uuid_t grant_id,
+	   const char *reason, int64 units, MeterBenefit *mb, Jsonb *grant_properties)
+{
+	static SPIPlanPtr plan;
+	Oid			types[8] = {UUIDOID, UUIDOID, UUIDOID, INT8OID, UUIDOID, INT8OID, TEXTOID, JSONBOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	values[0] = UuidGetDatum(&customer_id);
+	values[1] = UuidGetDatum(&meter_id);
+	values[2] = UuidGetDatum(&organization_id);
+	values[3] = Int64GetDatum(units);
+	values[4] = UuidGetDatum(&grant_id);
+	values[5] = Int64GetDatum(mb->threshold);
+	nulls[5] = mb->has_threshold ? ' ' : 'n';
+	values[6] = CStringGetTextDatum(reason);
+	if (grant_properties)
+		values[7] = JsonbPGetDatum(grant_properties);
+	else
+		nulls[7] = 'n';
+	EngineExec(BenefitsPlan(&plan,
+						  "WITH b AS ("
+						  "  INSERT INTO benefits.meter_balances AS m"
+						  "         (customer_id, meter_id, organization_id, balance, credited, low_balance_threshold)"
+						  "  VALUES ($1, $2, $3, $4, GREATEST($4, 0), $6)"
+						  "  ON CONFLICT (customer_id, meter_id) DO UPDATE"
+						  "     SET balance = m.balance + EXCLUDED.balance,"
+						  "         credited = m.credited + EXCLUDED.credited,"
+						  "         low_balance_threshold = GREATEST(m.low_balance_threshold, EXCLUDED.low_balance_threshold),"
+						  "         modified_at = pg_catalog.now()"
+						  "  RETURNING m.balance),"
+						  " l AS ("
+						  "  INSERT INTO benefits.meter_credits"
+						  "         (organization_id, customer_id, meter_id, grant_id, reason, units, balance_after)"
+						  "  SELECT $3, $1, $2, $5, $7, $4, b.balance FROM b)"
+						  "SELECT CASE WHEN $7 IN ('grant', 'cycle') THEN"
+						  "  COALESCE($8, '{}') || pg_catalog.jsonb_build_object("
+						  "     'last_credited_meter_id', $2, 'last_credited_units', $4,"
+						  "     'last_credited_at', benefits.rfc3339(pg_catalog.now()))"
+						  "  ELSE $8 END",
+						  8, types),
+			   values, nulls, false, 0);
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		return isnull ? NULL : DatumGetJsonbPCopy(d);
+	}
+}
+
+/*
+ * What is left of the grant's last credit on its meter: min(balance, last
+ * credited units), never negative.  Locks the balance row.
+ */
+static int64
+RemainingOfLastCredit(pg_uuid_t customer_id, Jsonb *grant_properties, pg_uuid_t *meter_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		values[2];
+	char	   *meter = EngineJsonText(grant_properties, "last_credited_meter_id");
+	char	   *units = EngineJsonText(grant_properties, "last_credited_units");
+	int64		balance,
+				last;
+	bool		isnull;
+
+	if (meter == NULL || units == NULL)
+		return 0;
+	*meter_id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(meter)));
+	last = pg_strtoint64(units);
+	values[0] = UuidGetDatum(&customer_id);
+	values[1] = UuidGetDatum(meter_id);
+	EngineExec(BenefitsPlan(&plan,
+						  "SELECT balance FROM benefits.meter_balances"
+						  " WHERE customer_id = $1 AND meter_id = $2 FOR UPDATE",
+						  2, types),
+			   values, NULL, false, 1);
+	if (SPI_processed == 0)
+		return 0;
+	balance = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return Max(Min(balance, last), 0);
+}
+
+/*
+ * Recomputes the balance row's threshold from the customer's live
+ * meter_credits grants on the meter, leaving out the grant being revoked.
+ */
+static void
+RefreshThreshold(pg_uuid_t customer_id, pg_uuid_t meter_id, pg_uuid_t revoked_grant)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {UUIDOID, UUIDOID, UUIDOID};
+	Datum		values[3];
+
+	values[0] = UuidGetDatum(&customer_id);
+	values[1] = UuidGetDatum(&meter_id);
+	values[2] = UuidGetDatum(&revoked_grant);
+	EngineExec(BenefitsPlan(&plan,
+						  "UPDATE benefits.meter_balances m SET low_balance_threshold = ("
+						  "  SELECT max((b.properties->>'low_balance_threshold')::bigint)"
+						  "    FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id"
+						  "   WHERE g.customer_id = $1 AND g.state <> 'revoked' AND g.id <> $3"
+						  "     AND b.type = 'meter_credits' AND b.properties->>'meter_id' = $2::text)"
+						  " WHERE m.customer_id = $1 AND m.meter_id = $2",
+						  3, types),
+			   values, NULL, false, 0);
+}
+
+/* Grant handler: credit the benefit's units; the grant is active at once. */
+void
+MeterCreditsGrant(GrantChange *change)
+{
+	MeterBenefit mb;
+
+	ReadMeterBenefit(change->benefit_properties, &mb);
+	change->new_properties = Credit(change->organization_id, change->customer_id, mb.meter_id,
+									change->grant_id, "grant", mb.units, &mb,
+									change->grant_properties);
+	change->new_state = "active";
+	change->error = NULL;
+}
+
+/* Revoke handler: remove what is left of the grant's last credit. */
+void
+MeterCreditsRevoke(GrantChange *change)
+{
+	MeterBenefit none = {0};
+	pg_uuid_t	meter_id;
+	int64		remaining;
+
+	remaining = RemainingOfLastCredit(change->customer_id, change->grant_properties, &meter_id);
+	if (remaining > 0)
+		Credit(change->organization_id, change->customer_id, meter_id, change->grant_id,
+			   "revoke", -remaining, &none, NULL);
+	if (EngineJsonText(change->grant_properties, "last_credited_meter_id") != NULL)
+		RefreshThreshold(change->customer_id, meter_id, change->grant_id);
+	change->new_properties = NULL;
+}
+
+/*
+ * Renewal: without rollover what is left of the last credit expires; then
+ * the units are credited again.  Returns the grant's new properties.
+ */
+Jsonb *
+MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
+				  Jsonb *benefit_properties, Jsonb *grant_properties)
+{
+	MeterBenefit mb;
+	MeterBenefit none = {0};
+
+	ReadMeterBenefit(benefit_properties, &mb);
+	if (!mb.rollover)
+	{
+		pg_uuid_t	meter_id;
+		int64		remaining = RemainingOfLastCredit(customer_id, grant_properties, &meter_id);
+
+		if (remaining > 0)
+			Credit(organization_id, customer_id, meter_id, grant_id, "expire", -remaining, &none, NULL);
+	}
+	return Credit(organization_id, customer_id, mb.meter_id, grant_id, "cycle", mb.units, &mb,
+				  grant_properties);
+}
+
+/* Raises 22023 unless the meter exists and belongs to the customer's organization. */
+static bool
+CheckMeterAndCustomer(pg_uuid_t customer_id, pg_uuid_t meter_id, bool *allow_overage)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		values[2] = {UuidGetDatum(&customer_id), UuidGetDatum(&meter_id)};
+	bool		isnull;
+	bool		same_org;
+
+	EngineExec(BenefitsPlan(&plan,
+						  "SELECT mt.allow_overage, c.organization_id = mt.organization_id"
+						  "  FROM benefits.meters mt LEFT JOIN benefits.customers c ON c.id = $1"
+						  " WHERE mt.id = $2",
+						  2, types),
+			   values, NULL, true, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("meter_id %s does not exist", UuidText(&meter_id)));
+	*allow_overage = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	same_org = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull || !same_org)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("customer_id %s does not exist in the meter's organization", UuidText(&customer_id)));
+	return true;
+}
+
+/* SQL: benefits.meter_balance(customer_id, meter_id) — the current balance. */
+Datum
+meter_balance(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan;
+	pg_uuid_t	customer_id = *PG_GETARG_UUID_P(0);
+	pg_uuid_t	meter_id = *PG_GETARG_UUID_P(1);
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		values[2] = {UuidGetDatum(&customer_id), UuidGetDatum(&meter_id)};
+	int64		balance = 0;
+	bool		isnull;
+
+	SPI_connect();
+	EngineExec(BenefitsPlan(&plan,
+						  "SELECT balance FROM benefits.meter_balances WHERE customer_id = $1 AND meter_id = $2",
+						  2, types),
+			   values, NULL, true, 1);
+	if (SPI_processed > 0)
+		balance = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	else
+	{
+		bool		allow_overage;
+
+		CheckMeterAndCustomer(customer_id, meter_id, &allow_overage);
+	}
+	SPI_finish();
+	PG_RETURN_INT64(balance);
+}
+
+/* The low-balance event and notification, when a balance crossed its threshold. */
+static void
+LowBalance(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t meter_id,
+		   int64 balance, int64 threshold)
+{
+	StringInfoData data;
+	Jsonb	   *json;
+
+	initStringInfo(&data);
+	appendStringInfo(&data,
+					 "{\"customer_id\": \"%s\", \"meter_id\": \"%s\", \"organization_id\": \"%s\", "
+					 "\"balance\": " INT64_FORMAT ", \"low_balance_threshold\": " INT64_FORMAT "}",
+					 UuidText(&customer_id), UuidText(&meter_id), UuidText(&organization_id),
+					 balance, threshold);
+	json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data)));
+	EventsEnqueue(organization_id, EVENT_METER_LOW_BALANCE, json);
+	Async_Notify("benefits_low_balance", data.data);
+}
+
+/*
+ * SQL: benefits.record_usage(customer_id, meter_id, units) — consumes units
+ * and returns the new balance.
+ */
+Datum
+record_usage(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan;
+	static SPIPlanPtr overage_plan;
+	pg_uuid_t	customer_id = *PG_GETARG_UUID_P(0);
+	pg_uuid_t	meter_id = *PG_GETARG_UUID_P(1);
+	int64		units = PG_GETARG_INT64(2);
+	Oid			types[3] = {UUIDOID, UUIDOID, INT8OID};
+	Datum		values[3];
+	int64		balance;
+	bool		isnull;
+
+	if (units < 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("units must not be negative"),
+				errdetail("units is " INT64_FORMAT ".", units));
+
+	values[0] = UuidGetDatum(&customer_id);
+	values[1] = UuidGetDatum(&meter_id);
+	values[2] = Int64GetDatum(units);
+	SPI_connect();
+	EngineExec(BenefitsPlan(&plan,
+						  "WITH u AS ("
+						  "  UPDATE benefits.meter_balances m"
+						  "     SET balance = m.balance - $3, consumed = m.consumed + $3, modified_at = pg_catalog.now()"
+						  "    FROM benefits.meters mt"
+						  "   WHERE m.customer_id = $1 AND m.meter_id = $2 AND mt.id = m.meter_id"
+						  "     AND (mt.allow_overage OR m.balance >= $3)"
+						  "  RETURNING m.balance, m.low_balance_threshold, m.organization_id),"
+						  " i AS (INSERT INTO benefits.meter_usage (customer_id, meter_id, units, balance_after)"
+						  "       SELECT $1, $2, $3, u.balance FROM u)"
+						  "SELECT balance, low_balance_threshold, organization_id FROM u",
+						  3, types),
+			   values, NULL, false, 0);
+	if (SPI_processed == 0)
+	{
+		bool		allow_overage;
+		int64		current = 0;
+		static SPIPlanPtr balance_plan;
+
+		CheckMeterAndCustomer(customer_id, meter_id, &allow_overage);
+		EngineExec(BenefitsPlan(&balance_plan,
+							  "SELECT balance FROM benefits.meter_balances WHERE customer_id = $1 AND meter_id = $2",
+							  2, types),
+				   values, NULL, false, 1);
+		if (SPI_processed > 0)
+			current = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (!allow_overage || SPI_processed > 0)
+		{
+			if (units == 0)
+			{
+				SPI_finish();
+				PG_RETURN_INT64(current);
+			}
+			ereport(ERROR,
+					errcode(ERRCODE_CHECK_VIOLATION),
+					errmsg("meter balance is insufficient"),
+					errdetail("The balance is " INT64_FORMAT " and the usage is " INT64_FORMAT " units.",
+							  current, units),
+					errhint("Grant more meter credits, or set allow_overage on the meter."));
+		}
+		/* Overage allowed and no balance row yet: start one below zero. */
+		EngineExec(BenefitsPlan(&overage_plan,
+							  "WITH u AS ("
+							  "  INSERT INTO benefits.meter_balances AS m (customer_id, meter_id, organization_id, balance, consumed)"
+							  "  SELECT $1, $2, c.organization_id, -$3, $3 FROM benefits.customers c WHERE c.id = $1"
+							  "  ON CONFLICT (customer_id, meter_id) DO UPDATE"
+							  "     SET balance = m.balance - $3, consumed = m.consumed + $3, modified_at = pg_catalog.now()"
+							  "  RETURNING m.balance, m.low_balance_threshold, m.organization_id),"
+							  " i AS (INSERT INTO benefits.meter_usage (customer_id, meter_id, units, balance_after)"
+							  "       SELECT $1, $2, $3, u.balance FROM u)"
+							  "SELECT balance, low_balance_threshold, organization_id FROM u",
+							  3, types),
+				   values, NULL, false, 0);
+	}
+	balance = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	{
+		Datum		t = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+		if (!isnull)
+		{
+			int64		threshold = DatumGetInt64(t);
+			pg_uuid_t	org = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+
+			if (balance < threshold && balance + units >= threshold)
+				LowBalance(org, customer_id, meter_id, balance, threshold);
+		}
+	}
+	SPI_finish();
+	PG_RETURN_INT64(balance);
+}

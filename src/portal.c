@@ -1,0 +1,257 @@
+/*
+ * portal.c — customer sessions and the pieces of the customer portal that
+ * belong in C.
+ *
+ * A customer session token is "bcs_" followed by 32 bytes from libsodium's
+ * CSPRNG in unpadded URL-safe base64.  Only the SHA-256 of the token is
+ * stored (benefits.customer_sessions.token_hash), so a copy of the table does
+ * not let anyone open a portal.  Every function that takes a token resolves it
+ * through CustomerSessionResolve, which answers a malformed, unknown, expired
+ * or revoked token with the same error (SQLSTATE 28000).
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/uuid.h"
+
+#include "benefits.h"
+#include "s3.h"
+
+#define SESSION_TOKEN_PREFIX	"bcs_"
+#define SESSION_TOKEN_BYTES		32
+
+static int	customer_session_ttl = 3600;
+
+static SPIPlanPtr find_customer_plan = NULL;
+static SPIPlanPtr insert_session_plan = NULL;
+static SPIPlanPtr resolve_session_plan = NULL;
+static SPIPlanPtr revoke_session_plan = NULL;
+
+/* Settings of the storage signer and of customer sessions; called from _PG_init. */
+void
+PortalInit(void)
+{
+	S3Init();
+	DefineCustomIntVariable("benefits.customer_session_ttl",
+							"How long a customer session token stays valid.",
+							NULL, &customer_session_ttl, 3600, 60, 30 * 86400,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+}
+
+/* The stored form of a token: its SHA-256 as bytea. */
+static bytea *
+TokenHash(const char *token, size_t len)
+{
+	bytea	   *hash = palloc(VARHDRSZ + crypto_hash_sha256_BYTES);
+
+	SET_VARSIZE(hash, VARHDRSZ + crypto_hash_sha256_BYTES);
+	crypto_hash_sha256((unsigned char *) VARDATA(hash), (const unsigned char *) token, len);
+	return hash;
+}
+
+static void
+InvalidSession(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("invalid customer session"),
+			 errhint("Open the portal again from the application to get a new session.")));
+}
+
+/*
+ * The customer a session token belongs to.  Runs inside the caller's SPI
+ * connection.  Malformed tokens are refused before any lookup.
+ */
+static pg_uuid_t
+CustomerSessionResolve(text *token)
+{
+	const char *data = VARDATA_ANY(token);
+	size_t		len = VARSIZE_ANY_EXHDR(token);
+	Oid			argtypes[1] = {BYTEAOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+	pg_uuid_t	customer;
+
+	if (len < strlen(SESSION_TOKEN_PREFIX) + 16 || len > 128 ||
+		memcmp(data, SESSION_TOKEN_PREFIX, strlen(SESSION_TOKEN_PREFIX)) != 0)
+		InvalidSession();
+
+	values[0] = PointerGetDatum(TokenHash(data, len));
+	BenefitsPlan(&resolve_session_plan,
+			 "SELECT customer_id FROM benefits.customer_sessions"
+			 " WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > pg_catalog.now()",
+			 1, argtypes);
+	if (SPI_execute_plan(resolve_session_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "customer session lookup failed");
+	if (SPI_processed != 1)
+		InvalidSession();
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	customer = *DatumGetUUIDP(d);
+	return customer;
+}
+
+PG_FUNCTION_INFO_V1(create_customer_session);
+
+/*
+ * create_customer_session(organization_id, external_customer_id): a new
+ * session token for the application's user, valid for
+ * benefits.customer_session_ttl.  The token is returned once and never stored.
+ */
+Datum
+create_customer_session(PG_FUNCTION_ARGS)
+{
+	Oid			find_types[2] = {UUIDOID, TEXTOID};
+	Oid			insert_types[4] = {UUIDOID, UUIDOID, BYTEAOID, INT4OID};
+	Datum		values[4];
+	unsigned char random[SESSION_TOKEN_BYTES];
+	char		encoded[sodium_base64_ENCODED_LEN(SESSION_TOKEN_BYTES,
+												  sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+	char	   *token;
+	bool		isnull;
+	Datum		customer;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("organization_id must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("external_customer_id must not be null")));
+
+	SPI_connect();
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	BenefitsPlan(&find_customer_plan,
+			 "SELECT id FROM benefits.customers"
+			 " WHERE organization_id = $1 AND external_id = $2 AND deleted_at IS NULL",
+			 2, find_types);
+	if (SPI_execute_plan(find_customer_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "customer lookup failed");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("external_customer_id \"%s\" names no customer of organization %s",
+						text_to_cstring(PG_GETARG_TEXT_PP(1)),
+						DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0))))));
+	customer = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	randombytes_buf(random, sizeof(random));
+	sodium_bin2base64(encoded, sizeof(encoded), random, sizeof(random),
+					  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(random, sizeof(random));
+	token = psprintf("%s%s", SESSION_TOKEN_PREFIX, encoded);
+
+	values[1] = customer;
+	values[2] = PointerGetDatum(TokenHash(token, strlen(token)));
+	values[3] = Int32GetDatum(customer_session_ttl);
+	BenefitsPlan(&insert_session_plan,
+			 "INSERT INTO benefits.customer_sessions"
+			 " (organization_id, customer_id, token_hash, expires_at)"
+			 " VALUES ($1, $2, $3, pg_catalog.now() + pg_catalog.make_interval(secs => $4))",
+			 4, insert_types);
+	if (SPI_execute_plan(insert_session_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "customer session insert failed");
+	SPI_finish();
+
+	PG_RETURN_TEXT_P(cstring_to_text(token));
+}
+
+PG_FUNCTION_INFO_V1(customer_session_customer);
+
+/*
+ * customer_session_customer(token): the customer of a live session, or the
+ * one error every bad token gets.  Internal: the portal functions call it.
+ */
+Datum
+customer_session_customer(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
+
+	if (PG_ARGISNULL(0))
+		InvalidSession();
+	SPI_connect();
+	*result = CustomerSessionResolve(PG_GETARG_TEXT_PP(0));
+	SPI_finish();
+	PG_RETURN_UUID_P(result);
+}
+
+PG_FUNCTION_INFO_V1(revoke_customer_session);
+
+/*
+ * revoke_customer_session(token): ends a session (the customer logs out, or
+ * the application withdraws it).  True when a live session was revoked.
+ */
+Datum
+revoke_customer_session(PG_FUNCTION_ARGS)
+{
+	text	   *token;
+	Oid			argtypes[1] = {BYTEAOID};
+	Datum		values[1];
+	bool		revoked;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	token = PG_GETARG_TEXT_PP(0);
+	values[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
+	SPI_connect();
+	BenefitsPlan(&revoke_session_plan,
+			 "UPDATE benefits.customer_sessions SET revoked_at = pg_catalog.now()"
+			 " WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > pg_catalog.now()",
+			 1, argtypes);
+	if (SPI_execute_plan(revoke_session_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "customer session revoke failed");
+	revoked = SPI_processed > 0;
+	SPI_finish();
+	PG_RETURN_BOOL(revoked);
+}
+
+PG_FUNCTION_INFO_V1(html_escape);
+
+/*
+ * html_escape(text): text safe inside HTML element content and quoted
+ * attribute values (& < > " ' escaped).  The portal page escapes every value
+ * it shows with it.
+ */
+Datum
+html_escape(PG_FUNCTION_ARGS)
+{
+	text	   *in = PG_GETARG_TEXT_PP(0);
+	const char *p = VARDATA_ANY(in);
+	int			len = VARSIZE_ANY_EXHDR(in);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < len; i++)
+	{
+		switch (p[i])
+		{
+			case '&':
+				appendStringInfoString(&buf, "&amp;");
+				break;
+			case '<':
+				appendStringInfoString(&buf, "&lt;");
+				break;
+			case '>':
+				appendStringInfoString(&buf, "&gt;");
+				break;
+			case '"':
+				appendStringInfoString(&buf, "&quot;");
+				break;
+			case '\'':
+				appendStringInfoString(&buf, "&#39;");
+				break;
+			default:
+				appendStringInfoChar(&buf, p[i]);
+		}
+	}
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}

@@ -1,0 +1,502 @@
+/*
+ * provider_jobs.c — GitHub and Discord benefits: one outbox job per
+ * repository or role to add or remove, and linked accounts.
+ *
+ * Granting writes the jobs and leaves the grant 'created' until the worker
+ * has the provider's confirmation.  A customer without a linked account gets
+ * an error on the grant naming the action required ({"message": ...,
+ * "action": "link_github" | "link_discord"}); link_account then writes the
+ * jobs of every such pending grant.  When the customer already holds the
+ * benefit through another active grant with the same account, the access
+ * exists: the new grant is active at once and no call is made.
+ *
+ * The grant's properties record what was delivered (account, repositories
+ * with their permission, guild and role ids), so a revoke removes exactly
+ * that, and only when no other live grant of the benefit remains for the
+ * customer (GrantChange.last_holder).  Editing a benefit diffs the recorded
+ * access against the new properties and writes only the difference.
+ *
+ * Payloads (HELPERS.md): GitHub add_collaborator {owner, repo, username,
+ * permission}, remove_collaborator {owner, repo, username}; Discord
+ * add_member {guild_id, user_id, role_ids, customer_id} (the worker reads
+ * the OAuth token from customer_accounts at send time), add_role /
+ * remove_role {guild_id, user_id, role_id}, kick_member {guild_id, user_id}.
+ * add_member carries the roles for a user who is not yet in the guild;
+ * Discord ignores them for a member, so each role also gets add_role.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+#include "benefits.h"
+#include "engine.h"
+
+PG_FUNCTION_INFO_V1(link_account);
+
+static bool
+IsGithub(const char *benefit_type)
+{
+	return strcmp(benefit_type, "github_repository") == 0;
+}
+
+/* GitHub jobs, one per repository of $5 (an array of {owner, name, permission}). */
+static void
+GithubJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
+		   const char *username, Jsonb *repositories)
+{
+	static SPIPlanPtr plan;
+	Oid			types[5] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[5];
+
+	values[0] = UuidGetDatum(&organization_id);
+	values[1] = UuidGetDatum(&grant_id);
+	values[2] = CStringGetTextDatum(action);
+	values[3] = CStringGetTextDatum(username);
+	values[4] = JsonbPGetDatum(repositories);
+	EngineExec(BenefitsPlan(&plan,
+						  "INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)"
+						  " SELECT $1, 'github', $2, $3,"
+						  "        pg_catalog.jsonb_build_object('owner', r.value->>'owner', 'repo', r.value->>'name',"
+						  "                                      'username', $4)"
+						  "        || CASE WHEN $3 = 'add_collaborator'"
+						  "                THEN pg_catalog.jsonb_build_object('permission', r.value->>'permission')"
+						  "                ELSE '{}' END"
+						  "   FROM pg_catalog.jsonb_array_elements($5) WITH ORDINALITY AS r(value, n)"
+						  "  ORDER BY r.n",
+						  5, types),
+			   values, NULL, false, 0);
+}
+
+/*
+ * Discord jobs.  add_member: one job with every role, then add_role per
+ * role; add_role/remove_role: one job per role of $6 (an array of role ids);
+ * kick_member: one job.
+ */
+static void
+DiscordJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
+			const char *guild_id, const char *user_id, Jsonb *role_ids, pg_uuid_t customer_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[7] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, UUIDOID};
+	Datum		values[7];
+
+	values[0] = UuidGetDatum(&organization_id);
+	values[1] = UuidGetDatum(&grant_id);
+	values[2] = CStringGetTextDatum(action);
+	values[3] = CStringGetTextDatum(guild_id);
+	values[4] = CStringGetTextDatum(user_id);
+	values[5] = JsonbPGetDatum(role_ids);
+	values[6] = UuidGetDatum(&customer_id);
+	EngineExec(BenefitsPlan(&plan,
+						  "INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)"
+						  " SELECT $1, 'discord', $2, j.action, j.payload FROM ("
+						  "   SELECT 0 AS n, 'add_member' AS action,"
+						  "          pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5, 'role_ids', $6,"
+						  "                                        'customer_id', $7) AS payload"
+						  "    WHERE $3 = 'add_member'"
+						  "   UNION ALL"
+						  "   SELECT 0, 'kick_member', pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5)"
+						  "    WHERE $3 = 'kick_member'"
+						  "   UNION ALL"
+						  "   SELECT r.n, CASE $3 WHEN 'add_member' THEN 'add_role' ELSE $3 END,"
+						  "          pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5, 'role_id', r.value #>> '{}')"
+						  "     FROM pg_catalog.jsonb_array_elements($6) WITH ORDINALITY AS r(value, n)"
+						  "    WHERE $3 IN ('add_member', 'add_role', 'remove_role')) j"
+						  " ORDER BY j.n",
+						  7, types),
+			   values, NULL, false, 0);
+}
+
+/*
+ * The grant's properties for the access a benefit's properties describe:
+ * GitHub {account_id, username, repositories, repository_owner,
+ * repository_name, permission} (the single form from the first repository),
+ * Discord {account_id, username, guild_id, role_ids, role_id}.
+ */
+static Jsonb *
+AccessProperties(const char *benefit_type, Jsonb *benefit_properties, Jsonb *grant_properties,
+				 const char *account_id, const char *username)
+{
+	static SPIPlanPtr plan;
+	Oid			types[5] = {TEXTOID, JSONBOID, JSONBOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(benefit_type);
+	values[1] = JsonbPGetDatum(benefit_properties);
+	if (grant_properties)
+		values[2] = JsonbPGetDatum(grant_properties);
+	else
+		nulls[2] = 'n';
+	values[3] = CStringGetTextDatum(account_id);
+	if (username)
+		values[4] = CStringGetTextDatum(username);
+	else
+		nulls[4] = 'n';
+	EngineExec(BenefitsPlan(&plan,
+						  "SELECT COALESCE($3, '{}') || pg_catalog.jsonb_build_object('account_id', $4, 'username', $5)"
+						  " || CASE WHEN $1 = 'github_repository' THEN pg_catalog.jsonb_build_object("
+						  "      'repositories', COALESCE($2->'repositories', '[]'),"
+						  "      'repository_owner', $2#>>'{repositories,0,owner}',"
+						  "      'repository_name', $2#>>'{repositories,0,name}',"
+						  "      'permission', $2#>>'{repositories,0,permission}')"
+						  "    ELSE pg_catalog.jsonb_build_object("
+						  "      'guild_id', $2->>'guild_id',"
+						  "      'role_ids', pg_catalog.jsonb_path_query_array(COALESCE($2->'roles', '[]'), '$[*].role_id'),"
+						  "      'role_id', $2#>>'{roles,0,role_id}') END",
+						  5, types),
+			   values, nulls, true, 1);
+	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A JSON array of the role ids a benefit's properties name. */
+static Jsonb *
+JsonbMember(Jsonb *json, const char *key)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {JSONBOID, TEXTOID};
+	Datum		values[2] = {JsonbPGetDatum(json), CStringGetTextDatum(key)};
+	bool		isnull;
+
+	EngineExec(BenefitsPlan(&plan, "SELECT COALESCE($1->$2, '[]')", 2, types), values, NULL, true, 1);
+	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* The customer's linked account on a platform, or false. */
+static bool
+LinkedAccount(pg_uuid_t customer_id, const char *platform, char **account_id, char **username)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, TEXTOID};
+	Datum		values[2] = {UuidGetDatum(&customer_id), CStringGetTextDatum(platform)};
+
+	EngineExec(BenefitsPlan(&plan,
+						  "SELECT account_id, username FROM benefits.customer_accounts"
+						  " WHERE customer_id = $1 AND platform = $2",
+						  2, types),
+			   values, NULL, false, 1);
+	if (SPI_processed == 0)
+		return false;
+	*account_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*username = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	return true;
+}
+
+/* The error a grant carries while the customer has no linked account. */
+static Jsonb *
+LinkError(const char *benefit_type)
+{
+	const char *json = IsGithub(benefit_type)
+		? "{\"message\": \"Link a GitHub account to receive access to the repositories.\", \"action\": \"link_github\"}"
+		: "{\"message\": \"Link a Discord account to join the server.\", \"action\": \"link_discord\"}";
+
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+/*
+ * Properties of another active grant of the same benefit for the customer,
+ * delivered to the same account, or NULL.
+ */
+static Jsonb *
+OtherActiveGrant(GrantChange *change, const char *account_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[4] = {UUIDOID, UUIDOID, UUIDOID, TEXTOID};
+	Datum		values[4];
+	bool		isnull;
+
+	values[0] = UuidGetDatum(&change->customer_id);
+	values[1] = UuidGetDatum(&change->benefit_id);
+	values[2] = UuidGetDatum(&change->grant_id);
+	values[3] = CStringGetTextDatum(account_id);
+	EngineExec(BenefitsPlan(&plan,
+						  "SELECT properties FROM benefits.grants"
+						  " WHERE customer_id = $1 AND benefit_id = $2 AND id <> $3 AND state = 'active'"
+						  "   AND properties->>'account_id' = $4 LIMIT 1",
+						  4, types),
+			   values, NULL, false, 1);
+	if (SPI_processed == 0)
+		return NULL;
+	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Grant handler for github_repository and discord benefits. */
+void
+ProviderJobsGrant(GrantChange *change)
+{
+	bool		github = IsGithub(change->benefit_type);
+	char	   *account_id,
+			   *username;
+	Jsonb	   *props;
+	Jsonb	   *shared;
+
+	if (!LinkedAccount(change->customer_id, github ? "github" : "discord", &account_id, &username))
+	{
+		change->new_state = "created";
+		change->new_properties = NULL;
+		change->error = LinkError(change->benefit_type);
+		return;
+	}
+
+	change->error = NULL;
+	shared = OtherActiveGrant(change, account_id);
+	if (shared != NULL)
+	{
+		change->new_state = "active";
+		change->new_properties = shared;
+		return;
+	}
+
+	props = AccessProperties(change->benefit_type, change->benefit_properties,
+							 change->grant_properties, account_id, username);
+	if (github)
+		GithubJobs(change->organization_id, change->grant_id, "add_collaborator", username,
+				   JsonbMember(props, "repositories"));
+	else
+		DiscordJobs(change->organization_id, change->grant_id, "add_member",
+					EngineJsonText(props, "guild_id"), account_id,
+					JsonbMember(props, "role_ids"), change->customer_id);
+	change->new_state = "created";
+	change->new_properties = props;
+}
+
+/*
+ * Revoke handler: removes the recorded access, only when this is the last
+ * live grant of the benefit for the customer.
+ */
+void
+ProviderJobsRevoke(GrantChange *change)
+{
+	Jsonb	   *props = change->grant_properties;
+	char	   *account_id = EngineJsonText(props, "account_id");
+
+	change->new_properties = NULL;
+	if (!change->last_holder || account_id == NULL)
+		return;
+	if (IsGithub(change->benefit_type))
+		GithubJobs(change->organization_id, change->grant_id, "remove_collaborator",
+				   EngineJsonText(props, "username"), JsonbMember(props, "repositories"));
+	else
+	{
+		char	   *kick = EngineJsonText(change->benefit_properties, "kick_member");
+
+		if (kick && strcmp(kick, "true") == 0)
+			DiscordJobs(change->organization_id, change->grant_id, "kick_member",
+						EngineJsonText(props, "guild_id"), account_id, JsonbMember(props, "role_ids"),
+						change->customer_id);
+		else
+			DiscordJobs(change->organization_id, change->grant_id, "remove_role",
+						EngineJsonText(props, "guild_id"), account_id, JsonbMember(props, "role_ids"),
+						change->customer_id);
+	}
+}
+
+/*
+ * The benefit's properties changed: returns the grant's new properties and,
+ * when enqueue is set and the grant has delivered access, writes the jobs
+ * for the difference (repositories added or with a new permission, removed;
+ * roles added, removed; a new guild).  A grant without a linked account is
+ * returned unchanged.
+ */
+Jsonb *
+ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
+				   const char *benefit_type, Jsonb *benefit_properties, Jsonb *grant_properties,
+				   bool enqueue)
+{
+	static SPIPlanPtr diff_plan;
+	Oid			types[2] = {JSONBOID, JSONBOID};
+	Datum		values[2];
+	char	   *account_id = EngineJsonText(grant_properties, "account_id");
+	char	   *username = EngineJsonText(grant_properties, "username");
+	bool		github = IsGithub(benefit_type);
+	Jsonb	   *props,
+			   *added,
+			   *removed;
+	bool		isnull;
+	char	   *old_guild,
+			   *new_guild;
+
+	if (account_id == NULL)
+		return grant_properties;
+	props = AccessProperties(benefit_type, benefit_properties, grant_properties, account_id, username);
+	if (!enqueue)
+		return props;
+
+	old_guild = EngineJsonText(grant_properties, "guild_id");
+	new_guild = EngineJsonText(props, "guild_id");
+	if (!github && (old_guild == NULL || new_guild == NULL || strcmp(old_guild, new_guild) != 0))
+	{
+		/* Another server: leave the old one, join the new one. */
+		if (old_guild)
+			DiscordJobs(organization_id, grant_id, "remove_role", old_guild, account_id,
+						JsonbMember(grant_properties, "role_ids"), customer_id);
+		if (new_guild)
+			DiscordJobs(organization_id, grant_id, "add_member", new_guild, account_id,
+						JsonbMember(props, "role_ids"), customer_id);
+		return props;
+	}
+
+	/* Elements of the new list not in the old, and of the old not in the new. */
+	values[0] = JsonbPGetDatum(JsonbMember(props, github ? "repositories" : "role_ids"));
+	values[1] = JsonbPGetDatum(JsonbMember(grant_properties, github ? "repositories" : "role_ids"));
+	EngineExec(BenefitsPlan(&diff_plan,
+						  "SELECT (SELECT COALESCE(pg_catalog.jsonb_agg(e.x ORDER BY e.k), '[]')"
+						  "          FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS e(x, k)"
+						  "         WHERE NOT $2 @> pg_catalog.jsonb_build_array(e.x)),"
+						  "       (SELECT COALESCE(pg_catalog.jsonb_agg(e.x ORDER BY e.k), '[]')"
+						  "          FROM pg_catalog.jsonb_array_elements($2) WITH ORDINALITY AS e(x, k)"
+						  "         WHERE NOT $1 @> pg_catalog.jsonb_build_array("
+						  "                 CASE WHEN pg_catalog.jsonb_typeof(e.x) = 'object'"
+						  "                      THEN pg_catalog.jsonb_build_object('owner', e.x->'owner', 'name', e.x->'name')"
+						  "                      ELSE e.x END))",
+						  2, types),
+			   values, NULL, true, 1);
+	added = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	removed = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+
+	if (github)
+	{
+		if (JB_ROOT_COUNT(removed) > 0)
+			GithubJobs(organization_id, grant_id, "remove_collaborator", username, removed);
+		if (JB_ROOT_COUNT(added) > 0)
+			GithubJobs(organization_id, grant_id, "add_collaborator", username, added);
+	}
+	else
+	{
+		if (JB_ROOT_COUNT(removed) > 0)
+			DiscordJobs(organization_id, grant_id, "remove_role", new_guild, account_id, removed, customer_id);
+		if (JB_ROOT_COUNT(added) > 0)
+			DiscordJobs(organization_id, grant_id, "add_role", new_guild, account_id, added, customer_id);
+	}
+	return props;
+}
+
+/*
+ * SQL: benefits.link_account(customer_id, platform, account_id, username,
+ * access_token) — records the customer's GitHub or Discord identity, then
+ * writes the jobs of every grant that was waiting for it.
+ */
+Datum
+link_account(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr upsert_plan;
+	static SPIPlanPtr pending_plan;
+	static SPIPlanPtr update_plan;
+	pg_uuid_t	customer_id;
+	char	   *platform;
+	char	   *account_id;
+	Oid			types[5] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			n;
+	GrantChange *changes;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("customer_id must not be null"));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("platform must not be null"));
+	customer_id = *PG_GETARG_UUID_P(0);
+	platform = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(platform, "github") != 0 && strcmp(platform, "discord") != 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("platform must be \"github\" or \"discord\""),
+				errdetail("platform is \"%s\".", platform));
+	account_id = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (account_id == NULL || account_id[0] == '\0')
+		ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("account_id must not be empty"));
+	if (strcmp(platform, "github") == 0 && (PG_ARGISNULL(3) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(3)) == 0))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("username is required for github"),
+				errdetail("GitHub's collaborator API addresses users by login."));
+
+	values[0] = UuidGetDatum(&customer_id);
+	values[1] = CStringGetTextDatum(platform);
+	values[2] = CStringGetTextDatum(account_id);
+	for (int i = 3; i < 5; i++)
+	{
+		if (PG_ARGISNULL(i))
+			nulls[i] = 'n';
+		else
+			values[i] = PG_GETARG_DATUM(i);
+	}
+
+	SPI_connect();
+	GrantLockCustomer(customer_id);
+	EngineExec(BenefitsPlan(&upsert_plan,
+						  "INSERT INTO benefits.customer_accounts AS a (customer_id, platform, account_id, username, access_token)"
+						  " SELECT c.id, $2, $3, $4, $5 FROM benefits.customers c WHERE c.id = $1"
+						  " ON CONFLICT (customer_id, platform) DO UPDATE"
+						  "    SET account_id = EXCLUDED.account_id, username = EXCLUDED.username,"
+						  "        access_token = COALESCE(EXCLUDED.access_token, a.access_token),"
+						  "        modified_at = pg_catalog.now()",
+						  5, types),
+			   values, nulls, false, 0);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("customer_id %s does not exist",
+					   DatumGetCString(DirectFunctionCall1(uuid_out, values[0]))));
+
+	/* Grants waiting for an account on this platform, oldest first. */
+	EngineExec(BenefitsPlan(&pending_plan,
+						  "SELECT g.id, g.organization_id, g.benefit_id, b.type, b.properties, g.properties"
+						  "  FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id"
+						  " WHERE g.customer_id = $1 AND g.state = 'created'"
+						  "   AND b.type = CASE $2 WHEN 'github' THEN 'github_repository' ELSE 'discord' END"
+						  "   AND NOT g.properties ? 'account_id'"
+						  " ORDER BY g.created_at, g.id",
+						  2, types),
+			   values, NULL, false, 0);
+	n = (int) SPI_processed;
+	changes = palloc0(sizeof(GrantChange) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		changes[i].grant_id = *DatumGetUUIDP(SPI_getbinval(t, d, 1, &isnull));
+		changes[i].organization_id = *DatumGetUUIDP(SPI_getbinval(t, d, 2, &isnull));
+		changes[i].customer_id = customer_id;
+		changes[i].benefit_id = *DatumGetUUIDP(SPI_getbinval(t, d, 3, &isnull));
+		changes[i].benefit_type = SPI_getvalue(t, d, 4);
+		changes[i].benefit_properties = DatumGetJsonbPCopy(SPI_getbinval(t, d, 5, &isnull));
+		changes[i].grant_properties = DatumGetJsonbPCopy(SPI_getbinval(t, d, 6, &isnull));
+	}
+	for (int i = 0; i < n; i++)
+	{
+		GrantChange *c = &changes[i];
+		Oid			utypes[4] = {UUIDOID, TEXTOID, JSONBOID, JSONBOID};
+		Datum		uvalues[4];
+		char		unulls[4] = {' ', ' ', ' ', ' '};
+
+		ProviderJobsGrant(c);
+		uvalues[0] = UuidGetDatum(&c->grant_id);
+		uvalues[1] = CStringGetTextDatum(c->new_state);
+		uvalues[2] = c->new_properties ? JsonbPGetDatum(c->new_properties) : (Datum) 0;
+		unulls[2] = c->new_properties ? ' ' : 'n';
+		uvalues[3] = c->error ? JsonbPGetDatum(c->error) : (Datum) 0;
+		unulls[3] = c->error ? ' ' : 'n';
+		EngineExec(BenefitsPlan(&update_plan,
+							  "UPDATE benefits.grants"
+							  "   SET state = $2, properties = COALESCE($3, properties), error = $4,"
+							  "       granted_at = CASE WHEN $2 = 'active' THEN COALESCE(granted_at, pg_catalog.now())"
+							  "                         ELSE granted_at END,"
+							  "       modified_at = pg_catalog.now()"
+							  " WHERE id = $1",
+							  4, utypes),
+				   uvalues, unulls, false, 0);
+		if (strcmp(c->new_state, "active") == 0)
+			EventsEnqueueGrant(c->grant_id, EVENT_GRANT_CREATED, NULL);
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,612 @@
+/*
+ * s3.c — AWS Signature Version 4 presigned URLs (query-string authentication)
+ * for S3-compatible storage, signed with libsodium's SHA-256 and HMAC-SHA256.
+ *
+ * A presigned URL carries X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date,
+ * X-Amz-Expires, X-Amz-SignedHeaders (always just "host") and
+ * X-Amz-Signature in its query string; the payload is UNSIGNED-PAYLOAD.  The
+ * canonical request follows the S3 rules: the path is URI-encoded once, with
+ * "/" kept, and never normalized; query names and values are URI-encoded
+ * (RFC 3986 unreserved characters kept) and sorted by name, then value.
+ *
+ * Settings: benefits.s3_endpoint (empty = AWS for the region),
+ * benefits.s3_region, benefits.s3_bucket, benefits.s3_url_style
+ * (virtual|path), benefits.s3_access_key_id, benefits.s3_secret_access_key,
+ * benefits.download_url_ttl and benefits.upload_url_ttl.
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "pgtime.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "benefits.h"
+#include "s3.h"
+
+static char *s3_endpoint = NULL;
+static char *s3_region = NULL;
+static char *s3_bucket = NULL;
+static char *s3_access_key_id = NULL;
+static char *s3_secret_access_key = NULL;
+static int	s3_url_style = 0;
+static int	download_url_ttl = 3600;
+static int	upload_url_ttl = 3600;
+
+enum
+{
+	S3_STYLE_VIRTUAL,
+	S3_STYLE_PATH
+};
+
+static const struct config_enum_entry s3_url_style_options[] = {
+	{"virtual", S3_STYLE_VIRTUAL, false},
+	{"path", S3_STYLE_PATH, false},
+	{NULL, 0, false}
+};
+
+/* Registers the storage settings; called from _PG_init. */
+void
+S3Init(void)
+{
+	DefineCustomStringVariable("benefits.s3_endpoint",
+							   "Base URL of the S3-compatible storage (empty: AWS for benefits.s3_region).",
+							   NULL, &s3_endpoint, "",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("benefits.s3_region",
+							   "Region used in the signature scope of presigned URLs.",
+							   NULL, &s3_region, "us-east-1",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("benefits.s3_bucket",
+							   "Bucket holding the downloadable files.",
+							   NULL, &s3_bucket, "",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("benefits.s3_url_style",
+							 "Addressing of the bucket: virtual (bucket.host) or path (host/bucket).",
+							 NULL, &s3_url_style, S3_STYLE_VIRTUAL, s3_url_style_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("benefits.s3_access_key_id",
+							   "Access key id that signs presigned URLs.",
+							   NULL, &s3_access_key_id, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("benefits.s3_secret_access_key",
+							   "Secret access key that signs presigned URLs.",
+							   NULL, &s3_secret_access_key, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomIntVariable("benefits.download_url_ttl",
+							"How long a download URL stays valid.",
+							NULL, &download_url_ttl, 3600, 1, S3_MAX_EXPIRES,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("benefits.upload_url_ttl",
+							"How long an upload URL stays valid.",
+							NULL, &upload_url_ttl, 3600, 1, S3_MAX_EXPIRES,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+}
+
+/* Fills CONFIG from the settings, complaining about each one missing. */
+void
+S3ConfigFromSettings(S3Config *config)
+{
+	const char *missing = NULL;
+
+	if (s3_bucket == NULL || s3_bucket[0] == '\0')
+		missing = "benefits.s3_bucket";
+	else if (s3_region == NULL || s3_region[0] == '\0')
+		missing = "benefits.s3_region";
+	else if (s3_access_key_id == NULL || s3_access_key_id[0] == '\0')
+		missing = "benefits.s3_access_key_id";
+	else if (s3_secret_access_key == NULL || s3_secret_access_key[0] == '\0')
+		missing = "benefits.s3_secret_access_key";
+	if (missing)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("file storage is not configured: %s is not set", missing),
+				 errhint("A superuser sets the benefits.s3_* settings, for example with ALTER SYSTEM.")));
+
+	config->endpoint = s3_endpoint;
+	config->region = s3_region;
+	config->bucket = s3_bucket;
+	config->access_key_id = s3_access_key_id;
+	config->secret_access_key = s3_secret_access_key;
+	config->path_style = (s3_url_style == S3_STYLE_PATH);
+}
+
+int
+S3DownloadUrlTtl(void)
+{
+	return download_url_ttl;
+}
+
+int
+S3UploadUrlTtl(void)
+{
+	return upload_url_ttl;
+}
+
+void
+S3HexEncode(const unsigned char *bytes, size_t len, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < len; i++)
+	{
+		out[2 * i] = hex[bytes[i] >> 4];
+		out[2 * i + 1] = hex[bytes[i] & 0x0f];
+	}
+	out[2 * len] = '\0';
+}
+
+/* SigV4's URI encoding: RFC 3986 unreserved characters stay, the rest is %XX. */
+static void
+UriEncode(StringInfo buf, const char *s, bool keep_slash)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+	{
+		unsigned char c = *p;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+			c == '~' || (keep_slash && c == '/'))
+			appendStringInfoChar(buf, (char) c);
+		else
+		{
+			appendStringInfoChar(buf, '%');
+			appendStringInfoChar(buf, hex[c >> 4]);
+			appendStringInfoChar(buf, hex[c & 0x0f]);
+		}
+	}
+}
+
+static void
+HmacSha256(const unsigned char *key, size_t keylen, const char *msg,
+		   unsigned char out[crypto_auth_hmacsha256_BYTES])
+{
+	crypto_auth_hmacsha256_state state;
+
+	crypto_auth_hmacsha256_init(&state, key, keylen);
+	crypto_auth_hmacsha256_update(&state, (const unsigned char *) msg, strlen(msg));
+	crypto_auth_hmacsha256_final(&state, out);
+	sodium_memzero(&state, sizeof(state));
+}
+
+/*
+ * Splits an endpoint URL into scheme, host (with the port unless it is the
+ * scheme's default, as the Host header carries it) and path prefix.
+ */
+static void
+ParseEndpoint(const S3Config *config, char **scheme, char **host, char **prefix)
+{
+	const char *endpoint = config->endpoint;
+	const char *rest;
+	const char *slash;
+	const char *colon;
+	char	   *h;
+
+	if (endpoint == NULL || endpoint[0] == '\0')
+	{
+		*scheme = pstrdup("https");
+		if (strcmp(config->region, "us-east-1") == 0)
+			*host = pstrdup("s3.amazonaws.com");
+		else
+			*host = psprintf("s3.%s.amazonaws.com", config->region);
+		*prefix = pstrdup("");
+		return;
+	}
+
+	if (strncmp(endpoint, "https://", 8) == 0)
+	{
+		*scheme = pstrdup("https");
+		rest = endpoint + 8;
+	}
+	else if (strncmp(endpoint, "http://", 7) == 0)
+	{
+		*scheme = pstrdup("http");
+		rest = endpoint + 7;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("benefits.s3_endpoint must start with http:// or https://")));
+
+	slash = strchr(rest, '/');
+	h = slash ? pnstrdup(rest, slash - rest) : pstrdup(rest);
+	if (h[0] == '\0' || strpbrk(h, "?#@ ") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("benefits.s3_endpoint has no valid host")));
+
+	/* Drop a default port: the Host header the client sends omits it. */
+	colon = strrchr(h, ':');
+	if (colon && strchr(colon, ']') == NULL)
+	{
+		if ((strcmp(*scheme, "https") == 0 && strcmp(colon, ":443") == 0) ||
+			(strcmp(*scheme, "http") == 0 && strcmp(colon, ":80") == 0))
+			h[colon - h] = '\0';
+	}
+	*host = h;
+
+	/* An optional path prefix, without trailing slashes. */
+	if (slash)
+	{
+		char	   *p = pstrdup(slash);
+		int			len = strlen(p);
+
+		while (len > 0 && p[len - 1] == '/')
+			p[--len] = '\0';
+		if (strpbrk(p, "?#") != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("benefits.s3_endpoint must not carry a query or fragment")));
+		*prefix = p;
+	}
+	else
+		*prefix = pstrdup("");
+}
+
+typedef struct EncodedParam
+{
+	char	   *name;
+	char	   *value;
+} EncodedParam;
+
+static int
+EncodedParamCmp(const void *a, const void *b)
+{
+	const EncodedParam *pa = a;
+	const EncodedParam *pb = b;
+	int			c = strcmp(pa->name, pb->name);
+
+	return c != 0 ? c : strcmp(pa->value, pb->value);
+}
+
+static char *
+Encoded(const char *s, bool keep_slash)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	UriEncode(&buf, s, keep_slash);
+	return buf.data;
+}
+
+/*
+ * Builds the presigned URL.  The canonical request is
+ *   METHOD \n URI \n QUERY \n host:HOST \n \n host \n UNSIGNED-PAYLOAD
+ * and the string to sign
+ *   AWS4-HMAC-SHA256 \n DATE \n SCOPE \n hex(SHA-256(canonical request)),
+ * signed with the key derived from the secret, date, region and "s3".
+ */
+char *
+S3PresignUrl(const S3Config *config, const char *method, const char *key,
+			 int expires, TimestampTz signed_at,
+			 const S3QueryParam *params, int nparams)
+{
+	char	   *scheme;
+	char	   *endpoint_host;
+	char	   *prefix;
+	char	   *host;
+	StringInfoData path;
+	StringInfoData query;
+	StringInfoData canonical;
+	StringInfoData to_sign;
+	EncodedParam *encoded;
+	int			nencoded = 0;
+	char		amz_date[17];
+	char		date[9];
+	char	   *scope;
+	char	   *credential;
+	char		expires_text[16];
+	unsigned char digest[crypto_hash_sha256_BYTES];
+	char		digest_hex[2 * crypto_hash_sha256_BYTES + 1];
+	unsigned char k1[crypto_auth_hmacsha256_BYTES];
+	unsigned char k2[crypto_auth_hmacsha256_BYTES];
+	char	   *secret_key;
+	char		signature[2 * crypto_auth_hmacsha256_BYTES + 1];
+	pg_time_t	t;
+	struct pg_tm *tm;
+	char	   *url;
+
+	if (key == NULL || key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key must not be empty")));
+	if (strlen(key) > 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key must be at most 1024 bytes long")));
+	if (expires < 1 || expires > S3_MAX_EXPIRES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires must be between 1 second and 7 days")));
+	if (strcmp(method, "GET") != 0 && strcmp(method, "PUT") != 0 &&
+		strcmp(method, "POST") != 0 && strcmp(method, "HEAD") != 0 &&
+		strcmp(method, "DELETE") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method must be one of GET, PUT, POST, HEAD or DELETE")));
+
+	ParseEndpoint(config, &scheme, &endpoint_host, &prefix);
+
+	/* Virtual-host style puts the bucket in the host, path style in the path. */
+	initStringInfo(&path);
+	UriEncode(&path, prefix, true);
+	if (config->path_style)
+	{
+		host = endpoint_host;
+		appendStringInfoChar(&path, '/');
+		UriEncode(&path, config->bucket, false);
+	}
+	else
+		host = psprintf("%s.%s", config->bucket, endpoint_host);
+	appendStringInfoChar(&path, '/');
+	UriEncode(&path, key, true);
+
+	t = timestamptz_to_time_t(signed_at);
+	tm = pg_gmtime(&t);
+	if (tm == NULL || tm->tm_year + 1900 < 1970 || tm->tm_year + 1900 > 9999)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("signed_at is out of range")));
+	snprintf(amz_date, sizeof(amz_date), "%04d%02d%02dT%02d%02d%02dZ",
+			 tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday,
+			 tm->tm_hour, tm->tm_min, tm->tm_sec);
+	memcpy(date, amz_date, 8);
+	date[8] = '\0';
+	scope = psprintf("%s/%s/s3/aws4_request", date, config->region);
+	credential = psprintf("%s/%s", config->access_key_id, scope);
+	snprintf(expires_text, sizeof(expires_text), "%d", expires);
+
+	/* Query parameters, encoded and sorted. */
+	encoded = palloc(sizeof(EncodedParam) * (nparams + 5));
+	for (int i = 0; i < nparams; i++)
+	{
+		if (pg_strncasecmp(params[i].name, "X-Amz-", 6) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("query parameter \"%s\" is set by the signer", params[i].name)));
+		encoded[nencoded].name = Encoded(params[i].name, false);
+		encoded[nencoded++].value = Encoded(params[i].value ? params[i].value : "", false);
+	}
+	encoded[nencoded].name = "X-Amz-Algorithm";
+	encoded[nencoded++].value = "AWS4-HMAC-SHA256";
+	encoded[nencoded].name = "X-Amz-Credential";
+	encoded[nencoded++].value = Encoded(credential, false);
+	encoded[nencoded].name = "X-Amz-Date";
+	encoded[nencoded++].value = amz_date;
+	encoded[nencoded].name = "X-Amz-Expires";
+	encoded[nencoded++].value = expires_text;
+	encoded[nencoded].name = "X-Amz-SignedHeaders";
+	encoded[nencoded++].value = "host";
+	qsort(encoded, nencoded, sizeof(EncodedParam), EncodedParamCmp);
+
+	initStringInfo(&query);
+	for (int i = 0; i < nencoded; i++)
+		appendStringInfo(&query, "%s%s=%s", i ? "&" : "", encoded[i].name, encoded[i].value);
+
+	initStringInfo(&canonical);
+	appendStringInfo(&canonical, "%s\n%s\n%s\nhost:%s\n\nhost\nUNSIGNED-PAYLOAD",
+					 method, path.data, query.data, host);
+	crypto_hash_sha256(digest, (const unsigned char *) canonical.data, canonical.len);
+	S3HexEncode(digest, sizeof(digest), digest_hex);
+
+	initStringInfo(&to_sign);
+	appendStringInfo(&to_sign, "AWS4-HMAC-SHA256\n%s\n%s\n%s", amz_date, scope, digest_hex);
+
+	/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), "s3"), "aws4_request") */
+	secret_key = psprintf("AWS4%s", config->secret_access_key);
+	HmacSha256((unsigned char *) secret_key, strlen(secret_key), date, k1);
+	explicit_bzero(secret_key, strlen(secret_key));
+	HmacSha256(k1, sizeof(k1), config->region, k2);
+	HmacSha256(k2, sizeof(k2), "s3", k1);
+	HmacSha256(k1, sizeof(k1), "aws4_request", k2);
+	HmacSha256(k2, sizeof(k2), to_sign.data, k1);
+	S3HexEncode(k1, sizeof(k1), signature);
+	sodium_memzero(k1, sizeof(k1));
+	sodium_memzero(k2, sizeof(k2));
+
+	url = psprintf("%s://%s%s?%s&X-Amz-Signature=%s",
+				   scheme, host, path.data, query.data, signature);
+	return url;
+}
+
+/*
+ * Content-Disposition for a download: a quoted ASCII fallback name for old
+ * clients (RFC 6266) and, when the name is not plain ASCII, the exact name as
+ * filename*=UTF-8''percent-encoded (RFC 5987).
+ */
+char *
+S3ContentDisposition(const char *disposition, const char *filename)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	StringInfoData fallback;
+	StringInfoData ext;
+	bool		plain = true;
+	const unsigned char *p;
+
+	initStringInfo(&fallback);
+	initStringInfo(&ext);
+	for (p = (const unsigned char *) filename; *p; p++)
+	{
+		unsigned char c = *p;
+
+		if (c >= 0x80)
+		{
+			/* One "_" per UTF-8 character: skip its continuation bytes. */
+			if ((c & 0xC0) != 0x80)
+				appendStringInfoChar(&fallback, '_');
+			plain = false;
+		}
+		else if (c < 0x20 || c == 0x7F || c == '"' || c == '\\')
+		{
+			appendStringInfoChar(&fallback, '_');
+			plain = false;
+		}
+		else
+			appendStringInfoChar(&fallback, (char) c);
+
+		/* RFC 5987 attr-char is kept, everything else percent-encoded. */
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			strchr("!#$&+-.^_`|~", c) != NULL)
+			appendStringInfoChar(&ext, (char) c);
+		else
+		{
+			appendStringInfoChar(&ext, '%');
+			appendStringInfoChar(&ext, hex[c >> 4]);
+			appendStringInfoChar(&ext, hex[c & 0x0f]);
+		}
+	}
+
+	if (plain)
+		return psprintf("%s; filename=\"%s\"", disposition, fallback.data);
+	return psprintf("%s; filename=\"%s\"; filename*=UTF-8''%s",
+					disposition, fallback.data, ext.data);
+}
+
+/* Seconds in an interval argument, or an error naming the argument. */
+static int
+IntervalSeconds(Interval *interval, const char *argname)
+{
+	double		seconds;
+
+	seconds = interval->time / (double) USECS_PER_SEC +
+		interval->day * (double) SECS_PER_DAY +
+		interval->month * (double) DAYS_PER_MONTH * SECS_PER_DAY;
+	if (seconds < 1 || seconds > S3_MAX_EXPIRES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between 1 second and 7 days", argname)));
+	return (int) seconds;
+}
+
+/* Extra query parameters from a jsonb object of strings (or numbers). */
+static S3QueryParam *
+ParamsFromJsonb(Jsonb *jb, int *nparams)
+{
+	S3QueryParam *params;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+	char	   *name = NULL;
+
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("params must be a JSON object")));
+	params = palloc0(sizeof(S3QueryParam) * (JB_ROOT_COUNT(jb) + 1));
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			name = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE)
+		{
+			params[n].name = name;
+			if (v.type == jbvString)
+				params[n].value = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (v.type == jbvNumeric)
+				params[n].value = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	  NumericGetDatum(v.val.numeric)));
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("params.%s must be a string", name)));
+			n++;
+		}
+	}
+	*nparams = n;
+	return params;
+}
+
+PG_FUNCTION_INFO_V1(presign_s3_url);
+
+/*
+ * presign_s3_url(method, key, expires, signed_at, params): a presigned URL
+ * for any request on the configured bucket.  For administrators and tests;
+ * customers get URLs through file_download_url.
+ */
+Datum
+presign_s3_url(PG_FUNCTION_ARGS)
+{
+	S3Config	config;
+	char	   *method;
+	char	   *key;
+	int			expires;
+	TimestampTz signed_at;
+	S3QueryParam *params = NULL;
+	int			nparams = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method and key must not be null")));
+	method = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	for (char *p = method; *p; p++)
+		*p = pg_ascii_toupper((unsigned char) *p);
+	key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	expires = PG_ARGISNULL(2) ? S3DownloadUrlTtl()
+		: IntervalSeconds(PG_GETARG_INTERVAL_P(2), "expires");
+	signed_at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp()
+		: PG_GETARG_TIMESTAMPTZ(3);
+	if (!PG_ARGISNULL(4))
+		params = ParamsFromJsonb(PG_GETARG_JSONB_P(4), &nparams);
+
+	S3ConfigFromSettings(&config);
+	PG_RETURN_TEXT_P(cstring_to_text(S3PresignUrl(&config, method, key, expires,
+												  signed_at, params, nparams)));
+}
+
+PG_FUNCTION_INFO_V1(s3_content_disposition);
+
+/* s3_content_disposition(filename, disposition): the header value for a download. */
+Datum
+s3_content_disposition(PG_FUNCTION_ARGS)
+{
+	char	   *filename = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *disposition = PG_ARGISNULL(1) ? "attachment" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	if (strcmp(disposition, "attachment") != 0 && strcmp(disposition, "inline") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("disposition must be \"attachment\" or \"inline\"")));
+	PG_RETURN_TEXT_P(cstring_to_text(S3ContentDisposition(disposition, filename)));
+}
+
+PG_FUNCTION_INFO_V1(file_presigned_get);
+
+/*
+ * file_presigned_get(storage_key, name, mime_type, expires): the download URL
+ * of one stored file, naming it NAME and serving it as MIME_TYPE.  Used by
+ * file_download_url and the portal once access has been checked.
+ */
+Datum
+file_presigned_get(PG_FUNCTION_ARGS)
+{
+	S3Config	config;
+	S3QueryParam params[2];
+	int			expires;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	params[0].name = "response-content-disposition";
+	params[0].value = S3ContentDisposition("attachment", text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	params[1].name = "response-content-type";
+	params[1].value = PG_ARGISNULL(2) ? "application/octet-stream"
+		: text_to_cstring(PG_GETARG_TEXT_PP(2));
+	expires = PG_ARGISNULL(3) ? S3DownloadUrlTtl()
+		: IntervalSeconds(PG_GETARG_INTERVAL_P(3), "expires");
+
+	S3ConfigFromSettings(&config);
+	PG_RETURN_TEXT_P(cstring_to_text(S3PresignUrl(&config, "GET",
+												  text_to_cstring(PG_GETARG_TEXT_PP(0)),
+												  expires, GetCurrentTransactionStartTimestamp(),
+												  params, 2)));
+}

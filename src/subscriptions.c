@@ -1,0 +1,770 @@
+/*
+ * subscriptions.c — subscriptions and orders drive grants.
+ *
+ * C triggers on benefits.subscriptions and benefits.orders decide, per row,
+ * whether the customer should hold the product's benefits (grant), should
+ * lose them (revoke) or keep what they have (the status says nothing new, or
+ * access runs until a deadline).  The grants of a subscription or order are
+ * then reconciled with the product's benefit list: benefits the product
+ * attaches and the customer lacks are granted in attachment order, live
+ * grants of benefits the product no longer has are revoked, and shared
+ * benefits are left untouched.  The same reconciliation serves product
+ * changes, update_product_benefits and run_maintenance, which applies the
+ * changes that are due by the clock (period ends, grace periods).
+ *
+ * Status rules (DESIGN.md, Grants):
+ *   active, trialing       grant (revoke once the period ends when
+ *                          cancel_at_period_end is set)
+ *   canceled               keep until min(ended_at, current_period_end), then
+ *                          revoke; at once when neither is set
+ *   revoked, incomplete_expired   revoke
+ *   past_due, unpaid       keep until past_due_at + organization grace period
+ *   incomplete             nothing
+ * One-time orders (billing_reason 'purchase'): paid grants, refunded and
+ * disputed revoke, a partial refund keeps access, pending changes nothing.  A paid
+ * renewal order (subscription_cycle) cycles the subscription's grants.
+ *
+ * Every change locks the customer first (GrantLockCustomer), so concurrent
+ * changes to one customer's subscriptions are applied one after the other and
+ * each sees the grants the previous one left.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+#include "access/xact.h"
+
+#include "benefits.h"
+#include "engine.h"
+
+PG_FUNCTION_INFO_V1(subscriptions_before);
+PG_FUNCTION_INFO_V1(subscriptions_after);
+PG_FUNCTION_INFO_V1(orders_after);
+PG_FUNCTION_INFO_V1(grant_source_deleted);
+PG_FUNCTION_INFO_V1(run_maintenance);
+
+typedef enum AccessDecision
+{
+	ACCESS_KEEP,				/* change nothing */
+	ACCESS_GRANT,				/* hold every benefit of the product */
+	ACCESS_REVOKE				/* hold none */
+} AccessDecision;
+
+/* A subscription's fields that decide access. */
+typedef struct SubscriptionState
+{
+	pg_uuid_t	id;
+	pg_uuid_t	organization_id;
+	pg_uuid_t	customer_id;
+	pg_uuid_t	product_id;
+	char	   *status;
+	bool		has_period_end;
+	TimestampTz period_end;
+	bool		has_ended_at;
+	TimestampTz ended_at;
+	bool		cancel_at_period_end;
+	bool		has_past_due_at;
+	TimestampTz past_due_at;
+} SubscriptionState;
+
+/* Executes a kept plan, raising on SPI failure. */
+int
+EngineExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+static pg_uuid_t
+UuidFromResult(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+
+	if (isnull)
+		elog(ERROR, "unexpected null uuid in column %d", col);
+	return *DatumGetUUIDP(d);
+}
+
+/*
+ * Grants one benefit through GrantApply and writes benefit_grant.created
+ * when the grant became active now (EventsGrantApplied).  Provider grants that stay 'created'
+ * get their event from the worker once the provider confirms.
+ */
+void
+EngineApplyBenefit(pg_uuid_t customer_id, pg_uuid_t benefit_id,
+				   pg_uuid_t *subscription_id, pg_uuid_t *order_id)
+{
+	bool		changed = false;
+	pg_uuid_t	grant_id = GrantApply(customer_id, benefit_id, subscription_id, order_id, &changed);
+
+	if (changed)
+		EventsGrantApplied(grant_id);
+}
+
+/* Revokes one grant and writes benefit_grant.revoked when it was live. */
+void
+EngineRevokeGrant(pg_uuid_t grant_id)
+{
+	if (GrantRevoke(grant_id))
+		EventsEnqueueGrant(grant_id, EVENT_GRANT_REVOKED, NULL);
+}
+
+/*
+ * Brings the grants of one subscription (or one order) in line with the
+ * decision: with ACCESS_GRANT the customer holds exactly the product's
+ * benefits, with ACCESS_REVOKE none.  The customer must be locked.
+ */
+static void
+ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
+				pg_uuid_t product_id, AccessDecision decision)
+{
+	static SPIPlanPtr live_by_subscription;
+	static SPIPlanPtr live_by_order;
+	static SPIPlanPtr product_benefits;
+	Oid			uuid_type[1] = {UUIDOID};
+	Datum		arg[1];
+	int			nlive,
+				nwanted = 0;
+	pg_uuid_t  *live_grant,
+			   *live_benefit,
+			   *live_customer;
+	pg_uuid_t  *wanted = NULL;
+	bool	   *live_kept;
+
+	if (decision == ACCESS_KEEP)
+		return;
+
+	arg[0] = UuidGetDatum(&source_id);
+	EngineExec(for_subscription
+			   ? BenefitsPlan(&live_by_subscription,
+							"SELECT id, benefit_id, customer_id FROM benefits.grants"
+							" WHERE subscription_id = $1 AND state <> 'revoked' ORDER BY created_at, benefit_id, id",
+							1, uuid_type)
+			   : BenefitsPlan(&live_by_order,
+							"SELECT id, benefit_id, customer_id FROM benefits.grants"
+							" WHERE order_id = $1 AND state <> 'revoked' ORDER BY created_at, benefit_id, id",
+							1, uuid_type),
+			   arg, NULL, false, 0);
+	nlive = (int) SPI_processed;
+	live_grant = palloc(sizeof(pg_uuid_t) * (nlive + 1));
+	live_benefit = palloc(sizeof(pg_uuid_t) * (nlive + 1));
+	live_customer = palloc(sizeof(pg_uuid_t) * (nlive + 1));
+	live_kept = palloc0(sizeof(bool) * (nlive + 1));
+	for (int i = 0; i < nlive; i++)
+	{
+		live_grant[i] = UuidFromResult(i, 1);
+		live_benefit[i] = UuidFromResult(i, 2);
+		live_customer[i] = UuidFromResult(i, 3);
+	}
+
+	if (decision == ACCESS_GRANT)
+	{
+		arg[0] = UuidGetDatum(&product_id);
+		EngineExec(BenefitsPlan(&product_benefits,
+							  "SELECT pb.benefit_id FROM benefits.product_benefits pb"
+							  " JOIN benefits.benefits b ON b.id = pb.benefit_id"
+							  " WHERE pb.product_id = $1 AND b.deleted_at IS NULL"
+							  " ORDER BY pb.position, pb.benefit_id",
+							  1, uuid_type),
+				   arg, NULL, false, 0);
+		nwanted = (int) SPI_processed;
+		wanted = palloc(sizeof(pg_uuid_t) * (nwanted + 1));
+		for (int i = 0; i < nwanted; i++)
+			wanted[i] = UuidFromResult(i, 1);
+	}
+
+	/* Which live grants stay: same customer, benefit still attached. */
+	for (int i = 0; i < nlive; i++)
+		for (int j = 0; j < nwanted; j++)
+			if (memcmp(&live_benefit[i], &wanted[j], sizeof(pg_uuid_t)) == 0 &&
+				memcmp(&live_customer[i], &customer_id, sizeof(pg_uuid_t)) == 0)
+				live_kept[i] = true;
+
+	/* Dropped benefits first, then the added ones in attachment order. */
+	for (int i = 0; i < nlive; i++)
+		if (!live_kept[i])
+			EngineRevokeGrant(live_grant[i]);
+
+	for (int j = 0; j < nwanted; j++)
+	{
+		bool		held = false;
+
+		for (int i = 0; i < nlive && !held; i++)
+			held = live_kept[i] && memcmp(&live_benefit[i], &wanted[j], sizeof(pg_uuid_t)) == 0;
+		if (!held)
+			EngineApplyBenefit(customer_id, wanted[j],
+							   for_subscription ? &source_id : NULL,
+							   for_subscription ? NULL : &source_id);
+	}
+}
+
+/* The organization's grace period for past_due/unpaid subscriptions. */
+static Interval *
+GracePeriod(pg_uuid_t organization_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {UuidGetDatum(&organization_id)};
+	bool		isnull;
+	Datum		d;
+
+	EngineExec(BenefitsPlan(&plan, "SELECT grace_period FROM benefits.organizations WHERE id = $1",
+						  1, types),
+			   values, NULL, true, 1);
+	if (SPI_processed == 0)
+		elog(ERROR, "organization of subscription not found");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return DatumGetIntervalP(datumCopy(d, false, sizeof(Interval)));
+}
+
+/* The status rules: what a subscription's state means for its benefits now. */
+static AccessDecision
+SubscriptionDecision(SubscriptionState *s)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	const char *st = s->status;
+
+	if (strcmp(st, "active") == 0 || strcmp(st, "trialing") == 0)
+	{
+		if (s->cancel_at_period_end && s->has_period_end && s->period_end <= now)
+			return ACCESS_REVOKE;
+		return ACCESS_GRANT;
+	}
+	if (strcmp(st, "canceled") == 0)
+	{
+		bool		has_deadline = s->has_period_end || s->has_ended_at;
+		TimestampTz deadline;
+
+		if (!has_deadline)
+			return ACCESS_REVOKE;
+		if (s->has_period_end && s->has_ended_at)
+			deadline = Min(s->period_end, s->ended_at);
+		else
+			deadline = s->has_period_end ? s->period_end : s->ended_at;
+		return deadline <= now ? ACCESS_REVOKE : ACCESS_KEEP;
+	}
+	if (strcmp(st, "revoked") == 0 || strcmp(st, "incomplete_expired") == 0)
+		return ACCESS_REVOKE;
+	if (strcmp(st, "past_due") == 0 || strcmp(st, "unpaid") == 0)
+	{
+		Interval   *grace = GracePeriod(s->organization_id);
+		TimestampTz since = s->has_past_due_at ? s->past_due_at : now;
+		TimestampTz until;
+
+		until = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														TimestampTzGetDatum(since),
+														IntervalPGetDatum(grace)));
+		return until <= now ? ACCESS_REVOKE : ACCESS_KEEP;
+	}
+	/* incomplete */
+	return ACCESS_KEEP;
+}
+
+/* Reads the decisive fields of a subscription row. */
+static void
+SubscriptionFromTuple(HeapTuple tuple, TupleDesc desc, SubscriptionState *s)
+{
+	bool		isnull;
+	Datum		d;
+
+	s->id = *DatumGetUUIDP(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "id"), &isnull));
+	s->organization_id = *DatumGetUUIDP(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "organization_id"), &isnull));
+	s->customer_id = *DatumGetUUIDP(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "customer_id"), &isnull));
+	s->product_id = *DatumGetUUIDP(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "product_id"), &isnull));
+	s->status = TextDatumGetCString(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "status"), &isnull));
+	d = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "current_period_end"), &isnull);
+	s->has_period_end = !isnull;
+	s->period_end = isnull ? 0 : DatumGetTimestampTz(d);
+	d = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "ended_at"), &isnull);
+	s->has_ended_at = !isnull;
+	s->ended_at = isnull ? 0 : DatumGetTimestampTz(d);
+	d = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "cancel_at_period_end"), &isnull);
+	s->cancel_at_period_end = !isnull && DatumGetBool(d);
+	d = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "past_due_at"), &isnull);
+	s->has_past_due_at = !isnull;
+	s->past_due_at = isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/* Locks two customers in a fixed order (a subscription moved between them). */
+static void
+LockCustomers(pg_uuid_t a, pg_uuid_t b)
+{
+	int			cmp = memcmp(&a, &b, sizeof(pg_uuid_t));
+
+	if (cmp == 0)
+		GrantLockCustomer(a);
+	else if (cmp < 0)
+	{
+		GrantLockCustomer(a);
+		GrantLockCustomer(b);
+	}
+	else
+	{
+		GrantLockCustomer(b);
+		GrantLockCustomer(a);
+	}
+}
+
+/*
+ * Re-reads a subscription under its row lock and reconciles its grants: the
+ * entry point of run_maintenance and of product benefit-list changes.
+ */
+void
+EngineSyncSubscription(pg_uuid_t subscription_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {UuidGetDatum(&subscription_id)};
+	SubscriptionState s;
+
+	EngineExec(BenefitsPlan(&plan,
+						  "SELECT * FROM benefits.subscriptions WHERE id = $1 FOR NO KEY UPDATE",
+						  1, types),
+			   values, NULL, false, 1);
+	if (SPI_processed == 0)
+		return;
+	SubscriptionFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s);
+	GrantLockCustomer(s.customer_id);
+	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s));
+}
+
+/* One-time order rules. */
+static AccessDecision
+OrderDecision(const char *billing_reason, const char *status)
+{
+	if (strcmp(billing_reason, "purchase") != 0)
+		return ACCESS_KEEP;
+	if (strcmp(status, "paid") == 0 || strcmp(status, "partially_refunded") == 0)
+		return ACCESS_GRANT;
+	if (strcmp(status, "refunded") == 0 || strcmp(status, "disputed") == 0)
+		return ACCESS_REVOKE;
+	return ACCESS_KEEP;
+}
+
+/* Re-reads a one-time order under its row lock and reconciles its grants. */
+void
+EngineSyncOrder(pg_uuid_t order_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {UuidGetDatum(&order_id)};
+	pg_uuid_t	customer_id,
+				product_id;
+	char	   *reason,
+			   *status;
+
+	EngineExec(BenefitsPlan(&plan,
+						  "SELECT customer_id, product_id, billing_reason, status"
+						  "  FROM benefits.orders WHERE id = $1 FOR NO KEY UPDATE",
+						  1, types),
+			   values, NULL, false, 1);
+	if (SPI_processed == 0)
+		return;
+	customer_id = UuidFromResult(0, 1);
+	product_id = UuidFromResult(0, 2);
+	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	GrantLockCustomer(customer_id);
+	ReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status));
+}
+
+/*
+ * Cycles the active grants of a subscription on a paid renewal: meter
+ * credits are credited again (meters.c) and every grant reports
+ * benefit_grant.cycled.  Grants revoked meanwhile (a cancel that committed
+ * first) are not touched, so a cancel racing a renewal leaves nothing.
+ */
+static void
+CycleSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id)
+{
+	static SPIPlanPtr select_plan;
+	static SPIPlanPtr update_plan;
+	Oid			types[1] = {UUIDOID};
+	Oid			update_types[2] = {UUIDOID, JSONBOID};
+	Datum		values[1] = {UuidGetDatum(&subscription_id)};
+	int			n;
+	pg_uuid_t  *grant_ids,
+			   *org_ids;
+	char	  **btypes;
+	Jsonb	  **bprops,
+			  **gprops;
+
+	GrantLockCustomer(customer_id);
+	EngineExec(BenefitsPlan(&select_plan,
+						  "SELECT g.id, g.organization_id, b.type, b.properties, g.properties"
+						  "  FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id"
+						  "  LEFT JOIN benefits.subscriptions s ON s.id = g.subscription_id"
+						  "  LEFT JOIN benefits.product_benefits pb"
+						  "         ON pb.product_id = s.product_id AND pb.benefit_id = g.benefit_id"
+						  " WHERE g.subscription_id = $1 AND g.state = 'active'"
+						  " ORDER BY pb.position NULLS LAST, g.created_at, g.id",
+						  1, types),
+			   values, NULL, false, 0);
+	n = (int) SPI_processed;
+	grant_ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	org_ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	btypes = palloc(sizeof(char *) * (n + 1));
+	bprops = palloc(sizeof(Jsonb *) * (n + 1));
+	gprops = palloc(sizeof(Jsonb *) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+
+		grant_ids[i] = UuidFromResult(i, 1);
+		org_ids[i] = UuidFromResult(i, 2);
+		btypes[i] = SPI_getvalue(t, d, 3);
+		bprops[i] = DatumGetJsonbPCopy(SPI_getbinval(t, d, 4, &isnull));
+		gprops[i] = DatumGetJsonbPCopy(SPI_getbinval(t, d, 5, &isnull));
+	}
+
+	for (int i = 0; i < n; i++)
+	{
+		if (strcmp(btypes[i], "meter_credits") == 0)
+		{
+			Jsonb	   *props = MeterCreditsCycle(grant_ids[i], org_ids[i], customer_id,
+												  bprops[i], gprops[i]);
+			Datum		uvalues[2] = {UuidGetDatum(&grant_ids[i]), JsonbPGetDatum(props)};
+
+			EngineExec(BenefitsPlan(&update_plan,
+								  "UPDATE benefits.grants SET properties = $2, modified_at = pg_catalog.now()"
+								  " WHERE id = $1",
+								  2, update_types),
+					   uvalues, NULL, false, 0);
+		}
+		EventsEnqueueGrant(grant_ids[i], EVENT_GRANT_CYCLED, NULL);
+	}
+}
+
+/* Column value equality between OLD and NEW, by attribute name. */
+static bool
+ColumnChanged(HeapTuple oldtup, HeapTuple newtup, TupleDesc desc, const char *name)
+{
+	int			attnum = SPI_fnumber(desc, name);
+	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+	bool		oldnull,
+				newnull;
+	Datum		o = heap_getattr(oldtup, attnum, desc, &oldnull);
+	Datum		n = heap_getattr(newtup, attnum, desc, &newnull);
+
+	if (oldnull || newnull)
+		return oldnull != newnull;
+	return !datumIsEqual(o, n, att->attbyval, att->attlen);
+}
+
+static bool
+IsPastDueStatus(const char *status)
+{
+	return strcmp(status, "past_due") == 0 || strcmp(status, "unpaid") == 0;
+}
+
+/*
+ * BEFORE INSERT OR UPDATE OF status: keeps past_due_at, the start of the
+ * grace period — set when the subscription enters past_due/unpaid (unless the
+ * application gave it) and kept while it stays there, cleared when it leaves.
+ */
+Datum
+subscriptions_before(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	newtup;
+	bool		isnull;
+	char	   *status;
+	int			attnum;
+	Datum		value;
+	bool		null;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "subscriptions_before must be a BEFORE ROW trigger");
+	desc = trigdata->tg_relation->rd_att;
+	newtup = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	status = TextDatumGetCString(heap_getattr(newtup, SPI_fnumber(desc, "status"), desc, &isnull));
+	attnum = SPI_fnumber(desc, "past_due_at");
+	heap_getattr(newtup, attnum, desc, &isnull);
+
+	if (IsPastDueStatus(status))
+	{
+		/* Entering past_due/unpaid: the grace period starts now. */
+		if (!isnull)
+			return PointerGetDatum(newtup);
+		value = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		null = false;
+	}
+	else
+	{
+		if (isnull)
+			return PointerGetDatum(newtup);
+		value = (Datum) 0;
+		null = true;
+	}
+	return PointerGetDatum(heap_modify_tuple_by_cols(newtup, desc, 1, &attnum, &value, &null));
+}
+
+/*
+ * AFTER INSERT OR UPDATE on benefits.subscriptions: applies the status rules
+ * to the row.  Updates that touch none of the decisive columns cost nothing.
+ */
+Datum
+subscriptions_after(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	newtup;
+	SubscriptionState s;
+	bool		customer_moved = false;
+	pg_uuid_t	old_customer;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "subscriptions_after must be an AFTER ROW trigger");
+	desc = trigdata->tg_relation->rd_att;
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		HeapTuple	o = trigdata->tg_trigtuple;
+		HeapTuple	n = trigdata->tg_newtuple;
+		bool		isnull;
+
+		if (!ColumnChanged(o, n, desc, "status") && !ColumnChanged(o, n, desc, "product_id") &&
+			!ColumnChanged(o, n, desc, "customer_id") &&
+			!ColumnChanged(o, n, desc, "current_period_end") &&
+			!ColumnChanged(o, n, desc, "ended_at") &&
+			!ColumnChanged(o, n, desc, "cancel_at_period_end") &&
+			!ColumnChanged(o, n, desc, "past_due_at"))
+			return PointerGetDatum(NULL);
+		newtup = n;
+		if (ColumnChanged(o, n, desc, "customer_id"))
+		{
+			customer_moved = true;
+			old_customer = *DatumGetUUIDP(heap_getattr(o, SPI_fnumber(desc, "customer_id"), desc, &isnull));
+		}
+	}
+	else
+		newtup = trigdata->tg_trigtuple;
+
+	SPI_connect();
+	SubscriptionFromTuple(newtup, desc, &s);
+	if (customer_moved)
+		LockCustomers(old_customer, s.customer_id);
+	else
+		GrantLockCustomer(s.customer_id);
+	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s));
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * AFTER INSERT OR UPDATE on benefits.orders: one-time purchases grant and
+ * revoke; a renewal cycles its subscription's grants once, when it becomes
+ * paid.
+ */
+Datum
+orders_after(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	newtup;
+	bool		isnull;
+	char	   *reason,
+			   *status;
+	bool		became_paid;
+	pg_uuid_t	order_id,
+				customer_id,
+				product_id;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "orders_after must be an AFTER ROW trigger");
+	desc = trigdata->tg_relation->rd_att;
+	newtup = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
+		!ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "status") &&
+		!ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "product_id") &&
+		!ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "customer_id") &&
+		!ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "billing_reason"))
+		return PointerGetDatum(NULL);
+
+	reason = TextDatumGetCString(heap_getattr(newtup, SPI_fnumber(desc, "billing_reason"), desc, &isnull));
+	status = TextDatumGetCString(heap_getattr(newtup, SPI_fnumber(desc, "status"), desc, &isnull));
+	order_id = *DatumGetUUIDP(heap_getattr(newtup, SPI_fnumber(desc, "id"), desc, &isnull));
+	customer_id = *DatumGetUUIDP(heap_getattr(newtup, SPI_fnumber(desc, "customer_id"), desc, &isnull));
+	product_id = *DatumGetUUIDP(heap_getattr(newtup, SPI_fnumber(desc, "product_id"), desc, &isnull));
+	became_paid = strcmp(status, "paid") == 0 &&
+		(!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		 strcmp(TextDatumGetCString(heap_getattr(trigdata->tg_trigtuple, SPI_fnumber(desc, "status"),
+												 desc, &isnull)), "paid") != 0);
+
+	SPI_connect();
+	if (strcmp(reason, "purchase") == 0)
+	{
+		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
+			ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "customer_id"))
+			LockCustomers(*DatumGetUUIDP(heap_getattr(trigdata->tg_trigtuple,
+													  SPI_fnumber(desc, "customer_id"), desc, &isnull)),
+						  customer_id);
+		else
+			GrantLockCustomer(customer_id);
+		ReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status));
+	}
+	else if (strcmp(reason, "subscription_cycle") == 0 && became_paid)
+	{
+		Datum		sub = heap_getattr(newtup, SPI_fnumber(desc, "subscription_id"), desc, &isnull);
+
+		if (!isnull)
+			CycleSubscription(*DatumGetUUIDP(sub), customer_id);
+	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * BEFORE DELETE on benefits.subscriptions and benefits.orders: revokes the
+ * row's live grants first, so deleting a purchase reports the revokes and
+ * removes provider access instead of letting the cascade drop the grants
+ * silently.
+ */
+Datum
+grant_source_deleted(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	old;
+	bool		isnull;
+	bool		for_subscription;
+	pg_uuid_t	id,
+				customer_id;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "grant_source_deleted must be a BEFORE DELETE ROW trigger");
+	desc = trigdata->tg_relation->rd_att;
+	old = trigdata->tg_trigtuple;
+	for_subscription = strcmp(RelationGetRelationName(trigdata->tg_relation), "subscriptions") == 0;
+	id = *DatumGetUUIDP(heap_getattr(old, SPI_fnumber(desc, "id"), desc, &isnull));
+	customer_id = *DatumGetUUIDP(heap_getattr(old, SPI_fnumber(desc, "customer_id"), desc, &isnull));
+
+	SPI_connect();
+	{
+		/* A cascade from deleting the customer: its grants go with it. */
+		static SPIPlanPtr plan;
+		Oid			types[1] = {UUIDOID};
+		Datum		values[1] = {UuidGetDatum(&customer_id)};
+
+		EngineExec(BenefitsPlan(&plan,
+								"SELECT 1 FROM benefits.customers WHERE id = $1 AND deleted_at IS NULL",
+								1, types),
+				   values, NULL, false, 1);
+	}
+	if (SPI_processed > 0)
+	{
+		GrantLockCustomer(customer_id);
+		ReconcileGrants(for_subscription, id, customer_id, customer_id, ACCESS_REVOKE);
+	}
+	SPI_finish();
+	return PointerGetDatum(old);
+}
+
+/*
+ * SQL: benefits.run_maintenance() — applies every change due by the clock:
+ * canceled subscriptions past their period end or ended_at, active ones set
+ * to cancel at a period end that has passed, past_due/unpaid ones whose
+ * grace period has run out.  Only subscriptions that still hold live grants
+ * are visited.  Returns how many were brought up to date.
+ */
+Datum
+run_maintenance(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan;
+	int			n;
+	pg_uuid_t  *ids;
+
+	SPI_connect();
+	EngineExec(BenefitsPlan(&plan,
+						  "SELECT s.id FROM benefits.subscriptions s"
+						  "  JOIN benefits.organizations o ON o.id = s.organization_id"
+						  " WHERE (s.status IN ('canceled', 'past_due', 'unpaid') OR s.cancel_at_period_end)"
+						  "   AND CASE"
+						  "        WHEN s.status = 'canceled' THEN"
+						  "          COALESCE(LEAST(s.ended_at, s.current_period_end), '-infinity') <= pg_catalog.now()"
+						  "        WHEN s.status IN ('past_due', 'unpaid') THEN"
+						  "          COALESCE(s.past_due_at, pg_catalog.now()) + o.grace_period <= pg_catalog.now()"
+						  "        WHEN s.status IN ('active', 'trialing') THEN"
+						  "          s.current_period_end <= pg_catalog.now()"
+						  "        ELSE false END"
+						  "   AND EXISTS (SELECT FROM benefits.grants g"
+						  "                WHERE g.subscription_id = s.id AND g.state <> 'revoked')"
+						  " ORDER BY s.id",
+						  0, NULL),
+			   NULL, NULL, false, 0);
+	n = (int) SPI_processed;
+	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	for (int i = 0; i < n; i++)
+		ids[i] = UuidFromResult(i, 1);
+	for (int i = 0; i < n; i++)
+		EngineSyncSubscription(ids[i]);
+	SPI_finish();
+	PG_RETURN_INT32(n);
+}
+
+/*
+ * The product's benefit list changed (update_product_benefits): every
+ * current holder gets the same diff as a product change — subscriptions that
+ * grant or still hold grants, and paid one-time orders.
+ */
+void
+EngineProductBenefitsChanged(pg_uuid_t product_id)
+{
+	static SPIPlanPtr subs_plan;
+	static SPIPlanPtr orders_plan;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {UuidGetDatum(&product_id)};
+	int			n;
+	pg_uuid_t  *ids;
+
+	EngineExec(BenefitsPlan(&subs_plan,
+						  "SELECT s.id FROM benefits.subscriptions s WHERE s.product_id = $1"
+						  "   AND (s.status IN ('active', 'trialing')"
+						  "        OR EXISTS (SELECT FROM benefits.grants g"
+						  "                    WHERE g.subscription_id = s.id AND g.state <> 'revoked'))"
+						  " ORDER BY s.id",
+						  1, types),
+			   values, NULL, false, 0);
+	n = (int) SPI_processed;
+	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	for (int i = 0; i < n; i++)
+		ids[i] = UuidFromResult(i, 1);
+	for (int i = 0; i < n; i++)
+		EngineSyncSubscription(ids[i]);
+
+	EngineExec(BenefitsPlan(&orders_plan,
+						  "SELECT o.id FROM benefits.orders o WHERE o.product_id = $1"
+						  "   AND o.billing_reason = 'purchase' AND o.status IN ('paid', 'partially_refunded')"
+						  " ORDER BY o.id",
+						  1, types),
+			   values, NULL, false, 0);
+	n = (int) SPI_processed;
+	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	for (int i = 0; i < n; i++)
+		ids[i] = UuidFromResult(i, 1);
+	for (int i = 0; i < n; i++)
+		EngineSyncOrder(ids[i]);
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Re-signs presigned URLs made by benefits.presign_s3_url with botocore.
+
+Reads JSON lines on stdin, one case each:
+  {"endpoint", "region", "bucket", "path_style", "access_key_id",
+   "secret_access_key", "method", "key", "expires", "params", "url"}
+where "url" is what the extension produced.  For every case botocore's
+S3SigV4QueryAuth signs the same request at the same instant (its clock
+patched to the URL's X-Amz-Date); the case passes when the URL's path is the
+key URI-encoded as S3 expects and the X-Amz-Signature values are equal.
+Prints TAP lines ("ok N - ..." / "not ok N - ...") and exits 1 on a mismatch.
+"""
+import contextlib
+import datetime
+import json
+import sys
+import types
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import botocore.auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+
+def expected_base(case):
+    """The object URL, built independently of the extension."""
+    endpoint = case["endpoint"] or (
+        "https://s3.amazonaws.com" if case["region"] == "us-east-1"
+        else "https://s3.%s.amazonaws.com" % case["region"])
+    parts = urlsplit(endpoint)
+    prefix = parts.path.rstrip("/")
+    key = quote(case["key"], safe="/~")
+    if case["path_style"]:
+        return "%s://%s%s/%s/%s" % (parts.scheme, parts.netloc, prefix, case["bucket"], key)
+    return "%s://%s.%s%s/%s" % (parts.scheme, case["bucket"], parts.netloc, prefix, key)
+
+
+@contextlib.contextmanager
+def fixed_clock(instant):
+    """Stops botocore's clock at INSTANT (aware, UTC).  Newer botocore reads
+    botocore.compat.get_current_datetime through botocore.auth, older
+    (Debian's) calls datetime.datetime.utcnow() on botocore.auth's datetime."""
+    if hasattr(botocore.auth, "get_current_datetime"):
+        saved = botocore.auth.get_current_datetime
+        botocore.auth.get_current_datetime = lambda *a, **k: instant
+        try:
+            yield
+        finally:
+            botocore.auth.get_current_datetime = saved
+        return
+
+    class FixedDatetime(datetime.datetime):
+        @classmethod
+        def utcnow(cls):
+            return instant.replace(tzinfo=None)
+
+        @classmethod
+        def now(cls, tz=None):
+            return instant if tz is not None else instant.replace(tzinfo=None)
+
+    shim = types.ModuleType("datetime")
+    shim.__dict__.update(datetime.__dict__)
+    shim.datetime = FixedDatetime
+    saved = botocore.auth.datetime
+    botocore.auth.datetime = shim
+    try:
+        yield
+    finally:
+        botocore.auth.datetime = saved
+
+
+def botocore_signature(case, signed_at):
+    request = AWSRequest(method=case["method"], url=expected_base(case),
+                         params=dict(case["params"]))
+    credentials = Credentials(case["access_key_id"], case["secret_access_key"])
+    signer = botocore.auth.S3SigV4QueryAuth(credentials, "s3", case["region"],
+                                            expires=case["expires"])
+    with fixed_clock(signed_at):
+        signer.add_auth(request)
+    query = dict(parse_qsl(urlsplit(request.url).query, keep_blank_values=True))
+    return query["X-Amz-Signature"]
+
+
+def main():
+    failures = 0
+    n = 0
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        case = json.loads(line)
+        n += 1
+        ours = urlsplit(case["url"])
+        query = dict(parse_qsl(ours.query, keep_blank_values=True))
+        signed_at = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+        theirs = botocore_signature(case, signed_at)
+        base_ok = case["url"].split("?", 1)[0] == expected_base(case)
+        sig_ok = query.get("X-Amz-Signature") == theirs
+        label = "%s %r %s" % (case["method"], case["key"], json.dumps(case["params"], ensure_ascii=False))
+        if base_ok and sig_ok:
+            print("ok %d - botocore agrees: %s" % (n, label))
+        else:
+            failures += 1
+            print("not ok %d - %s" % (n, label))
+            print("# ours:     %s" % case["url"])
+            print("# expected base %s, botocore signature %s" % (expected_base(case), theirs))
+    print("1..%d" % n)
+    return 1 if failures or n == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
