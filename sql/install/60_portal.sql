@@ -224,6 +224,7 @@ DECLARE
     lk jsonb;
     n integer;
     link_expiry text;
+    label text;
 BEGIN
     out := '<!DOCTYPE html>
 <html lang="en">
@@ -315,14 +316,16 @@ footer{margin-top:2rem;font-size:.875rem;color:var(--muted)}
 
     FOR b IN SELECT value FROM jsonb_array_elements(doc -> 'benefits') LOOP
         i := i + 1;
-        out := out || '<article class="card" aria-labelledby="benefit-' || i || '">
-<h3 id="benefit-' || i || '">' || benefits.html_escape(b ->> 'description') || '</h3>
-<p class="kind">' || CASE b ->> 'type'
+        label := CASE b ->> 'type'
                 WHEN 'license_keys' THEN 'License key' WHEN 'downloadable' THEN 'Downloads'
                 WHEN 'custom' THEN 'Note from the seller' WHEN 'meter_credits' THEN 'Credits'
                 WHEN 'github_repository' THEN 'GitHub repository access' WHEN 'discord' THEN 'Discord server access'
-                ELSE benefits.html_escape(b ->> 'type') END || '</p>
-';
+                ELSE b ->> 'type' END;
+        out := out || '<article class="card" aria-labelledby="benefit-' || i || '">
+<h3 id="benefit-' || i || '">' || benefits.html_escape(b ->> 'description') || '</h3>
+' || CASE WHEN lower(label) = lower(b ->> 'description') THEN ''
+                ELSE '<p class="kind">' || benefits.html_escape(label) || '</p>
+' END;
         CASE b ->> 'type'
         WHEN 'license_keys' THEN
             lk := b -> 'license_key';
