@@ -322,7 +322,12 @@ benefits_worker_main(Datum main_arg)
 		}
 
 		/* claim more work while there is room */
-		if (need_claim && inflight < benefits_worker_max_inflight)
+		if (!benefits_worker_delivery)
+		{
+			need_claim = false;
+			next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MAX_SLEEP_MS);
+		}
+		else if (need_claim && inflight < benefits_worker_max_inflight)
 		{
 			ClaimArgs	args = {0};
 

@@ -32,6 +32,7 @@ extern int	benefits_retry_max_delay;	/* ms */
 extern int	benefits_max_attempts;
 extern int	benefits_webhook_disable_after;
 extern int	benefits_maintenance_interval;	/* ms */
+extern bool benefits_worker_delivery;
 
 /* What became of one attempt of a job. */
 typedef enum JobOutcome

@@ -30,6 +30,7 @@ int			benefits_retry_max_delay = 3600000;
 int			benefits_max_attempts = 12;
 int			benefits_webhook_disable_after = 100;
 int			benefits_maintenance_interval = 60000;
+bool		benefits_worker_delivery = true;
 
 /* Define the worker's settings; called from _PG_init. */
 void
@@ -91,6 +92,11 @@ WorkerGucInit(void)
 							"Consecutive failed deliveries after which a webhook endpoint is disabled.",
 							NULL, &benefits_webhook_disable_after, 100, 1, INT_MAX,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("benefits.worker_delivery",
+							 "Whether the worker sends the outbox's jobs; off leaves them queued.",
+							 "The periodic calls (validation counter flush, maintenance) run either way.",
+							 &benefits_worker_delivery, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("benefits.maintenance_interval",
 							"How often the worker calls benefits.run_maintenance().",
 							NULL, &benefits_maintenance_interval, 60000, 1000, INT_MAX,
