@@ -25,6 +25,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "engine.h"
 #include "properties.h"
 
 PG_FUNCTION_INFO_V1(create_benefit);
@@ -202,6 +203,7 @@ create_benefit(PG_FUNCTION_ARGS)
 		SPI_processed != 1)
 		elog(ERROR, "inserting a benefit failed");
 	result = ReturnedRow();
+	EngineBenefitCreated(EngineBenefitIdOfRow(result));
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
@@ -273,6 +275,7 @@ update_benefit(PG_FUNCTION_ARGS)
 	 * here: `previous.properties` is what they were granted with, `normalized`
 	 * (NULL when only the description changed) what they must now reflect.
 	 */
+	EngineBenefitUpdated(*benefit_id, previous.type, normalized);
 
 	SPI_finish();
 	PG_RETURN_DATUM(result);
@@ -337,6 +340,7 @@ delete_benefit(PG_FUNCTION_ARGS)
 	 * here: the benefit (`benefit`, as it was) is deleted and no longer
 	 * belongs to the `ndetached` products in `detached_products`.
 	 */
+	EngineBenefitDeleted(*benefit_id);
 
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -486,6 +490,7 @@ update_product_benefits(PG_FUNCTION_ARGS)
 	 * `previous_benefits` (`nprevious` ids) was the list, `elements` (`n`
 	 * uuids) is the list now, both in attachment order.
 	 */
+	EngineProductBenefitsChanged(*product_id);
 
 	SPI_finish();
 	PG_RETURN_VOID();

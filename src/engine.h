@@ -34,6 +34,12 @@ extern void EngineApplyBenefit(pg_uuid_t customer_id, pg_uuid_t benefit_id,
 							   pg_uuid_t *subscription_id, pg_uuid_t *order_id);
 extern void EngineRevokeGrant(pg_uuid_t grant_id);
 
+/* catalog_grants.c: catalog changes carried to live grants */
+extern pg_uuid_t EngineBenefitIdOfRow(Datum row);
+extern void EngineBenefitCreated(pg_uuid_t benefit_id);
+extern void EngineBenefitUpdated(pg_uuid_t benefit_id, const char *benefit_type, Jsonb *properties);
+extern void EngineBenefitDeleted(pg_uuid_t benefit_id);
+
 /* events.c */
 extern void EventsGrantApplied(pg_uuid_t grant_id);
 extern int	EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties);

@@ -663,8 +663,22 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 	customer_id = *DatumGetUUIDP(heap_getattr(old, SPI_fnumber(desc, "customer_id"), desc, &isnull));
 
 	SPI_connect();
-	GrantLockCustomer(customer_id);
-	ReconcileGrants(for_subscription, id, customer_id, customer_id, ACCESS_REVOKE);
+	{
+		/* A cascade from deleting the customer: its grants go with it. */
+		static SPIPlanPtr plan;
+		Oid			types[1] = {UUIDOID};
+		Datum		values[1] = {UuidGetDatum(&customer_id)};
+
+		EngineExec(BenefitsPlan(&plan,
+								"SELECT 1 FROM benefits.customers WHERE id = $1 AND deleted_at IS NULL",
+								1, types),
+				   values, NULL, false, 1);
+	}
+	if (SPI_processed > 0)
+	{
+		GrantLockCustomer(customer_id);
+		ReconcileGrants(for_subscription, id, customer_id, customer_id, ACCESS_REVOKE);
+	}
 	SPI_finish();
 	return PointerGetDatum(old);
 }

@@ -7,28 +7,15 @@
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
-use PostgreSQL::Test::Cluster;
 use Test::More;
 use IPC::Run;
 use Digest::SHA qw(sha256_hex);
 use BenefitsNode;
+use S3Mock;
 
-my $root = $ENV{BENEFITS_ROOT} or die "BENEFITS_ROOT is not set";
-my $s3rver = "$root/test/mock/node_modules/s3rver/bin/s3rver.js";
-BAIL_OUT("s3rver is not installed: run 'make deps' (npm ci in test/mock)") unless -f $s3rver;
-
+my $s3 = S3Mock::start(bucket => 'downloads');
+my ($s3_port, $gw_port) = ($s3->{s3_port}, $s3->{port});
 my $tmp = PostgreSQL::Test::Utils::tempdir;
-my $s3_port = PostgreSQL::Test::Cluster::get_free_port();
-my $gw_port = PostgreSQL::Test::Cluster::get_free_port();
-mkdir "$tmp/s3data";
-
-my ($s3_out, $gw_out) = ('', '');
-my $s3 = IPC::Run::start([ 'node', $s3rver, '-d', "$tmp/s3data", '-a', '127.0.0.1', '-p', $s3_port,
-		'--silent', '--no-vhost-buckets', '--configure-bucket', 'downloads' ],
-	'>&', \$s3_out, IPC::Run::timeout(600));
-my $gw = IPC::Run::start([ 'python3', "$root/test/mock/s3_sigv4_gateway.py", $gw_port, $s3_port,
-		'S3RVER', 'S3RVER', 'us-east-1' ],
-	'>&', \$gw_out, IPC::Run::timeout(600));
 
 # curl: returns (HTTP status, headers, body file)
 my $n = 0;
@@ -43,28 +30,7 @@ sub curl
 	return ($out, $headers, "$tmp/b$n");
 }
 
-sub wait_for_port
-{
-	my ($port) = @_;
-	for (1 .. 100)
-	{
-		my ($code) = curl("http://127.0.0.1:$port/");
-		return 1 if $code ne '000';
-		select(undef, undef, undef, 0.1);
-	}
-	return 0;
-}
-ok(wait_for_port($s3_port), 's3rver is up') or diag($s3_out);
-ok(wait_for_port($gw_port), 'gateway is up') or diag($gw_out);
-
-my $node = BenefitsNode::new_node('s3rt', conf => qq{
-benefits.s3_endpoint = 'http://127.0.0.1:$gw_port'
-benefits.s3_url_style = 'path'
-benefits.s3_region = 'us-east-1'
-benefits.s3_bucket = 'downloads'
-benefits.s3_access_key_id = 'S3RVER'
-benefits.s3_secret_access_key = 'S3RVER'
-});
+my $node = BenefitsNode::new_node('s3rt', conf => $s3->{conf});
 $node->start;
 $node->safe_psql('postgres', q{
 CREATE EXTENSION benefits;
@@ -184,6 +150,5 @@ is($code, '200', 'multipart file downloaded');
 is(sha256_hex(slurp_file($body)), $big_sha, 'multipart file has the SHA-256 of its parts');
 
 $node->stop;
-$s3->kill_kill;
-$gw->kill_kill;
+$s3->stop;
 done_testing();
