@@ -133,3 +133,69 @@ GRANT EXECUTE ON FUNCTION benefits.meter_balance(uuid, uuid),
                           benefits.link_account(uuid, text, text, text, text)
     TO benefits_app;
 GRANT SELECT ON benefits.meter_balances, benefits.meter_credits, benefits.meter_usage TO benefits_app;
+
+-- Tracked application tables (track.c) ----------------------------------------
+
+-- One row per application table whose rows drive subscriptions or orders.
+CREATE TABLE benefits.tracked_tables (
+    id               integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source           regclass NOT NULL UNIQUE,
+    kind             text NOT NULL CHECK (kind IN ('subscriptions', 'orders')),
+    organization_id  uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
+    settings         jsonb NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- Rows of tracked tables skipped because they named an unknown customer,
+-- product or status (on_unknown => 'skip').
+CREATE TABLE benefits.tracking_skips (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tracked_table    integer NOT NULL REFERENCES benefits.tracked_tables ON DELETE CASCADE,
+    row_id           text,
+    reason           text NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+
+ALTER TABLE benefits.subscriptions
+    ADD COLUMN tracked_table integer REFERENCES benefits.tracked_tables ON DELETE SET NULL,
+    ADD COLUMN tracked_id text,
+    ADD UNIQUE (tracked_table, tracked_id);
+ALTER TABLE benefits.orders
+    ADD COLUMN tracked_table integer REFERENCES benefits.tracked_tables ON DELETE SET NULL,
+    ADD COLUMN tracked_id text,
+    ADD UNIQUE (tracked_table, tracked_id);
+
+-- Attach the tracking trigger to an application's subscriptions table.  The
+-- default status_map is Stripe's statuses (paused counts as unpaid); a map
+-- value of null ignores rows in that status.
+CREATE FUNCTION benefits.track_subscriptions(
+    source regclass, organization_id uuid,
+    id_column text DEFAULT 'id', customer_column text DEFAULT 'customer',
+    product_column text DEFAULT 'product', status_column text DEFAULT 'status',
+    status_map jsonb DEFAULT NULL,
+    current_period_end_column text DEFAULT NULL, cancel_at_period_end_column text DEFAULT NULL,
+    on_unknown text DEFAULT 'error')
+RETURNS void
+AS 'MODULE_PATHNAME', 'track_subscriptions'
+LANGUAGE C;
+
+-- Attach the tracking trigger to an application's orders (payments) table.
+CREATE FUNCTION benefits.track_orders(
+    source regclass, organization_id uuid,
+    id_column text DEFAULT 'id', customer_column text DEFAULT 'customer',
+    product_column text DEFAULT 'product', status_column text DEFAULT 'status',
+    status_map jsonb DEFAULT NULL,
+    subscription_column text DEFAULT NULL, billing_reason_column text DEFAULT NULL,
+    on_unknown text DEFAULT 'error')
+RETURNS void
+AS 'MODULE_PATHNAME', 'track_orders'
+LANGUAGE C;
+
+-- Detach the tracking trigger; the subscriptions and orders it wrote stay.
+CREATE FUNCTION benefits.untrack(source regclass) RETURNS boolean
+AS 'MODULE_PATHNAME', 'untrack'
+LANGUAGE C STRICT;
+
+CREATE FUNCTION benefits.track_trigger() RETURNS trigger
+AS 'MODULE_PATHNAME', 'track_trigger'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
