@@ -29,6 +29,7 @@ _PG_init(void)
 
 	PortalInit();
 	LicenseStatsInit();
+	WorkerInit();
 	MarkGUCPrefixReserved("benefits");
 }
 

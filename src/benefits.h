@@ -12,6 +12,7 @@
 #include "utils/uuid.h"
 
 /* Each subsystem's _PG_init part: settings, shared memory, workers. */
+extern void WorkerInit(void);	/* worker_guc.c: the delivery worker */
 extern void LicenseStatsInit(void);	/* license_stats.c */
 extern void PortalInit(void);	/* portal.c: storage and customer session settings */
 

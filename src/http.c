@@ -1,0 +1,356 @@
+/*
+ * http.c — the worker's HTTP engine: libcurl's multi interface, many
+ * requests in flight at once over kept-alive connections.
+ *
+ * Runs outside any transaction.  Redirects are never followed, only http and
+ * https are spoken, and every new connection's resolved address passes
+ * through urlguard.c first.  Callbacks allocate with MCXT_ALLOC_NO_OOM so an
+ * out-of-memory condition aborts one transfer instead of longjmp'ing through
+ * libcurl.
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "utils/memutils.h"
+
+#include "worker.h"
+
+/* Response bodies are kept only up to this size (enough for error messages
+ * and GitHub's invitation pages). */
+#define RESPONSE_LIMIT (1024 * 1024)
+
+static CURLM *multi = NULL;
+static int	inflight = 0;
+static int	configured_host_connections = -1;
+
+/* Initialise libcurl once in the worker process. */
+void
+HttpInit(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR, (errmsg("benefits: could not initialise libcurl")));
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR, (errmsg("benefits: could not create a libcurl multi handle")));
+}
+
+/* Apply the connection settings (again after a reload). */
+static void
+HttpConfigure(void)
+{
+	if (configured_host_connections == benefits_http_max_host_connections)
+		return;
+	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) benefits_http_max_host_connections);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) benefits_http_max_host_connections * 4);
+	configured_host_connections = benefits_http_max_host_connections;
+}
+
+/* Collect the response body, up to RESPONSE_LIMIT. */
+static size_t
+HttpWriteBody(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	OutboxJob  *job = (OutboxJob *) userdata;
+	size_t		n = size * nmemb;
+	size_t		room;
+
+	if (job->response.len >= RESPONSE_LIMIT)
+		return n;
+	room = Min(n, (size_t) (RESPONSE_LIMIT - job->response.len));
+	if (job->response.len + room + 1 > (size_t) job->response.maxlen)
+	{
+		size_t		newlen = Max((size_t) job->response.maxlen * 2, job->response.len + room + 1);
+		char	   *data = repalloc_extended(job->response.data, newlen, MCXT_ALLOC_NO_OOM);
+
+		if (data == NULL)
+			return 0;			/* aborts the transfer: CURLE_WRITE_ERROR */
+		job->response.data = data;
+		job->response.maxlen = newlen;
+	}
+	memcpy(job->response.data + job->response.len, ptr, room);
+	job->response.len += room;
+	job->response.data[job->response.len] = '\0';
+	return n;
+}
+
+/* Does header line "Name: value" have this name?  Returns the value. */
+static const char *
+HeaderValue(const char *line, size_t len, const char *name)
+{
+	size_t		nlen = strlen(name);
+
+	if (len <= nlen || strncasecmp(line, name, nlen) != 0 || line[nlen] != ':')
+		return NULL;
+	line += nlen + 1;
+	while (*line == ' ' || *line == '\t')
+		line++;
+	return line;
+}
+
+/* Pick the rate-limit and paging headers out of the response. */
+static size_t
+HttpHeader(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	OutboxJob  *job = (OutboxJob *) userdata;
+	size_t		len = size * nitems;
+	char		line[512];
+	const char *v;
+
+	if (len >= sizeof(line))
+	{
+		/* only a long Link header matters among long lines */
+		if (len > 5 && strncasecmp(buffer, "link:", 5) == 0)
+		{
+			char	   *copy = palloc_extended(len + 1, MCXT_ALLOC_NO_OOM);
+
+			if (copy == NULL)
+				return 0;
+			memcpy(copy, buffer, len);
+			copy[len] = '\0';
+			if (strstr(copy, "rel=\"next\""))
+				job->link_next = true;
+			pfree(copy);
+		}
+		return len;
+	}
+	memcpy(line, buffer, len);
+	line[len] = '\0';
+	/* a new status line (e.g. after 100 Continue) starts a new header set */
+	if (strncmp(line, "HTTP/", 5) == 0)
+	{
+		job->retry_after = -1;
+		job->ratelimit_reset = -1;
+		job->ratelimit_remaining = -1;
+		job->link_next = false;
+		return len;
+	}
+	if ((v = HeaderValue(line, len, "retry-after")) != NULL)
+	{
+		char	   *end;
+		double		secs = strtod(v, &end);
+
+		if (end != v && secs >= 0)
+			job->retry_after = secs;
+		else
+		{
+			/* an HTTP-date */
+			time_t		when = curl_getdate(v, NULL);
+
+			if (when > 0)
+				job->retry_after = Max(0, (double) (when - time(NULL)));
+		}
+	}
+	else if ((v = HeaderValue(line, len, "x-ratelimit-reset")) != NULL)
+		job->ratelimit_reset = strtod(v, NULL);
+	else if ((v = HeaderValue(line, len, "x-ratelimit-remaining")) != NULL)
+		job->ratelimit_remaining = atoi(v);
+	else if ((v = HeaderValue(line, len, "link")) != NULL)
+		job->link_next = strstr(v, "rel=\"next\"") != NULL;
+	return len;
+}
+
+/* Open a socket only to an allowed address (see urlguard.c). */
+static curl_socket_t
+HttpOpenSocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	OutboxJob  *job = (OutboxJob *) clientp;
+
+	if (!UrlGuardAddressAllowed(&address->addr, job->refused_detail, sizeof(job->refused_detail)))
+	{
+		job->refused_address = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+/*
+ * Check the destination again just before each request is sent: a kept-alive
+ * connection opened while benefits.allow_private_network was on must not be
+ * reused once it is off.
+ */
+static int
+HttpPrereq(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	OutboxJob  *job = (OutboxJob *) clientp;
+	struct sockaddr_in in4;
+	struct sockaddr_in6 in6;
+
+	memset(&in4, 0, sizeof(in4));
+	memset(&in6, 0, sizeof(in6));
+	in4.sin_family = AF_INET;
+	in6.sin6_family = AF_INET6;
+	if (inet_pton(AF_INET, primary_ip, &in4.sin_addr) == 1)
+	{
+		if (UrlGuardAddressAllowed((struct sockaddr *) &in4, job->refused_detail, sizeof(job->refused_detail)))
+			return CURL_PREREQFUNC_OK;
+	}
+	else if (inet_pton(AF_INET6, primary_ip, &in6.sin6_addr) == 1)
+	{
+		if (UrlGuardAddressAllowed((struct sockaddr *) &in6, job->refused_detail, sizeof(job->refused_detail)))
+			return CURL_PREREQFUNC_OK;
+	}
+	else
+		snprintf(job->refused_detail, sizeof(job->refused_detail), "unknown peer address %s", primary_ip);
+	job->refused_address = true;
+	return CURL_PREREQFUNC_ABORT;
+}
+
+/* Escape one URL path segment. */
+char *
+HttpEscape(const char *segment)
+{
+	char	   *e = curl_easy_escape(NULL, segment ? segment : "", 0);
+	char	   *result;
+
+	if (e == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	result = pstrdup(e);
+	curl_free(e);
+	return result;
+}
+
+/* Put a built request in flight. */
+void
+HttpStart(OutboxJob *job)
+{
+	CURL	   *easy;
+	struct curl_slist *headers = NULL;
+	ListCell   *lc;
+
+	MemoryContext oldcxt;
+
+	HttpConfigure();
+	oldcxt = MemoryContextSwitchTo(job->cxt);
+	easy = curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR, (errmsg("benefits: could not create a libcurl handle")));
+	/* no "Expect: 100-continue" round trip before bodies */
+	headers = curl_slist_append(headers, "Expect:");
+	foreach(lc, job->headers)
+	{
+		struct curl_slist *h = curl_slist_append(headers, (char *) lfirst(lc));
+
+		if (h == NULL)
+		{
+			curl_slist_free_all(headers);
+			curl_easy_cleanup(easy);
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		}
+		headers = h;
+	}
+	initStringInfo(&job->response);
+	job->retry_after = -1;
+	job->ratelimit_reset = -1;
+	job->ratelimit_remaining = -1;
+	job->curl_error[0] = '\0';
+
+	curl_easy_setopt(easy, CURLOPT_URL, job->url);
+	curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, job->method);
+	if (job->body != NULL)
+	{
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job->body);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(job->body));
+	}
+	else if (strcmp(job->method, "GET") == 0)
+		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+	else if (strcmp(job->method, "PUT") == 0)
+	{
+		/* PUT without a body still needs Content-Length: 0 */
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, 0L);
+	}
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "benefits/0.1.0 (PostgreSQL extension)");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) benefits_http_connect_timeout);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) benefits_http_timeout);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, HttpOpenSocket);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, job);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, HttpPrereq);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, job);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, HttpWriteBody);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, job);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, HttpHeader);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, job);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->curl_error);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
+	/* the header list is freed with the handle (see HttpFinish) */
+	job->easy = easy;
+	job->headers = list_make1(headers);
+
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+	{
+		curl_slist_free_all(headers);
+		curl_easy_cleanup(easy);
+		job->easy = NULL;
+		ereport(ERROR, (errmsg("benefits: could not start an HTTP request")));
+	}
+	MemoryContextSwitchTo(oldcxt);
+	inflight++;
+}
+
+/* Detach a finished transfer and note its result on the job. */
+static void
+HttpFinish(CURL *easy, CURLcode code)
+{
+	OutboxJob  *job = NULL;
+	long		status = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &job);
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	job->curl_code = (int) code;
+	job->status = (code == CURLE_OK) ? status : 0;
+	if (code != CURLE_OK && job->curl_error[0] == '\0')
+		strlcpy(job->curl_error, curl_easy_strerror(code), sizeof(job->curl_error));
+	curl_multi_remove_handle(multi, easy);
+	curl_easy_cleanup(easy);
+	curl_slist_free_all((struct curl_slist *) linitial(job->headers));
+	job->headers = NIL;
+	job->easy = NULL;
+	inflight--;
+}
+
+/* How many requests are in flight. */
+int
+HttpInflight(void)
+{
+	return inflight;
+}
+
+/*
+ * Wait up to timeout_ms for network activity, advance every transfer and
+ * append the jobs whose requests finished to `completed`.
+ */
+List *
+HttpPoll(int timeout_ms, List *completed)
+{
+	int			running = 0;
+	int			numfds = 0;
+	int			msgs = 0;
+	CURLMsg    *msg;
+
+	if (inflight == 0)
+		return completed;
+	curl_multi_poll(multi, NULL, 0, timeout_ms, &numfds);
+	curl_multi_perform(multi, &running);
+	while ((msg = curl_multi_info_read(multi, &msgs)) != NULL)
+	{
+		if (msg->msg == CURLMSG_DONE)
+		{
+			OutboxJob  *job = NULL;
+
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &job);
+			HttpFinish(msg->easy_handle, msg->data.result);
+			completed = lappend(completed, job);
+		}
+	}
+	return completed;
+}

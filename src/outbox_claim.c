@@ -1,0 +1,483 @@
+/*
+ * outbox_claim.c — the worker's SQL: claiming jobs and recording results.
+ *
+ * Each function runs inside a short transaction opened by worker.c and uses
+ * SPI plans prepared once and kept.  A claim takes the due head of every job
+ * chain (the jobs of one grant run in id order, per endpoint for webhooks
+ * and across GitHub/Discord for provider calls) with FOR UPDATE SKIP LOCKED,
+ * marks it running and leases it; results are recorded after the network
+ * I/O in a transaction of their own.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "storage/lmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "worker.h"
+
+#define UUID_PATTERN "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"
+
+static const char *claim_sql =
+"WITH c AS ("
+"  SELECT o.id, o.endpoint_id, o.action, o.payload FROM benefits.outbox o"
+"   WHERE o.state IN ('pending', 'running') AND o.run_after <= now()"
+"     AND (o.leased_until IS NULL OR o.leased_until < now())"
+"     AND (o.grant_id IS NULL OR NOT EXISTS ("
+"          SELECT 1 FROM benefits.outbox p"
+"           WHERE p.grant_id = o.grant_id AND p.id < o.id AND p.state IN ('pending', 'running')"
+"             AND CASE WHEN o.kind = 'webhook' THEN p.endpoint_id = o.endpoint_id"
+"                      ELSE p.kind <> 'webhook' END))"
+"   ORDER BY o.run_after, o.id"
+"   LIMIT $1"
+"   FOR UPDATE OF o SKIP LOCKED)"
+" UPDATE benefits.outbox o"
+"    SET state = 'running', attempts = o.attempts + 1,"
+"        leased_until = now() + $2 * interval '1 millisecond'"
+"   FROM c"
+"   LEFT JOIN benefits.webhook_endpoints e ON e.id = c.endpoint_id"
+"   LEFT JOIN benefits.customer_accounts a"
+"          ON c.action = 'add_member' AND a.platform = 'discord'"
+"         AND a.customer_id = CASE WHEN c.payload->>'customer_id' ~ " UUID_PATTERN
+"                                  THEN (c.payload->>'customer_id')::uuid END"
+"  WHERE o.id = c.id"
+" RETURNING o.id, o.kind, o.action, o.grant_id::text, o.endpoint_id::text, o.message_id,"
+"           o.payload::text, o.attempts, e.url, e.secret, e.enabled,"
+"           o.payload->>'owner', o.payload->>'repo', o.payload->>'username',"
+"           o.payload->>'permission', o.payload->>'guild_id', o.payload->>'user_id',"
+"           o.payload->>'role_id',"
+"           CASE WHEN jsonb_typeof(o.payload->'role_ids') = 'array' THEN (o.payload->'role_ids')::text END,"
+"           a.access_token,"
+"           CASE WHEN jsonb_typeof(o.payload->'_step') = 'number' THEN (o.payload->>'_step')::int ELSE 0 END,"
+"           CASE WHEN jsonb_typeof(o.payload->'role_ids') = 'array' AND jsonb_typeof(o.payload->'_step') = 'number'"
+"                THEN o.payload->'role_ids'->>((o.payload->>'_step')::int - 1) END,"
+"           CASE WHEN jsonb_typeof(o.payload->'role_ids') = 'array' THEN jsonb_array_length(o.payload->'role_ids') ELSE 0 END,"
+"           o.payload->>'_invitation_id',"
+"           CASE WHEN jsonb_typeof(o.payload->'_invitation_page') = 'number' THEN (o.payload->>'_invitation_page')::int ELSE 1 END";
+
+static const char *done_sql =
+"UPDATE benefits.outbox o"
+"   SET state = 'done', finished_at = now(), leased_until = NULL, last_status = r.status, last_error = NULL"
+"  FROM unnest($1::bigint[], $2::int[]) AS r(id, status)"
+" WHERE o.id = r.id AND o.state = 'running'";
+
+static const char *fail_sql =
+"UPDATE benefits.outbox"
+"   SET state = CASE WHEN $2 THEN 'dead' ELSE 'pending' END,"
+"       run_after = CASE WHEN $2 THEN run_after ELSE now() + $3 * interval '1 millisecond' END,"
+"       leased_until = NULL, last_status = $4, last_error = $5,"
+"       finished_at = CASE WHEN $2 THEN now() END"
+" WHERE id = $1 AND state = 'running'";
+
+static const char *step_sql =
+"UPDATE benefits.outbox"
+"   SET payload = payload || $2, state = 'pending', run_after = now(), leased_until = NULL,"
+"       attempts = greatest(attempts - 1, 0), last_status = $3, last_error = NULL"
+" WHERE id = $1 AND state = 'running'";
+
+static const char *invitation_sql =
+"SELECT benefits.github_invitation_step($1, $2, $3, $4)";
+
+static const char *activate_sql =
+"UPDATE benefits.grants g"
+"   SET state = 'active', error = NULL, granted_at = coalesce(g.granted_at, now()), modified_at = now()"
+" WHERE g.id = $1::uuid AND g.state = 'created'"
+"   AND NOT EXISTS (SELECT 1 FROM benefits.outbox o"
+"                    WHERE o.grant_id = g.id AND o.kind <> 'webhook' AND o.state <> 'done'"
+"                      AND o.action IN ('add_collaborator', 'add_member', 'add_role'))"
+" RETURNING g.id";
+
+static const char *grant_error_sql =
+"UPDATE benefits.grants"
+"   SET error = jsonb_build_object('type', 'provider_error', 'message', $2::text,"
+"                                  'provider', $3::text, 'action', $4::text, 'status', $5::int,"
+"                                  'job_id', $6::bigint,"
+"                                  'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')),"
+"       modified_at = now()"
+" WHERE id = $1::uuid";
+
+static const char *endpoint_ok_sql =
+"UPDATE benefits.webhook_endpoints SET consecutive_failures = 0"
+" WHERE id = ANY ($1::uuid[]) AND consecutive_failures > 0";
+
+static const char *endpoint_failed_sql =
+"SELECT benefits.webhook_endpoint_failed($1::uuid, $2, $3, $4)";
+
+static const char *next_due_sql =
+"SELECT extract(epoch FROM min(run_after) - now()) * 1000 FROM benefits.outbox"
+" WHERE state = 'pending' AND run_after > now()";
+
+static const char *reset_stale_sql =
+"UPDATE benefits.outbox SET state = 'pending', leased_until = NULL"
+" WHERE state = 'running'";
+
+static SPIPlanPtr claim_plan, done_plan, fail_plan, step_plan, invitation_plan,
+			activate_plan, grant_error_plan, endpoint_ok_plan, endpoint_failed_plan,
+			next_due_plan, reset_stale_plan;
+
+/* Prepare a statement once and keep it for the life of the worker. */
+static SPIPlanPtr
+Prepare(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "benefits: SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), sql);
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * Is the extension installed and its outbox free to use?  Takes the outbox
+ * lock without waiting, so a DROP EXTENSION in progress is never blocked by
+ * (nor blocks) the worker, then prepares the plans on first use.
+ */
+bool
+OutboxPrepare(void)
+{
+	Oid			nsp = get_namespace_oid("benefits", true);
+	Oid			outbox;
+	Oid			endpoints;
+
+	if (!OidIsValid(nsp))
+		return false;
+	outbox = get_relname_relid("outbox", nsp);
+	endpoints = get_relname_relid("webhook_endpoints", nsp);
+	if (!OidIsValid(outbox) || !OidIsValid(endpoints))
+		return false;
+	if (!ConditionalLockRelationOid(outbox, RowExclusiveLock))
+		return false;
+	if (!ConditionalLockRelationOid(endpoints, RowExclusiveLock))
+		return false;
+	/* the functions the results use come with the same install script */
+	if (!OidIsValid(LookupFuncName(list_make2(makeString("benefits"), makeString("webhook_endpoint_failed")),
+								   -1, NULL, true)))
+		return false;
+
+	if (claim_plan == NULL)
+	{
+		Oid			t_claim[2] = {INT4OID, INT4OID};
+		Oid			t_done[2] = {INT8ARRAYOID, INT4ARRAYOID};
+		Oid			t_fail[5] = {INT8OID, BOOLOID, FLOAT8OID, INT4OID, TEXTOID};
+		Oid			t_step[3] = {INT8OID, JSONBOID, INT4OID};
+		Oid			t_inv[4] = {TEXTOID, TEXTOID, BOOLOID, INT4OID};
+		Oid			t_act[1] = {TEXTOID};
+		Oid			t_gerr[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID};
+		Oid			t_epok[1] = {TEXTARRAYOID};
+		Oid			t_epfail[4] = {TEXTOID, BOOLOID, TEXTOID, INT4OID};
+
+		claim_plan = Prepare(claim_sql, 2, t_claim);
+		done_plan = Prepare(done_sql, 2, t_done);
+		fail_plan = Prepare(fail_sql, 5, t_fail);
+		step_plan = Prepare(step_sql, 3, t_step);
+		invitation_plan = Prepare(invitation_sql, 4, t_inv);
+		activate_plan = Prepare(activate_sql, 1, t_act);
+		grant_error_plan = Prepare(grant_error_sql, 6, t_gerr);
+		endpoint_ok_plan = Prepare(endpoint_ok_sql, 1, t_epok);
+		endpoint_failed_plan = Prepare(endpoint_failed_sql, 4, t_epfail);
+		next_due_plan = Prepare(next_due_sql, 0, NULL);
+		reset_stale_plan = Prepare(reset_stale_sql, 0, NULL);
+	}
+	return true;
+}
+
+/*
+ * Release the leases of a predecessor that died (crash, SIGKILL, immediate
+ * shutdown): this process is the only worker of its database, so every
+ * running job is stale.  Their attempt stays counted.
+ */
+void
+OutboxResetStale(void)
+{
+	if (SPI_execute_plan(reset_stale_plan, NULL, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "benefits: could not reset stale leases");
+	if (SPI_processed > 0)
+		ereport(LOG, (errmsg("benefits: released %llu jobs leased by a previous worker",
+							 (unsigned long long) SPI_processed)));
+}
+
+/* Copy column `col` of the current SPI row, or NULL. */
+static char *
+GetText(HeapTuple tup, TupleDesc desc, int col)
+{
+	return SPI_getvalue(tup, desc, col);
+}
+
+/* Integer column, 0 when NULL. */
+static int
+GetInt(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/*
+ * Claim up to `limit` due jobs.  Each job gets its own memory context, a
+ * child of `parent` (which outlives the transaction).  *more is set when
+ * the limit was reached (more jobs may be due).
+ */
+List *
+OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt)
+{
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	List	   *jobs = NIL;
+	int			ret;
+	int			lease_ms;
+
+	/* the lease outlasts a full timeout, so only a dead worker's expire */
+	lease_ms = benefits_http_timeout + benefits_http_connect_timeout + 60000;
+	values[0] = Int32GetDatum(limit);
+	values[1] = Int32GetDatum(lease_ms);
+	ret = SPI_execute_plan(claim_plan, values, nulls, false, 0);
+	if (ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "benefits: claiming jobs failed: %s", SPI_result_code_string(ret));
+	*more = (SPI_processed == (uint64) limit);
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext cxt = AllocSetContextCreate(parent, "benefits job", ALLOCSET_SMALL_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		OutboxJob  *job = palloc0(sizeof(OutboxJob));
+		char	   *enabled;
+		bool		isnull;
+
+		job->cxt = cxt;
+		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		job->kind = GetText(tup, desc, 2);
+		job->action = GetText(tup, desc, 3);
+		job->grant_id = GetText(tup, desc, 4);
+		job->endpoint_id = GetText(tup, desc, 5);
+		job->message_id = GetText(tup, desc, 6);
+		job->payload = GetText(tup, desc, 7);
+		job->attempts = GetInt(tup, desc, 8);
+		job->endpoint_url = GetText(tup, desc, 9);
+		job->endpoint_secret = GetText(tup, desc, 10);
+		enabled = GetText(tup, desc, 11);
+		job->endpoint_enabled = enabled && enabled[0] == 't';
+		job->owner = GetText(tup, desc, 12);
+		job->repo = GetText(tup, desc, 13);
+		job->username = GetText(tup, desc, 14);
+		job->permission = GetText(tup, desc, 15);
+		job->guild_id = GetText(tup, desc, 16);
+		job->user_id = GetText(tup, desc, 17);
+		job->role_id = GetText(tup, desc, 18);
+		job->role_ids = GetText(tup, desc, 19);
+		job->access_token = GetText(tup, desc, 20);
+		job->step = GetInt(tup, desc, 21);
+		job->step_role_id = GetText(tup, desc, 22);
+		job->nroles = GetInt(tup, desc, 23);
+		job->invitation_id = GetText(tup, desc, 24);
+		job->invitation_page = GetInt(tup, desc, 25);
+		job->method = "";
+		MemoryContextSwitchTo(list_cxt);
+		jobs = lappend(jobs, job);
+		MemoryContextSwitchTo(old);
+	}
+	return jobs;
+}
+
+/* Milliseconds until the next pending job is due, or -1 if none is waiting. */
+double
+OutboxNextDue(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return -1;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return -1;
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+}
+
+/* Is a function of schema benefits with this name installed? */
+bool
+OutboxFunctionExists(const char *name)
+{
+	return OidIsValid(LookupFuncName(list_make2(makeString("benefits"), makeString((char *) name)),
+									 -1, NULL, true));
+}
+
+/* The grant's provider jobs are all done: make it active and tell the app. */
+static void
+ActivateGrant(const char *grant_id)
+{
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(grant_id);
+	if (SPI_execute_plan(activate_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "benefits: activating grant %s failed", grant_id);
+	if (SPI_processed == 1 && OutboxFunctionExists("enqueue_grant_event"))
+	{
+		char	   *sql = psprintf("SELECT benefits.enqueue_grant_event(%s::uuid, 'benefit_grant.updated')",
+								   quote_literal_cstr(grant_id));
+
+		if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "benefits: enqueue_grant_event failed for grant %s", grant_id);
+	}
+}
+
+/* Record a failed attempt: retry later, or dead. */
+static void
+RecordFailure(OutboxJob *job)
+{
+	bool		dead = job->outcome == JOB_PERMANENT || job->attempts >= benefits_max_attempts;
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(job->id);
+	values[1] = BoolGetDatum(dead);
+	values[2] = Float8GetDatum(job->delay_ms);
+	values[3] = Int32GetDatum((int32) job->status);
+	if (job->status == 0)
+		nulls[3] = 'n';
+	values[4] = CStringGetTextDatum(job->error ? job->error : "failed");
+	if (SPI_execute_plan(fail_plan, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "benefits: recording the failure of job " INT64_FORMAT " failed", job->id);
+
+	if (strcmp(job->kind, "webhook") == 0)
+	{
+		Datum		ev[4];
+
+		/* a job that was never sent (disabled endpoint) is no endpoint failure */
+		if (job->url == NULL)
+			return;
+		ev[0] = CStringGetTextDatum(job->endpoint_id);
+		ev[1] = BoolGetDatum(job->endpoint_gone);
+		ev[2] = CStringGetTextDatum(job->error ? job->error : "failed");
+		ev[3] = Int32GetDatum(benefits_webhook_disable_after);
+		if (SPI_execute_plan(endpoint_failed_plan, ev, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "benefits: webhook_endpoint_failed failed");
+	}
+	else if (dead && job->grant_id)
+	{
+		Datum		gv[6];
+		char		gn[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+		gv[0] = CStringGetTextDatum(job->grant_id);
+		gv[1] = values[4];
+		gv[2] = CStringGetTextDatum(job->kind);
+		gv[3] = CStringGetTextDatum(job->action);
+		gv[4] = values[3];
+		gn[4] = nulls[3];
+		gv[5] = Int64GetDatum(job->id);
+		if (SPI_execute_plan(grant_error_plan, gv, gn, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "benefits: recording the error of grant %s failed", job->grant_id);
+	}
+}
+
+/* Record the success of one step of a multi-step job. */
+static void
+RecordStep(OutboxJob *job)
+{
+	Datum		values[4];
+	char	   *patch = job->step_patch;
+
+	if (patch == NULL)
+	{
+		bool		isnull;
+		Datum		d;
+
+		/* GitHub: find the customer's invitation in the page just fetched */
+		values[0] = CStringGetTextDatum(job->response.data ? job->response.data : "");
+		values[1] = CStringGetTextDatum(job->username);
+		values[2] = BoolGetDatum(job->link_next);
+		values[3] = Int32GetDatum(Max(job->invitation_page, 1));
+		if (SPI_execute_plan(invitation_plan, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "benefits: github_invitation_step failed");
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		values[1] = d;
+	}
+	else
+		values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(patch));
+	values[0] = Int64GetDatum(job->id);
+	values[2] = Int32GetDatum((int32) job->status);
+	if (SPI_execute_plan(step_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "benefits: recording a step of job " INT64_FORMAT " failed", job->id);
+}
+
+/* Record the results of finished jobs, in the caller's transaction. */
+void
+OutboxRecord(List *jobs)
+{
+	int			n = list_length(jobs);
+	Datum	   *done_ids = palloc(sizeof(Datum) * n);
+	Datum	   *done_status = palloc(sizeof(Datum) * n);
+	Datum	   *ok_endpoints = palloc(sizeof(Datum) * n);
+	int			ndone = 0;
+	int			nok = 0;
+	List	   *grants = NIL;
+	ListCell   *lc;
+
+	foreach(lc, jobs)
+	{
+		OutboxJob  *job = (OutboxJob *) lfirst(lc);
+
+		switch (job->outcome)
+		{
+			case JOB_DONE:
+				done_ids[ndone] = Int64GetDatum(job->id);
+				done_status[ndone] = Int32GetDatum((int32) job->status);
+				ndone++;
+				if (strcmp(job->kind, "webhook") == 0)
+					ok_endpoints[nok++] = CStringGetTextDatum(job->endpoint_id);
+				else if (job->grant_id && strncmp(job->action, "add_", 4) == 0)
+					grants = list_append_unique(grants, makeString(job->grant_id));
+				break;
+			case JOB_STEP:
+				RecordStep(job);
+				break;
+			case JOB_RETRY:
+			case JOB_PERMANENT:
+				RecordFailure(job);
+				break;
+		}
+	}
+	if (ndone > 0)
+	{
+		Datum		values[2];
+
+		values[0] = PointerGetDatum(construct_array(done_ids, ndone, INT8OID, 8, true, TYPALIGN_DOUBLE));
+		values[1] = PointerGetDatum(construct_array(done_status, ndone, INT4OID, 4, true, TYPALIGN_INT));
+		if (SPI_execute_plan(done_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "benefits: recording finished jobs failed");
+	}
+	if (nok > 0)
+	{
+		Datum		values[1];
+
+		values[0] = PointerGetDatum(construct_array(ok_endpoints, nok, TEXTOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_plan(endpoint_ok_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "benefits: resetting endpoint failure counts failed");
+	}
+	foreach(lc, grants)
+		ActivateGrant(strVal(lfirst(lc)));
+}
+
+/*
+ * Call benefits.NAME() if it is installed (it may come with a later version
+ * of another part of the extension).  Returns whether it was called.
+ */
+bool
+OutboxCallFunction(const char *name)
+{
+	if (!OutboxFunctionExists(name))
+		return false;
+	if (SPI_execute(psprintf("SELECT benefits.%s()", quote_identifier(name)), false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "benefits: calling benefits.%s() failed", name);
+	return true;
+}

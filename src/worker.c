@@ -1,0 +1,390 @@
+/*
+ * worker.c — the delivery worker of one database: its main loop.
+ *
+ * The loop keeps up to benefits.worker_max_inflight requests in flight.  It
+ * claims due jobs in a short transaction (outbox_claim.c), commits, hands
+ * them to libcurl (http.c), and records finished ones in batches, each in a
+ * short transaction of its own: no transaction is ever open while waiting on
+ * the network.  It sleeps on its latch, which committing transactions that
+ * queued jobs set (outbox_wake.c), with a timeout for the next due retry and
+ * the periodic calls (validation counter flush, maintenance).
+ *
+ * It idles while the server is in recovery or the extension is not installed,
+ * takes the outbox lock only conditionally (never blocking DROP EXTENSION),
+ * and survives errors in a unit of work by logging them and trying again.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "worker.h"
+
+PGDLLEXPORT void benefits_worker_main(Datum main_arg);
+
+/* Record finished jobs at least this often while others are in flight. */
+#define RECORD_INTERVAL_MS 20
+#define RECORD_BATCH 128
+/* Longest sleep: the safety net under the latch. */
+#define MAX_SLEEP_MS 10000
+/* Sleep while the extension is missing or the server in recovery. */
+#define IDLE_CHECK_MS 5000
+
+static MemoryContext LoopContext;	/* reset every iteration */
+static MemoryContext CompletedContext;	/* the list of finished jobs */
+static MemoryContext JobsContext;	/* parent of one context per job */
+static bool stale_released = false;
+
+typedef void (*UnitFunction) (void *arg);
+
+/*
+ * Run fn in a transaction of its own with SPI connected.  An error is logged
+ * and the transaction rolled back; the worker carries on.
+ */
+static bool
+RunUnit(const char *activity, UnitFunction fn, void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "benefits: SPI_connect failed");
+		fn(arg);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
+}
+
+typedef struct ClaimArgs
+{
+	int			limit;
+	bool		ready;
+	bool		more;
+	List	   *jobs;
+	double		next_due_ms;
+} ClaimArgs;
+
+/* Unit: claim due jobs (after releasing a dead predecessor's leases once). */
+static void
+ClaimUnit(void *arg)
+{
+	ClaimArgs  *a = (ClaimArgs *) arg;
+
+	a->ready = OutboxPrepare();
+	if (!a->ready)
+		return;
+	if (!stale_released)
+	{
+		OutboxResetStale();
+		stale_released = true;
+	}
+	a->jobs = OutboxClaim(a->limit, &a->more, JobsContext, LoopContext);
+	a->next_due_ms = a->more ? 0 : OutboxNextDue();
+}
+
+/* Unit: record finished jobs. */
+static void
+RecordUnit(void *arg)
+{
+	if (!OutboxPrepare())
+		elog(ERROR, "benefits: the outbox is not available to record results");
+	OutboxRecord((List *) arg);
+}
+
+/* Unit: call a periodic function if it is installed. */
+static void
+PeriodicUnit(void *arg)
+{
+	OutboxCallFunction((const char *) arg);
+}
+
+/* The validation counter flush interval, defined by the license part. */
+static int
+FlushIntervalMs(void)
+{
+	const char *value = GetConfigOptionByName("benefits.validation_flush_interval", NULL, true);
+	int			ms;
+
+	if (value == NULL || !parse_int(value, &ms, GUC_UNIT_MS, NULL))
+		return 1000;
+	return ms;
+}
+
+/*
+ * Run the periodic calls that are due; returns ms until the next one.  The
+ * validation counters also wake the worker when their shared hash fills up,
+ * so a wake-up flushes early too (at most every 100 ms).
+ */
+static long
+RunPeriodic(bool woken)
+{
+	static TimestampTz next_flush = 0;
+	static TimestampTz last_flush = 0;
+	static TimestampTz next_maintenance = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	int			flush_ms = FlushIntervalMs();
+
+	if (flush_ms > 0 &&
+		(now >= next_flush || (woken && TimestampDifferenceExceeds(last_flush, now, 100))))
+	{
+		RunUnit("flushing validation counters", PeriodicUnit, "flush_validation_stats");
+		last_flush = GetCurrentTimestamp();
+		next_flush = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), flush_ms);
+	}
+	if (now >= next_maintenance)
+	{
+		RunUnit("running maintenance", PeriodicUnit, "run_maintenance");
+		next_maintenance = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), benefits_maintenance_interval);
+	}
+	now = GetCurrentTimestamp();
+	if (flush_ms > 0)
+		return Min(TimestampDifferenceMilliseconds(now, next_flush),
+				   TimestampDifferenceMilliseconds(now, next_maintenance));
+	return TimestampDifferenceMilliseconds(now, next_maintenance);
+}
+
+/* Build and send the claimed jobs; those that cannot be sent are finished. */
+static List *
+SendJobs(List *jobs, List *completed)
+{
+	ListCell   *lc;
+
+	foreach(lc, jobs)
+	{
+		OutboxJob  *job = (OutboxJob *) lfirst(lc);
+		MemoryContext old = MemoryContextSwitchTo(job->cxt);
+		bool		built;
+
+		if (strcmp(job->kind, "webhook") == 0)
+			built = WebhookBuildRequest(job);
+		else
+			built = ProviderBuildRequest(job);
+		MemoryContextSwitchTo(old);
+		if (built)
+			HttpStart(job);
+		else
+		{
+			MemoryContextSwitchTo(CompletedContext);
+			completed = lappend(completed, job);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	return completed;
+}
+
+/* Judge the answers of finished requests. */
+static void
+JudgeJobs(List *completed)
+{
+	ListCell   *lc;
+
+	foreach(lc, completed)
+	{
+		OutboxJob  *job = (OutboxJob *) lfirst(lc);
+		MemoryContext old;
+
+		if (job->url == NULL)
+			continue;			/* judged when it could not be built */
+		old = MemoryContextSwitchTo(job->cxt);
+		if (strcmp(job->kind, "webhook") == 0)
+			WebhookJudge(job);
+		else
+			ProviderJudge(job);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* Record finished jobs and free them.  If recording fails their leases
+ * expire and they are sent again: at-least-once, never lost. */
+static void
+RecordCompleted(List *completed)
+{
+	ListCell   *lc;
+
+	JudgeJobs(completed);
+	RunUnit("recording results", RecordUnit, completed);
+	foreach(lc, completed)
+		MemoryContextDelete(((OutboxJob *) lfirst(lc))->cxt);
+	MemoryContextReset(CompletedContext);
+}
+
+/* Main loop of a database's worker. */
+void
+benefits_worker_main(Datum main_arg)
+{
+	char		dbname[NAMEDATALEN];
+	List	   *completed = NIL;
+	bool		need_claim = true;
+	bool		extension_ready = true;
+	TimestampTz next_due = 0;
+	TimestampTz last_record = 0;
+	int			reported_inflight = -1;
+
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	if (IsBinaryUpgrade)
+		proc_exit(0);
+
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	pgstat_report_appname("benefits worker");
+	WorkerSetAmWorker();
+	if (!WorkerSlotAcquire(MyDatabaseId))
+	{
+		ereport(LOG,
+				(errmsg("benefits: database \"%s\" is already served by another worker", dbname)));
+		proc_exit(0);
+	}
+	HttpInit();
+	LoopContext = AllocSetContextCreate(TopMemoryContext, "benefits worker loop", ALLOCSET_DEFAULT_SIZES);
+	CompletedContext = AllocSetContextCreate(TopMemoryContext, "benefits finished jobs", ALLOCSET_DEFAULT_SIZES);
+	JobsContext = AllocSetContextCreate(TopMemoryContext, "benefits jobs", ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG, (errmsg("benefits: worker started for database \"%s\"", dbname)));
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		timeout;
+		int			inflight;
+		bool		woken;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(LoopContext);
+		MemoryContextSwitchTo(LoopContext);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (RecoveryInProgress())
+		{
+			pgstat_report_activity(STATE_IDLE, "waiting for recovery to end");
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 IDLE_CHECK_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+		woken = MyLatch->is_set;
+		if (woken)
+		{
+			ResetLatch(MyLatch);
+			need_claim = true;
+		}
+		now = GetCurrentTimestamp();
+		if (now >= next_due)
+			need_claim = true;
+		timeout = RunPeriodic(woken);
+
+		/* record finished jobs in batches */
+		inflight = HttpInflight();
+		if (completed != NIL &&
+			(inflight == 0 || list_length(completed) >= RECORD_BATCH ||
+			 TimestampDifferenceExceeds(last_record, GetCurrentTimestamp(), RECORD_INTERVAL_MS)))
+		{
+			RecordCompleted(completed);
+			completed = NIL;
+			reported_inflight = -1;
+			last_record = GetCurrentTimestamp();
+			need_claim = true;	/* successors of finished jobs may be due */
+		}
+
+		/* claim more work while there is room */
+		if (!benefits_worker_delivery)
+		{
+			need_claim = false;
+			next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MAX_SLEEP_MS);
+		}
+		else if (need_claim && inflight < benefits_worker_max_inflight)
+		{
+			ClaimArgs	args = {0};
+
+			args.limit = benefits_worker_max_inflight - inflight;
+			reported_inflight = -1;
+			if (RunUnit("claiming jobs", ClaimUnit, &args) && args.ready)
+			{
+				extension_ready = true;
+				need_claim = args.more;
+				if (args.next_due_ms >= 0)
+					next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   (long) Min(args.next_due_ms + 1, MAX_SLEEP_MS));
+				else
+					next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MAX_SLEEP_MS);
+				MemoryContextSwitchTo(CompletedContext);
+				completed = SendJobs(args.jobs, completed);
+				MemoryContextSwitchTo(LoopContext);
+			}
+			else
+			{
+				/* not installed, being dropped, or failing: look again later */
+				extension_ready = false;
+				need_claim = false;
+				next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), IDLE_CHECK_MS);
+			}
+		}
+
+		inflight = HttpInflight();
+		if (inflight != reported_inflight)
+		{
+			char		activity[64];
+
+			snprintf(activity, sizeof(activity), "%d requests in flight", inflight);
+			pgstat_report_activity(inflight > 0 ? STATE_RUNNING : STATE_IDLE,
+								   inflight > 0 ? activity : "waiting for jobs");
+			reported_inflight = inflight;
+		}
+		if (inflight > 0)
+		{
+			/* poll without sleeping when there is room and more work is due */
+			bool		hurry = need_claim && inflight < benefits_worker_max_inflight;
+
+			MemoryContextSwitchTo(CompletedContext);
+			completed = HttpPoll(hurry ? 0 : 10, completed);
+			MemoryContextSwitchTo(LoopContext);
+			continue;
+		}
+		if (completed != NIL || need_claim)
+			continue;
+
+		/* nothing in flight and nothing due: sleep until woken or due */
+		if (extension_ready)
+			timeout = Min(timeout, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_due));
+		else
+			timeout = Min(timeout, IDLE_CHECK_MS);
+		timeout = Max(Min(timeout, MAX_SLEEP_MS), 1);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+	}
+}

@@ -1,0 +1,154 @@
+/*
+ * worker.h — the delivery worker: settings, shared memory, and the job
+ * structure passed between the outbox (SQL), the request builders
+ * (providers.c, webhooks.c) and the HTTP engine (http.c).
+ */
+#ifndef BENEFITS_WORKER_H
+#define BENEFITS_WORKER_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+
+#include <sys/socket.h>
+
+/* How many databases one cluster's worker can serve. */
+#define BENEFITS_MAX_DATABASES 32
+
+/* Settings (worker_guc.c). */
+extern char *benefits_database_names;
+extern char *benefits_github_api_url;
+extern char *benefits_github_token;
+extern char *benefits_discord_api_url;
+extern char *benefits_discord_bot_token;
+extern bool benefits_allow_private_network;
+extern int	benefits_http_connect_timeout;	/* ms */
+extern int	benefits_http_timeout;	/* ms */
+extern int	benefits_worker_max_inflight;
+extern int	benefits_http_max_host_connections;
+extern int	benefits_retry_initial_delay;	/* ms */
+extern int	benefits_retry_max_delay;	/* ms */
+extern int	benefits_max_attempts;
+extern int	benefits_webhook_disable_after;
+extern int	benefits_maintenance_interval;	/* ms */
+extern bool benefits_worker_delivery;
+
+/* What became of one attempt of a job. */
+typedef enum JobOutcome
+{
+	JOB_DONE,					/* provider confirmed; the job is finished */
+	JOB_RETRY,					/* transient failure: try again later */
+	JOB_PERMANENT,				/* permanent failure: the job is dead */
+	JOB_STEP					/* a step of a multi-step job succeeded */
+} JobOutcome;
+
+/*
+ * One claimed outbox row and, once sent, its HTTP exchange.  Everything is
+ * allocated in the worker's batch context; strings from SQL are copies.
+ */
+typedef struct OutboxJob
+{
+	MemoryContext cxt;			/* holds the job; deleted once recorded */
+	int64		id;
+	char	   *kind;			/* webhook | github | discord */
+	char	   *action;
+	char	   *grant_id;		/* NULL when the job belongs to no grant */
+	char	   *endpoint_id;
+	char	   *message_id;
+	char	   *payload;		/* payload as JSON text */
+	int			attempts;		/* including this one */
+
+	/* webhook endpoint, read at claim time */
+	char	   *endpoint_url;
+	char	   *endpoint_secret;
+	bool		endpoint_enabled;
+
+	/* provider fields extracted from the payload */
+	char	   *owner;
+	char	   *repo;
+	char	   *username;
+	char	   *permission;
+	char	   *guild_id;
+	char	   *user_id;
+	char	   *role_id;
+	char	   *role_ids;		/* JSON array text */
+	char	   *access_token;	/* Discord OAuth token of the customer */
+	int			step;			/* multi-step jobs: which step this is */
+	char	   *step_role_id;	/* add_member step n: role n to add */
+	int			nroles;
+	char	   *invitation_id;
+	int			invitation_page;
+
+	/* the request */
+	const char *method;
+	char	   *url;
+	char	   *body;
+	List	   *headers;		/* of char * "Name: value" */
+
+	/* the response */
+	void	   *easy;			/* CURL * while in flight */
+	int			curl_code;		/* CURLcode */
+	char		curl_error[256];
+	bool		refused_address;	/* urlguard refused the destination */
+	char		refused_detail[128];
+	long		status;
+	StringInfoData response;	/* body, truncated */
+	double		retry_after;	/* seconds from Retry-After, -1 if none */
+	double		ratelimit_reset;	/* epoch seconds, -1 if none */
+	int			ratelimit_remaining;	/* -1 if none */
+	bool		link_next;		/* Link: rel="next" present */
+
+	/* the verdict */
+	JobOutcome	outcome;
+	double		delay_ms;		/* JOB_RETRY: when to try again */
+	char	   *error;			/* human-readable last error */
+	char	   *step_patch;		/* JOB_STEP: JSON merged into the payload */
+	bool		endpoint_gone;	/* webhook answered 410 */
+} OutboxJob;
+
+/* worker_guc.c */
+extern void WorkerGucInit(void);
+
+/* outbox_wake.c: shared memory, commit wake-up */
+extern void WorkerShmemInit(void);
+extern bool WorkerSlotAcquire(Oid dboid);
+extern void WorkerSetAmWorker(void);
+
+/* launcher.c */
+extern void WorkerRegisterLauncher(void);
+
+/* outbox_claim.c: the SQL side (each call runs in a transaction of its own) */
+extern bool OutboxPrepare(void);
+extern void OutboxResetStale(void);
+extern List *OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt);
+extern bool OutboxFunctionExists(const char *name);
+extern bool OutboxCallFunction(const char *name);
+extern void OutboxRecord(List *jobs);
+extern double OutboxNextDue(void);
+
+/* providers.c and webhooks.c: building requests and judging answers */
+extern bool ProviderBuildRequest(OutboxJob *job);
+extern void ProviderJudge(OutboxJob *job);
+extern bool WebhookBuildRequest(OutboxJob *job);
+extern void WebhookJudge(OutboxJob *job);
+extern char *WebhookSignature(const char *secret, const char *msg_id,
+							  int64 timestamp, const char *body, int bodylen,
+							  const char **error);
+
+/* retry.c: failure classification and backoff */
+extern bool RetryIsTransientStatus(long status);
+extern double RetryDelayMs(OutboxJob *job);
+extern void RetryJudgeFailure(OutboxJob *job, const char *what);
+
+/* urlguard.c */
+extern bool UrlGuardAddressAllowed(const struct sockaddr *addr, char *detail, size_t detail_len);
+
+/* http.c */
+extern void HttpInit(void);
+extern void HttpStart(OutboxJob *job);
+extern int	HttpInflight(void);
+extern List *HttpPoll(int timeout_ms, List *completed);
+extern char *HttpEscape(const char *segment);
+
+#endif

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# License keys (issue 2, section 7), each figure as a ratio against a baseline
+# measured in the same run on the same cluster:
+#
+#  - validate_license throughput against a plain primary-key SELECT of the
+#    same key row: pgbench, prepared statements, 2 clients, 100,000 keys,
+#    runs alternated (baseline, validate, ...; median of the per-round ratios).  The keys are
+#    imported UUID-shaped keys whose text is derived from pgbench's random
+#    number, so both statements build the same string from it and do one
+#    index lookup each.  Target: >= 0.8.
+#  - keys issued per second by grant_benefit for 100,000 customers in one
+#    statement, against a plain INSERT of as many rows into a table of the
+#    same shape (same columns, defaults, checks and indexes).  Target: >= 0.3.
+set -euo pipefail
+
+N=${BENCH_KEYS:-100000}
+T=${BENCH_SECONDS:-4}
+ROUNDS=${BENCH_ROUNDS:-5}
+ORG=00000000-0000-0000-0000-0000000be001
+BEN=00000000-0000-0000-0000-0000000be002
+BEN2=00000000-0000-0000-0000-0000000be003
+work=$(mktemp -d /tmp/benefits-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -v org="$ORG" -v ben="$BEN" -v ben2="$BEN2" -v n="$N" "$@"; }
+ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+
+sql <<'SQL'
+INSERT INTO benefits.organizations (id, name) VALUES (:'org', 'Bench Org');
+INSERT INTO benefits.benefits (id, organization_id, type, description, properties)
+VALUES (:'ben', :'org', 'license_keys', 'Bench license',
+        '{"prefix": "BENCH", "expires": null, "activations": {"limit": 3, "enable_customer_admin": false}, "limit_usage": null}'),
+       (:'ben2', :'org', 'license_keys', 'Bench imported keys',
+        '{"prefix": null, "expires": null, "activations": null, "limit_usage": null}');
+INSERT INTO benefits.customers (organization_id, external_id, email)
+SELECT :'org', n::text, 'c' || n || '@bench.example' FROM generate_series(1, :n) AS n;
+CREATE TABLE public.plain_keys (LIKE benefits.license_keys INCLUDING ALL);
+VACUUM ANALYZE benefits.customers;
+CHECKPOINT;
+SQL
+
+# --- Issuance: plain INSERT, then grant_benefit, each one statement.
+read -r insert_s grant_s keys <<<"$(sql -F " " <<'SQL'
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO public.plain_keys (organization_id, customer_id, benefit_id, key, display_key)
+SELECT c.organization_id, c.id, :'ben', 'BENCH-' || c.id, '****-' || right(c.id::text, 4)
+  FROM benefits.customers c WHERE c.organization_id = :'org';
+SELECT extract(epoch FROM clock_timestamp() - :'t0') AS insert_s \gset
+CHECKPOINT;
+SELECT clock_timestamp() AS t0 \gset
+SELECT count(benefits.grant_benefit(c.id, :'ben')) AS granted
+  FROM benefits.customers c WHERE c.organization_id = :'org' \gset
+SELECT extract(epoch FROM clock_timestamp() - :'t0') AS grant_s \gset
+SELECT :insert_s, :grant_s, count(*) FROM benefits.license_keys WHERE benefit_id = :'ben' AND status = 'granted';
+SQL
+)" 
+echo "keys issued: $keys by grant_benefit in ${grant_s}s; plain INSERT of $N rows in ${insert_s}s"
+[ "$keys" -eq "$N" ] || { echo "expected $N keys" >&2; exit 1; }
+echo "issuance ratio (grant_benefit keys/s / plain INSERT rows/s): $(ratio "$insert_s" "$grant_s")   (target >= 0.3)"
+
+# --- Validation: keys with text derived from a number, ids equal to the key.
+sql <<'SQL'
+SELECT count(benefits.import_license_key(c.id, :'ben2', '00000000-0000-4000-8000-' || lpad(c.external_id, 12, '0')))
+  FROM benefits.customers c WHERE c.organization_id = :'org' \g /dev/null
+UPDATE benefits.license_keys SET id = key::uuid WHERE benefit_id = :'ben2';
+VACUUM ANALYZE benefits.license_keys;
+SELECT benefits.flush_validation_stats() \g /dev/null
+CHECKPOINT;
+SQL
+
+cat >"$work/select.sql" <<PGB
+\set n random(1, $N)
+SELECT * FROM benefits.license_keys WHERE id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid;
+PGB
+cat >"$work/validate.sql" <<PGB
+\set n random(1, $N)
+SELECT * FROM benefits.validate_license('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'), :org);
+PGB
+
+# tps of one pgbench run: run NAME SECONDS
+run() {
+    pgbench -n -M prepared -c 2 -j 2 -T "$2" -D org="$ORG" -f "$work/$1.sql" >"$work/$1.out" 2>&1 ||
+        { cat "$work/$1.out" >&2; exit 1; }
+    grep -q "number of failed transactions: 0" "$work/$1.out" ||
+        { cat "$work/$1.out" >&2; exit 1; }
+    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$1.out"
+}
+# Every validate_license call above must answer valid.
+echo "SELECT count(*) FILTER (WHERE v.valid) FROM generate_series(1, 1000) n,
+      benefits.validate_license('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'), :'org') v" | sql |
+    grep -qx 1000 || { echo "validate_license did not answer valid" >&2; exit 1; }
+
+# The machine may be shared: alternate short runs and take the median of the
+# per-round ratios, so a burst of outside load skews one round, not the result.
+run select 2 >/dev/null; run validate 2 >/dev/null   # warm-up
+ratios=(); selects=(); validates=()
+for round in $(seq "$ROUNDS"); do
+    s=$(run select "$T"); v=$(run validate "$T")
+    selects+=("$s"); validates+=("$v"); ratios+=("$(ratio "$v" "$s")")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+echo "primary-key SELECT tps: ${selects[*]}"
+echo "validate_license tps:   ${validates[*]}   (2 clients, prepared, ${T}s runs)"
+echo "validation ratio (validate_license tps / primary-key SELECT tps), per round: ${ratios[*]}"
+echo "validation ratio, median: $(median "${ratios[@]}")   (target >= 0.8)"
+
+# The same two workloads run side by side (2 clients each) see the same
+# outside load, so their ratio is the least noisy figure on a shared machine.
+pgbench -n -M prepared -c 2 -j 2 -T "$T" -D org="$ORG" -f "$work/select.sql" >"$work/both_select.out" 2>&1 &
+pgbench -n -M prepared -c 2 -j 2 -T "$T" -D org="$ORG" -f "$work/validate.sql" >"$work/both_validate.out" 2>&1
+wait
+bs=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/both_select.out")
+bv=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/both_validate.out")
+echo "side by side: primary-key SELECT $bs tps, validate_license $bv tps; ratio $(ratio "$bv" "$bs")"
+
+# The counters kept up: every validation of the runs is counted after a flush.
+sql <<'SQL'
+SELECT benefits.flush_validation_stats() \g /dev/null
+SELECT format('validations counted after flush: %s (dropped: %s)', sum(k.validations), (SELECT dropped FROM benefits.validation_stats()))
+  FROM benefits.license_keys k WHERE k.benefit_id = :'ben2';
+SQL

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Mock GitHub, Discord and webhook receiver for the worker's TAP tests.
+
+One threaded HTTP/1.1 server on 127.0.0.1 with an ephemeral port (written to
+--port-file).  Every request is appended as one JSON line to --log with the
+answer given.  Routes:
+
+  GitHub   PUT/DELETE /repos/{o}/{r}/collaborators/{u}, GET /repos/{o}/{r}/invitations,
+           DELETE /repos/{o}/{r}/invitations/{id}   (PUT creates a pending invitation)
+  Discord  PUT/DELETE /guilds/{g}/members/{u}, PUT/DELETE /guilds/{g}/members/{u}/roles/{r}
+  Webhooks POST anything else: 204, after checking the Standard Webhooks
+           signature against the receiver's copy of the secret (see /__control)
+
+Control (not logged):
+  POST /__control  JSON merged into the settings:
+      fail_every     every Nth request fails (0: never)
+      fail_modes     cycled through on failures: "500", "429", "reset", "hang"
+      retry_after    seconds sent in Retry-After / Discord's retry_after
+      hang_seconds   how long "hang" holds the request before closing
+      delay_ms       added to every answer
+      status         {path: status} fixed answers for webhook paths (e.g. 410)
+      secrets        {path: "whsec_..."} the receiver's copies of the secrets
+  GET /__state     the providers' state: collaborators, invitations, members
+"""
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import re
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+lock = threading.Lock()
+settings = {"fail_every": 0, "fail_modes": ["500"], "retry_after": 1, "hang_seconds": 3,
+            "delay_ms": 0, "status": {}, "secrets": {}}
+counter = {"n": 0, "failures": 0}
+collaborators = {}   # "owner/repo" -> {login: permission}
+invitations = {}     # "owner/repo" -> {login: {"id": n, "permission": p}}
+members = {}         # guild -> {user: set(roles)}
+next_invitation = [1000]
+log_file = None
+
+
+def verify_signature(secret, msg_id, ts, body, header):
+    if not secret or not secret.startswith("whsec_"):
+        return None
+    key = base64.b64decode(secret[len("whsec_"):])
+    mac = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    expected = "v1," + base64.b64encode(mac).decode()
+    return any(hmac.compare_digest(expected, s) for s in (header or "").split(" "))
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body=None, headers=None):
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        if data:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+        return status
+
+    def record(self, body, answer, extra=None):
+        entry = {"t": time.time(), "method": self.command, "path": self.path,
+                 "headers": {k.lower(): v for k, v in self.headers.items()},
+                 "body": body.decode("utf-8", "replace"), "answer": answer}
+        if extra:
+            entry.update(extra)
+        with lock:
+            log_file.write(json.dumps(entry) + "\n")
+            log_file.flush()
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/__control":
+            with lock:
+                settings.update(json.loads(body or b"{}"))
+            self.answer(200, {"ok": True})
+            return
+        if path == "/__state":
+            with lock:
+                state = {"collaborators": collaborators, "invitations": invitations,
+                         "members": {g: {u: sorted(r) for u, r in m.items()} for g, m in members.items()},
+                         "requests": counter["n"], "failures": counter["failures"]}
+                self.answer(200, state)
+            return
+        with lock:
+            counter["n"] += 1
+            n = counter["n"]
+            fail_every = settings["fail_every"]
+            mode = None
+            if fail_every and n % fail_every == 0:
+                modes = settings["fail_modes"]
+                mode = modes[(n // fail_every) % len(modes)]
+                counter["failures"] += 1
+            delay = settings["delay_ms"]
+        if delay:
+            time.sleep(delay / 1000.0)
+        if mode == "reset":
+            self.record(body, "reset")
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        if mode == "hang":
+            self.record(body, "hang")
+            time.sleep(settings["hang_seconds"])
+            self.close_connection = True
+            return
+        if mode == "500":
+            self.record(body, self.answer(500, {"message": "mock failure"}))
+            return
+        if mode == "429":
+            ra = settings["retry_after"]
+            self.record(body, self.answer(429, {"message": "rate limited", "retry_after": ra, "global": False},
+                                          {"Retry-After": ra}))
+            return
+        status, extra = self.route(path, body)
+        self.record(body, status, extra)
+
+    def route(self, path, body):
+        m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/collaborators/([^/]+)", path)
+        if m:
+            repo, login = f"{m[1]}/{m[2]}", urllib.parse.unquote(m[3])
+            with lock:
+                if self.command == "PUT":
+                    perm = json.loads(body or b"{}").get("permission", "pull")
+                    if login in collaborators.get(repo, {}):
+                        collaborators[repo][login] = perm
+                        return self.answer(204), None
+                    inv = invitations.setdefault(repo, {})
+                    if login in inv:
+                        inv[login]["permission"] = perm
+                        return self.answer(204), None
+                    next_invitation[0] += 1
+                    inv[login] = {"id": next_invitation[0], "permission": perm}
+                    return self.answer(201, {"id": next_invitation[0], "invitee": {"login": login}}), None
+                if self.command == "DELETE":
+                    if collaborators.get(repo, {}).pop(login, None) is not None:
+                        return self.answer(204), None
+                    return self.answer(404, {"message": "Not Found"}), None
+        m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/invitations", path)
+        if m and self.command == "GET":
+            repo = f"{m[1]}/{m[2]}"
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            per_page, page = int(q.get("per_page", ["30"])[0]), int(q.get("page", ["1"])[0])
+            with lock:
+                items = [{"id": v["id"], "invitee": {"login": k}, "permissions": v["permission"]}
+                         for k, v in sorted(invitations.get(repo, {}).items(), key=lambda kv: kv[1]["id"])]
+            chunk = items[(page - 1) * per_page:page * per_page]
+            headers = {}
+            if page * per_page < len(items):
+                headers["Link"] = f'<http://mock{path}?per_page={per_page}&page={page + 1}>; rel="next"'
+            return self.answer(200, chunk, headers), None
+        m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/invitations/(\d+)", path)
+        if m and self.command == "DELETE":
+            repo, inv_id = f"{m[1]}/{m[2]}", int(m[3])
+            with lock:
+                for login, v in list(invitations.get(repo, {}).items()):
+                    if v["id"] == inv_id:
+                        del invitations[repo][login]
+                        return self.answer(204), None
+            return self.answer(404, {"message": "Not Found"}), None
+        m = re.fullmatch(r"/guilds/([^/]+)/members/([^/]+)", path)
+        if m:
+            guild, user = m[1], m[2]
+            with lock:
+                g = members.setdefault(guild, {})
+                if self.command == "PUT":
+                    req = json.loads(body or b"{}")
+                    if not req.get("access_token"):
+                        return self.answer(400, {"message": "access_token required", "code": 50035}), None
+                    if user in g:
+                        return self.answer(204), None
+                    g[user] = set(req.get("roles") or [])
+                    return self.answer(201, {"user": {"id": user}, "roles": sorted(g[user])}), None
+                if self.command == "DELETE":
+                    if g.pop(user, None) is None:
+                        return self.answer(404, {"message": "Unknown Member", "code": 10007}), None
+                    return self.answer(204), None
+        m = re.fullmatch(r"/guilds/([^/]+)/members/([^/]+)/roles/([^/]+)", path)
+        if m:
+            guild, user, role = m[1], m[2], m[3]
+            with lock:
+                g = members.setdefault(guild, {})
+                if user not in g:
+                    return self.answer(404, {"message": "Unknown Member", "code": 10007}), None
+                if self.command == "PUT":
+                    g[user].add(role)
+                    return self.answer(204), None
+                if self.command == "DELETE":
+                    g[user].discard(role)
+                    return self.answer(204), None
+        if self.command == "POST":
+            with lock:
+                status = settings["status"].get(path, 204)
+                secret = settings["secrets"].get(path)
+            valid = verify_signature(secret, self.headers.get("webhook-id"), self.headers.get("webhook-timestamp"),
+                                     body, self.headers.get("webhook-signature"))
+            return self.answer(status), {"signature_valid": valid}
+        return self.answer(404, {"message": "no such mock route"}), None
+
+    do_GET = do_PUT = do_DELETE = do_POST = handle_any
+
+
+def main():
+    global log_file
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--log", required=True)
+    args = ap.parse_args()
+    log_file = open(args.log, "a")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.request_queue_size = 256
+    with open(args.port_file + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    import os
+    os.rename(args.port_file + ".tmp", args.port_file)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
