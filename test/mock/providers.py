@@ -18,7 +18,8 @@ Control (not logged):
       retry_after    seconds sent in Retry-After / Discord's retry_after
       hang_seconds   how long "hang" holds the request before closing
       delay_ms       added to every answer
-      status         {path: status} fixed answers for webhook paths (e.g. 410)
+      status         {path: status} fixed answers (e.g. 410 for a webhook path)
+      accept_invitations  true: every pending GitHub invitation is accepted now
       secrets        {path: "whsec_..."} the receiver's copies of the secrets
   GET /__state     the providers' state: collaborators, invitations, members
 """
@@ -90,7 +91,13 @@ class Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         if path == "/__control":
             with lock:
-                settings.update(json.loads(body or b"{}"))
+                update = json.loads(body or b"{}")
+                if update.pop("accept_invitations", False):
+                    for repo, invs in invitations.items():
+                        for login, v in list(invs.items()):
+                            collaborators.setdefault(repo, {})[login] = v["permission"]
+                            del invs[login]
+                settings.update(update)
             self.answer(200, {"ok": True})
             return
         if path == "/__state":
@@ -131,10 +138,16 @@ class Handler(BaseHTTPRequestHandler):
             self.record(body, self.answer(429, {"message": "rate limited", "retry_after": ra, "global": False},
                                           {"Retry-After": ra}))
             return
+        with lock:
+            fixed = settings["status"].get(path) if self.command != "POST" else None
+        if fixed:
+            self.record(body, self.answer(fixed, {"message": "fixed answer"}))
+            return
         status, extra = self.route(path, body)
         self.record(body, status, extra)
 
     def route(self, path, body):
+        path = re.sub(r"^/api/v\d+(?=/guilds/)", "", path)   # Discord's versioned base URL
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/collaborators/([^/]+)", path)
         if m:
             repo, login = f"{m[1]}/{m[2]}", urllib.parse.unquote(m[3])
