@@ -156,17 +156,18 @@ class Handler(BaseHTTPRequestHandler):
                     perm = json.loads(body or b"{}").get("permission", "pull")
                     if login in collaborators.get(repo, {}):
                         collaborators[repo][login] = perm
-                        return self.answer(204), None
+                        return self.answer(204), {"effect": f"collaborator:{login}:{perm}"}
                     inv = invitations.setdefault(repo, {})
                     if login in inv:
                         inv[login]["permission"] = perm
-                        return self.answer(204), None
+                        return self.answer(204), {"effect": f"invite:{login}:{perm}"}
                     next_invitation[0] += 1
                     inv[login] = {"id": next_invitation[0], "permission": perm}
-                    return self.answer(201, {"id": next_invitation[0], "invitee": {"login": login}}), None
+                    return (self.answer(201, {"id": next_invitation[0], "invitee": {"login": login}}),
+                            {"effect": f"invite:{login}:{perm}"})
                 if self.command == "DELETE":
                     if collaborators.get(repo, {}).pop(login, None) is not None:
-                        return self.answer(204), None
+                        return self.answer(204), {"effect": f"remove:{login}"}
                     return self.answer(404, {"message": "Not Found"}), None
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/invitations", path)
         if m and self.command == "GET":
@@ -188,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
                 for login, v in list(invitations.get(repo, {}).items()):
                     if v["id"] == inv_id:
                         del invitations[repo][login]
-                        return self.answer(204), None
+                        return self.answer(204), {"effect": f"uninvite:{login}"}
             return self.answer(404, {"message": "Not Found"}), None
         m = re.fullmatch(r"/guilds/([^/]+)/members/([^/]+)", path)
         if m:
@@ -202,11 +203,12 @@ class Handler(BaseHTTPRequestHandler):
                     if user in g:
                         return self.answer(204), None
                     g[user] = set(req.get("roles") or [])
-                    return self.answer(201, {"user": {"id": user}, "roles": sorted(g[user])}), None
+                    return (self.answer(201, {"user": {"id": user}, "roles": sorted(g[user])}),
+                            {"effect": f"member:{user}"})
                 if self.command == "DELETE":
                     if g.pop(user, None) is None:
                         return self.answer(404, {"message": "Unknown Member", "code": 10007}), None
-                    return self.answer(204), None
+                    return self.answer(204), {"effect": f"kick:{user}"}
         m = re.fullmatch(r"/guilds/([^/]+)/members/([^/]+)/roles/([^/]+)", path)
         if m:
             guild, user, role = m[1], m[2], m[3]
@@ -216,10 +218,10 @@ class Handler(BaseHTTPRequestHandler):
                     return self.answer(404, {"message": "Unknown Member", "code": 10007}), None
                 if self.command == "PUT":
                     g[user].add(role)
-                    return self.answer(204), None
+                    return self.answer(204), {"effect": f"role+:{user}:{role}"}
                 if self.command == "DELETE":
                     g[user].discard(role)
-                    return self.answer(204), None
+                    return self.answer(204), {"effect": f"role-:{user}:{role}"}
         if self.command == "POST":
             with lock:
                 status = settings["status"].get(path, 204)
