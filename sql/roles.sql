@@ -13,10 +13,23 @@ RETURNING id AS ben \gset
 SELECT state FROM benefits.grant_benefit(:'cust', :'ben');
 SELECT key, id AS kid FROM benefits.license_keys WHERE customer_id = :'cust' \gset
 
+-- A schema of traps: an operator = on uuid that fires when called.
+CREATE SCHEMA regress_trap;
+CREATE FUNCTION regress_trap.uuid_eq(uuid, uuid) RETURNS boolean
+    LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'trap fired as %', current_user; END $$;
+CREATE OPERATOR regress_trap.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = regress_trap.uuid_eq);
+GRANT USAGE ON SCHEMA regress_trap TO regress_benefits_end_user;
+
 SET ROLE regress_benefits_end_user;
 SELECT current_user;
+-- validate_license runs with its owner's rights and without a SET
+-- search_path clause; a caller's search_path still cannot capture the
+-- statements it runs (here the first ones of this session).
+SET search_path = regress_trap, pg_catalog;
+SELECT '00000000-0000-0000-0000-000000000000'::uuid = '00000000-0000-0000-0000-000000000000'::uuid;
 SELECT valid, code FROM benefits.validate_license(:'key', :'org');
 SELECT valid, code, usage FROM benefits.validate_license(:'key', :'org', increment_usage => 2);
+RESET search_path;
 SELECT ok, code FROM benefits.activate_license(:'key', :'org', 'laptop', '{"machine": "m1"}');
 SELECT ok, code FROM benefits.activate_license(:'key', :'org', 'desktop');
 SELECT code FROM benefits.validate_license('ROLE-0000-0000-0000-0000-0000-0000-0000', :'org');
@@ -58,4 +71,5 @@ SELECT p.proname, p.prosecdef AS security_definer, p.proconfig
 -- What the end user did is visible to the administrator.
 SELECT usage, (SELECT count(*) FROM benefits.license_key_activations a WHERE a.license_key_id = k.id) AS activations
   FROM benefits.license_keys k WHERE k.id = :'kid';
+DROP SCHEMA regress_trap CASCADE;
 DROP ROLE regress_benefits_end_user;

@@ -22,6 +22,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "portal.h"
 #include "s3.h"
 
 #define SESSION_TOKEN_PREFIX	"bcs_"
@@ -56,8 +57,8 @@ TokenHash(const char *token, size_t len)
 	return hash;
 }
 
-static void
-InvalidSession(void)
+void
+CustomerSessionInvalid(void)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
@@ -69,7 +70,7 @@ InvalidSession(void)
  * The customer a session token belongs to.  Runs inside the caller's SPI
  * connection.  Malformed tokens are refused before any lookup.
  */
-static pg_uuid_t
+pg_uuid_t
 CustomerSessionResolve(text *token)
 {
 	const char *data = VARDATA_ANY(token);
@@ -82,7 +83,7 @@ CustomerSessionResolve(text *token)
 
 	if (len < strlen(SESSION_TOKEN_PREFIX) + 16 || len > 128 ||
 		memcmp(data, SESSION_TOKEN_PREFIX, strlen(SESSION_TOKEN_PREFIX)) != 0)
-		InvalidSession();
+		CustomerSessionInvalid();
 
 	values[0] = PointerGetDatum(TokenHash(data, len));
 	BenefitsPlan(&resolve_session_plan,
@@ -92,7 +93,7 @@ CustomerSessionResolve(text *token)
 	if (SPI_execute_plan(resolve_session_plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "customer session lookup failed");
 	if (SPI_processed != 1)
-		InvalidSession();
+		CustomerSessionInvalid();
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	customer = *DatumGetUUIDP(d);
 	return customer;
@@ -177,7 +178,7 @@ customer_session_customer(PG_FUNCTION_ARGS)
 	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
 
 	if (PG_ARGISNULL(0))
-		InvalidSession();
+		CustomerSessionInvalid();
 	SPI_connect();
 	*result = CustomerSessionResolve(PG_GETARG_TEXT_PP(0));
 	SPI_finish();

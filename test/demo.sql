@@ -3,30 +3,127 @@
 \pset null '-'
 CREATE EXTENSION benefits;
 
+-- Waits (up to 10 s) until a query returns true: the worker runs after commit.
+CREATE FUNCTION pg_temp.wait_until(condition text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    ok boolean;
+BEGIN
+    FOR i IN 1..200 LOOP
+        EXECUTE condition INTO ok;
+        IF ok THEN RETURN 'done after ' || (i - 1) * 50 || ' ms'; END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RAISE EXCEPTION 'timed out waiting for: %', condition;
+END $$;
+
 \echo
-\echo '== 1. An organization sells MyApp with a license key benefit'
+\echo '== 1. Acme sells "MyApp Pro" with four benefits (catalog functions validate every property in C)'
 INSERT INTO benefits.organizations (id, name) VALUES ('0a000000-0000-4000-8000-000000000001', 'Acme Software');
 INSERT INTO benefits.products (id, organization_id, name, external_id)
     VALUES ('0b000000-0000-4000-8000-000000000001', '0a000000-0000-4000-8000-000000000001', 'MyApp Pro', 'prod_myapp');
-INSERT INTO benefits.benefits (id, organization_id, type, description, properties)
-    VALUES ('0c000000-0000-4000-8000-000000000001', '0a000000-0000-4000-8000-000000000001', 'license_keys',
-            'MyApp license',
-            '{"prefix": "MYAPP", "expires": null, "activations": {"limit": 2, "enable_customer_admin": true}, "limit_usage": null}')
-    RETURNING type, description, properties;
+INSERT INTO benefits.meters (id, organization_id, name)
+    VALUES ('0e000000-0000-4000-8000-000000000001', '0a000000-0000-4000-8000-000000000001', 'API calls');
+SELECT id AS license_benefit FROM benefits.create_benefit('license_keys', '0a000000-0000-4000-8000-000000000001',
+    'MyApp license', '{"prefix": "MYAPP", "expires": false, "activations": 2, "limit_usage": false}') \gset
+SELECT id AS note_benefit FROM benefits.create_benefit('custom', '0a000000-0000-4000-8000-000000000001',
+    'Priority support', '{"note": "Write to **support@acme.test** and mention your key."}') \gset
+SELECT id AS github_benefit FROM benefits.create_benefit('github_repository', '0a000000-0000-4000-8000-000000000001',
+    'Source access', '{"repository_owner": "acme", "repository_name": "myapp", "permission": "pull"}') \gset
+SELECT id AS credits_benefit FROM benefits.create_benefit('custom', '0a000000-0000-4000-8000-000000000001',
+    'API credits', '{"meter_id": "0e000000-0000-4000-8000-000000000001", "credits": 1000}') \gset
+\o /dev/null
+SELECT benefits.update_product_benefits('0b000000-0000-4000-8000-000000000001',
+    ARRAY[:'license_benefit', :'note_benefit', :'github_benefit', :'credits_benefit']::uuid[]);
+\o
+SELECT pb.position, b.type, b.description, b.properties
+  FROM benefits.product_benefits pb JOIN benefits.benefits b ON b.id = pb.benefit_id ORDER BY pb.position;
 
-\echo '== 2. A customer signs up in the application'
+\echo '   A bad property is refused, naming the JSON path, and nothing is written:'
+\set ON_ERROR_STOP 0
+SELECT benefits.create_benefit('license_keys', '0a000000-0000-4000-8000-000000000001', 'Broken', '{"activations": {"limit": 0}}');
+\set ON_ERROR_STOP 1
+
+\echo
+\echo '== 2. A webhook endpoint receives Standard Webhooks signed events'
+SELECT id AS endpoint FROM benefits.create_webhook_endpoint('0a000000-0000-4000-8000-000000000001',
+    :'mock' || '/hooks/acme', ARRAY['benefit_grant.created', 'benefit_grant.updated', 'benefit_grant.revoked']) \gset
+SELECT url, left(secret, 6) || '…' AS secret, events FROM benefits.webhook_endpoints;
+-- The receiver's copy of the secret, for demo.sh to check signatures with.
+\pset tuples_only on
+\pset format unaligned
+\o :secretfile
+SELECT secret FROM benefits.webhook_endpoints;
+\o
+\pset tuples_only off
+\pset format aligned
+
+\echo
+\echo '== 3. Ada subscribes: the application inserts one subscription row; grants commit with it'
 INSERT INTO benefits.customers (id, organization_id, external_id, email, name)
-    VALUES ('0d000000-0000-4000-8000-000000000001', '0a000000-0000-4000-8000-000000000001', 'user_42', 'ada@example.com', 'Ada')
-    RETURNING external_id, email;
-
-\echo '== 3. Granting the benefit issues a license key in the same transaction'
-SELECT state, properties->>'display_key' AS display_key
-  FROM benefits.grant_benefit('0d000000-0000-4000-8000-000000000001', '0c000000-0000-4000-8000-000000000001');
+    VALUES ('0d000000-0000-4000-8000-000000000001', '0a000000-0000-4000-8000-000000000001', 'user_42', 'ada@example.com', 'Ada');
+INSERT INTO benefits.subscriptions (id, customer_id, product_id, status, current_period_end)
+    VALUES ('05000000-0000-4000-8000-000000000001', '0d000000-0000-4000-8000-000000000001',
+            '0b000000-0000-4000-8000-000000000001', 'active', now() + interval '1 month');
+SELECT b.description AS benefit, g.state, g.error->>'message' AS error
+  FROM benefits.grants g JOIN benefits.product_benefits pb ON pb.benefit_id = g.benefit_id
+  JOIN benefits.benefits b ON b.id = g.benefit_id ORDER BY pb.position;
+SELECT key AS ada_key FROM benefits.license_keys \gset
 SELECT key, status, limit_activations FROM benefits.license_keys;
+SELECT benefits.meter_balance('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001') AS api_credits;
 
-\echo '== 4. Revoking it revokes the key; granting again restores the same key'
-SELECT key AS issued_key FROM benefits.license_keys \gset
-SELECT benefits.revoke_benefit('0d000000-0000-4000-8000-000000000001', '0c000000-0000-4000-8000-000000000001');
-SELECT status AS after_revoke FROM benefits.license_keys;
-SELECT state AS after_regrant FROM benefits.grant_benefit('0d000000-0000-4000-8000-000000000001', '0c000000-0000-4000-8000-000000000001');
-SELECT status, key = :'issued_key' AS same_key FROM benefits.license_keys;
+\echo
+\echo '== 4. MyApp checks the key: validate, then activate up to the limit of 2 and past it'
+SELECT valid, code, usage, limit_activations
+  FROM benefits.validate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001');
+SELECT d.label, a.ok, a.code FROM (VALUES (1, 'laptop'), (2, 'desktop'), (3, 'phone')) AS d(n, label),
+       LATERAL benefits.activate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', d.label) a ORDER BY d.n;
+\echo '   Validation is read-only: it works in a READ ONLY transaction (and on a hot standby).'
+BEGIN READ ONLY;
+SELECT valid, code FROM benefits.validate_license(lower(' ' || :'ada_key' || ' '), '0a000000-0000-4000-8000-000000000001');
+COMMIT;
+\echo '   A mistyped key is answered not_found by its check symbol, without a lookup:'
+SELECT valid, code FROM benefits.validate_license(
+    overlay(:'ada_key' placing (CASE WHEN right(:'ada_key', 1) = 'A' THEN 'B' ELSE 'A' END) from length(:'ada_key') for 1),
+    '0a000000-0000-4000-8000-000000000001');
+\echo '   Validation counters are kept in shared memory and flushed by the worker:'
+SELECT pg_temp.wait_until($$SELECT validations >= 2 FROM benefits.license_keys$$) AS flushed;
+SELECT validations, last_validated_at IS NOT NULL AS seen FROM benefits.license_keys;
+
+\echo
+\echo '== 5. GitHub access waits for a linked account; linking it lets the worker invite Ada'
+\o /dev/null
+SELECT benefits.link_account('0d000000-0000-4000-8000-000000000001', 'github', '583231', 'ada-lovelace');
+\o
+SELECT pg_temp.wait_until(format($$SELECT state = 'active' FROM benefits.grants WHERE benefit_id = %L$$, :'github_benefit')) AS delivered;
+SELECT kind, action, payload->>'username' AS username, state, attempts FROM benefits.outbox WHERE kind = 'github';
+
+\echo
+\echo '== 6. Usage draws down the credits'
+SELECT benefits.record_usage('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001', 120) AS balance_after_120_calls;
+
+\echo
+\echo '== 7. Ada opens the customer portal with a session token (only its hash is stored)'
+SELECT benefits.create_customer_session('0a000000-0000-4000-8000-000000000001', 'user_42') AS token \gset
+SELECT left(:'token', 4) || '…' AS token, count(*) AS stored_sessions FROM benefits.customer_sessions;
+SELECT b->>'type' AS type, b->>'description' AS description,
+       coalesce(b->'license_key'->>'key', b->>'note', (b->'meter'->>'balance') || ' credits left',
+                (b->'github'->>'delivery') || ' to ' || (b->'github'->'account'->>'username')) AS what_ada_sees
+  FROM jsonb_array_elements(benefits.customer_portal(:'token')->'benefits') b;
+SELECT length(html) AS html_bytes, substring(html from '<title>([^<]*)</title>') AS html_title
+  FROM benefits.customer_portal_html(:'token') html;
+
+\echo
+\echo '== 8. Ada cancels and the period ends: every benefit is revoked in that transaction'
+UPDATE benefits.subscriptions SET status = 'canceled', ended_at = now(), current_period_end = now()
+ WHERE id = '05000000-0000-4000-8000-000000000001';
+SELECT b.description AS benefit, g.state FROM benefits.grants g
+  JOIN benefits.product_benefits pb ON pb.benefit_id = g.benefit_id
+  JOIN benefits.benefits b ON b.id = g.benefit_id ORDER BY pb.position;
+SELECT valid, code FROM benefits.validate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001');
+SELECT benefits.meter_balance('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001') AS api_credits;
+SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS outbox_drained;
+
+\echo
+\echo '== 9. What the worker sent (every call made after commit, from the outbox)'
+SELECT kind, coalesce(event_type, action) AS what, state, attempts, last_status
+  FROM benefits.outbox ORDER BY id;

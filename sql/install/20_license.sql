@@ -6,7 +6,9 @@ CREATE TABLE benefits.license_keys (
     customer_id        uuid NOT NULL,
     benefit_id         uuid,
     -- Canonical form (see LicenseKeyCanonical): what validate_license looks up.
-    key                text NOT NULL,
+    -- Compared bytewise: equality is the same under every deterministic
+    -- collation, and the unique index's lookups then skip strcoll().
+    key                text COLLATE "C" NOT NULL,
     display_key        text NOT NULL,
     status             text NOT NULL DEFAULT 'granted' CHECK (status IN ('granted', 'revoked', 'disabled')),
     usage              integer NOT NULL DEFAULT 0 CHECK (usage >= 0),

@@ -52,120 +52,20 @@ GRANT EXECUTE ON FUNCTION benefits.create_customer_session(uuid, text) TO benefi
 GRANT EXECUTE ON FUNCTION benefits.revoke_customer_sessions(uuid) TO benefits_app;
 GRANT EXECUTE ON FUNCTION benefits.revoke_customer_session(text) TO benefits_app, benefits_public;
 
--- Internal: RFC 3339 in UTC with a Z, as the portal document spells times
--- (inlinable: no SET clause, everything qualified).
-CREATE FUNCTION benefits.portal_time(ts timestamptz)
-    RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN pg_catalog.to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
-
 -- Internal: the portal document of one customer (what customer_portal
--- returns).  Benefits appear once each, in attachment order (the order of
--- the subscriptions/orders that granted them, then each product's benefit
--- order; manual grants last), revoked ones not at all.
+-- returns; src/portal_document.c describes its shape).  Benefits appear once
+-- each, in attachment order (the order of the subscriptions/orders that
+-- granted them, then each product's benefit order; manual grants last),
+-- revoked ones not at all.
 CREATE FUNCTION benefits.portal_document(customer_id uuid)
     RETURNS jsonb
-    LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp AS $$
-WITH held AS (
-    SELECT DISTINCT ON (g.benefit_id)
-           g.id AS grant_id, g.benefit_id, g.state, g.error, g.granted_at, g.properties AS grant_properties,
-           b.organization_id, b.type, b.description, b.properties,
-           coalesce(s.created_at, o.created_at) AS source_at, pb.position
-      FROM benefits.grants g
-      JOIN benefits.benefits b ON b.id = g.benefit_id AND b.deleted_at IS NULL
-      LEFT JOIN benefits.subscriptions s ON s.id = g.subscription_id
-      LEFT JOIN benefits.orders o ON o.id = g.order_id
-      LEFT JOIN benefits.product_benefits pb
-             ON pb.benefit_id = g.benefit_id AND pb.product_id = coalesce(s.product_id, o.product_id)
-     WHERE g.customer_id = portal_document.customer_id AND g.state <> 'revoked'
-     ORDER BY g.benefit_id, g.state = 'active' DESC, coalesce(s.created_at, o.created_at) NULLS LAST, g.granted_at
-)
-SELECT jsonb_build_object(
-    'customer', jsonb_build_object('id', c.id, 'external_id', c.external_id, 'email', c.email, 'name', c.name),
-    'organization', jsonb_build_object('id', org.id, 'name', org.name),
-    'generated_at', benefits.portal_time(now()),
-    'subscriptions', coalesce((
-        SELECT jsonb_agg(jsonb_build_object(
-                   'id', s.id, 'product', jsonb_build_object('id', p.id, 'name', p.name),
-                   'status', s.status, 'current_period_start', benefits.portal_time(s.current_period_start),
-                   'current_period_end', benefits.portal_time(s.current_period_end), 'cancel_at_period_end', s.cancel_at_period_end)
-                 ORDER BY s.created_at, s.id)
-          FROM benefits.subscriptions s JOIN benefits.products p ON p.id = s.product_id
-         WHERE s.customer_id = c.id AND s.status IN ('trialing', 'active', 'past_due', 'unpaid')), '[]'),
-    'benefits', coalesce((
-        SELECT jsonb_agg(jsonb_build_object(
-                   'id', h.benefit_id, 'grant_id', h.grant_id, 'type', h.type, 'description', h.description,
-                   'state', h.state, 'granted_at', benefits.portal_time(h.granted_at))
-                 || CASE h.type
-                    WHEN 'license_keys' THEN jsonb_build_object('license_key', (
-                        SELECT jsonb_build_object(
-                                   'id', lk.id, 'key', lk.key, 'display_key', lk.display_key, 'status', lk.status,
-                                   'usage', lk.usage, 'limit_usage', lk.limit_usage,
-                                   'limit_activations', lk.limit_activations, 'validations', lk.validations,
-                                   'last_validated_at', benefits.portal_time(lk.last_validated_at), 'expires_at', benefits.portal_time(lk.expires_at),
-                                   'customer_admin', coalesce((h.properties #>> '{activations,enable_customer_admin}')::boolean, false),
-                                   'activations', coalesce((
-                                       SELECT jsonb_agg(jsonb_build_object('id', a.id, 'label', a.label, 'meta', a.meta,
-                                                                           'created_at', benefits.portal_time(a.created_at))
-                                                        ORDER BY a.created_at, a.id)
-                                         FROM benefits.license_key_activations a WHERE a.license_key_id = lk.id), '[]'))
-                          FROM benefits.license_keys lk
-                         WHERE lk.customer_id = c.id AND lk.benefit_id = h.benefit_id))
-                    WHEN 'downloadable' THEN jsonb_build_object('files', coalesce((
-                        SELECT jsonb_agg(jsonb_build_object(
-                                   'id', f.id, 'name', f.name, 'size', f.size, 'mime_type', f.mime_type,
-                                   'checksum_sha256', f.checksum_sha256,
-                                   'download_url', benefits.file_presigned_get(f.storage_key, f.name, f.mime_type),
-                                   'download_expires_at', benefits.portal_time(now() + current_setting('benefits.download_url_ttl')::interval))
-                                 ORDER BY e.n)
-                          FROM jsonb_array_elements_text(h.properties -> 'files') WITH ORDINALITY AS e(file_id, n)
-                          JOIN benefits.files f ON f.id = e.file_id::uuid AND f.organization_id = h.organization_id
-                         WHERE f.enabled AND NOT f.archived AND f.uploaded_at IS NOT NULL
-                           AND coalesce((h.properties -> 'archived' ->> e.file_id)::boolean, false) = false), '[]'))
-                    WHEN 'custom' THEN jsonb_build_object('note', h.properties -> 'note')
-                    WHEN 'meter_credits' THEN jsonb_build_object('meter', (
-                        SELECT jsonb_build_object('id', m.id, 'name', m.name,
-                                                  'units', h.properties -> 'units',
-                                                  'rollover', coalesce((h.properties ->> 'rollover')::boolean, false),
-                                                  'balance', benefits.meter_balance(c.id, m.id))
-                          FROM benefits.meters m WHERE m.id = (h.properties ->> 'meter_id')::uuid))
-                    WHEN 'github_repository' THEN jsonb_build_object('github', jsonb_build_object(
-                        'repositories', coalesce(h.properties -> 'repositories', '[]'),
-                        'account', (SELECT jsonb_build_object('account_id', ca.account_id, 'username', ca.username)
-                                      FROM benefits.customer_accounts ca
-                                     WHERE ca.customer_id = c.id AND ca.platform = 'github'),
-                        'delivery', CASE WHEN h.state = 'active' THEN 'granted'
-                                         WHEN h.error ? 'action' THEN 'action_required'
-                                         WHEN h.error IS NOT NULL THEN 'failed' ELSE 'pending' END,
-                        'action', h.error ->> 'action', 'message', h.error ->> 'message'))
-                    WHEN 'discord' THEN jsonb_build_object('discord', jsonb_build_object(
-                        'guild_id', h.properties -> 'guild_id',
-                        'roles', coalesce(h.properties -> 'roles', '[]'),
-                        'account', (SELECT jsonb_build_object('account_id', ca.account_id, 'username', ca.username)
-                                      FROM benefits.customer_accounts ca
-                                     WHERE ca.customer_id = c.id AND ca.platform = 'discord'),
-                        'delivery', CASE WHEN h.state = 'active' THEN 'granted'
-                                         WHEN h.error ? 'action' THEN 'action_required'
-                                         WHEN h.error IS NOT NULL THEN 'failed' ELSE 'pending' END,
-                        'action', h.error ->> 'action', 'message', h.error ->> 'message'))
-                    ELSE '{}'::jsonb
-                    END
-                 ORDER BY h.source_at NULLS LAST, h.position NULLS LAST, h.granted_at, h.benefit_id)
-          FROM held h), '[]'))
-  FROM benefits.customers c
-  JOIN benefits.organizations org ON org.id = c.organization_id
- WHERE c.id = portal_document.customer_id
-$$;
+    AS 'MODULE_PATHNAME', 'portal_document' LANGUAGE C STABLE;
 
 -- The customer portal: everything the session's customer was granted.
 CREATE FUNCTION benefits.customer_portal(token text)
     RETURNS jsonb
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN benefits.portal_document(benefits.customer_session_customer(token));
-END
-$$;
+    AS 'MODULE_PATHNAME', 'customer_portal' LANGUAGE C VOLATILE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- Customer self-service: remove one activation of one of the customer's own
 -- license keys, when the benefit lets customers manage activations.  The key

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# License keys (issue 2, section 7), each figure as a ratio against a baseline
+# measured in the same run on the same cluster:
+#
+#  - validate_license throughput against a plain primary-key SELECT of the
+#    same key row: pgbench, prepared statements, 2 clients, 100,000 keys,
+#    runs alternated (baseline, validate, baseline, validate).  The keys are
+#    imported UUID-shaped keys whose text is derived from pgbench's random
+#    number, so both statements build the same string from it and do one
+#    index lookup each.  Target: >= 0.8.
+#  - keys issued per second by grant_benefit for 100,000 customers in one
+#    statement, against a plain INSERT of as many rows into a table of the
+#    same shape (same columns, defaults, checks and indexes).  Target: >= 0.3.
+set -euo pipefail
+
+N=${BENCH_KEYS:-100000}
+T=${BENCH_SECONDS:-8}
+ORG=00000000-0000-0000-0000-0000000be001
+BEN=00000000-0000-0000-0000-0000000be002
+BEN2=00000000-0000-0000-0000-0000000be003
+work=$(mktemp -d /tmp/benefits-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -v org="$ORG" -v ben="$BEN" -v ben2="$BEN2" -v n="$N" "$@"; }
+ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+
+sql <<'SQL'
+INSERT INTO benefits.organizations (id, name) VALUES (:'org', 'Bench Org');
+INSERT INTO benefits.benefits (id, organization_id, type, description, properties)
+VALUES (:'ben', :'org', 'license_keys', 'Bench license',
+        '{"prefix": "BENCH", "expires": null, "activations": {"limit": 3, "enable_customer_admin": false}, "limit_usage": null}'),
+       (:'ben2', :'org', 'license_keys', 'Bench imported keys',
+        '{"prefix": null, "expires": null, "activations": null, "limit_usage": null}');
+INSERT INTO benefits.customers (organization_id, external_id, email)
+SELECT :'org', n::text, 'c' || n || '@bench.example' FROM generate_series(1, :n) AS n;
+CREATE TABLE public.plain_keys (LIKE benefits.license_keys INCLUDING ALL);
+VACUUM ANALYZE benefits.customers;
+CHECKPOINT;
+SQL
+
+# --- Issuance: plain INSERT, then grant_benefit, each one statement.
+read -r insert_s grant_s keys <<<"$(sql -F " " <<'SQL'
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO public.plain_keys (organization_id, customer_id, benefit_id, key, display_key)
+SELECT c.organization_id, c.id, :'ben', 'BENCH-' || c.id, '****-' || right(c.id::text, 4)
+  FROM benefits.customers c WHERE c.organization_id = :'org';
+SELECT extract(epoch FROM clock_timestamp() - :'t0') AS insert_s \gset
+CHECKPOINT;
+SELECT clock_timestamp() AS t0 \gset
+SELECT count(benefits.grant_benefit(c.id, :'ben')) AS granted
+  FROM benefits.customers c WHERE c.organization_id = :'org' \gset
+SELECT extract(epoch FROM clock_timestamp() - :'t0') AS grant_s \gset
+SELECT :insert_s, :grant_s, count(*) FROM benefits.license_keys WHERE benefit_id = :'ben' AND status = 'granted';
+SQL
+)" 
+echo "keys issued: $keys by grant_benefit in ${grant_s}s; plain INSERT of $N rows in ${insert_s}s"
+[ "$keys" -eq "$N" ] || { echo "expected $N keys" >&2; exit 1; }
+echo "issuance ratio (grant_benefit keys/s / plain INSERT rows/s): $(ratio "$insert_s" "$grant_s")   (target >= 0.3)"
+
+# --- Validation: keys with text derived from a number, ids equal to the key.
+sql <<'SQL'
+SELECT count(benefits.import_license_key(c.id, :'ben2', '00000000-0000-4000-8000-' || lpad(c.external_id, 12, '0')))
+  FROM benefits.customers c WHERE c.organization_id = :'org' \g /dev/null
+UPDATE benefits.license_keys SET id = key::uuid WHERE benefit_id = :'ben2';
+VACUUM ANALYZE benefits.license_keys;
+SELECT benefits.flush_validation_stats() \g /dev/null
+CHECKPOINT;
+SQL
+
+cat >"$work/select.sql" <<PGB
+\set n random(1, $N)
+SELECT * FROM benefits.license_keys WHERE id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid;
+PGB
+cat >"$work/validate.sql" <<PGB
+\set n random(1, $N)
+SELECT * FROM benefits.validate_license('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'), :org);
+PGB
+
+# tps of one pgbench run: run NAME SECONDS
+run() {
+    pgbench -n -M prepared -c 2 -j 2 -T "$2" -D org="$ORG" -f "$work/$1.sql" >"$work/$1.out" 2>&1 ||
+        { cat "$work/$1.out" >&2; exit 1; }
+    grep -q "number of failed transactions: 0" "$work/$1.out" ||
+        { cat "$work/$1.out" >&2; exit 1; }
+    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$1.out"
+}
+# Every validate_license call above must answer valid.
+echo "SELECT count(*) FILTER (WHERE v.valid) FROM generate_series(1, 1000) n,
+      benefits.validate_license('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'), :'org') v" | sql |
+    grep -qx 1000 || { echo "validate_license did not answer valid" >&2; exit 1; }
+
+run select 2 >/dev/null; run validate 2 >/dev/null   # warm-up
+s1=$(run select "$T"); v1=$(run validate "$T"); s2=$(run select "$T"); v2=$(run validate "$T")
+echo "primary-key SELECT: $s1, $s2 tps; validate_license: $v1, $v2 tps (2 clients, prepared, ${T}s runs)"
+echo "validation ratio (validate_license tps / primary-key SELECT tps): $(ratio "$(python3 -c "print($v1 + $v2)")" "$(python3 -c "print($s1 + $s2)")")   (target >= 0.8)"
+
+# The counters kept up: every validation of the runs is counted after a flush.
+sql <<'SQL'
+SELECT benefits.flush_validation_stats() \g /dev/null
+SELECT format('validations counted after flush: %s (dropped: %s)', sum(k.validations), (SELECT dropped FROM benefits.validation_stats()))
+  FROM benefits.license_keys k WHERE k.benefit_id = :'ben2';
+SQL
