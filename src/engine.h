@@ -50,6 +50,7 @@ extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Json
 extern char *EngineJsonText(Jsonb *json, const char *key);
 extern void MeterCreditsGrant(GrantChange *change);
 extern void MeterCreditsRevoke(GrantChange *change);
+extern void MeterCreditsBenefitUpdated(pg_uuid_t benefit_id);
 extern Jsonb *MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 								Jsonb *benefit_properties, Jsonb *grant_properties);
 
