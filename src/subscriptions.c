@@ -24,9 +24,12 @@
  * disputed revoke, a partial refund keeps access, pending changes nothing.  A paid
  * renewal order (subscription_cycle) cycles the subscription's grants.
  *
- * Every change locks the customer first (GrantLockCustomer), so concurrent
- * changes to one customer's subscriptions are applied one after the other and
- * each sees the grants the previous one left.
+ * Every grant change locks the customer (GrantApply, GrantRevoke and the
+ * renewal path take GrantLockCustomer), so concurrent changes to one
+ * customer's subscriptions are applied one after the other and each decides
+ * "does another holder remain" on the grants the previous one left; the row
+ * lock on the subscription or order keeps concurrent syncs of the same row
+ * apart.
  */
 #include "postgres.h"
 
@@ -557,10 +560,13 @@ subscriptions_after(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	SubscriptionFromTuple(newtup, desc, &s);
+	/*
+	 * The row lock on the subscription keeps other syncs of it out; every
+	 * grant change below locks the customer itself.  A subscription moved
+	 * between customers locks both first, in a fixed order.
+	 */
 	if (customer_moved)
 		LockCustomers(old_customer, s.customer_id);
-	else
-		GrantLockCustomer(s.customer_id);
 	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s));
 	SPI_finish();
 	return PointerGetDatum(NULL);
@@ -616,8 +622,6 @@ orders_after(PG_FUNCTION_ARGS)
 			LockCustomers(*DatumGetUUIDP(heap_getattr(trigdata->tg_trigtuple,
 													  SPI_fnumber(desc, "customer_id"), desc, &isnull)),
 						  customer_id);
-		else
-			GrantLockCustomer(customer_id);
 		ReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status));
 	}
 	else if (strcmp(reason, "subscription_cycle") == 0 && became_paid)
