@@ -40,6 +40,8 @@ extern void EngineBenefitDeleted(pg_uuid_t benefit_id);
 
 /* events.c */
 extern void EventsGrantApplied(pg_uuid_t grant_id);
+extern void EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type);
+extern void EventsFlushDeferred(void);
 extern int	EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 								Jsonb *previous_properties, bool only_if_active);
 extern int	EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties);

@@ -111,6 +111,15 @@ CREATE TRIGGER grants_sync AFTER INSERT OR UPDATE ON benefits.subscriptions
     FOR EACH ROW EXECUTE FUNCTION benefits.subscriptions_after();
 CREATE TRIGGER grants_sync AFTER INSERT OR UPDATE ON benefits.orders
     FOR EACH ROW EXECUTE FUNCTION benefits.orders_after();
+-- The row triggers queue their webhook events; these write them once per
+-- statement (events.c).
+CREATE FUNCTION benefits.grants_sync_events() RETURNS trigger
+AS 'MODULE_PATHNAME', 'grants_sync_events'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
+CREATE TRIGGER grants_sync_events AFTER INSERT OR UPDATE ON benefits.subscriptions
+    FOR EACH STATEMENT EXECUTE FUNCTION benefits.grants_sync_events();
+CREATE TRIGGER grants_sync_events AFTER INSERT OR UPDATE ON benefits.orders
+    FOR EACH STATEMENT EXECUTE FUNCTION benefits.grants_sync_events();
 CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.subscriptions
     FOR EACH ROW EXECUTE FUNCTION benefits.grant_source_deleted();
 CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.orders
