@@ -13,7 +13,8 @@
  * Flush delay: the background worker calls flush_validation_stats() in every
  * database it serves (benefits.database_names) every
  * benefits.validation_flush_interval (default 1s), and earlier when the hash
- * is more than half full.  So the counters in license_keys lag the
+ * is more than half full (a flushing worker registers its latch here and is
+ * woken).  So the counters in license_keys lag the
  * validations by about that interval.  validate_license itself reports the
  * counters including what is still pending, so a caller sees its own
  * validation at once.  In a database the worker does not serve, counts wait
@@ -71,17 +72,30 @@ typedef struct StatsEntry
 	TimestampTz last;
 } StatsEntry;
 
+/*
+ * Background workers that flush (one per database served) register their
+ * latch when they flush; when the hash is more than half full they are all
+ * woken once, so they flush before it fills.
+ */
+#define MAX_FLUSHERS 32
+
+typedef struct StatsFlusher
+{
+	Oid			dbid;
+	Latch	   *latch;
+} StatsFlusher;
+
 typedef struct StatsShared
 {
 	LWLock	   *lock;			/* protects the hash and the fields below */
-	Latch	   *flusher_latch;	/* latch of the last background worker that
-								 * flushed, set when the hash fills up */
-	bool		wake_sent;		/* flusher woken since its last flush */
+	int			nflushers;
+	StatsFlusher flushers[MAX_FLUSHERS];
+	bool		wake_sent;		/* flushers woken since the last flush */
 	pg_atomic_uint64 dropped;	/* validations not counted: hash full */
 } StatsShared;
 
 int			benefits_validation_flush_interval = 1000;
-static int	validation_stats_max = 16384;
+static int	validation_stats_max = 65536;
 
 static StatsShared *Stats = NULL;
 static HTAB *StatsHash = NULL;
@@ -141,7 +155,7 @@ StatsShmemStartup(void)
 	if (!found)
 	{
 		Stats->lock = &(GetNamedLWLockTranche(STATS_TRANCHE))->lock;
-		Stats->flusher_latch = NULL;
+		Stats->nflushers = 0;
 		Stats->wake_sent = false;
 		pg_atomic_init_u64(&Stats->dropped, 0);
 	}
@@ -161,24 +175,25 @@ StatsShmemStartup(void)
 void
 LicenseStatsInit(void)
 {
+	DefineCustomIntVariable("benefits.validation_flush_interval",
+							"How often the background worker flushes validation counts into benefits.license_keys.",
+							"0 turns the worker's flushes off: counts then wait for a call of benefits.flush_validation_stats().",
+							&benefits_validation_flush_interval,
+							1000, 0, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	/* A PGC_POSTMASTER setting can only be defined while preloading. */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
 	DefineCustomIntVariable("benefits.validation_stats_max",
 							"Number of license keys whose validation counts can wait in shared memory for a flush.",
 							"When that many keys are pending, validations of further keys are not counted (see benefits.validation_stats()).",
 							&validation_stats_max,
-							16384, 128, 16 * 1024 * 1024,
+							65536, 128, 16 * 1024 * 1024,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("benefits.validation_flush_interval",
-							"How often the background worker flushes validation counts into benefits.license_keys.",
-							NULL,
-							&benefits_validation_flush_interval,
-							1000, 10, 3600 * 1000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = StatsShmemRequest;
 	prev_shmem_startup_hook = shmem_startup_hook;
@@ -213,7 +228,8 @@ LicenseStatsCount(const pg_uuid_t *license_key_id, TimestampTz at,
 	StatsKey	key;
 	StatsEntry *entry;
 	bool		found;
-	Latch	   *wake = NULL;
+	Latch	   *wake[MAX_FLUSHERS];
+	int			nwake = 0;
 
 	*pending = 0;
 	*pending_last = DT_NOBEGIN;
@@ -243,17 +259,41 @@ LicenseStatsCount(const pg_uuid_t *license_key_id, TimestampTz at,
 	*pending = entry->count;
 	*pending_last = entry->last;
 
-	/* Over half full: wake the flusher once rather than drop counts later. */
-	if (!Stats->wake_sent && Stats->flusher_latch != NULL &&
+	/* Over half full: wake the flushers once rather than drop counts later. */
+	if (!Stats->wake_sent && Stats->nflushers > 0 &&
 		hash_get_num_entries(StatsHash) > validation_stats_max / 2)
 	{
 		Stats->wake_sent = true;
-		wake = Stats->flusher_latch;
+		for (int i = 0; i < Stats->nflushers; i++)
+			wake[nwake++] = Stats->flushers[i].latch;
 	}
 	LWLockRelease(Stats->lock);
 
-	if (wake != NULL)
-		SetLatch(wake);
+	for (int i = 0; i < nwake; i++)
+		SetLatch(wake[i]);
+}
+
+/*
+ * Remember the calling background worker as the flusher of its database
+ * (Stats->lock held exclusively).  A latch left by a worker that exited is
+ * harmless: setting it wakes whatever process now owns it, once.
+ */
+static void
+RegisterFlusher(void)
+{
+	int			i;
+
+	if (MyBackendType != B_BG_WORKER)
+		return;
+	for (i = 0; i < Stats->nflushers; i++)
+		if (Stats->flushers[i].dbid == MyDatabaseId)
+			break;
+	if (i == MAX_FLUSHERS)
+		return;
+	if (i == Stats->nflushers)
+		Stats->nflushers++;
+	Stats->flushers[i].dbid = MyDatabaseId;
+	Stats->flushers[i].latch = MyLatch;
 }
 
 void
@@ -422,8 +462,7 @@ flush_validation_stats(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(0);
 
 	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
-	if (MyBackendType == B_BG_WORKER)
-		Stats->flusher_latch = MyLatch;
+	RegisterFlusher();
 	Stats->wake_sent = false;
 	capacity = hash_get_num_entries(StatsHash);
 	if (capacity == 0)

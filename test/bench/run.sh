@@ -5,7 +5,8 @@
 # usual PG* variables (PGDATABASE=bench), prints its figures as ratios against
 # a baseline measured in the same run, and may create whatever it needs in
 # the bench database.  BENCH_ONLY=NN_name runs one script; BENCH_SECONDS sets
-# the length of each timed pgbench run (default 8).
+# the length of each timed pgbench run (default 4) and BENCH_ROUNDS
+# the number of alternated rounds (default 5).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
