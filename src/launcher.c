@@ -141,7 +141,9 @@ static long
 ReconcileWorkers(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	long		next = 60000;
+	/* look at the workers every second: stop notifications do not always
+	 * set the latch of a launcher without a database connection */
+	long		next = 1000;
 	int			keep = 0;
 
 	for (int i = 0; i < ndatabases; i++)

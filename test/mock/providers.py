@@ -18,7 +18,8 @@ Control (not logged):
       retry_after    seconds sent in Retry-After / Discord's retry_after
       hang_seconds   how long "hang" holds the request before closing
       delay_ms       added to every answer
-      status         {path: status} fixed answers for webhook paths (e.g. 410)
+      status         {path: status} fixed answers (e.g. 410 for a webhook path)
+      accept_invitations  true: every pending GitHub invitation is accepted now
       secrets        {path: "whsec_..."} the receiver's copies of the secrets
   GET /__state     the providers' state: collaborators, invitations, members
 """
@@ -90,7 +91,13 @@ class Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         if path == "/__control":
             with lock:
-                settings.update(json.loads(body or b"{}"))
+                update = json.loads(body or b"{}")
+                if update.pop("accept_invitations", False):
+                    for repo, invs in invitations.items():
+                        for login, v in list(invs.items()):
+                            collaborators.setdefault(repo, {})[login] = v["permission"]
+                            del invs[login]
+                settings.update(update)
             self.answer(200, {"ok": True})
             return
         if path == "/__state":
@@ -131,10 +138,16 @@ class Handler(BaseHTTPRequestHandler):
             self.record(body, self.answer(429, {"message": "rate limited", "retry_after": ra, "global": False},
                                           {"Retry-After": ra}))
             return
+        with lock:
+            fixed = settings["status"].get(path) if self.command != "POST" else None
+        if fixed:
+            self.record(body, self.answer(fixed, {"message": "fixed answer"}))
+            return
         status, extra = self.route(path, body)
         self.record(body, status, extra)
 
     def route(self, path, body):
+        path = re.sub(r"^/api/v\d+(?=/guilds/)", "", path)   # Discord's versioned base URL
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/collaborators/([^/]+)", path)
         if m:
             repo, login = f"{m[1]}/{m[2]}", urllib.parse.unquote(m[3])
@@ -143,17 +156,18 @@ class Handler(BaseHTTPRequestHandler):
                     perm = json.loads(body or b"{}").get("permission", "pull")
                     if login in collaborators.get(repo, {}):
                         collaborators[repo][login] = perm
-                        return self.answer(204), None
+                        return self.answer(204), {"effect": f"collaborator:{login}:{perm}"}
                     inv = invitations.setdefault(repo, {})
                     if login in inv:
                         inv[login]["permission"] = perm
-                        return self.answer(204), None
+                        return self.answer(204), {"effect": f"invite:{login}:{perm}"}
                     next_invitation[0] += 1
                     inv[login] = {"id": next_invitation[0], "permission": perm}
-                    return self.answer(201, {"id": next_invitation[0], "invitee": {"login": login}}), None
+                    return (self.answer(201, {"id": next_invitation[0], "invitee": {"login": login}}),
+                            {"effect": f"invite:{login}:{perm}"})
                 if self.command == "DELETE":
                     if collaborators.get(repo, {}).pop(login, None) is not None:
-                        return self.answer(204), None
+                        return self.answer(204), {"effect": f"remove:{login}"}
                     return self.answer(404, {"message": "Not Found"}), None
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/invitations", path)
         if m and self.command == "GET":
@@ -175,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
                 for login, v in list(invitations.get(repo, {}).items()):
                     if v["id"] == inv_id:
                         del invitations[repo][login]
-                        return self.answer(204), None
+                        return self.answer(204), {"effect": f"uninvite:{login}"}
             return self.answer(404, {"message": "Not Found"}), None
         m = re.fullmatch(r"/guilds/([^/]+)/members/([^/]+)", path)
         if m:
@@ -189,11 +203,12 @@ class Handler(BaseHTTPRequestHandler):
                     if user in g:
                         return self.answer(204), None
                     g[user] = set(req.get("roles") or [])
-                    return self.answer(201, {"user": {"id": user}, "roles": sorted(g[user])}), None
+                    return (self.answer(201, {"user": {"id": user}, "roles": sorted(g[user])}),
+                            {"effect": f"member:{user}"})
                 if self.command == "DELETE":
                     if g.pop(user, None) is None:
                         return self.answer(404, {"message": "Unknown Member", "code": 10007}), None
-                    return self.answer(204), None
+                    return self.answer(204), {"effect": f"kick:{user}"}
         m = re.fullmatch(r"/guilds/([^/]+)/members/([^/]+)/roles/([^/]+)", path)
         if m:
             guild, user, role = m[1], m[2], m[3]
@@ -203,10 +218,10 @@ class Handler(BaseHTTPRequestHandler):
                     return self.answer(404, {"message": "Unknown Member", "code": 10007}), None
                 if self.command == "PUT":
                     g[user].add(role)
-                    return self.answer(204), None
+                    return self.answer(204), {"effect": f"role+:{user}:{role}"}
                 if self.command == "DELETE":
                     g[user].discard(role)
-                    return self.answer(204), None
+                    return self.answer(204), {"effect": f"role-:{user}:{role}"}
         if self.command == "POST":
             with lock:
                 status = settings["status"].get(path, 204)

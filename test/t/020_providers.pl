@@ -1,0 +1,130 @@
+# GitHub and Discord end to end: subscriptions drive grants (the engine
+# writes the outbox), the worker calls the mock providers, grants become
+# active with a benefit_grant.updated event, a product change calls only the
+# diff, revocation removes access (a pending invitation is deleted instead of
+# the collaborator), and a permanent failure is recorded on the grant.
+use strict;
+use warnings;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use BenefitsNode;
+use MockProviders;
+
+my $mock = MockProviders->new('providers');
+my $url = $mock->url;
+my $node = BenefitsNode::new_node('providers', conf => qq{
+benefits.github_api_url = '$url'
+benefits.github_token = 'ghp_test'
+benefits.discord_api_url = '$url/api/v10'
+benefits.discord_bot_token = 'bot_test'
+benefits.http_timeout = '2s'
+benefits.retry_initial_delay = '100ms'
+benefits.retry_max_delay = '1s'
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION benefits');
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+sub wait_q { return MockProviders::wait_for($node, 'postgres', $_[0], $_[1], $_[2]); }
+sub calls
+{
+	my ($since) = @_;
+	return map { "$_->{method} $_->{path}" }
+	  grep { $_->{method} ne 'POST' && $_->{t} > $since } $mock->requests;
+}
+sub last_t { my @r = $mock->requests; return @r ? $r[-1]{t} : 0; }
+
+my $org = sql("INSERT INTO benefits.organizations (name) VALUES ('acme') RETURNING id");
+my ($ep, $secret) = split /\|/, sql(qq{
+SELECT id, secret FROM benefits.create_webhook_endpoint('$org', '$url/hooks/acme',
+    ARRAY['benefit_grant.created', 'benefit_grant.updated', 'benefit_grant.revoked'])});
+$mock->control(secrets => { '/hooks/acme' => $secret });
+my $gh_a = sql(qq{SELECT id FROM benefits.create_benefit('github_repository', '$org', 'Source',
+    '{"repositories": [{"owner": "acme", "name": "engine", "permission": "pull"},
+                       {"owner": "acme", "name": "docs", "permission": "triage"}]}')});
+my $gh_b = sql(qq{SELECT id FROM benefits.create_benefit('github_repository', '$org', 'Site',
+    '{"repository_owner": "acme", "repository_name": "site", "permission": "push"}')});
+my $dc = sql(qq{SELECT id FROM benefits.create_benefit('discord', '$org', 'Chat',
+    '{"guild_id": "100000000000000111", "roles": [{"role_id": "100000000000000201", "name": "Sponsor"}, {"role_id": "100000000000000202", "name": "Beta"}]}')});
+my $p1 = sql("INSERT INTO benefits.products (organization_id, name) VALUES ('$org', 'Pro') RETURNING id");
+my $p2 = sql("INSERT INTO benefits.products (organization_id, name) VALUES ('$org', 'Team') RETURNING id");
+sql("SELECT benefits.update_product_benefits('$p1', ARRAY['$gh_a', '$dc']::uuid[])");
+sql("SELECT benefits.update_product_benefits('$p2', ARRAY['$gh_a', '$gh_b']::uuid[])");
+my $cust = sql("INSERT INTO benefits.customers (organization_id, external_id, email) VALUES ('$org', 'u1', 'u1\@example.com') RETURNING id");
+sql("SELECT benefits.link_account('$cust', 'github', '5001', 'octocat')");
+sql("SELECT benefits.link_account('$cust', 'discord', '7001', 'eve', 'oauth-token-7001')");
+
+# Grant: subscribe to Pro.
+my $sub = sql("INSERT INTO benefits.subscriptions (customer_id, product_id, status) VALUES ('$cust', '$p1', 'active') RETURNING id");
+is(wait_q("SELECT string_agg(state, ',' ORDER BY state) FROM benefits.grants WHERE subscription_id = '$sub'", 'active,active'),
+	'active,active', 'the GitHub and Discord grants become active once the providers confirm');
+my $state = $mock->state;
+is_deeply([ sort keys %{ $state->{invitations}{'acme/engine'} }, sort keys %{ $state->{invitations}{'acme/docs'} } ],
+	[ 'octocat', 'octocat' ], 'GitHub: octocat is invited to acme/engine and acme/docs');
+is($state->{invitations}{'acme/docs'}{octocat}{permission}, 'triage', 'with the benefit\'s permission');
+is_deeply($state->{members}{100000000000000111}{7001}, [ "100000000000000201", "100000000000000202" ], 'Discord: member 7001 added with both roles');
+my ($put_member) = grep { $_->{method} eq 'PUT' && $_->{path} eq '/api/v10/guilds/100000000000000111/members/7001' } $mock->requests;
+is($put_member->{headers}{authorization}, 'Bot bot_test', 'Discord calls carry the bot token');
+like($put_member->{body}, qr/"access_token":"oauth-token-7001"/, "the customer's OAuth token is read at send time");
+my ($put_collab) = grep { $_->{method} eq 'PUT' && $_->{path} =~ m{/collaborators/} } $mock->requests;
+is($put_collab->{headers}{authorization}, 'Bearer ghp_test', 'GitHub calls carry the token');
+is(wait_q("SELECT count(*) FROM benefits.outbox WHERE kind = 'webhook' AND event_type = 'benefit_grant.updated' AND state = 'done'", '2'),
+	'2', 'two benefit_grant.updated webhooks delivered (one per activated grant)');
+my @updated = grep { $_->{method} eq 'POST' && $_->{body} =~ /"benefit_grant\.updated"/ } $mock->requests;
+is(scalar(grep { $_->{signature_valid} } @updated), 2, 'both signed with the endpoint secret');
+like($updated[0]{body}, qr/"is_granted": true/, 'the event shows the grant as granted');
+
+# Product change Pro -> Team: gh_a is shared (no calls), discord goes, gh_b comes.
+my $t = last_t();
+sql("UPDATE benefits.subscriptions SET product_id = '$p2' WHERE id = '$sub'");
+is(wait_q("SELECT state FROM benefits.grants WHERE subscription_id = '$sub' AND benefit_id = '$gh_b'", 'active'),
+	'active', 'the added benefit is granted');
+wait_q("SELECT count(*) FROM benefits.outbox WHERE kind <> 'webhook' AND state <> 'done'", '0');
+my @diff = sort(calls($t));
+is_deeply(\@diff, [
+	'DELETE /api/v10/guilds/100000000000000111/members/7001/roles/100000000000000201',
+	'DELETE /api/v10/guilds/100000000000000111/members/7001/roles/100000000000000202',
+	'PUT /repos/acme/site/collaborators/octocat' ],
+	'a product change calls only the diff: Discord roles removed, the new repository added, nothing for the shared one');
+
+# Revoke after the customer accepted the invitations: collaborators removed.
+$mock->control(accept_invitations => JSON::PP::true);
+$t = last_t();
+sql("UPDATE benefits.subscriptions SET status = 'revoked' WHERE id = '$sub'");
+is(wait_q("SELECT count(*) FROM benefits.outbox WHERE kind <> 'webhook' AND state <> 'done'", '0'), '0', 'revocation jobs done');
+$state = $mock->state;
+is(scalar(map { keys %$_ } values %{ $state->{collaborators} }), 0, 'no collaborator is left');
+my @rev = sort(calls($t));
+is(scalar(grep { m{^GET /repos/acme/\w+/invitations} } @rev), 3, 'each revoke looked for a pending invitation first');
+is(scalar(grep { m{^DELETE /repos/acme/\w+/collaborators/octocat} } @rev), 3, 'then removed the collaborator');
+is(sql("SELECT string_agg(state, ',') FROM benefits.grants WHERE subscription_id = '$sub'"), 'revoked,revoked,revoked',
+	'all three grants of the subscription are revoked');
+
+# A pending invitation is deleted instead of removing a collaborator.
+my $cust2 = sql("INSERT INTO benefits.customers (organization_id, external_id) VALUES ('$org', 'u2') RETURNING id");
+sql("SELECT benefits.link_account('$cust2', 'github', '5002', 'hubot')");
+sql("SELECT benefits.grant_benefit('$cust2', '$gh_b')");
+is(wait_q("SELECT state FROM benefits.grants WHERE customer_id = '$cust2'", 'active'), 'active', 'manual grant delivered');
+ok(exists $mock->state->{invitations}{'acme/site'}{hubot}, 'hubot has a pending invitation');
+$t = last_t();
+sql("SELECT benefits.revoke_benefit('$cust2', '$gh_b')");
+wait_q("SELECT count(*) FROM benefits.outbox WHERE kind <> 'webhook' AND state <> 'done'", '0');
+my @inv = calls($t);
+is(scalar(@inv), 2, 'two requests: list invitations, delete it');
+like($inv[1], qr{^DELETE /repos/acme/site/invitations/\d+$}, 'the invitation is deleted');
+ok(!exists $mock->state->{invitations}{'acme/site'}{hubot}, 'the invitation is gone');
+
+# A permanent failure (403) stays on the grant and in dead_jobs.
+my $gh_c = sql(qq{SELECT id FROM benefits.create_benefit('github_repository', '$org', 'Secret',
+    '{"repository_owner": "acme", "repository_name": "secret", "permission": "pull"}')});
+$mock->control(status => { '/repos/acme/secret/collaborators/hubot' => 403 });
+sql("SELECT benefits.grant_benefit('$cust2', '$gh_c')");
+is(wait_q("SELECT count(*) FROM benefits.dead_jobs WHERE payload->>'repo' = 'secret'", '1'), '1', 'the 403 job is dead at once');
+is(sql("SELECT state FROM benefits.grants WHERE customer_id = '$cust2' AND benefit_id = '$gh_c'"), 'created',
+	'the grant stays created');
+like(sql("SELECT error->>'message' FROM benefits.grants WHERE customer_id = '$cust2' AND benefit_id = '$gh_c'"),
+	qr/HTTP 403/, 'the error is recorded on the grant');
+is(sql("SELECT attempts FROM benefits.dead_jobs WHERE payload->>'repo' = 'secret'"), '1', 'no retry of a permanent failure');
+
+$node->stop;
+$mock->stop;
+done_testing();
