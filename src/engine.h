@@ -30,8 +30,6 @@ extern int	EngineExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool re
 extern void EngineSyncSubscription(pg_uuid_t subscription_id);
 extern void EngineSyncOrder(pg_uuid_t order_id);
 extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
-extern void EngineApplyBenefit(pg_uuid_t customer_id, pg_uuid_t benefit_id,
-							   pg_uuid_t *subscription_id, pg_uuid_t *order_id);
 extern void EngineRevokeGrant(pg_uuid_t grant_id);
 
 /* catalog_grants.c: catalog changes carried to live grants */
@@ -42,6 +40,8 @@ extern void EngineBenefitDeleted(pg_uuid_t benefit_id);
 
 /* events.c */
 extern void EventsGrantApplied(pg_uuid_t grant_id);
+extern int	EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
+								Jsonb *previous_properties, bool only_if_active);
 extern int	EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties);
 extern int	EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type);
 extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data);

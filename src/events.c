@@ -18,6 +18,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -56,16 +57,21 @@ PG_FUNCTION_INFO_V1(enqueue_benefit_event);
 	" 'avatar_url', NULL, 'first_user_event_at', NULL, 'type', 'individual')"
 
 /*
- * One statement: the endpoints subscribed to $2 in the grant's organization,
- * and, only when there is one, the body built once and written per endpoint.
+ * One statement for a batch of grants ($1, in order) of one organization:
+ * the endpoints subscribed to $2, and, only when there is one, each grant's
+ * body built once and written per endpoint.  $4 keeps only grants that are
+ * active (benefit_grant.created right after a grant).
  */
 static const char *GrantEventSql =
-"WITH ep AS ("
-"  SELECT e.id, e.organization_id FROM benefits.grants g"
-"    JOIN benefits.webhook_endpoints e ON e.organization_id = g.organization_id"
-"   WHERE g.id = $1 AND e.enabled AND $2 = ANY (e.events) AND (NOT $4 OR g.state = 'active')),"
+"WITH g AS MATERIALIZED ("
+"  SELECT g.*, pg_catalog.array_position($1::uuid[], g.id) AS n FROM benefits.grants g"
+"   WHERE g.id = ANY ($1::uuid[]) AND (NOT $4 OR g.state = 'active')),"
+" ep AS ("
+"  SELECT e.id, e.organization_id FROM benefits.webhook_endpoints e"
+"   WHERE e.organization_id = (SELECT g.organization_id FROM g LIMIT 1)"
+"     AND e.enabled AND $2 = ANY (e.events)),"
 " body AS MATERIALIZED ("
-"  SELECT pg_catalog.jsonb_build_object("
+"  SELECT g.id, g.n, pg_catalog.jsonb_build_object("
 "   'type', $2, 'timestamp', benefits.rfc3339(pg_catalog.now()), 'api_version', '" WEBHOOK_API_VERSION "',"
 "   'data', pg_catalog.jsonb_build_object("
 "     'id', g.id, 'created_at', benefits.rfc3339(g.created_at),"
@@ -78,13 +84,13 @@ static const char *GrantEventSql =
 "     'previous_properties', COALESCE($3, CASE WHEN $2 = '" EVENT_GRANT_UPDATED "' THEN g.previous_properties END) - 'key',"
 "     'customer', " SQL_CUSTOMER_OBJECT ","
 "     'benefit', " SQL_BENEFIT_OBJECT ")) AS payload"
-"   FROM benefits.grants g"
+"   FROM g"
 "   JOIN benefits.customers c ON c.id = g.customer_id"
 "   JOIN benefits.benefits b ON b.id = g.benefit_id"
-"  WHERE g.id = $1)"
+"  WHERE EXISTS (SELECT FROM ep))"
 " INSERT INTO benefits.outbox (organization_id, kind, grant_id, endpoint_id, event_type, message_id, action, payload)"
-" SELECT ep.organization_id, 'webhook', $1, ep.id, $2, " SQL_MESSAGE_ID ", 'deliver', body.payload"
-"   FROM ep CROSS JOIN body";
+" SELECT ep.organization_id, 'webhook', body.id, ep.id, $2, " SQL_MESSAGE_ID ", 'deliver', body.payload"
+"   FROM body CROSS JOIN ep ORDER BY body.n, ep.id";
 
 static const char *BenefitEventSql =
 "WITH ep AS ("
@@ -127,15 +133,23 @@ CheckEventType(const char *event_type, const char **allowed)
 					"benefit.created and benefit.updated."));
 }
 
-static int
-GrantEvent(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties, bool only_if_active)
+/* The grants' event for every subscribed endpoint; returns the rows written. */
+int
+EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
+					Jsonb *previous_properties, bool only_if_active)
 {
 	static SPIPlanPtr plan;
-	Oid			types[4] = {UUIDOID, TEXTOID, JSONBOID, BOOLOID};
+	Oid			types[4] = {UUIDARRAYOID, TEXTOID, JSONBOID, BOOLOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum	   *elems;
 
-	values[0] = UuidGetDatum(&grant_id);
+	if (n == 0)
+		return 0;
+	elems = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		elems[i] = UuidGetDatum(&grant_ids[i]);
+	values[0] = PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	values[1] = CStringGetTextDatum(event_type);
 	if (previous_properties)
 		values[2] = JsonbPGetDatum(previous_properties);
@@ -153,7 +167,7 @@ GrantEvent(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_propertie
 int
 EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties)
 {
-	return GrantEvent(grant_id, event_type, previous_properties, false);
+	return EventsEnqueueGrants(&grant_id, 1, event_type, previous_properties, false);
 }
 
 /*
@@ -164,7 +178,7 @@ EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_p
 void
 EventsGrantApplied(pg_uuid_t grant_id)
 {
-	GrantEvent(grant_id, EVENT_GRANT_CREATED, NULL, true);
+	EventsEnqueueGrants(&grant_id, 1, EVENT_GRANT_CREATED, NULL, true);
 }
 
 /* Writes benefit.created / benefit.updated for every subscribed endpoint. */

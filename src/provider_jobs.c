@@ -44,20 +44,32 @@ IsGithub(const char *benefit_type)
 	return strcmp(benefit_type, "github_repository") == 0;
 }
 
-/* GitHub jobs, one per repository of $5 (an array of {owner, name, permission}). */
+/*
+ * The SQL of a job list: $5 is the array itself, or (with $6 set) an object
+ * whose member $6 is the array.
+ */
+#define SQL_JOB_LIST "pg_catalog.jsonb_array_elements(CASE WHEN $6 IS NULL THEN $5 ELSE COALESCE($5->$6, '[]') END)"
+
+/*
+ * GitHub jobs, one per repository ({owner, name, permission}) of the list:
+ * list itself, or its member key.
+ */
 static void
 GithubJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
-		   const char *username, Jsonb *repositories)
+		   const char *username, Jsonb *list, const char *key)
 {
 	static SPIPlanPtr plan;
-	Oid			types[5] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID};
-	Datum		values[5];
+	Oid			types[6] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = UuidGetDatum(&organization_id);
 	values[1] = UuidGetDatum(&grant_id);
 	values[2] = CStringGetTextDatum(action);
 	values[3] = CStringGetTextDatum(username);
-	values[4] = JsonbPGetDatum(repositories);
+	values[4] = JsonbPGetDatum(list);
+	values[5] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	nulls[5] = key ? ' ' : 'n';
 	EngineExec(BenefitsPlan(&plan,
 						  "INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)"
 						  " SELECT $1, 'github', $2, $3,"
@@ -66,50 +78,58 @@ GithubJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
 						  "        || CASE WHEN $3 = 'add_collaborator'"
 						  "                THEN pg_catalog.jsonb_build_object('permission', r.value->>'permission')"
 						  "                ELSE '{}' END"
-						  "   FROM pg_catalog.jsonb_array_elements($5) WITH ORDINALITY AS r(value, n)"
+						  "   FROM " SQL_JOB_LIST " WITH ORDINALITY AS r(value, n)"
 						  "  ORDER BY r.n",
-						  5, types),
-			   values, NULL, false, 0);
+						  6, types),
+			   values, nulls, false, 0);
 }
 
 /*
  * Discord jobs.  add_member: one job with every role, then add_role per
- * role; add_role/remove_role: one job per role of $6 (an array of role ids);
- * kick_member: one job.
+ * role; add_role/remove_role: one job per role id of the list (the list
+ * itself, or its member key); kick_member: one job.
  */
 static void
 DiscordJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
-			const char *guild_id, const char *user_id, Jsonb *role_ids, pg_uuid_t customer_id)
+			const char *guild_id, const char *user_id, Jsonb *list, const char *key,
+			pg_uuid_t customer_id)
 {
 	static SPIPlanPtr plan;
-	Oid			types[7] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, UUIDOID};
-	Datum		values[7];
+	Oid			types[8] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, UUIDOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = UuidGetDatum(&organization_id);
 	values[1] = UuidGetDatum(&grant_id);
 	values[2] = CStringGetTextDatum(action);
 	values[3] = CStringGetTextDatum(guild_id);
 	values[4] = CStringGetTextDatum(user_id);
-	values[5] = JsonbPGetDatum(role_ids);
+	values[5] = JsonbPGetDatum(list);
 	values[6] = UuidGetDatum(&customer_id);
+	values[7] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	nulls[7] = key ? ' ' : 'n';
 	EngineExec(BenefitsPlan(&plan,
+						  "WITH roles AS ("
+						  "  SELECT r.value, r.n FROM pg_catalog.jsonb_array_elements("
+						  "         CASE WHEN $8 IS NULL THEN $6 ELSE COALESCE($6->$8, '[]') END)"
+						  "         WITH ORDINALITY AS r(value, n))"
 						  "INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)"
 						  " SELECT $1, 'discord', $2, j.action, j.payload FROM ("
 						  "   SELECT 0 AS n, 'add_member' AS action,"
-						  "          pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5, 'role_ids', $6,"
-						  "                                        'customer_id', $7) AS payload"
+						  "          pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5,"
+						  "            'role_ids', (SELECT COALESCE(pg_catalog.jsonb_agg(value ORDER BY n), '[]') FROM roles),"
+						  "            'customer_id', $7) AS payload"
 						  "    WHERE $3 = 'add_member'"
 						  "   UNION ALL"
 						  "   SELECT 0, 'kick_member', pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5)"
 						  "    WHERE $3 = 'kick_member'"
 						  "   UNION ALL"
-						  "   SELECT r.n, CASE $3 WHEN 'add_member' THEN 'add_role' ELSE $3 END,"
-						  "          pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5, 'role_id', r.value #>> '{}')"
-						  "     FROM pg_catalog.jsonb_array_elements($6) WITH ORDINALITY AS r(value, n)"
-						  "    WHERE $3 IN ('add_member', 'add_role', 'remove_role')) j"
+						  "   SELECT roles.n, CASE $3 WHEN 'add_member' THEN 'add_role' ELSE $3 END,"
+						  "          pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5, 'role_id', roles.value #>> '{}')"
+						  "     FROM roles WHERE $3 IN ('add_member', 'add_role', 'remove_role')) j"
 						  " ORDER BY j.n",
-						  7, types),
-			   values, NULL, false, 0);
+						  8, types),
+			   values, nulls, false, 0);
 }
 
 /*
@@ -155,36 +175,41 @@ AccessProperties(const char *benefit_type, Jsonb *benefit_properties, Jsonb *gra
 	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* A JSON array of the role ids a benefit's properties name. */
-static Jsonb *
-JsonbMember(Jsonb *json, const char *key)
-{
-	static SPIPlanPtr plan;
-	Oid			types[2] = {JSONBOID, TEXTOID};
-	Datum		values[2] = {JsonbPGetDatum(json), CStringGetTextDatum(key)};
-	bool		isnull;
-
-	EngineExec(BenefitsPlan(&plan, "SELECT COALESCE($1->$2, '[]')", 2, types), values, NULL, true, 1);
-	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/* The customer's linked account on a platform, or false. */
+/*
+ * The customer's linked account on the benefit's platform (false when there
+ * is none) and, in the same statement, the properties of another active grant
+ * of the benefit delivered to that account (*shared, or NULL).
+ */
 static bool
-LinkedAccount(pg_uuid_t customer_id, const char *platform, char **account_id, char **username)
+LinkedAccount(GrantChange *change, const char *platform, char **account_id, char **username,
+			  Jsonb **shared)
 {
 	static SPIPlanPtr plan;
-	Oid			types[2] = {UUIDOID, TEXTOID};
-	Datum		values[2] = {UuidGetDatum(&customer_id), CStringGetTextDatum(platform)};
+	Oid			types[4] = {UUIDOID, TEXTOID, UUIDOID, UUIDOID};
+	Datum		values[4];
+	bool		isnull;
+	Datum		d;
 
+	values[0] = UuidGetDatum(&change->customer_id);
+	values[1] = CStringGetTextDatum(platform);
+	values[2] = UuidGetDatum(&change->benefit_id);
+	values[3] = UuidGetDatum(&change->grant_id);
 	EngineExec(BenefitsPlan(&plan,
-						  "SELECT account_id, username FROM benefits.customer_accounts"
-						  " WHERE customer_id = $1 AND platform = $2",
-						  2, types),
+						  "SELECT a.account_id, a.username,"
+						  "       (SELECT g.properties FROM benefits.grants g"
+						  "         WHERE g.customer_id = $1 AND g.benefit_id = $3 AND g.id <> $4"
+						  "           AND g.state = 'active' AND g.properties->>'account_id' = a.account_id"
+						  "         LIMIT 1)"
+						  "  FROM benefits.customer_accounts a"
+						  " WHERE a.customer_id = $1 AND a.platform = $2",
+						  4, types),
 			   values, NULL, false, 1);
 	if (SPI_processed == 0)
 		return false;
 	*account_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	*username = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	*shared = isnull ? NULL : DatumGetJsonbPCopy(d);
 	return true;
 }
 
@@ -199,33 +224,6 @@ LinkError(const char *benefit_type)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
 
-/*
- * Properties of another active grant of the same benefit for the customer,
- * delivered to the same account, or NULL.
- */
-static Jsonb *
-OtherActiveGrant(GrantChange *change, const char *account_id)
-{
-	static SPIPlanPtr plan;
-	Oid			types[4] = {UUIDOID, UUIDOID, UUIDOID, TEXTOID};
-	Datum		values[4];
-	bool		isnull;
-
-	values[0] = UuidGetDatum(&change->customer_id);
-	values[1] = UuidGetDatum(&change->benefit_id);
-	values[2] = UuidGetDatum(&change->grant_id);
-	values[3] = CStringGetTextDatum(account_id);
-	EngineExec(BenefitsPlan(&plan,
-						  "SELECT properties FROM benefits.grants"
-						  " WHERE customer_id = $1 AND benefit_id = $2 AND id <> $3 AND state = 'active'"
-						  "   AND properties->>'account_id' = $4 LIMIT 1",
-						  4, types),
-			   values, NULL, false, 1);
-	if (SPI_processed == 0)
-		return NULL;
-	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
 /* Grant handler for github_repository and discord benefits. */
 void
 ProviderJobsGrant(GrantChange *change)
@@ -236,7 +234,7 @@ ProviderJobsGrant(GrantChange *change)
 	Jsonb	   *props;
 	Jsonb	   *shared;
 
-	if (!LinkedAccount(change->customer_id, github ? "github" : "discord", &account_id, &username))
+	if (!LinkedAccount(change, github ? "github" : "discord", &account_id, &username, &shared))
 	{
 		change->new_state = "created";
 		change->new_properties = NULL;
@@ -245,7 +243,6 @@ ProviderJobsGrant(GrantChange *change)
 	}
 
 	change->error = NULL;
-	shared = OtherActiveGrant(change, account_id);
 	if (shared != NULL)
 	{
 		change->new_state = "active";
@@ -257,11 +254,11 @@ ProviderJobsGrant(GrantChange *change)
 							 change->grant_properties, account_id, username);
 	if (github)
 		GithubJobs(change->organization_id, change->grant_id, "add_collaborator", username,
-				   JsonbMember(props, "repositories"));
+				   props, "repositories");
 	else
 		DiscordJobs(change->organization_id, change->grant_id, "add_member",
-					EngineJsonText(props, "guild_id"), account_id,
-					JsonbMember(props, "role_ids"), change->customer_id);
+					EngineJsonText(props, "guild_id"), account_id, props, "role_ids",
+					change->customer_id);
 	change->new_state = "created";
 	change->new_properties = props;
 }
@@ -281,18 +278,18 @@ ProviderJobsRevoke(GrantChange *change)
 		return;
 	if (IsGithub(change->benefit_type))
 		GithubJobs(change->organization_id, change->grant_id, "remove_collaborator",
-				   EngineJsonText(props, "username"), JsonbMember(props, "repositories"));
+				   EngineJsonText(props, "username"), props, "repositories");
 	else
 	{
 		char	   *kick = EngineJsonText(change->benefit_properties, "kick_member");
 
 		if (kick && strcmp(kick, "true") == 0)
 			DiscordJobs(change->organization_id, change->grant_id, "kick_member",
-						EngineJsonText(props, "guild_id"), account_id, JsonbMember(props, "role_ids"),
+						EngineJsonText(props, "guild_id"), account_id, props, "role_ids",
 						change->customer_id);
 		else
 			DiscordJobs(change->organization_id, change->grant_id, "remove_role",
-						EngineJsonText(props, "guild_id"), account_id, JsonbMember(props, "role_ids"),
+						EngineJsonText(props, "guild_id"), account_id, props, "role_ids",
 						change->customer_id);
 	}
 }
@@ -310,8 +307,8 @@ ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 				   bool enqueue)
 {
 	static SPIPlanPtr diff_plan;
-	Oid			types[2] = {JSONBOID, JSONBOID};
-	Datum		values[2];
+	Oid			types[3] = {JSONBOID, JSONBOID, TEXTOID};
+	Datum		values[3];
 	char	   *account_id = EngineJsonText(grant_properties, "account_id");
 	char	   *username = EngineJsonText(grant_properties, "username");
 	bool		github = IsGithub(benefit_type);
@@ -335,27 +332,30 @@ ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 		/* Another server: leave the old one, join the new one. */
 		if (old_guild)
 			DiscordJobs(organization_id, grant_id, "remove_role", old_guild, account_id,
-						JsonbMember(grant_properties, "role_ids"), customer_id);
+						grant_properties, "role_ids", customer_id);
 		if (new_guild)
 			DiscordJobs(organization_id, grant_id, "add_member", new_guild, account_id,
-						JsonbMember(props, "role_ids"), customer_id);
+						props, "role_ids", customer_id);
 		return props;
 	}
 
 	/* Elements of the new list not in the old, and of the old not in the new. */
-	values[0] = JsonbPGetDatum(JsonbMember(props, github ? "repositories" : "role_ids"));
-	values[1] = JsonbPGetDatum(JsonbMember(grant_properties, github ? "repositories" : "role_ids"));
+	values[0] = JsonbPGetDatum(props);
+	values[1] = JsonbPGetDatum(grant_properties);
+	values[2] = CStringGetTextDatum(github ? "repositories" : "role_ids");
 	EngineExec(BenefitsPlan(&diff_plan,
+						  "WITH n AS (SELECT COALESCE($1->$3, '[]') AS list),"
+						  "     o AS (SELECT COALESCE($2->$3, '[]') AS list)"
 						  "SELECT (SELECT COALESCE(pg_catalog.jsonb_agg(e.x ORDER BY e.k), '[]')"
-						  "          FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS e(x, k)"
-						  "         WHERE NOT $2 @> pg_catalog.jsonb_build_array(e.x)),"
+						  "          FROM n, pg_catalog.jsonb_array_elements(n.list) WITH ORDINALITY AS e(x, k)"
+						  "         WHERE NOT (SELECT list FROM o) @> pg_catalog.jsonb_build_array(e.x)),"
 						  "       (SELECT COALESCE(pg_catalog.jsonb_agg(e.x ORDER BY e.k), '[]')"
-						  "          FROM pg_catalog.jsonb_array_elements($2) WITH ORDINALITY AS e(x, k)"
-						  "         WHERE NOT $1 @> pg_catalog.jsonb_build_array("
+						  "          FROM o, pg_catalog.jsonb_array_elements(o.list) WITH ORDINALITY AS e(x, k)"
+						  "         WHERE NOT (SELECT list FROM n) @> pg_catalog.jsonb_build_array("
 						  "                 CASE WHEN pg_catalog.jsonb_typeof(e.x) = 'object'"
 						  "                      THEN pg_catalog.jsonb_build_object('owner', e.x->'owner', 'name', e.x->'name')"
 						  "                      ELSE e.x END))",
-						  2, types),
+						  3, types),
 			   values, NULL, true, 1);
 	added = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	removed = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -363,16 +363,16 @@ ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 	if (github)
 	{
 		if (JB_ROOT_COUNT(removed) > 0)
-			GithubJobs(organization_id, grant_id, "remove_collaborator", username, removed);
+			GithubJobs(organization_id, grant_id, "remove_collaborator", username, removed, NULL);
 		if (JB_ROOT_COUNT(added) > 0)
-			GithubJobs(organization_id, grant_id, "add_collaborator", username, added);
+			GithubJobs(organization_id, grant_id, "add_collaborator", username, added, NULL);
 	}
 	else
 	{
 		if (JB_ROOT_COUNT(removed) > 0)
-			DiscordJobs(organization_id, grant_id, "remove_role", new_guild, account_id, removed, customer_id);
+			DiscordJobs(organization_id, grant_id, "remove_role", new_guild, account_id, removed, NULL, customer_id);
 		if (JB_ROOT_COUNT(added) > 0)
-			DiscordJobs(organization_id, grant_id, "add_role", new_guild, account_id, added, customer_id);
+			DiscordJobs(organization_id, grant_id, "add_role", new_guild, account_id, added, NULL, customer_id);
 	}
 	return props;
 }

@@ -100,22 +100,6 @@ UuidFromResult(int row, int col)
 	return *DatumGetUUIDP(d);
 }
 
-/*
- * Grants one benefit through GrantApply and writes benefit_grant.created
- * when the grant became active now (EventsGrantApplied).  Provider grants that stay 'created'
- * get their event from the worker once the provider confirms.
- */
-void
-EngineApplyBenefit(pg_uuid_t customer_id, pg_uuid_t benefit_id,
-				   pg_uuid_t *subscription_id, pg_uuid_t *order_id)
-{
-	bool		changed = false;
-	pg_uuid_t	grant_id = GrantApply(customer_id, benefit_id, subscription_id, order_id, &changed);
-
-	if (changed)
-		EventsGrantApplied(grant_id);
-}
-
 /* Revokes one grant and writes benefit_grant.revoked when it was live. */
 void
 EngineRevokeGrant(pg_uuid_t grant_id)
@@ -127,65 +111,68 @@ EngineRevokeGrant(pg_uuid_t grant_id)
 /*
  * Brings the grants of one subscription (or one order) in line with the
  * decision: with ACCESS_GRANT the customer holds exactly the product's
- * benefits, with ACCESS_REVOKE none.  The customer must be locked.
+ * benefits, with ACCESS_REVOKE none.  The customer must be locked.  One
+ * statement reads the live grants and the product's benefits; the events of
+ * the revokes and of the grants are written in one statement each.
  */
 static void
 ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
 				pg_uuid_t product_id, AccessDecision decision)
 {
-	static SPIPlanPtr live_by_subscription;
-	static SPIPlanPtr live_by_order;
-	static SPIPlanPtr product_benefits;
-	Oid			uuid_type[1] = {UUIDOID};
-	Datum		arg[1];
-	int			nlive,
-				nwanted = 0;
+#define RECONCILE_SQL(column) \
+	"SELECT false AS wanted, g.id, g.benefit_id, g.customer_id, 0 AS position, g.created_at" \
+	"  FROM benefits.grants g WHERE g." column " = $1 AND g.state <> 'revoked'" \
+	" UNION ALL" \
+	" SELECT true, NULL, pb.benefit_id, NULL, pb.position, NULL" \
+	"  FROM benefits.product_benefits pb JOIN benefits.benefits b ON b.id = pb.benefit_id" \
+	" WHERE $3 AND pb.product_id = $2 AND b.deleted_at IS NULL" \
+	" ORDER BY 1, 5, 6, 3, 2"
+	static SPIPlanPtr by_subscription;
+	static SPIPlanPtr by_order;
+	Oid			types[3] = {UUIDOID, UUIDOID, BOOLOID};
+	Datum		args[3];
+	int			nrows,
+				nlive = 0,
+				nwanted = 0,
+				nrevoked = 0,
+				napplied = 0;
 	pg_uuid_t  *live_grant,
 			   *live_benefit,
-			   *live_customer;
-	pg_uuid_t  *wanted = NULL;
+			   *live_customer,
+			   *wanted,
+			   *done;
 	bool	   *live_kept;
 
 	if (decision == ACCESS_KEEP)
 		return;
 
-	arg[0] = UuidGetDatum(&source_id);
+	args[0] = UuidGetDatum(&source_id);
+	args[1] = UuidGetDatum(&product_id);
+	args[2] = BoolGetDatum(decision == ACCESS_GRANT);
 	EngineExec(for_subscription
-			   ? BenefitsPlan(&live_by_subscription,
-							"SELECT id, benefit_id, customer_id FROM benefits.grants"
-							" WHERE subscription_id = $1 AND state <> 'revoked' ORDER BY created_at, benefit_id, id",
-							1, uuid_type)
-			   : BenefitsPlan(&live_by_order,
-							"SELECT id, benefit_id, customer_id FROM benefits.grants"
-							" WHERE order_id = $1 AND state <> 'revoked' ORDER BY created_at, benefit_id, id",
-							1, uuid_type),
-			   arg, NULL, false, 0);
-	nlive = (int) SPI_processed;
-	live_grant = palloc(sizeof(pg_uuid_t) * (nlive + 1));
-	live_benefit = palloc(sizeof(pg_uuid_t) * (nlive + 1));
-	live_customer = palloc(sizeof(pg_uuid_t) * (nlive + 1));
-	live_kept = palloc0(sizeof(bool) * (nlive + 1));
-	for (int i = 0; i < nlive; i++)
+			   ? BenefitsPlan(&by_subscription, RECONCILE_SQL("subscription_id"), 3, types)
+			   : BenefitsPlan(&by_order, RECONCILE_SQL("order_id"), 3, types),
+			   args, NULL, false, 0);
+	nrows = (int) SPI_processed;
+	live_grant = palloc(sizeof(pg_uuid_t) * (nrows + 1));
+	live_benefit = palloc(sizeof(pg_uuid_t) * (nrows + 1));
+	live_customer = palloc(sizeof(pg_uuid_t) * (nrows + 1));
+	live_kept = palloc0(sizeof(bool) * (nrows + 1));
+	wanted = palloc(sizeof(pg_uuid_t) * (nrows + 1));
+	done = palloc(sizeof(pg_uuid_t) * (nrows + 1));
+	for (int i = 0; i < nrows; i++)
 	{
-		live_grant[i] = UuidFromResult(i, 1);
-		live_benefit[i] = UuidFromResult(i, 2);
-		live_customer[i] = UuidFromResult(i, 3);
-	}
+		bool		isnull;
 
-	if (decision == ACCESS_GRANT)
-	{
-		arg[0] = UuidGetDatum(&product_id);
-		EngineExec(BenefitsPlan(&product_benefits,
-							  "SELECT pb.benefit_id FROM benefits.product_benefits pb"
-							  " JOIN benefits.benefits b ON b.id = pb.benefit_id"
-							  " WHERE pb.product_id = $1 AND b.deleted_at IS NULL"
-							  " ORDER BY pb.position, pb.benefit_id",
-							  1, uuid_type),
-				   arg, NULL, false, 0);
-		nwanted = (int) SPI_processed;
-		wanted = palloc(sizeof(pg_uuid_t) * (nwanted + 1));
-		for (int i = 0; i < nwanted; i++)
-			wanted[i] = UuidFromResult(i, 1);
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
+			wanted[nwanted++] = UuidFromResult(i, 3);
+		else
+		{
+			live_grant[nlive] = UuidFromResult(i, 2);
+			live_benefit[nlive] = UuidFromResult(i, 3);
+			live_customer[nlive] = UuidFromResult(i, 4);
+			nlive++;
+		}
 	}
 
 	/* Which live grants stay: same customer, benefit still attached. */
@@ -197,20 +184,28 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 
 	/* Dropped benefits first, then the added ones in attachment order. */
 	for (int i = 0; i < nlive; i++)
-		if (!live_kept[i])
-			EngineRevokeGrant(live_grant[i]);
+		if (!live_kept[i] && GrantRevoke(live_grant[i]))
+			done[nrevoked++] = live_grant[i];
+	EventsEnqueueGrants(done, nrevoked, EVENT_GRANT_REVOKED, NULL, false);
 
 	for (int j = 0; j < nwanted; j++)
 	{
 		bool		held = false;
+		bool		changed = false;
+		pg_uuid_t	grant_id;
 
 		for (int i = 0; i < nlive && !held; i++)
 			held = live_kept[i] && memcmp(&live_benefit[i], &wanted[j], sizeof(pg_uuid_t)) == 0;
-		if (!held)
-			EngineApplyBenefit(customer_id, wanted[j],
-							   for_subscription ? &source_id : NULL,
-							   for_subscription ? NULL : &source_id);
+		if (held)
+			continue;
+		grant_id = GrantApply(customer_id, wanted[j],
+							  for_subscription ? &source_id : NULL,
+							  for_subscription ? NULL : &source_id, &changed);
+		if (changed)
+			done[napplied++] = grant_id;
 	}
+	EventsEnqueueGrants(done, napplied, EVENT_GRANT_CREATED, NULL, true);
+#undef RECONCILE_SQL
 }
 
 /* The organization's grace period for past_due/unpaid subscriptions. */
@@ -448,8 +443,8 @@ CycleSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id)
 								  2, update_types),
 					   uvalues, NULL, false, 0);
 		}
-		EventsEnqueueGrant(grant_ids[i], EVENT_GRANT_CYCLED, NULL);
 	}
+	EventsEnqueueGrants(grant_ids, n, EVENT_GRANT_CYCLED, NULL, false);
 }
 
 /* Column value equality between OLD and NEW, by attribute name. */

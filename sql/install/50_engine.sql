@@ -2,10 +2,11 @@
 -- meter credits (meters.c), provider jobs and linked accounts
 -- (provider_jobs.c) and webhook events into the outbox (events.c).
 
--- RFC 3339 in UTC with a Z, as webhook payloads spell times.
+-- RFC 3339 in UTC with a Z, as webhook payloads spell times.  The body is
+-- bound at creation (no search_path lookup at run time) and inlined.
 CREATE FUNCTION benefits.rfc3339(ts timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-RETURN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 
 -- Meter credits ---------------------------------------------------------------
 
@@ -56,11 +57,11 @@ CREATE TABLE benefits.meter_balances (
 
 CREATE FUNCTION benefits.meter_balance(customer_id uuid, meter_id uuid) RETURNS bigint
 AS 'MODULE_PATHNAME', 'meter_balance'
-LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 CREATE FUNCTION benefits.record_usage(customer_id uuid, meter_id uuid, units bigint) RETURNS bigint
 AS 'MODULE_PATHNAME', 'record_usage'
-LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 -- Webhook events --------------------------------------------------------------
 
@@ -68,12 +69,12 @@ CREATE FUNCTION benefits.enqueue_grant_event(grant_id uuid, event_type text,
                                              previous_properties jsonb DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'enqueue_grant_event'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 CREATE FUNCTION benefits.enqueue_benefit_event(benefit_id uuid, event_type text)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'enqueue_benefit_event'
-LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 -- Linked accounts ---------------------------------------------------------------
 
@@ -81,7 +82,7 @@ CREATE FUNCTION benefits.link_account(customer_id uuid, platform text, account_i
                                       username text DEFAULT NULL, access_token text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'link_account'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 -- Subscriptions and orders --------------------------------------------------------
 
@@ -93,16 +94,16 @@ LANGUAGE C;
 
 CREATE FUNCTION benefits.subscriptions_after() RETURNS trigger
 AS 'MODULE_PATHNAME', 'subscriptions_after'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 CREATE FUNCTION benefits.orders_after() RETURNS trigger
 AS 'MODULE_PATHNAME', 'orders_after'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 -- Deleting a subscription or order revokes its grants before the cascade.
 CREATE FUNCTION benefits.grant_source_deleted() RETURNS trigger
 AS 'MODULE_PATHNAME', 'grant_source_deleted'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 CREATE TRIGGER past_due_at BEFORE INSERT OR UPDATE OF status ON benefits.subscriptions
     FOR EACH ROW EXECUTE FUNCTION benefits.subscriptions_before();
@@ -115,6 +116,11 @@ CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.subscriptions
 CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.orders
     FOR EACH ROW EXECUTE FUNCTION benefits.grant_source_deleted();
 
+-- A customer's live grants of a benefit ("does another holder remain", "is
+-- the access already delivered"): both columns are index conditions.
+CREATE INDEX grants_live_benefit_customer ON benefits.grants (benefit_id, customer_id)
+    WHERE state <> 'revoked';
+
 -- Subscriptions whose access may end with the clock (run_maintenance's scan).
 CREATE INDEX subscriptions_due ON benefits.subscriptions (organization_id)
     WHERE status IN ('canceled', 'past_due', 'unpaid') OR cancel_at_period_end;
@@ -126,7 +132,7 @@ CREATE INDEX subscriptions_due ON benefits.subscriptions (organization_id)
 --   SELECT cron.schedule('benefits-maintenance', '* * * * *', 'SELECT benefits.run_maintenance()');
 CREATE FUNCTION benefits.run_maintenance() RETURNS integer
 AS 'MODULE_PATHNAME', 'run_maintenance'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 GRANT EXECUTE ON FUNCTION benefits.meter_balance(uuid, uuid),
                           benefits.record_usage(uuid, uuid, bigint),
@@ -198,4 +204,4 @@ LANGUAGE C STRICT;
 
 CREATE FUNCTION benefits.track_trigger() RETURNS trigger
 AS 'MODULE_PATHNAME', 'track_trigger'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;

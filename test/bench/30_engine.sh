@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Grant engine benchmark (run by test/bench/run.sh against database "bench").
+#
+# 1. Activating N subscriptions (default 10,000) to a product with four
+#    benefits (license key, custom, meter credits, GitHub repository) in one
+#    UPDATE, against a plain INSERT ... SELECT of the same grant and outbox
+#    rows (same tables, same run).  Target: ratio <= 3.
+# 2. One subscription status change per transaction through pgbench (2
+#    clients), against the same UPDATE on a copy of the table without
+#    triggers.
+set -euo pipefail
+
+N=${BENCH_SUBSCRIPTIONS:-10000}
+SECONDS_PER_RUN=${BENCH_SECONDS:-8}
+ROUNDS=${BENCH_ROUNDS:-3}
+psql=(psql -X -q -v ON_ERROR_STOP=1)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"${psql[@]}" -v n="$N" <<'SQL'
+DROP SCHEMA IF EXISTS engine_bench CASCADE;
+CREATE SCHEMA engine_bench;
+INSERT INTO benefits.organizations (id, name) VALUES ('0b000000-0000-0000-0000-00000000000a', 'Engine bench');
+INSERT INTO benefits.meters (id, organization_id, name) VALUES
+    ('0b000000-0000-0000-0000-0000000000a1', '0b000000-0000-0000-0000-00000000000a', 'calls');
+INSERT INTO benefits.products (id, organization_id, name) VALUES
+    ('0b000000-0000-0000-0000-0000000000b1', '0b000000-0000-0000-0000-00000000000a', 'Pro');
+INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events) VALUES
+    ('0b000000-0000-0000-0000-00000000000a', 'https://hooks.example.com/bench', 'whsec_dGVzdA==',
+     ARRAY['benefit_grant.created', 'benefit_grant.revoked', 'benefit_grant.updated', 'benefit_grant.cycled']);
+SELECT benefits.update_product_benefits('0b000000-0000-0000-0000-0000000000b1', ARRAY[
+    (benefits.create_benefit('license_keys', '0b000000-0000-0000-0000-00000000000a', 'Key',
+        '{"prefix": "BENCH", "expires": false, "activations": 3, "limit_usage": false}')).id,
+    (benefits.create_benefit('custom', '0b000000-0000-0000-0000-00000000000a', 'Note', '{"note": "Thanks"}')).id,
+    (benefits.create_benefit('meter_credits', '0b000000-0000-0000-0000-00000000000a', 'Credits',
+        '{"meter_id": "0b000000-0000-0000-0000-0000000000a1", "units": 1000}')).id,
+    (benefits.create_benefit('github_repository', '0b000000-0000-0000-0000-00000000000a', 'Repo',
+        '{"repository_owner": "acme", "repository_name": "engine", "permission": "pull"}')).id]) \gset
+INSERT INTO benefits.customers (id, organization_id, external_id, email)
+SELECT gen_random_uuid(), '0b000000-0000-0000-0000-00000000000a', 'user-' || i, 'user' || i || '@example.com'
+  FROM generate_series(1, :n) i;
+INSERT INTO benefits.customer_accounts (customer_id, platform, account_id, username)
+SELECT id, 'github', external_id, external_id FROM benefits.customers
+ WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+INSERT INTO benefits.subscriptions (customer_id, product_id, status)
+SELECT id, '0b000000-0000-0000-0000-0000000000b1', 'incomplete' FROM benefits.customers
+ WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+CREATE TABLE engine_bench.ids AS
+    SELECT row_number() OVER (ORDER BY id)::int AS n, id FROM benefits.subscriptions
+     WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+ALTER TABLE engine_bench.ids ADD PRIMARY KEY (n);
+VACUUM ANALYZE;
+SQL
+
+# Milliseconds of a statement run in a transaction that is rolled back.
+timed() {  # timed SQL
+    "${psql[@]}" -A -t <<SQL | tail -n 1
+BEGIN;
+SELECT set_config('engine_bench.t0', clock_timestamp()::text, true);
+$1;
+SELECT round(extract(epoch FROM clock_timestamp() - current_setting('engine_bench.t0')::timestamptz) * 1000);
+ROLLBACK;
+SQL
+}
+
+activate="UPDATE benefits.subscriptions SET status = 'active'
+ WHERE organization_id = '0b000000-0000-0000-0000-00000000000a' AND status = 'incomplete'"
+
+# One real activation, kept only to read what it writes: the counts and a
+# real event body for the baseline's rows.
+"${psql[@]}" -A -t >"$work/counts" <<SQL
+BEGIN;
+$activate;
+SELECT count(*) FROM benefits.grants WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+SELECT count(*) FROM benefits.outbox WHERE organization_id = '0b000000-0000-0000-0000-00000000000a' AND kind = 'webhook';
+SELECT count(*) FROM benefits.outbox WHERE organization_id = '0b000000-0000-0000-0000-00000000000a' AND kind = 'github';
+CREATE TABLE engine_bench.sample AS
+    SELECT payload FROM benefits.outbox WHERE organization_id = '0b000000-0000-0000-0000-00000000000a'
+       AND kind = 'webhook' LIMIT 1;
+COMMIT;
+SQL
+read -r grants webhooks jobs < <(tr "\n" " " <"$work/counts"; echo) || true
+"${psql[@]}" <<'SQL'
+-- Undo the sample activation without the engine: the baseline and the timed
+-- runs start from incomplete subscriptions and empty tables again.
+ALTER TABLE benefits.subscriptions DISABLE TRIGGER USER;
+UPDATE benefits.subscriptions SET status = 'incomplete' WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+ALTER TABLE benefits.subscriptions ENABLE TRIGGER USER;
+DELETE FROM benefits.outbox WHERE organization_id = '0b000000-0000-0000-0000-00000000000a' AND kind <> 'webhook' OR
+    (organization_id = '0b000000-0000-0000-0000-00000000000a' AND event_type LIKE 'benefit_grant.%');
+DELETE FROM benefits.grants WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+DELETE FROM benefits.license_keys WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+DELETE FROM benefits.meter_credits WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+DELETE FROM benefits.meter_balances WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+VACUUM ANALYZE;
+SQL
+
+# The baseline writes the same rows with plain INSERT ... SELECT: grants in
+# their final state, the webhook rows with a real event body, the GitHub jobs.
+baseline="INSERT INTO benefits.grants (organization_id, customer_id, benefit_id, subscription_id, state, properties)
+SELECT s.organization_id, s.customer_id, pb.benefit_id, s.id,
+       CASE b.type WHEN 'github_repository' THEN 'created' ELSE 'active' END, '{\"k\": 1}'
+  FROM benefits.subscriptions s
+  JOIN benefits.product_benefits pb ON pb.product_id = s.product_id
+  JOIN benefits.benefits b ON b.id = pb.benefit_id
+ WHERE s.organization_id = '0b000000-0000-0000-0000-00000000000a';
+INSERT INTO benefits.outbox (organization_id, kind, grant_id, endpoint_id, event_type, message_id, action, payload)
+SELECT g.organization_id, 'webhook', g.id, e.id, 'benefit_grant.created',
+       'msg_' || translate(gen_random_uuid()::text, '-', ''), 'deliver', x.payload
+  FROM benefits.grants g, benefits.webhook_endpoints e, engine_bench.sample x
+ WHERE g.organization_id = '0b000000-0000-0000-0000-00000000000a' AND g.state = 'active'
+   AND e.organization_id = g.organization_id;
+INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)
+SELECT g.organization_id, 'github', g.id, 'add_collaborator',
+       jsonb_build_object('owner', 'acme', 'repo', 'engine', 'username', 'user', 'permission', 'pull')
+  FROM benefits.grants g
+ WHERE g.organization_id = '0b000000-0000-0000-0000-00000000000a' AND g.state = 'created'"
+
+engine_ms=(); baseline_ms=()
+for _ in $(seq "$ROUNDS"); do
+    baseline_ms+=("$(timed "$baseline")")
+    engine_ms+=("$(timed "$activate")")
+    "${psql[@]}" -c 'VACUUM benefits.grants, benefits.outbox, benefits.subscriptions, benefits.license_keys, benefits.meter_credits, benefits.meter_balances'
+done
+median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
+e=$(median "${engine_ms[@]}"); b=$(median "${baseline_ms[@]}")
+echo "activate $N subscriptions x 4 benefits in one UPDATE: $grants grants, $webhooks webhook rows, $jobs GitHub jobs"
+echo "  engine UPDATE:         ${e} ms (runs: ${engine_ms[*]})"
+echo "  plain INSERT baseline: ${b} ms (runs: ${baseline_ms[*]})"
+awk -v e="$e" -v b="$b" 'BEGIN { printf "  ratio engine/baseline: %.2f (target <= 3)\n", e / b }'
+
+# 2. Single status changes through pgbench.  The engine's table starts active
+# (grants held); each transaction flips one subscription between active and
+# past_due (grace period 0: revoked at once, granted again on the way back).
+"${psql[@]}" <<SQL
+$activate;
+CREATE TABLE engine_bench.subscriptions_plain (LIKE benefits.subscriptions INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+INSERT INTO engine_bench.subscriptions_plain SELECT * FROM benefits.subscriptions
+ WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
+VACUUM ANALYZE;
+SQL
+cat >"$work/engine.sql" <<SQL
+\set n random(1, $N)
+UPDATE benefits.subscriptions SET status = CASE status WHEN 'active' THEN 'past_due' ELSE 'active' END
+ WHERE id = (SELECT id FROM engine_bench.ids WHERE n = :n);
+SQL
+sed 's/benefits\.subscriptions/engine_bench.subscriptions_plain/' "$work/engine.sql" >"$work/plain.sql"
+tps() {  # tps SCRIPT
+    pgbench -n -c 2 -j 2 -T "$SECONDS_PER_RUN" -f "$1" 2>/dev/null | awk '/^tps/ { print $3; exit }'
+}
+plain_tps=$(tps "$work/plain.sql")
+engine_tps=$(tps "$work/engine.sql")
+echo "single status change (pgbench, 2 clients, ${SECONDS_PER_RUN}s each)"
+echo "  engine table: ${engine_tps} tps; trigger-less copy: ${plain_tps} tps"
+awk -v e="$engine_tps" -v p="$plain_tps" 'BEGIN { printf "  ratio (time per change, engine/plain): %.2f\n", p / e }'
+
+"${psql[@]}" <<'SQL'
+DROP SCHEMA engine_bench CASCADE;
+SQL
