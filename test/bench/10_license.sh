@@ -83,6 +83,7 @@ run() {
         { cat "$work/$1.out" >&2; exit 1; }
     grep -q "number of failed transactions: 0" "$work/$1.out" ||
         { cat "$work/$1.out" >&2; exit 1; }
+    sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/$1.out" >>"$work/$1.count"
     sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$1.out"
 }
 # Every validate_license call above must answer valid.
@@ -109,13 +110,17 @@ echo "validation ratio, median: $(median "${ratios[@]}")   (target >= 0.8)"
 pgbench -n -M prepared -c 2 -j 2 -T "$T" -D org="$ORG" -f "$work/select.sql" >"$work/both_select.out" 2>&1 &
 pgbench -n -M prepared -c 2 -j 2 -T "$T" -D org="$ORG" -f "$work/validate.sql" >"$work/both_validate.out" 2>&1
 wait
+sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/both_validate.out" >>"$work/validate.count"
 bs=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/both_select.out")
 bv=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/both_validate.out")
 echo "side by side: primary-key SELECT $bs tps, validate_license $bv tps; ratio $(ratio "$bv" "$bs")"
 
-# The counters kept up: every validation of the runs is counted after a flush.
-sql <<'SQL'
+# The counters kept up: every validation of the runs is counted after a
+# flush (the 1000 of the check above, and each pgbench transaction).
+calls=$(( 1000 + $(paste -sd+ "$work/validate.count") ))
+sql -v calls="$calls" <<'SQL'
 SELECT benefits.flush_validation_stats() \g /dev/null
-SELECT format('validations counted after flush: %s (dropped: %s)', sum(k.validations), (SELECT dropped FROM benefits.validation_stats()))
+SELECT format('validations counted after flush: %s of %s calls (%s dropped)', sum(k.validations), :calls,
+              (SELECT dropped FROM benefits.validation_stats()))
   FROM benefits.license_keys k WHERE k.benefit_id = :'ben2';
 SQL
