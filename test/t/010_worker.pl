@@ -151,6 +151,16 @@ is($node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'benefits worker' AND datname = 'postgres'"),
 	$pid, 'the same worker process (no crash)');
 
+# Done jobs are pruned after benefits.outbox_retention; dead ones are kept.
+$node->safe_psql('postgres', qq{
+INSERT INTO benefits.outbox (organization_id, kind, action, payload, state, last_error)
+VALUES ('$org', 'github', 'add_collaborator', '{}', 'dead', 'kept')});
+$node->safe_psql('postgres', "ALTER SYSTEM SET benefits.outbox_retention = '1s'");
+$node->reload;
+is(MockProviders::wait_for($node, 'postgres', "SELECT count(*) FROM benefits.outbox WHERE state = 'done'", '0', 30),
+	'0', 'done jobs older than benefits.outbox_retention are deleted');
+is($node->safe_psql('postgres', "SELECT count(*) FROM benefits.dead_jobs"), '1', 'dead jobs are kept');
+
 $node->stop;
 $mock->stop;
 done_testing();
