@@ -26,7 +26,7 @@ CREATE VIEW new_jobs AS
     SELECT kind, action, payload - 'customer_id' AS payload FROM benefits.outbox
      WHERE organization_id = '9e000000-0000-0000-0000-00000000000a' AND kind <> 'webhook'
        AND id > (SELECT coalesce(max(id), 0) FROM jobs_seen)
-     ORDER BY id;
+     ORDER BY kind DESC, id;  -- jobs of one grant in their order; grants of a change in any order
 CREATE PROCEDURE jobs_seen() LANGUAGE sql AS $$ INSERT INTO jobs_seen SELECT max(id) FROM benefits.outbox $$;
 
 -- No linked account: the grants stay created with the action required, and no job is written.

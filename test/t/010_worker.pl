@@ -111,6 +111,28 @@ is(MockProviders::wait_for($node, 'postgres',
 	'0', 'reload stops the worker of a removed database');
 $node->safe_psql('postgres', 'DROP DATABASE second');
 
+# DROP DATABASE ... WITH (FORCE) of a served database: the launcher restarts
+# its worker with growing delays (no crash loop), the server stays up, and
+# the worker of the other database is untouched.
+$node->safe_psql('postgres', 'CREATE DATABASE third');
+$node->safe_psql('postgres', "ALTER SYSTEM SET benefits.database_names = 'postgres, third'");
+$node->reload;
+MockProviders::wait_for($node, 'postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'benefits worker' AND datname = 'third'", '1');
+my $pg_pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'benefits worker' AND datname = 'postgres'");
+$node->safe_psql('postgres', 'DROP DATABASE third WITH (FORCE)');
+sleep(4);
+my $log = slurp_file($node->logfile);
+my $restarts = () = $log =~ /worker for database "third" stopped; restarting/g;
+cmp_ok($restarts, '<=', 3, "a dropped database costs a few restart attempts with backoff ($restarts in 4 s)");
+is($node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'benefits worker' AND datname = 'postgres'"),
+	$pg_pid, 'the other database\'s worker kept running');
+unlike($log, qr/terminating any other active server processes/, 'no server crash');
+$node->safe_psql('postgres', "ALTER SYSTEM SET benefits.database_names = 'postgres'");
+$node->reload;
+
 # DROP EXTENSION under a running worker: no crash, the worker idles, and
 # serves again after CREATE EXTENSION.
 my $pid = $node->safe_psql('postgres',

@@ -125,6 +125,26 @@ like(sql("SELECT error->>'message' FROM benefits.grants WHERE customer_id = '$cu
 	qr/HTTP 403/, 'the error is recorded on the grant');
 is(sql("SELECT attempts FROM benefits.dead_jobs WHERE payload->>'repo' = 'secret'"), '1', 'no retry of a permanent failure');
 
+# No linked account: the grant waits with an action-required error; linking
+# the account later delivers it.  kick_member: revoking removes the member.
+my $dk = sql(qq{SELECT id FROM benefits.create_benefit('discord', '$org', 'Members only',
+    '{"guild_id": "100000000000000999", "role_id": "100000000000000301", "kick_member": true}')});
+my $cust3 = sql("INSERT INTO benefits.customers (organization_id, external_id) VALUES ('$org', 'u3') RETURNING id");
+sql("SELECT benefits.grant_benefit('$cust3', '$dk')");
+is(sql("SELECT state || ':' || (error IS NOT NULL) FROM benefits.grants WHERE customer_id = '$cust3'"), 'created:true',
+	'without a linked Discord account the grant waits with an error');
+is(sql("SELECT count(*) FROM benefits.outbox o JOIN benefits.grants g ON g.id = o.grant_id
+         WHERE g.customer_id = '$cust3' AND o.kind = 'discord'"), '0', 'and no provider job');
+sql("SELECT benefits.link_account('$cust3', 'discord', '7003', 'zed', 'oauth-token-7003')");
+is(wait_q("SELECT state || ':' || (error IS NULL) FROM benefits.grants WHERE customer_id = '$cust3'", 'active:true'),
+	'active:true', 'linking the account delivers it: active, error cleared');
+is_deeply($mock->state->{members}{100000000000000999}{7003}, ['100000000000000301'], 'member 7003 joined with the role');
+sql("SELECT benefits.revoke_benefit('$cust3', '$dk')");
+wait_q("SELECT count(*) FROM benefits.outbox WHERE kind <> 'webhook' AND state <> 'done'", '0');
+ok(!exists $mock->state->{members}{100000000000000999}{7003}, 'kick_member: revoking removed the member');
+is(scalar(grep { $_->{method} eq 'DELETE' && $_->{path} eq '/api/v10/guilds/100000000000000999/members/7003' } $mock->requests),
+	1, 'with one DELETE of the member');
+
 $node->stop;
 $mock->stop;
 done_testing();
