@@ -166,6 +166,8 @@ SELECT (regexp_match(html, 'href="([^"]*Manual[^"]*)"'))[1] =
        AS link_is_escaped_url,
        (SELECT count(*) FROM regexp_matches(html, '<a href="https://files\.example\.com/', 'g')) AS download_links
   FROM (SELECT benefits.customer_portal_html(:'ada') AS html, benefits.customer_portal(:'ada') AS doc) x;
+SELECT pg_temp.try($$SELECT benefits.customer_portal_html('$$ || :'ada' || $$', 'javascript:alert(1)')$$) AS script_action,
+       pg_temp.try($$SELECT benefits.customer_portal_html('$$ || :'ada' || $$', '//elsewhere.test/x')$$) AS network_path;
 -- Without an action URL there are no forms; Bob's page has no deactivate button.
 SELECT position('<form' IN benefits.customer_portal_html(:'ada')) = 0 AS no_forms,
        position('<form' IN benefits.customer_portal_html(:'bob', '/x')) = 0 AS bob_no_forms;

@@ -56,6 +56,20 @@ SELECT pg_temp.try($$SELECT benefits.customer_portal('$$ || :'t1' || $$')$$) AS 
 SELECT pg_temp.try($$SELECT benefits.customer_portal_html('$$ || :'t1' || $$')$$) AS html_after_revoke;
 SELECT pg_temp.try($$SELECT benefits.portal_deactivate_license('$$ || :'t1' || $$', gen_random_uuid())$$) AS deactivate_after_revoke;
 
+-- Sessions that ended over a day ago are purged when the customer opens a new one.
+UPDATE benefits.customer_sessions SET created_at = now() - interval '2 days', expires_at = now() - interval '25 hours'
+ WHERE token_hash = sha256(convert_to(:'t2', 'UTF8'));
+SELECT count(*) AS before_purge FROM benefits.customer_sessions WHERE customer_id = '00000000-0000-0000-0000-0000000005c1';
+SELECT benefits.create_customer_session('00000000-0000-0000-0000-0000000005a1', 'sess-1') IS NOT NULL AS opened;
+SELECT count(*) AS after_purge, count(*) FILTER (WHERE token_hash = sha256(convert_to(:'t2', 'UTF8'))) AS old_one
+  FROM benefits.customer_sessions WHERE customer_id = '00000000-0000-0000-0000-0000000005c1';
+
+-- A deleted customer's sessions no longer open anything.
+SELECT benefits.create_customer_session('00000000-0000-0000-0000-0000000005a2', 'sess-1') AS t5 \gset
+UPDATE benefits.customers SET deleted_at = now() WHERE id = '00000000-0000-0000-0000-0000000005c2';
+SELECT pg_temp.try($$SELECT benefits.customer_portal('$$ || :'t5' || $$')$$) AS deleted_customer;
+UPDATE benefits.customers SET deleted_at = NULL WHERE id = '00000000-0000-0000-0000-0000000005c2';
+
 -- The application can end all of a customer's sessions.
 SELECT benefits.create_customer_session('00000000-0000-0000-0000-0000000005a1', 'sess-1') AS t3 \gset
 SELECT benefits.revoke_customer_sessions('00000000-0000-0000-0000-0000000005c1') AS ended;

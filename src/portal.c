@@ -34,6 +34,7 @@ static SPIPlanPtr find_customer_plan = NULL;
 static SPIPlanPtr insert_session_plan = NULL;
 static SPIPlanPtr resolve_session_plan = NULL;
 static SPIPlanPtr revoke_session_plan = NULL;
+static SPIPlanPtr purge_sessions_plan = NULL;
 
 /* Settings of the storage signer and of customer sessions; called from _PG_init. */
 void
@@ -87,8 +88,9 @@ CustomerSessionResolve(text *token)
 
 	values[0] = PointerGetDatum(TokenHash(data, len));
 	BenefitsPlan(&resolve_session_plan,
-			 "SELECT customer_id FROM benefits.customer_sessions"
-			 " WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > pg_catalog.now()",
+			 "SELECT s.customer_id FROM benefits.customer_sessions s"
+			 "  JOIN benefits.customers c ON c.id = s.customer_id AND c.deleted_at IS NULL"
+			 " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > pg_catalog.now()",
 			 1, argtypes);
 	if (SPI_execute_plan(resolve_session_plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "customer session lookup failed");
@@ -161,6 +163,15 @@ create_customer_session(PG_FUNCTION_ARGS)
 			 4, insert_types);
 	if (SPI_execute_plan(insert_session_plan, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "customer session insert failed");
+
+	/* The customer's sessions that ended over a day ago are of no more use. */
+	BenefitsPlan(&purge_sessions_plan,
+				 "DELETE FROM benefits.customer_sessions"
+				 " WHERE customer_id = $1"
+				 "   AND least(expires_at, coalesce(revoked_at, expires_at)) < pg_catalog.now() - interval '1 day'",
+				 1, insert_types + 1);
+	if (SPI_execute_plan(purge_sessions_plan, values + 1, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "customer session purge failed");
 	SPI_finish();
 
 	PG_RETURN_TEXT_P(cstring_to_text(token));

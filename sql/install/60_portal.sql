@@ -355,6 +355,9 @@ CREATE FUNCTION benefits.customer_portal_html(token text, action_url text DEFAUL
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF action_url IS NOT NULL AND action_url !~ '^(/($|[^/])|https?://)' THEN
+        RAISE EXCEPTION 'action_url must be an absolute path or an http(s) URL' USING ERRCODE = '22023';
+    END IF;
     RETURN benefits.portal_html(benefits.portal_document(benefits.customer_session_customer(token)), action_url);
 END
 $$;
