@@ -63,11 +63,16 @@ static const char *claim_sql =
 "           o.payload->>'_invitation_id',"
 "           CASE WHEN jsonb_typeof(o.payload->'_invitation_page') = 'number' THEN (o.payload->>'_invitation_page')::int ELSE 1 END";
 
+/*
+ * Results are matched by primary key only (running jobs are the ones with a
+ * lease): a condition on state would tempt the planner into scanning the
+ * partial index of all pending jobs.
+ */
 static const char *done_sql =
 "UPDATE benefits.outbox o"
-"   SET state = 'done', finished_at = now(), leased_until = NULL, last_status = r.status, last_error = NULL"
-"  FROM unnest($1::bigint[], $2::int[]) AS r(id, status)"
-" WHERE o.id = r.id AND o.state = 'running'";
+"   SET state = 'done', finished_at = now(), leased_until = NULL,"
+"       last_status = ($2::int[])[array_position($1::bigint[], o.id)], last_error = NULL"
+" WHERE o.id = ANY ($1::bigint[]) AND o.leased_until IS NOT NULL";
 
 static const char *fail_sql =
 "UPDATE benefits.outbox"
@@ -75,13 +80,13 @@ static const char *fail_sql =
 "       run_after = CASE WHEN $2 THEN run_after ELSE now() + $3 * interval '1 millisecond' END,"
 "       leased_until = NULL, last_status = $4, last_error = $5,"
 "       finished_at = CASE WHEN $2 THEN now() END"
-" WHERE id = $1 AND state = 'running'";
+" WHERE id = $1 AND leased_until IS NOT NULL";
 
 static const char *step_sql =
 "UPDATE benefits.outbox"
 "   SET payload = payload || $2, state = 'pending', run_after = now(), leased_until = NULL,"
 "       attempts = greatest(attempts - 1, 0), last_status = $3, last_error = NULL"
-" WHERE id = $1 AND state = 'running'";
+" WHERE id = $1 AND leased_until IS NOT NULL";
 
 static const char *invitation_sql =
 "SELECT benefits.github_invitation_step($1, $2, $3, $4)";
@@ -119,7 +124,13 @@ static const char *reset_stale_sql =
 "UPDATE benefits.outbox SET state = 'pending', leased_until = NULL"
 " WHERE state = 'running'";
 
-static SPIPlanPtr claim_plan, done_plan, fail_plan, step_plan, invitation_plan,
+static const char *prune_sql =
+"DELETE FROM benefits.outbox WHERE id IN ("
+"  SELECT id FROM benefits.outbox"
+"   WHERE state = 'done' AND finished_at < now() - $1 * interval '1 second'"
+"   ORDER BY finished_at LIMIT 10000)";
+
+static SPIPlanPtr prune_plan, claim_plan, done_plan, fail_plan, step_plan, invitation_plan,
 			activate_plan, grant_error_plan, endpoint_ok_plan, endpoint_failed_plan,
 			next_due_plan, reset_stale_plan;
 
@@ -185,6 +196,11 @@ OutboxPrepare(void)
 		endpoint_failed_plan = Prepare(endpoint_failed_sql, 4, t_epfail);
 		next_due_plan = Prepare(next_due_sql, 0, NULL);
 		reset_stale_plan = Prepare(reset_stale_sql, 0, NULL);
+		{
+			Oid			t_prune[1] = {INT4OID};
+
+			prune_plan = Prepare(prune_sql, 1, t_prune);
+		}
 	}
 	return true;
 }
@@ -480,4 +496,22 @@ OutboxCallFunction(const char *name)
 	if (SPI_execute(psprintf("SELECT benefits.%s()", quote_identifier(name)), false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "benefits: calling benefits.%s() failed", name);
 	return true;
+}
+
+/*
+ * Delete done jobs older than benefits.outbox_retention, at most 10,000 per
+ * call.  Dead jobs are kept until retried or deleted by hand.  Returns the
+ * number deleted.
+ */
+uint64
+OutboxPrune(void)
+{
+	Datum		values[1];
+
+	if (benefits_outbox_retention < 0)
+		return 0;
+	values[0] = Int32GetDatum(benefits_outbox_retention);
+	if (SPI_execute_plan(prune_plan, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "benefits: pruning the outbox failed");
+	return SPI_processed;
 }

@@ -130,6 +130,14 @@ PeriodicUnit(void *arg)
 	OutboxCallFunction((const char *) arg);
 }
 
+/* Unit: delete old done jobs. */
+static void
+PruneUnit(void *arg)
+{
+	if (OutboxPrepare())
+		(void) OutboxPrune();
+}
+
 /* The validation counter flush interval, defined by the license part. */
 static int
 FlushIntervalMs(void)
@@ -166,6 +174,7 @@ RunPeriodic(bool woken)
 	if (now >= next_maintenance)
 	{
 		RunUnit("running maintenance", PeriodicUnit, "run_maintenance");
+		RunUnit("pruning the outbox", PruneUnit, NULL);
 		next_maintenance = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), benefits_maintenance_interval);
 	}
 	now = GetCurrentTimestamp();

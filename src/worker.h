@@ -33,6 +33,7 @@ extern int	benefits_max_attempts;
 extern int	benefits_webhook_disable_after;
 extern int	benefits_maintenance_interval;	/* ms */
 extern bool benefits_worker_delivery;
+extern int	benefits_outbox_retention;	/* s; -1 keeps done jobs */
 
 /* What became of one attempt of a job. */
 typedef enum JobOutcome
@@ -126,6 +127,7 @@ extern bool OutboxFunctionExists(const char *name);
 extern bool OutboxCallFunction(const char *name);
 extern void OutboxRecord(List *jobs);
 extern double OutboxNextDue(void);
+extern uint64 OutboxPrune(void);
 
 /* providers.c and webhooks.c: building requests and judging answers */
 extern bool ProviderBuildRequest(OutboxJob *job);

@@ -31,6 +31,7 @@ int			benefits_max_attempts = 12;
 int			benefits_webhook_disable_after = 100;
 int			benefits_maintenance_interval = 60000;
 bool		benefits_worker_delivery = true;
+int			benefits_outbox_retention = 7 * 86400;
 
 /* Define the worker's settings; called from _PG_init. */
 void
@@ -97,6 +98,11 @@ WorkerGucInit(void)
 							 "The periodic calls (validation counter flush, maintenance) run either way.",
 							 &benefits_worker_delivery, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("benefits.outbox_retention",
+							"How long done jobs stay in benefits.outbox; -1 keeps them.",
+							"Dead jobs are kept until retried or deleted.",
+							&benefits_outbox_retention, 7 * 86400, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("benefits.maintenance_interval",
 							"How often the worker calls benefits.run_maintenance().",
 							NULL, &benefits_maintenance_interval, 60000, 1000, INT_MAX,

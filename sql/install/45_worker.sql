@@ -210,3 +210,6 @@ BEGIN
     PERFORM benefits.wake_worker();
 END
 $$;
+
+-- Done jobs by age, for pruning (benefits.outbox_retention).
+CREATE INDEX outbox_done ON benefits.outbox (finished_at) WHERE state = 'done';

@@ -64,6 +64,7 @@ ALTER SYSTEM SET benefits.allow_private_network = on;
 ALTER SYSTEM SET benefits.github_api_url = 'http://127.0.0.1:$port';
 ALTER SYSTEM SET benefits.worker_delivery = off;
 SELECT pg_reload_conf();
+SET benefits.allow_private_network = on;   -- this session, before the reload reaches it
 INSERT INTO benefits.organizations (id, name) VALUES ('00000000-0000-0000-0000-0000000be401', 'Bench worker');
 SELECT id FROM benefits.create_webhook_endpoint('00000000-0000-0000-0000-0000000be401',
     'http://127.0.0.1:$port/hook', ARRAY['benefit_grant.updated']) \gset ep_

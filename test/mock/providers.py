@@ -14,7 +14,9 @@ answer given.  Routes:
 Control (not logged):
   POST /__control  JSON merged into the settings:
       fail_every     every Nth request fails (0: never)
-      fail_modes     cycled through on failures: "500", "429", "reset", "hang"
+      fail_modes     cycled through on failures: "500", "429" (Retry-After header and
+                     body), "429body" (Discord's JSON retry_after only), "403reset"
+                     (X-RateLimit-Remaining: 0 and X-RateLimit-Reset), "reset", "hang"
       retry_after    seconds sent in Retry-After / Discord's retry_after
       hang_seconds   how long "hang" holds the request before closing
       delay_ms       added to every answer
@@ -137,6 +139,16 @@ class Handler(BaseHTTPRequestHandler):
             ra = settings["retry_after"]
             self.record(body, self.answer(429, {"message": "rate limited", "retry_after": ra, "global": False},
                                           {"Retry-After": ra}))
+            return
+        if mode == "429body":      # Discord: the delay only in the JSON body
+            ra = settings["retry_after"]
+            self.record(body, self.answer(429, {"message": "You are being rate limited.", "retry_after": ra,
+                                                "global": False}))
+            return
+        if mode == "403reset":     # GitHub: primary rate limit exhausted
+            reset = int(time.time() + settings["retry_after"] + 0.999)
+            self.record(body, self.answer(403, {"message": "API rate limit exceeded"},
+                                          {"X-RateLimit-Remaining": 0, "X-RateLimit-Reset": reset}))
             return
         with lock:
             fixed = settings["status"].get(path) if self.command != "POST" else None

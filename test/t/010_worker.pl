@@ -76,6 +76,30 @@ is($posts[0]{headers}{'content-type'}, 'application/json', 'content type');
 ok(!grep({ ($_->{headers}{'webhook-id'} // '') eq 'msg_rolled_back' } $mock->requests),
 	'nothing from the rolled-back transaction was sent');
 
+# Rate limits: the next attempt waits as long as the server says, whichever
+# way it says it (retry_initial_delay is 100 ms here).
+my $n = 0;
+for my $mode ('429', '429body', '403reset')
+{
+	$n++;
+	$mock->control(fail_every => 1, fail_modes => [$mode], retry_after => 2);
+	$node->safe_psql('postgres', qq{
+INSERT INTO benefits.outbox (organization_id, kind, endpoint_id, event_type, message_id, action, payload)
+VALUES ('$org', 'webhook', '$ep', 'benefit_grant.created', 'msg_limit_$n', 'deliver', '$body')});
+	my @tries;
+	for (1 .. 100)
+	{
+		@tries = grep { ($_->{headers}{'webhook-id'} // '') eq "msg_limit_$n" } $mock->requests;
+		last if @tries;
+		usleep(50_000);
+	}
+	$mock->control(fail_every => 0);
+	MockProviders::wait_for($node, 'postgres', "SELECT state FROM benefits.outbox WHERE message_id = 'msg_limit_$n'", 'done');
+	@tries = grep { ($_->{headers}{'webhook-id'} // '') eq "msg_limit_$n" } $mock->requests;
+	my $gap = @tries == 2 ? $tries[1]{t} - $tries[0]{t} : -1;
+	ok($gap >= 1.9 && $gap < 4, sprintf("%s: retried after %.2f s, as the server asked (2 s)", $mode, $gap));
+}
+
 # Private addresses are refused when benefits.allow_private_network is off.
 $node->safe_psql('postgres', 'ALTER SYSTEM SET benefits.allow_private_network = off');
 $node->reload;
@@ -150,6 +174,16 @@ is(MockProviders::wait_for($node, 'postgres', "SELECT state FROM benefits.outbox
 is($node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'benefits worker' AND datname = 'postgres'"),
 	$pid, 'the same worker process (no crash)');
+
+# Done jobs are pruned after benefits.outbox_retention; dead ones are kept.
+$node->safe_psql('postgres', qq{
+INSERT INTO benefits.outbox (organization_id, kind, action, payload, state, last_error)
+VALUES ('$org', 'github', 'add_collaborator', '{}', 'dead', 'kept')});
+$node->safe_psql('postgres', "ALTER SYSTEM SET benefits.outbox_retention = '1s'");
+$node->reload;
+is(MockProviders::wait_for($node, 'postgres', "SELECT count(*) FROM benefits.outbox WHERE state = 'done'", '0', 30),
+	'0', 'done jobs older than benefits.outbox_retention are deleted');
+is($node->safe_psql('postgres', "SELECT count(*) FROM benefits.dead_jobs"), '1', 'dead jobs are kept');
 
 $node->stop;
 $mock->stop;
