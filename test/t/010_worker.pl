@@ -97,7 +97,9 @@ VALUES ('$org', 'webhook', '$ep', 'benefit_grant.created', 'msg_limit_$n', 'deli
 	MockProviders::wait_for($node, 'postgres', "SELECT state FROM benefits.outbox WHERE message_id = 'msg_limit_$n'", 'done');
 	@tries = grep { ($_->{headers}{'webhook-id'} // '') eq "msg_limit_$n" } $mock->requests;
 	my $gap = @tries == 2 ? $tries[1]{t} - $tries[0]{t} : -1;
-	ok($gap >= 1.9 && $gap < 4, sprintf("%s: retried after %.2f s, as the server asked (2 s)", $mode, $gap));
+	# not before the server's time; the upper bound only rules out ignoring it
+	# for the exponential backoff's much later attempts (and allows a busy machine)
+	ok($gap >= 1.9 && $gap < 8, sprintf("%s: retried after %.2f s, as the server asked (2 s)", $mode, $gap));
 }
 
 # 410 Gone disables the endpoint at once; repeated failures disable it after
