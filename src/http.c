@@ -27,6 +27,11 @@
 
 static CURLM *multi = NULL;
 static int	inflight = 0;
+
+/* Finished easy handles, reset and kept for the next requests. */
+#define SPARE_HANDLES 512
+static CURL *spare[SPARE_HANDLES];
+static int	nspare = 0;
 static int	configured_host_connections = -1;
 
 /* Initialise libcurl once in the worker process. */
@@ -226,7 +231,7 @@ HttpStart(OutboxJob *job)
 
 	HttpConfigure();
 	oldcxt = MemoryContextSwitchTo(job->cxt);
-	easy = curl_easy_init();
+	easy = nspare > 0 ? spare[--nspare] : curl_easy_init();
 	if (easy == NULL)
 		ereport(ERROR, (errmsg("benefits: could not create a libcurl handle")));
 	/* no "Expect: 100-continue" round trip before bodies */
@@ -311,7 +316,13 @@ HttpFinish(CURL *easy, CURLcode code)
 	if (code != CURLE_OK && job->curl_error[0] == '\0')
 		strlcpy(job->curl_error, curl_easy_strerror(code), sizeof(job->curl_error));
 	curl_multi_remove_handle(multi, easy);
-	curl_easy_cleanup(easy);
+	if (nspare < SPARE_HANDLES)
+	{
+		curl_easy_reset(easy);
+		spare[nspare++] = easy;
+	}
+	else
+		curl_easy_cleanup(easy);
 	curl_slist_free_all((struct curl_slist *) linitial(job->headers));
 	job->headers = NIL;
 	job->easy = NULL;

@@ -86,6 +86,14 @@ is_deeply(\@diff, [
 	'PUT /repos/acme/site/collaborators/octocat' ],
 	'a product change calls only the diff: Discord roles removed, the new repository added, nothing for the shared one');
 
+# Editing the benefit changes the permission of live grants at GitHub.
+$t = last_t();
+sql(qq{SELECT benefits.update_benefit('$gh_b', NULL,
+    '{"repository_owner": "acme", "repository_name": "site", "permission": "maintain"}')});
+wait_q("SELECT count(*) FROM benefits.outbox WHERE kind <> 'webhook' AND state <> 'done'", '0');
+is_deeply([ calls($t) ], [ 'PUT /repos/acme/site/collaborators/octocat' ], 'a permission change is one PUT');
+is($mock->state->{invitations}{'acme/site'}{octocat}{permission}, 'maintain', 'GitHub now has the new permission');
+
 # Revoke after the customer accepted the invitations: collaborators removed.
 $mock->control(accept_invitations => JSON::PP::true);
 $t = last_t();
