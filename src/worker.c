@@ -23,6 +23,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/guc.h"
@@ -297,6 +298,9 @@ benefits_worker_main(Datum main_arg)
 		bool		woken;
 
 		CHECK_FOR_INTERRUPTS();
+		/* WaitLatch watches the postmaster only while idle; check when busy */
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 		MemoryContextReset(LoopContext);
 		MemoryContextSwitchTo(LoopContext);
 		if (ConfigReloadPending)

@@ -37,7 +37,9 @@ my $org = sql("INSERT INTO benefits.organizations (name) VALUES ('acme') RETURNI
 my ($ep, $secret) = split /\|/, sql(qq{
 SELECT id, secret FROM benefits.create_webhook_endpoint('$org', '$url/hooks/acme',
     ARRAY['benefit_grant.created', 'benefit_grant.updated', 'benefit_grant.revoked'])});
-$mock->control(secrets => { '/hooks/acme' => $secret });
+my (undef, $secret_r) = split /\|/, sql(qq{
+SELECT id, secret FROM benefits.create_webhook_endpoint('$org', '$url/hooks/revoked-only', ARRAY['benefit_grant.revoked'])});
+$mock->control(secrets => { '/hooks/acme' => $secret, '/hooks/revoked-only' => $secret_r });
 my $gh_a = sql(qq{SELECT id FROM benefits.create_benefit('github_repository', '$org', 'Source',
     '{"repositories": [{"owner": "acme", "name": "engine", "permission": "pull"},
                        {"owner": "acme", "name": "docs", "permission": "triage"}]}')});
@@ -106,6 +108,14 @@ is(scalar(grep { m{^GET /repos/acme/\w+/invitations} } @rev), 3, 'each revoke lo
 is(scalar(grep { m{^DELETE /repos/acme/\w+/collaborators/octocat} } @rev), 3, 'then removed the collaborator');
 is(sql("SELECT string_agg(state, ',') FROM benefits.grants WHERE subscription_id = '$sub'"), 'revoked,revoked,revoked',
 	'all three grants of the subscription are revoked');
+
+# Event filters: the endpoint subscribed only to benefit_grant.revoked got
+# exactly the revocations: Discord's at the product change, then the two GitHub grants.
+wait_q("SELECT count(*) FROM benefits.outbox WHERE kind = 'webhook' AND state <> 'done'", '0');
+my @only = grep { $_->{method} eq 'POST' && $_->{path} eq '/hooks/revoked-only' } $mock->requests;
+is(scalar(@only), 3, 'the revoked-only endpoint received 3 events');
+is(scalar(grep { $_->{body} =~ /"type": "benefit_grant\.revoked"/ && $_->{signature_valid} } @only), 3,
+	'all benefit_grant.revoked, signed with its own secret');
 
 # A pending invitation is deleted instead of removing a collaborator.
 my $cust2 = sql("INSERT INTO benefits.customers (organization_id, external_id) VALUES ('$org', 'u2') RETURNING id");
