@@ -260,3 +260,19 @@ SELECT benefits.update_license_key(:'kid', limit_usage => 5, unset => '{limit_us
 UPDATE benefits.license_keys SET status = 'revoked' WHERE id = :'kid';
 SELECT benefits.update_license_key(:'kid', status => 'granted');
 SELECT status, limit_usage FROM benefits.update_license_key(:'kid', limit_usage => 7);
+
+-- Imported keys and grants: granting the benefit adopts the imported key, and
+-- rotation updates the key's display form in its grants.
+SELECT id AS bob_kid FROM benefits.license_keys WHERE customer_id = :'cust2' AND benefit_id = :'ben' \gset
+SELECT status FROM benefits.update_license_key(:'bob_kid', status => 'granted');
+SELECT state, properties->>'license_key_id' = :'bob_kid' AS adopted,
+       properties->>'display_key' = (SELECT display_key FROM benefits.license_keys WHERE id = :'bob_kid') AS display
+  FROM benefits.grant_benefit(:'cust2', :'ben');
+SELECT key, status FROM benefits.license_keys WHERE id = :'bob_kid';
+SELECT display_key AS bob_display FROM benefits.rotate_license_key(:'bob_kid') \gset
+SELECT g.properties->>'display_key' = :'bob_display' AS grant_shows_new_key
+  FROM benefits.grants g WHERE g.customer_id = :'cust2' AND g.benefit_id = :'ben';
+SELECT code FROM benefits.validate_license('BOB-KEY', :'org');
+SELECT 1 AS revoked FROM benefits.revoke_benefit(:'cust2', :'ben');
+SELECT status FROM benefits.license_keys WHERE id = :'bob_kid';
+SELECT state, properties->>'license_key_id' = :'bob_kid' AS same_key FROM benefits.grant_benefit(:'cust2', :'ben');

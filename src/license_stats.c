@@ -445,7 +445,7 @@ flush_validation_stats(PG_FUNCTION_ARGS)
 	StatsEntry *entry;
 	StatsEntry *entries;
 	int			n = 0;
-	int			capacity;
+	long		used;
 	Datum	   *ids;
 	Datum	   *counts;
 	Datum	   *lasts;
@@ -464,14 +464,14 @@ flush_validation_stats(PG_FUNCTION_ARGS)
 	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
 	RegisterFlusher();
 	Stats->wake_sent = false;
-	capacity = hash_get_num_entries(StatsHash);
-	if (capacity == 0)
+	used = hash_get_num_entries(StatsHash);
+	if (used == 0)
 	{
 		LWLockRelease(Stats->lock);
 		PG_RETURN_INT64(0);
 	}
 	/* palloc under an LWLock is safe: an error releases the lock. */
-	entries = palloc(capacity * sizeof(StatsEntry));
+	entries = palloc(used * sizeof(StatsEntry));
 	hash_seq_init(&seq, StatsHash);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 	{

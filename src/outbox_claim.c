@@ -21,6 +21,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "worker.h"
 
@@ -134,6 +135,8 @@ static SPIPlanPtr prune_plan, claim_plan, done_plan, fail_plan, step_plan, invit
 			activate_plan, grant_error_plan, endpoint_ok_plan, endpoint_failed_plan,
 			next_due_plan, reset_stale_plan;
 
+static bool OutboxPrepareLocked(bool wait);
+
 /* Prepare a statement once and keep it for the life of the worker. */
 static SPIPlanPtr
 Prepare(const char *sql, int nargs, Oid *types)
@@ -154,6 +157,24 @@ Prepare(const char *sql, int nargs, Oid *types)
 bool
 OutboxPrepare(void)
 {
+	return OutboxPrepareLocked(false);
+}
+
+/*
+ * For recording results the worker waits for the locks instead: giving up
+ * would leave sent jobs leased, to be sent again.  Still false when the
+ * extension is gone (then there is nothing to record).
+ */
+bool
+OutboxPrepareToRecord(void)
+{
+	return OutboxPrepareLocked(true);
+}
+
+/* Look up the outbox, lock it (waiting or not) and prepare the plans. */
+static bool
+OutboxPrepareLocked(bool wait)
+{
 	Oid			nsp = get_namespace_oid("benefits", true);
 	Oid			outbox;
 	Oid			endpoints;
@@ -164,9 +185,17 @@ OutboxPrepare(void)
 	endpoints = get_relname_relid("webhook_endpoints", nsp);
 	if (!OidIsValid(outbox) || !OidIsValid(endpoints))
 		return false;
-	if (!ConditionalLockRelationOid(outbox, RowExclusiveLock))
-		return false;
-	if (!ConditionalLockRelationOid(endpoints, RowExclusiveLock))
+	if (wait)
+	{
+		LockRelationOid(outbox, RowExclusiveLock);
+		LockRelationOid(endpoints, RowExclusiveLock);
+		/* a DROP EXTENSION we waited for has removed them */
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(outbox)) ||
+			!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(endpoints)))
+			return false;
+	}
+	else if (!ConditionalLockRelationOid(outbox, RowExclusiveLock) ||
+			 !ConditionalLockRelationOid(endpoints, RowExclusiveLock))
 		return false;
 	/* the functions the results use come with the same install script */
 	if (!OidIsValid(LookupFuncName(list_make2(makeString("benefits"), makeString("webhook_endpoint_failed")),

@@ -115,13 +115,12 @@ ClaimUnit(void *arg)
 	a->next_due_ms = a->more ? 0 : OutboxNextDue();
 }
 
-/* Unit: record finished jobs. */
+/* Unit: record finished jobs (nothing to do if the extension is gone). */
 static void
 RecordUnit(void *arg)
 {
-	if (!OutboxPrepare())
-		elog(ERROR, "benefits: the outbox is not available to record results");
-	OutboxRecord((List *) arg);
+	if (OutboxPrepareToRecord())
+		OutboxRecord((List *) arg);
 }
 
 /* Unit: call a periodic function if it is installed. */
@@ -236,15 +235,46 @@ JudgeJobs(List *completed)
 	}
 }
 
-/* Record finished jobs and free them.  If recording fails their leases
- * expire and they are sent again: at-least-once, never lost. */
+/* Unit: a job whose result cannot be recorded is set dead (and logged). */
+static void
+RecordPoisonedUnit(void *arg)
+{
+	OutboxJob  *job = (OutboxJob *) arg;
+
+	if (!OutboxPrepareToRecord())
+		return;
+	job->outcome = JOB_PERMANENT;
+	job->endpoint_gone = false;
+	job->error = psprintf("recording the result of this job failed (status %ld); see the server log",
+						  job->status);
+	job->grant_id = NULL;		/* the grant update may be what failed */
+	job->url = NULL;			/* no endpoint accounting either */
+	OutboxRecord(list_make1(job));
+}
+
+/*
+ * Record finished jobs and free them.  If the batch cannot be recorded, each
+ * job is recorded alone, so one job whose recording fails (for example in a
+ * function it calls) cannot hold back the others; that job is set dead.  If
+ * even that fails, the leases expire and the jobs are sent again:
+ * at-least-once, never lost.
+ */
 static void
 RecordCompleted(List *completed)
 {
 	ListCell   *lc;
 
 	JudgeJobs(completed);
-	RunUnit("recording results", RecordUnit, completed);
+	if (!RunUnit("recording results", RecordUnit, completed))
+	{
+		foreach(lc, completed)
+		{
+			OutboxJob  *job = (OutboxJob *) lfirst(lc);
+
+			if (!RunUnit("recording a result", RecordUnit, list_make1(job)))
+				RunUnit("recording a result", RecordPoisonedUnit, job);
+		}
+	}
 	foreach(lc, completed)
 		MemoryContextDelete(((OutboxJob *) lfirst(lc))->cxt);
 	MemoryContextReset(CompletedContext);

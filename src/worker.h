@@ -121,6 +121,7 @@ extern void WorkerRegisterLauncher(void);
 
 /* outbox_claim.c: the SQL side (each call runs in a transaction of its own) */
 extern bool OutboxPrepare(void);
+extern bool OutboxPrepareToRecord(void);
 extern void OutboxResetStale(void);
 extern List *OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt);
 extern bool OutboxFunctionExists(const char *name);

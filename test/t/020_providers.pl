@@ -163,6 +163,29 @@ ok(!exists $mock->state->{members}{100000000000000999}{7003}, 'kick_member: revo
 is(scalar(grep { $_->{method} eq 'DELETE' && $_->{path} eq '/api/v10/guilds/100000000000000999/members/7003' } $mock->requests),
 	1, 'with one DELETE of the member');
 
+# A result that cannot be recorded (here a trigger of the application's
+# raises when the grant is activated) does not hold back the others: that job
+# alone is set dead, with an error pointing at the server log.
+sql(q{CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN IF NEW.state = 'active' AND NEW.properties->>'username' = 'poison' THEN
+    RAISE EXCEPTION 'refused by the application'; END IF; RETURN NEW; END$$});
+sql("CREATE TRIGGER refuse BEFORE UPDATE ON benefits.grants FOR EACH ROW EXECUTE FUNCTION public.refuse()");
+my @c;
+for my $u ('poison', 'fine1', 'fine2')
+{
+	my $c = sql("INSERT INTO benefits.customers (organization_id, external_id) VALUES ('$org', '$u') RETURNING id");
+	sql("SELECT benefits.link_account('$c', 'github', '6$u', '$u')");
+	push @c, $c;
+}
+sql("BEGIN; SELECT benefits.grant_benefit(id, '$gh_b') FROM benefits.customers WHERE id IN ('$c[0]', '$c[1]', '$c[2]'); COMMIT;");
+is(wait_q("SELECT count(*) FROM benefits.grants WHERE benefit_id = '$gh_b' AND customer_id IN ('$c[1]', '$c[2]') AND state = 'active'", '2'),
+	'2', 'the other grants of the batch are recorded and active');
+is(wait_q("SELECT count(*) FROM benefits.dead_jobs WHERE payload->>'username' = 'poison'", '1'), '1',
+	'the job whose result could not be recorded is dead');
+like(sql("SELECT last_error FROM benefits.dead_jobs WHERE payload->>'username' = 'poison'"),
+	qr/recording the result of this job failed/, 'with an error saying so');
+like(slurp_file($node->logfile), qr/refused by the application/, 'and the cause is in the server log');
+
 $node->stop;
 $mock->stop;
 done_testing();
