@@ -89,3 +89,31 @@ SELECT benefits.delete_benefit(:'benefit_id');
 SELECT state FROM benefits.grants WHERE customer_id = 'ee000000-0000-0000-0000-0000000000d1';
 SELECT right(endpoint_id::text, 2) AS endpoint, event_type FROM benefits.outbox
  WHERE organization_id = 'ee000000-0000-0000-0000-00000000000a' AND event_type = 'benefit_grant.revoked';
+
+-- Row triggers queue their events and the statement writes them: a statement
+-- that fails half-way (in a savepoint) leaves nothing queued behind.
+INSERT INTO benefits.products (id, organization_id, name) VALUES
+    ('ee000000-0000-0000-0000-0000000000b2', 'ee000000-0000-0000-0000-00000000000a', 'Basic');
+SELECT benefits.update_product_benefits('ee000000-0000-0000-0000-0000000000b2', ARRAY[
+    (benefits.create_benefit('custom', 'ee000000-0000-0000-0000-00000000000a', 'Basic note', '{"note": "hi"}')).id]);
+INSERT INTO benefits.customers (id, organization_id, external_id, deleted_at) VALUES
+    ('ee000000-0000-0000-0000-0000000000d2', 'ee000000-0000-0000-0000-00000000000a', 'ev-2', NULL),
+    ('ee000000-0000-0000-0000-0000000000d3', 'ee000000-0000-0000-0000-00000000000a', 'ev-3', now());
+SELECT max(id) AS last_id FROM benefits.outbox \gset
+BEGIN;
+SAVEPOINT s;
+INSERT INTO benefits.subscriptions (customer_id, product_id, status) VALUES
+    ('ee000000-0000-0000-0000-0000000000d2', 'ee000000-0000-0000-0000-0000000000b2', 'active'),
+    ('ee000000-0000-0000-0000-0000000000d3', 'ee000000-0000-0000-0000-0000000000b2', 'active');
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO benefits.subscriptions (customer_id, product_id, status) VALUES
+    ('ee000000-0000-0000-0000-0000000000d2', 'ee000000-0000-0000-0000-0000000000b2', 'trialing');
+COMMIT;
+-- One delivery per subscribed endpoint (two), for the committed statement only.
+SELECT event_type, payload #>> '{data,customer,external_id}' AS customer, count(*)
+  FROM benefits.outbox WHERE id > :last_id GROUP BY 1, 2;
+-- The statement trigger disabled: the transaction refuses to commit rather than lose events.
+ALTER TABLE benefits.subscriptions DISABLE TRIGGER grants_sync_events;
+UPDATE benefits.subscriptions SET status = 'canceled' WHERE customer_id = 'ee000000-0000-0000-0000-0000000000d2';
+ALTER TABLE benefits.subscriptions ENABLE TRIGGER grants_sync_events;
+SELECT state FROM benefits.grants WHERE customer_id = 'ee000000-0000-0000-0000-0000000000d2';

@@ -105,3 +105,11 @@ SELECT benefits.record_usage('a1000000-0000-0000-0000-0000000000d1', 'a1000000-0
 SELECT benefits.record_usage('a1000000-0000-0000-0000-0000000000d9', 'a1000000-0000-0000-0000-0000000000a1', 1);
 SELECT benefits.meter_balance('a1000000-0000-0000-0000-0000000000d9', 'a1000000-0000-0000-0000-0000000000a1');
 SELECT benefits.meter_balance('a1000000-0000-0000-0000-0000000000d1', NULL);
+
+-- Editing the benefit's threshold reaches its holders' balances.
+SELECT (benefits.update_benefit('a1000000-0000-0000-0000-0000000000c1', NULL,
+    '{"meter_id": "a1000000-0000-0000-0000-0000000000a1", "units": 10, "rollover": false, "low_balance_threshold": 8}')).id IS NOT NULL AS updated;
+SELECT low_balance_threshold FROM benefits.meter_balances
+ WHERE customer_id = 'a1000000-0000-0000-0000-0000000000d1' AND meter_id = 'a1000000-0000-0000-0000-0000000000a1';
+SELECT benefits.record_usage('a1000000-0000-0000-0000-0000000000d1', 'a1000000-0000-0000-0000-0000000000a1', 3);
+SELECT count(*) AS low_balance_events FROM benefits.outbox WHERE event_type = 'meter.low_balance';

@@ -7,7 +7,9 @@
  *
  *   - a new benefit reports benefit.created;
  *   - an edited benefit reports benefit.updated and brings its live grants
- *     in line: license keys get the new usage and activation limits, GitHub
+ *     in line: license keys get the new usage and activation limits, meter
+ *     balances the new low-balance threshold (new units apply from the next
+ *     renewal), GitHub
  *     and Discord grants get jobs for the repositories, permissions and roles
  *     that changed, and every live grant records its previous properties and
  *     reports benefit_grant.updated with them;
@@ -97,6 +99,8 @@ EngineBenefitUpdated(pg_uuid_t benefit_id, const char *benefit_type, Jsonb *prop
 	provider = strcmp(benefit_type, "github_repository") == 0 || strcmp(benefit_type, "discord") == 0;
 	if (strcmp(benefit_type, "license_keys") == 0)
 		ResyncLicenseKeys(benefit_id, properties);
+	else if (strcmp(benefit_type, "meter_credits") == 0)
+		MeterCreditsBenefitUpdated(benefit_id);
 
 	EngineExec(BenefitsPlan(&live_plan,
 							"SELECT id, organization_id, customer_id, properties FROM benefits.grants"

@@ -40,6 +40,8 @@ extern void EngineBenefitDeleted(pg_uuid_t benefit_id);
 
 /* events.c */
 extern void EventsGrantApplied(pg_uuid_t grant_id);
+extern void EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type);
+extern void EventsFlushDeferred(void);
 extern int	EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 								Jsonb *previous_properties, bool only_if_active);
 extern int	EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties);
@@ -50,6 +52,7 @@ extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Json
 extern char *EngineJsonText(Jsonb *json, const char *key);
 extern void MeterCreditsGrant(GrantChange *change);
 extern void MeterCreditsRevoke(GrantChange *change);
+extern void MeterCreditsBenefitUpdated(pg_uuid_t benefit_id);
 extern Jsonb *MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 								Jsonb *benefit_properties, Jsonb *grant_properties);
 

@@ -219,6 +219,29 @@ RefreshThreshold(pg_uuid_t customer_id, pg_uuid_t meter_id, pg_uuid_t revoked_gr
 			   values, NULL, false, 0);
 }
 
+/*
+ * The benefit's properties changed (update_benefit): the low-balance
+ * thresholds of its holders follow.  New units apply from the next renewal.
+ */
+void
+MeterCreditsBenefitUpdated(pg_uuid_t benefit_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {UuidGetDatum(&benefit_id)};
+
+	EngineExec(BenefitsPlan(&plan,
+							"UPDATE benefits.meter_balances m SET low_balance_threshold = ("
+							"  SELECT max((b.properties->>'low_balance_threshold')::bigint)"
+							"    FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id"
+							"   WHERE g.customer_id = m.customer_id AND g.state <> 'revoked'"
+							"     AND b.type = 'meter_credits' AND b.properties->>'meter_id' = m.meter_id::text)"
+							" WHERE m.customer_id IN (SELECT customer_id FROM benefits.grants"
+							"                          WHERE benefit_id = $1 AND state <> 'revoked')",
+							1, types),
+			   values, NULL, false, 0);
+}
+
 /* Grant handler: credit the benefit's units; the grant is active at once. */
 void
 MeterCreditsGrant(GrantChange *change)

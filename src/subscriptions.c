@@ -24,9 +24,12 @@
  * disputed revoke, a partial refund keeps access, pending changes nothing.  A paid
  * renewal order (subscription_cycle) cycles the subscription's grants.
  *
- * Every change locks the customer first (GrantLockCustomer), so concurrent
- * changes to one customer's subscriptions are applied one after the other and
- * each sees the grants the previous one left.
+ * Every grant change locks the customer (GrantApply, GrantRevoke and the
+ * renewal path take GrantLockCustomer), so concurrent changes to one
+ * customer's subscriptions are applied one after the other and each decides
+ * "does another holder remain" on the grants the previous one left; the row
+ * lock on the subscription or order keeps concurrent syncs of the same row
+ * apart.
  */
 #include "postgres.h"
 
@@ -113,11 +116,12 @@ EngineRevokeGrant(pg_uuid_t grant_id)
  * decision: with ACCESS_GRANT the customer holds exactly the product's
  * benefits, with ACCESS_REVOKE none.  The customer must be locked.  One
  * statement reads the live grants and the product's benefits; the events of
- * the revokes and of the grants are written in one statement each.
+ * the revokes and of the grants are written in one statement each, or, from
+ * the row triggers, queued for the statement's end (events.c).
  */
 static void
 ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
-				pg_uuid_t product_id, AccessDecision decision)
+				pg_uuid_t product_id, AccessDecision decision, bool defer_events)
 {
 #define RECONCILE_SQL(column) \
 	"SELECT false AS wanted, g.id, g.benefit_id, g.customer_id, 0 AS position, g.created_at" \
@@ -186,7 +190,10 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 	for (int i = 0; i < nlive; i++)
 		if (!live_kept[i] && GrantRevoke(live_grant[i]))
 			done[nrevoked++] = live_grant[i];
-	EventsEnqueueGrants(done, nrevoked, EVENT_GRANT_REVOKED, NULL, false);
+	if (defer_events)
+		EventsDeferGrants(done, nrevoked, EVENT_GRANT_REVOKED);
+	else
+		EventsEnqueueGrants(done, nrevoked, EVENT_GRANT_REVOKED, NULL, false);
 
 	for (int j = 0; j < nwanted; j++)
 	{
@@ -204,7 +211,10 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 		if (changed)
 			done[napplied++] = grant_id;
 	}
-	EventsEnqueueGrants(done, napplied, EVENT_GRANT_CREATED, NULL, true);
+	if (defer_events)
+		EventsDeferGrants(done, napplied, EVENT_GRANT_CREATED);
+	else
+		EventsEnqueueGrants(done, napplied, EVENT_GRANT_CREATED, NULL, true);
 #undef RECONCILE_SQL
 }
 
@@ -335,7 +345,7 @@ EngineSyncSubscription(pg_uuid_t subscription_id)
 		return;
 	SubscriptionFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s);
 	GrantLockCustomer(s.customer_id);
-	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s));
+	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s), false);
 }
 
 /* One-time order rules. */
@@ -375,7 +385,7 @@ EngineSyncOrder(pg_uuid_t order_id)
 	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	GrantLockCustomer(customer_id);
-	ReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status));
+	ReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status), false);
 }
 
 /*
@@ -444,7 +454,7 @@ CycleSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id)
 					   uvalues, NULL, false, 0);
 		}
 	}
-	EventsEnqueueGrants(grant_ids, n, EVENT_GRANT_CYCLED, NULL, false);
+	EventsDeferGrants(grant_ids, n, EVENT_GRANT_CYCLED);
 }
 
 /* Column value equality between OLD and NEW, by attribute name. */
@@ -557,11 +567,14 @@ subscriptions_after(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	SubscriptionFromTuple(newtup, desc, &s);
+	/*
+	 * The row lock on the subscription keeps other syncs of it out; every
+	 * grant change below locks the customer itself.  A subscription moved
+	 * between customers locks both first, in a fixed order.
+	 */
 	if (customer_moved)
 		LockCustomers(old_customer, s.customer_id);
-	else
-		GrantLockCustomer(s.customer_id);
-	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s));
+	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s), true);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
@@ -616,9 +629,7 @@ orders_after(PG_FUNCTION_ARGS)
 			LockCustomers(*DatumGetUUIDP(heap_getattr(trigdata->tg_trigtuple,
 													  SPI_fnumber(desc, "customer_id"), desc, &isnull)),
 						  customer_id);
-		else
-			GrantLockCustomer(customer_id);
-		ReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status));
+		ReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status), true);
 	}
 	else if (strcmp(reason, "subscription_cycle") == 0 && became_paid)
 	{
@@ -672,7 +683,7 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 	if (SPI_processed > 0)
 	{
 		GrantLockCustomer(customer_id);
-		ReconcileGrants(for_subscription, id, customer_id, customer_id, ACCESS_REVOKE);
+		ReconcileGrants(for_subscription, id, customer_id, customer_id, ACCESS_REVOKE, false);
 	}
 	SPI_finish();
 	return PointerGetDatum(old);

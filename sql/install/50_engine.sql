@@ -111,6 +111,15 @@ CREATE TRIGGER grants_sync AFTER INSERT OR UPDATE ON benefits.subscriptions
     FOR EACH ROW EXECUTE FUNCTION benefits.subscriptions_after();
 CREATE TRIGGER grants_sync AFTER INSERT OR UPDATE ON benefits.orders
     FOR EACH ROW EXECUTE FUNCTION benefits.orders_after();
+-- The row triggers queue their webhook events; these write them once per
+-- statement (events.c).
+CREATE FUNCTION benefits.grants_sync_events() RETURNS trigger
+AS 'MODULE_PATHNAME', 'grants_sync_events'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
+CREATE TRIGGER grants_sync_events AFTER INSERT OR UPDATE ON benefits.subscriptions
+    FOR EACH STATEMENT EXECUTE FUNCTION benefits.grants_sync_events();
+CREATE TRIGGER grants_sync_events AFTER INSERT OR UPDATE ON benefits.orders
+    FOR EACH STATEMENT EXECUTE FUNCTION benefits.grants_sync_events();
 CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.subscriptions
     FOR EACH ROW EXECUTE FUNCTION benefits.grant_source_deleted();
 CREATE TRIGGER grants_revoke BEFORE DELETE ON benefits.orders
@@ -205,3 +214,18 @@ LANGUAGE C STRICT;
 CREATE FUNCTION benefits.track_trigger() RETURNS trigger
 AS 'MODULE_PATHNAME', 'track_trigger'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
+
+COMMENT ON FUNCTION benefits.run_maintenance() IS
+    'Apply every grant change due by the clock (canceled subscriptions past their period end, past_due/unpaid past the grace period). The background worker calls it periodically; with pg_cron: SELECT cron.schedule(''benefits-maintenance'', ''* * * * *'', ''SELECT benefits.run_maintenance()'')';
+COMMENT ON FUNCTION benefits.record_usage(uuid, uuid, bigint) IS
+    'Consume meter units and return the new balance; never below zero unless the meter allows overage (23514 otherwise)';
+COMMENT ON FUNCTION benefits.meter_balance(uuid, uuid) IS
+    'The customer''s balance on a meter (0 before any credit)';
+COMMENT ON FUNCTION benefits.link_account(uuid, text, text, text, text) IS
+    'Record a customer''s GitHub or Discord account and queue the provider jobs of the grants that waited for it';
+COMMENT ON FUNCTION benefits.enqueue_grant_event(uuid, text, jsonb) IS
+    'Write a benefit_grant.* webhook event of a grant to every subscribed endpoint (the worker calls it when a provider confirms)';
+COMMENT ON FUNCTION benefits.track_subscriptions(regclass, uuid, text, text, text, text, jsonb, text, text, text) IS
+    'Drive grants from an application''s own subscriptions table (Stripe statuses by default)';
+COMMENT ON FUNCTION benefits.track_orders(regclass, uuid, text, text, text, text, jsonb, text, text, text) IS
+    'Drive grants from an application''s own orders or payments table';
