@@ -236,34 +236,9 @@ PG_FUNCTION_INFO_V1(html_escape);
 Datum
 html_escape(PG_FUNCTION_ARGS)
 {
-	text	   *in = PG_GETARG_TEXT_PP(0);
-	const char *p = VARDATA_ANY(in);
-	int			len = VARSIZE_ANY_EXHDR(in);
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	for (int i = 0; i < len; i++)
-	{
-		switch (p[i])
-		{
-			case '&':
-				appendStringInfoString(&buf, "&amp;");
-				break;
-			case '<':
-				appendStringInfoString(&buf, "&lt;");
-				break;
-			case '>':
-				appendStringInfoString(&buf, "&gt;");
-				break;
-			case '"':
-				appendStringInfoString(&buf, "&quot;");
-				break;
-			case '\'':
-				appendStringInfoString(&buf, "&#39;");
-				break;
-			default:
-				appendStringInfoChar(&buf, p[i]);
-		}
-	}
+	HtmlEscape(&buf, text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }

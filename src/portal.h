@@ -7,6 +7,7 @@
 
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -16,5 +17,9 @@ extern void CustomerSessionInvalid(void) pg_attribute_noreturn();
 
 /* The portal document of a customer, or NULL; inside an SPI connection. */
 extern Jsonb *PortalDocument(Datum customer_id);
+
+/* portal_html.c */
+extern void HtmlEscape(StringInfo buf, const char *s);
+extern char *PortalHtml(Jsonb *doc, const char *action_url);
 
 #endif
