@@ -8,6 +8,9 @@ INSERT INTO benefits.products (id, organization_id, name) VALUES
 INSERT INTO benefits.customers (id, organization_id, external_id) VALUES
     ('9e000000-0000-0000-0000-0000000000d1', '9e000000-0000-0000-0000-00000000000a', 'gh-1'),
     ('9e000000-0000-0000-0000-0000000000d2', '9e000000-0000-0000-0000-00000000000a', 'gh-2');
+INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events) VALUES
+    ('9e000000-0000-0000-0000-00000000000a', 'https://hooks.example.com/providers', 'whsec_dGVzdA==',
+     ARRAY['benefit_grant.created', 'benefit_grant.updated']);
 SELECT id AS github FROM benefits.create_benefit('github_repository', '9e000000-0000-0000-0000-00000000000a', 'Repos',
     '{"repositories": [{"owner": "acme", "name": "engine", "permission": "pull"},
                        {"owner": "acme", "name": "docs", "permission": "triage"}]}') \gset
@@ -102,6 +105,14 @@ SELECT benefits.update_product_benefits('9e000000-0000-0000-0000-0000000000b2', 
 SELECT b.type, g.state FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id
  WHERE g.subscription_id = '9e000000-0000-0000-0000-0000000000e3' ORDER BY b.type;
 SELECT * FROM new_jobs;
+
+-- Webhooks: benefit_grant.created when a grant is made (pending for the
+-- providers: is_granted false, with the action required), benefit_grant.updated
+-- when linking clears the error, and for the benefit edits.
+SELECT event_type, payload #>> '{data,benefit,type}' AS type, payload #>> '{data,is_granted}' AS is_granted,
+       payload #>> '{data,error,action}' AS action, count(*)
+  FROM benefits.outbox WHERE organization_id = '9e000000-0000-0000-0000-00000000000a' AND kind = 'webhook'
+ GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
 
 -- link_account errors.
 SELECT benefits.link_account('9e000000-0000-0000-0000-0000000000d2', 'gitlab', '1');

@@ -43,7 +43,7 @@ extern void EventsGrantApplied(pg_uuid_t grant_id);
 extern void EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type);
 extern void EventsFlushDeferred(void);
 extern int	EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
-								Jsonb *previous_properties, bool only_if_active);
+								Jsonb *previous_properties);
 extern int	EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties);
 extern int	EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type);
 extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data);

@@ -63,13 +63,12 @@ PG_FUNCTION_INFO_V1(grants_sync_events);
 /*
  * One statement for a batch of grants ($1, in order) of one organization:
  * the endpoints subscribed to $2, and, only when there is one, each grant's
- * body built once and written per endpoint.  $4 keeps only grants that are
- * active (benefit_grant.created right after a grant).
+ * body built once and written per endpoint.
  */
 static const char *GrantEventSql =
 "WITH g AS MATERIALIZED ("
 "  SELECT g.*, pg_catalog.array_position($1::uuid[], g.id) AS n FROM benefits.grants g"
-"   WHERE g.id = ANY ($1::uuid[]) AND (NOT $4 OR g.state = 'active')),"
+"   WHERE g.id = ANY ($1::uuid[])),"
 " ep AS ("
 "  SELECT e.id, e.organization_id FROM benefits.webhook_endpoints e"
 "   WHERE e.organization_id = (SELECT g.organization_id FROM g LIMIT 1)"
@@ -140,12 +139,12 @@ CheckEventType(const char *event_type, const char **allowed)
 /* The grants' event for every subscribed endpoint; returns the rows written. */
 int
 EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
-					Jsonb *previous_properties, bool only_if_active)
+					Jsonb *previous_properties)
 {
 	static SPIPlanPtr plan;
-	Oid			types[4] = {UUIDARRAYOID, TEXTOID, JSONBOID, BOOLOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			types[3] = {UUIDARRAYOID, TEXTOID, JSONBOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	Datum	   *elems;
 
 	if (n == 0)
@@ -159,8 +158,7 @@ EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 		values[2] = JsonbPGetDatum(previous_properties);
 	else
 		nulls[2] = 'n';
-	values[3] = BoolGetDatum(only_if_active);
-	EngineExec(BenefitsPlan(&plan, GrantEventSql, 4, types), values, nulls, false, 0);
+	EngineExec(BenefitsPlan(&plan, GrantEventSql, 3, types), values, nulls, false, 0);
 	return (int) SPI_processed;
 }
 
@@ -171,18 +169,19 @@ EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 int
 EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties)
 {
-	return EventsEnqueueGrants(&grant_id, 1, event_type, previous_properties, false);
+	return EventsEnqueueGrants(&grant_id, 1, event_type, previous_properties);
 }
 
 /*
- * A grant was just granted (or granted again): benefit_grant.created when
- * it is active now.  A provider grant still 'created' gets its event from
- * the worker once the provider confirms.
+ * A grant was just granted (or granted again): benefit_grant.created.  A
+ * GitHub or Discord grant is still pending then (is_granted false, or an
+ * error saying which account to link); the worker reports
+ * benefit_grant.updated once the provider has confirmed it.
  */
 void
 EventsGrantApplied(pg_uuid_t grant_id)
 {
-	EventsEnqueueGrants(&grant_id, 1, EVENT_GRANT_CREATED, NULL, true);
+	EventsEnqueueGrants(&grant_id, 1, EVENT_GRANT_CREATED, NULL);
 }
 
 /* Writes benefit.created / benefit.updated for every subscribed endpoint. */
@@ -306,8 +305,7 @@ EventsFlushDeferred(void)
 
 		while (end < n && deferred[end].kind == kind)
 			end++;
-		EventsEnqueueGrants(ids + start, end - start, DeferredKinds[kind], NULL,
-							strcmp(DeferredKinds[kind], EVENT_GRANT_CREATED) == 0);
+		EventsEnqueueGrants(ids + start, end - start, DeferredKinds[kind], NULL);
 		start = end;
 	}
 	ndeferred = 0;
@@ -315,8 +313,7 @@ EventsFlushDeferred(void)
 
 /*
  * Queues the events of grants changed by a row trigger: event_type is
- * benefit_grant.created (written only for grants active by then),
- * benefit_grant.revoked or benefit_grant.cycled.
+ * benefit_grant.created, benefit_grant.revoked or benefit_grant.cycled.
  */
 void
 EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type)

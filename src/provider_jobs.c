@@ -6,7 +6,8 @@
  * has the provider's confirmation.  A customer without a linked account gets
  * an error on the grant naming the action required ({"message": ...,
  * "action": "link_github" | "link_discord"}); link_account then writes the
- * jobs of every such pending grant.  When the customer already holds the
+ * jobs of every such pending grant (each reports benefit_grant.updated: its
+ * error is cleared).  When the customer already holds the
  * benefit through another active grant with the same account, the access
  * exists: the new grant is active at once and no call is made.
  *
@@ -494,8 +495,8 @@ link_account(PG_FUNCTION_ARGS)
 							  " WHERE id = $1",
 							  4, utypes),
 				   uvalues, unulls, false, 0);
-		if (strcmp(c->new_state, "active") == 0)
-			EventsEnqueueGrant(c->grant_id, EVENT_GRANT_CREATED, NULL);
+		/* benefit_grant.created went out with the pending grant; this is a change of it. */
+		EventsEnqueueGrant(c->grant_id, EVENT_GRANT_UPDATED, NULL);
 	}
 	SPI_finish();
 	PG_RETURN_VOID();

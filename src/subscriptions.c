@@ -193,7 +193,7 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 	if (defer_events)
 		EventsDeferGrants(done, nrevoked, EVENT_GRANT_REVOKED);
 	else
-		EventsEnqueueGrants(done, nrevoked, EVENT_GRANT_REVOKED, NULL, false);
+		EventsEnqueueGrants(done, nrevoked, EVENT_GRANT_REVOKED, NULL);
 
 	for (int j = 0; j < nwanted; j++)
 	{
@@ -214,7 +214,7 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 	if (defer_events)
 		EventsDeferGrants(done, napplied, EVENT_GRANT_CREATED);
 	else
-		EventsEnqueueGrants(done, napplied, EVENT_GRANT_CREATED, NULL, true);
+		EventsEnqueueGrants(done, napplied, EVENT_GRANT_CREATED, NULL);
 #undef RECONCILE_SQL
 }
 
