@@ -138,16 +138,23 @@ PruneUnit(void *arg)
 		(void) OutboxPrune();
 }
 
-/* The validation counter flush interval, defined by the license part. */
+/*
+ * The validation counter flush interval, a setting of the license part read
+ * by name (1 s if it is not defined); cached, reread after a reload.
+ */
+static int	flush_interval_ms = -1;
+
 static int
 FlushIntervalMs(void)
 {
-	const char *value = GetConfigOptionByName("benefits.validation_flush_interval", NULL, true);
-	int			ms;
+	if (flush_interval_ms < 0)
+	{
+		const char *value = GetConfigOptionByName("benefits.validation_flush_interval", NULL, true);
 
-	if (value == NULL || !parse_int(value, &ms, GUC_UNIT_MS, NULL))
-		return 1000;
-	return ms;
+		if (value == NULL || !parse_int(value, &flush_interval_ms, GUC_UNIT_MS, NULL))
+			flush_interval_ms = 1000;
+	}
+	return flush_interval_ms;
 }
 
 /*
@@ -331,6 +338,7 @@ benefits_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			flush_interval_ms = -1;
 		}
 		if (RecoveryInProgress())
 		{
