@@ -138,16 +138,23 @@ PruneUnit(void *arg)
 		(void) OutboxPrune();
 }
 
-/* The validation counter flush interval, defined by the license part. */
+/*
+ * The validation counter flush interval, a setting of the license part read
+ * by name (1 s if it is not defined); cached, reread after a reload.
+ */
+static int	flush_interval_ms = -1;
+
 static int
 FlushIntervalMs(void)
 {
-	const char *value = GetConfigOptionByName("benefits.validation_flush_interval", NULL, true);
-	int			ms;
+	if (flush_interval_ms < 0)
+	{
+		const char *value = GetConfigOptionByName("benefits.validation_flush_interval", NULL, true);
 
-	if (value == NULL || !parse_int(value, &ms, GUC_UNIT_MS, NULL))
-		return 1000;
-	return ms;
+		if (value == NULL || !parse_int(value, &flush_interval_ms, GUC_UNIT_MS, NULL))
+			flush_interval_ms = 1000;
+	}
+	return flush_interval_ms;
 }
 
 /*
@@ -300,6 +307,12 @@ benefits_worker_main(Datum main_arg)
 		proc_exit(0);
 
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	/*
+	 * The worker runs as the bootstrap superuser: resolve every name in
+	 * pg_catalog only, whatever search_path the database or a role sets, so
+	 * no object created by a database user can run with our rights.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("benefits worker");
 	WorkerSetAmWorker();
 	if (!WorkerSlotAcquire(MyDatabaseId))
@@ -331,6 +344,7 @@ benefits_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			flush_interval_ms = -1;
 		}
 		if (RecoveryInProgress())
 		{
