@@ -65,3 +65,10 @@ SELECT benefits.revoke_benefit('00000000-0000-0000-0000-0000000000c2', '00000000
 UPDATE benefits.benefits SET deleted_at = now() WHERE id = '00000000-0000-0000-0000-0000000000b2';
 SELECT benefits.grant_benefit('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000b2');
 SELECT count(*) AS grants_of_other_customer FROM benefits.grants WHERE customer_id = '00000000-0000-0000-0000-0000000000c2';
+
+-- An imported key too short to show a part of shows none of it.
+INSERT INTO benefits.benefits (id, organization_id, type, description, properties) VALUES
+    ('00000000-0000-0000-0000-0000000000b4', '00000000-0000-0000-0000-0000000000a1', 'license_keys', 'Imported',
+     '{"prefix": null, "expires": null, "activations": null, "limit_usage": null}');
+SELECT display_key FROM benefits.import_license_key('00000000-0000-0000-0000-0000000000c1',
+    '00000000-0000-0000-0000-0000000000b4', 'bob-key');

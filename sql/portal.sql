@@ -171,3 +171,11 @@ SELECT pg_temp.try($$SELECT benefits.customer_portal_html('$$ || :'ada' || $$', 
 -- Without an action URL there are no forms; Bob's page has no deactivate button.
 SELECT position('<form' IN benefits.customer_portal_html(:'ada')) = 0 AS no_forms,
        position('<form' IN benefits.customer_portal_html(:'bob', '/x')) = 0 AS bob_no_forms;
+-- Without storage settings the portal still opens: files have no link and say why.
+RESET benefits.s3_bucket;
+SELECT f ->> 'name' AS file, f ->> 'download_url' AS url, f ->> 'download_error' AS download_error
+  FROM jsonb_path_query(benefits.customer_portal(:'ada'), '$.benefits[*].files[*]') f ORDER BY 1;
+SELECT position('(cannot be downloaded right now)' IN html) > 0 AS says_unavailable,
+       position('<a href="https://files.example.com/' IN html) = 0 AS no_links
+  FROM benefits.customer_portal_html(:'ada') html;
+SET benefits.s3_bucket = 'portal';

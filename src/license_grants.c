@@ -33,7 +33,12 @@ BenefitPrefix(Jsonb *properties)
  * Issue or restore the key and record it in the grant's properties.  Limits
  * come from the benefit; expiry (expires.ttl) applies to one-time purchases
  * and manual grants, while a subscription's key lives as long as its grant.
- * A disabled key stays disabled: that was an administrator's decision.
+ *
+ * Another grant of a key that is still live changes neither its limits
+ * (an administrator may have set them) nor shortens its life: a key without
+ * expiry keeps none, and two expiries give the later one.  A restored key
+ * takes the benefit's current limits and a fresh expiry.  A disabled key
+ * stays disabled: that was an administrator's decision.
  */
 void
 LicenseKeyGrant(GrantChange *change)
@@ -61,9 +66,13 @@ LicenseKeyGrant(GrantChange *change)
 									  "  ELSE now() + (($4->'expires'->>'ttl') || ' ' || ($4->'expires'->>'timeframe'))::interval END "
 									  "ON CONFLICT (customer_id, benefit_id) DO UPDATE SET "
 									  " status = CASE k.status WHEN 'revoked' THEN 'granted' ELSE k.status END, "
-									  " limit_usage = EXCLUDED.limit_usage, "
-									  " limit_activations = EXCLUDED.limit_activations, "
-									  " expires_at = EXCLUDED.expires_at, modified_at = now() "
+									  " limit_usage = CASE k.status WHEN 'revoked' THEN EXCLUDED.limit_usage ELSE k.limit_usage END, "
+									  " limit_activations = CASE k.status WHEN 'revoked' THEN EXCLUDED.limit_activations "
+									  "  ELSE k.limit_activations END, "
+									  " expires_at = CASE WHEN k.status = 'revoked' THEN EXCLUDED.expires_at "
+									  "  WHEN k.expires_at IS NULL OR EXCLUDED.expires_at IS NULL THEN NULL "
+									  "  ELSE greatest(k.expires_at, EXCLUDED.expires_at) END, "
+									  " modified_at = now() "
 									  "RETURNING jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key)",
 									  7, types),
 						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)

@@ -181,10 +181,17 @@ LicenseKeyHasGeneratedShape(const char *canonical)
 	return GeneratedBodyOffset(canonical, strlen(canonical)) >= 0;
 }
 
+/*
+ * The last four symbols identify a key to its owner; for a short imported key
+ * they would give away too much of it, so nothing of it is shown.
+ */
 char *
 LicenseKeyDisplay(const char *canonical)
 {
 	int			len = strlen(canonical);
+	const char *tail = canonical + len - LICENSE_KEY_GROUP_LEN;
 
-	return psprintf("****-%s", canonical + Max(0, len - LICENSE_KEY_GROUP_LEN));
+	if (len < 3 * LICENSE_KEY_GROUP_LEN || strchr(tail, '-') != NULL)
+		return pstrdup("****");
+	return psprintf("****-%s", tail);
 }

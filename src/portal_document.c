@@ -707,7 +707,7 @@ PortalDocument(Datum customer)
 
 				if (!SameUuid(fr, 1, r, H_BENEFIT_ID))
 					continue;
-				if (!have_config)
+				if (!have_config && S3Configured())
 				{
 					S3ConfigFromSettings(&config);
 					have_config = true;
@@ -730,10 +730,16 @@ PortalDocument(Datum customer)
 				Str(&doc, mime);
 				Key(&doc, "checksum_sha256");
 				Str(&doc, Text(fr, 6));
+				/*
+				 * Without storage settings the rest of the portal still
+				 * serves the customer; the file says why it has no link.
+				 */
 				Key(&doc, "download_url");
-				Str(&doc, S3PresignUrl(&config, "GET", Text(fr, 7), ttl, now, params, 2));
+				Str(&doc, have_config ? S3PresignUrl(&config, "GET", Text(fr, 7), ttl, now, params, 2) : NULL);
 				Key(&doc, "download_expires_at");
-				Str(&doc, download_expires_at);
+				Str(&doc, have_config ? download_expires_at : NULL);
+				Key(&doc, "download_error");
+				Str(&doc, have_config ? NULL : "file storage is not configured");
 				EndObject(&doc);
 			}
 			EndArray(&doc);

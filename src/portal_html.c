@@ -295,14 +295,25 @@ FilesSection(StringInfo buf, JsonbContainer *files, char **link_expiry)
 		char	   *size = GetText(x, "size");
 		char	   *checksum = GetText(x, "checksum_sha256");
 
-		*link_expiry = GetText(x, "download_expires_at");
-		appendStringInfoString(buf, "<li><a href=\"");
-		Esc(buf, GetText(x, "download_url"));
-		appendStringInfoString(buf, "\" download=\"");
-		Esc(buf, GetText(x, "name"));
-		appendStringInfoString(buf, "\">");
-		Esc(buf, GetText(x, "name"));
-		appendStringInfoString(buf, "</a> <span class=\"muted\">");
+		char	   *url = GetText(x, "download_url");
+
+		if (url != NULL)
+		{
+			*link_expiry = GetText(x, "download_expires_at");
+			appendStringInfoString(buf, "<li><a href=\"");
+			Esc(buf, url);
+			appendStringInfoString(buf, "\" download=\"");
+			Esc(buf, GetText(x, "name"));
+			appendStringInfoString(buf, "\">");
+			Esc(buf, GetText(x, "name"));
+			appendStringInfoString(buf, "</a> <span class=\"muted\">");
+		}
+		else
+		{
+			appendStringInfoString(buf, "<li>");
+			Esc(buf, GetText(x, "name"));
+			appendStringInfoString(buf, " <span class=\"muted\">(cannot be downloaded right now) ");
+		}
 		if (size)
 			Esc(buf, text_to_cstring(DatumGetTextPP(DirectFunctionCall1(pg_size_pretty,
 																		  Int64GetDatum(strtoll(size, NULL, 10))))));

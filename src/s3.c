@@ -89,6 +89,15 @@ S3Init(void)
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 }
 
+/* Whether every setting a presigned URL needs is set. */
+bool
+S3Configured(void)
+{
+	return s3_bucket && s3_bucket[0] && s3_region && s3_region[0] &&
+		s3_access_key_id && s3_access_key_id[0] &&
+		s3_secret_access_key && s3_secret_access_key[0];
+}
+
 /* Fills CONFIG from the settings, complaining about each one missing. */
 void
 S3ConfigFromSettings(S3Config *config)

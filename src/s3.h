@@ -42,6 +42,7 @@ typedef struct S3Config
 
 extern void S3Init(void);
 extern void S3ConfigFromSettings(S3Config *config);
+extern bool S3Configured(void);
 
 /*
  * A presigned URL for METHOD on KEY, valid EXPIRES seconds from SIGNED_AT,

@@ -307,6 +307,12 @@ benefits_worker_main(Datum main_arg)
 		proc_exit(0);
 
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	/*
+	 * The worker runs as the bootstrap superuser: resolve every name in
+	 * pg_catalog only, whatever search_path the database or a role sets, so
+	 * no object created by a database user can run with our rights.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("benefits worker");
 	WorkerSetAmWorker();
 	if (!WorkerSlotAcquire(MyDatabaseId))

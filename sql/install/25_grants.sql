@@ -7,13 +7,15 @@ CREATE TRIGGER state_guard BEFORE INSERT OR UPDATE ON benefits.grants
 
 CREATE FUNCTION benefits.grant_benefit(customer_id uuid, benefit_id uuid)
     RETURNS benefits.grants
-    AS 'MODULE_PATHNAME', 'grant_benefit' LANGUAGE C VOLATILE;
+    AS 'MODULE_PATHNAME', 'grant_benefit' LANGUAGE C VOLATILE
+    SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.grant_benefit(uuid, uuid) IS
     'Grant a benefit to a customer by hand; idempotent, and restores a revoked grant';
 
 CREATE FUNCTION benefits.revoke_benefit(customer_id uuid, benefit_id uuid)
     RETURNS void
-    AS 'MODULE_PATHNAME', 'revoke_benefit' LANGUAGE C VOLATILE;
+    AS 'MODULE_PATHNAME', 'revoke_benefit' LANGUAGE C VOLATILE
+    SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.revoke_benefit(uuid, uuid) IS
     'Revoke a manual grant';
 

@@ -6,8 +6,11 @@ REVOKE ALL ON ALL TABLES IN SCHEMA benefits FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA benefits FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA benefits FROM PUBLIC;
 
--- benefits_admin: the catalog and everything else.
-GRANT ALL ON ALL TABLES IN SCHEMA benefits TO benefits_admin;
+-- benefits_admin: the catalog and everything else — data only.  Never
+-- TRIGGER, TRUNCATE or REFERENCES: the extension's SECURITY DEFINER functions
+-- and the worker write these tables as their superuser owner, so a trigger an
+-- administrator could attach would run with superuser rights.
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA benefits TO benefits_admin;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA benefits TO benefits_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA benefits TO benefits_admin;
 
