@@ -158,7 +158,7 @@ GrantEventSubscribed(pg_uuid_t grant_id, const char *event_type)
 							" ON e.organization_id = g.organization_id"
 							" WHERE g.id = $1 AND e.enabled AND $2 = ANY (e.events) LIMIT 1",
 							2, types),
-			   values, NULL, true, 1);
+			   values, NULL, false, 1);
 	return SPI_processed > 0;
 }
 
