@@ -117,3 +117,25 @@ ALTER TABLE benefits.subscriptions DISABLE TRIGGER grants_sync_events;
 UPDATE benefits.subscriptions SET status = 'canceled' WHERE customer_id = 'ee000000-0000-0000-0000-0000000000d2';
 ALTER TABLE benefits.subscriptions ENABLE TRIGGER grants_sync_events;
 SELECT state FROM benefits.grants WHERE customer_id = 'ee000000-0000-0000-0000-0000000000d2';
+
+-- One statement changing subscriptions of two organizations: each event goes
+-- to its own organization's endpoints only.
+INSERT INTO benefits.organizations (id, name) VALUES ('ee000000-0000-0000-0000-00000000001a', 'Events Org 2');
+INSERT INTO benefits.products (id, organization_id, name) VALUES
+    ('ee000000-0000-0000-0000-0000000001b1', 'ee000000-0000-0000-0000-00000000001a', 'Other');
+SELECT benefits.update_product_benefits('ee000000-0000-0000-0000-0000000001b1', ARRAY[
+    (benefits.create_benefit('custom', 'ee000000-0000-0000-0000-00000000001a', 'Other note', '{"note": "x"}')).id]);
+INSERT INTO benefits.customers (id, organization_id, external_id) VALUES
+    ('ee000000-0000-0000-0000-0000000001d1', 'ee000000-0000-0000-0000-00000000001a', 'ev2-1');
+INSERT INTO benefits.webhook_endpoints (id, organization_id, url, secret, events) VALUES
+    ('ee000000-0000-0000-0000-0000000001f1', 'ee000000-0000-0000-0000-00000000001a', 'https://d.example.com/hook',
+     'whsec_dGVzdA==', ARRAY['benefit_grant.created']);
+INSERT INTO benefits.subscriptions (id, customer_id, product_id, status) VALUES
+    ('ee000000-0000-0000-0000-0000000001e1', 'ee000000-0000-0000-0000-0000000001d1', 'ee000000-0000-0000-0000-0000000001b1', 'incomplete'),
+    ('ee000000-0000-0000-0000-0000000000e4', 'ee000000-0000-0000-0000-0000000000d2', 'ee000000-0000-0000-0000-0000000000b2', 'incomplete');
+SELECT max(id) AS last_id FROM benefits.outbox \gset
+UPDATE benefits.subscriptions SET status = 'active'
+ WHERE id IN ('ee000000-0000-0000-0000-0000000001e1', 'ee000000-0000-0000-0000-0000000000e4');
+SELECT right(endpoint_id::text, 3) AS endpoint, payload #>> '{data,customer,external_id}' AS customer,
+       organization_id = (payload #>> '{data,customer,organization_id}')::uuid AS same_organization
+  FROM benefits.outbox WHERE id > :last_id ORDER BY 1, 2;

@@ -22,9 +22,9 @@ INSERT INTO benefits.customers (id, organization_id, external_id) VALUES
     ('a1000000-0000-0000-0000-0000000000d1', 'a1000000-0000-0000-0000-00000000000a', 'meter-1'),
     ('a1000000-0000-0000-0000-0000000000d2', 'a1000000-0000-0000-0000-00000000000a', 'meter-2'),
     ('a1000000-0000-0000-0000-0000000000d9', 'a1000000-0000-0000-0000-00000000000b', 'meter-9');
-INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events) VALUES
-    ('a1000000-0000-0000-0000-00000000000a', 'https://hooks.example.com/meters', 'whsec_dGVzdA==',
-     ARRAY['meter.low_balance', 'benefit_grant.created']);
+-- An endpoint subscribes to low-balance events like to any other.
+SELECT count(*) AS endpoints FROM benefits.create_webhook_endpoint('a1000000-0000-0000-0000-00000000000a',
+    'https://hooks.example.com/meters', ARRAY['meter.low_balance', 'benefit_grant.created']);
 
 -- No credits yet.
 SELECT benefits.meter_balance('a1000000-0000-0000-0000-0000000000d1', 'a1000000-0000-0000-0000-0000000000a1');

@@ -34,7 +34,8 @@ CREATE FUNCTION benefits.webhook_event_types() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN ARRAY['benefit.created', 'benefit.updated',
                  'benefit_grant.created', 'benefit_grant.updated',
-                 'benefit_grant.cycled', 'benefit_grant.revoked'];
+                 'benefit_grant.cycled', 'benefit_grant.revoked',
+                 'meter.low_balance'];
 
 -- Register a webhook endpoint with a fresh secret.  The returned row is the
 -- only time the secret is shown to anyone but benefits_admin.
