@@ -138,6 +138,30 @@ CheckEventType(const char *event_type, const char **allowed)
 					"benefit.created and benefit.updated."));
 }
 
+/*
+ * Whether any enabled endpoint of the grant's organization takes the event.
+ * One grant at a time is the path of grant_benefit and of the worker's
+ * confirmations: this keyed probe, planned once, spares them building the
+ * payload statement (whose plan is rebuilt per call) when nobody listens.
+ */
+static bool
+GrantEventSubscribed(pg_uuid_t grant_id, const char *event_type)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = UuidGetDatum(&grant_id);
+	values[1] = CStringGetTextDatum(event_type);
+	EngineExec(BenefitsPlan(&plan,
+							"SELECT 1 FROM benefits.grants g JOIN benefits.webhook_endpoints e"
+							" ON e.organization_id = g.organization_id"
+							" WHERE g.id = $1 AND e.enabled AND $2 = ANY (e.events) LIMIT 1",
+							2, types),
+			   values, NULL, false, 1);
+	return SPI_processed > 0;
+}
+
 /* The grants' event for every subscribed endpoint; returns the rows written. */
 int
 EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
@@ -149,7 +173,7 @@ EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 	char		nulls[3] = {' ', ' ', ' '};
 	Datum	   *elems;
 
-	if (n == 0)
+	if (n == 0 || (n == 1 && !GrantEventSubscribed(grant_ids[0], event_type)))
 		return 0;
 	elems = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
