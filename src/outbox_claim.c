@@ -95,6 +95,13 @@ static const char *step_sql =
 "       attempts = greatest(attempts - 1, 0), last_status = $3, last_error = NULL"
 " WHERE id = $1 AND leased_until IS NOT NULL";
 
+/* a job not sent (rate-limited host) gives its attempt back */
+static const char *defer_sql =
+"UPDATE benefits.outbox"
+"   SET state = 'pending', run_after = now() + $2 * interval '1 millisecond', leased_until = NULL,"
+"       attempts = greatest(attempts - 1, 0)"
+" WHERE id = $1 AND leased_until IS NOT NULL";
+
 static const char *invitation_sql =
 "SELECT benefits.github_invitation_step($1, $2, $3, $4)";
 
@@ -137,7 +144,7 @@ static const char *prune_sql =
 "   WHERE state = 'done' AND finished_at < now() - $1 * interval '1 second'"
 "   ORDER BY finished_at LIMIT 10000)";
 
-static SPIPlanPtr prune_plan, claim_plan, done_plan, fail_plan, step_plan, invitation_plan,
+static SPIPlanPtr prune_plan, defer_plan, claim_plan, done_plan, fail_plan, step_plan, invitation_plan,
 			activate_plan, grant_error_plan, endpoint_ok_plan, endpoint_failed_plan,
 			next_due_plan, reset_stale_plan;
 
@@ -224,6 +231,11 @@ OutboxPrepareLocked(bool wait)
 		done_plan = Prepare(done_sql, 2, t_done);
 		fail_plan = Prepare(fail_sql, 5, t_fail);
 		step_plan = Prepare(step_sql, 3, t_step);
+		{
+			Oid			t_defer[2] = {INT8OID, FLOAT8OID};
+
+			defer_plan = Prepare(defer_sql, 2, t_defer);
+		}
 		invitation_plan = Prepare(invitation_sql, 4, t_inv);
 		activate_plan = Prepare(activate_sql, 1, t_act);
 		grant_error_plan = Prepare(grant_error_sql, 6, t_gerr);
@@ -508,6 +520,16 @@ OutboxRecord(List *jobs)
 				break;
 			case JOB_STEP:
 				RecordStep(job);
+				break;
+			case JOB_DEFERRED:
+				{
+					Datum		values[2];
+
+					values[0] = Int64GetDatum(job->id);
+					values[1] = Float8GetDatum(job->delay_ms);
+					if (SPI_execute_plan(defer_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+						elog(ERROR, "benefits: deferring job " INT64_FORMAT " failed", job->id);
+				}
 				break;
 			case JOB_RETRY:
 			case JOB_PERMANENT:

@@ -22,6 +22,7 @@ Control (not logged):
       delay_ms       added to every answer
       delay_paths    {path: ms} added to the answers to that path (query ignored)
       status         {path: status} fixed answers (e.g. 410 for a webhook path)
+      status_once    {path: status} answered once (with Retry-After: retry_after), then forgotten
       raw            {path: text} a fixed 200 answer to GET path whose body is text
                      encoded as Latin-1 (so "\u00ff" sends the byte 0xff)
       accept_invitations  true: every pending GitHub invitation is accepted now
@@ -43,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 settings = {"fail_every": 0, "fail_modes": ["500"], "retry_after": 1, "hang_seconds": 3,
-            "delay_ms": 0, "delay_paths": {}, "status": {}, "raw": {}, "secrets": {}}
+            "delay_ms": 0, "delay_paths": {}, "status": {}, "status_once": {}, "raw": {}, "secrets": {}}
 counter = {"n": 0, "failures": 0}
 collaborators = {}   # "owner/repo" -> {login: permission}
 invitations = {}     # "owner/repo" -> {login: {"id": n, "permission": p}}
@@ -152,6 +153,13 @@ class Handler(BaseHTTPRequestHandler):
             reset = int(time.time() + settings["retry_after"] + 0.999)
             self.record(body, self.answer(403, {"message": "API rate limit exceeded"},
                                           {"X-RateLimit-Remaining": 0, "X-RateLimit-Reset": reset}))
+            return
+        with lock:
+            once = settings["status_once"].pop(path, None) if self.command != "POST" else None
+        if once:
+            ra = settings["retry_after"]
+            self.record(body, self.answer(once, {"message": "rate limited", "retry_after": ra, "global": False},
+                                          {"Retry-After": ra}))
             return
         with lock:
             fixed = settings["status"].get(path) if self.command != "POST" else None
