@@ -5,7 +5,7 @@
  * is retried with exponential backoff and jitter, or later when the server
  * says so (Retry-After, X-RateLimit-Reset, Discord's JSON retry_after).  A
  * refused destination, a redirect and other 4xx answers are permanent.
- * A rate-limit answer also pauses every job to the same host until then.
+ * A provider's rate-limit answer also pauses every job to that host until then.
  */
 #include "postgres.h"
 
@@ -156,8 +156,12 @@ UrlHost(const char *url, char *out, size_t len)
 	strlcpy(out, url, Min(n + 1, len));
 }
 
-/* After a rate-limited answer (429, or GitHub's 403 with its rate-limit
- * headers), hold every job to that host until the job's own retry time. */
+/*
+ * After a rate-limited answer of GitHub or Discord (429, or GitHub's 403
+ * with its rate-limit headers), hold every provider job to that host until
+ * the job's own retry time.  Not for webhooks: a tenant's receiver must not
+ * be able to hold the deliveries of others sharing its host.
+ */
 void
 RetryPauseHost(OutboxJob *job)
 {
@@ -165,7 +169,8 @@ RetryPauseHost(OutboxJob *job)
 	TimestampTz until;
 	HostPause  *slot = NULL;
 
-	if (job->outcome != JOB_RETRY || job->url == NULL || job->curl_code != CURLE_OK ||
+	if (strcmp(job->kind, "webhook") == 0 ||
+		job->outcome != JOB_RETRY || job->url == NULL || job->curl_code != CURLE_OK ||
 		!(job->status == 429 ||
 		  (job->status == 403 && (job->ratelimit_remaining == 0 || job->retry_after >= 0))))
 		return;

@@ -208,7 +208,7 @@ SendJobs(List *jobs, List *completed)
 		else
 			built = ProviderBuildRequest(job);
 		MemoryContextSwitchTo(old);
-		if (built && RetryHostPausedMs(job->url) > 0)
+		if (built && strcmp(job->kind, "webhook") != 0 && RetryHostPausedMs(job->url) > 0)
 		{
 			/* its host is rate limited: not sent, back in the queue */
 			job->outcome = JOB_DEFERRED;
