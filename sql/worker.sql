@@ -44,6 +44,24 @@ SELECT benefits.create_webhook_endpoint(:'org', 'http://10.1.2.3/hook', ARRAY['b
 SELECT benefits.create_webhook_endpoint(:'org', 'http://169.254.169.254/latest/meta-data', ARRAY['benefit.created']);
 SELECT benefits.create_webhook_endpoint(:'org', 'http://localhost/hook', ARRAY['benefit.created']);
 SELECT url FROM benefits.create_webhook_endpoint(:'org', 'http://8.8.8.8/hook', ARRAY['benefit.created']);
+-- The address classifier: reserved IPv4 ranges, and IPv6 forms embedding
+-- an IPv4 address (mapped, NAT64, 6to4) are judged by that address.
+CREATE FUNCTION pg_temp.url_refused(u text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM benefits.check_webhook_url(u);
+    RETURN false;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN true;
+END $$;
+SELECT u AS url, pg_temp.url_refused(u) AS refused FROM (VALUES
+    ('http://0.1.2.3/'), ('http://100.64.0.1/'), ('http://100.127.255.254/'), ('http://100.128.0.1/'),
+    ('http://192.0.2.1/'), ('http://198.51.100.7/'), ('http://203.0.113.9/'), ('http://203.0.114.1/'),
+    ('http://198.18.0.1/'), ('http://198.19.255.1/'), ('http://198.20.0.1/'), ('http://224.0.0.251/'),
+    ('http://255.255.255.255/'), ('http://1.1.1.1/'),
+    ('http://[::ffff:10.0.0.1]/'), ('http://[64:ff9b::7f00:1]/'), ('http://[64:ff9b::c000:201]/'),
+    ('http://[64:ff9b::808:808]/'), ('http://[64:ff9b:1::1]/'), ('http://[2002:7f00:1::1]/'),
+    ('http://[2002:c0a8:101::1]/'), ('http://[2002:808:808::1]/'), ('http://[2001:db8::1]/'),
+    ('http://[ff02::1]/'), ('http://[2606:4700::1111]/')) v(u);
 RESET benefits.allow_private_network;
 SELECT url FROM benefits.create_webhook_endpoint(:'org', 'http://127.0.0.1:8080/hook', ARRAY['benefit.created']);
 SELECT count(*) AS endpoints FROM benefits.webhook_endpoints WHERE organization_id = :'org';
@@ -115,7 +133,23 @@ ROLLBACK;
 SELECT benefits.github_invitation_step('[{"id": 42, "invitee": {"login": "Octo"}}]', 'octo', false, 1) AS found;
 SELECT benefits.github_invitation_step('[{"id": 42, "invitee": {"login": "other"}}]', 'octo', true, 1) AS next_page;
 SELECT benefits.github_invitation_step('[]', 'octo', false, 3) AS no_invitation;
-SELECT benefits.github_invitation_step('not json', 'octo', false, 1) AS bad_body;
+SELECT benefits.github_invitation_step('[1, "x", {"invitee": "octo"}, {"id": 7, "invitee": {"login": "octo"}}]', 'octo', false, 1) AS odd_elements;
+-- A page that cannot be read gives NULL (the worker lists it again later).
+SELECT benefits.github_invitation_step('not json', 'octo', false, 1) IS NULL AS bad_body;
+SELECT benefits.github_invitation_step('{"message": "Server Error"}', 'octo', true, 1) IS NULL AS not_an_array;
+SELECT benefits.github_invitation_step('[{"id": 1, "invitee": {"login": "a\u0000"}}]', 'octo', false, 1) IS NULL AS nul_escape;
+
+-- Provider jobs are ordered by the access they touch (chain_key), whatever
+-- their grant; webhooks and incomplete payloads have none.
+BEGIN;
+INSERT INTO benefits.outbox (organization_id, kind, action, payload) VALUES
+  (:'org', 'github', 'add_collaborator', '{"owner": "Acme", "repo": "Engine", "username": "OctoCat", "permission": "pull"}'),
+  (:'org', 'github', 'remove_collaborator', '{"owner": "acme", "repo": "engine", "username": "octocat"}'),
+  (:'org', 'github', 'remove_collaborator', '{"owner": "acme", "repo": "engine"}'),
+  (:'org', 'discord', 'add_member', '{"guild_id": "111", "user_id": "222", "role_ids": ["3"], "customer_id": "x"}'),
+  (:'org', 'discord', 'remove_role', '{"guild_id": "111", "user_id": "222", "role_id": "3"}');
+SELECT kind, action, chain_key FROM benefits.outbox WHERE organization_id = :'org' AND kind <> 'webhook' ORDER BY id;
+ROLLBACK;
 
 -- The outbox wakes the worker through an AFTER INSERT statement trigger.
 SELECT tgname, tgtype FROM pg_trigger WHERE tgrelid = 'benefits.outbox'::regclass AND NOT tgisinternal;

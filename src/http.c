@@ -273,6 +273,10 @@ HttpStart(OutboxJob *job)
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "benefits/0.1.0 (PostgreSQL extension)");
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	/* never through a proxy from the server's environment (http_proxy,
+	 * ALL_PROXY): the address guard must see the real destination */
+	curl_easy_setopt(easy, CURLOPT_PROXY, "");
+	curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) benefits_http_connect_timeout);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) benefits_http_timeout);

@@ -4,7 +4,9 @@
  * Each function runs inside a short transaction opened by worker.c and uses
  * SPI plans prepared once and kept.  A claim takes the due head of every job
  * chain (the jobs of one grant run in id order, per endpoint for webhooks
- * and across GitHub/Discord for provider calls) with FOR UPDATE SKIP LOCKED,
+ * and across GitHub/Discord for provider calls; provider jobs touching the
+ * same collaborator or member run in id order whatever their grant, see
+ * outbox.chain_key) with FOR UPDATE SKIP LOCKED,
  * marks it running and leases it; results are recorded after the network
  * I/O in a transaction of their own.
  */
@@ -13,6 +15,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
@@ -37,6 +40,9 @@ static const char *claim_sql =
 "           WHERE p.grant_id = o.grant_id AND p.id < o.id AND p.state IN ('pending', 'running')"
 "             AND CASE WHEN o.kind = 'webhook' THEN p.endpoint_id = o.endpoint_id"
 "                      ELSE p.kind <> 'webhook' END))"
+"     AND (o.chain_key IS NULL OR NOT EXISTS ("
+"          SELECT 1 FROM benefits.outbox q"
+"           WHERE q.chain_key = o.chain_key AND q.id < o.id AND q.state IN ('pending', 'running')))"
 "   ORDER BY o.run_after, o.id"
 "   LIMIT $1"
 "   FOR UPDATE OF o SKIP LOCKED)"
@@ -89,6 +95,13 @@ static const char *step_sql =
 "       attempts = greatest(attempts - 1, 0), last_status = $3, last_error = NULL"
 " WHERE id = $1 AND leased_until IS NOT NULL";
 
+/* a job not sent (rate-limited host) gives its attempt back */
+static const char *defer_sql =
+"UPDATE benefits.outbox"
+"   SET state = 'pending', run_after = now() + $2 * interval '1 millisecond', leased_until = NULL,"
+"       attempts = greatest(attempts - 1, 0)"
+" WHERE id = $1 AND leased_until IS NOT NULL";
+
 static const char *invitation_sql =
 "SELECT benefits.github_invitation_step($1, $2, $3, $4)";
 
@@ -131,7 +144,7 @@ static const char *prune_sql =
 "   WHERE state = 'done' AND finished_at < now() - $1 * interval '1 second'"
 "   ORDER BY finished_at LIMIT 10000)";
 
-static SPIPlanPtr prune_plan, claim_plan, done_plan, fail_plan, step_plan, invitation_plan,
+static SPIPlanPtr prune_plan, defer_plan, claim_plan, done_plan, fail_plan, step_plan, invitation_plan,
 			activate_plan, grant_error_plan, endpoint_ok_plan, endpoint_failed_plan,
 			next_due_plan, reset_stale_plan;
 
@@ -218,6 +231,11 @@ OutboxPrepareLocked(bool wait)
 		done_plan = Prepare(done_sql, 2, t_done);
 		fail_plan = Prepare(fail_sql, 5, t_fail);
 		step_plan = Prepare(step_sql, 3, t_step);
+		{
+			Oid			t_defer[2] = {INT8OID, FLOAT8OID};
+
+			defer_plan = Prepare(defer_sql, 2, t_defer);
+		}
 		invitation_plan = Prepare(invitation_sql, 4, t_inv);
 		activate_plan = Prepare(activate_sql, 1, t_act);
 		grant_error_plan = Prepare(grant_error_sql, 6, t_gerr);
@@ -438,14 +456,31 @@ RecordStep(OutboxJob *job)
 		Datum		d;
 
 		/* GitHub: find the customer's invitation in the page just fetched */
-		values[0] = CStringGetTextDatum(job->response.data ? job->response.data : "");
-		values[1] = CStringGetTextDatum(job->username);
-		values[2] = BoolGetDatum(job->link_next);
-		values[3] = Int32GetDatum(Max(job->invitation_page, 1));
-		if (SPI_execute_plan(invitation_plan, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "benefits: github_invitation_step failed");
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		values[1] = d;
+		const char *body = job->response.data ? job->response.data : "";
+
+		isnull = true;
+		if (pg_verifymbstr(body, strlen(body), true))
+		{
+			values[0] = CStringGetTextDatum(body);
+			values[1] = CStringGetTextDatum(job->username);
+			values[2] = BoolGetDatum(job->link_next);
+			values[3] = Int32GetDatum(Max(job->invitation_page, 1));
+			if (SPI_execute_plan(invitation_plan, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "benefits: github_invitation_step failed");
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			values[1] = d;
+		}
+		if (isnull)
+		{
+			/* an unreadable page: list again later, like a failed request */
+			job->outcome = JOB_RETRY;
+			job->error = psprintf("github remove_collaborator: the page %d of pending invitations "
+								  "(HTTP %ld) is not a readable JSON array",
+								  Max(job->invitation_page, 1), job->status);
+			job->delay_ms = RetryDelayMs(job);
+			RecordFailure(job);
+			return;
+		}
 	}
 	else
 		values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(patch));
@@ -485,6 +520,16 @@ OutboxRecord(List *jobs)
 				break;
 			case JOB_STEP:
 				RecordStep(job);
+				break;
+			case JOB_DEFERRED:
+				{
+					Datum		values[2];
+
+					values[0] = Int64GetDatum(job->id);
+					values[1] = Float8GetDatum(job->delay_ms);
+					if (SPI_execute_plan(defer_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+						elog(ERROR, "benefits: deferring job " INT64_FORMAT " failed", job->id);
+				}
 				break;
 			case JOB_RETRY:
 			case JOB_PERMANENT:

@@ -5,6 +5,7 @@
  * is retried with exponential backoff and jitter, or later when the server
  * says so (Retry-After, X-RateLimit-Reset, Discord's JSON retry_after).  A
  * refused destination, a redirect and other 4xx answers are permanent.
+ * A provider's rate-limit answer also pauses every job to that host until then.
  */
 #include "postgres.h"
 
@@ -13,6 +14,7 @@
 #include <time.h>
 
 #include "common/pg_prng.h"
+#include "utils/timestamp.h"
 
 #include "worker.h"
 
@@ -125,4 +127,87 @@ RetryJudgeFailure(OutboxJob *job, const char *what)
 	job->error = msg.data;
 	if (job->outcome == JOB_RETRY)
 		job->delay_ms = RetryDelayMs(job);
+}
+
+/*
+ * Hosts that answered "rate limited" and until when: further jobs to them
+ * wait (in memory, per worker; a restart forgets, and the next 429 teaches
+ * again).  A small table: when full, the entry ending soonest is replaced.
+ */
+#define HOST_PAUSES 32
+
+typedef struct HostPause
+{
+	char		host[256];		/* scheme://authority */
+	TimestampTz until;
+} HostPause;
+
+static HostPause host_pauses[HOST_PAUSES];
+
+/* The scheme://authority part of a URL, the unit a rate limit applies to. */
+static void
+UrlHost(const char *url, char *out, size_t len)
+{
+	const char *p = strstr(url, "://");
+	size_t		n;
+
+	p = p ? p + 3 : url;
+	n = (p - url) + strcspn(p, "/?#");
+	strlcpy(out, url, Min(n + 1, len));
+}
+
+/*
+ * After a rate-limited answer of GitHub or Discord (429, or GitHub's 403
+ * with its rate-limit headers), hold every provider job to that host until
+ * the job's own retry time.  Not for webhooks: a tenant's receiver must not
+ * be able to hold the deliveries of others sharing its host.
+ */
+void
+RetryPauseHost(OutboxJob *job)
+{
+	char		host[256];
+	TimestampTz until;
+	HostPause  *slot = NULL;
+
+	if (strcmp(job->kind, "webhook") == 0 ||
+		job->outcome != JOB_RETRY || job->url == NULL || job->curl_code != CURLE_OK ||
+		!(job->status == 429 ||
+		  (job->status == 403 && (job->ratelimit_remaining == 0 || job->retry_after >= 0))))
+		return;
+	UrlHost(job->url, host, sizeof(host));
+	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) job->delay_ms);
+	for (int i = 0; i < HOST_PAUSES; i++)
+	{
+		if (strcmp(host_pauses[i].host, host) == 0)
+		{
+			slot = &host_pauses[i];
+			break;
+		}
+		if (slot == NULL || host_pauses[i].until < slot->until)
+			slot = &host_pauses[i];
+	}
+	if (strcmp(slot->host, host) != 0)
+	{
+		strlcpy(slot->host, host, sizeof(slot->host));
+		slot->until = 0;
+	}
+	if (until > slot->until)
+	{
+		slot->until = until;
+		ereport(LOG, (errmsg("benefits: %s is rate limited; its jobs wait %.0f ms", host, job->delay_ms)));
+	}
+}
+
+/* Milliseconds until this URL's host may be called again, 0 if now. */
+double
+RetryHostPausedMs(const char *url)
+{
+	char		host[256];
+	TimestampTz now = GetCurrentTimestamp();
+
+	UrlHost(url, host, sizeof(host));
+	for (int i = 0; i < HOST_PAUSES; i++)
+		if (host_pauses[i].until > now && strcmp(host_pauses[i].host, host) == 0)
+			return (double) (host_pauses[i].until - now) / 1000.0;
+	return 0;
 }

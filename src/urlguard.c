@@ -1,6 +1,8 @@
 /*
  * urlguard.c — refusing outbound connections to loopback, private,
- * link-local and other non-public addresses.
+ * link-local and other non-public addresses (documentation, benchmarking,
+ * carrier-grade NAT, multicast, and IPv6 forms embedding such an IPv4
+ * address: IPv4-mapped, NAT64, 6to4).
  *
  * Webhook URLs are chosen by tenants, so a URL naming (or resolving to) an
  * internal address could make the worker probe the database host's network.
@@ -27,8 +29,12 @@ Ipv4IsPrivate(uint32 a)
 		(a >> 16) == (169u << 8 | 254) ||	/* 169.254.0.0/16 link-local */
 		(a >> 20) == (172u << 4 | 1) || /* 172.16.0.0/12 private */
 		(a >> 8) == (192u << 16 | 0 << 8 | 0) ||	/* 192.0.0.0/24 IETF */
+		(a >> 8) == (192u << 16 | 0 << 8 | 2) ||	/* 192.0.2.0/24 documentation */
+		(a >> 8) == (192u << 16 | 88 << 8 | 99) ||	/* 192.88.99.0/24 6to4 relay */
 		(a >> 16) == (192u << 8 | 168) ||	/* 192.168.0.0/16 private */
 		(a >> 17) == (198u << 7 | 18 >> 1) ||	/* 198.18.0.0/15 benchmarking */
+		(a >> 8) == (198u << 16 | 51 << 8 | 100) ||	/* 198.51.100.0/24 documentation */
+		(a >> 8) == (203u << 16 | 0 << 8 | 113) ||	/* 203.0.113.0/24 documentation */
 		(a >> 28) >= 14;		/* 224.0.0.0/4 multicast, 240.0.0.0/4 reserved */
 }
 
@@ -38,6 +44,8 @@ Ipv6IsPrivate(const struct in6_addr *a)
 {
 	const uint8 *b = a->s6_addr;
 	static const uint8 mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8 nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+	static const uint8 nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 0x01};
 	bool		zero_prefix = true;
 
 	for (int i = 0; i < 15; i++)
@@ -45,9 +53,16 @@ Ipv6IsPrivate(const struct in6_addr *a)
 			zero_prefix = false;
 	if (zero_prefix && (b[15] == 0 || b[15] == 1))
 		return true;			/* :: and ::1 */
-	if (memcmp(b, mapped, 12) == 0)
+	/* ::ffff:0:0/96 IPv4-mapped, 64:ff9b::/96 NAT64: judge the IPv4 address */
+	if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
 		return Ipv4IsPrivate(((uint32) b[12] << 24) | ((uint32) b[13] << 16) | ((uint32) b[14] << 8) | b[15]);
+	/* 2002::/16 6to4: the IPv4 address follows the prefix */
+	if (b[0] == 0x20 && b[1] == 0x02)
+		return Ipv4IsPrivate(((uint32) b[2] << 24) | ((uint32) b[3] << 16) | ((uint32) b[4] << 8) | b[5]);
+	if (memcmp(b, nat64_local, 6) == 0)
+		return true;			/* 64:ff9b:1::/48 local-use NAT64 */
 	return (b[0] & 0xfe) == 0xfc ||	/* fc00::/7 unique local */
+		(b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) ||	/* 2001:db8::/32 documentation */
 		(b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||	/* fe80::/10 link-local */
 		(b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) ||	/* fec0::/10 site-local */
 		b[0] == 0xff;			/* multicast */
@@ -85,7 +100,7 @@ UrlGuardAddressAllowed(const struct sockaddr *addr, char *detail, size_t detail_
 	if (private_address && !benefits_allow_private_network)
 	{
 		snprintf(detail, detail_len,
-				 "refused to connect to %s: a loopback, private or link-local address "
+				 "refused to connect to %s: a loopback, private, link-local or reserved address "
 				 "(benefits.allow_private_network is off)", text);
 		return false;
 	}

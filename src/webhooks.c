@@ -151,7 +151,7 @@ check_webhook_url(PG_FUNCTION_ARGS)
 			pg_strcasecmp(bare, "localhost") == 0)
 		{
 			if (!benefits_allow_private_network)
-				problem = "it names a loopback, private or link-local address";
+				problem = "it names a loopback, private, link-local or reserved address";
 		}
 	}
 	if (scheme)

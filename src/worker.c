@@ -208,7 +208,16 @@ SendJobs(List *jobs, List *completed)
 		else
 			built = ProviderBuildRequest(job);
 		MemoryContextSwitchTo(old);
-		if (built)
+		if (built && strcmp(job->kind, "webhook") != 0 && RetryHostPausedMs(job->url) > 0)
+		{
+			/* its host is rate limited: not sent, back in the queue */
+			job->outcome = JOB_DEFERRED;
+			job->delay_ms = RetryHostPausedMs(job->url);
+			MemoryContextSwitchTo(CompletedContext);
+			completed = lappend(completed, job);
+			MemoryContextSwitchTo(old);
+		}
+		else if (built)
 			HttpStart(job);
 		else
 		{
@@ -231,13 +240,14 @@ JudgeJobs(List *completed)
 		OutboxJob  *job = (OutboxJob *) lfirst(lc);
 		MemoryContext old;
 
-		if (job->url == NULL)
-			continue;			/* judged when it could not be built */
+		if (job->url == NULL || job->outcome == JOB_DEFERRED)
+			continue;			/* judged when it could not be built, or not sent */
 		old = MemoryContextSwitchTo(job->cxt);
 		if (strcmp(job->kind, "webhook") == 0)
 			WebhookJudge(job);
 		else
 			ProviderJudge(job);
+		RetryPauseHost(job);
 		MemoryContextSwitchTo(old);
 	}
 }

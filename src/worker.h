@@ -41,7 +41,8 @@ typedef enum JobOutcome
 	JOB_DONE,					/* provider confirmed; the job is finished */
 	JOB_RETRY,					/* transient failure: try again later */
 	JOB_PERMANENT,				/* permanent failure: the job is dead */
-	JOB_STEP					/* a step of a multi-step job succeeded */
+	JOB_STEP,					/* a step of a multi-step job succeeded */
+	JOB_DEFERRED				/* not sent: its host is rate limited */
 } JobOutcome;
 
 /*
@@ -102,7 +103,7 @@ typedef struct OutboxJob
 
 	/* the verdict */
 	JobOutcome	outcome;
-	double		delay_ms;		/* JOB_RETRY: when to try again */
+	double		delay_ms;		/* JOB_RETRY, JOB_DEFERRED: when to try again */
 	char	   *error;			/* human-readable last error */
 	char	   *step_patch;		/* JOB_STEP: JSON merged into the payload */
 	bool		endpoint_gone;	/* webhook answered 410 */
@@ -142,6 +143,8 @@ extern char *WebhookSignature(const char *secret, const char *msg_id,
 /* retry.c: failure classification and backoff */
 extern bool RetryIsTransientStatus(long status);
 extern double RetryDelayMs(OutboxJob *job);
+extern void RetryPauseHost(OutboxJob *job);
+extern double RetryHostPausedMs(const char *url);
 extern void RetryJudgeFailure(OutboxJob *job, const char *what);
 
 /* urlguard.c */

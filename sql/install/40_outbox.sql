@@ -40,7 +40,17 @@ CREATE TABLE benefits.outbox (
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     finished_at      timestamptz,
+    -- Provider jobs run in id order per access they touch, whatever the
+    -- grant: a revoke of one grant never overtakes another grant's add of
+    -- the same collaborator or member.  NULL (webhooks, incomplete
+    -- payloads): ordered by grant only.
+    chain_key        text GENERATED ALWAYS AS (CASE kind
+        WHEN 'github' THEN 'github:' || lower(payload->>'owner') || '/' || lower(payload->>'repo')
+                           || '/' || lower(payload->>'username')
+        WHEN 'discord' THEN 'discord:' || (payload->>'guild_id') || '/' || (payload->>'user_id')
+        END) STORED,
     CHECK ((kind = 'webhook') = (endpoint_id IS NOT NULL AND message_id IS NOT NULL))
 );
 CREATE INDEX outbox_due ON benefits.outbox (run_after, id) WHERE state IN ('pending', 'running');
 CREATE INDEX outbox_grant ON benefits.outbox (grant_id, id) WHERE grant_id IS NOT NULL AND state <> 'done';
+CREATE INDEX outbox_chain ON benefits.outbox (chain_key, id) WHERE chain_key IS NOT NULL AND state IN ('pending', 'running');

@@ -148,7 +148,10 @@ $$;
 -- GitHub revoke, step 0: look for the customer's pending invitation in a
 -- page of GET /repos/{owner}/{repo}/invitations.  Returns the payload patch
 -- for the next step: delete that invitation, fetch the next page, or remove
--- the collaborator.
+-- the collaborator.  NULL when the page is not a readable JSON array (any
+-- error reading it, e.g. invalid JSON or a \u0000 escape): the worker then
+-- retries the listing, since removing the collaborator without having seen
+-- the invitations could leave one pending.
 CREATE FUNCTION benefits.github_invitation_step(body text, username text, has_next boolean, page integer)
     RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -158,15 +161,17 @@ DECLARE
 BEGIN
     BEGIN
         j := body::jsonb;
-    EXCEPTION WHEN invalid_text_representation THEN
-        j := NULL;
-    END;
-    IF jsonb_typeof(j) = 'array' THEN
+        IF jsonb_typeof(j) IS DISTINCT FROM 'array' THEN
+            RETURN NULL;
+        END IF;
         SELECT e->>'id' INTO invitation
           FROM jsonb_array_elements(j) e
-         WHERE lower(e->'invitee'->>'login') = lower(username)
+         WHERE jsonb_typeof(e) = 'object' AND jsonb_typeof(e->'invitee') = 'object'
+           AND lower(e->'invitee'->>'login') = lower(username)
          LIMIT 1;
-    END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN NULL;
+    END;
     IF invitation IS NOT NULL THEN
         RETURN jsonb_build_object('_step', 1, '_invitation_id', invitation);
     ELSIF has_next AND page < 100 THEN

@@ -20,7 +20,11 @@ Control (not logged):
       retry_after    seconds sent in Retry-After / Discord's retry_after
       hang_seconds   how long "hang" holds the request before closing
       delay_ms       added to every answer
+      delay_paths    {path: ms} added to the answers to that path (query ignored)
       status         {path: status} fixed answers (e.g. 410 for a webhook path)
+      status_once    {path: status} answered once (with Retry-After: retry_after), then forgotten
+      raw            {path: text} a fixed 200 answer to GET path whose body is text
+                     encoded as Latin-1 (so "\u00ff" sends the byte 0xff)
       accept_invitations  true: every pending GitHub invitation is accepted now
       secrets        {path: "whsec_..."} the receiver's copies of the secrets
   GET /__state     the providers' state: collaborators, invitations, members
@@ -40,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 settings = {"fail_every": 0, "fail_modes": ["500"], "retry_after": 1, "hang_seconds": 3,
-            "delay_ms": 0, "status": {}, "secrets": {}}
+            "delay_ms": 0, "delay_paths": {}, "status": {}, "status_once": {}, "raw": {}, "secrets": {}}
 counter = {"n": 0, "failures": 0}
 collaborators = {}   # "owner/repo" -> {login: permission}
 invitations = {}     # "owner/repo" -> {login: {"id": n, "permission": p}}
@@ -118,7 +122,7 @@ class Handler(BaseHTTPRequestHandler):
                 modes = settings["fail_modes"]
                 mode = modes[(n // fail_every) % len(modes)]
                 counter["failures"] += 1
-            delay = settings["delay_ms"]
+            delay = settings["delay_ms"] + settings["delay_paths"].get(path, 0)
         if delay:
             time.sleep(delay / 1000.0)
         if mode == "reset":
@@ -151,9 +155,27 @@ class Handler(BaseHTTPRequestHandler):
                                           {"X-RateLimit-Remaining": 0, "X-RateLimit-Reset": reset}))
             return
         with lock:
+            once = settings["status_once"].pop(path, None) if self.command != "POST" else None
+        if once:
+            ra = settings["retry_after"]
+            self.record(body, self.answer(once, {"message": "rate limited", "retry_after": ra, "global": False},
+                                          {"Retry-After": ra}))
+            return
+        with lock:
             fixed = settings["status"].get(path) if self.command != "POST" else None
         if fixed:
             self.record(body, self.answer(fixed, {"message": "fixed answer"}))
+            return
+        with lock:
+            raw = settings["raw"].get(path) if self.command == "GET" else None
+        if raw is not None:
+            data = raw.encode("latin-1")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.record(body, 200)
             return
         status, extra = self.route(path, body)
         self.record(body, status, extra)

@@ -9,6 +9,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use BenefitsNode;
 use MockProviders;
+use List::Util;
+use Time::HiRes;
 
 my $mock = MockProviders->new('providers');
 my $url = $mock->url;
@@ -21,7 +23,18 @@ benefits.http_timeout = '2s'
 benefits.retry_initial_delay = '100ms'
 benefits.retry_max_delay = '1s'
 });
-$node->start;
+# The worker must not go through a proxy named in the server's environment
+# (the address guard would only see the proxy): this one records and fails.
+my $proxy = MockProviders->new('proxy');
+{
+	local $ENV{http_proxy} = $proxy->url;
+	local $ENV{HTTP_PROXY} = $proxy->url;
+	local $ENV{ALL_PROXY} = $proxy->url;
+	local $ENV{all_proxy} = $proxy->url;
+	delete local $ENV{no_proxy};
+	delete local $ENV{NO_PROXY};
+	$node->start;
+}
 $node->safe_psql('postgres', 'CREATE EXTENSION benefits');
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 sub wait_q { return MockProviders::wait_for($node, 'postgres', $_[0], $_[1], $_[2]); }
@@ -186,6 +199,80 @@ like(sql("SELECT last_error FROM benefits.dead_jobs WHERE payload->>'username' =
 	qr/recording the result of this job failed/, 'with an error saying so');
 like(slurp_file($node->logfile), qr/refused by the application/, 'and the cause is in the server log');
 
+# Provider jobs of different grants that touch the same collaborator run in
+# id order: grant A's revoke (list invitations, then DELETE) is not overtaken
+# by grant B's later add, so the customer keeps access through grant B.
+sub queue_gh
+{
+	my ($action, $repo, $user) = @_;
+	return qq{INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)
+	  VALUES ('$org', 'github', gen_random_uuid(), '$action',
+	          '{"owner": "acme", "repo": "$repo", "username": "$user", "permission": "pull"}');};
+}
+sub idle { wait_q("SELECT count(*) FROM benefits.outbox WHERE kind <> 'webhook' AND state IN ('pending', 'running')", '0'); }
+sql(queue_gh('add_collaborator', 'race', 'racer'));
+idle();
+$mock->control(accept_invitations => JSON::PP::true);
+ok(exists $mock->state->{collaborators}{'acme/race'}{racer}, 'racer is a collaborator of acme/race');
+# (the listing is slow, so an add sent alongside it would land first)
+$mock->control(delay_paths => { '/repos/acme/race/invitations' => 300 });
+$t = last_t();
+sql('BEGIN;' . queue_gh('remove_collaborator', 'race', 'racer') . queue_gh('add_collaborator', 'race', 'racer') . 'COMMIT;');
+idle();
+$mock->control(delay_paths => {});
+my @race = calls($t);
+is_deeply(\@race, [ 'GET /repos/acme/race/invitations?per_page=100&page=1',
+	'DELETE /repos/acme/race/collaborators/racer', 'PUT /repos/acme/race/collaborators/racer' ],
+	"grant A's removal reached GitHub before grant B's add");
+$state = $mock->state;
+ok(exists $state->{collaborators}{'acme/race'}{racer} || exists $state->{invitations}{'acme/race'}{racer},
+	'the customer ends with access (grant B)');
+is(sql(q{SELECT count(DISTINCT chain_key) || ':' || min(chain_key) FROM benefits.outbox
+         WHERE payload->>'repo' = 'race' OR payload->>'repo' = 'RACE'}), '1:github:acme/race/racer',
+	'both jobs share one chain key');
+
+# A page of invitations that cannot be read (a \u0000 escape jsonb refuses,
+# invalid UTF-8, not an array) is listed again later: nothing is removed
+# while the invitations are unknown, and the batch's recording is not aborted.
+$mock->control(raw => { '/repos/acme/race/invitations' => '[{"id": 1, "invitee": {"login": "x\u0000"}}]' });
+$t = last_t();
+sql(queue_gh('remove_collaborator', 'race', 'racer'));
+my $unreadable = q{SELECT count(*) FROM benefits.outbox WHERE action = 'remove_collaborator' AND payload->>'repo' = 'race'
+  AND state = 'pending' AND attempts >= %d AND last_error LIKE '%%page 1 of pending invitations (HTTP 200) is not a readable JSON array'};
+is(wait_q(sprintf($unreadable, 1), '1', 10), '1', 'a page with a \u0000 escape: the job waits to list again, with the reason');
+$mock->control(raw => { '/repos/acme/race/invitations' => "[\x{ff}\x{fe}]" });
+my $seen = sql("SELECT attempts FROM benefits.outbox WHERE action = 'remove_collaborator' AND payload->>'repo' = 'race' AND state <> 'done'");
+is(wait_q(sprintf($unreadable, $seen + 2), '1', 10), '1', 'invalid UTF-8: the same');
+is(scalar(grep { $_->{method} eq 'DELETE' && $_->{t} > $t } $mock->requests), 0, 'nothing deleted meanwhile');
+is(sql(q{SELECT count(*) FROM benefits.dead_jobs WHERE payload->>'repo' = 'race'}), '0', 'and the job is not dead');
+$mock->control(raw => {});
+idle();
+$state = $mock->state;
+ok(!exists $state->{collaborators}{'acme/race'}{racer} && !exists $state->{invitations}{'acme/race'}{racer},
+	'once the page reads, the pending invitation is deleted');
+
+# A provider's rate-limited answer holds every provider job to that host
+# until the time it gives, not only the job that got it; the held jobs keep
+# their attempts.  (Webhook deliveries are not held: receivers are tenants'.)
+$mock->control(retry_after => 2, status_once => { '/repos/acme/rl/collaborators/u1' => 429 });
+sql(queue_gh('add_collaborator', 'rl', 'u1'));
+is(wait_q("SELECT last_status FROM benefits.outbox WHERE payload->>'repo' = 'rl'", '429', 10), '429', 'a 429 with Retry-After: 2');
+my ($limited) = grep { $_->{answer} eq '429' && $_->{path} eq '/repos/acme/rl/collaborators/u1' } $mock->requests;
+sql('BEGIN;' . queue_gh('add_collaborator', 'rl', 'u2') . queue_gh('add_collaborator', 'rl', 'u3') . 'COMMIT;');
+Time::HiRes::sleep(List::Util::max(0, $limited->{t} + 1.5 - Time::HiRes::time()));
+is(scalar(grep { $_->{method} ne 'POST' && $_->{t} > $limited->{t} } $mock->requests), 0,
+	'no provider request reached the host in the next 1.5 s');
+idle();
+my @resumed = grep { $_->{method} ne 'POST' && $_->{t} > $limited->{t} } $mock->requests;
+is(join(',', sort map { $_->{path} =~ m{/(u\d)$} ? $1 : () } @resumed), 'u1,u2,u3', 'then all three were sent');
+cmp_ok($resumed[0]{t} - $limited->{t}, '>=', 1.9, 'once the pause was over');
+is(sql("SELECT string_agg(attempts::text, ',' ORDER BY id) FROM benefits.outbox WHERE payload->>'repo' = 'rl'"), '2,1,1',
+	'the held jobs did not use up an attempt');
+
+is(scalar($proxy->requests), 0, 'no request went to the proxy of the environment');
+ok(scalar($mock->requests) > 50, 'all went direct');
+
 $node->stop;
 $mock->stop;
+$proxy->stop;
 done_testing();

@@ -19,7 +19,7 @@ sub new
 		log => "$dir/requests.jsonl",
 		portfile => "$dir/port",
 		http => HTTP::Tiny->new(timeout => 10),
-		json => JSON::PP->new->canonical,
+		json => JSON::PP->new->canonical->ascii,
 	}, $class;
 	my $script = "$ENV{BENEFITS_ROOT}/test/mock/providers.py";
 	my $pid = fork();
