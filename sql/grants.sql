@@ -72,3 +72,42 @@ INSERT INTO benefits.benefits (id, organization_id, type, description, propertie
      '{"prefix": null, "expires": null, "activations": null, "limit_usage": null}');
 SELECT display_key FROM benefits.import_license_key('00000000-0000-0000-0000-0000000000c1',
     '00000000-0000-0000-0000-0000000000b4', 'bob-key');
+
+-- Bulk manual grants: one call for many customers gives the same result as
+-- one grant_benefit each, keys and events included.
+INSERT INTO benefits.customers (id, organization_id, external_id)
+    SELECT ('00000000-0000-0000-0000-0000000001' || lpad(i::text, 2, '0'))::uuid,
+           '00000000-0000-0000-0000-0000000000a1', 'bulk-' || i
+      FROM generate_series(1, 5) i;
+INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events)
+    VALUES ('00000000-0000-0000-0000-0000000000a1', 'https://hooks.example.com/bulk', 'whsec_dGVzdA==',
+            ARRAY['benefit_grant.created']);
+-- Customer 01 already holds a manual grant, 02 a revoked one: 3 new, 1 restored, 1 untouched.
+SELECT state FROM benefits.grant_benefit('00000000-0000-0000-0000-000000000101', '00000000-0000-0000-0000-0000000000b1');
+SELECT state FROM benefits.grant_benefit('00000000-0000-0000-0000-000000000102', '00000000-0000-0000-0000-0000000000b1');
+SELECT benefits.revoke_benefit('00000000-0000-0000-0000-000000000102', '00000000-0000-0000-0000-0000000000b1');
+SELECT key AS revoked_key FROM benefits.license_keys WHERE customer_id = '00000000-0000-0000-0000-000000000102' \gset
+SELECT count(*) AS events_before FROM benefits.outbox WHERE organization_id = '00000000-0000-0000-0000-0000000000a1' \gset
+SELECT benefits.grant_benefit_bulk(ARRAY(SELECT id FROM benefits.customers WHERE external_id LIKE 'bulk-%'),
+                                   '00000000-0000-0000-0000-0000000000b1') AS granted;
+SELECT c.external_id, g.state, k.status, k.key ~ '^MYAPP(-[0-9A-HJKMNP-TV-Z]{4}){7}$' AS shape_ok,
+       g.properties->>'license_key_id' = k.id::text AS grant_names_key,
+       k.display_key = '****-' || right(k.key, 4) AS display_ok, k.limit_activations
+  FROM benefits.customers c JOIN benefits.grants g ON g.customer_id = c.id
+  JOIN benefits.license_keys k ON k.customer_id = c.id AND k.benefit_id = g.benefit_id
+ WHERE c.external_id LIKE 'bulk-%' AND g.benefit_id = '00000000-0000-0000-0000-0000000000b1' ORDER BY 1;
+SELECT key = :'revoked_key' AS restored_same_key FROM benefits.license_keys WHERE customer_id = '00000000-0000-0000-0000-000000000102';
+SELECT count(*) - :events_before AS new_created_events FROM benefits.outbox
+ WHERE organization_id = '00000000-0000-0000-0000-0000000000a1' AND event_type = 'benefit_grant.created';
+-- Again: nothing changes.
+SELECT benefits.grant_benefit_bulk(ARRAY(SELECT id FROM benefits.customers WHERE external_id LIKE 'bulk-%'),
+                                   '00000000-0000-0000-0000-0000000000b1') AS granted_again;
+-- Errors name the argument, and nothing is written.
+SELECT benefits.grant_benefit_bulk(NULL, '00000000-0000-0000-0000-0000000000b1');
+SELECT benefits.grant_benefit_bulk(ARRAY['00000000-0000-0000-0000-000000000103']::uuid[], NULL);
+SELECT benefits.grant_benefit_bulk(ARRAY['00000000-0000-0000-0000-000000000103', '00000000-0000-0000-0000-0000000000c2']::uuid[],
+                                   '00000000-0000-0000-0000-0000000000b4');
+SELECT count(*) AS keys_of_bulk_3 FROM benefits.license_keys
+ WHERE customer_id = '00000000-0000-0000-0000-000000000103' AND benefit_id = '00000000-0000-0000-0000-0000000000b4';
+SELECT benefits.grant_benefit_bulk(ARRAY['00000000-0000-0000-0000-000000000103']::uuid[], '00000000-0000-0000-0000-0000000000ff');
+DELETE FROM benefits.webhook_endpoints WHERE organization_id = '00000000-0000-0000-0000-0000000000a1';

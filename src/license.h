@@ -35,6 +35,28 @@ extern bool LicenseKeyHasGeneratedShape(const char *canonical);
 /* The form shown in webhooks and lists: "****-" and the last four symbols. */
 extern char *LicenseKeyDisplay(const char *canonical);
 
+/*
+ * SQL pieces of issuing a key from a benefit's normalized properties, shared
+ * by the single and the bulk grant: the limits, the expiry (none when the
+ * grant comes from a subscription), and what another grant of an existing
+ * key changes (see LicenseKeyGrant).
+ */
+#define LICENSE_KEY_LIMITS_FROM(props) \
+	"(" props "->>'limit_usage')::int, (" props "->'activations'->>'limit')::int"
+#define LICENSE_KEY_EXPIRY_FROM(props, via_subscription) \
+	"CASE WHEN " via_subscription " OR jsonb_typeof(" props "->'expires') IS DISTINCT FROM 'object' THEN NULL " \
+	"ELSE now() + ((" props "->'expires'->>'ttl') || ' ' || (" props "->'expires'->>'timeframe'))::interval END"
+#define LICENSE_KEY_ON_CONFLICT \
+	"ON CONFLICT (customer_id, benefit_id) DO UPDATE SET " \
+	" status = CASE k.status WHEN 'revoked' THEN 'granted' ELSE k.status END, " \
+	" limit_usage = CASE k.status WHEN 'revoked' THEN EXCLUDED.limit_usage ELSE k.limit_usage END, " \
+	" limit_activations = CASE k.status WHEN 'revoked' THEN EXCLUDED.limit_activations " \
+	"  ELSE k.limit_activations END, " \
+	" expires_at = CASE WHEN k.status = 'revoked' THEN EXCLUDED.expires_at " \
+	"  WHEN k.expires_at IS NULL OR EXCLUDED.expires_at IS NULL THEN NULL " \
+	"  ELSE greatest(k.expires_at, EXCLUDED.expires_at) END, " \
+	" modified_at = now()"
+
 /* license_grants.c: issue, restore and revoke a grant's key. */
 extern void LicenseKeyGrant(GrantChange *change);
 extern void LicenseKeyRevoke(GrantChange *change);

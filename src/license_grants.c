@@ -60,19 +60,9 @@ LicenseKeyGrant(GrantChange *change)
 									  "INSERT INTO benefits.license_keys AS k "
 									  "(organization_id, customer_id, benefit_id, key, display_key, "
 									  " limit_usage, limit_activations, expires_at) "
-									  "SELECT $1, $2, $3, $5, $6, ($4->>'limit_usage')::int, "
-									  " ($4->'activations'->>'limit')::int, "
-									  " CASE WHEN $7 OR jsonb_typeof($4->'expires') IS DISTINCT FROM 'object' THEN NULL "
-									  "  ELSE now() + (($4->'expires'->>'ttl') || ' ' || ($4->'expires'->>'timeframe'))::interval END "
-									  "ON CONFLICT (customer_id, benefit_id) DO UPDATE SET "
-									  " status = CASE k.status WHEN 'revoked' THEN 'granted' ELSE k.status END, "
-									  " limit_usage = CASE k.status WHEN 'revoked' THEN EXCLUDED.limit_usage ELSE k.limit_usage END, "
-									  " limit_activations = CASE k.status WHEN 'revoked' THEN EXCLUDED.limit_activations "
-									  "  ELSE k.limit_activations END, "
-									  " expires_at = CASE WHEN k.status = 'revoked' THEN EXCLUDED.expires_at "
-									  "  WHEN k.expires_at IS NULL OR EXCLUDED.expires_at IS NULL THEN NULL "
-									  "  ELSE greatest(k.expires_at, EXCLUDED.expires_at) END, "
-									  " modified_at = now() "
+									  "SELECT $1, $2, $3, $5, $6, " LICENSE_KEY_LIMITS_FROM("$4") ", "
+									  LICENSE_KEY_EXPIRY_FROM("$4", "$7") " "
+									  LICENSE_KEY_ON_CONFLICT " "
 									  "RETURNING jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key)",
 									  7, types),
 						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)

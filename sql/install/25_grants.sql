@@ -32,3 +32,10 @@ CREATE FUNCTION benefits.list_grants(customer_id uuid DEFAULT NULL, benefit_id u
            AND ($3 IS NULL OR (g.state = 'active') = $3)
          ORDER BY g.created_at, g.id
     $$;
+
+CREATE FUNCTION benefits.grant_benefit_bulk(customer_ids uuid[], benefit_id uuid)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'grant_benefit_bulk' LANGUAGE C VOLATILE
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.grant_benefit_bulk(uuid[], uuid) IS
+    'Grant a benefit by hand to many customers at once (license keys set-based); returns the grants made or restored';

@@ -19,10 +19,11 @@ ROUNDS=${BENCH_ROUNDS:-5}
 ORG=00000000-0000-0000-0000-0000000be001
 BEN=00000000-0000-0000-0000-0000000be002
 BEN2=00000000-0000-0000-0000-0000000be003
+BEN3=00000000-0000-0000-0000-0000000be004
 work=$(mktemp -d /tmp/benefits-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -v org="$ORG" -v ben="$BEN" -v ben2="$BEN2" -v n="$N" "$@"; }
+sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -v org="$ORG" -v ben="$BEN" -v ben2="$BEN2" -v ben3="$BEN3" -v n="$N" "$@"; }
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 
 sql <<'SQL'
@@ -31,7 +32,9 @@ INSERT INTO benefits.benefits (id, organization_id, type, description, propertie
 VALUES (:'ben', :'org', 'license_keys', 'Bench license',
         '{"prefix": "BENCH", "expires": null, "activations": {"limit": 3, "enable_customer_admin": false}, "limit_usage": null}'),
        (:'ben2', :'org', 'license_keys', 'Bench imported keys',
-        '{"prefix": null, "expires": null, "activations": null, "limit_usage": null}');
+        '{"prefix": null, "expires": null, "activations": null, "limit_usage": null}'),
+       (:'ben3', :'org', 'license_keys', 'Bench bulk license',
+        '{"prefix": "BULK", "expires": null, "activations": {"limit": 3, "enable_customer_admin": false}, "limit_usage": null}');
 INSERT INTO benefits.customers (organization_id, external_id, email)
 SELECT :'org', n::text, 'c' || n || '@bench.example' FROM generate_series(1, :n) AS n;
 CREATE TABLE public.plain_keys (LIKE benefits.license_keys INCLUDING ALL);
@@ -40,7 +43,7 @@ CHECKPOINT;
 SQL
 
 # --- Issuance: plain INSERT, then grant_benefit, each one statement.
-read -r insert_s grant_s keys <<<"$(sql -F " " <<'SQL'
+read -r insert_s grant_s bulk_s keys bulk_keys <<<"$(sql -F " " <<'SQL'
 SELECT clock_timestamp() AS t0 \gset
 INSERT INTO public.plain_keys (organization_id, customer_id, benefit_id, key, display_key)
 SELECT c.organization_id, c.id, :'ben', 'BENCH-' || c.id, '****-' || right(c.id::text, 4)
@@ -51,12 +54,19 @@ SELECT clock_timestamp() AS t0 \gset
 SELECT count(benefits.grant_benefit(c.id, :'ben')) AS granted
   FROM benefits.customers c WHERE c.organization_id = :'org' \gset
 SELECT extract(epoch FROM clock_timestamp() - :'t0') AS grant_s \gset
-SELECT :insert_s, :grant_s, count(*) FROM benefits.license_keys WHERE benefit_id = :'ben' AND status = 'granted';
+CHECKPOINT;
+SELECT clock_timestamp() AS t0 \gset
+SELECT benefits.grant_benefit_bulk(array_agg(c.id), :'ben3') AS bulk_granted
+  FROM benefits.customers c WHERE c.organization_id = :'org' \gset
+SELECT extract(epoch FROM clock_timestamp() - :'t0') AS bulk_s \gset
+SELECT :insert_s, :grant_s, :bulk_s, count(*) FILTER (WHERE benefit_id = :'ben'), count(*) FILTER (WHERE benefit_id = :'ben3')
+  FROM benefits.license_keys WHERE status = 'granted';
 SQL
 )" 
-echo "keys issued: $keys by grant_benefit in ${grant_s}s; plain INSERT of $N rows in ${insert_s}s"
-[ "$keys" -eq "$N" ] || { echo "expected $N keys" >&2; exit 1; }
+echo "keys issued: $keys by grant_benefit in ${grant_s}s, $bulk_keys by grant_benefit_bulk in ${bulk_s}s; plain INSERT of $N rows in ${insert_s}s"
+[ "$keys" -eq "$N" ] && [ "$bulk_keys" -eq "$N" ] || { echo "expected $N keys each way" >&2; exit 1; }
 echo "issuance ratio (grant_benefit keys/s / plain INSERT rows/s): $(ratio "$insert_s" "$grant_s")   (target >= 0.3)"
+echo "bulk issuance ratio (grant_benefit_bulk keys/s / plain INSERT rows/s): $(ratio "$insert_s" "$bulk_s")   (target >= 0.3)"
 
 # --- Validation: keys with text derived from a number, ids equal to the key.
 sql <<'SQL'
