@@ -124,6 +124,19 @@ SELECT benefits.meter_balance('0d000000-0000-4000-8000-000000000001', '0e000000-
 SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS outbox_drained;
 
 \echo
-\echo '== 9. What the worker sent (every call made after commit, from the outbox)'
-SELECT kind, coalesce(event_type, action) AS what, state, attempts, last_status
-  FROM benefits.outbox ORDER BY id;
+\echo '== 9. A backfill: customers migrated from another system get their keys in one call'
+INSERT INTO benefits.customers (organization_id, external_id, email)
+    SELECT '0a000000-0000-4000-8000-000000000001', 'legacy_' || i, 'legacy' || i || '@example.com'
+      FROM generate_series(1, 1000) i;
+SELECT benefits.grant_benefit_bulk(array_agg(id), :'license_benefit') AS keys_issued
+  FROM benefits.customers WHERE external_id LIKE 'legacy_%';
+SELECT count(*) AS legacy_keys, count(DISTINCT key) AS distinct_keys
+  FROM benefits.license_keys k JOIN benefits.customers c ON c.id = k.customer_id
+ WHERE c.external_id LIKE 'legacy_%' AND k.status = 'granted';
+SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS their_events_delivered;
+
+\echo
+\echo '== 10. What the worker sent (every call made after commit, from the outbox)'
+SELECT kind, coalesce(event_type, action) AS what, state, count(*) AS jobs, max(attempts) AS max_attempts,
+       min(last_status) AS status
+  FROM benefits.outbox GROUP BY kind, coalesce(event_type, action), state ORDER BY min(id);
