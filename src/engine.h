@@ -40,6 +40,7 @@ extern void EngineBenefitDeleted(pg_uuid_t benefit_id);
 
 /* events.c */
 extern void EventsGrantApplied(pg_uuid_t grant_id);
+extern bool EventsOrganizationSubscribed(pg_uuid_t organization_id, const char *event_type);
 extern void EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type);
 extern void EventsFlushDeferred(void);
 extern int	EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,

@@ -29,7 +29,6 @@ PG_FUNCTION_INFO_V1(grant_benefit_bulk);
 static SPIPlanPtr LockCustomersPlan;
 static SPIPlanPtr BenefitPlan;
 static SPIPlanPtr IssueManyPlan;
-static SPIPlanPtr SubscribedPlan;
 
 /* The uuids of column 1 of every SPI result row. */
 static pg_uuid_t *
@@ -147,24 +146,6 @@ IssueMany(const pg_uuid_t *customers, uint64 n, Datum benefit_id, Datum organiza
 }
 
 /*
- * Whether an enabled endpoint of the organization takes benefit_grant.created:
- * without one, the batch's event statement (a lookup per grant) is skipped.
- */
-static bool
-EventSubscribed(Datum organization_id)
-{
-	static const Oid types[] = {UUIDOID};
-
-	if (SPI_execute_plan(BenefitsPlan(&SubscribedPlan,
-									  "SELECT 1 FROM benefits.webhook_endpoints WHERE organization_id = $1 "
-									  "AND enabled AND '" EVENT_GRANT_CREATED "' = ANY (events) LIMIT 1",
-									  1, types),
-						 &organization_id, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up webhook endpoints");
-	return SPI_processed > 0;
-}
-
-/*
  * grant_benefit_bulk(customer_ids uuid[], benefit_id): returns how many grants
  * were made or restored; customers already holding a live manual grant of
  * the benefit are left as they are.
@@ -214,7 +195,7 @@ grant_benefit_bulk(PG_FUNCTION_ARGS)
 	if (strcmp(type, "license_keys") == 0 && nfresh > 0)
 	{
 		granted = IssueMany(fresh, nfresh, benefit_id, organization_id, properties, &ngranted);
-		if (EventSubscribed(organization_id))
+		if (EventsOrganizationSubscribed(*DatumGetUUIDP(organization_id), EVENT_GRANT_CREATED))
 			EventsEnqueueGrants(granted, (int) ngranted, EVENT_GRANT_CREATED, NULL);
 		changed += ngranted;
 	}
