@@ -68,30 +68,39 @@ CustomerSessionInvalid(void)
 }
 
 /*
+ * The SHA-256 a session token is stored under.  Malformed tokens get the
+ * session error here, before any lookup.
+ */
+bytea *
+CustomerSessionTokenHash(text *token)
+{
+	const char *data = VARDATA_ANY(token);
+	size_t		len = VARSIZE_ANY_EXHDR(token);
+
+	if (len < strlen(SESSION_TOKEN_PREFIX) + 16 || len > 128 ||
+		memcmp(data, SESSION_TOKEN_PREFIX, strlen(SESSION_TOKEN_PREFIX)) != 0)
+		CustomerSessionInvalid();
+	return TokenHash(data, len);
+}
+
+/*
  * The customer a session token belongs to.  Runs inside the caller's SPI
- * connection.  Malformed tokens are refused before any lookup.
+ * connection.
  */
 pg_uuid_t
 CustomerSessionResolve(text *token)
 {
-	const char *data = VARDATA_ANY(token);
-	size_t		len = VARSIZE_ANY_EXHDR(token);
 	Oid			argtypes[1] = {BYTEAOID};
 	Datum		values[1];
 	bool		isnull;
 	Datum		d;
 	pg_uuid_t	customer;
 
-	if (len < strlen(SESSION_TOKEN_PREFIX) + 16 || len > 128 ||
-		memcmp(data, SESSION_TOKEN_PREFIX, strlen(SESSION_TOKEN_PREFIX)) != 0)
-		CustomerSessionInvalid();
-
-	values[0] = PointerGetDatum(TokenHash(data, len));
+	values[0] = PointerGetDatum(CustomerSessionTokenHash(token));
 	BenefitsPlan(&resolve_session_plan,
-			 "SELECT s.customer_id FROM benefits.customer_sessions s"
-			 "  JOIN benefits.customers c ON c.id = s.customer_id AND c.deleted_at IS NULL"
-			 " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > pg_catalog.now()",
-			 1, argtypes);
+				 "SELECT s.customer_id" CUSTOMER_SESSION_JOIN_SQL
+				 " WHERE " CUSTOMER_SESSION_LIVE_SQL,
+				 1, argtypes);
 	if (SPI_execute_plan(resolve_session_plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "customer session lookup failed");
 	if (SPI_processed != 1)

@@ -11,12 +11,27 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+/*
+ * A live session: customer_sessions s joined to its customer c (not deleted),
+ * with the token hash as $1.  The session lookups of portal.c and of
+ * portal_document.c share it.
+ */
+#define CUSTOMER_SESSION_JOIN_SQL \
+	"  FROM benefits.customer_sessions s" \
+	"  JOIN benefits.customers c ON c.id = s.customer_id AND c.deleted_at IS NULL"
+#define CUSTOMER_SESSION_LIVE_SQL \
+	"s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > pg_catalog.now()"
+
+/* The stored hash of a token; the one 28000 error when it is malformed. */
+extern bytea *CustomerSessionTokenHash(text *token);
 /* The customer of a live session token; the one 28000 error otherwise. */
 extern pg_uuid_t CustomerSessionResolve(text *token);
 extern void CustomerSessionInvalid(void) pg_attribute_noreturn();
 
 /* The portal document of a customer, or NULL; inside an SPI connection. */
 extern Jsonb *PortalDocument(Datum customer_id);
+/* The portal document of a live session's customer; inside an SPI connection. */
+extern Jsonb *PortalDocumentForSession(text *token);
 
 /* portal_html.c */
 extern void HtmlEscape(StringInfo buf, const char *s);

@@ -1,14 +1,19 @@
 /*
  * portal_document.c — the customer portal document (customer_portal's jsonb).
  *
- * Built in C from a handful of kept SPI plans, all index lookups on the
- * customer: the customer and organization, live subscriptions, the held
- * benefits in attachment order, the customer's license keys with their
- * activations, and, only when needed, linked accounts, the files of the
- * downloadable benefits (each with a download URL signed here) and meter
- * balances.  The jsonb is assembled directly with pushJsonbValue.  (The same
- * document as one SQL query of nested jsonb_build_object subqueries cost
- * several times more per call.)
+ * Built in C from kept SPI plans, each a short index lookup: the customer and
+ * organization (for customer_portal found through the session token in the
+ * same statement), live subscriptions, the held grants with their benefits,
+ * the subscriptions and orders that granted them with their products' benefit
+ * order, and, only when a shown benefit needs them, the customer's license
+ * keys, their activations, the files the downloadable benefits name (each
+ * with a download URL signed here), meter balances and linked accounts.
+ * Benefit properties and grant errors are read from the jsonb in C, each
+ * result row is deformed once, and the jsonb is assembled directly with
+ * pushJsonbValue.  (Measured per call: joining these lookups into fewer
+ * statements, sorting or applying jsonb operators in SQL all cost more than
+ * the plain lookups; the document as one query of nested jsonb_build_object
+ * subqueries cost several times more.)
  *
  * Shape:
  *   {customer: {id, external_id, email, name}, organization: {id, name},
@@ -30,6 +35,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -47,13 +53,23 @@
 #include "s3.h"
 
 static SPIPlanPtr customer_plan = NULL;
+static SPIPlanPtr session_plan = NULL;
 static SPIPlanPtr subscriptions_plan = NULL;
 static SPIPlanPtr held_plan = NULL;
 static SPIPlanPtr attached_plan = NULL;
 static SPIPlanPtr keys_plan = NULL;
-static SPIPlanPtr accounts_plan = NULL;
+static SPIPlanPtr activations_plan = NULL;
 static SPIPlanPtr files_plan = NULL;
 static SPIPlanPtr meter_plan = NULL;
+static SPIPlanPtr accounts_plan = NULL;
+
+/* The customer row both entry points start from (C_* columns). */
+#define CUSTOMER_COLUMNS "SELECT c.id, c.external_id, c.email, c.name, o.id, o.name"
+
+enum
+{
+	C_ID = 1, C_EXTERNAL_ID, C_EMAIL, C_NAME, C_ORGANIZATION_ID, C_ORGANIZATION_NAME
+};
 
 /*
  * The customer's live grants with their benefits.  PortalDocument orders them
@@ -64,20 +80,17 @@ static SPIPlanPtr meter_plan = NULL;
  * less than one query doing it all.)
  */
 #define HELD_SQL \
-	"SELECT g.id, g.benefit_id, b.type, b.description, g.state, g.granted_at," \
-	"       g.error ->> 'action', g.error ->> 'message', g.error IS NOT NULL," \
-	"       b.properties -> 'note'," \
-	"       coalesce((b.properties #>> '{activations,enable_customer_admin}')::boolean, false)," \
-	"       CASE WHEN b.type = 'meter_credits' THEN (b.properties ->> 'meter_id')::uuid END," \
-	"       b.properties -> 'units'," \
-	"       coalesce((b.properties ->> 'rollover')::boolean, false)," \
-	"       coalesce(b.properties -> 'repositories', '[]')," \
-	"       b.properties -> 'guild_id'," \
-	"       coalesce(b.properties -> 'roles', '[]')," \
+	"SELECT g.id, g.benefit_id, b.type, b.description, g.state, g.granted_at, g.error, b.properties," \
 	"       coalesce(g.subscription_id, g.order_id)" \
 	"  FROM benefits.grants g" \
 	"  JOIN benefits.benefits b ON b.id = g.benefit_id AND b.deleted_at IS NULL" \
 	" WHERE g.customer_id = $1 AND g.state <> 'revoked'"
+
+enum
+{
+	H_GRANT_ID = 1, H_BENEFIT_ID, H_TYPE, H_DESCRIPTION, H_STATE, H_GRANTED_AT,
+	H_ERROR, H_PROPERTIES, H_SOURCE_ID
+};
 
 /* Every subscription and order of the customer with the benefits of its product. */
 #define ATTACHED_SQL \
@@ -89,11 +102,216 @@ static SPIPlanPtr meter_plan = NULL;
 
 enum
 {
-	H_GRANT_ID = 1, H_BENEFIT_ID, H_TYPE, H_DESCRIPTION, H_STATE, H_GRANTED_AT,
-	H_ERROR_ACTION, H_ERROR_MESSAGE, H_HAS_ERROR, H_NOTE, H_CUSTOMER_ADMIN,
-	H_METER_ID, H_UNITS, H_ROLLOVER, H_REPOSITORIES, H_GUILD_ID, H_ROLES, H_SOURCE_ID
+	K_BENEFIT_ID = 1, K_ID, K_KEY, K_DISPLAY_KEY, K_STATUS, K_USAGE, K_LIMIT_USAGE,
+	K_LIMIT_ACTIVATIONS, K_VALIDATIONS, K_LAST_VALIDATED_AT, K_EXPIRES_AT
 };
 
+enum
+{
+	A_LICENSE_KEY_ID = 1, A_ID, A_LABEL, A_META, A_CREATED_AT
+};
+
+enum
+{
+	F_ID = 1, F_NAME, F_SIZE, F_MIME_TYPE, F_CHECKSUM, F_STORAGE_KEY
+};
+
+static void
+PreparePlans(void)
+{
+	Oid			one_uuid[1] = {UUIDOID};
+	Oid			two_uuids[2] = {UUIDOID, UUIDOID};
+	Oid			one_bytea[1] = {BYTEAOID};
+	Oid			uuid_array[1] = {UUIDARRAYOID};
+	Oid			uuid_array_uuid[2] = {UUIDARRAYOID, UUIDOID};
+
+	if (accounts_plan != NULL)
+		return;
+	BenefitsPlan(&customer_plan,
+				 CUSTOMER_COLUMNS
+				 "  FROM benefits.customers c JOIN benefits.organizations o ON o.id = c.organization_id"
+				 " WHERE c.id = $1", 1, one_uuid);
+	BenefitsPlan(&session_plan,
+				 CUSTOMER_COLUMNS
+				 CUSTOMER_SESSION_JOIN_SQL
+				 "  JOIN benefits.organizations o ON o.id = c.organization_id"
+				 " WHERE " CUSTOMER_SESSION_LIVE_SQL, 1, one_bytea);
+	BenefitsPlan(&subscriptions_plan,
+				 "SELECT s.id, p.id, p.name, s.status, s.current_period_start, s.current_period_end,"
+				 "       s.cancel_at_period_end"
+				 "  FROM benefits.subscriptions s JOIN benefits.products p ON p.id = s.product_id"
+				 " WHERE s.customer_id = $1 AND s.status IN ('trialing', 'active', 'past_due', 'unpaid')"
+				 " ORDER BY s.created_at, s.id", 1, one_uuid);
+	BenefitsPlan(&held_plan, HELD_SQL, 1, one_uuid);
+	BenefitsPlan(&attached_plan, ATTACHED_SQL, 1, one_uuid);
+	BenefitsPlan(&keys_plan,
+				 "SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
+				 "       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at"
+				 "  FROM benefits.license_keys lk WHERE lk.customer_id = $1", 1, one_uuid);
+	BenefitsPlan(&activations_plan,
+				 "SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
+				 "  FROM benefits.license_key_activations a WHERE a.license_key_id = ANY ($1)",
+				 1, uuid_array);
+	BenefitsPlan(&files_plan,
+				 "SELECT f.id, f.name, f.size, f.mime_type, f.checksum_sha256, f.storage_key"
+				 "  FROM benefits.files f"
+				 " WHERE f.id = ANY ($1) AND f.organization_id = $2"
+				 "   AND f.enabled AND NOT f.archived AND f.uploaded_at IS NOT NULL",
+				 2, uuid_array_uuid);
+	BenefitsPlan(&meter_plan,
+				 "SELECT m.id, m.name, coalesce(mb.balance, 0) FROM benefits.meters m"
+				 "  LEFT JOIN benefits.meter_balances mb ON mb.customer_id = $2 AND mb.meter_id = m.id"
+				 " WHERE m.id = $1", 2, two_uuids);
+	BenefitsPlan(&accounts_plan,
+				 "SELECT platform, account_id, username FROM benefits.customer_accounts WHERE customer_id = $1",
+				 1, one_uuid);
+}
+
+/*
+ * The rows of one query, deformed once (column numbers from 1).  The values
+ * point into the SPI result, which lives until SPI_finish.
+ */
+typedef struct Rows
+{
+	int			n;
+	int			natts;
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
+} Rows;
+
+static Rows
+Fetch(SPIPlanPtr plan, Datum *args)
+{
+	Rows		r;
+	SPITupleTable *t;
+
+	if (SPI_execute_plan(plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "portal document query failed");
+	t = SPI_tuptable;
+	r.n = (int) t->numvals;
+	r.desc = t->tupdesc;
+	r.natts = t->tupdesc->natts;
+	r.values = palloc(sizeof(Datum) * r.natts * (r.n + 1));
+	r.nulls = palloc(sizeof(bool) * r.natts * (r.n + 1));
+	for (int i = 0; i < r.n; i++)
+		heap_deform_tuple(t->vals[i], r.desc, &r.values[i * r.natts], &r.nulls[i * r.natts]);
+	return r;
+}
+
+static bool
+IsNull(const Rows *r, int row, int col)
+{
+	return r->nulls[row * r->natts + col - 1];
+}
+
+static Datum
+Get(const Rows *r, int row, int col)
+{
+	return r->values[row * r->natts + col - 1];
+}
+
+/* A text column as a C string (NULL: null). */
+static char *
+TextOf(const Rows *r, int row, int col)
+{
+	return IsNull(r, row, col) ? NULL : TextDatumGetCString(Get(r, row, col));
+}
+
+/* A uuid column in its canonical text form (NULL: null). */
+static char *
+UuidOf(const Rows *r, int row, int col)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u;
+	char	   *out;
+	char	   *p;
+
+	if (IsNull(r, row, col))
+		return NULL;
+	u = DatumGetUUIDP(Get(r, row, col))->data;
+	out = p = palloc(2 * UUID_LEN + 5);
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[u[i] >> 4];
+		*p++ = hex[u[i] & 0x0f];
+	}
+	*p = '\0';
+	return out;
+}
+
+static bool
+SameUuid(const Rows *a, int arow, int acol, const Rows *b, int brow, int bcol)
+{
+	return !IsNull(a, arow, acol) && !IsNull(b, brow, bcol) &&
+		memcmp(DatumGetUUIDP(Get(a, arow, acol)), DatumGetUUIDP(Get(b, brow, bcol)), UUID_LEN) == 0;
+}
+
+static bool
+IsTrue(const Rows *r, int row, int col)
+{
+	return !IsNull(r, row, col) && DatumGetBool(Get(r, row, col));
+}
+
+/* The top-level container of a jsonb column (NULL: null). */
+static JsonbContainer *
+JsonbOf(const Rows *r, int row, int col)
+{
+	return IsNull(r, row, col) ? NULL : &DatumGetJsonbP(Get(r, row, col))->root;
+}
+
+/* JSON_OBJECT -> KEY: the member, or NULL when absent or not an object. */
+static JsonbValue *
+Member(JsonbContainer *object, const char *key)
+{
+	if (object == NULL || !JsonContainerIsObject(object))
+		return NULL;
+	return getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
+}
+
+/* The container of a nested array or object value, or NULL. */
+static JsonbContainer *
+ContainerOf(JsonbValue *v)
+{
+	return v != NULL && v->type == jbvBinary ? v->val.binary.data : NULL;
+}
+
+/* A value as ->> gives it: strings unquoted, null as NULL, the rest as JSON text. */
+static char *
+ValueText(JsonbValue *v)
+{
+	if (v == NULL)
+		return NULL;
+	switch (v->type)
+	{
+		case jbvNull:
+			return NULL;
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		case jbvBinary:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+	return NULL;
+}
+
+/* coalesce((OBJECT ->> KEY)::boolean, false) */
+static bool
+MemberFlag(JsonbContainer *object, const char *key)
+{
+	char	   *text = ValueText(Member(object, key));
+
+	return text != NULL && DatumGetBool(DirectFunctionCall1(boolin, CStringGetDatum(text)));
+}
+
+/* The document under construction and the pieces it is built from. */
 typedef JsonbParseState *Doc;
 
 static void
@@ -173,39 +391,22 @@ Bool(Doc *doc, bool value)
 	Push(doc, WJB_VALUE, &v);
 }
 
+/* A JSON value taken from a jsonb (NULL: null; nested containers are copied in). */
 static void
-Int(Doc *doc, int64 value)
+Json(Doc *doc, JsonbValue *v)
 {
-	JsonbValue	v;
-
-	v.type = jbvNumeric;
-	v.val.numeric = int64_to_numeric(value);
-	Push(doc, WJB_VALUE, &v);
+	if (v == NULL)
+		Null(doc);
+	else
+		Push(doc, WJB_VALUE, v);
 }
 
-/* A jsonb datum as the value (its contents are copied in). */
+/* An empty array. */
 static void
-Json(Doc *doc, Datum value, bool isnull)
+EmptyArray(Doc *doc)
 {
-	Jsonb	   *jb;
-	JsonbValue	v;
-
-	if (isnull)
-	{
-		Null(doc);
-		return;
-	}
-	jb = DatumGetJsonbP(value);
-	if (JB_ROOT_IS_SCALAR(jb))
-	{
-		JsonbExtractScalar(&jb->root, &v);
-		Push(doc, WJB_VALUE, &v);
-		return;
-	}
-	v.type = jbvBinary;
-	v.val.binary.data = &jb->root;
-	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	Push(doc, WJB_VALUE, &v);
+	BeginArray(doc);
+	EndArray(doc);
 }
 
 /* RFC 3339 in UTC with a Z, seconds precision (NULL: null). */
@@ -221,198 +422,174 @@ TimeText(TimestampTz ts)
 					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* Column values as document values. */
 static void
-Time(Doc *doc, Datum value, bool isnull)
+TextCol(Doc *doc, const Rows *r, int row, int col)
 {
-	Str(doc, isnull ? NULL : TimeText(DatumGetTimestampTz(value)));
-}
-
-/* Accessors of a result row. */
-typedef struct Row
-{
-	HeapTuple	tuple;
-	TupleDesc	desc;
-} Row;
-
-static char *
-Text(Row r, int col)
-{
-	return SPI_getvalue(r.tuple, r.desc, col);
-}
-
-static Datum
-Val(Row r, int col, bool *isnull)
-{
-	return SPI_getbinval(r.tuple, r.desc, col, isnull);
-}
-
-static bool
-IsTrue(Row r, int col)
-{
-	bool		isnull;
-	Datum		d = Val(r, col, &isnull);
-
-	return !isnull && DatumGetBool(d);
+	Str(doc, TextOf(r, row, col));
 }
 
 static void
-TimeCol(Doc *doc, Row r, int col)
+UuidCol(Doc *doc, const Rows *r, int row, int col)
 {
-	bool		isnull;
-	Datum		d = Val(r, col, &isnull);
-
-	Time(doc, d, isnull);
+	Str(doc, UuidOf(r, row, col));
 }
 
 static void
-IntCol(Doc *doc, Row r, int col)
+TimeCol(Doc *doc, const Rows *r, int row, int col)
 {
-	bool		isnull;
-	Datum		d = Val(r, col, &isnull);
-
-	if (isnull)
-		Null(doc);
-	else if (TupleDescAttr(r.desc, col - 1)->atttypid == INT8OID)
-		Int(doc, DatumGetInt64(d));
-	else
-		Int(doc, DatumGetInt32(d));
+	Str(doc, IsNull(r, row, col) ? NULL : TimeText(DatumGetTimestampTz(Get(r, row, col))));
 }
 
 static void
-JsonCol(Doc *doc, Row r, int col)
+IntCol(Doc *doc, const Rows *r, int row, int col)
 {
-	bool		isnull;
-	Datum		d = Val(r, col, &isnull);
+	JsonbValue	v;
+	Datum		d = Get(r, row, col);
 
-	Json(doc, d, isnull);
-}
-
-static bool
-SameUuid(Row a, int acol, Row b, int bcol)
-{
-	bool		anull,
-				bnull;
-	Datum		x = Val(a, acol, &anull);
-	Datum		y = Val(b, bcol, &bnull);
-
-	return !anull && !bnull && memcmp(DatumGetUUIDP(x), DatumGetUUIDP(y), UUID_LEN) == 0;
-}
-
-/* Runs a kept read-only plan. */
-static SPITupleTable *
-Run(SPIPlanPtr plan, Datum *values)
-{
-	if (SPI_execute_plan(plan, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "portal document query failed");
-	return SPI_tuptable;
-}
-
-static void
-PreparePlans(void)
-{
-	Oid			one_uuid[1] = {UUIDOID};
-	Oid			two_uuids[2] = {UUIDOID, UUIDOID};
-	Oid			uuid_array[1] = {UUIDARRAYOID};
-
-	if (meter_plan != NULL)
-		return;
-	BenefitsPlan(&customer_plan,
-				 "SELECT c.id, c.external_id, c.email, c.name, o.id, o.name"
-				 "  FROM benefits.customers c JOIN benefits.organizations o ON o.id = c.organization_id"
-				 " WHERE c.id = $1", 1, one_uuid);
-	BenefitsPlan(&subscriptions_plan,
-				 "SELECT s.id, p.id, p.name, s.status, s.current_period_start, s.current_period_end,"
-				 "       s.cancel_at_period_end"
-				 "  FROM benefits.subscriptions s JOIN benefits.products p ON p.id = s.product_id"
-				 " WHERE s.customer_id = $1 AND s.status IN ('trialing', 'active', 'past_due', 'unpaid')"
-				 " ORDER BY s.created_at, s.id", 1, one_uuid);
-	BenefitsPlan(&held_plan, HELD_SQL, 1, one_uuid);
-	BenefitsPlan(&attached_plan, ATTACHED_SQL, 1, one_uuid);
-	BenefitsPlan(&keys_plan,
-				 "SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
-				 "       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at,"
-				 "       a.id, a.label, a.meta, a.created_at"
-				 "  FROM benefits.license_keys lk"
-				 "  LEFT JOIN benefits.license_key_activations a ON a.license_key_id = lk.id"
-				 " WHERE lk.customer_id = $1"
-				 " ORDER BY lk.id, a.created_at, a.id", 1, one_uuid);
-	BenefitsPlan(&accounts_plan,
-				 "SELECT platform, account_id, username FROM benefits.customer_accounts WHERE customer_id = $1",
-				 1, one_uuid);
-	BenefitsPlan(&files_plan,
-				 "SELECT b.id, f.id, f.name, f.size, f.mime_type, f.checksum_sha256, f.storage_key"
-				 "  FROM benefits.benefits b"
-				 "  CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(b.properties -> 'files')"
-				 "       WITH ORDINALITY AS e(file_id, n)"
-				 "  JOIN benefits.files f ON f.id = e.file_id::uuid AND f.organization_id = b.organization_id"
-				 " WHERE b.id = ANY ($1) AND f.enabled AND NOT f.archived AND f.uploaded_at IS NOT NULL"
-				 "   AND NOT coalesce((b.properties -> 'archived' ->> e.file_id)::boolean, false)"
-				 " ORDER BY b.id, e.n", 1, uuid_array);
-	BenefitsPlan(&meter_plan,
-				 "SELECT m.id, m.name, benefits.meter_balance($2, m.id) FROM benefits.meters m WHERE m.id = $1",
-				 2, two_uuids);
-}
-
-/* The license key of a benefit with its activations, or null. */
-static void
-LicenseKey(Doc *doc, Row held, SPITupleTable *keys)
-{
-	uint64		k = 0;
-
-	while (keys && k < keys->numvals)
+	if (IsNull(r, row, col))
 	{
-		Row			r = {keys->vals[k], keys->tupdesc};
+		Null(doc);
+		return;
+	}
+	v.type = jbvNumeric;
+	if (TupleDescAttr(r->desc, col - 1)->atttypid == INT8OID)
+		v.val.numeric = int64_to_numeric(DatumGetInt64(d));
+	else
+		v.val.numeric = int64_to_numeric(DatumGetInt32(d));
+	Push(doc, WJB_VALUE, &v);
+}
 
-		if (!SameUuid(r, 1, held, H_BENEFIT_ID))
-		{
-			k++;
+static void
+JsonCol(Doc *doc, const Rows *r, int row, int col)
+{
+	Jsonb	   *jb;
+	JsonbValue	v;
+
+	if (IsNull(r, row, col))
+	{
+		Null(doc);
+		return;
+	}
+	jb = DatumGetJsonbP(Get(r, row, col));
+	if (JB_ROOT_IS_SCALAR(jb))
+		JsonbExtractScalar(&jb->root, &v);
+	else
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &jb->root;
+		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+	Push(doc, WJB_VALUE, &v);
+}
+
+/* A uuid from its text, as a cast to uuid reads it. */
+static pg_uuid_t *
+UuidFromText(const char *text)
+{
+	return DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(text)));
+}
+
+/* The uuids of an array, as an SPI argument. */
+static Datum
+UuidArray(pg_uuid_t *ids, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (n + 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = UUIDPGetDatum(&ids[i]);
+	return PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+}
+
+/* One shown benefit: the held row whose grant is shown, and what its type needs. */
+typedef struct Shown
+{
+	int			first;			/* held row of its first place */
+	int			chosen;			/* held row whose grant is shown */
+	const char *type;
+	JsonbContainer *properties;
+	int			nfiles;			/* downloadable: the files named, in order */
+	char	  **file_keys;		/* as written (the keys of "archived") */
+	pg_uuid_t  *file_ids;
+} Shown;
+
+/* The files a downloadable benefit names, in order; null entries are skipped. */
+static void
+NamedFiles(Shown *s)
+{
+	JsonbContainer *files = ContainerOf(Member(s->properties, "files"));
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n;
+
+	s->nfiles = 0;
+	if (files == NULL || !JsonContainerIsArray(files))
+		return;
+	n = JsonContainerSize(files);
+	s->file_keys = palloc(sizeof(char *) * (n + 1));
+	s->file_ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	it = JsonbIteratorInit(files);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *text;
+
+		if (tok != WJB_ELEM || (text = ValueText(&v)) == NULL)
 			continue;
-		}
+		s->file_keys[s->nfiles] = text;
+		s->file_ids[s->nfiles++] = *UuidFromText(text);
+	}
+}
+
+/* The license key of a benefit with its activations (ordered), or null. */
+static void
+LicenseKey(Doc *doc, const Rows *held, int h, bool customer_admin,
+		   const Rows *keys, const Rows *acts, const int *act_order)
+{
+	for (int k = 0; k < keys->n; k++)
+	{
+		if (!SameUuid(keys, k, K_BENEFIT_ID, held, h, H_BENEFIT_ID))
+			continue;
 		BeginObject(doc);
 		Key(doc, "id");
-		Str(doc, Text(r, 2));
+		UuidCol(doc, keys, k, K_ID);
 		Key(doc, "key");
-		Str(doc, Text(r, 3));
+		TextCol(doc, keys, k, K_KEY);
 		Key(doc, "display_key");
-		Str(doc, Text(r, 4));
+		TextCol(doc, keys, k, K_DISPLAY_KEY);
 		Key(doc, "status");
-		Str(doc, Text(r, 5));
+		TextCol(doc, keys, k, K_STATUS);
 		Key(doc, "usage");
-		IntCol(doc, r, 6);
+		IntCol(doc, keys, k, K_USAGE);
 		Key(doc, "limit_usage");
-		IntCol(doc, r, 7);
+		IntCol(doc, keys, k, K_LIMIT_USAGE);
 		Key(doc, "limit_activations");
-		IntCol(doc, r, 8);
+		IntCol(doc, keys, k, K_LIMIT_ACTIVATIONS);
 		Key(doc, "validations");
-		IntCol(doc, r, 9);
+		IntCol(doc, keys, k, K_VALIDATIONS);
 		Key(doc, "last_validated_at");
-		TimeCol(doc, r, 10);
+		TimeCol(doc, keys, k, K_LAST_VALIDATED_AT);
 		Key(doc, "expires_at");
-		TimeCol(doc, r, 11);
+		TimeCol(doc, keys, k, K_EXPIRES_AT);
 		Key(doc, "customer_admin");
-		Bool(doc, IsTrue(held, H_CUSTOMER_ADMIN));
+		Bool(doc, customer_admin);
 		Key(doc, "activations");
 		BeginArray(doc);
-		/* The key's rows follow each other (ordered by key id). */
-		for (uint64 a = k; a < keys->numvals; a++)
+		for (int i = 0; i < acts->n; i++)
 		{
-			Row			ar = {keys->vals[a], keys->tupdesc};
-			bool		isnull;
+			int			a = act_order[i];
 
-			if (!SameUuid(ar, 2, r, 2))
-				break;
-			(void) Val(ar, 12, &isnull);
-			if (isnull)
+			if (!SameUuid(acts, a, A_LICENSE_KEY_ID, keys, k, K_ID))
 				continue;
 			BeginObject(doc);
 			Key(doc, "id");
-			Str(doc, Text(ar, 12));
+			UuidCol(doc, acts, a, A_ID);
 			Key(doc, "label");
-			Str(doc, Text(ar, 13));
+			TextCol(doc, acts, a, A_LABEL);
 			Key(doc, "meta");
-			JsonCol(doc, ar, 14);
+			JsonCol(doc, acts, a, A_META);
 			Key(doc, "created_at");
-			TimeCol(doc, ar, 15);
+			TimeCol(doc, acts, a, A_CREATED_AT);
 			EndObject(doc);
 		}
 		EndArray(doc);
@@ -422,22 +599,40 @@ LicenseKey(Doc *doc, Row held, SPITupleTable *keys)
 	Null(doc);
 }
 
+/* Activations in the order shown: by key, then created_at, then id. */
+static int
+ActivationCmp(const void *a, const void *b, void *arg)
+{
+	const Rows *r = arg;
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+	int			c = memcmp(DatumGetUUIDP(Get(r, x, A_LICENSE_KEY_ID)),
+						   DatumGetUUIDP(Get(r, y, A_LICENSE_KEY_ID)), UUID_LEN);
+	TimestampTz tx = DatumGetTimestampTz(Get(r, x, A_CREATED_AT));
+	TimestampTz ty = DatumGetTimestampTz(Get(r, y, A_CREATED_AT));
+
+	if (c != 0)
+		return c;
+	if (tx != ty)
+		return tx < ty ? -1 : 1;
+	return memcmp(DatumGetUUIDP(Get(r, x, A_ID)), DatumGetUUIDP(Get(r, y, A_ID)), UUID_LEN);
+}
+
 /* A linked account as {account_id, username}, or null. */
 static void
-Account(Doc *doc, SPITupleTable *accounts, const char *platform)
+Account(Doc *doc, const Rows *accounts, const char *platform)
 {
-	for (uint64 i = 0; accounts && i < accounts->numvals; i++)
+	for (int i = 0; i < accounts->n; i++)
 	{
-		Row			r = {accounts->vals[i], accounts->tupdesc};
-		char	   *p = Text(r, 1);
+		char	   *p = TextOf(accounts, i, 1);
 
 		if (p && strcmp(p, platform) == 0)
 		{
 			BeginObject(doc);
 			Key(doc, "account_id");
-			Str(doc, Text(r, 2));
+			TextCol(doc, accounts, i, 2);
 			Key(doc, "username");
-			Str(doc, Text(r, 3));
+			TextCol(doc, accounts, i, 3);
 			EndObject(doc);
 			return;
 		}
@@ -478,41 +673,389 @@ HeldOrderCmp(const void *a, const void *b)
 
 /* The held rows in attachment order. */
 static HeldOrder *
-OrderHeld(SPITupleTable *held, SPITupleTable *attached)
+OrderHeld(const Rows *held, const Rows *attached)
 {
-	uint64		n = held->numvals;
-	HeldOrder  *order = palloc0(sizeof(HeldOrder) * (n + 1));
+	HeldOrder  *order = palloc0(sizeof(HeldOrder) * (held->n + 1));
 
-	for (uint64 i = 0; i < n; i++)
+	for (int i = 0; i < held->n; i++)
 	{
-		Row			r = {held->vals[i], held->tupdesc};
 		HeldOrder  *o = &order[i];
-		bool		isnull;
-		Datum		d;
 
 		o->row = i;
-		d = Val(r, H_GRANTED_AT, &isnull);
-		o->granted_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
-		d = Val(r, H_BENEFIT_ID, &isnull);
-		memcpy(o->benefit_id.data, DatumGetUUIDP(d)->data, UUID_LEN);
-		for (uint64 a = 0; a < attached->numvals; a++)
+		o->granted_at = IsNull(held, i, H_GRANTED_AT) ? DT_NOEND
+			: DatumGetTimestampTz(Get(held, i, H_GRANTED_AT));
+		memcpy(o->benefit_id.data, DatumGetUUIDP(Get(held, i, H_BENEFIT_ID))->data, UUID_LEN);
+		for (int a = 0; a < attached->n; a++)
 		{
-			Row			ar = {attached->vals[a], attached->tupdesc};
-
-			if (!SameUuid(ar, 1, r, H_SOURCE_ID))
+			if (!SameUuid(attached, a, 1, held, i, H_SOURCE_ID))
 				continue;
 			o->has_source = true;
-			o->source_at = DatumGetTimestampTz(Val(ar, 2, &isnull));
-			if (SameUuid(ar, 3, r, H_BENEFIT_ID))
+			o->source_at = DatumGetTimestampTz(Get(attached, a, 2));
+			if (SameUuid(attached, a, 3, held, i, H_BENEFIT_ID))
 			{
 				o->has_position = true;
-				o->position = DatumGetInt32(Val(ar, 4, &isnull));
+				o->position = DatumGetInt32(Get(attached, a, 4));
 				break;
 			}
 		}
 	}
-	qsort(order, n, sizeof(HeldOrder), HeldOrderCmp);
+	qsort(order, held->n, sizeof(HeldOrder), HeldOrderCmp);
 	return order;
+}
+
+/* The files of a downloadable benefit, each with a fresh download URL. */
+static void
+Files(Doc *doc, const Shown *s, const Rows *files, TimestampTz now)
+{
+	JsonbContainer *archived = ContainerOf(Member(s->properties, "archived"));
+	int			ttl = S3DownloadUrlTtl();
+	bool		configured = S3Configured();
+	S3Config	config;
+	char	   *expires_at = NULL;
+
+	if (configured)
+	{
+		S3ConfigFromSettings(&config);
+		expires_at = TimeText(now + (int64) ttl * USECS_PER_SEC);
+	}
+	BeginArray(doc);
+	for (int i = 0; i < s->nfiles; i++)
+	{
+		int			f;
+		char	   *name;
+		char	   *mime;
+		S3QueryParam params[2];
+
+		if (MemberFlag(archived, s->file_keys[i]))
+			continue;
+		for (f = 0; f < files->n; f++)
+			if (memcmp(DatumGetUUIDP(Get(files, f, F_ID)), &s->file_ids[i], UUID_LEN) == 0)
+				break;
+		if (f == files->n)
+			continue;			/* disabled, archived, not uploaded or elsewhere */
+
+		name = TextOf(files, f, F_NAME);
+		mime = TextOf(files, f, F_MIME_TYPE);
+		params[0].name = "response-content-disposition";
+		params[0].value = S3ContentDisposition("attachment", name);
+		params[1].name = "response-content-type";
+		params[1].value = mime;
+
+		BeginObject(doc);
+		Key(doc, "id");
+		UuidCol(doc, files, f, F_ID);
+		Key(doc, "name");
+		Str(doc, name);
+		Key(doc, "size");
+		IntCol(doc, files, f, F_SIZE);
+		Key(doc, "mime_type");
+		Str(doc, mime);
+		Key(doc, "checksum_sha256");
+		TextCol(doc, files, f, F_CHECKSUM);
+
+		/*
+		 * Without storage settings the rest of the portal still serves the
+		 * customer; the file says why it has no link.
+		 */
+		Key(doc, "download_url");
+		Str(doc, configured ? S3PresignUrl(&config, "GET", TextOf(files, f, F_STORAGE_KEY),
+											ttl, now, params, 2) : NULL);
+		Key(doc, "download_expires_at");
+		Str(doc, expires_at);
+		Key(doc, "download_error");
+		Str(doc, configured ? NULL : "file storage is not configured");
+		EndObject(doc);
+	}
+	EndArray(doc);
+}
+
+/* A meter_credits benefit's meter with the customer's balance, or null. */
+static void
+Meter(Doc *doc, const Shown *s, Datum customer)
+{
+	char	   *meter_id = ValueText(Member(s->properties, "meter_id"));
+	Datum		args[2];
+	Rows		m;
+
+	if (meter_id == NULL)
+	{
+		Null(doc);
+		return;
+	}
+	args[0] = UUIDPGetDatum(UuidFromText(meter_id));
+	args[1] = customer;
+	m = Fetch(meter_plan, args);
+	if (m.n != 1)
+	{
+		Null(doc);
+		return;
+	}
+	BeginObject(doc);
+	Key(doc, "id");
+	UuidCol(doc, &m, 0, 1);
+	Key(doc, "name");
+	TextCol(doc, &m, 0, 2);
+	Key(doc, "units");
+	Json(doc, Member(s->properties, "units"));
+	Key(doc, "rollover");
+	Bool(doc, MemberFlag(s->properties, "rollover"));
+	Key(doc, "balance");
+	IntCol(doc, &m, 0, 3);
+	EndObject(doc);
+}
+
+/* A GitHub or Discord benefit: what it gives, the linked account, delivery. */
+static void
+Provider(Doc *doc, const Shown *s, const Rows *held, const Rows *accounts)
+{
+	bool		github = strcmp(s->type, "github_repository") == 0;
+	JsonbContainer *error = JsonbOf(held, s->chosen, H_ERROR);
+	char	   *action = ValueText(Member(error, "action"));
+	const char *delivery;
+	JsonbValue *v;
+
+	if (strcmp(TextOf(held, s->chosen, H_STATE), "active") == 0)
+		delivery = "granted";
+	else if (action != NULL)
+		delivery = "action_required";
+	else if (error != NULL)
+		delivery = "failed";
+	else
+		delivery = "pending";
+
+	Key(doc, github ? "github" : "discord");
+	BeginObject(doc);
+	if (github)
+	{
+		Key(doc, "repositories");
+		if ((v = Member(s->properties, "repositories")) != NULL)
+			Json(doc, v);
+		else
+			EmptyArray(doc);
+	}
+	else
+	{
+		Key(doc, "guild_id");
+		Json(doc, Member(s->properties, "guild_id"));
+		Key(doc, "roles");
+		if ((v = Member(s->properties, "roles")) != NULL)
+			Json(doc, v);
+		else
+			EmptyArray(doc);
+	}
+	Key(doc, "account");
+	Account(doc, accounts, github ? "github" : "discord");
+	Key(doc, "delivery");
+	Str(doc, delivery);
+	Key(doc, "action");
+	Str(doc, action);
+	Key(doc, "message");
+	Str(doc, ValueText(Member(error, "message")));
+	EndObject(doc);
+}
+
+/*
+ * The document of the customer in row 0 of CUSTOMER (CUSTOMER_COLUMNS).
+ * Runs inside the caller's SPI connection.
+ */
+static Jsonb *
+BuildDocument(const Rows *customer)
+{
+	Doc			doc = NULL;
+	JsonbValue *result;
+	Rows		subscriptions;
+	Rows		held;
+	Rows		attached;
+	Rows		keys = {0};
+	Rows		acts = {0};
+	Rows		files = {0};
+	Rows		accounts = {0};
+	int		   *act_order = NULL;
+	HeldOrder  *order;
+	Shown	   *shown;
+	int			nshown = 0;
+	int			nfile_ids = 0;
+	bool		need_keys = false;
+	bool		need_accounts = false;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		customer_id = Get(customer, 0, C_ID);
+	Datum		args[2];
+
+	PreparePlans();
+	args[0] = customer_id;
+
+	BeginObject(&doc);
+	Key(&doc, "customer");
+	BeginObject(&doc);
+	Key(&doc, "id");
+	UuidCol(&doc, customer, 0, C_ID);
+	Key(&doc, "external_id");
+	TextCol(&doc, customer, 0, C_EXTERNAL_ID);
+	Key(&doc, "email");
+	TextCol(&doc, customer, 0, C_EMAIL);
+	Key(&doc, "name");
+	TextCol(&doc, customer, 0, C_NAME);
+	EndObject(&doc);
+	Key(&doc, "organization");
+	BeginObject(&doc);
+	Key(&doc, "id");
+	UuidCol(&doc, customer, 0, C_ORGANIZATION_ID);
+	Key(&doc, "name");
+	TextCol(&doc, customer, 0, C_ORGANIZATION_NAME);
+	EndObject(&doc);
+	Key(&doc, "generated_at");
+	Str(&doc, TimeText(now));
+
+	/* Live subscriptions. */
+	subscriptions = Fetch(subscriptions_plan, args);
+	Key(&doc, "subscriptions");
+	BeginArray(&doc);
+	for (int i = 0; i < subscriptions.n; i++)
+	{
+		BeginObject(&doc);
+		Key(&doc, "id");
+		UuidCol(&doc, &subscriptions, i, 1);
+		Key(&doc, "product");
+		BeginObject(&doc);
+		Key(&doc, "id");
+		UuidCol(&doc, &subscriptions, i, 2);
+		Key(&doc, "name");
+		TextCol(&doc, &subscriptions, i, 3);
+		EndObject(&doc);
+		Key(&doc, "status");
+		TextCol(&doc, &subscriptions, i, 4);
+		Key(&doc, "current_period_start");
+		TimeCol(&doc, &subscriptions, i, 5);
+		Key(&doc, "current_period_end");
+		TimeCol(&doc, &subscriptions, i, 6);
+		Key(&doc, "cancel_at_period_end");
+		Bool(&doc, IsTrue(&subscriptions, i, 7));
+		EndObject(&doc);
+	}
+	EndArray(&doc);
+
+	/* Held benefits, each once: first place, an active grant preferred. */
+	held = Fetch(held_plan, args);
+	attached = Fetch(attached_plan, args);
+	order = OrderHeld(&held, &attached);
+	shown = palloc0(sizeof(Shown) * (held.n + 1));
+	for (int k = 0; k < held.n; k++)
+	{
+		int			i = order[k].row;
+		int			j;
+
+		for (j = 0; j < nshown; j++)
+			if (SameUuid(&held, i, H_BENEFIT_ID, &held, shown[j].first, H_BENEFIT_ID))
+				break;
+		if (j < nshown)
+		{
+			if (strcmp(TextOf(&held, i, H_STATE), "active") == 0 &&
+				strcmp(TextOf(&held, shown[j].chosen, H_STATE), "active") != 0)
+				shown[j].chosen = i;
+			continue;
+		}
+		shown[nshown].first = shown[nshown].chosen = i;
+		shown[nshown].type = TextOf(&held, i, H_TYPE);
+		shown[nshown].properties = JsonbOf(&held, i, H_PROPERTIES);
+		if (strcmp(shown[nshown].type, "license_keys") == 0)
+			need_keys = true;
+		else if (strcmp(shown[nshown].type, "downloadable") == 0)
+		{
+			NamedFiles(&shown[nshown]);
+			nfile_ids += shown[nshown].nfiles;
+		}
+		else if (strcmp(shown[nshown].type, "github_repository") == 0 ||
+				 strcmp(shown[nshown].type, "discord") == 0)
+			need_accounts = true;
+		nshown++;
+	}
+
+	/* What the shown benefits need, each fetched once. */
+	if (need_keys)
+	{
+		keys = Fetch(keys_plan, args);
+		if (keys.n > 0)
+		{
+			pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * keys.n);
+
+			for (int k = 0; k < keys.n; k++)
+				ids[k] = *DatumGetUUIDP(Get(&keys, k, K_ID));
+			args[0] = UuidArray(ids, keys.n);
+			acts = Fetch(activations_plan, args);
+			args[0] = customer_id;
+			act_order = palloc(sizeof(int) * (acts.n + 1));
+			for (int a = 0; a < acts.n; a++)
+				act_order[a] = a;
+			qsort_arg(act_order, acts.n, sizeof(int), ActivationCmp, &acts);
+		}
+	}
+	if (nfile_ids > 0)
+	{
+		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * nfile_ids);
+		int			n = 0;
+
+		for (int j = 0; j < nshown; j++)
+			for (int f = 0; f < shown[j].nfiles; f++)
+				ids[n++] = shown[j].file_ids[f];
+		args[0] = UuidArray(ids, n);
+		args[1] = Get(customer, 0, C_ORGANIZATION_ID);
+		files = Fetch(files_plan, args);
+		args[0] = customer_id;
+	}
+	if (need_accounts)
+		accounts = Fetch(accounts_plan, args);
+
+	Key(&doc, "benefits");
+	BeginArray(&doc);
+	for (int j = 0; j < nshown; j++)
+	{
+		Shown	   *s = &shown[j];
+		int			r = s->chosen;
+
+		BeginObject(&doc);
+		Key(&doc, "id");
+		UuidCol(&doc, &held, r, H_BENEFIT_ID);
+		Key(&doc, "grant_id");
+		UuidCol(&doc, &held, r, H_GRANT_ID);
+		Key(&doc, "type");
+		Str(&doc, s->type);
+		Key(&doc, "description");
+		TextCol(&doc, &held, r, H_DESCRIPTION);
+		Key(&doc, "state");
+		TextCol(&doc, &held, r, H_STATE);
+		Key(&doc, "granted_at");
+		TimeCol(&doc, &held, r, H_GRANTED_AT);
+
+		if (strcmp(s->type, "license_keys") == 0)
+		{
+			JsonbContainer *activations = ContainerOf(Member(s->properties, "activations"));
+
+			Key(&doc, "license_key");
+			LicenseKey(&doc, &held, r, MemberFlag(activations, "enable_customer_admin"),
+					   &keys, &acts, act_order);
+		}
+		else if (strcmp(s->type, "downloadable") == 0)
+		{
+			Key(&doc, "files");
+			Files(&doc, s, &files, now);
+		}
+		else if (strcmp(s->type, "custom") == 0)
+		{
+			Key(&doc, "note");
+			Json(&doc, Member(s->properties, "note"));
+		}
+		else if (strcmp(s->type, "meter_credits") == 0)
+		{
+			Key(&doc, "meter");
+			Meter(&doc, s, customer_id);
+		}
+		else if (strcmp(s->type, "github_repository") == 0 || strcmp(s->type, "discord") == 0)
+			Provider(&doc, s, &held, &accounts);
+		EndObject(&doc);
+	}
+	EndArray(&doc);
+	result = pushJsonbValue(&doc, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(result);
 }
 
 /*
@@ -521,311 +1064,33 @@ OrderHeld(SPITupleTable *held, SPITupleTable *attached)
  * allocated in the caller's (SPI) context.
  */
 Jsonb *
-PortalDocument(Datum customer)
+PortalDocument(Datum customer_id)
 {
-	Doc			doc = NULL;
-	JsonbValue *result;
-	SPITupleTable *t;
-	SPITupleTable *held;
-	SPITupleTable *keys;
-	SPITupleTable *accounts = NULL;
-	SPITupleTable *files = NULL;
-	uint64		nheld;
-	int		   *first;			/* held rows shown, in order */
-	int		   *chosen;			/* the row whose grant is shown */
-	HeldOrder  *order;
-	int			nshown = 0;
-	int			ndownloadable = 0;
-	bool		need_accounts = false;
-	S3Config	config;
-	bool		have_config = false;
-	int			ttl = S3DownloadUrlTtl();
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	char	   *download_expires_at = TimeText(now + (int64) ttl * USECS_PER_SEC);
-	Datum		args[2];
+	Rows		customer;
 
 	PreparePlans();
-	args[0] = customer;
-
-	t = Run(customer_plan, args);
-	if (SPI_processed != 1)
+	customer = Fetch(customer_plan, &customer_id);
+	if (customer.n != 1)
 		return NULL;
-	BeginObject(&doc);
-	{
-		Row			r = {t->vals[0], t->tupdesc};
+	return BuildDocument(&customer);
+}
 
-		Key(&doc, "customer");
-		BeginObject(&doc);
-		Key(&doc, "id");
-		Str(&doc, Text(r, 1));
-		Key(&doc, "external_id");
-		Str(&doc, Text(r, 2));
-		Key(&doc, "email");
-		Str(&doc, Text(r, 3));
-		Key(&doc, "name");
-		Str(&doc, Text(r, 4));
-		EndObject(&doc);
-		Key(&doc, "organization");
-		BeginObject(&doc);
-		Key(&doc, "id");
-		Str(&doc, Text(r, 5));
-		Key(&doc, "name");
-		Str(&doc, Text(r, 6));
-		EndObject(&doc);
-	}
-	Key(&doc, "generated_at");
-	Str(&doc, TimeText(now));
+/*
+ * The portal document of a session token's customer, found in the same
+ * statement that checks the session; the one session error (28000) for a
+ * bad, expired or revoked token.  Runs inside the caller's SPI connection.
+ */
+Jsonb *
+PortalDocumentForSession(text *token)
+{
+	Datum		hash = PointerGetDatum(CustomerSessionTokenHash(token));
+	Rows		customer;
 
-	/* Live subscriptions. */
-	t = Run(subscriptions_plan, args);
-	Key(&doc, "subscriptions");
-	BeginArray(&doc);
-	for (uint64 i = 0; i < t->numvals; i++)
-	{
-		Row			r = {t->vals[i], t->tupdesc};
-
-		BeginObject(&doc);
-		Key(&doc, "id");
-		Str(&doc, Text(r, 1));
-		Key(&doc, "product");
-		BeginObject(&doc);
-		Key(&doc, "id");
-		Str(&doc, Text(r, 2));
-		Key(&doc, "name");
-		Str(&doc, Text(r, 3));
-		EndObject(&doc);
-		Key(&doc, "status");
-		Str(&doc, Text(r, 4));
-		Key(&doc, "current_period_start");
-		TimeCol(&doc, r, 5);
-		Key(&doc, "current_period_end");
-		TimeCol(&doc, r, 6);
-		Key(&doc, "cancel_at_period_end");
-		Bool(&doc, IsTrue(r, 7));
-		EndObject(&doc);
-	}
-	EndArray(&doc);
-
-	/* Held benefits, each once: first place, an active grant preferred. */
-	held = Run(held_plan, args);
-	nheld = held->numvals;
-	order = OrderHeld(held, Run(attached_plan, args));
-	first = palloc(sizeof(int) * (nheld + 1));
-	chosen = palloc(sizeof(int) * (nheld + 1));
-	for (uint64 k = 0; k < nheld; k++)
-	{
-		int			i = order[k].row;
-		Row			r = {held->vals[i], held->tupdesc};
-		int			j;
-
-		for (j = 0; j < nshown; j++)
-		{
-			Row			f = {held->vals[first[j]], held->tupdesc};
-
-			if (SameUuid(r, H_BENEFIT_ID, f, H_BENEFIT_ID))
-				break;
-		}
-		if (j < nshown)
-		{
-			Row			c = {held->vals[chosen[j]], held->tupdesc};
-			char	   *state = Text(r, H_STATE);
-
-			if (strcmp(state, "active") == 0 && strcmp(Text(c, H_STATE), "active") != 0)
-				chosen[j] = i;
-			continue;
-		}
-		first[nshown] = chosen[nshown] = i;
-		nshown++;
-		{
-			char	   *type = Text(r, H_TYPE);
-
-			if (strcmp(type, "downloadable") == 0)
-				ndownloadable++;
-			else if (strcmp(type, "github_repository") == 0 || strcmp(type, "discord") == 0)
-				need_accounts = true;
-		}
-	}
-
-	keys = Run(keys_plan, args);
-	if (need_accounts)
-		accounts = Run(accounts_plan, args);
-	if (ndownloadable > 0)
-	{
-		Datum	   *ids = palloc(sizeof(Datum) * ndownloadable);
-		int			n = 0;
-		bool		isnull;
-
-		for (int j = 0; j < nshown; j++)
-		{
-			Row			r = {held->vals[first[j]], held->tupdesc};
-
-			if (strcmp(Text(r, H_TYPE), "downloadable") == 0)
-				ids[n++] = Val(r, H_BENEFIT_ID, &isnull);
-		}
-		args[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-		files = Run(files_plan, args);
-		args[0] = customer;
-	}
-
-	Key(&doc, "benefits");
-	BeginArray(&doc);
-	for (int j = 0; j < nshown; j++)
-	{
-		Row			r = {held->vals[chosen[j]], held->tupdesc};
-		char	   *type = Text(r, H_TYPE);
-		char	   *state = Text(r, H_STATE);
-
-		BeginObject(&doc);
-		Key(&doc, "id");
-		Str(&doc, Text(r, H_BENEFIT_ID));
-		Key(&doc, "grant_id");
-		Str(&doc, Text(r, H_GRANT_ID));
-		Key(&doc, "type");
-		Str(&doc, type);
-		Key(&doc, "description");
-		Str(&doc, Text(r, H_DESCRIPTION));
-		Key(&doc, "state");
-		Str(&doc, state);
-		Key(&doc, "granted_at");
-		TimeCol(&doc, r, H_GRANTED_AT);
-
-		if (strcmp(type, "license_keys") == 0)
-		{
-			Key(&doc, "license_key");
-			LicenseKey(&doc, r, keys);
-		}
-		else if (strcmp(type, "downloadable") == 0)
-		{
-			Key(&doc, "files");
-			BeginArray(&doc);
-			for (uint64 f = 0; files && f < files->numvals; f++)
-			{
-				Row			fr = {files->vals[f], files->tupdesc};
-				char	   *name;
-				char	   *mime;
-				S3QueryParam params[2];
-
-				if (!SameUuid(fr, 1, r, H_BENEFIT_ID))
-					continue;
-				if (!have_config && S3Configured())
-				{
-					S3ConfigFromSettings(&config);
-					have_config = true;
-				}
-				name = Text(fr, 3);
-				mime = Text(fr, 5);
-				params[0].name = "response-content-disposition";
-				params[0].value = S3ContentDisposition("attachment", name);
-				params[1].name = "response-content-type";
-				params[1].value = mime;
-
-				BeginObject(&doc);
-				Key(&doc, "id");
-				Str(&doc, Text(fr, 2));
-				Key(&doc, "name");
-				Str(&doc, name);
-				Key(&doc, "size");
-				IntCol(&doc, fr, 4);
-				Key(&doc, "mime_type");
-				Str(&doc, mime);
-				Key(&doc, "checksum_sha256");
-				Str(&doc, Text(fr, 6));
-				/*
-				 * Without storage settings the rest of the portal still
-				 * serves the customer; the file says why it has no link.
-				 */
-				Key(&doc, "download_url");
-				Str(&doc, have_config ? S3PresignUrl(&config, "GET", Text(fr, 7), ttl, now, params, 2) : NULL);
-				Key(&doc, "download_expires_at");
-				Str(&doc, have_config ? download_expires_at : NULL);
-				Key(&doc, "download_error");
-				Str(&doc, have_config ? NULL : "file storage is not configured");
-				EndObject(&doc);
-			}
-			EndArray(&doc);
-		}
-		else if (strcmp(type, "custom") == 0)
-		{
-			Key(&doc, "note");
-			JsonCol(&doc, r, H_NOTE);
-		}
-		else if (strcmp(type, "meter_credits") == 0)
-		{
-			bool		isnull;
-			Datum		meter = Val(r, H_METER_ID, &isnull);
-			SPITupleTable *m = NULL;
-
-			Key(&doc, "meter");
-			if (!isnull)
-			{
-				Datum		margs[2] = {meter, customer};
-
-				m = Run(meter_plan, margs);
-			}
-			if (m == NULL || m->numvals != 1)
-				Null(&doc);
-			else
-			{
-				Row			mr = {m->vals[0], m->tupdesc};
-
-				BeginObject(&doc);
-				Key(&doc, "id");
-				Str(&doc, Text(mr, 1));
-				Key(&doc, "name");
-				Str(&doc, Text(mr, 2));
-				Key(&doc, "units");
-				JsonCol(&doc, r, H_UNITS);
-				Key(&doc, "rollover");
-				Bool(&doc, IsTrue(r, H_ROLLOVER));
-				Key(&doc, "balance");
-				IntCol(&doc, mr, 3);
-				EndObject(&doc);
-			}
-		}
-		else if (strcmp(type, "github_repository") == 0 || strcmp(type, "discord") == 0)
-		{
-			bool		github = type[0] == 'g';
-			char	   *action = Text(r, H_ERROR_ACTION);
-			const char *delivery;
-
-			if (strcmp(state, "active") == 0)
-				delivery = "granted";
-			else if (action != NULL)
-				delivery = "action_required";
-			else if (IsTrue(r, H_HAS_ERROR))
-				delivery = "failed";
-			else
-				delivery = "pending";
-
-			Key(&doc, github ? "github" : "discord");
-			BeginObject(&doc);
-			if (github)
-			{
-				Key(&doc, "repositories");
-				JsonCol(&doc, r, H_REPOSITORIES);
-			}
-			else
-			{
-				Key(&doc, "guild_id");
-				JsonCol(&doc, r, H_GUILD_ID);
-				Key(&doc, "roles");
-				JsonCol(&doc, r, H_ROLES);
-			}
-			Key(&doc, "account");
-			Account(&doc, accounts, github ? "github" : "discord");
-			Key(&doc, "delivery");
-			Str(&doc, delivery);
-			Key(&doc, "action");
-			Str(&doc, action);
-			Key(&doc, "message");
-			Str(&doc, Text(r, H_ERROR_MESSAGE));
-			EndObject(&doc);
-		}
-		EndObject(&doc);
-	}
-	EndArray(&doc);
-	result = pushJsonbValue(&doc, WJB_END_OBJECT, NULL);
-	return JsonbValueToJsonb(result);
+	PreparePlans();
+	customer = Fetch(session_plan, &hash);
+	if (customer.n != 1)
+		CustomerSessionInvalid();
+	return BuildDocument(&customer);
 }
 
 PG_FUNCTION_INFO_V1(portal_document);
@@ -866,22 +1131,15 @@ PG_FUNCTION_INFO_V1(customer_portal);
 Datum
 customer_portal(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *customer = palloc(sizeof(pg_uuid_t));
 	Jsonb	   *doc;
+	Jsonb	   *copy;
 
 	if (PG_ARGISNULL(0))
 		CustomerSessionInvalid();
 	SPI_connect();
-	*customer = CustomerSessionResolve(PG_GETARG_TEXT_PP(0));
-	doc = PortalDocument(UUIDPGetDatum(customer));
-	if (doc == NULL)
-		CustomerSessionInvalid();	/* the customer was deleted meanwhile */
-	{
-		Jsonb	   *copy = SPI_palloc(VARSIZE(doc));
-
-		memcpy(copy, doc, VARSIZE(doc));
-		doc = copy;
-	}
+	doc = PortalDocumentForSession(PG_GETARG_TEXT_PP(0));
+	copy = SPI_palloc(VARSIZE(doc));
+	memcpy(copy, doc, VARSIZE(doc));
 	SPI_finish();
-	PG_RETURN_JSONB_P(doc);
+	PG_RETURN_JSONB_P(copy);
 }

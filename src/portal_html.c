@@ -631,7 +631,6 @@ Datum
 customer_portal_html(PG_FUNCTION_ARGS)
 {
 	char	   *action_url = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	pg_uuid_t  *customer = palloc(sizeof(pg_uuid_t));
 	Jsonb	   *doc;
 	char	   *html;
 	text	   *result;
@@ -640,10 +639,7 @@ customer_portal_html(PG_FUNCTION_ARGS)
 		CustomerSessionInvalid();
 	CheckActionUrl(action_url);
 	SPI_connect();
-	*customer = CustomerSessionResolve(PG_GETARG_TEXT_PP(0));
-	doc = PortalDocument(UUIDPGetDatum(customer));
-	if (doc == NULL)
-		CustomerSessionInvalid();
+	doc = PortalDocumentForSession(PG_GETARG_TEXT_PP(0));
 	html = PortalHtml(doc, action_url);
 	result = SPI_palloc(VARHDRSZ + strlen(html));
 	SET_VARSIZE(result, VARHDRSZ + strlen(html));
