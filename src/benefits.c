@@ -38,12 +38,12 @@ _PG_init(void)
  * them when the extension's tables change (for example after DROP and CREATE
  * EXTENSION), since plans are revalidated from the query text.
  */
-SPIPlanPtr
-BenefitsPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
+static SPIPlanPtr
+KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes, int options)
 {
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes, options);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
@@ -51,6 +51,24 @@ BenefitsPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+SPIPlanPtr
+BenefitsPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
+{
+	return KeptPlan(cache, sql, nargs, argtypes, 0);
+}
+
+/*
+ * A kept plan that always runs its generic plan, for statements on a hot
+ * path: the plan cache otherwise re-plans every call while it compares custom
+ * plans with the generic one, and for an array argument (= ANY ($1)) it never
+ * settles on the generic plan.
+ */
+SPIPlanPtr
+BenefitsGenericPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
+{
+	return KeptPlan(cache, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 }
 
 Datum

@@ -22,6 +22,9 @@ extern void PortalInit(void);	/* portal.c: storage and customer session settings
 /* A plan prepared on first use and kept for the life of the backend. */
 extern SPIPlanPtr BenefitsPlan(SPIPlanPtr *cache, const char *sql,
 							   int nargs, const Oid *argtypes);
+/* The same, always running the generic plan (no re-planning per call). */
+extern SPIPlanPtr BenefitsGenericPlan(SPIPlanPtr *cache, const char *sql,
+									  int nargs, const Oid *argtypes);
 /* A uuid as an SPI argument (palloc'd copy), and back. */
 extern Datum UuidGetDatum(const pg_uuid_t *uuid);
 extern pg_uuid_t DatumGetUuid(Datum datum);

@@ -116,6 +116,10 @@ enum
 	F_ID = 1, F_NAME, F_SIZE, F_MIME_TYPE, F_CHECKSUM, F_STORAGE_KEY
 };
 
+/*
+ * The document's statements, prepared on first use.  Each runs on every
+ * call, so always with its generic plan.
+ */
 static void
 PreparePlans(void)
 {
@@ -127,42 +131,42 @@ PreparePlans(void)
 
 	if (accounts_plan != NULL)
 		return;
-	BenefitsPlan(&customer_plan,
+	BenefitsGenericPlan(&customer_plan,
 				 CUSTOMER_COLUMNS
 				 "  FROM benefits.customers c JOIN benefits.organizations o ON o.id = c.organization_id"
 				 " WHERE c.id = $1", 1, one_uuid);
-	BenefitsPlan(&session_plan,
+	BenefitsGenericPlan(&session_plan,
 				 CUSTOMER_COLUMNS
 				 CUSTOMER_SESSION_JOIN_SQL
 				 "  JOIN benefits.organizations o ON o.id = c.organization_id"
 				 " WHERE " CUSTOMER_SESSION_LIVE_SQL, 1, one_bytea);
-	BenefitsPlan(&subscriptions_plan,
+	BenefitsGenericPlan(&subscriptions_plan,
 				 "SELECT s.id, p.id, p.name, s.status, s.current_period_start, s.current_period_end,"
 				 "       s.cancel_at_period_end"
 				 "  FROM benefits.subscriptions s JOIN benefits.products p ON p.id = s.product_id"
 				 " WHERE s.customer_id = $1 AND s.status IN ('trialing', 'active', 'past_due', 'unpaid')"
 				 " ORDER BY s.created_at, s.id", 1, one_uuid);
-	BenefitsPlan(&held_plan, HELD_SQL, 1, one_uuid);
-	BenefitsPlan(&attached_plan, ATTACHED_SQL, 1, one_uuid);
-	BenefitsPlan(&keys_plan,
+	BenefitsGenericPlan(&held_plan, HELD_SQL, 1, one_uuid);
+	BenefitsGenericPlan(&attached_plan, ATTACHED_SQL, 1, one_uuid);
+	BenefitsGenericPlan(&keys_plan,
 				 "SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
 				 "       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at"
 				 "  FROM benefits.license_keys lk WHERE lk.customer_id = $1", 1, one_uuid);
-	BenefitsPlan(&activations_plan,
+	BenefitsGenericPlan(&activations_plan,
 				 "SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
 				 "  FROM benefits.license_key_activations a WHERE a.license_key_id = ANY ($1)",
 				 1, uuid_array);
-	BenefitsPlan(&files_plan,
+	BenefitsGenericPlan(&files_plan,
 				 "SELECT f.id, f.name, f.size, f.mime_type, f.checksum_sha256, f.storage_key"
 				 "  FROM benefits.files f"
 				 " WHERE f.id = ANY ($1) AND f.organization_id = $2"
 				 "   AND f.enabled AND NOT f.archived AND f.uploaded_at IS NOT NULL",
 				 2, uuid_array_uuid);
-	BenefitsPlan(&meter_plan,
+	BenefitsGenericPlan(&meter_plan,
 				 "SELECT m.id, m.name, coalesce(mb.balance, 0) FROM benefits.meters m"
 				 "  LEFT JOIN benefits.meter_balances mb ON mb.customer_id = $2 AND mb.meter_id = m.id"
 				 " WHERE m.id = $1", 2, two_uuids);
-	BenefitsPlan(&accounts_plan,
+	BenefitsGenericPlan(&accounts_plan,
 				 "SELECT platform, account_id, username FROM benefits.customer_accounts WHERE customer_id = $1",
 				 1, one_uuid);
 }
