@@ -67,6 +67,7 @@ extern Jsonb *MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, p
 
 /* provider_jobs.c: the github_repository and discord benefit types */
 extern void ProviderJobsGrant(GrantChange *change);
+extern void ProviderJobsGrantMany(GrantBatch *batch);
 extern void ProviderJobsRevoke(GrantChange *change);
 extern Jsonb *ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 								 const char *benefit_type,

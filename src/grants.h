@@ -73,17 +73,17 @@ typedef struct GrantBatch
  * organization, $2 benefit, $3 grant ids, $4 customer ids, $5 source ids, $6
  * the source ('s' subscription, 'o' order, 'm' manual); a type's own
  * parameters follow.  GRANT_BATCH_ROWS names them u(id, customer_id,
- * source_id); GRANT_BATCH_INSERT writes u's grants with a state and
- * properties given as SQL.
+ * source_id, n); GRANT_BATCH_INSERT writes u's grants with a state,
+ * properties and error given as SQL.
  */
 #define GRANT_BATCH_ROWS \
 	"ROWS FROM (pg_catalog.unnest($3::uuid[]), pg_catalog.unnest($4::uuid[]), " \
-	"pg_catalog.unnest($5::uuid[])) AS u(id, customer_id, source_id)"
-#define GRANT_BATCH_INSERT(state, properties) \
+	"pg_catalog.unnest($5::uuid[])) WITH ORDINALITY AS u(id, customer_id, source_id, n)"
+#define GRANT_BATCH_INSERT(state, properties, error) \
 	"INSERT INTO benefits.grants (id, organization_id, customer_id, benefit_id, " \
-	"subscription_id, order_id, state, properties) " \
+	"subscription_id, order_id, state, properties, error) " \
 	"SELECT u.id, $1, u.customer_id, $2, CASE WHEN $6 = 's' THEN u.source_id END, " \
-	"CASE WHEN $6 = 'o' THEN u.source_id END, " state ", " properties " "
+	"CASE WHEN $6 = 'o' THEN u.source_id END, " state ", " properties ", " error " "
 #define GRANT_BATCH_NARGS 6
 
 /* grants_batch.c */

@@ -4,12 +4,10 @@
  *
  * A statement that activates many subscriptions, and grant_benefit_bulk,
  * would otherwise write each grant with its own handful of statements.
- * Here the grants of one benefit are written together: license keys,
- * meter credits and plain grants in one set-based statement per benefit
- * (the type's rows and the grants in data-modifying CTEs), with the same
- * rows and properties the one-at-a-time path (GrantApply) writes.  GitHub
- * and Discord grants, which look up each customer's linked account and
- * write a varying number of jobs, still go one at a time.
+ * Here the grants of one benefit are written together, in one set-based
+ * statement per benefit (the type's rows and the grants in data-modifying
+ * CTEs: license keys, meter credits, provider jobs), with the same rows and
+ * properties the one-at-a-time path (GrantApply) writes.
  */
 #include "postgres.h"
 
@@ -71,38 +69,11 @@ LocalGrantMany(GrantBatch *batch)
 
 	GrantBatchArgs(batch, types, values);
 	EngineExec(BenefitsPlan(&LocalGrantsPlan,
-							GRANT_BATCH_INSERT("'active'", "'{}'") "FROM " GRANT_BATCH_ROWS,
+							GRANT_BATCH_INSERT("'active'", "'{}'", "NULL") "FROM " GRANT_BATCH_ROWS,
 							GRANT_BATCH_NARGS, types),
 			   values, NULL, false, 0);
 	if (SPI_processed != (uint64) batch->n)
 		elog(ERROR, "could not write grants");
-}
-
-/*
- * GitHub and Discord: the one-at-a-time path, each grant seeing its
- * customer's linked account and the other grants of the benefit.
- */
-static void
-ProviderGrantMany(GrantBatch *batch)
-{
-	for (int i = 0; i < batch->n; i++)
-	{
-		GrantChange change = {0};
-		bool		changed;
-
-		change.organization_id = batch->organization_id;
-		change.customer_id = batch->customer_ids[i];
-		change.benefit_id = batch->benefit_id;
-		change.has_subscription = batch->source == GRANT_SOURCE_SUBSCRIPTION;
-		change.has_order = batch->source == GRANT_SOURCE_ORDER;
-		if (change.has_subscription)
-			change.subscription_id = batch->source_ids[i];
-		if (change.has_order)
-			change.order_id = batch->source_ids[i];
-		change.benefit_type = batch->benefit_type;
-		change.benefit_properties = batch->benefit_properties;
-		batch->grant_ids[i] = GrantApplyLoaded(&change, NULL, &changed);
-	}
 }
 
 /*
@@ -123,7 +94,7 @@ GrantBatchFresh(GrantBatch *batch)
 	else if (strcmp(type, "meter_credits") == 0)
 		MeterCreditsGrantMany(batch);
 	else if (strcmp(type, "github_repository") == 0 || strcmp(type, "discord") == 0)
-		ProviderGrantMany(batch);
+		ProviderJobsGrantMany(batch);
 	else
 		LocalGrantMany(batch);
 }

@@ -115,7 +115,7 @@ LicenseKeyGrantMany(GrantBatch *batch)
 									  LICENSE_KEY_ON_CONFLICT " RETURNING k.customer_id, k.id, k.display_key) "
 									  GRANT_BATCH_INSERT("'active'",
 														 "pg_catalog.jsonb_build_object('license_key_id', k.id, "
-														 "'display_key', k.display_key)")
+														 "'display_key', k.display_key)", "NULL")
 									  "FROM " GRANT_BATCH_ROWS " JOIN k ON k.customer_id = u.customer_id",
 									  GRANT_BATCH_NARGS + 3, types),
 						 values, NULL, false, 0) != SPI_OK_INSERT || SPI_processed != (uint64) batch->n)

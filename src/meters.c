@@ -299,7 +299,7 @@ MeterCreditsGrantMany(GrantBatch *batch)
 							GRANT_BATCH_INSERT("'active'",
 											   "pg_catalog.jsonb_build_object('last_credited_meter_id', $7,"
 											   " 'last_credited_units', $8,"
-											   " 'last_credited_at', benefits.rfc3339(pg_catalog.now()))")
+											   " 'last_credited_at', benefits.rfc3339(pg_catalog.now()))", "NULL")
 							"FROM " GRANT_BATCH_ROWS,
 							GRANT_BATCH_NARGS + 3, types),
 			   values, nulls, false, 0);
