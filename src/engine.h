@@ -31,6 +31,13 @@ extern void EngineSyncSubscription(pg_uuid_t subscription_id);
 extern void EngineSyncOrder(pg_uuid_t order_id);
 extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
 extern void EngineRevokeGrant(pg_uuid_t grant_id);
+extern void EngineActivateSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id,
+									   pg_uuid_t product_id);
+
+/* activations.c: activated subscriptions granted at the statement's end */
+extern void ActivationsQueue(pg_uuid_t subscription_id, pg_uuid_t customer_id, pg_uuid_t product_id);
+extern void ActivationsFlush(void);
+extern bool ActivationsPending(void);
 
 /* catalog_grants.c: catalog changes carried to live grants */
 extern pg_uuid_t EngineBenefitIdOfRow(Datum row);
@@ -52,6 +59,7 @@ extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Json
 /* meters.c: the meter_credits benefit type */
 extern char *EngineJsonText(Jsonb *json, const char *key);
 extern void MeterCreditsGrant(GrantChange *change);
+extern void MeterCreditsGrantMany(GrantBatch *batch);
 extern void MeterCreditsRevoke(GrantChange *change);
 extern void MeterCreditsBenefitUpdated(pg_uuid_t benefit_id);
 extern Jsonb *MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
@@ -59,6 +67,7 @@ extern Jsonb *MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, p
 
 /* provider_jobs.c: the github_repository and discord benefit types */
 extern void ProviderJobsGrant(GrantChange *change);
+extern void ProviderJobsGrantMany(GrantBatch *batch);
 extern void ProviderJobsRevoke(GrantChange *change);
 extern Jsonb *ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 								 const char *benefit_type,

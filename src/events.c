@@ -65,7 +65,9 @@ PG_FUNCTION_INFO_V1(grants_sync_events);
  * per element: the OFFSET 0 keeps the planner from turning a large batch into
  * a join that costs the batch times the table): the endpoints of their
  * organizations subscribed to $2, and each grant's body, built once for the
- * grants whose organization has such an endpoint, written per endpoint.
+ * grants whose organization has such an endpoint, written per endpoint.  The
+ * customer and benefit objects are built once per customer and benefit of
+ * the batch, and the timestamp once.
  */
 static const char *GrantEventSql =
 "WITH g AS MATERIALIZED ("
@@ -75,9 +77,16 @@ static const char *GrantEventSql =
 "  SELECT e.id, e.organization_id FROM benefits.webhook_endpoints e"
 "   WHERE e.organization_id IN (SELECT DISTINCT g.organization_id FROM g)"
 "     AND e.enabled AND $2 = ANY (e.events)),"
+" heard AS MATERIALIZED (SELECT * FROM g WHERE g.organization_id IN (SELECT ep.organization_id FROM ep)),"
+" customer AS MATERIALIZED ("
+"  SELECT c.id, " SQL_CUSTOMER_OBJECT " AS object FROM benefits.customers c"
+"   WHERE c.id IN (SELECT DISTINCT customer_id FROM heard)),"
+" benefit AS MATERIALIZED ("
+"  SELECT b.id, " SQL_BENEFIT_OBJECT " AS object FROM benefits.benefits b"
+"   WHERE b.id IN (SELECT DISTINCT benefit_id FROM heard)),"
 " body AS MATERIALIZED ("
 "  SELECT g.id, g.n, g.organization_id, pg_catalog.jsonb_build_object("
-"   'type', $2, 'timestamp', benefits.rfc3339(pg_catalog.now()), 'api_version', '" WEBHOOK_API_VERSION "',"
+"   'type', $2, 'timestamp', t.now, 'api_version', '" WEBHOOK_API_VERSION "',"
 "   'data', pg_catalog.jsonb_build_object("
 "     'id', g.id, 'created_at', benefits.rfc3339(g.created_at),"
 "     'modified_at', benefits.rfc3339(g.modified_at),"
@@ -87,12 +96,11 @@ static const char *GrantEventSql =
 "     'customer_id', g.customer_id, 'benefit_id', g.benefit_id, 'error', g.error,"
 "     'properties', g.properties - 'key',"
 "     'previous_properties', COALESCE($3, CASE WHEN $2 = '" EVENT_GRANT_UPDATED "' THEN g.previous_properties END) - 'key',"
-"     'customer', " SQL_CUSTOMER_OBJECT ","
-"     'benefit', " SQL_BENEFIT_OBJECT ")) AS payload"
-"   FROM g"
-"   JOIN benefits.customers c ON c.id = g.customer_id"
-"   JOIN benefits.benefits b ON b.id = g.benefit_id"
-"  WHERE g.organization_id IN (SELECT ep.organization_id FROM ep))"
+"     'customer', c.object, 'benefit', b.object)) AS payload"
+"   FROM heard g"
+"   JOIN customer c ON c.id = g.customer_id"
+"   JOIN benefit b ON b.id = g.benefit_id"
+"   CROSS JOIN (SELECT benefits.rfc3339(pg_catalog.now()) AS now) t)"
 " INSERT INTO benefits.outbox (organization_id, kind, grant_id, endpoint_id, event_type, message_id, action, payload)"
 " SELECT ep.organization_id, 'webhook', body.id, ep.id, $2, " SQL_MESSAGE_ID ", 'deliver', body.payload"
 "   FROM body JOIN ep ON ep.organization_id = body.organization_id ORDER BY body.n, ep.id";
@@ -402,16 +410,18 @@ EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type)
 
 /*
  * AFTER INSERT OR UPDATE ... FOR EACH STATEMENT on benefits.subscriptions and
- * benefits.orders: writes the events the statement's row triggers queued.
+ * benefits.orders: grants the subscriptions the statement's row triggers
+ * activated (activations.c), then writes the events they queued.
  */
 Datum
 grants_sync_events(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "grants_sync_events must be called as a trigger");
-	if (ndeferred == 0)
+	if (ndeferred == 0 && !ActivationsPending())
 		return PointerGetDatum(NULL);
 	SPI_connect();
+	ActivationsFlush();
 	EventsFlushDeferred();
 	SPI_finish();
 	return PointerGetDatum(NULL);

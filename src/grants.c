@@ -28,6 +28,8 @@ static SPIPlanPtr LoadTargetPlan;
 static SPIPlanPtr FindGrantPlan;
 static SPIPlanPtr InsertGrantPlan;
 static SPIPlanPtr UpdateGrantPlan;
+static SPIPlanPtr UpdateGrantRowPlan;
+static SPIPlanPtr InsertGrantRowPlan;
 static SPIPlanPtr LoadGrantPlan;
 static SPIPlanPtr OtherLiveGrantPlan;
 static SPIPlanPtr RevokeGrantPlan;
@@ -178,9 +180,91 @@ LoadGrantTarget(GrantChange *change, Datum *args, char *nulls)
 }
 
 /*
- * The work of GrantApply.  When row is not NULL it receives the grant as a
- * benefits.grants composite, allocated in the caller's memory context.
+ * Writes a grant whose target is loaded (customer locked, benefit and any
+ * existing grant read): state is the existing grant's, or NULL when there is
+ * none.  A live grant is left as it is.  When row is not NULL it receives
+ * the grant as a benefits.grants composite, allocated in the caller's memory
+ * context.
  */
+static pg_uuid_t
+GrantWrite(GrantChange *change, const char *state, bool *changed, Datum *row)
+{
+	static const Oid types[] = {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID,
+	TEXTOID, JSONBOID, JSONBOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int			rc;
+	bool		isnull;
+
+	if (state != NULL && strcmp(state, "revoked") != 0)
+	{
+		*changed = false;
+		if (row != NULL)
+		{
+			static const Oid id_type[] = {UUIDOID};
+			Datum		id = UuidGetDatum(&change->grant_id);
+
+			if (SPI_execute_plan(BenefitsPlan(&GrantRecordPlan,
+											  "SELECT g FROM benefits.grants g WHERE g.id = $1",
+											  1, id_type),
+								 &id, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not read grant");
+			*row = SPI_datumTransfer(ResultValue(1, &isnull), false, -1);
+		}
+		return change->grant_id;
+	}
+	if (state == NULL)
+		change->grant_id = BenefitsRandomUuid();
+
+	BenefitTypeGrant(change);
+
+	values[0] = UuidGetDatum(&change->grant_id);
+	values[1] = UuidGetDatum(&change->organization_id);
+	values[2] = UuidGetDatum(&change->customer_id);
+	values[3] = UuidGetDatum(&change->benefit_id);
+	values[4] = OptionalUuid(change->has_subscription ? &change->subscription_id : NULL, &nulls[4]);
+	values[5] = OptionalUuid(change->has_order ? &change->order_id : NULL, &nulls[5]);
+	values[6] = CStringGetTextDatum(change->new_state);
+	values[7] = change->new_properties ? JsonbPGetDatum(change->new_properties) : (Datum) 0;
+	nulls[7] = change->new_properties ? ' ' : 'n';
+	values[8] = change->error ? JsonbPGetDatum(change->error) : (Datum) 0;
+	nulls[8] = change->error ? ' ' : 'n';
+
+	if (state != NULL)
+		rc = SPI_execute_plan(row != NULL
+							  ? BenefitsPlan(&UpdateGrantRowPlan,
+											 "UPDATE benefits.grants g SET state = $7, "
+											 "properties = coalesce($8, properties), error = $9 "
+											 "WHERE id = $1 RETURNING g",
+											 9, types)
+							  : BenefitsPlan(&UpdateGrantPlan,
+											 "UPDATE benefits.grants g SET state = $7, "
+											 "properties = coalesce($8, properties), error = $9 "
+											 "WHERE id = $1",
+											 9, types),
+							  values, nulls, false, 0);
+	else
+		rc = SPI_execute_plan(row != NULL
+							  ? BenefitsPlan(&InsertGrantRowPlan,
+											 "INSERT INTO benefits.grants AS g (id, organization_id, customer_id, "
+											 "benefit_id, subscription_id, order_id, state, properties, error) "
+											 "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9) RETURNING g",
+											 9, types)
+							  : BenefitsPlan(&InsertGrantPlan,
+											 "INSERT INTO benefits.grants (id, organization_id, customer_id, "
+											 "benefit_id, subscription_id, order_id, state, properties, error) "
+											 "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9)",
+											 9, types),
+							  values, nulls, false, 0);
+	if (rc < 0 || SPI_processed != 1)
+		elog(ERROR, "could not write grant");
+	if (row != NULL)
+		*row = SPI_datumTransfer(ResultValue(1, &isnull), false, -1);
+	*changed = true;
+	return change->grant_id;
+}
+
+/* The work of GrantApply; row as for GrantWrite. */
 static pg_uuid_t
 GrantApplyInternal(pg_uuid_t customer_id, pg_uuid_t benefit_id,
 				   const pg_uuid_t *subscription_id, const pg_uuid_t *order_id,
@@ -190,12 +274,6 @@ GrantApplyInternal(pg_uuid_t customer_id, pg_uuid_t benefit_id,
 	Datum		target_args[4];
 	char		target_nulls[4] = {' ', ' ', ' ', ' '};
 	char	   *state;
-	static const Oid types[] = {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID,
-	TEXTOID, JSONBOID, JSONBOID};
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	int			rc;
-	bool		isnull;
 
 	change.customer_id = customer_id;
 	change.benefit_id = benefit_id;
@@ -211,63 +289,7 @@ GrantApplyInternal(pg_uuid_t customer_id, pg_uuid_t benefit_id,
 	target_args[2] = OptionalUuid(subscription_id, &target_nulls[2]);
 	target_args[3] = OptionalUuid(order_id, &target_nulls[3]);
 	state = LoadGrantTarget(&change, target_args, target_nulls);
-
-	if (state != NULL && strcmp(state, "revoked") != 0)
-	{
-		*changed = false;
-		if (row != NULL)
-		{
-			static const Oid id_type[] = {UUIDOID};
-			Datum		id = UuidGetDatum(&change.grant_id);
-
-			if (SPI_execute_plan(BenefitsPlan(&GrantRecordPlan,
-											  "SELECT g FROM benefits.grants g WHERE g.id = $1",
-											  1, id_type),
-								 &id, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-				elog(ERROR, "could not read grant");
-			*row = SPI_datumTransfer(ResultValue(1, &isnull), false, -1);
-		}
-		return change.grant_id;
-	}
-	if (state == NULL)
-		change.grant_id = BenefitsRandomUuid();
-
-	BenefitTypeGrant(&change);
-
-	values[0] = UuidGetDatum(&change.grant_id);
-	values[1] = UuidGetDatum(&change.organization_id);
-	values[2] = target_args[0];
-	values[3] = target_args[1];
-	values[4] = target_args[2];
-	nulls[4] = target_nulls[2];
-	values[5] = target_args[3];
-	nulls[5] = target_nulls[3];
-	values[6] = CStringGetTextDatum(change.new_state);
-	values[7] = change.new_properties ? JsonbPGetDatum(change.new_properties) : (Datum) 0;
-	nulls[7] = change.new_properties ? ' ' : 'n';
-	values[8] = change.error ? JsonbPGetDatum(change.error) : (Datum) 0;
-	nulls[8] = change.error ? ' ' : 'n';
-
-	if (state != NULL)
-		rc = SPI_execute_plan(BenefitsPlan(&UpdateGrantPlan,
-										   "UPDATE benefits.grants g SET state = $7, "
-										   "properties = coalesce($8, properties), error = $9 "
-										   "WHERE id = $1 RETURNING g",
-										   9, types),
-							  values, nulls, false, 0);
-	else
-		rc = SPI_execute_plan(BenefitsPlan(&InsertGrantPlan,
-										   "INSERT INTO benefits.grants AS g (id, organization_id, customer_id, "
-										   "benefit_id, subscription_id, order_id, state, properties, error) "
-										   "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9) RETURNING g",
-										   9, types),
-							  values, nulls, false, 0);
-	if ((rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_UPDATE_RETURNING) || SPI_processed != 1)
-		elog(ERROR, "could not write grant");
-	if (row != NULL)
-		*row = SPI_datumTransfer(ResultValue(1, &isnull), false, -1);
-	*changed = true;
-	return change.grant_id;
+	return GrantWrite(&change, state, changed, row);
 }
 
 pg_uuid_t
@@ -276,6 +298,18 @@ GrantApply(pg_uuid_t customer_id, pg_uuid_t benefit_id,
 		   bool *changed)
 {
 	return GrantApplyInternal(customer_id, benefit_id, subscription_id, order_id, changed, NULL);
+}
+
+/*
+ * GrantApply for a caller that has already locked the customer and read the
+ * benefit (type, properties, organization) and the grant of this source,
+ * each in a statement started after the lock: the engine reads them for all
+ * of a product's benefits in one query instead of two per benefit.
+ */
+pg_uuid_t
+GrantApplyLoaded(GrantChange *change, const char *state, bool *changed)
+{
+	return GrantWrite(change, state, changed, NULL);
 }
 
 bool

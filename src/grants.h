@@ -42,6 +42,54 @@ typedef struct GrantChange
 	Jsonb	   *error;				/* NULL clears the error */
 } GrantChange;
 
+/* Where a grant comes from. */
+typedef enum GrantSource
+{
+	GRANT_SOURCE_MANUAL,
+	GRANT_SOURCE_SUBSCRIPTION,
+	GRANT_SOURCE_ORDER
+} GrantSource;
+
+/*
+ * One benefit granted to many customers at once (grants_batch.c), each
+ * through its own source.  The customers are locked and distinct, and none
+ * has a grant of the benefit from that source yet.
+ */
+typedef struct GrantBatch
+{
+	pg_uuid_t	organization_id;
+	pg_uuid_t	benefit_id;
+	char	   *benefit_type;
+	Jsonb	   *benefit_properties;
+	GrantSource source;
+	int			n;
+	const pg_uuid_t *customer_ids;
+	const pg_uuid_t *source_ids;	/* subscription or order ids; NULL for manual */
+	pg_uuid_t  *grant_ids;			/* filled: the new grants, in input order */
+} GrantBatch;
+
+/*
+ * The shared part of the set-based grant statements.  Parameters: $1
+ * organization, $2 benefit, $3 grant ids, $4 customer ids, $5 source ids, $6
+ * the source ('s' subscription, 'o' order, 'm' manual); a type's own
+ * parameters follow.  GRANT_BATCH_ROWS names them u(id, customer_id,
+ * source_id, n); GRANT_BATCH_INSERT writes u's grants with a state,
+ * properties and error given as SQL.
+ */
+#define GRANT_BATCH_ROWS \
+	"ROWS FROM (pg_catalog.unnest($3::uuid[]), pg_catalog.unnest($4::uuid[]), " \
+	"pg_catalog.unnest($5::uuid[])) WITH ORDINALITY AS u(id, customer_id, source_id, n)"
+#define GRANT_BATCH_INSERT(state, properties, error) \
+	"INSERT INTO benefits.grants (id, organization_id, customer_id, benefit_id, " \
+	"subscription_id, order_id, state, properties, error) " \
+	"SELECT u.id, $1, u.customer_id, $2, CASE WHEN $6 = 's' THEN u.source_id END, " \
+	"CASE WHEN $6 = 'o' THEN u.source_id END, " state ", " properties ", " error " "
+#define GRANT_BATCH_NARGS 6
+
+/* grants_batch.c */
+extern void GrantBatchFresh(GrantBatch *batch);
+extern void GrantBatchArgs(const GrantBatch *batch, Oid *types, Datum *values);
+
 /* grants.c */
 /*
  * Grant a benefit to a customer through a subscription or an order (NULL for
@@ -51,6 +99,13 @@ typedef struct GrantChange
 extern pg_uuid_t GrantApply(pg_uuid_t customer_id, pg_uuid_t benefit_id,
 							const pg_uuid_t *subscription_id,
 							const pg_uuid_t *order_id, bool *changed);
+/*
+ * GrantApply with the target already loaded under the customer's lock:
+ * change holds the customer, benefit, source and organization, the benefit's
+ * type and properties, and, when the source has a grant of the benefit, its
+ * id and properties; state is that grant's state, or NULL when there is none.
+ */
+extern pg_uuid_t GrantApplyLoaded(GrantChange *change, const char *state, bool *changed);
 /* Revoke a grant; false when it was already revoked. */
 extern bool GrantRevoke(pg_uuid_t grant_id);
 extern pg_uuid_t GrantLockCustomer(pg_uuid_t customer_id);

@@ -3,18 +3,17 @@
  * granted by hand to many customers in one call, for backfills and
  * migrations.
  *
- * For a license benefit, the customers without a manual grant of it get their
- * keys, grants and events in three set-based statements; every other case
- * (a revoked grant to restore, any other benefit type) goes through
- * GrantApply one customer at a time, so the result is the same as calling
- * the single-customer grant_benefit for each.
+ * The customers without a manual grant of the benefit get their grants (and
+ * keys or credits) set-based (grants_batch.c) and their events in one
+ * statement; a customer with a grant to restore goes through GrantApply, so
+ * the result is the same as calling the single-customer grant_benefit for
+ * each.
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -22,26 +21,11 @@
 #include "benefits.h"
 #include "engine.h"
 #include "grants.h"
-#include "license.h"
 
 PG_FUNCTION_INFO_V1(grant_benefit_bulk);
 
 static SPIPlanPtr LockCustomersPlan;
 static SPIPlanPtr BenefitPlan;
-static SPIPlanPtr IssueManyPlan;
-
-/* The uuids of column 1 of every SPI result row. */
-static pg_uuid_t *
-ResultUuids(uint64 *n)
-{
-	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * Max(SPI_processed, 1));
-	bool		isnull;
-
-	for (uint64 i = 0; i < SPI_processed; i++)
-		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	*n = SPI_processed;
-	return ids;
-}
 
 /*
  * Lock the customers in id order (so two bulk grants cannot deadlock) and
@@ -94,58 +78,6 @@ LockCustomers(Datum customer_ids, Datum benefit_id, Datum organization_id,
 }
 
 /*
- * Issue keys and active grants for customers holding no manual grant of the
- * benefit (a key of theirs from another grant is shared, as one at a time);
- * returns the new grants' ids.
- */
-static pg_uuid_t *
-IssueMany(const pg_uuid_t *customers, uint64 n, Datum benefit_id, Datum organization_id,
-		  Jsonb *properties, uint64 *ngrants)
-{
-	static const Oid types[] = {UUIDOID, UUIDOID, JSONBOID, UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum	   *ids = palloc(sizeof(Datum) * n);
-	Datum	   *keys = palloc(sizeof(Datum) * n);
-	Datum	   *displays = palloc(sizeof(Datum) * n);
-	JsonbValue *prefix = getKeyJsonValueFromContainer(&properties->root, "prefix", 6, NULL);
-	char	   *prefix_text = (prefix && prefix->type == jbvString) ?
-		pnstrdup(prefix->val.string.val, prefix->val.string.len) : NULL;
-	Datum		values[6];
-
-	for (uint64 i = 0; i < n; i++)
-	{
-		char	   *key = LicenseKeyGenerate(prefix_text);
-
-		ids[i] = UuidGetDatum(&customers[i]);
-		keys[i] = CStringGetTextDatum(key);
-		displays[i] = CStringGetTextDatum(LicenseKeyDisplay(key));
-	}
-	values[0] = organization_id;
-	values[1] = benefit_id;
-	values[2] = JsonbPGetDatum(properties);
-	values[3] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	values[4] = PointerGetDatum(construct_array(keys, n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[5] = PointerGetDatum(construct_array(displays, n, TEXTOID, -1, false, TYPALIGN_INT));
-
-	if (SPI_execute_plan(BenefitsPlan(&IssueManyPlan,
-									  "WITH k AS (INSERT INTO benefits.license_keys AS k "
-									  " (organization_id, customer_id, benefit_id, key, display_key, "
-									  "  limit_usage, limit_activations, expires_at) "
-									  " SELECT $1, u.customer_id, $2, u.key, u.display_key, "
-									  LICENSE_KEY_LIMITS_FROM("$3") ", " LICENSE_KEY_EXPIRY_FROM("$3", "false") " "
-									  " FROM ROWS FROM (pg_catalog.unnest($4::uuid[]), pg_catalog.unnest($5::text[]), "
-									  "  pg_catalog.unnest($6::text[])) AS u(customer_id, key, display_key) "
-									  LICENSE_KEY_ON_CONFLICT " RETURNING k.customer_id, k.id, k.display_key) "
-									  "INSERT INTO benefits.grants (organization_id, customer_id, benefit_id, state, properties) "
-									  "SELECT $1, k.customer_id, $2, 'active', "
-									  " pg_catalog.jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key) "
-									  "FROM k ORDER BY k.customer_id RETURNING id",
-									  6, types),
-						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != n)
-		elog(ERROR, "could not issue license keys");
-	return ResultUuids(ngrants);
-}
-
-/*
  * grant_benefit_bulk(customer_ids uuid[], benefit_id): returns how many grants
  * were made or restored; customers already holding a live manual grant of
  * the benefit are left as they are.
@@ -160,11 +92,9 @@ grant_benefit_bulk(PG_FUNCTION_ARGS)
 	Jsonb	   *properties;
 	Datum		organization_id;
 	pg_uuid_t  *fresh,
-			   *others,
-			   *granted;
+			   *others;
 	uint64		nfresh,
-				nothers,
-				ngranted = 0;
+				nothers;
 	int64		changed = 0;
 
 	if (PG_ARGISNULL(0))
@@ -192,18 +122,23 @@ grant_benefit_bulk(PG_FUNCTION_ARGS)
 
 	fresh = LockCustomers(PG_GETARG_DATUM(0), benefit_id, organization_id, &nfresh, &others, &nothers);
 
-	if (strcmp(type, "license_keys") == 0 && nfresh > 0)
+	if (nfresh > 0)
 	{
-		granted = IssueMany(fresh, nfresh, benefit_id, organization_id, properties, &ngranted);
-		if (EventsOrganizationSubscribed(*DatumGetUUIDP(organization_id), EVENT_GRANT_CREATED))
-			EventsEnqueueGrants(granted, (int) ngranted, EVENT_GRANT_CREATED, NULL);
-		changed += ngranted;
-	}
-	else
-	{
-		/* Every other type: the fresh customers one at a time, like the rest. */
-		memcpy(others + nothers, fresh, sizeof(pg_uuid_t) * nfresh);
-		nothers += nfresh;
+		GrantBatch	batch;
+
+		batch.organization_id = *DatumGetUUIDP(organization_id);
+		batch.benefit_id = *DatumGetUUIDP(benefit_id);
+		batch.benefit_type = type;
+		batch.benefit_properties = properties;
+		batch.source = GRANT_SOURCE_MANUAL;
+		batch.n = (int) nfresh;
+		batch.customer_ids = fresh;
+		batch.source_ids = NULL;
+		batch.grant_ids = palloc(sizeof(pg_uuid_t) * nfresh);
+		GrantBatchFresh(&batch);
+		if (EventsOrganizationSubscribed(batch.organization_id, EVENT_GRANT_CREATED))
+			EventsEnqueueGrants(batch.grant_ids, batch.n, EVENT_GRANT_CREATED, NULL);
+		changed += nfresh;
 	}
 
 	for (uint64 i = 0; i < nothers; i++)

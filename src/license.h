@@ -60,5 +60,6 @@ extern char *LicenseKeyDisplay(const char *canonical);
 /* license_grants.c: issue, restore and revoke a grant's key. */
 extern void LicenseKeyGrant(GrantChange *change);
 extern void LicenseKeyRevoke(GrantChange *change);
+extern void LicenseKeyGrantMany(GrantBatch *batch);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
@@ -16,6 +17,7 @@
 #include "license.h"
 
 static SPIPlanPtr IssueKeyPlan;
+static SPIPlanPtr IssueManyPlan;
 static SPIPlanPtr RevokeKeyPlan;
 
 /* The benefit's upper-cased key prefix, or NULL. */
@@ -71,6 +73,53 @@ LicenseKeyGrant(GrantChange *change)
 	change->new_properties = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
 															  SPI_tuptable->tupdesc, 1, &isnull));
 	change->new_state = "active";
+}
+
+/*
+ * LicenseKeyGrant for a batch (grants_batch.c): the keys and the grants in
+ * one statement, keys generated here as one at a time.
+ */
+void
+LicenseKeyGrantMany(GrantBatch *batch)
+{
+	Oid			types[GRANT_BATCH_NARGS + 3];
+	Datum		values[GRANT_BATCH_NARGS + 3];
+	Datum	   *keys = palloc(sizeof(Datum) * batch->n);
+	Datum	   *displays = palloc(sizeof(Datum) * batch->n);
+	char	   *prefix = BenefitPrefix(batch->benefit_properties);
+
+	for (int i = 0; i < batch->n; i++)
+	{
+		char	   *key = LicenseKeyGenerate(prefix);
+
+		keys[i] = CStringGetTextDatum(key);
+		displays[i] = CStringGetTextDatum(LicenseKeyDisplay(key));
+	}
+	GrantBatchArgs(batch, types, values);
+	types[GRANT_BATCH_NARGS] = JSONBOID;
+	types[GRANT_BATCH_NARGS + 1] = TEXTARRAYOID;
+	types[GRANT_BATCH_NARGS + 2] = TEXTARRAYOID;
+	values[GRANT_BATCH_NARGS] = JsonbPGetDatum(batch->benefit_properties);
+	values[GRANT_BATCH_NARGS + 1] = PointerGetDatum(construct_array(keys, batch->n, TEXTOID, -1, false,
+																	 TYPALIGN_INT));
+	values[GRANT_BATCH_NARGS + 2] = PointerGetDatum(construct_array(displays, batch->n, TEXTOID, -1, false,
+																	 TYPALIGN_INT));
+	if (SPI_execute_plan(BenefitsPlan(&IssueManyPlan,
+									  "WITH k AS (INSERT INTO benefits.license_keys AS k "
+									  " (organization_id, customer_id, benefit_id, key, display_key, "
+									  "  limit_usage, limit_activations, expires_at) "
+									  " SELECT $1, x.customer_id, $2, x.key, x.display_key, "
+									  LICENSE_KEY_LIMITS_FROM("$7") ", " LICENSE_KEY_EXPIRY_FROM("$7", "$6 = 's'") " "
+									  " FROM ROWS FROM (pg_catalog.unnest($4::uuid[]), pg_catalog.unnest($8::text[]), "
+									  "  pg_catalog.unnest($9::text[])) AS x(customer_id, key, display_key) "
+									  LICENSE_KEY_ON_CONFLICT " RETURNING k.customer_id, k.id, k.display_key) "
+									  GRANT_BATCH_INSERT("'active'",
+														 "pg_catalog.jsonb_build_object('license_key_id', k.id, "
+														 "'display_key', k.display_key)", "NULL")
+									  "FROM " GRANT_BATCH_ROWS " JOIN k ON k.customer_id = u.customer_id",
+									  GRANT_BATCH_NARGS + 3, types),
+						 values, NULL, false, 0) != SPI_OK_INSERT || SPI_processed != (uint64) batch->n)
+		elog(ERROR, "could not issue license keys");
 }
 
 /* The last grant of the benefit going revokes the key. */

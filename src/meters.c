@@ -256,6 +256,57 @@ MeterCreditsGrant(GrantChange *change)
 	change->error = NULL;
 }
 
+/*
+ * MeterCreditsGrant for a batch (grants_batch.c): balances, ledger rows and
+ * grants in one statement, with the properties Credit records.
+ */
+void
+MeterCreditsGrantMany(GrantBatch *batch)
+{
+	static SPIPlanPtr plan;
+	Oid			types[GRANT_BATCH_NARGS + 3];
+	Datum		values[GRANT_BATCH_NARGS + 3];
+	char		nulls[GRANT_BATCH_NARGS + 3];
+	MeterBenefit mb;
+
+	ReadMeterBenefit(batch->benefit_properties, &mb);
+	GrantBatchArgs(batch, types, values);
+	memset(nulls, ' ', sizeof(nulls));
+	types[GRANT_BATCH_NARGS] = UUIDOID;
+	types[GRANT_BATCH_NARGS + 1] = INT8OID;
+	types[GRANT_BATCH_NARGS + 2] = INT8OID;
+	values[GRANT_BATCH_NARGS] = UuidGetDatum(&mb.meter_id);
+	values[GRANT_BATCH_NARGS + 1] = Int64GetDatum(mb.units);
+	values[GRANT_BATCH_NARGS + 2] = Int64GetDatum(mb.threshold);
+	nulls[GRANT_BATCH_NARGS + 2] = mb.has_threshold ? ' ' : 'n';
+	EngineExec(BenefitsPlan(&plan,
+							"WITH b AS ("
+							"  INSERT INTO benefits.meter_balances AS m"
+							"         (customer_id, meter_id, organization_id, balance, credited, low_balance_threshold)"
+							"  SELECT x.customer_id, $7, $1, $8, GREATEST($8, 0), $9"
+							"    FROM pg_catalog.unnest($4::uuid[]) AS x(customer_id)"
+							"  ON CONFLICT (customer_id, meter_id) DO UPDATE"
+							"     SET balance = m.balance + EXCLUDED.balance,"
+							"         credited = m.credited + EXCLUDED.credited,"
+							"         low_balance_threshold = GREATEST(m.low_balance_threshold, EXCLUDED.low_balance_threshold),"
+							"         modified_at = pg_catalog.now()"
+							"  RETURNING m.customer_id, m.balance),"
+							" l AS ("
+							"  INSERT INTO benefits.meter_credits"
+							"         (organization_id, customer_id, meter_id, grant_id, reason, units, balance_after)"
+							"  SELECT $1, u.customer_id, $7, u.id, 'grant', $8, b.balance"
+							"    FROM " GRANT_BATCH_ROWS " JOIN b ON b.customer_id = u.customer_id) "
+							GRANT_BATCH_INSERT("'active'",
+											   "pg_catalog.jsonb_build_object('last_credited_meter_id', $7,"
+											   " 'last_credited_units', $8,"
+											   " 'last_credited_at', benefits.rfc3339(pg_catalog.now()))", "NULL")
+							"FROM " GRANT_BATCH_ROWS,
+							GRANT_BATCH_NARGS + 3, types),
+			   values, nulls, false, 0);
+	if (SPI_processed != (uint64) batch->n)
+		elog(ERROR, "could not credit meters");
+}
+
 /* Revoke handler: remove what is left of the grant's last credit. */
 void
 MeterCreditsRevoke(GrantChange *change)

@@ -46,6 +46,34 @@ IsGithub(const char *benefit_type)
 }
 
 /*
+ * SQL shared by the one-at-a-time and the set-based grant: the grant's
+ * access properties (see AccessProperties) from the benefit type, the
+ * benefit's properties, the grant's current properties, the account id and
+ * username; and the job payloads.
+ */
+#define SQL_ACCESS_PROPERTIES(type, bprops, gprops, account, username) \
+	"COALESCE(" gprops ", '{}') || pg_catalog.jsonb_build_object('account_id', " account ", 'username', " username ")" \
+	" || CASE WHEN " type " = 'github_repository' THEN pg_catalog.jsonb_build_object(" \
+	"      'repositories', COALESCE(" bprops "->'repositories', '[]')," \
+	"      'repository_owner', " bprops "#>>'{repositories,0,owner}'," \
+	"      'repository_name', " bprops "#>>'{repositories,0,name}'," \
+	"      'permission', " bprops "#>>'{repositories,0,permission}')" \
+	"    ELSE pg_catalog.jsonb_build_object(" \
+	"      'guild_id', " bprops "->>'guild_id'," \
+	"      'role_ids', pg_catalog.jsonb_path_query_array(COALESCE(" bprops "->'roles', '[]'), '$[*].role_id')," \
+	"      'role_id', " bprops "#>>'{roles,0,role_id}') END"
+#define SQL_GITHUB_PAYLOAD(repository, username, action) \
+	"pg_catalog.jsonb_build_object('owner', " repository "->>'owner', 'repo', " repository "->>'name'," \
+	" 'username', " username ")" \
+	" || CASE WHEN " action " = 'add_collaborator'" \
+	"    THEN pg_catalog.jsonb_build_object('permission', " repository "->>'permission') ELSE '{}' END"
+#define SQL_DISCORD_MEMBER_PAYLOAD(guild, user, role_ids, customer) \
+	"pg_catalog.jsonb_build_object('guild_id', " guild ", 'user_id', " user ", 'role_ids', " role_ids "," \
+	" 'customer_id', " customer ")"
+#define SQL_DISCORD_ROLE_PAYLOAD(guild, user, role) \
+	"pg_catalog.jsonb_build_object('guild_id', " guild ", 'user_id', " user ", 'role_id', " role " #>> '{}')"
+
+/*
  * The SQL of a job list: $5 is the array itself, or (with $6 set) an object
  * whose member $6 is the array.
  */
@@ -73,12 +101,7 @@ GithubJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
 	nulls[5] = key ? ' ' : 'n';
 	EngineExec(BenefitsPlan(&plan,
 						  "INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)"
-						  " SELECT $1, 'github', $2, $3,"
-						  "        pg_catalog.jsonb_build_object('owner', r.value->>'owner', 'repo', r.value->>'name',"
-						  "                                      'username', $4)"
-						  "        || CASE WHEN $3 = 'add_collaborator'"
-						  "                THEN pg_catalog.jsonb_build_object('permission', r.value->>'permission')"
-						  "                ELSE '{}' END"
+						  " SELECT $1, 'github', $2, $3, " SQL_GITHUB_PAYLOAD("r.value", "$4", "$3")
 						  "   FROM " SQL_JOB_LIST " WITH ORDINALITY AS r(value, n)"
 						  "  ORDER BY r.n",
 						  6, types),
@@ -117,16 +140,16 @@ DiscordJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
 						  "INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)"
 						  " SELECT $1, 'discord', $2, j.action, j.payload FROM ("
 						  "   SELECT 0 AS n, 'add_member' AS action,"
-						  "          pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5,"
-						  "            'role_ids', (SELECT COALESCE(pg_catalog.jsonb_agg(value ORDER BY n), '[]') FROM roles),"
-						  "            'customer_id', $7) AS payload"
+						  "          " SQL_DISCORD_MEMBER_PAYLOAD("$4", "$5",
+															  "(SELECT COALESCE(pg_catalog.jsonb_agg(value ORDER BY n), '[]') FROM roles)",
+															  "$7") " AS payload"
 						  "    WHERE $3 = 'add_member'"
 						  "   UNION ALL"
 						  "   SELECT 0, 'kick_member', pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5)"
 						  "    WHERE $3 = 'kick_member'"
 						  "   UNION ALL"
 						  "   SELECT roles.n, CASE $3 WHEN 'add_member' THEN 'add_role' ELSE $3 END,"
-						  "          pg_catalog.jsonb_build_object('guild_id', $4, 'user_id', $5, 'role_id', roles.value #>> '{}')"
+						  "          " SQL_DISCORD_ROLE_PAYLOAD("$4", "$5", "roles.value")
 						  "     FROM roles WHERE $3 IN ('add_member', 'add_role', 'remove_role')) j"
 						  " ORDER BY j.n",
 						  8, types),
@@ -161,16 +184,7 @@ AccessProperties(const char *benefit_type, Jsonb *benefit_properties, Jsonb *gra
 	else
 		nulls[4] = 'n';
 	EngineExec(BenefitsPlan(&plan,
-						  "SELECT COALESCE($3, '{}') || pg_catalog.jsonb_build_object('account_id', $4, 'username', $5)"
-						  " || CASE WHEN $1 = 'github_repository' THEN pg_catalog.jsonb_build_object("
-						  "      'repositories', COALESCE($2->'repositories', '[]'),"
-						  "      'repository_owner', $2#>>'{repositories,0,owner}',"
-						  "      'repository_name', $2#>>'{repositories,0,name}',"
-						  "      'permission', $2#>>'{repositories,0,permission}')"
-						  "    ELSE pg_catalog.jsonb_build_object("
-						  "      'guild_id', $2->>'guild_id',"
-						  "      'role_ids', pg_catalog.jsonb_path_query_array(COALESCE($2->'roles', '[]'), '$[*].role_id'),"
-						  "      'role_id', $2#>>'{roles,0,role_id}') END",
+						  "SELECT " SQL_ACCESS_PROPERTIES("$1", "$2", "$3", "$4", "$5"),
 						  5, types),
 			   values, nulls, true, 1);
 	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -262,6 +276,71 @@ ProviderJobsGrant(GrantChange *change)
 					change->customer_id);
 	change->new_state = "created";
 	change->new_properties = props;
+}
+
+/*
+ * ProviderJobsGrant for a batch (grants_batch.c), in one statement: each
+ * customer's linked account and another active grant delivered to it, the
+ * access properties, the jobs in grant order, and the grants.
+ */
+void
+ProviderJobsGrantMany(GrantBatch *batch)
+{
+	static SPIPlanPtr plan;
+	Oid			types[GRANT_BATCH_NARGS + 4];
+	Datum		values[GRANT_BATCH_NARGS + 4];
+	bool		github = IsGithub(batch->benefit_type);
+
+	GrantBatchArgs(batch, types, values);
+	types[GRANT_BATCH_NARGS] = TEXTOID;
+	types[GRANT_BATCH_NARGS + 1] = JSONBOID;
+	types[GRANT_BATCH_NARGS + 2] = TEXTOID;
+	types[GRANT_BATCH_NARGS + 3] = JSONBOID;
+	values[GRANT_BATCH_NARGS] = CStringGetTextDatum(batch->benefit_type);
+	values[GRANT_BATCH_NARGS + 1] = JsonbPGetDatum(batch->benefit_properties);
+	values[GRANT_BATCH_NARGS + 2] = CStringGetTextDatum(github ? "github" : "discord");
+	values[GRANT_BATCH_NARGS + 3] = JsonbPGetDatum(LinkError(batch->benefit_type));
+	EngineExec(BenefitsPlan(&plan,
+							"WITH a AS MATERIALIZED ("
+							"  SELECT u.id, u.customer_id, u.source_id, u.n, a.account_id, a.username,"
+							"         (SELECT g.properties FROM benefits.grants g"
+							"           WHERE g.customer_id = u.customer_id AND g.benefit_id = $2 AND g.id <> u.id"
+							"             AND g.state = 'active' AND g.properties->>'account_id' = a.account_id"
+							"           LIMIT 1) AS shared"
+							"    FROM " GRANT_BATCH_ROWS
+							"    LEFT JOIN benefits.customer_accounts a"
+							"           ON a.customer_id = u.customer_id AND a.platform = $9),"
+							" u AS MATERIALIZED ("
+							"  SELECT a.*, CASE WHEN a.account_id IS NOT NULL AND a.shared IS NULL THEN "
+							SQL_ACCESS_PROPERTIES("$7", "$8", "NULL::jsonb", "a.account_id", "a.username")
+							"         END AS access FROM a),"
+							" jobs AS ("
+							"  INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)"
+							"  SELECT $1, j.kind, j.grant_id, j.action, j.payload FROM ("
+							"    SELECT u.n, r.n AS m, 'github' AS kind, u.id AS grant_id, 'add_collaborator' AS action, "
+							SQL_GITHUB_PAYLOAD("r.value", "u.username", "'add_collaborator'") " AS payload"
+							"      FROM u, pg_catalog.jsonb_array_elements(u.access->'repositories') WITH ORDINALITY r(value, n)"
+							"     WHERE $7 = 'github_repository'"
+							"    UNION ALL"
+							"    SELECT u.n, 0, 'discord', u.id, 'add_member', "
+							SQL_DISCORD_MEMBER_PAYLOAD("u.access->>'guild_id'", "u.account_id",
+													   "COALESCE(u.access->'role_ids', '[]')", "u.customer_id")
+							"      FROM u WHERE $7 = 'discord' AND u.access IS NOT NULL"
+							"    UNION ALL"
+							"    SELECT u.n, r.n, 'discord', u.id, 'add_role', "
+							SQL_DISCORD_ROLE_PAYLOAD("u.access->>'guild_id'", "u.account_id", "r.value")
+							"      FROM u, pg_catalog.jsonb_array_elements(u.access->'role_ids') WITH ORDINALITY r(value, n)"
+							"     WHERE $7 = 'discord') j"
+							"  ORDER BY j.n, j.m) "
+							GRANT_BATCH_INSERT("CASE WHEN u.account_id IS NOT NULL AND u.shared IS NOT NULL"
+											   " THEN 'active' ELSE 'created' END",
+											   "COALESCE(u.shared, u.access, '{}')",
+											   "CASE WHEN u.account_id IS NULL THEN $10 END")
+							"FROM u",
+							GRANT_BATCH_NARGS + 4, types),
+			   values, NULL, false, 0);
+	if (SPI_processed != (uint64) batch->n)
+		elog(ERROR, "could not write grants");
 }
 
 /*

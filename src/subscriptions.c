@@ -111,65 +111,113 @@ EngineRevokeGrant(pg_uuid_t grant_id)
 		EventsEnqueueGrant(grant_id, EVENT_GRANT_REVOKED, NULL);
 }
 
+/* A benefit the product attaches, with what GrantApplyLoaded needs. */
+typedef struct WantedBenefit
+{
+	pg_uuid_t	benefit_id;
+	char	   *type;
+	Jsonb	   *properties;
+	bool		has_grant;		/* the source has a grant of it (any state) */
+	pg_uuid_t	grant_id;
+	char	   *grant_state;
+	Jsonb	   *grant_properties;
+} WantedBenefit;
+
+/* A nullable jsonb column of an SPI result row, copied out. */
+static Jsonb *
+JsonbFromResult(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? NULL : DatumGetJsonbPCopy(d);
+}
+
 /*
  * Brings the grants of one subscription (or one order) in line with the
  * decision: with ACCESS_GRANT the customer holds exactly the product's
- * benefits, with ACCESS_REVOKE none.  The customer must be locked.  One
- * statement reads the live grants and the product's benefits; the events of
- * the revokes and of the grants are written in one statement each, or, from
- * the row triggers, queued for the statement's end (events.c).
+ * benefits, with ACCESS_REVOKE none.  Granting locks the customer first;
+ * one statement then reads the live grants, the product's benefits and the
+ * source's grant of each, so every grant is written without further reads.
+ * The events of the revokes and of the grants are written in one statement
+ * each, or, from the row triggers, queued for the statement's end
+ * (events.c).
  */
 static void
 ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
 				pg_uuid_t product_id, AccessDecision decision, bool defer_events)
 {
-#define RECONCILE_SQL(column) \
-	"SELECT false AS wanted, g.id, g.benefit_id, g.customer_id, 0 AS position, g.created_at" \
+#define RECONCILE_SQL(column, other) \
+	"SELECT false AS wanted, g.id, g.benefit_id, g.customer_id, 0 AS position, g.created_at," \
+	"       NULL::text, NULL::jsonb, NULL::text, NULL::jsonb" \
 	"  FROM benefits.grants g WHERE g." column " = $1 AND g.state <> 'revoked'" \
 	" UNION ALL" \
-	" SELECT true, NULL, pb.benefit_id, NULL, pb.position, NULL" \
+	" SELECT true, g.id, pb.benefit_id, NULL, pb.position, NULL," \
+	"        b.type, b.properties, g.state, g.properties" \
 	"  FROM benefits.product_benefits pb JOIN benefits.benefits b ON b.id = pb.benefit_id" \
+	"  LEFT JOIN benefits.grants g ON g.customer_id = $4 AND g.benefit_id = pb.benefit_id" \
+	"        AND g." column " = $1 AND g." other " IS NULL" \
 	" WHERE $3 AND pb.product_id = $2 AND b.deleted_at IS NULL" \
 	" ORDER BY 1, 5, 6, 3, 2"
 	static SPIPlanPtr by_subscription;
 	static SPIPlanPtr by_order;
-	Oid			types[3] = {UUIDOID, UUIDOID, BOOLOID};
-	Datum		args[3];
+	Oid			types[4] = {UUIDOID, UUIDOID, BOOLOID, UUIDOID};
+	Datum		args[4];
 	int			nrows,
 				nlive = 0,
 				nwanted = 0,
 				nrevoked = 0,
 				napplied = 0;
+	pg_uuid_t	organization_id = {0};
 	pg_uuid_t  *live_grant,
 			   *live_benefit,
 			   *live_customer,
-			   *wanted,
 			   *done;
+	WantedBenefit *wanted;
 	bool	   *live_kept;
 
 	if (decision == ACCESS_KEEP)
 		return;
+	if (decision == ACCESS_GRANT)
+		organization_id = GrantLockCustomer(customer_id);
 
 	args[0] = UuidGetDatum(&source_id);
 	args[1] = UuidGetDatum(&product_id);
 	args[2] = BoolGetDatum(decision == ACCESS_GRANT);
+	args[3] = UuidGetDatum(&customer_id);
 	EngineExec(for_subscription
-			   ? BenefitsPlan(&by_subscription, RECONCILE_SQL("subscription_id"), 3, types)
-			   : BenefitsPlan(&by_order, RECONCILE_SQL("order_id"), 3, types),
+			   ? BenefitsPlan(&by_subscription, RECONCILE_SQL("subscription_id", "order_id"), 4, types)
+			   : BenefitsPlan(&by_order, RECONCILE_SQL("order_id", "subscription_id"), 4, types),
 			   args, NULL, false, 0);
 	nrows = (int) SPI_processed;
 	live_grant = palloc(sizeof(pg_uuid_t) * (nrows + 1));
 	live_benefit = palloc(sizeof(pg_uuid_t) * (nrows + 1));
 	live_customer = palloc(sizeof(pg_uuid_t) * (nrows + 1));
 	live_kept = palloc0(sizeof(bool) * (nrows + 1));
-	wanted = palloc(sizeof(pg_uuid_t) * (nrows + 1));
+	wanted = palloc0(sizeof(WantedBenefit) * (nrows + 1));
 	done = palloc(sizeof(pg_uuid_t) * (nrows + 1));
 	for (int i = 0; i < nrows; i++)
 	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
-			wanted[nwanted++] = UuidFromResult(i, 3);
+		if (DatumGetBool(SPI_getbinval(t, d, 1, &isnull)))
+		{
+			WantedBenefit *w = &wanted[nwanted++];
+
+			w->benefit_id = UuidFromResult(i, 3);
+			w->type = SPI_getvalue(t, d, 7);
+			w->properties = JsonbFromResult(i, 8);
+			SPI_getbinval(t, d, 2, &isnull);
+			w->has_grant = !isnull;
+			if (w->has_grant)
+			{
+				w->grant_id = UuidFromResult(i, 2);
+				w->grant_state = SPI_getvalue(t, d, 9);
+				w->grant_properties = JsonbFromResult(i, 10);
+			}
+		}
 		else
 		{
 			live_grant[nlive] = UuidFromResult(i, 2);
@@ -182,7 +230,7 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 	/* Which live grants stay: same customer, benefit still attached. */
 	for (int i = 0; i < nlive; i++)
 		for (int j = 0; j < nwanted; j++)
-			if (memcmp(&live_benefit[i], &wanted[j], sizeof(pg_uuid_t)) == 0 &&
+			if (memcmp(&live_benefit[i], &wanted[j].benefit_id, sizeof(pg_uuid_t)) == 0 &&
 				memcmp(&live_customer[i], &customer_id, sizeof(pg_uuid_t)) == 0)
 				live_kept[i] = true;
 
@@ -197,17 +245,30 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 
 	for (int j = 0; j < nwanted; j++)
 	{
-		bool		held = false;
+		WantedBenefit *w = &wanted[j];
+		GrantChange change = {0};
 		bool		changed = false;
 		pg_uuid_t	grant_id;
 
-		for (int i = 0; i < nlive && !held; i++)
-			held = live_kept[i] && memcmp(&live_benefit[i], &wanted[j], sizeof(pg_uuid_t)) == 0;
-		if (held)
-			continue;
-		grant_id = GrantApply(customer_id, wanted[j],
-							  for_subscription ? &source_id : NULL,
-							  for_subscription ? NULL : &source_id, &changed);
+		if (w->has_grant && strcmp(w->grant_state, "revoked") != 0)
+			continue;			/* held */
+		change.organization_id = organization_id;
+		change.customer_id = customer_id;
+		change.benefit_id = w->benefit_id;
+		change.has_subscription = for_subscription;
+		change.has_order = !for_subscription;
+		if (for_subscription)
+			change.subscription_id = source_id;
+		else
+			change.order_id = source_id;
+		change.benefit_type = w->type;
+		change.benefit_properties = w->properties;
+		if (w->has_grant)
+		{
+			change.grant_id = w->grant_id;
+			change.grant_properties = w->grant_properties;
+		}
+		grant_id = GrantApplyLoaded(&change, w->has_grant ? w->grant_state : NULL, &changed);
 		if (changed)
 			done[napplied++] = grant_id;
 	}
@@ -216,6 +277,17 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 	else
 		EventsEnqueueGrants(done, napplied, EVENT_GRANT_CREATED, NULL);
 #undef RECONCILE_SQL
+}
+
+/*
+ * Grants a subscription what its product attaches, one grant at a time, its
+ * events queued for the statement's end: the path of a queued activation
+ * that cannot be granted set-based (activations.c).
+ */
+void
+EngineActivateSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id, pg_uuid_t product_id)
+{
+	ReconcileGrants(true, subscription_id, customer_id, product_id, ACCESS_GRANT, true);
 }
 
 /* The organization's grace period for past_due/unpaid subscriptions. */
@@ -534,6 +606,7 @@ subscriptions_after(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	HeapTuple	newtup;
 	SubscriptionState s;
+	AccessDecision decision;
 	bool		customer_moved = false;
 	pg_uuid_t	old_customer;
 
@@ -567,14 +640,22 @@ subscriptions_after(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	SubscriptionFromTuple(newtup, desc, &s);
-	/*
-	 * The row lock on the subscription keeps other syncs of it out; every
-	 * grant change below locks the customer itself.  A subscription moved
-	 * between customers locks both first, in a fixed order.
-	 */
-	if (customer_moved)
-		LockCustomers(old_customer, s.customer_id);
-	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s), true);
+	decision = SubscriptionDecision(&s);
+	if (decision == ACCESS_GRANT && !customer_moved)
+		ActivationsQueue(s.id, s.customer_id, s.product_id);
+	else if (decision != ACCESS_KEEP || customer_moved)
+	{
+		/*
+		 * Activations queued by earlier rows go first.  The row lock on the
+		 * subscription keeps other syncs of it out; every grant change below
+		 * locks the customer itself.  A subscription moved between customers
+		 * locks both first, in a fixed order.
+		 */
+		ActivationsFlush();
+		if (customer_moved)
+			LockCustomers(old_customer, s.customer_id);
+		ReconcileGrants(true, s.id, s.customer_id, s.product_id, decision, true);
+	}
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

@@ -1,0 +1,100 @@
+/*
+ * grants_batch.c — one benefit granted to many customers in a few
+ * statements.
+ *
+ * A statement that activates many subscriptions, and grant_benefit_bulk,
+ * would otherwise write each grant with its own handful of statements.
+ * Here the grants of one benefit are written together, in one set-based
+ * statement per benefit (the type's rows and the grants in data-modifying
+ * CTEs: license keys, meter credits, provider jobs), with the same rows and
+ * properties the one-at-a-time path (GrantApply) writes.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+#include "benefits.h"
+#include "engine.h"
+#include "grants.h"
+#include "license.h"
+
+static SPIPlanPtr LocalGrantsPlan;
+
+/* A uuid[] datum of n uuids. */
+static Datum
+UuidArray(const pg_uuid_t *uuids, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = UuidGetDatum(&uuids[i]);
+	return PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+}
+
+/*
+ * The parameters every batch statement starts with (GRANT_BATCH_NARGS of
+ * them, see GRANT_BATCH_ROWS in grants.h).
+ */
+void
+GrantBatchArgs(const GrantBatch *batch, Oid *types, Datum *values)
+{
+	static const char source_codes[] = {'m', 's', 'o'};
+	char		code[2] = {source_codes[batch->source], '\0'};
+
+	types[0] = UUIDOID;
+	types[1] = UUIDOID;
+	types[2] = UUIDARRAYOID;
+	types[3] = UUIDARRAYOID;
+	types[4] = UUIDARRAYOID;
+	types[5] = TEXTOID;
+	values[0] = UuidGetDatum(&batch->organization_id);
+	values[1] = UuidGetDatum(&batch->benefit_id);
+	values[2] = UuidArray(batch->grant_ids, batch->n);
+	values[3] = UuidArray(batch->customer_ids, batch->n);
+	values[4] = UuidArray(batch->source_ids ? batch->source_ids : batch->customer_ids, batch->n);
+	values[5] = CStringGetTextDatum(code);
+}
+
+/* Benefits with nothing to deliver beyond the grant: active at once. */
+static void
+LocalGrantMany(GrantBatch *batch)
+{
+	Oid			types[GRANT_BATCH_NARGS];
+	Datum		values[GRANT_BATCH_NARGS];
+
+	GrantBatchArgs(batch, types, values);
+	EngineExec(BenefitsPlan(&LocalGrantsPlan,
+							GRANT_BATCH_INSERT("'active'", "'{}'", "NULL") "FROM " GRANT_BATCH_ROWS,
+							GRANT_BATCH_NARGS, types),
+			   values, NULL, false, 0);
+	if (SPI_processed != (uint64) batch->n)
+		elog(ERROR, "could not write grants");
+}
+
+/*
+ * Grants the batch's benefit to each of its customers; fills grant_ids.
+ * The caller writes the events.
+ */
+void
+GrantBatchFresh(GrantBatch *batch)
+{
+	const char *type = batch->benefit_type;
+
+	if (batch->n == 0)
+		return;
+	for (int i = 0; i < batch->n; i++)
+		batch->grant_ids[i] = BenefitsRandomUuid();
+	if (strcmp(type, "license_keys") == 0)
+		LicenseKeyGrantMany(batch);
+	else if (strcmp(type, "meter_credits") == 0)
+		MeterCreditsGrantMany(batch);
+	else if (strcmp(type, "github_repository") == 0 || strcmp(type, "discord") == 0)
+		ProviderJobsGrantMany(batch);
+	else
+		LocalGrantMany(batch);
+}
