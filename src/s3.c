@@ -187,6 +187,52 @@ HmacSha256(const unsigned char *key, size_t keylen, const char *msg,
 }
 
 /*
+ * The SigV4 signing key of a date, region and secret:
+ *   HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), "s3"), "aws4_request").
+ * Every URL signed the same day under the same settings uses the same key, so
+ * the last one derived is kept (with a SHA-256 of what it was derived from,
+ * not the secret itself) and the four HMACs are done once a day instead of
+ * once per URL.
+ */
+static void
+SigningKey(const S3Config *config, const char *date,
+		   unsigned char key[crypto_auth_hmacsha256_BYTES])
+{
+	static bool have_key = false;
+	static unsigned char kept_source[crypto_hash_sha256_BYTES];
+	static unsigned char kept_key[crypto_auth_hmacsha256_BYTES];
+	unsigned char source[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256_state state;
+	unsigned char k1[crypto_auth_hmacsha256_BYTES];
+	char	   *secret_key;
+
+	crypto_hash_sha256_init(&state);
+	crypto_hash_sha256_update(&state, (const unsigned char *) date, strlen(date) + 1);
+	crypto_hash_sha256_update(&state, (const unsigned char *) config->region, strlen(config->region) + 1);
+	crypto_hash_sha256_update(&state, (const unsigned char *) config->secret_access_key,
+							  strlen(config->secret_access_key));
+	crypto_hash_sha256_final(&state, source);
+	sodium_memzero(&state, sizeof(state));
+	if (have_key && sodium_memcmp(source, kept_source, sizeof(source)) == 0)
+	{
+		memcpy(key, kept_key, crypto_auth_hmacsha256_BYTES);
+		return;
+	}
+
+	secret_key = psprintf("AWS4%s", config->secret_access_key);
+	HmacSha256((unsigned char *) secret_key, strlen(secret_key), date, k1);
+	explicit_bzero(secret_key, strlen(secret_key));
+	HmacSha256(k1, sizeof(k1), config->region, key);
+	HmacSha256(key, crypto_auth_hmacsha256_BYTES, "s3", k1);
+	HmacSha256(k1, sizeof(k1), "aws4_request", key);
+	sodium_memzero(k1, sizeof(k1));
+
+	memcpy(kept_source, source, sizeof(source));
+	memcpy(kept_key, key, crypto_auth_hmacsha256_BYTES);
+	have_key = true;
+}
+
+/*
  * Splits an endpoint URL into scheme, host (with the port unless it is the
  * scheme's default, as the Host header carries it) and path prefix.
  */
@@ -315,9 +361,8 @@ S3PresignUrl(const S3Config *config, const char *method, const char *key,
 	char		expires_text[16];
 	unsigned char digest[crypto_hash_sha256_BYTES];
 	char		digest_hex[2 * crypto_hash_sha256_BYTES + 1];
-	unsigned char k1[crypto_auth_hmacsha256_BYTES];
-	unsigned char k2[crypto_auth_hmacsha256_BYTES];
-	char	   *secret_key;
+	unsigned char signing_key[crypto_auth_hmacsha256_BYTES];
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
 	char		signature[2 * crypto_auth_hmacsha256_BYTES + 1];
 	pg_time_t	t;
 	struct pg_tm *tm;
@@ -409,17 +454,10 @@ S3PresignUrl(const S3Config *config, const char *method, const char *key,
 	initStringInfo(&to_sign);
 	appendStringInfo(&to_sign, "AWS4-HMAC-SHA256\n%s\n%s\n%s", amz_date, scope, digest_hex);
 
-	/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), "s3"), "aws4_request") */
-	secret_key = psprintf("AWS4%s", config->secret_access_key);
-	HmacSha256((unsigned char *) secret_key, strlen(secret_key), date, k1);
-	explicit_bzero(secret_key, strlen(secret_key));
-	HmacSha256(k1, sizeof(k1), config->region, k2);
-	HmacSha256(k2, sizeof(k2), "s3", k1);
-	HmacSha256(k1, sizeof(k1), "aws4_request", k2);
-	HmacSha256(k2, sizeof(k2), to_sign.data, k1);
-	S3HexEncode(k1, sizeof(k1), signature);
-	sodium_memzero(k1, sizeof(k1));
-	sodium_memzero(k2, sizeof(k2));
+	SigningKey(config, date, signing_key);
+	HmacSha256(signing_key, sizeof(signing_key), to_sign.data, mac);
+	S3HexEncode(mac, sizeof(mac), signature);
+	sodium_memzero(signing_key, sizeof(signing_key));
 
 	url = psprintf("%s://%s%s?%s&X-Amz-Signature=%s",
 				   scheme, host, path.data, query.data, signature);
