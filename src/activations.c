@@ -303,6 +303,9 @@ ActivationsFlush(void)
 		}
 	}
 
+	elog(DEBUG1, "benefits: %d activated subscriptions granted set-based, %d one at a time",
+		 nfresh, n - nfresh);
+
 	/* Events in queue order; the others one at a time, in their turn. */
 	for (int i = 0; i < n; i++)
 	{

@@ -158,7 +158,6 @@ CREATE TABLE benefits.grants (
     FOREIGN KEY (benefit_id, organization_id) REFERENCES benefits.benefits (id, organization_id) ON DELETE CASCADE,
     UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, subscription_id, order_id)
 );
-CREATE INDEX ON benefits.grants (benefit_id) WHERE state <> 'revoked';
 CREATE INDEX ON benefits.grants (subscription_id) WHERE subscription_id IS NOT NULL;
 CREATE INDEX ON benefits.grants (order_id) WHERE order_id IS NOT NULL;
 
