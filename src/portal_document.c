@@ -415,17 +415,43 @@ EmptyArray(Doc *doc)
 	EndArray(doc);
 }
 
-/* RFC 3339 in UTC with a Z, seconds precision (NULL: null). */
+/* Writes VALUE as WIDTH decimal digits at OUT. */
+static void
+Digits(char *out, int value, int width)
+{
+	for (int i = width - 1; i >= 0; i--)
+	{
+		out[i] = '0' + value % 10;
+		value /= 10;
+	}
+}
+
+/*
+ * RFC 3339 in UTC with a Z, seconds precision (NULL: null).  The document has
+ * a few dozen of them, so the usual four-digit years are written directly
+ * rather than through a format string.
+ */
 static char *
 TimeText(TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
+	char	   *out;
 
 	if (TIMESTAMP_NOT_FINITE(ts) || timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 		return NULL;
-	return psprintf("%04d-%02d-%02dT%02d:%02d:%02dZ",
-					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if (tm.tm_year < 0 || tm.tm_year > 9999)
+		return psprintf("%04d-%02d-%02dT%02d:%02d:%02dZ",
+						tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	out = palloc(sizeof("YYYY-MM-DDTHH:MM:SSZ"));
+	memcpy(out, "0000-00-00T00:00:00Z", sizeof("YYYY-MM-DDTHH:MM:SSZ"));
+	Digits(out, tm.tm_year, 4);
+	Digits(out + 5, tm.tm_mon, 2);
+	Digits(out + 8, tm.tm_mday, 2);
+	Digits(out + 11, tm.tm_hour, 2);
+	Digits(out + 14, tm.tm_min, 2);
+	Digits(out + 17, tm.tm_sec, 2);
+	return out;
 }
 
 /* Column values as document values. */
