@@ -186,6 +186,7 @@ typedef struct Rows
 	bool	   *nulls;
 } Rows;
 
+/* Runs a kept read-only plan and deforms its rows. */
 static Rows
 Fetch(SPIPlanPtr plan, Datum *args)
 {
@@ -205,6 +206,7 @@ Fetch(SPIPlanPtr plan, Datum *args)
 	return r;
 }
 
+/* Whether a column of a fetched row is null, and its value. */
 static bool
 IsNull(const Rows *r, int row, int col)
 {
@@ -248,6 +250,7 @@ UuidOf(const Rows *r, int row, int col)
 	return out;
 }
 
+/* Whether two uuid columns hold the same uuid (never when either is null). */
 static bool
 SameUuid(const Rows *a, int arow, int acol, const Rows *b, int brow, int bcol)
 {
@@ -255,6 +258,7 @@ SameUuid(const Rows *a, int arow, int acol, const Rows *b, int brow, int bcol)
 		memcmp(DatumGetUUIDP(Get(a, arow, acol)), DatumGetUUIDP(Get(b, brow, bcol)), UUID_LEN) == 0;
 }
 
+/* A boolean column, null as false. */
 static bool
 IsTrue(const Rows *r, int row, int col)
 {
@@ -317,7 +321,10 @@ MemberFlag(JsonbContainer *object, const char *key)
 	return text != NULL && DatumGetBool(DirectFunctionCall1(boolin, CStringGetDatum(text)));
 }
 
-/* The document under construction and the pieces it is built from. */
+/*
+ * The document under construction and the pieces it is built from, each a
+ * pushJsonbValue call.
+ */
 typedef JsonbParseState *Doc;
 
 static void
@@ -650,7 +657,7 @@ ActivationCmp(const void *a, const void *b, void *arg)
 	return memcmp(DatumGetUUIDP(Get(r, x, A_ID)), DatumGetUUIDP(Get(r, y, A_ID)), UUID_LEN);
 }
 
-/* A linked account as {account_id, username}, or null. */
+/* A linked account as {username, account_id}, or null. */
 static void
 Account(Doc *doc, const Rows *accounts, const char *platform)
 {
@@ -684,6 +691,7 @@ typedef struct HeldOrder
 	pg_uuid_t	benefit_id;
 } HeldOrder;
 
+/* Attachment order: sourced before manual, then by source time and position. */
 static int
 HeldOrderCmp(const void *a, const void *b)
 {
