@@ -25,7 +25,7 @@ benefits.validation_flush_interval = '200ms'"
         -d postgres -f "$root/test/demo.sql"
 
 echo
-echo "== 11. What the receivers saw (test/mock/providers.py's request log)"
+echo "== 12. What the receivers saw (test/mock/providers.py's request log)"
 python3 - "$work/requests.jsonl" "$work/secret" <<'PY'
 import base64, hashlib, hmac, json, sys
 secret = open(sys.argv[2]).read().strip()

@@ -136,7 +136,23 @@ SELECT count(*) AS legacy_keys, count(DISTINCT key) AS distinct_keys
 SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS their_events_delivered;
 
 \echo
-\echo '== 10. What the worker sent (every call made after commit, from the outbox)'
+\echo '== 10. An import: one UPDATE activates 500 subscriptions; at the end of the statement each'
+\echo '       benefit is granted to all of them in one set-based statement (the DEBUG line says so)'
+INSERT INTO benefits.subscriptions (customer_id, product_id, status)
+    SELECT id, '0b000000-0000-4000-8000-000000000001', 'incomplete' FROM benefits.customers
+     WHERE external_id LIKE 'legacy_%' ORDER BY external_id LIMIT 500;
+SET client_min_messages = debug1;
+UPDATE benefits.subscriptions SET status = 'active' WHERE status = 'incomplete';
+RESET client_min_messages;
+SELECT b.description AS benefit, g.state, g.error->>'action' AS waiting_for, count(*) AS grants
+  FROM benefits.grants g JOIN benefits.subscriptions s ON s.id = g.subscription_id
+  JOIN benefits.customers c ON c.id = s.customer_id JOIN benefits.benefits b ON b.id = g.benefit_id
+  JOIN benefits.product_benefits pb ON pb.benefit_id = g.benefit_id AND pb.product_id = s.product_id
+ WHERE c.external_id LIKE 'legacy_%' GROUP BY pb.position, 1, 2, 3 ORDER BY pb.position;
+SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS their_events_delivered;
+
+\echo
+\echo '== 11. What the worker sent (every call made after commit, from the outbox)'
 SELECT kind, coalesce(event_type, action) AS what, state, count(*) AS jobs, max(attempts) AS max_attempts,
        min(last_status) AS status
   FROM benefits.outbox GROUP BY kind, coalesce(event_type, action), state ORDER BY min(id);

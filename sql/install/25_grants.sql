@@ -8,14 +8,14 @@ CREATE TRIGGER state_guard BEFORE INSERT OR UPDATE ON benefits.grants
 CREATE FUNCTION benefits.grant_benefit(customer_id uuid, benefit_id uuid)
     RETURNS benefits.grants
     AS 'MODULE_PATHNAME', 'grant_benefit' LANGUAGE C VOLATILE
-    SET search_path = pg_catalog, pg_temp;
+    SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 COMMENT ON FUNCTION benefits.grant_benefit(uuid, uuid) IS
     'Grant a benefit to a customer by hand; idempotent, and restores a revoked grant';
 
 CREATE FUNCTION benefits.revoke_benefit(customer_id uuid, benefit_id uuid)
     RETURNS void
     AS 'MODULE_PATHNAME', 'revoke_benefit' LANGUAGE C VOLATILE
-    SET search_path = pg_catalog, pg_temp;
+    SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 COMMENT ON FUNCTION benefits.revoke_benefit(uuid, uuid) IS
     'Revoke a manual grant';
 
@@ -38,4 +38,4 @@ CREATE FUNCTION benefits.grant_benefit_bulk(customer_ids uuid[], benefit_id uuid
     AS 'MODULE_PATHNAME', 'grant_benefit_bulk' LANGUAGE C VOLATILE
     SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.grant_benefit_bulk(uuid[], uuid) IS
-    'Grant a benefit by hand to many customers at once (license keys set-based); returns the grants made or restored';
+    'Grant a benefit by hand to many customers at once, set-based; returns the grants made or restored';
