@@ -2,8 +2,9 @@
  * activations.c — subscriptions that gain access, granted together at the
  * end of the statement that changed them.
  *
- * The subscription row trigger does not grant an activated subscription's
- * benefits itself: it queues the subscription here, and the statement
+ * The subscription row trigger does not grant the benefits of a
+ * subscription whose new status (or insertion) grants them: it queues the
+ * subscription here, and the statement
  * trigger (grants_sync_events, events.c) grants the queue before writing the
  * statement's events.  A statement that activates thousands of
  * subscriptions then writes each benefit's grants for all of them in one
