@@ -169,3 +169,15 @@ UPDATE benefits.subscriptions SET status = 'active'
  WHERE customer_id IN (SELECT id FROM batch_customers WHERE n = 2);
 SELECT count(*) AS live_grants_now FROM benefits.grants g JOIN batch_customers c ON c.id = g.customer_id
  WHERE c.n = 2 AND g.subscription_id IS NOT NULL AND g.state <> 'revoked';
+
+-- A renewal that only moves the period end changes no grant and locks no
+-- customer; a change that grants or revokes locks the customer.
+BEGIN;
+UPDATE benefits.subscriptions SET current_period_end = now() + interval '1 month'
+ WHERE customer_id = 'ba000000-0000-0000-0000-0000000a0001';
+SELECT xmax = pg_current_xact_id()::xid AS customer_locked_by_renewal
+  FROM benefits.customers WHERE id = 'ba000000-0000-0000-0000-0000000a0001';
+UPDATE benefits.subscriptions SET status = 'revoked' WHERE customer_id = 'ba000000-0000-0000-0000-0000000a0001';
+SELECT xmax = pg_current_xact_id()::xid AS customer_locked_by_revoke
+  FROM benefits.customers WHERE id = 'ba000000-0000-0000-0000-0000000a0001';
+ROLLBACK;

@@ -2,8 +2,9 @@
  * activations.c — subscriptions that gain access, granted together at the
  * end of the statement that changed them.
  *
- * The subscription row trigger does not grant an activated subscription's
- * benefits itself: it queues the subscription here, and the statement
+ * The subscription row trigger does not grant the benefits of a
+ * subscription whose new status (or insertion) grants them: it queues the
+ * subscription here, and the statement
  * trigger (grants_sync_events, events.c) grants the queue before writing the
  * statement's events.  A statement that activates thousands of
  * subscriptions then writes each benefit's grants for all of them in one
@@ -16,110 +17,44 @@
  * set-based: everything the product attaches is theirs to receive) and the
  * products' benefits.  A subscription with grants already, a customer met
  * twice in the queue and a missing customer take the one-at-a-time path,
- * which gives the same result.  Entries remember their subtransaction level
- * like the deferred events; nothing may be left at commit.
+ * which gives the same result.  The queue follows the transaction
+ * (xact_queue.c).
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/memutils.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
 #include "engine.h"
 #include "grants.h"
+#include "xact_queue.h"
 
 typedef struct Activation
 {
 	pg_uuid_t	subscription_id;
 	pg_uuid_t	customer_id;
 	pg_uuid_t	product_id;
-	int			level;			/* subtransaction nesting level */
 } Activation;
 
-static Activation *queue = NULL;
-static int	nqueued = 0;
-static int	maxqueued = 0;
-static bool callbacks_registered = false;
+static XactQueue queue = XACT_QUEUE_INIT(Activation, "activated subscriptions");
 
 /* Granting in the row trigger once this many are queued bounds the memory. */
 #define ACTIVATIONS_FLUSH_AT 50000
-
-static void
-ActivationsXactCallback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PARALLEL_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			if (nqueued > 0)
-				ereport(ERROR,
-						errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("%d activated subscriptions were not granted their benefits", nqueued),
-						errhint("The statement trigger grants_sync_events of benefits.subscriptions "
-								"must stay enabled with grants_sync."));
-			break;
-		default:
-			/* Commit or abort: the queue lived in TopTransactionContext. */
-			queue = NULL;
-			nqueued = maxqueued = 0;
-			break;
-	}
-}
-
-static void
-ActivationsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
-						   SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
-		int			keep = 0;
-
-		for (int i = 0; i < nqueued; i++)
-			if (queue[i].level < level)
-				queue[keep++] = queue[i];
-		nqueued = keep;
-	}
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-	{
-		for (int i = 0; i < nqueued; i++)
-			if (queue[i].level >= level)
-				queue[i].level = level - 1;
-	}
-}
 
 /* Queues a subscription whose status now grants its product's benefits. */
 void
 ActivationsQueue(pg_uuid_t subscription_id, pg_uuid_t customer_id, pg_uuid_t product_id)
 {
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(ActivationsXactCallback, NULL);
-		RegisterSubXactCallback(ActivationsSubXactCallback, NULL);
-		callbacks_registered = true;
-	}
-	if (nqueued == maxqueued)
-	{
-		int			newmax = Max(maxqueued * 2, 64);
+	Activation *a = XactQueueAppend(&queue);
 
-		queue = queue
-			? repalloc(queue, sizeof(Activation) * newmax)
-			: MemoryContextAlloc(TopTransactionContext, sizeof(Activation) * newmax);
-		maxqueued = newmax;
-	}
-	queue[nqueued].subscription_id = subscription_id;
-	queue[nqueued].customer_id = customer_id;
-	queue[nqueued].product_id = product_id;
-	queue[nqueued].level = GetCurrentTransactionNestLevel();
-	nqueued++;
-	if (nqueued >= ACTIVATIONS_FLUSH_AT)
+	a->subscription_id = subscription_id;
+	a->customer_id = customer_id;
+	a->product_id = product_id;
+	if (queue.n >= ACTIVATIONS_FLUSH_AT)
 		ActivationsFlush();
 }
 
@@ -234,7 +169,7 @@ ActivationsFlush(void)
 	static SPIPlanPtr benefits_plan;
 	Oid			types[1] = {UUIDARRAYOID};
 	Datum		values[1];
-	int			n = nqueued;
+	int			n;
 	Activation *acts;
 	bool	   *fresh;
 	int		   *idx;
@@ -244,11 +179,9 @@ ActivationsFlush(void)
 	SPITupleTable *benefits;
 	uint64		row = 0;
 
-	if (n == 0)
+	if (queue.n == 0)
 		return;
-	acts = palloc(sizeof(Activation) * n);
-	memcpy(acts, queue, sizeof(Activation) * n);
-	nqueued = 0;
+	acts = XactQueueTake(&queue, &n);
 
 	fresh = n > 1 ? LockAndClassify(acts, n) : palloc0(sizeof(bool));
 	idx = palloc(sizeof(int) * n);
@@ -320,5 +253,5 @@ ActivationsFlush(void)
 bool
 ActivationsPending(void)
 {
-	return nqueued > 0;
+	return queue.n > 0;
 }

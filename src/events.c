@@ -18,16 +18,15 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "access/xact.h"
 #include "commands/trigger.h"
 #include "utils/array.h"
-#include "utils/memutils.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
 #include "engine.h"
+#include "xact_queue.h"
 
 /* The api_version of the payloads: the Polar webhook format they follow. */
 #define WEBHOOK_API_VERSION "2025-01-01"
@@ -274,97 +273,46 @@ EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data)
  * write their events row by row: they queue the grant ids here and the
  * statement-level trigger grants_sync_events writes them in one statement
  * per run of the same event type, so a statement that changes many
- * subscriptions pays for one event statement, not one per row.  Entries
- * remember the subtransaction level that queued them: a rolled-back
- * subtransaction drops its own, a committed one hands them to its parent.
- * Nothing may be left at commit (the statement trigger must be enabled).
+ * subscriptions pays for one event statement, not one per row.  The queue
+ * follows the transaction (xact_queue.c).
  */
 typedef struct DeferredEvent
 {
 	pg_uuid_t	grant_id;
 	int			kind;			/* index into DeferredKinds */
-	int			level;			/* subtransaction nesting level */
 } DeferredEvent;
 
 static const char *DeferredKinds[] = {EVENT_GRANT_CREATED, EVENT_GRANT_REVOKED, EVENT_GRANT_CYCLED};
-static DeferredEvent *deferred = NULL;
-static int	ndeferred = 0;
-static int	maxdeferred = 0;
-static bool deferred_callbacks = false;
+static XactQueue deferred = XACT_QUEUE_INIT(DeferredEvent, "webhook events of grant changes");
 
 /* Flushing in the row trigger once this many are queued bounds the memory. */
 #define DEFERRED_FLUSH_AT 50000
-
-static void
-DeferredXactCallback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PARALLEL_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			if (ndeferred > 0)
-				ereport(ERROR,
-						errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("%d webhook events of grant changes were not written", ndeferred),
-						errhint("The statement trigger grants_sync_events of benefits.subscriptions and "
-								"benefits.orders must stay enabled with grants_sync."));
-			break;
-		default:
-			/* Commit or abort: the array lived in TopTransactionContext. */
-			deferred = NULL;
-			ndeferred = maxdeferred = 0;
-			break;
-	}
-}
-
-static void
-DeferredSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
-						SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
-		int			keep = 0;
-
-		for (int i = 0; i < ndeferred; i++)
-			if (deferred[i].level < level)
-				deferred[keep++] = deferred[i];
-		ndeferred = keep;
-	}
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-	{
-		for (int i = 0; i < ndeferred; i++)
-			if (deferred[i].level >= level)
-				deferred[i].level = level - 1;
-	}
-}
 
 /* Writes every queued event, in queue order, one statement per run of one type. */
 void
 EventsFlushDeferred(void)
 {
+	DeferredEvent *events;
 	pg_uuid_t  *ids;
-	int			n = ndeferred;
+	int			n;
 	int			start = 0;
 
-	if (n == 0)
+	if (deferred.n == 0)
 		return;
+	events = XactQueueTake(&deferred, &n);
 	ids = palloc(sizeof(pg_uuid_t) * n);
 	for (int i = 0; i < n; i++)
-		ids[i] = deferred[i].grant_id;
+		ids[i] = events[i].grant_id;
 	while (start < n)
 	{
-		int			kind = deferred[start].kind;
+		int			kind = events[start].kind;
 		int			end = start;
 
-		while (end < n && deferred[end].kind == kind)
+		while (end < n && events[end].kind == kind)
 			end++;
 		EventsEnqueueGrants(ids + start, end - start, DeferredKinds[kind], NULL);
 		start = end;
 	}
-	ndeferred = 0;
 }
 
 /*
@@ -375,36 +323,20 @@ void
 EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type)
 {
 	int			kind = -1;
-	int			level = GetCurrentTransactionNestLevel();
 
 	for (int k = 0; k < (int) lengthof(DeferredKinds); k++)
 		if (strcmp(DeferredKinds[k], event_type) == 0)
 			kind = k;
 	if (kind < 0)
 		elog(ERROR, "event type %s cannot be deferred", event_type);
-	if (!deferred_callbacks)
-	{
-		RegisterXactCallback(DeferredXactCallback, NULL);
-		RegisterSubXactCallback(DeferredSubXactCallback, NULL);
-		deferred_callbacks = true;
-	}
-	if (ndeferred + n > maxdeferred)
-	{
-		int			newmax = Max(maxdeferred * 2, ndeferred + n + 64);
-
-		deferred = deferred
-			? repalloc(deferred, sizeof(DeferredEvent) * newmax)
-			: MemoryContextAlloc(TopTransactionContext, sizeof(DeferredEvent) * newmax);
-		maxdeferred = newmax;
-	}
 	for (int i = 0; i < n; i++)
 	{
-		deferred[ndeferred].grant_id = grant_ids[i];
-		deferred[ndeferred].kind = kind;
-		deferred[ndeferred].level = level;
-		ndeferred++;
+		DeferredEvent *e = XactQueueAppend(&deferred);
+
+		e->grant_id = grant_ids[i];
+		e->kind = kind;
 	}
-	if (ndeferred >= DEFERRED_FLUSH_AT)
+	if (deferred.n >= DEFERRED_FLUSH_AT)
 		EventsFlushDeferred();
 }
 
@@ -418,7 +350,7 @@ grants_sync_events(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "grants_sync_events must be called as a trigger");
-	if (ndeferred == 0 && !ActivationsPending())
+	if (deferred.n == 0 && !ActivationsPending())
 		return PointerGetDatum(NULL);
 	SPI_connect();
 	ActivationsFlush();

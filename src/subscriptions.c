@@ -133,19 +133,27 @@ JsonbFromResult(int row, int col)
 	return isnull ? NULL : DatumGetJsonbPCopy(d);
 }
 
+/* What a source holds and what its product attaches (ReadReconciliation). */
+typedef struct Reconciliation
+{
+	int			nlive;
+	pg_uuid_t  *live_grant;
+	pg_uuid_t  *live_benefit;
+	bool	   *live_kept;		/* same customer, benefit still attached */
+	int			nwanted;
+	WantedBenefit *wanted;
+	bool		to_revoke;		/* some live grant is not kept */
+	bool		to_grant;		/* some wanted benefit has no live grant */
+} Reconciliation;
+
 /*
- * Brings the grants of one subscription (or one order) in line with the
- * decision: with ACCESS_GRANT the customer holds exactly the product's
- * benefits, with ACCESS_REVOKE none.  Granting locks the customer first;
- * one statement then reads the live grants, the product's benefits and the
- * source's grant of each, so every grant is written without further reads.
- * The events of the revokes and of the grants are written in one statement
- * each, or, from the row triggers, queued for the statement's end
- * (events.c).
+ * Reads, in one statement, the live grants of a subscription (or order) and,
+ * when the decision is to grant, the product's benefits with the source's
+ * grant of each, and works out what is to revoke and to grant.
  */
 static void
-ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
-				pg_uuid_t product_id, AccessDecision decision, bool defer_events)
+ReadReconciliation(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
+				   pg_uuid_t product_id, AccessDecision decision, Reconciliation *r)
 {
 #define RECONCILE_SQL(column, other) \
 	"SELECT false AS wanted, g.id, g.benefit_id, g.customer_id, 0 AS position, g.created_at," \
@@ -163,23 +171,8 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 	static SPIPlanPtr by_order;
 	Oid			types[4] = {UUIDOID, UUIDOID, BOOLOID, UUIDOID};
 	Datum		args[4];
-	int			nrows,
-				nlive = 0,
-				nwanted = 0,
-				nrevoked = 0,
-				napplied = 0;
-	pg_uuid_t	organization_id = {0};
-	pg_uuid_t  *live_grant,
-			   *live_benefit,
-			   *live_customer,
-			   *done;
-	WantedBenefit *wanted;
-	bool	   *live_kept;
-
-	if (decision == ACCESS_KEEP)
-		return;
-	if (decision == ACCESS_GRANT)
-		organization_id = GrantLockCustomer(customer_id);
+	int			nrows;
+	pg_uuid_t  *live_customer;
 
 	args[0] = UuidGetDatum(&source_id);
 	args[1] = UuidGetDatum(&product_id);
@@ -190,12 +183,12 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 			   : BenefitsPlan(&by_order, RECONCILE_SQL("order_id", "subscription_id"), 4, types),
 			   args, NULL, false, 0);
 	nrows = (int) SPI_processed;
-	live_grant = palloc(sizeof(pg_uuid_t) * (nrows + 1));
-	live_benefit = palloc(sizeof(pg_uuid_t) * (nrows + 1));
+	memset(r, 0, sizeof(Reconciliation));
+	r->live_grant = palloc(sizeof(pg_uuid_t) * (nrows + 1));
+	r->live_benefit = palloc(sizeof(pg_uuid_t) * (nrows + 1));
+	r->live_kept = palloc0(sizeof(bool) * (nrows + 1));
+	r->wanted = palloc0(sizeof(WantedBenefit) * (nrows + 1));
 	live_customer = palloc(sizeof(pg_uuid_t) * (nrows + 1));
-	live_kept = palloc0(sizeof(bool) * (nrows + 1));
-	wanted = palloc0(sizeof(WantedBenefit) * (nrows + 1));
-	done = palloc(sizeof(pg_uuid_t) * (nrows + 1));
 	for (int i = 0; i < nrows; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
@@ -204,7 +197,7 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 
 		if (DatumGetBool(SPI_getbinval(t, d, 1, &isnull)))
 		{
-			WantedBenefit *w = &wanted[nwanted++];
+			WantedBenefit *w = &r->wanted[r->nwanted++];
 
 			w->benefit_id = UuidFromResult(i, 3);
 			w->type = SPI_getvalue(t, d, 7);
@@ -217,35 +210,74 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 				w->grant_state = SPI_getvalue(t, d, 9);
 				w->grant_properties = JsonbFromResult(i, 10);
 			}
+			if (!w->has_grant || strcmp(w->grant_state, "revoked") == 0)
+				r->to_grant = true;
 		}
 		else
 		{
-			live_grant[nlive] = UuidFromResult(i, 2);
-			live_benefit[nlive] = UuidFromResult(i, 3);
-			live_customer[nlive] = UuidFromResult(i, 4);
-			nlive++;
+			r->live_grant[r->nlive] = UuidFromResult(i, 2);
+			r->live_benefit[r->nlive] = UuidFromResult(i, 3);
+			live_customer[r->nlive] = UuidFromResult(i, 4);
+			r->nlive++;
 		}
 	}
-
-	/* Which live grants stay: same customer, benefit still attached. */
-	for (int i = 0; i < nlive; i++)
-		for (int j = 0; j < nwanted; j++)
-			if (memcmp(&live_benefit[i], &wanted[j].benefit_id, sizeof(pg_uuid_t)) == 0 &&
+	for (int i = 0; i < r->nlive; i++)
+	{
+		for (int j = 0; j < r->nwanted; j++)
+			if (memcmp(&r->live_benefit[i], &r->wanted[j].benefit_id, sizeof(pg_uuid_t)) == 0 &&
 				memcmp(&live_customer[i], &customer_id, sizeof(pg_uuid_t)) == 0)
-				live_kept[i] = true;
+				r->live_kept[i] = true;
+		if (!r->live_kept[i])
+			r->to_revoke = true;
+	}
+#undef RECONCILE_SQL
+}
+
+/*
+ * Brings the grants of one subscription (or one order) in line with the
+ * decision: with ACCESS_GRANT the customer holds exactly the product's
+ * benefits, with ACCESS_REVOKE none.  A first read decides whether there is
+ * anything to do, without locking: a renewal that changes nothing takes no
+ * lock.  To grant, the customer is locked and the read repeated, so every
+ * grant is written from what the lock holder sees, without further reads.
+ * Revokes lock the customer themselves (GrantRevoke).  The events of the
+ * revokes and of the grants are written in one statement each, or, from the
+ * row triggers, queued for the statement's end (events.c).
+ */
+static void
+ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
+				pg_uuid_t product_id, AccessDecision decision, bool defer_events)
+{
+	Reconciliation r;
+	pg_uuid_t	organization_id = {0};
+	pg_uuid_t  *done;
+	int			nrevoked = 0,
+				napplied = 0;
+
+	if (decision == ACCESS_KEEP)
+		return;
+	ReadReconciliation(for_subscription, source_id, customer_id, product_id, decision, &r);
+	if (!r.to_grant && !r.to_revoke)
+		return;
+	if (r.to_grant)
+	{
+		organization_id = GrantLockCustomer(customer_id);
+		ReadReconciliation(for_subscription, source_id, customer_id, product_id, decision, &r);
+	}
+	done = palloc(sizeof(pg_uuid_t) * (r.nlive + r.nwanted + 1));
 
 	/* Dropped benefits first, then the added ones in attachment order. */
-	for (int i = 0; i < nlive; i++)
-		if (!live_kept[i] && GrantRevoke(live_grant[i]))
-			done[nrevoked++] = live_grant[i];
+	for (int i = 0; i < r.nlive; i++)
+		if (!r.live_kept[i] && GrantRevoke(r.live_grant[i]))
+			done[nrevoked++] = r.live_grant[i];
 	if (defer_events)
 		EventsDeferGrants(done, nrevoked, EVENT_GRANT_REVOKED);
 	else
 		EventsEnqueueGrants(done, nrevoked, EVENT_GRANT_REVOKED, NULL);
 
-	for (int j = 0; j < nwanted; j++)
+	for (int j = 0; j < r.nwanted; j++)
 	{
-		WantedBenefit *w = &wanted[j];
+		WantedBenefit *w = &r.wanted[j];
 		GrantChange change = {0};
 		bool		changed = false;
 		pg_uuid_t	grant_id;
@@ -276,7 +308,6 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 		EventsDeferGrants(done, napplied, EVENT_GRANT_CREATED);
 	else
 		EventsEnqueueGrants(done, napplied, EVENT_GRANT_CREATED, NULL);
-#undef RECONCILE_SQL
 }
 
 /*
@@ -607,6 +638,7 @@ subscriptions_after(PG_FUNCTION_ARGS)
 	HeapTuple	newtup;
 	SubscriptionState s;
 	AccessDecision decision;
+	bool		status_changed = true;	/* an INSERT counts as a change */
 	bool		customer_moved = false;
 	pg_uuid_t	old_customer;
 
@@ -629,6 +661,7 @@ subscriptions_after(PG_FUNCTION_ARGS)
 			!ColumnChanged(o, n, desc, "past_due_at"))
 			return PointerGetDatum(NULL);
 		newtup = n;
+		status_changed = ColumnChanged(o, n, desc, "status");
 		if (ColumnChanged(o, n, desc, "customer_id"))
 		{
 			customer_moved = true;
@@ -641,7 +674,7 @@ subscriptions_after(PG_FUNCTION_ARGS)
 	SPI_connect();
 	SubscriptionFromTuple(newtup, desc, &s);
 	decision = SubscriptionDecision(&s);
-	if (decision == ACCESS_GRANT && !customer_moved)
+	if (decision == ACCESS_GRANT && !customer_moved && status_changed)
 		ActivationsQueue(s.id, s.customer_id, s.product_id);
 	else if (decision != ACCESS_KEEP || customer_moved)
 	{
