@@ -6,8 +6,11 @@
  * CSPRNG in unpadded URL-safe base64.  Only the SHA-256 of the token is
  * stored (benefits.customer_sessions.token_hash), so a copy of the table does
  * not let anyone open a portal.  Every function that takes a token resolves it
- * through CustomerSessionResolve, which answers a malformed, unknown, expired
- * or revoked token with the same error (SQLSTATE 28000).
+ * through CustomerSessionResolve, or (customer_portal, customer_portal_html)
+ * through PortalDocumentForSession, which reads the customer in the same
+ * statement under the same condition (CUSTOMER_SESSION_*_SQL in portal.h);
+ * both answer a malformed, unknown, expired or revoked token with the same
+ * error (SQLSTATE 28000).
  */
 #include "postgres.h"
 
