@@ -181,3 +181,57 @@ UPDATE benefits.subscriptions SET status = 'revoked' WHERE customer_id = 'ba0000
 SELECT xmax = pg_current_xact_id()::xid AS customer_locked_by_revoke
   FROM benefits.customers WHERE id = 'ba000000-0000-0000-0000-0000000a0001';
 ROLLBACK;
+
+-- Customers c1..c3 for the statements that nest others.
+INSERT INTO benefits.customers (id, organization_id, external_id)
+SELECT ('ba000000-0000-0000-0000-0000000c000' || n)::uuid, 'ba000000-0000-0000-0000-00000000000a', 'c' || n
+  FROM generate_series(1, 3) n;
+INSERT INTO benefits.subscriptions (id, customer_id, product_id, status)
+SELECT ('ba000000-0000-0000-0000-0000001c000' || n)::uuid, ('ba000000-0000-0000-0000-0000000c000' || n)::uuid,
+       'ba000000-0000-0000-0000-0000000000b1', 'incomplete'
+  FROM generate_series(1, 3) n;
+-- A trigger of the application runs, in a subtransaction it rolls back, a
+-- statement on orders (whose statement trigger also grants queued
+-- activations): the activations queued by the outer statement are not
+-- taken into that subtransaction and lost with it.
+CREATE FUNCTION batch_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        UPDATE benefits.orders SET status = status WHERE false;
+        RAISE EXCEPTION 'optional step failed';
+    EXCEPTION WHEN others THEN
+        RAISE NOTICE 'caught: %', SQLERRM;
+    END;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER zz_audit AFTER UPDATE ON benefits.subscriptions FOR EACH ROW EXECUTE FUNCTION batch_audit();
+UPDATE benefits.subscriptions SET status = 'active'
+ WHERE customer_id IN ('ba000000-0000-0000-0000-0000000c0001', 'ba000000-0000-0000-0000-0000000c0002');
+DROP TRIGGER zz_audit ON benefits.subscriptions;
+SELECT c.grp || c.n AS customer, count(g.id) AS live_grants
+  FROM batch_customers c LEFT JOIN benefits.grants g ON g.customer_id = c.id AND g.state <> 'revoked'
+ WHERE c.grp = 'c' AND c.n IN (1, 2) GROUP BY 1 ORDER BY 1;
+-- A renewal order written by the same statement that activates the
+-- subscription cycles the grants the activation made.
+WITH s AS (UPDATE benefits.subscriptions SET status = 'active'
+            WHERE id = 'ba000000-0000-0000-0000-0000001c0003' RETURNING *)
+INSERT INTO benefits.orders (customer_id, product_id, subscription_id, billing_reason, status)
+SELECT customer_id, product_id, id, 'subscription_cycle', 'paid' FROM s;
+SELECT reason, units, balance_after FROM benefits.meter_credits
+ WHERE customer_id = 'ba000000-0000-0000-0000-0000000c0003' ORDER BY id;
+-- A trigger of the application deletes the subscription it just activated:
+-- the activation is granted, then revoked with the subscription, no error.
+CREATE FUNCTION batch_cancel_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM benefits.subscriptions WHERE id = NEW.id AND NEW.status = 'active';
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER zz_cancel AFTER UPDATE ON benefits.subscriptions FOR EACH ROW EXECUTE FUNCTION batch_cancel_order();
+UPDATE benefits.subscriptions SET status = 'revoked' WHERE customer_id = 'ba000000-0000-0000-0000-0000000c0001';
+UPDATE benefits.subscriptions SET status = 'active' WHERE customer_id = 'ba000000-0000-0000-0000-0000000c0001';
+DROP TRIGGER zz_cancel ON benefits.subscriptions;
+SELECT count(*) AS subscriptions_left, (SELECT count(*) FROM benefits.grants
+        WHERE customer_id = 'ba000000-0000-0000-0000-0000000c0001' AND state <> 'revoked') AS live_grants_left
+  FROM benefits.subscriptions WHERE customer_id = 'ba000000-0000-0000-0000-0000000c0001';

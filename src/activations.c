@@ -16,8 +16,9 @@
  * subscriptions hold no grant yet (only those holding nothing are granted
  * set-based: everything the product attaches is theirs to receive) and the
  * products' benefits.  A subscription with grants already, a customer met
- * twice in the queue and a missing customer take the one-at-a-time path,
- * which gives the same result.  The queue follows the transaction
+ * twice in the queue, a missing customer and a subscription changed since
+ * it was queued take the one-at-a-time path, which re-reads the
+ * subscription and gives the same result.  The queue follows the transaction
  * (xact_queue.c).
  */
 #include "postgres.h"
@@ -70,31 +71,36 @@ ActivationUuids(const Activation *acts, int n, size_t offset)
 }
 
 /*
- * Locks the customers in id order and marks the activations that can be
- * granted set-based: customer present and met first here, no grant of the
+ * Locks the customers, then marks the activations that can be granted
+ * set-based: customer present and met first here, the subscription still
+ * active or trialing with the customer and product it was queued with (a
+ * later statement nested in this one may have changed it), no grant of the
  * subscription in any state.
  */
 static bool *
 LockAndClassify(const Activation *acts, int n)
 {
 	static SPIPlanPtr plan;
-	Oid			types[2] = {UUIDARRAYOID, UUIDARRAYOID};
-	Datum		values[2];
+	Oid			types[3] = {UUIDARRAYOID, UUIDARRAYOID, UUIDARRAYOID};
+	Datum		values[3];
 	bool	   *fresh = palloc0(sizeof(bool) * n);
 
 	values[0] = ActivationUuids(acts, n, offsetof(Activation, subscription_id));
 	values[1] = ActivationUuids(acts, n, offsetof(Activation, customer_id));
+	values[2] = ActivationUuids(acts, n, offsetof(Activation, product_id));
+	GrantLockCustomers(values[1]);
 	EngineExec(BenefitsPlan(&plan,
 							"WITH q AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::uuid[]),"
-							"           pg_catalog.unnest($2::uuid[])) WITH ORDINALITY AS q(subscription_id, customer_id, n)),"
-							" locked AS MATERIALIZED (SELECT c.id FROM benefits.customers c"
-							"   WHERE c.id IN (SELECT customer_id FROM q) AND c.deleted_at IS NULL"
-							"   ORDER BY c.id FOR NO KEY UPDATE)"
-							" SELECT q.n::int4, l.id IS NOT NULL"
+							"           pg_catalog.unnest($2::uuid[]), pg_catalog.unnest($3::uuid[]))"
+							"           WITH ORDINALITY AS q(subscription_id, customer_id, product_id, n))"
+							" SELECT q.n::int4, c.id IS NOT NULL"
 							"        AND pg_catalog.row_number() OVER (PARTITION BY q.customer_id ORDER BY q.n) = 1"
+							"        AND EXISTS (SELECT 1 FROM benefits.subscriptions s WHERE s.id = q.subscription_id"
+							"                    AND s.customer_id = q.customer_id AND s.product_id = q.product_id"
+							"                    AND s.status IN ('active', 'trialing'))"
 							"        AND NOT EXISTS (SELECT 1 FROM benefits.grants g WHERE g.subscription_id = q.subscription_id)"
-							"   FROM q LEFT JOIN locked l ON l.id = q.customer_id",
-							2, types),
+							"   FROM q LEFT JOIN benefits.customers c ON c.id = q.customer_id AND c.deleted_at IS NULL",
+							3, types),
 			   values, NULL, false, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -245,7 +251,7 @@ ActivationsFlush(void)
 		if (fresh[i])
 			EventsDeferGrants(grants[i], ngrants[i], EVENT_GRANT_CREATED);
 		else
-			EngineActivateSubscription(acts[i].subscription_id, acts[i].customer_id, acts[i].product_id);
+			EngineActivateSubscription(acts[i].subscription_id);
 	}
 }
 

@@ -31,8 +31,7 @@ extern void EngineSyncSubscription(pg_uuid_t subscription_id);
 extern void EngineSyncOrder(pg_uuid_t order_id);
 extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
 extern void EngineRevokeGrant(pg_uuid_t grant_id);
-extern void EngineActivateSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id,
-									   pg_uuid_t product_id);
+extern void EngineActivateSubscription(pg_uuid_t subscription_id);
 
 /* activations.c: activated subscriptions granted at the statement's end */
 extern void ActivationsQueue(pg_uuid_t subscription_id, pg_uuid_t customer_id, pg_uuid_t product_id);

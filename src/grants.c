@@ -107,6 +107,28 @@ GrantLockCustomer(pg_uuid_t customer_id)
 	return DatumGetUuid(ResultValue(1, &isnull));
 }
 
+/*
+ * Locks many customers (a uuid[] datum) for the rest of the transaction, in
+ * id order, so two batches over the same customers wait for each other
+ * instead of deadlocking.  Missing or deleted ids are passed over: the
+ * caller reads the locked rows in a statement of its own, whose snapshot,
+ * taken after the locks were granted, sees what the lock holders committed.
+ */
+void
+GrantLockCustomers(Datum customer_ids)
+{
+	static SPIPlanPtr plan;
+	Oid			types[] = {UUIDARRAYOID};
+
+	if (SPI_execute_plan(BenefitsPlan(&plan,
+									  "SELECT 1 FROM benefits.customers"
+									  " WHERE id IN (SELECT pg_catalog.unnest($1::uuid[])) AND deleted_at IS NULL"
+									  " ORDER BY id FOR NO KEY UPDATE",
+									  1, types),
+						 &customer_ids, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock customers");
+}
+
 /* SPI argument for an optional uuid, with its null flag. */
 static Datum
 OptionalUuid(const pg_uuid_t *uuid, char *null_flag)

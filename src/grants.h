@@ -109,6 +109,7 @@ extern pg_uuid_t GrantApplyLoaded(GrantChange *change, const char *state, bool *
 /* Revoke a grant; false when it was already revoked. */
 extern bool GrantRevoke(pg_uuid_t grant_id);
 extern pg_uuid_t GrantLockCustomer(pg_uuid_t customer_id);
+extern void GrantLockCustomers(Datum customer_ids);
 
 /* grant_types.c: per-benefit-type effects of granting and revoking */
 extern void BenefitTypeGrant(GrantChange *change);

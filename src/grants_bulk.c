@@ -24,13 +24,13 @@
 
 PG_FUNCTION_INFO_V1(grant_benefit_bulk);
 
-static SPIPlanPtr LockCustomersPlan;
+static SPIPlanPtr ClassifyCustomersPlan;
 static SPIPlanPtr BenefitPlan;
 
 /*
- * Lock the customers in id order (so two bulk grants cannot deadlock) and
- * split them into those without a manual grant of the benefit, returned, and
- * those with one, in *others.  Any id that is not a live customer of the
+ * Lock the customers, then, in a statement that sees what the lock holders
+ * committed, split them into those without a manual grant of the benefit,
+ * returned, and those with one, in *others.  Any id that is not a live customer of the
  * benefit's organization is an error naming it.
  */
 static pg_uuid_t *
@@ -42,18 +42,17 @@ LockCustomers(Datum customer_ids, Datum benefit_id, Datum organization_id,
 	pg_uuid_t  *fresh;
 	bool		isnull;
 
-	if (SPI_execute_plan(BenefitsPlan(&LockCustomersPlan,
-									  "WITH wanted AS (SELECT DISTINCT u.id FROM pg_catalog.unnest($1::uuid[]) u(id)), "
-									  "locked AS (SELECT c.id FROM benefits.customers c "
-									  "  WHERE c.id IN (SELECT id FROM wanted) AND c.deleted_at IS NULL "
-									  "  AND c.organization_id = $3 ORDER BY c.id FOR NO KEY UPDATE) "
-									  "SELECT w.id, l.id IS NOT NULL, EXISTS (SELECT 1 FROM benefits.grants g "
+	GrantLockCustomers(customer_ids);
+	if (SPI_execute_plan(BenefitsPlan(&ClassifyCustomersPlan,
+									  "WITH wanted AS (SELECT DISTINCT u.id FROM pg_catalog.unnest($1::uuid[]) u(id)) "
+									  "SELECT w.id, c.id IS NOT NULL, EXISTS (SELECT 1 FROM benefits.grants g "
 									  "  WHERE g.customer_id = w.id AND g.benefit_id = $2 "
 									  "  AND g.subscription_id IS NULL AND g.order_id IS NULL) "
-									  "FROM wanted w LEFT JOIN locked l ON l.id = w.id ORDER BY w.id",
+									  "FROM wanted w LEFT JOIN benefits.customers c ON c.id = w.id "
+									  " AND c.deleted_at IS NULL AND c.organization_id = $3 ORDER BY w.id",
 									  3, types),
 						 values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock customers");
+		elog(ERROR, "could not read customers");
 
 	fresh = palloc(sizeof(pg_uuid_t) * Max(SPI_processed, 1));
 	*others = palloc(sizeof(pg_uuid_t) * Max(SPI_processed, 1));

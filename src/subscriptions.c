@@ -310,17 +310,6 @@ ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_i
 		EventsEnqueueGrants(done, napplied, EVENT_GRANT_CREATED, NULL);
 }
 
-/*
- * Grants a subscription what its product attaches, one grant at a time, its
- * events queued for the statement's end: the path of a queued activation
- * that cannot be granted set-based (activations.c).
- */
-void
-EngineActivateSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id, pg_uuid_t product_id)
-{
-	ReconcileGrants(true, subscription_id, customer_id, product_id, ACCESS_GRANT, true);
-}
-
 /* The organization's grace period for past_due/unpaid subscriptions. */
 static Interval *
 GracePeriod(pg_uuid_t organization_id)
@@ -429,11 +418,12 @@ LockCustomers(pg_uuid_t a, pg_uuid_t b)
 }
 
 /*
- * Re-reads a subscription under its row lock and reconciles its grants: the
- * entry point of run_maintenance and of product benefit-list changes.
+ * Re-reads a subscription under its row lock and reconciles its grants with
+ * what its current row decides; events written at once or queued for the
+ * statement's end.  Nothing when the subscription is gone.
  */
-void
-EngineSyncSubscription(pg_uuid_t subscription_id)
+static void
+SyncSubscription(pg_uuid_t subscription_id, bool defer_events)
 {
 	static SPIPlanPtr plan;
 	Oid			types[1] = {UUIDOID};
@@ -448,7 +438,24 @@ EngineSyncSubscription(pg_uuid_t subscription_id)
 		return;
 	SubscriptionFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s);
 	GrantLockCustomer(s.customer_id);
-	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s), false);
+	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s), defer_events);
+}
+
+/* The entry point of run_maintenance and of product benefit-list changes. */
+void
+EngineSyncSubscription(pg_uuid_t subscription_id)
+{
+	SyncSubscription(subscription_id, false);
+}
+
+/*
+ * A queued activation that cannot be granted set-based (activations.c): one
+ * grant at a time, from the subscription as it is now, events queued.
+ */
+void
+EngineActivateSubscription(pg_uuid_t subscription_id)
+{
+	SyncSubscription(subscription_id, true);
 }
 
 /* One-time order rules. */
@@ -736,6 +743,8 @@ orders_after(PG_FUNCTION_ARGS)
 												 desc, &isnull)), "paid") != 0);
 
 	SPI_connect();
+	/* Subscriptions activated earlier in the statement hold their grants first. */
+	ActivationsFlush();
 	if (strcmp(reason, "purchase") == 0)
 	{
 		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
@@ -783,6 +792,8 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 	customer_id = *DatumGetUUIDP(heap_getattr(old, SPI_fnumber(desc, "customer_id"), desc, &isnull));
 
 	SPI_connect();
+	/* An activation queued earlier in the statement is granted before it goes. */
+	ActivationsFlush();
 	{
 		/* A cascade from deleting the customer: its grants go with it. */
 		static SPIPlanPtr plan;

@@ -6,6 +6,9 @@
  * once.  The queues must follow the transaction: what a rolled-back
  * subtransaction queued is dropped with it, and nothing may be left when the
  * transaction commits, which would mean the statement trigger did not run.
+ * A statement running inside a subtransaction takes only what its own level
+ * (or a deeper one) queued: work of an enclosing statement, done there and
+ * then rolled back with the subtransaction, would be lost.
  */
 #include "postgres.h"
 
@@ -105,11 +108,25 @@ XactQueueAppend(XactQueue *queue)
 void *
 XactQueueTake(XactQueue *queue, int *n)
 {
-	void	   *copy = palloc(queue->entry_size * Max(queue->n, 1));
+	int			level = GetCurrentTransactionNestLevel();
+	char	   *copy = palloc(queue->entry_size * Max(queue->n, 1));
+	int			taken = 0,
+				keep = 0;
 
-	if (queue->n > 0)
-		memcpy(copy, queue->entries, queue->entry_size * queue->n);
-	*n = queue->n;
-	queue->n = 0;
+	for (int i = 0; i < queue->n; i++)
+	{
+		char	   *entry = queue->entries + i * queue->entry_size;
+
+		if (queue->levels[i] >= level)
+			memcpy(copy + taken++ * queue->entry_size, entry, queue->entry_size);
+		else
+		{
+			if (keep != i)
+				memcpy(queue->entries + keep * queue->entry_size, entry, queue->entry_size);
+			queue->levels[keep++] = queue->levels[i];
+		}
+	}
+	queue->n = keep;
+	*n = taken;
 	return copy;
 }

@@ -28,7 +28,11 @@ typedef struct XactQueue
 
 /* A new zeroed entry at the end of the queue, to fill in. */
 extern void *XactQueueAppend(XactQueue *queue);
-/* The queued entries (a copy in the current memory context); empties the queue. */
+/*
+ * The entries queued at the current subtransaction level or deeper (a copy
+ * in the current memory context), taken off the queue; those of enclosing
+ * levels stay for their own statement.
+ */
 extern void *XactQueueTake(XactQueue *queue, int *n);
 
 #endif
