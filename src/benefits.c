@@ -10,7 +10,10 @@
 #include <sodium.h>
 
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
@@ -95,4 +98,29 @@ BenefitsRandomUuid(void)
 	uuid.data[6] = (uuid.data[6] & 0x0f) | 0x40;	/* version 4 */
 	uuid.data[8] = (uuid.data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
 	return uuid;
+}
+
+/*
+ * A jsonb value as ->> gives it: strings unquoted, numbers and booleans in
+ * their text form, objects and arrays as JSON text; NULL for an absent value
+ * or JSON null.
+ */
+char *
+BenefitsJsonbValueText(JsonbValue *v)
+{
+	if (v == NULL)
+		return NULL;
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		case jbvBinary:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+		default:
+			return NULL;
+	}
 }

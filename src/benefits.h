@@ -9,6 +9,7 @@
 #define BENEFITS_SCHEMA "benefits"
 
 #include "executor/spi.h"
+#include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 /* Each subsystem's _PG_init part: settings, shared memory, workers. */
@@ -30,5 +31,6 @@ extern Datum UuidGetDatum(const pg_uuid_t *uuid);
 extern pg_uuid_t DatumGetUuid(Datum datum);
 /* A fresh random (version 4) uuid. */
 extern pg_uuid_t BenefitsRandomUuid(void);
+extern char *BenefitsJsonbValueText(JsonbValue *v);
 
 #endif

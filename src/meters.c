@@ -33,7 +33,6 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/numeric.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
@@ -51,23 +50,7 @@ EngineJsonText(Jsonb *json, const char *key)
 	if (json == NULL || !JB_ROOT_IS_OBJECT(json))
 		return NULL;
 	v = getKeyJsonValueFromContainer(&json->root, key, strlen(key), NULL);
-	if (v == NULL)
-		return NULL;
-	switch (v->type)
-	{
-		case jbvNull:
-			return NULL;
-		case jbvString:
-			return pnstrdup(v->val.string.val, v->val.string.len);
-		case jbvNumeric:
-			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-		case jbvBool:
-			return pstrdup(v->val.boolean ? "true" : "false");
-		case jbvBinary:
-			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
-		default:
-			return NULL;
-	}
+	return BenefitsJsonbValueText(v);
 }
 
 static char *

@@ -294,35 +294,12 @@ ContainerOf(JsonbValue *v)
 	return v != NULL && v->type == jbvBinary ? v->val.binary.data : NULL;
 }
 
-/* A value as ->> gives it: strings unquoted, null as NULL, the rest as JSON text. */
-static char *
-ValueText(JsonbValue *v)
-{
-	if (v == NULL)
-		return NULL;
-	switch (v->type)
-	{
-		case jbvNull:
-			return NULL;
-		case jbvString:
-			return pnstrdup(v->val.string.val, v->val.string.len);
-		case jbvNumeric:
-			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-		case jbvBool:
-			return pstrdup(v->val.boolean ? "true" : "false");
-		case jbvBinary:
-			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
-		default:
-			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
-	}
-	return NULL;
-}
 
 /* coalesce((OBJECT ->> KEY)::boolean, false) */
 static bool
 MemberFlag(JsonbContainer *object, const char *key)
 {
-	char	   *text = ValueText(Member(object, key));
+	char	   *text = BenefitsJsonbValueText(Member(object, key));
 
 	return text != NULL && DatumGetBool(DirectFunctionCall1(boolin, CStringGetDatum(text)));
 }
@@ -579,7 +556,7 @@ NamedFiles(Shown *s)
 	{
 		char	   *text;
 
-		if (tok != WJB_ELEM || (text = ValueText(&v)) == NULL)
+		if (tok != WJB_ELEM || (text = BenefitsJsonbValueText(&v)) == NULL)
 			continue;
 		s->file_keys[s->nfiles] = text;
 		s->file_ids[s->nfiles++] = *UuidFromText(text);
@@ -819,7 +796,7 @@ Files(Doc *doc, const Shown *s, const Rows *files, TimestampTz now)
 static void
 Meter(Doc *doc, const Shown *s, Datum customer)
 {
-	char	   *meter_id = ValueText(Member(s->properties, "meter_id"));
+	char	   *meter_id = BenefitsJsonbValueText(Member(s->properties, "meter_id"));
 	Datum		args[2];
 	Rows		m;
 
@@ -856,7 +833,7 @@ Provider(Doc *doc, const Shown *s, const Rows *held, const Rows *accounts)
 {
 	bool		github = strcmp(s->type, "github_repository") == 0;
 	JsonbContainer *error = JsonbOf(held, s->chosen, H_ERROR);
-	char	   *action = ValueText(Member(error, "action"));
+	char	   *action = BenefitsJsonbValueText(Member(error, "action"));
 	const char *delivery;
 	JsonbValue *v;
 
@@ -884,7 +861,7 @@ Provider(Doc *doc, const Shown *s, const Rows *held, const Rows *accounts)
 	Key(doc, "account");
 	Account(doc, accounts, github ? "github" : "discord");
 	Key(doc, "message");
-	Str(doc, ValueText(Member(error, "message")));
+	Str(doc, BenefitsJsonbValueText(Member(error, "message")));
 	Key(doc, "delivery");
 	Str(doc, delivery);
 	if (github)

@@ -16,7 +16,6 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/numeric.h"
 
 #include "benefits.h"
 #include "portal.h"
@@ -125,25 +124,11 @@ Get(JsonbContainer *obj, const char *key)
 	return v;
 }
 
-/* A scalar member as text (strings as they are), or NULL. */
+/* A member as text (strings as they are), or NULL. */
 static char *
 GetText(JsonbContainer *obj, const char *key)
 {
-	JsonbValue *v = Get(obj, key);
-
-	if (v == NULL)
-		return NULL;
-	switch (v->type)
-	{
-		case jbvString:
-			return pnstrdup(v->val.string.val, v->val.string.len);
-		case jbvNumeric:
-			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-		case jbvBool:
-			return v->val.boolean ? "true" : "false";
-		default:
-			return NULL;
-	}
+	return BenefitsJsonbValueText(Get(obj, key));
 }
 
 static bool
