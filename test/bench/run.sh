@@ -33,6 +33,9 @@ for script in "$here"/[0-9][0-9]_*.sh; do
     if [ -n "${BENCH_ONLY:-}" ] && [ "$name" != "$BENCH_ONLY" ]; then
         continue
     fi
+    # Each benchmark starts from a settled database: the dead rows and dirty
+    # pages the previous one left would otherwise be cleaned up during it.
+    psql -X -q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
     echo
     echo "== $name"
     if ! bash "$script"; then
