@@ -179,3 +179,18 @@ SELECT position('(cannot be downloaded right now)' IN html) > 0 AS says_unavaila
        position('<a href="https://files.example.com/' IN html) = 0 AS no_links
   FROM benefits.customer_portal_html(:'ada') html;
 SET benefits.s3_bucket = 'portal';
+
+-- Several live subscriptions, one benefit held through two of them: every
+-- subscription is listed, oldest first, and each benefit once.
+INSERT INTO benefits.subscriptions (id, customer_id, product_id, status, current_period_end, created_at) VALUES
+    ('00000000-0000-0000-0000-0000000006f3', '00000000-0000-0000-0000-0000000006c1', '00000000-0000-0000-0000-0000000006d2',
+     'trialing', '2031-03-01 00:00:00+00', now() + interval '2 seconds'),
+    ('00000000-0000-0000-0000-0000000006f4', '00000000-0000-0000-0000-0000000006c1', '00000000-0000-0000-0000-0000000006d1',
+     'active', '2031-04-01 00:00:00+00', now() + interval '3 seconds');
+SELECT count(*) AS ada_pro_grants FROM benefits.grants
+ WHERE customer_id = '00000000-0000-0000-0000-0000000006c1' AND benefit_id = '00000000-0000-0000-0000-0000000006b2'
+   AND state <> 'revoked';
+SELECT s ->> 'status' AS status, s #>> '{product,name}' AS product, s ->> 'current_period_end' AS period_end
+  FROM jsonb_array_elements(benefits.customer_portal(:'ada') -> 'subscriptions') s;
+SELECT string_agg(b ->> 'description', ', ') AS benefits_once_each
+  FROM jsonb_array_elements(benefits.customer_portal(:'ada') -> 'benefits') b;
