@@ -112,15 +112,14 @@ LockAndClassify(const Activation *acts, int n)
 	return fresh;
 }
 
-/* Orders activation indexes by product, then queue order. */
-static const Activation *sort_acts;
-
+/* Orders activation indexes by product, then queue order (qsort_arg). */
 static int
-CompareByProduct(const void *a, const void *b)
+CompareByProduct(const void *a, const void *b, void *arg)
 {
+	const Activation *acts = arg;
 	int			ia = *(const int *) a;
 	int			ib = *(const int *) b;
-	int			cmp = memcmp(&sort_acts[ia].product_id, &sort_acts[ib].product_id, sizeof(pg_uuid_t));
+	int			cmp = memcmp(&acts[ia].product_id, &acts[ib].product_id, sizeof(pg_uuid_t));
 
 	return cmp != 0 ? cmp : (ia > ib) - (ia < ib);
 }
@@ -201,8 +200,7 @@ ActivationsFlush(void)
 	{
 		Activation *fresh_acts = palloc(sizeof(Activation) * nfresh);
 
-		sort_acts = acts;
-		qsort(idx, nfresh, sizeof(int), CompareByProduct);
+		qsort_arg(idx, nfresh, sizeof(int), CompareByProduct, acts);
 		for (int i = 0; i < nfresh; i++)
 			fresh_acts[i] = acts[idx[i]];
 		values[0] = ActivationUuids(fresh_acts, nfresh, offsetof(Activation, product_id));
