@@ -25,12 +25,25 @@
 #define EVENT_BENEFIT_UPDATED	"benefit.updated"
 #define EVENT_METER_LOW_BALANCE "meter.low_balance"
 
+/* What a subscription's or order's state means for its product's benefits. */
+typedef enum AccessDecision
+{
+	ACCESS_KEEP,				/* change nothing */
+	ACCESS_GRANT,				/* hold every benefit of the product */
+	ACCESS_REVOKE				/* hold none */
+} AccessDecision;
+
 /* subscriptions.c */
 extern int	EngineExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count);
 extern void EngineSyncSubscription(pg_uuid_t subscription_id);
 extern void EngineSyncOrder(pg_uuid_t order_id);
 extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
 extern void EngineRevokeGrant(pg_uuid_t grant_id);
+extern pg_uuid_t EngineResultUuid(int row, int col);
+
+/* reconcile.c */
+extern void EngineReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
+								  pg_uuid_t product_id, AccessDecision decision, bool defer_events);
 extern void EngineActivateSubscription(pg_uuid_t subscription_id);
 
 /* activations.c: activated subscriptions granted at the statement's end */

@@ -5,7 +5,8 @@
  * whether the customer should hold the product's benefits (grant), should
  * lose them (revoke) or keep what they have (the status says nothing new, or
  * access runs until a deadline).  The grants of a subscription or order are
- * then reconciled with the product's benefit list: benefits the product
+ * then reconciled with the product's benefit list (reconcile.c; activations
+ * of many subscriptions at once go through activations.c): benefits the product
  * attaches and the customer lacks are granted in attachment order, live
  * grants of benefits the product no longer has are revoked, and shared
  * benefits are left untouched.  The same reconciliation serves product
@@ -57,12 +58,6 @@ PG_FUNCTION_INFO_V1(orders_after);
 PG_FUNCTION_INFO_V1(grant_source_deleted);
 PG_FUNCTION_INFO_V1(run_maintenance);
 
-typedef enum AccessDecision
-{
-	ACCESS_KEEP,				/* change nothing */
-	ACCESS_GRANT,				/* hold every benefit of the product */
-	ACCESS_REVOKE				/* hold none */
-} AccessDecision;
 
 /* A subscription's fields that decide access. */
 typedef struct SubscriptionState
@@ -92,8 +87,9 @@ EngineExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, lo
 	return rc;
 }
 
-static pg_uuid_t
-UuidFromResult(int row, int col)
+/* A uuid column of an SPI result row, which must not be null. */
+pg_uuid_t
+EngineResultUuid(int row, int col)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
@@ -109,205 +105,6 @@ EngineRevokeGrant(pg_uuid_t grant_id)
 {
 	if (GrantRevoke(grant_id))
 		EventsEnqueueGrant(grant_id, EVENT_GRANT_REVOKED, NULL);
-}
-
-/* A benefit the product attaches, with what GrantApplyLoaded needs. */
-typedef struct WantedBenefit
-{
-	pg_uuid_t	benefit_id;
-	char	   *type;
-	Jsonb	   *properties;
-	bool		has_grant;		/* the source has a grant of it (any state) */
-	pg_uuid_t	grant_id;
-	char	   *grant_state;
-	Jsonb	   *grant_properties;
-} WantedBenefit;
-
-/* A nullable jsonb column of an SPI result row, copied out. */
-static Jsonb *
-JsonbFromResult(int row, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
-
-	return isnull ? NULL : DatumGetJsonbPCopy(d);
-}
-
-/* What a source holds and what its product attaches (ReadReconciliation). */
-typedef struct Reconciliation
-{
-	int			nlive;
-	pg_uuid_t  *live_grant;
-	pg_uuid_t  *live_benefit;
-	bool	   *live_kept;		/* same customer, benefit still attached */
-	int			nwanted;
-	WantedBenefit *wanted;
-	bool		to_revoke;		/* some live grant is not kept */
-	bool		to_grant;		/* some wanted benefit has no live grant */
-} Reconciliation;
-
-/*
- * Reads, in one statement, the live grants of a subscription (or order) and,
- * when the decision is to grant, the product's benefits with the source's
- * grant of each, and works out what is to revoke and to grant.
- */
-static void
-ReadReconciliation(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
-				   pg_uuid_t product_id, AccessDecision decision, Reconciliation *r)
-{
-#define RECONCILE_SQL(column, other) \
-	"SELECT false AS wanted, g.id, g.benefit_id, g.customer_id, 0 AS position, g.created_at," \
-	"       NULL::text, NULL::jsonb, NULL::text, NULL::jsonb" \
-	"  FROM benefits.grants g WHERE g." column " = $1 AND g.state <> 'revoked'" \
-	" UNION ALL" \
-	" SELECT true, g.id, pb.benefit_id, NULL, pb.position, NULL," \
-	"        b.type, b.properties, g.state, g.properties" \
-	"  FROM benefits.product_benefits pb JOIN benefits.benefits b ON b.id = pb.benefit_id" \
-	"  LEFT JOIN benefits.grants g ON g.customer_id = $4 AND g.benefit_id = pb.benefit_id" \
-	"        AND g." column " = $1 AND g." other " IS NULL" \
-	" WHERE $3 AND pb.product_id = $2 AND b.deleted_at IS NULL" \
-	" ORDER BY 1, 5, 6, 3, 2"
-	static SPIPlanPtr by_subscription;
-	static SPIPlanPtr by_order;
-	Oid			types[4] = {UUIDOID, UUIDOID, BOOLOID, UUIDOID};
-	Datum		args[4];
-	int			nrows;
-	pg_uuid_t  *live_customer;
-
-	args[0] = UuidGetDatum(&source_id);
-	args[1] = UuidGetDatum(&product_id);
-	args[2] = BoolGetDatum(decision == ACCESS_GRANT);
-	args[3] = UuidGetDatum(&customer_id);
-	EngineExec(for_subscription
-			   ? BenefitsPlan(&by_subscription, RECONCILE_SQL("subscription_id", "order_id"), 4, types)
-			   : BenefitsPlan(&by_order, RECONCILE_SQL("order_id", "subscription_id"), 4, types),
-			   args, NULL, false, 0);
-	nrows = (int) SPI_processed;
-	memset(r, 0, sizeof(Reconciliation));
-	r->live_grant = palloc(sizeof(pg_uuid_t) * (nrows + 1));
-	r->live_benefit = palloc(sizeof(pg_uuid_t) * (nrows + 1));
-	r->live_kept = palloc0(sizeof(bool) * (nrows + 1));
-	r->wanted = palloc0(sizeof(WantedBenefit) * (nrows + 1));
-	live_customer = palloc(sizeof(pg_uuid_t) * (nrows + 1));
-	for (int i = 0; i < nrows; i++)
-	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		if (DatumGetBool(SPI_getbinval(t, d, 1, &isnull)))
-		{
-			WantedBenefit *w = &r->wanted[r->nwanted++];
-
-			w->benefit_id = UuidFromResult(i, 3);
-			w->type = SPI_getvalue(t, d, 7);
-			w->properties = JsonbFromResult(i, 8);
-			SPI_getbinval(t, d, 2, &isnull);
-			w->has_grant = !isnull;
-			if (w->has_grant)
-			{
-				w->grant_id = UuidFromResult(i, 2);
-				w->grant_state = SPI_getvalue(t, d, 9);
-				w->grant_properties = JsonbFromResult(i, 10);
-			}
-			if (!w->has_grant || strcmp(w->grant_state, "revoked") == 0)
-				r->to_grant = true;
-		}
-		else
-		{
-			r->live_grant[r->nlive] = UuidFromResult(i, 2);
-			r->live_benefit[r->nlive] = UuidFromResult(i, 3);
-			live_customer[r->nlive] = UuidFromResult(i, 4);
-			r->nlive++;
-		}
-	}
-	for (int i = 0; i < r->nlive; i++)
-	{
-		for (int j = 0; j < r->nwanted; j++)
-			if (memcmp(&r->live_benefit[i], &r->wanted[j].benefit_id, sizeof(pg_uuid_t)) == 0 &&
-				memcmp(&live_customer[i], &customer_id, sizeof(pg_uuid_t)) == 0)
-				r->live_kept[i] = true;
-		if (!r->live_kept[i])
-			r->to_revoke = true;
-	}
-#undef RECONCILE_SQL
-}
-
-/*
- * Brings the grants of one subscription (or one order) in line with the
- * decision: with ACCESS_GRANT the customer holds exactly the product's
- * benefits, with ACCESS_REVOKE none.  A first read decides whether there is
- * anything to do, without locking: a renewal that changes nothing takes no
- * lock.  To grant, the customer is locked and the read repeated, so every
- * grant is written from what the lock holder sees, without further reads.
- * Revokes lock the customer themselves (GrantRevoke).  The events of the
- * revokes and of the grants are written in one statement each, or, from the
- * row triggers, queued for the statement's end (events.c).
- */
-static void
-ReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
-				pg_uuid_t product_id, AccessDecision decision, bool defer_events)
-{
-	Reconciliation r;
-	pg_uuid_t	organization_id = {0};
-	pg_uuid_t  *done;
-	int			nrevoked = 0,
-				napplied = 0;
-
-	if (decision == ACCESS_KEEP)
-		return;
-	ReadReconciliation(for_subscription, source_id, customer_id, product_id, decision, &r);
-	if (!r.to_grant && !r.to_revoke)
-		return;
-	if (r.to_grant)
-	{
-		organization_id = GrantLockCustomer(customer_id);
-		ReadReconciliation(for_subscription, source_id, customer_id, product_id, decision, &r);
-	}
-	done = palloc(sizeof(pg_uuid_t) * (r.nlive + r.nwanted + 1));
-
-	/* Dropped benefits first, then the added ones in attachment order. */
-	for (int i = 0; i < r.nlive; i++)
-		if (!r.live_kept[i] && GrantRevoke(r.live_grant[i]))
-			done[nrevoked++] = r.live_grant[i];
-	if (defer_events)
-		EventsDeferGrants(done, nrevoked, EVENT_GRANT_REVOKED);
-	else
-		EventsEnqueueGrants(done, nrevoked, EVENT_GRANT_REVOKED, NULL);
-
-	for (int j = 0; j < r.nwanted; j++)
-	{
-		WantedBenefit *w = &r.wanted[j];
-		GrantChange change = {0};
-		bool		changed = false;
-		pg_uuid_t	grant_id;
-
-		if (w->has_grant && strcmp(w->grant_state, "revoked") != 0)
-			continue;			/* held */
-		change.organization_id = organization_id;
-		change.customer_id = customer_id;
-		change.benefit_id = w->benefit_id;
-		change.has_subscription = for_subscription;
-		change.has_order = !for_subscription;
-		if (for_subscription)
-			change.subscription_id = source_id;
-		else
-			change.order_id = source_id;
-		change.benefit_type = w->type;
-		change.benefit_properties = w->properties;
-		if (w->has_grant)
-		{
-			change.grant_id = w->grant_id;
-			change.grant_properties = w->grant_properties;
-		}
-		grant_id = GrantApplyLoaded(&change, w->has_grant ? w->grant_state : NULL, &changed);
-		if (changed)
-			done[napplied++] = grant_id;
-	}
-	if (defer_events)
-		EventsDeferGrants(done, napplied, EVENT_GRANT_CREATED);
-	else
-		EventsEnqueueGrants(done, napplied, EVENT_GRANT_CREATED, NULL);
 }
 
 /* The organization's grace period for past_due/unpaid subscriptions. */
@@ -438,7 +235,7 @@ SyncSubscription(pg_uuid_t subscription_id, bool defer_events)
 		return;
 	SubscriptionFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s);
 	GrantLockCustomer(s.customer_id);
-	ReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s), defer_events);
+	EngineReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s), defer_events);
 }
 
 /* The entry point of run_maintenance and of product benefit-list changes. */
@@ -490,12 +287,12 @@ EngineSyncOrder(pg_uuid_t order_id)
 			   values, NULL, false, 1);
 	if (SPI_processed == 0)
 		return;
-	customer_id = UuidFromResult(0, 1);
-	product_id = UuidFromResult(0, 2);
+	customer_id = EngineResultUuid(0, 1);
+	product_id = EngineResultUuid(0, 2);
 	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	GrantLockCustomer(customer_id);
-	ReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status), false);
+	EngineReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status), false);
 }
 
 /*
@@ -542,8 +339,8 @@ CycleSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id)
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 
-		grant_ids[i] = UuidFromResult(i, 1);
-		org_ids[i] = UuidFromResult(i, 2);
+		grant_ids[i] = EngineResultUuid(i, 1);
+		org_ids[i] = EngineResultUuid(i, 2);
 		btypes[i] = SPI_getvalue(t, d, 3);
 		bprops[i] = DatumGetJsonbPCopy(SPI_getbinval(t, d, 4, &isnull));
 		gprops[i] = DatumGetJsonbPCopy(SPI_getbinval(t, d, 5, &isnull));
@@ -694,7 +491,7 @@ subscriptions_after(PG_FUNCTION_ARGS)
 		ActivationsFlush();
 		if (customer_moved)
 			LockCustomers(old_customer, s.customer_id);
-		ReconcileGrants(true, s.id, s.customer_id, s.product_id, decision, true);
+		EngineReconcileGrants(true, s.id, s.customer_id, s.product_id, decision, true);
 	}
 	SPI_finish();
 	return PointerGetDatum(NULL);
@@ -752,7 +549,7 @@ orders_after(PG_FUNCTION_ARGS)
 			LockCustomers(*DatumGetUUIDP(heap_getattr(trigdata->tg_trigtuple,
 													  SPI_fnumber(desc, "customer_id"), desc, &isnull)),
 						  customer_id);
-		ReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status), true);
+		EngineReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status), true);
 	}
 	else if (strcmp(reason, "subscription_cycle") == 0 && became_paid)
 	{
@@ -808,7 +605,7 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 	if (SPI_processed > 0)
 	{
 		GrantLockCustomer(customer_id);
-		ReconcileGrants(for_subscription, id, customer_id, customer_id, ACCESS_REVOKE, false);
+		EngineReconcileGrants(for_subscription, id, customer_id, customer_id, ACCESS_REVOKE, false);
 	}
 	SPI_finish();
 	return PointerGetDatum(old);
@@ -849,7 +646,7 @@ run_maintenance(PG_FUNCTION_ARGS)
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
 	for (int i = 0; i < n; i++)
-		ids[i] = UuidFromResult(i, 1);
+		ids[i] = EngineResultUuid(i, 1);
 	for (int i = 0; i < n; i++)
 		EngineSyncSubscription(ids[i]);
 	SPI_finish();
@@ -882,7 +679,7 @@ EngineProductBenefitsChanged(pg_uuid_t product_id)
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
 	for (int i = 0; i < n; i++)
-		ids[i] = UuidFromResult(i, 1);
+		ids[i] = EngineResultUuid(i, 1);
 	for (int i = 0; i < n; i++)
 		EngineSyncSubscription(ids[i]);
 
@@ -895,7 +692,7 @@ EngineProductBenefitsChanged(pg_uuid_t product_id)
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
 	for (int i = 0; i < n; i++)
-		ids[i] = UuidFromResult(i, 1);
+		ids[i] = EngineResultUuid(i, 1);
 	for (int i = 0; i < n; i++)
 		EngineSyncOrder(ids[i]);
 }
