@@ -323,6 +323,14 @@ benefits_worker_main(Datum main_arg)
 	 * no object created by a database user can run with our rights.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * Every statement of the worker is a keyed lookup or an index-ordered
+	 * claim, and its plans are kept for its lifetime.  A plan made while the
+	 * outbox looked empty could check "no earlier job in the chain" by
+	 * sequential scans, once per candidate job: a benchmark run caught the
+	 * worker claiming that way for minutes.  Index paths only.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("benefits worker");
 	WorkerSetAmWorker();
 	if (!WorkerSlotAcquire(MyDatabaseId))
