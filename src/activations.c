@@ -4,9 +4,9 @@
  *
  * The subscription row trigger does not grant the benefits of a
  * subscription whose new status (or insertion) grants them: it queues the
- * subscription here, and the statement
- * trigger (grants_sync_events, events.c) grants the queue before writing the
- * statement's events.  A statement that activates thousands of
+ * subscription here, and the statement trigger (grants_sync_events,
+ * events.c) grants the queue before writing the statement's events.  So do
+ * the order triggers and the subscription delete trigger, first.  A statement that activates thousands of
  * subscriptions then writes each benefit's grants for all of them in one
  * set-based statement (grants_batch.c) instead of several statements per
  * grant.  Any other change a row trigger makes (a revoke, a product change)
