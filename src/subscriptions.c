@@ -25,8 +25,9 @@
  * disputed revoke, a partial refund keeps access, pending changes nothing.  A paid
  * renewal order (subscription_cycle) cycles the subscription's grants.
  *
- * Every grant change locks the customer (GrantApply, GrantRevoke and the
- * renewal path take GrantLockCustomer), so concurrent changes to one
+ * Every grant change locks the customer (the reconciliation before it
+ * grants, GrantRevoke and the renewal path take GrantLockCustomer; a sync
+ * with nothing to change takes no lock), so concurrent changes to one
  * customer's subscriptions are applied one after the other and each decides
  * "does another holder remain" on the grants the previous one left; the row
  * lock on the subscription or order keeps concurrent syncs of the same row
@@ -234,7 +235,6 @@ SyncSubscription(pg_uuid_t subscription_id, bool defer_events)
 	if (SPI_processed == 0)
 		return;
 	SubscriptionFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s);
-	GrantLockCustomer(s.customer_id);
 	EngineReconcileGrants(true, s.id, s.customer_id, s.product_id, SubscriptionDecision(&s), defer_events);
 }
 
@@ -291,7 +291,6 @@ EngineSyncOrder(pg_uuid_t order_id)
 	product_id = EngineResultUuid(0, 2);
 	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
-	GrantLockCustomer(customer_id);
 	EngineReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status), false);
 }
 
