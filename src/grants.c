@@ -215,6 +215,7 @@ GrantWrite(GrantChange *change, const char *state, bool *changed, Datum *row)
 	TEXTOID, JSONBOID, JSONBOID};
 	Datum		values[9];
 	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
 	int			rc;
 	bool		isnull;
 
@@ -252,32 +253,23 @@ GrantWrite(GrantChange *change, const char *state, bool *changed, Datum *row)
 	values[8] = change->error ? JsonbPGetDatum(change->error) : (Datum) 0;
 	nulls[8] = change->error ? ' ' : 'n';
 
+	/* The same two statements, with RETURNING only when the row is wanted. */
+#define UPDATE_GRANT_SQL \
+	"UPDATE benefits.grants g SET state = $7, properties = coalesce($8, properties), error = $9 WHERE id = $1"
+#define INSERT_GRANT_SQL \
+	"INSERT INTO benefits.grants AS g (id, organization_id, customer_id, benefit_id, subscription_id, " \
+	"order_id, state, properties, error) VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9)"
 	if (state != NULL)
-		rc = SPI_execute_plan(row != NULL
-							  ? BenefitsPlan(&UpdateGrantRowPlan,
-											 "UPDATE benefits.grants g SET state = $7, "
-											 "properties = coalesce($8, properties), error = $9 "
-											 "WHERE id = $1 RETURNING g",
-											 9, types)
-							  : BenefitsPlan(&UpdateGrantPlan,
-											 "UPDATE benefits.grants g SET state = $7, "
-											 "properties = coalesce($8, properties), error = $9 "
-											 "WHERE id = $1",
-											 9, types),
-							  values, nulls, false, 0);
+		plan = row != NULL
+			? BenefitsPlan(&UpdateGrantRowPlan, UPDATE_GRANT_SQL " RETURNING g", 9, types)
+			: BenefitsPlan(&UpdateGrantPlan, UPDATE_GRANT_SQL, 9, types);
 	else
-		rc = SPI_execute_plan(row != NULL
-							  ? BenefitsPlan(&InsertGrantRowPlan,
-											 "INSERT INTO benefits.grants AS g (id, organization_id, customer_id, "
-											 "benefit_id, subscription_id, order_id, state, properties, error) "
-											 "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9) RETURNING g",
-											 9, types)
-							  : BenefitsPlan(&InsertGrantPlan,
-											 "INSERT INTO benefits.grants (id, organization_id, customer_id, "
-											 "benefit_id, subscription_id, order_id, state, properties, error) "
-											 "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9)",
-											 9, types),
-							  values, nulls, false, 0);
+		plan = row != NULL
+			? BenefitsPlan(&InsertGrantRowPlan, INSERT_GRANT_SQL " RETURNING g", 9, types)
+			: BenefitsPlan(&InsertGrantPlan, INSERT_GRANT_SQL, 9, types);
+#undef UPDATE_GRANT_SQL
+#undef INSERT_GRANT_SQL
+	rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (rc < 0 || SPI_processed != 1)
 		elog(ERROR, "could not write grant");
 	if (row != NULL)
