@@ -25,7 +25,6 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/uuid.h"
 
@@ -63,11 +62,11 @@ ActivationsQueue(pg_uuid_t subscription_id, pg_uuid_t customer_id, pg_uuid_t pro
 static Datum
 ActivationUuids(const Activation *acts, int n, size_t offset)
 {
-	Datum	   *elems = palloc(sizeof(Datum) * n);
+	pg_uuid_t  *uuids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
-		elems[i] = UuidGetDatum((const pg_uuid_t *) ((const char *) &acts[i] + offset));
-	return PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+		uuids[i] = *(const pg_uuid_t *) ((const char *) &acts[i] + offset);
+	return BenefitsUuidArray(uuids, n);
 }
 
 /*

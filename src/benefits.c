@@ -9,7 +9,9 @@
 
 #include <sodium.h>
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -123,4 +125,15 @@ BenefitsJsonbValueText(JsonbValue *v)
 		default:
 			return NULL;
 	}
+}
+
+/* A uuid[] datum of n uuids: the array parameter of the set-based statements. */
+Datum
+BenefitsUuidArray(const pg_uuid_t *uuids, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = UuidGetDatum(&uuids[i]);
+	return PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 }

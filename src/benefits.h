@@ -31,6 +31,7 @@ extern Datum UuidGetDatum(const pg_uuid_t *uuid);
 extern pg_uuid_t DatumGetUuid(Datum datum);
 /* A fresh random (version 4) uuid. */
 extern pg_uuid_t BenefitsRandomUuid(void);
+extern Datum BenefitsUuidArray(const pg_uuid_t *uuids, int n);
 extern char *BenefitsJsonbValueText(JsonbValue *v);
 
 #endif

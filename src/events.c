@@ -19,7 +19,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "commands/trigger.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -200,14 +199,10 @@ EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 	Oid			types[3] = {UUIDARRAYOID, TEXTOID, JSONBOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
-	Datum	   *elems;
 
 	if (n == 0 || (n == 1 && !GrantEventSubscribed(grant_ids[0], event_type)))
 		return 0;
-	elems = palloc(sizeof(Datum) * n);
-	for (int i = 0; i < n; i++)
-		elems[i] = UuidGetDatum(&grant_ids[i]);
-	values[0] = PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	values[0] = BenefitsUuidArray(grant_ids, n);
 	values[1] = CStringGetTextDatum(event_type);
 	if (previous_properties)
 		values[2] = JsonbPGetDatum(previous_properties);

@@ -13,7 +13,6 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -24,17 +23,6 @@
 #include "license.h"
 
 static SPIPlanPtr LocalGrantsPlan;
-
-/* A uuid[] datum of n uuids. */
-static Datum
-UuidArray(const pg_uuid_t *uuids, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		elems[i] = UuidGetDatum(&uuids[i]);
-	return PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-}
 
 /*
  * The parameters every batch statement starts with (GRANT_BATCH_NARGS of
@@ -54,9 +42,9 @@ GrantBatchArgs(const GrantBatch *batch, Oid *types, Datum *values)
 	types[5] = TEXTOID;
 	values[0] = UuidGetDatum(&batch->organization_id);
 	values[1] = UuidGetDatum(&batch->benefit_id);
-	values[2] = UuidArray(batch->grant_ids, batch->n);
-	values[3] = UuidArray(batch->customer_ids, batch->n);
-	values[4] = UuidArray(batch->source_ids ? batch->source_ids : batch->customer_ids, batch->n);
+	values[2] = BenefitsUuidArray(batch->grant_ids, batch->n);
+	values[3] = BenefitsUuidArray(batch->customer_ids, batch->n);
+	values[4] = BenefitsUuidArray(batch->source_ids ? batch->source_ids : batch->customer_ids, batch->n);
 	values[5] = CStringGetTextDatum(code);
 }
 

@@ -42,7 +42,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
@@ -510,17 +509,6 @@ static pg_uuid_t *
 UuidFromText(const char *text)
 {
 	return DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(text)));
-}
-
-/* The uuids of an array, as an SPI argument. */
-static Datum
-UuidArray(pg_uuid_t *ids, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * (n + 1));
-
-	for (int i = 0; i < n; i++)
-		elems[i] = UUIDPGetDatum(&ids[i]);
-	return PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 }
 
 /* One shown benefit: the held row whose grant is shown, and what its type needs. */
@@ -1024,7 +1012,7 @@ Benefits(Doc *doc, const Rows *customer, TimestampTz now)
 
 			for (int k = 0; k < keys.n; k++)
 				ids[k] = *DatumGetUUIDP(Get(&keys, k, K_ID));
-			arg = UuidArray(ids, keys.n);
+			arg = BenefitsUuidArray(ids, keys.n);
 			acts = Fetch(activations_plan, &arg);
 			act_order = palloc(sizeof(int) * (acts.n + 1));
 			for (int a = 0; a < acts.n; a++)
@@ -1041,7 +1029,7 @@ Benefits(Doc *doc, const Rows *customer, TimestampTz now)
 		for (int j = 0; j < nshown; j++)
 			for (int f = 0; f < shown[j].nfiles; f++)
 				ids[n++] = shown[j].file_ids[f];
-		args[0] = UuidArray(ids, n);
+		args[0] = BenefitsUuidArray(ids, n);
 		args[1] = Get(customer, 0, C_ORGANIZATION_ID);
 		files = Fetch(files_plan, args);
 	}
