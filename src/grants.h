@@ -114,6 +114,7 @@ extern void GrantLockCustomers(Datum customer_ids);
 /* grant_types.c: per-benefit-type effects of granting and revoking */
 extern void BenefitTypeGrant(GrantChange *change);
 extern void BenefitTypeRevoke(GrantChange *change);
+extern void BenefitTypeGrantMany(GrantBatch *batch);
 
 
 #endif

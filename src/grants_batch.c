@@ -12,17 +12,12 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
 #include "engine.h"
 #include "grants.h"
-#include "license.h"
-
-static SPIPlanPtr LocalGrantsPlan;
 
 /*
  * The parameters every batch statement starts with (GRANT_BATCH_NARGS of
@@ -48,22 +43,6 @@ GrantBatchArgs(const GrantBatch *batch, Oid *types, Datum *values)
 	values[5] = CStringGetTextDatum(code);
 }
 
-/* Benefits with nothing to deliver beyond the grant: active at once. */
-static void
-LocalGrantMany(GrantBatch *batch)
-{
-	Oid			types[GRANT_BATCH_NARGS];
-	Datum		values[GRANT_BATCH_NARGS];
-
-	GrantBatchArgs(batch, types, values);
-	EngineExec(BenefitsPlan(&LocalGrantsPlan,
-							GRANT_BATCH_INSERT("'active'", "'{}'", "NULL") "FROM " GRANT_BATCH_ROWS,
-							GRANT_BATCH_NARGS, types),
-			   values, NULL, false, 0);
-	if (SPI_processed != (uint64) batch->n)
-		elog(ERROR, "could not write grants");
-}
-
 /*
  * Grants the batch's benefit to each of its customers; fills grant_ids.
  * The caller writes the events.
@@ -71,18 +50,9 @@ LocalGrantMany(GrantBatch *batch)
 void
 GrantBatchFresh(GrantBatch *batch)
 {
-	const char *type = batch->benefit_type;
-
 	if (batch->n == 0)
 		return;
 	for (int i = 0; i < batch->n; i++)
 		batch->grant_ids[i] = BenefitsRandomUuid();
-	if (strcmp(type, "license_keys") == 0)
-		LicenseKeyGrantMany(batch);
-	else if (strcmp(type, "meter_credits") == 0)
-		MeterCreditsGrantMany(batch);
-	else if (strcmp(type, "github_repository") == 0 || strcmp(type, "discord") == 0)
-		ProviderJobsGrantMany(batch);
-	else
-		LocalGrantMany(batch);
+	BenefitTypeGrantMany(batch);
 }
