@@ -1,5 +1,7 @@
 -- Roles: benefits_public may call validate_license, activate_license and
--- deactivate_license (SECURITY DEFINER functions) and read no table.
+-- deactivate_license and read no table.  activate and deactivate are
+-- SECURITY DEFINER; validate_license reads with direct index lookups and
+-- becomes its owner only to write usage.
 \set SHOW_CONTEXT never
 DROP ROLE IF EXISTS regress_benefits_end_user;
 CREATE ROLE regress_benefits_end_user NOLOGIN IN ROLE benefits_public;
@@ -22,13 +24,16 @@ GRANT USAGE ON SCHEMA regress_trap TO regress_benefits_end_user;
 
 SET ROLE regress_benefits_end_user;
 SELECT current_user;
--- validate_license runs with its owner's rights and without a SET
+-- validate_license runs without SECURITY DEFINER and without a SET
 -- search_path clause; a caller's search_path still cannot capture the
 -- statements it runs (here the first ones of this session).
 SET search_path = regress_trap, pg_catalog;
 SELECT '00000000-0000-0000-0000-000000000000'::uuid = '00000000-0000-0000-0000-000000000000'::uuid;
 SELECT valid, code FROM benefits.validate_license(:'key', :'org');
 SELECT valid, code, usage FROM benefits.validate_license(:'key', :'org', increment_usage => 2);
+-- After the write the caller is the caller again.
+SELECT usage, current_user FROM benefits.validate_license(:'key', :'org', increment_usage => 1);
+SELECT code, current_user FROM benefits.validate_license(:'key', gen_random_uuid(), increment_usage => 1);
 RESET search_path;
 SELECT ok, code FROM benefits.activate_license(:'key', :'org', 'laptop', '{"machine": "m1"}');
 SELECT ok, code FROM benefits.activate_license(:'key', :'org', 'desktop');

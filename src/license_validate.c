@@ -42,11 +42,13 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -55,7 +57,9 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
@@ -191,9 +195,9 @@ enum
 
 /*
  * The search path every SPI plan of this file is prepared and run under:
- * pg_catalog only.  validate_license is SECURITY DEFINER without a SET
- * search_path clause (that clause costs about 3us per call, half of the hot
- * path), so the caller's search_path is in force when it is called; its
+ * pg_catalog only.  validate_license has no SET search_path clause (that
+ * clause costs about 3us per call, half of the hot path), so the caller's
+ * search_path is in force when it is called; its
  * direct index scans resolve nothing by name, and its SPI statements run
  * under this pinned path, so a caller's schema can never capture an operator,
  * function or type of a statement run with the owner's rights.  Plans keep
@@ -496,6 +500,28 @@ KeyLock(const pg_uuid_t *organization_id, text *canonical, KeyRow *row,
 	return true;
 }
 
+/*
+ * validate_license is not SECURITY DEFINER: its read path makes direct index
+ * lookups, which check no privileges, and the definer switch would cost a
+ * few percent of that path.  The writing path (increment_usage) runs its SPI
+ * statements as the function's owner, as a definer function would; like one,
+ * it leaves restoring the caller's identity after an error to the
+ * transaction's abort.
+ */
+static void
+BecomeOwner(FunctionCallInfo fcinfo, Oid *saved_user, int *saved_context)
+{
+	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(proc))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
+	ReleaseSysCache(proc);
+	GetUserIdAndSecContext(saved_user, saved_context);
+	SetUserIdAndSecContext(owner, *saved_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
 /* A text argument as a canonical key, or NULL when it cannot be a key. */
 static text *
 CanonicalArgument(FunctionCallInfo fcinfo, int argno)
@@ -542,23 +568,41 @@ EmptyObject(void)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 }
 
-/* The result row type of the called function, blessed once per call site. */
-static TupleDesc
-ResultDesc(FunctionCallInfo fcinfo)
+/*
+ * The called function's result as a row of its composite type.  A function
+ * in FROM is set up afresh at every execution, so nothing kept in fn_extra
+ * outlives one call: the result type is remembered here per function, and
+ * the descriptor comes from the type cache (a named composite type needs no
+ * blessing).  It is fetched just before the row is formed, after the locks
+ * this call takes, so an invalidation they accept cannot free it under us.
+ */
+static Datum
+ResultTuple(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 {
-	if (fcinfo->flinfo->fn_extra == NULL)
-	{
-		TupleDesc	tupdesc;
-		MemoryContext old;
+	static Oid	function_oids[2];
+	static Oid	type_oids[2];
+	Oid			fn_oid = fcinfo->flinfo->fn_oid;
+	TypeCacheEntry *type;
+	size_t		slot;
 
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		tupdesc = CreateTupleDescCopy(tupdesc);
-		fcinfo->flinfo->fn_extra = BlessTupleDesc(tupdesc);
-		MemoryContextSwitchTo(old);
+	for (slot = 0; slot < lengthof(function_oids); slot++)
+		if (function_oids[slot] == fn_oid || function_oids[slot] == InvalidOid)
+			break;
+	if (slot == lengthof(function_oids))
+		slot = 0;
+	if (function_oids[slot] != fn_oid)
+	{
+		Oid			result_type = get_func_rettype(fn_oid);
+
+		if (!type_is_rowtype(result_type) || result_type == RECORDOID)
+			elog(ERROR, "return type must be a named row type");
+		type_oids[slot] = result_type;
+		function_oids[slot] = fn_oid;
 	}
-	return (TupleDesc) fcinfo->flinfo->fn_extra;
+	type = lookup_type_cache(type_oids[slot], TYPECACHE_TUPDESC);
+	if (type->tupDesc == NULL)
+		elog(ERROR, "type %u is not a row type", type_oids[slot]);
+	return HeapTupleGetDatum(heap_form_tuple(type->tupDesc, values, nulls));
 }
 
 /*
@@ -614,7 +658,6 @@ ValidationKeyFields(Datum *values, bool *nulls, KeyRow *row, bool counted,
 Datum
 validate_license(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc = ResultDesc(fcinfo);
 	Datum		values[LV_COUNT];
 	bool		nulls[LV_COUNT];
 	text	   *canonical;
@@ -632,6 +675,8 @@ validate_license(PG_FUNCTION_ARGS)
 	bool		counted = false;
 	int64		pending = 0;
 	TimestampTz pending_last = 0;
+	Oid			caller = InvalidOid;
+	int			caller_context = 0;
 
 	RequireOrganization(fcinfo, 1);
 	organization_id = PG_GETARG_UUID_P(1);
@@ -657,6 +702,7 @@ validate_license(PG_FUNCTION_ARGS)
 		found = false;
 	else if (increment)
 	{
+		BecomeOwner(fcinfo, &caller, &caller_context);
 		ConnectPinned();
 		found = KeyLock(organization_id, canonical, &row, callercxt);
 	}
@@ -666,10 +712,13 @@ validate_license(PG_FUNCTION_ARGS)
 	if (!found)
 	{
 		if (increment && canonical != NULL)
+		{
 			FinishPinned();
+			SetUserIdAndSecContext(caller, caller_context);
+		}
 		values[LV_CODE] = CStringGetTextDatum("not_found");
 		values[LV_MESSAGE] = CStringGetTextDatum("License key not found.");
-		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+		PG_RETURN_DATUM(ResultTuple(fcinfo, values, nulls));
 	}
 
 	code = NULL;
@@ -775,17 +824,20 @@ validate_license(PG_FUNCTION_ARGS)
 		}
 	}
 	if (increment)
+	{
 		FinishPinned();
+		SetUserIdAndSecContext(caller, caller_context);
+	}
 
 	values[LV_CODE] = CStringGetTextDatum(code);
 	values[LV_MESSAGE] = CStringGetTextDatum(message);
 	ValidationKeyFields(values, nulls, &row, counted, pending, pending_last);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	PG_RETURN_DATUM(ResultTuple(fcinfo, values, nulls));
 }
 
 /* An activation result: ok, code and message over the fields filled in. */
 static Datum
-ActivationOutcome(TupleDesc tupdesc, Datum *values, bool *nulls,
+ActivationOutcome(FunctionCallInfo fcinfo, Datum *values, bool *nulls,
 				  const char *code, const char *message)
 {
 	values[LA_OK] = BoolGetDatum(strcmp(code, "activated") == 0);
@@ -794,7 +846,7 @@ ActivationOutcome(TupleDesc tupdesc, Datum *values, bool *nulls,
 	nulls[LA_CODE] = false;
 	values[LA_MESSAGE] = CStringGetTextDatum(message);
 	nulls[LA_MESSAGE] = false;
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+	return ResultTuple(fcinfo, values, nulls);
 }
 
 /*
@@ -805,7 +857,6 @@ ActivationOutcome(TupleDesc tupdesc, Datum *values, bool *nulls,
 Datum
 activate_license(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc = ResultDesc(fcinfo);
 	Datum		values[LA_COUNT];
 	bool		nulls[LA_COUNT];
 	text	   *canonical;
@@ -853,13 +904,13 @@ activate_license(PG_FUNCTION_ARGS)
 	memset(nulls, true, sizeof(nulls));
 	canonical = CanonicalArgument(fcinfo, 0);
 	if (canonical == NULL)
-		PG_RETURN_DATUM(ActivationOutcome(tupdesc, values, nulls, "not_found", "License key not found."));
+		PG_RETURN_DATUM(ActivationOutcome(fcinfo, values, nulls, "not_found", "License key not found."));
 
 	ConnectPinned();
 	if (!KeyLock(PG_GETARG_UUID_P(1), canonical, &row, callercxt))
 	{
 		FinishPinned();
-		PG_RETURN_DATUM(ActivationOutcome(tupdesc, values, nulls, "not_found", "License key not found."));
+		PG_RETURN_DATUM(ActivationOutcome(fcinfo, values, nulls, "not_found", "License key not found."));
 	}
 
 	if (row.status == KS_REVOKED)
@@ -956,7 +1007,7 @@ activate_license(PG_FUNCTION_ARGS)
 	nulls[LA_LICENSE_KEY_ID] = false;
 	values[LA_LIMIT_ACTIVATIONS] = Int32GetDatum(row.limit_activations);
 	nulls[LA_LIMIT_ACTIVATIONS] = !row.has_limit_activations;
-	PG_RETURN_DATUM(ActivationOutcome(tupdesc, values, nulls, code, message));
+	PG_RETURN_DATUM(ActivationOutcome(fcinfo, values, nulls, code, message));
 }
 
 /*
