@@ -569,39 +569,42 @@ EmptyObject(void)
 }
 
 /*
- * The called function's result as a row of its composite type.  A function
- * in FROM is set up afresh at every execution, so nothing kept in fn_extra
- * outlives one call: the result type is remembered here per function, and
- * the descriptor comes from the type cache (a named composite type needs no
- * blessing).  It is fetched just before the row is formed, after the locks
- * this call takes, so an invalidation they accept cannot free it under us.
+ * The result type of validate_license or activate_license.  A function in
+ * FROM is set up afresh at every execution, so nothing kept in fn_extra
+ * outlives one call; the type is remembered here, per function.
+ */
+typedef struct ResultType
+{
+	Oid			function;
+	Oid			type;
+} ResultType;
+
+static ResultType ValidationResult;
+static ResultType ActivationResult;
+
+/*
+ * The called function's result as a row of its composite type, formed with
+ * the type cache's descriptor (a named composite type needs no blessing).
+ * The descriptor is fetched just before the row is formed, after every lock
+ * the call takes, so an invalidation those accept cannot free it under us.
  */
 static Datum
-ResultTuple(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+ResultTuple(FunctionCallInfo fcinfo, ResultType *result, Datum *values, bool *nulls)
 {
-	static Oid	function_oids[2];
-	static Oid	type_oids[2];
-	Oid			fn_oid = fcinfo->flinfo->fn_oid;
 	TypeCacheEntry *type;
-	size_t		slot;
 
-	for (slot = 0; slot < lengthof(function_oids); slot++)
-		if (function_oids[slot] == fn_oid || function_oids[slot] == InvalidOid)
-			break;
-	if (slot == lengthof(function_oids))
-		slot = 0;
-	if (function_oids[slot] != fn_oid)
+	if (result->function != fcinfo->flinfo->fn_oid)
 	{
-		Oid			result_type = get_func_rettype(fn_oid);
+		Oid			result_type = get_func_rettype(fcinfo->flinfo->fn_oid);
 
 		if (!type_is_rowtype(result_type) || result_type == RECORDOID)
 			elog(ERROR, "return type must be a named row type");
-		type_oids[slot] = result_type;
-		function_oids[slot] = fn_oid;
+		result->type = result_type;
+		result->function = fcinfo->flinfo->fn_oid;
 	}
-	type = lookup_type_cache(type_oids[slot], TYPECACHE_TUPDESC);
+	type = lookup_type_cache(result->type, TYPECACHE_TUPDESC);
 	if (type->tupDesc == NULL)
-		elog(ERROR, "type %u is not a row type", type_oids[slot]);
+		elog(ERROR, "type %u is not a row type", result->type);
 	return HeapTupleGetDatum(heap_form_tuple(type->tupDesc, values, nulls));
 }
 
@@ -718,7 +721,7 @@ validate_license(PG_FUNCTION_ARGS)
 		}
 		values[LV_CODE] = CStringGetTextDatum("not_found");
 		values[LV_MESSAGE] = CStringGetTextDatum("License key not found.");
-		PG_RETURN_DATUM(ResultTuple(fcinfo, values, nulls));
+		PG_RETURN_DATUM(ResultTuple(fcinfo, &ValidationResult, values, nulls));
 	}
 
 	code = NULL;
@@ -832,7 +835,7 @@ validate_license(PG_FUNCTION_ARGS)
 	values[LV_CODE] = CStringGetTextDatum(code);
 	values[LV_MESSAGE] = CStringGetTextDatum(message);
 	ValidationKeyFields(values, nulls, &row, counted, pending, pending_last);
-	PG_RETURN_DATUM(ResultTuple(fcinfo, values, nulls));
+	PG_RETURN_DATUM(ResultTuple(fcinfo, &ValidationResult, values, nulls));
 }
 
 /* An activation result: ok, code and message over the fields filled in. */
@@ -846,7 +849,7 @@ ActivationOutcome(FunctionCallInfo fcinfo, Datum *values, bool *nulls,
 	nulls[LA_CODE] = false;
 	values[LA_MESSAGE] = CStringGetTextDatum(message);
 	nulls[LA_MESSAGE] = false;
-	return ResultTuple(fcinfo, values, nulls);
+	return ResultTuple(fcinfo, &ActivationResult, values, nulls);
 }
 
 /*
