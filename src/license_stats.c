@@ -6,7 +6,10 @@
  * hot standby, and it has to stay about as cheap as a primary-key lookup.
  * So the per-key counters `validations` and `last_validated_at` are not
  * updated there.  Each successful validation is counted in a fixed-size hash
- * in shared memory, keyed by (database, license key id), under one LWLock.
+ * in shared memory, keyed by (database, license key id).  The hash is split
+ * into STATS_PARTITIONS partitions, each under its own LWLock, so concurrent
+ * validations of different keys rarely wait for each other; a flush takes
+ * every partition's lock.
  * benefits.flush_validation_stats() moves the counts of its database into
  * benefits.license_keys with one UPDATE and returns the rows updated.
  *
@@ -58,6 +61,7 @@ PG_FUNCTION_INFO_V1(flush_validation_stats);
 PG_FUNCTION_INFO_V1(validation_stats);
 
 #define STATS_TRANCHE "benefits_validation_stats"
+#define STATS_PARTITIONS 16
 
 typedef struct StatsKey
 {
@@ -87,7 +91,8 @@ typedef struct StatsFlusher
 
 typedef struct StatsShared
 {
-	LWLock	   *lock;			/* protects the hash and the fields below */
+	LWLock	   *lock;			/* protects the flusher fields below */
+	LWLockPadded *partitions;	/* STATS_PARTITIONS locks over the hash */
 	int			nflushers;
 	StatsFlusher flushers[MAX_FLUSHERS];
 	bool		wake_sent;		/* flushers woken since the last flush */
@@ -137,7 +142,7 @@ StatsShmemRequest(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(StatsShmemSize());
-	RequestNamedLWLockTranche(STATS_TRANCHE, 1);
+	RequestNamedLWLockTranche(STATS_TRANCHE, 1 + STATS_PARTITIONS);
 }
 
 /* shmem_startup_hook: create (or attach to) the control struct and hash. */
@@ -154,7 +159,10 @@ StatsShmemStartup(void)
 	Stats = ShmemInitStruct("benefits validation stats", sizeof(StatsShared), &found);
 	if (!found)
 	{
-		Stats->lock = &(GetNamedLWLockTranche(STATS_TRANCHE))->lock;
+		LWLockPadded *locks = GetNamedLWLockTranche(STATS_TRANCHE);
+
+		Stats->lock = &locks[0].lock;
+		Stats->partitions = &locks[1];
 		Stats->nflushers = 0;
 		Stats->wake_sent = false;
 		pg_atomic_init_u64(&Stats->dropped, 0);
@@ -162,9 +170,10 @@ StatsShmemStartup(void)
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(StatsKey);
 	info.entrysize = sizeof(StatsEntry);
+	info.num_partitions = STATS_PARTITIONS;
 	StatsHash = ShmemInitHash("benefits validation stats hash",
 							  validation_stats_max, validation_stats_max,
-							  &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+							  &info, HASH_ELEM | HASH_BLOBS | HASH_PARTITION | HASH_FIXED_SIZE);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -213,12 +222,36 @@ WarnUnavailable(void)
 			errhint("Add benefits to shared_preload_libraries and restart the server."));
 }
 
-static void
+/* The hash key of a license key of this database, and its hash code. */
+static uint32
 MakeKey(StatsKey *key, const pg_uuid_t *license_key_id)
 {
 	memset(key, 0, sizeof(*key));
 	key->dbid = MyDatabaseId;
 	memcpy(&key->license_key_id, license_key_id, sizeof(pg_uuid_t));
+	return get_hash_value(StatsHash, key);
+}
+
+/* The lock of the partition a hash code falls in. */
+static LWLock *
+PartitionLock(uint32 hashcode)
+{
+	return &Stats->partitions[hashcode % STATS_PARTITIONS].lock;
+}
+
+/* Take or release every partition's lock, in order: the whole hash. */
+static void
+LockAllPartitions(LWLockMode mode)
+{
+	for (int i = 0; i < STATS_PARTITIONS; i++)
+		LWLockAcquire(&Stats->partitions[i].lock, mode);
+}
+
+static void
+UnlockAllPartitions(void)
+{
+	for (int i = STATS_PARTITIONS - 1; i >= 0; i--)
+		LWLockRelease(&Stats->partitions[i].lock);
 }
 
 void
@@ -226,6 +259,8 @@ LicenseStatsCount(const pg_uuid_t *license_key_id, TimestampTz at,
 				  int64 *pending, TimestampTz *pending_last)
 {
 	StatsKey	key;
+	uint32		hashcode;
+	LWLock	   *partition;
 	StatsEntry *entry;
 	bool		found;
 	Latch	   *wake[MAX_FLUSHERS];
@@ -239,12 +274,13 @@ LicenseStatsCount(const pg_uuid_t *license_key_id, TimestampTz at,
 		return;
 	}
 
-	MakeKey(&key, license_key_id);
-	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
-	entry = hash_search(StatsHash, &key, HASH_ENTER_NULL, &found);
+	hashcode = MakeKey(&key, license_key_id);
+	partition = PartitionLock(hashcode);
+	LWLockAcquire(partition, LW_EXCLUSIVE);
+	entry = hash_search_with_hash_value(StatsHash, &key, hashcode, HASH_ENTER_NULL, &found);
 	if (entry == NULL)
 	{
-		LWLockRelease(Stats->lock);
+		LWLockRelease(partition);
 		pg_atomic_fetch_add_u64(&Stats->dropped, 1);
 		return;
 	}
@@ -258,16 +294,26 @@ LicenseStatsCount(const pg_uuid_t *license_key_id, TimestampTz at,
 		entry->last = at;
 	*pending = entry->count;
 	*pending_last = entry->last;
+	LWLockRelease(partition);
 
-	/* Over half full: wake the flushers once rather than drop counts later. */
-	if (!Stats->wake_sent && Stats->nflushers > 0 &&
+	/*
+	 * Over half full: wake the flushers once rather than drop counts later.
+	 * The flags and the count of entries are read without their locks, so
+	 * they are approximate, which is all this needs; the flags are checked
+	 * again under the lock.
+	 */
+	if (!found && !Stats->wake_sent && Stats->nflushers > 0 &&
 		hash_get_num_entries(StatsHash) > validation_stats_max / 2)
 	{
-		Stats->wake_sent = true;
-		for (int i = 0; i < Stats->nflushers; i++)
-			wake[nwake++] = Stats->flushers[i].latch;
+		LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
+		if (!Stats->wake_sent && Stats->nflushers > 0)
+		{
+			Stats->wake_sent = true;
+			for (int i = 0; i < Stats->nflushers; i++)
+				wake[nwake++] = Stats->flushers[i].latch;
+		}
+		LWLockRelease(Stats->lock);
 	}
-	LWLockRelease(Stats->lock);
 
 	for (int i = 0; i < nwake; i++)
 		SetLatch(wake[i]);
@@ -301,6 +347,8 @@ LicenseStatsPending(const pg_uuid_t *license_key_id,
 					int64 *pending, TimestampTz *pending_last)
 {
 	StatsKey	key;
+	uint32		hashcode;
+	LWLock	   *partition;
 	StatsEntry *entry;
 
 	*pending = 0;
@@ -308,15 +356,16 @@ LicenseStatsPending(const pg_uuid_t *license_key_id,
 	if (Stats == NULL)
 		return;
 
-	MakeKey(&key, license_key_id);
-	LWLockAcquire(Stats->lock, LW_SHARED);
-	entry = hash_search(StatsHash, &key, HASH_FIND, NULL);
+	hashcode = MakeKey(&key, license_key_id);
+	partition = PartitionLock(hashcode);
+	LWLockAcquire(partition, LW_SHARED);
+	entry = hash_search_with_hash_value(StatsHash, &key, hashcode, HASH_FIND, NULL);
 	if (entry != NULL)
 	{
 		*pending = entry->count;
 		*pending_last = entry->last;
 	}
-	LWLockRelease(Stats->lock);
+	LWLockRelease(partition);
 }
 
 /* Add counts back into shared memory (a flush that did not commit). */
@@ -327,7 +376,7 @@ RestoreEntries(TakenEntry *entries, int n)
 
 	if (n == 0 || Stats == NULL)
 		return;
-	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
+	LockAllPartitions(LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
 	{
 		StatsEntry *taken = &entries[i].entry;
@@ -349,7 +398,7 @@ RestoreEntries(TakenEntry *entries, int n)
 		if (taken->last > entry->last)
 			entry->last = taken->last;
 	}
-	LWLockRelease(Stats->lock);
+	UnlockAllPartitions();
 	if (dropped > 0)
 		pg_atomic_fetch_add_u64(&Stats->dropped, dropped);
 }
@@ -464,10 +513,13 @@ flush_validation_stats(PG_FUNCTION_ARGS)
 	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
 	RegisterFlusher();
 	Stats->wake_sent = false;
+	LWLockRelease(Stats->lock);
+
+	LockAllPartitions(LW_EXCLUSIVE);
 	used = hash_get_num_entries(StatsHash);
 	if (used == 0)
 	{
-		LWLockRelease(Stats->lock);
+		UnlockAllPartitions();
 		PG_RETURN_INT64(0);
 	}
 	/* palloc under an LWLock is safe: an error releases the lock. */
@@ -482,7 +534,7 @@ flush_validation_stats(PG_FUNCTION_ARGS)
 	}
 	/* From here on the counts are ours: put them back if we fail. */
 	RememberTaken(entries, n);
-	LWLockRelease(Stats->lock);
+	UnlockAllPartitions();
 
 	if (n == 0)
 		PG_RETURN_INT64(0);
@@ -557,7 +609,7 @@ validation_stats(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 	}
 
-	LWLockAcquire(Stats->lock, LW_SHARED);
+	LockAllPartitions(LW_SHARED);
 	used = hash_get_num_entries(StatsHash);
 	hash_seq_init(&seq, StatsHash);
 	while ((entry = hash_seq_search(&seq)) != NULL)
@@ -567,7 +619,7 @@ validation_stats(PG_FUNCTION_ARGS)
 		keys++;
 		validations += entry->count;
 	}
-	LWLockRelease(Stats->lock);
+	UnlockAllPartitions();
 
 	values[0] = Int64GetDatum(keys);
 	values[1] = Int64GetDatum(validations);
