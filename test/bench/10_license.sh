@@ -51,9 +51,34 @@ VACUUM ANALYZE benefits.customers;
 CHECKPOINT;
 SQL
 
+# The rows an issued key consists of, by plain INSERTs under the customer
+# locks every issuing path takes, rolled back: rows_alone VARIABLE [SETTING].
+rows_alone() {
+    cat <<SQL
+CHECKPOINT;
+BEGIN;
+${2:-}
+SELECT clock_timestamp() AS t0 \gset
+SELECT count(*) FROM (SELECT 1 FROM benefits.customers c WHERE c.organization_id = :'org'
+                       ORDER BY c.id FOR NO KEY UPDATE) l \g /dev/null
+INSERT INTO benefits.license_keys (organization_id, customer_id, benefit_id, key, display_key)
+SELECT c.organization_id, c.id, :'ben4', 'ROWS-' || c.id, '****-' || right(c.id::text, 4)
+  FROM benefits.customers c WHERE c.organization_id = :'org';
+INSERT INTO benefits.grants (organization_id, customer_id, benefit_id, state, properties)
+SELECT k.organization_id, k.customer_id, k.benefit_id, 'active',
+       jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key)
+  FROM benefits.license_keys k WHERE k.benefit_id = :'ben4';
+SELECT extract(epoch FROM clock_timestamp() - :'t0') AS $1 \gset
+ROLLBACK;
+VACUUM benefits.customers, benefits.license_keys, benefits.grants;
+SQL
+}
+
 # --- Issuance: plain INSERT, grant_benefit, grant_benefit_bulk, each one
-# statement; then the rows alone, rolled back.
-read -r insert_s rows_s nofk_s grant_s bulk_s keys bulk_keys <<<"$(sql -F " " <<'SQL'
+# statement; then the rows alone, last, so that their rolled-back rows slow
+# nothing timed after them.
+read -r insert_s rows_s nofk_s grant_s bulk_s keys bulk_keys <<<"$( {
+cat <<'SQL'
 SELECT clock_timestamp() AS t0 \gset
 INSERT INTO public.plain_keys (organization_id, customer_id, benefit_id, key, display_key)
 SELECT c.organization_id, c.id, :'ben', 'BENCH-' || c.id, '****-' || right(c.id::text, 4)
@@ -69,46 +94,19 @@ SELECT clock_timestamp() AS t0 \gset
 SELECT benefits.grant_benefit_bulk(array_agg(c.id), :'ben3') AS bulk_granted
   FROM benefits.customers c WHERE c.organization_id = :'org' \gset
 SELECT extract(epoch FROM clock_timestamp() - :'t0') AS bulk_s \gset
--- Last, so that their rolled-back rows slow nothing timed after them.
-CHECKPOINT;
-BEGIN;
-SELECT clock_timestamp() AS t0 \gset
-SELECT count(*) FROM (SELECT 1 FROM benefits.customers c WHERE c.organization_id = :'org'
-                       ORDER BY c.id FOR NO KEY UPDATE) l \g /dev/null
-INSERT INTO benefits.license_keys (organization_id, customer_id, benefit_id, key, display_key)
-SELECT c.organization_id, c.id, :'ben4', 'ROWS-' || c.id, '****-' || right(c.id::text, 4)
-  FROM benefits.customers c WHERE c.organization_id = :'org';
-INSERT INTO benefits.grants (organization_id, customer_id, benefit_id, state, properties)
-SELECT k.organization_id, k.customer_id, k.benefit_id, 'active',
-       jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key)
-  FROM benefits.license_keys k WHERE k.benefit_id = :'ben4';
-SELECT extract(epoch FROM clock_timestamp() - :'t0') AS rows_s \gset
-ROLLBACK;
-VACUUM benefits.customers, benefits.license_keys, benefits.grants;
-CHECKPOINT;
-BEGIN;
-SET LOCAL session_replication_role = replica;
-SELECT clock_timestamp() AS t0 \gset
-SELECT count(*) FROM (SELECT 1 FROM benefits.customers c WHERE c.organization_id = :'org'
-                       ORDER BY c.id FOR NO KEY UPDATE) l \g /dev/null
-INSERT INTO benefits.license_keys (organization_id, customer_id, benefit_id, key, display_key)
-SELECT c.organization_id, c.id, :'ben4', 'ROWS-' || c.id, '****-' || right(c.id::text, 4)
-  FROM benefits.customers c WHERE c.organization_id = :'org';
-INSERT INTO benefits.grants (organization_id, customer_id, benefit_id, state, properties)
-SELECT k.organization_id, k.customer_id, k.benefit_id, 'active',
-       jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key)
-  FROM benefits.license_keys k WHERE k.benefit_id = :'ben4';
-SELECT extract(epoch FROM clock_timestamp() - :'t0') AS nofk_s \gset
-ROLLBACK;
+SQL
+rows_alone rows_s
+rows_alone nofk_s "SET LOCAL session_replication_role = replica;"
+cat <<'SQL'
 SELECT :insert_s, :rows_s, :nofk_s, :grant_s, :bulk_s, count(*) FILTER (WHERE benefit_id = :'ben'), count(*) FILTER (WHERE benefit_id = :'ben3')
   FROM benefits.license_keys WHERE status = 'granted';
 SQL
-)" 
+} | sql -F " ")" 
 echo "keys issued: $keys by grant_benefit in ${grant_s}s, $bulk_keys by grant_benefit_bulk in ${bulk_s}s; plain INSERT of $N rows in ${insert_s}s"
 [ "$keys" -eq "$N" ] && [ "$bulk_keys" -eq "$N" ] || { echo "expected $N keys each way" >&2; exit 1; }
 echo "issuance ratio (grant_benefit keys/s / plain INSERT rows/s): $(ratio "$insert_s" "$grant_s")   (target >= 0.3)"
 echo "bulk issuance ratio (grant_benefit_bulk keys/s / plain INSERT rows/s): $(ratio "$insert_s" "$bulk_s")   (target >= 0.3)"
-echo "the rows alone, as any issuing path must write them: the customers locked, then plain INSERTs of the same keys and"
+echo "for scale, the rows alone: the customers locked, then plain INSERTs of the same keys and"
 echo "  grants into benefits.license_keys and benefits.grants (rolled back): ${rows_s}s, ratio $(ratio "$insert_s" "$rows_s");"
 echo "  the same without the foreign-key checks (session_replication_role = replica): ${nofk_s}s, ratio $(ratio "$insert_s" "$nofk_s")"
 
