@@ -48,12 +48,14 @@ CREATE FUNCTION benefits.validate_license(key text, organization_id uuid,
                                           conditions jsonb DEFAULT '{}')
     RETURNS benefits.license_validation
     AS 'MODULE_PATHNAME', 'validate_license'
-    LANGUAGE C VOLATILE SECURITY DEFINER;
--- No SET search_path here, unlike every other SECURITY DEFINER function: the
--- clause costs about as much as the rest of a validation.  The C code pins
--- the search path itself: its index lookups resolve nothing by name, and its
+    LANGUAGE C VOLATILE;
+-- Neither SECURITY DEFINER nor SET search_path here, unlike the other calls
+-- of benefits_public: each clause costs a noticeable part of a validation.
+-- The read path makes direct index lookups, which resolve nothing by name
+-- and check no privileges; with increment_usage the C code switches to the
+-- function's owner for its UPDATE and pins the search path itself, so its
 -- SPI statements are prepared and run under pg_catalog alone
--- (src/license_validate.c, PinSearchPath).
+-- (src/license_validate.c, BecomeOwner and PinSearchPath).
 COMMENT ON FUNCTION benefits.validate_license(text, uuid, uuid, uuid, uuid, integer, jsonb) IS
     'Check a license key; read-only unless increment_usage is given';
 
