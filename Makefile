@@ -2,15 +2,18 @@
 # of the README; both install missing Debian packages first (see test/deps.sh).
 
 EXTENSION = benefits
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = benefits
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# The install script is assembled from one part per subsystem, in order.
+# The current version's install script is assembled from one part per
+# subsystem, in order.  Released versions keep their install script exactly as
+# released (sql/benefits--0.1.0.sql), and each release after them adds a
+# one-step upgrade script (sql/benefits--OLD--NEW.sql).
 INSTALL_PARTS = $(sort $(wildcard sql/install/*.sql))
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 REGRESS = $(sort $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql))))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)

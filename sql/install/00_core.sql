@@ -1,4 +1,4 @@
--- benefits 0.1.0 — core catalog: organizations, products, benefits, customers,
+-- benefits — core catalog: organizations, products, benefits, customers,
 -- subscriptions, orders and grants.  The install script is assembled from the
 -- files of sql/install/ in name order; each file owns one subsystem.
 

@@ -10,7 +10,7 @@ my $node = BenefitsNode::new_node('install');
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION benefits');
 is($node->safe_psql('postgres',
-	"SELECT extversion FROM pg_extension WHERE extname = 'benefits'"), '0.1.0', 'installed');
+	"SELECT extversion FROM pg_extension WHERE extname = 'benefits'"), '0.2.0', 'installed');
 is($node->safe_psql('postgres',
 	"SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	  WHERE n.nspname = 'benefits' AND c.relkind = 'r' AND has_table_privilege('public', c.oid, 'SELECT')"),
