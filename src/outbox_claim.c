@@ -184,18 +184,17 @@ OutboxPrepareToRecord(void)
 	return OutboxPrepareLocked(true);
 }
 
-/* Look up the outbox, lock it (waiting or not) and prepare the plans. */
+/*
+ * Look up the outbox, lock it (waiting or not) and prepare the plans.  Only
+ * the installed extension's own tables and functions count
+ * (worker_extension.c).
+ */
 static bool
 OutboxPrepareLocked(bool wait)
 {
-	Oid			nsp = get_namespace_oid("benefits", true);
-	Oid			outbox;
-	Oid			endpoints;
+	Oid			outbox = WorkerExtensionRelation("outbox");
+	Oid			endpoints = WorkerExtensionRelation("webhook_endpoints");
 
-	if (!OidIsValid(nsp))
-		return false;
-	outbox = get_relname_relid("outbox", nsp);
-	endpoints = get_relname_relid("webhook_endpoints", nsp);
 	if (!OidIsValid(outbox) || !OidIsValid(endpoints))
 		return false;
 	if (wait)
@@ -211,8 +210,8 @@ OutboxPrepareLocked(bool wait)
 			 !ConditionalLockRelationOid(endpoints, RowExclusiveLock))
 		return false;
 	/* the functions the results use come with the same install script */
-	if (!OidIsValid(LookupFuncName(list_make2(makeString("benefits"), makeString("webhook_endpoint_failed")),
-								   -1, NULL, true)))
+	if (!WorkerExtensionFunction("webhook_endpoint_failed") ||
+		!WorkerExtensionFunction("github_invitation_step"))
 		return false;
 
 	if (claim_plan == NULL)
@@ -367,14 +366,6 @@ OutboxNextDue(void)
 	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
 }
 
-/* Is a function of schema benefits with this name installed? */
-bool
-OutboxFunctionExists(const char *name)
-{
-	return OidIsValid(LookupFuncName(list_make2(makeString("benefits"), makeString((char *) name)),
-									 -1, NULL, true));
-}
-
 /* The grant's provider jobs are all done: make it active and tell the app. */
 static void
 ActivateGrant(const char *grant_id)
@@ -384,7 +375,7 @@ ActivateGrant(const char *grant_id)
 	values[0] = CStringGetTextDatum(grant_id);
 	if (SPI_execute_plan(activate_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "benefits: activating grant %s failed", grant_id);
-	if (SPI_processed == 1 && OutboxFunctionExists("enqueue_grant_event"))
+	if (SPI_processed == 1 && WorkerExtensionFunction("enqueue_grant_event"))
 	{
 		char	   *sql = psprintf("SELECT benefits.enqueue_grant_event(%s::uuid, 'benefit_grant.updated')",
 								   quote_literal_cstr(grant_id));
@@ -559,13 +550,13 @@ OutboxRecord(List *jobs)
 }
 
 /*
- * Call benefits.NAME() if it is installed (it may come with a later version
- * of another part of the extension).  Returns whether it was called.
+ * Call benefits.NAME() if the extension has it (it may come with a later
+ * version of another part of the extension).  Returns whether it was called.
  */
 bool
 OutboxCallFunction(const char *name)
 {
-	if (!OutboxFunctionExists(name))
+	if (!WorkerExtensionFunction(name))
 		return false;
 	if (SPI_execute(psprintf("SELECT benefits.%s()", quote_identifier(name)), false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "benefits: calling benefits.%s() failed", name);

@@ -120,12 +120,16 @@ extern void WorkerSetAmWorker(void);
 /* launcher.c */
 extern void WorkerRegisterLauncher(void);
 
+/* worker_extension.c: only the installed extension's own objects are used */
+extern bool WorkerExtensionReady(void);
+extern Oid	WorkerExtensionRelation(const char *name);
+extern bool WorkerExtensionFunction(const char *name);
+
 /* outbox_claim.c: the SQL side (each call runs in a transaction of its own) */
 extern bool OutboxPrepare(void);
 extern bool OutboxPrepareToRecord(void);
 extern void OutboxResetStale(void);
 extern List *OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt);
-extern bool OutboxFunctionExists(const char *name);
 extern bool OutboxCallFunction(const char *name);
 extern void OutboxRecord(List *jobs);
 extern double OutboxNextDue(void);

@@ -4,6 +4,25 @@
 
 \echo Use "CREATE EXTENSION benefits" to load this file. \quit
 
+-- The schema must be a superuser's.  CREATE EXTENSION uses an existing schema
+-- named benefits as it is, and whoever owns a schema can rename it away and
+-- put look-alike objects in its place, which the extension's SECURITY DEFINER
+-- functions and its superuser worker would then use.
+DO $schema$
+DECLARE
+    owner name;
+BEGIN
+    SELECT r.rolname INTO owner
+      FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = 'benefits' AND NOT r.rolsuper;
+    IF FOUND THEN
+        RAISE EXCEPTION 'schema "benefits" is owned by %, who is not a superuser', owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop or rename that schema, or make a superuser its owner, before CREATE EXTENSION benefits.';
+    END IF;
+END
+$schema$;
+
 -- Group roles.  Roles are cluster-wide, so they survive DROP EXTENSION and are
 -- created only when missing.
 DO $roles$
