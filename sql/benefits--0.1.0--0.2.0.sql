@@ -4,3 +4,180 @@
 -- compares the two.
 
 \echo Use "ALTER EXTENSION benefits UPDATE TO '0.2.0'" to load this file. \quit
+
+-- Linked accounts: only the shapes link_account accepts.  An account stored
+-- by 0.1.0 in another shape stops the upgrade with the list to fix.
+DO $accounts$
+DECLARE
+    bad text;
+BEGIN
+    SELECT string_agg(format('%s (%s)', a.customer_id, a.platform), ', ') INTO bad
+      FROM benefits.customer_accounts a
+     WHERE NOT CASE a.platform
+        WHEN 'github' THEN a.username ~ '^[A-Za-z0-9][A-Za-z0-9-]{0,38}$'
+                           AND octet_length(a.account_id) <= 100 AND a.account_id !~ '[[:cntrl:]]'
+        WHEN 'discord' THEN a.account_id ~ '^[1-9][0-9]{0,19}$'
+                            AND (length(a.account_id) < 20 OR a.account_id COLLATE "C" <= '18446744073709551615')
+                            AND (a.username IS NULL OR (a.username <> '' AND octet_length(a.username) <= 100
+                                                        AND a.username !~ '[[:cntrl:]]'))
+        END
+        OR NOT coalesce(a.access_token <> '' AND octet_length(a.access_token) <= 2048
+                        AND a.access_token !~ '[[:cntrl:]]', true);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'benefits 0.2.0 refuses linked accounts that could steer provider requests: %', bad
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Link these accounts again with valid values (benefits.link_account), or delete them, then update.';
+    END IF;
+END
+$accounts$;
+ALTER TABLE benefits.customer_accounts
+    ADD CONSTRAINT customer_accounts_shape CHECK (CASE platform
+        WHEN 'github' THEN username ~ '^[A-Za-z0-9][A-Za-z0-9-]{0,38}$'
+                           AND octet_length(account_id) <= 100 AND account_id !~ '[[:cntrl:]]'
+        WHEN 'discord' THEN account_id ~ '^[1-9][0-9]{0,19}$'
+                            AND (length(account_id) < 20 OR account_id COLLATE "C" <= '18446744073709551615')
+                            AND (username IS NULL OR (username <> '' AND octet_length(username) <= 100
+                                                      AND username !~ '[[:cntrl:]]'))
+        END),
+    ADD CONSTRAINT customer_accounts_access_token_shape CHECK (access_token <> '' AND octet_length(access_token) <= 2048
+                                                               AND access_token !~ '[[:cntrl:]]');
+
+-- Functions that write what benefits_admin may no longer write directly (the
+-- outbox, webhook endpoints) run as the extension's owner.
+ALTER FUNCTION benefits.create_benefit(text, uuid, text, jsonb) SECURITY DEFINER;
+ALTER FUNCTION benefits.update_benefit(uuid, text, jsonb) SECURITY DEFINER;
+ALTER FUNCTION benefits.delete_benefit(uuid) SECURITY DEFINER;
+ALTER FUNCTION benefits.update_product_benefits(uuid, uuid[]) SECURITY DEFINER;
+ALTER FUNCTION benefits.grant_benefit(uuid, uuid) SECURITY DEFINER;
+ALTER FUNCTION benefits.revoke_benefit(uuid, uuid) SECURITY DEFINER;
+ALTER FUNCTION benefits.grant_benefit_bulk(uuid[], uuid) SECURITY DEFINER;
+ALTER FUNCTION benefits.enable_webhook_endpoint(uuid) SECURITY DEFINER;
+ALTER FUNCTION benefits.retry_job(bigint) SECURITY DEFINER;
+
+-- Every function that runs SQL resolves names in pg_catalog only.
+ALTER FUNCTION benefits.flush_validation_stats() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION benefits.validation_stats() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION benefits.import_license_key(uuid, uuid, text, integer, integer, timestamptz, text, integer)
+    SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION benefits.rotate_license_key(uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION benefits.track_subscriptions(regclass, uuid, text, text, text, text, jsonb, text, text, text)
+    SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION benefits.track_orders(regclass, uuid, text, text, text, text, jsonb, text, text, text)
+    SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION benefits.untrack(regclass) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION benefits.customer_session_customer(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION benefits.portal_document(uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION benefits.portal_html(jsonb, text) SET search_path = pg_catalog, pg_temp;
+
+-- Webhook endpoints: one checker of event types, and an update function.
+-- The event types an endpoint subscribes to, checked and sorted (22023 for
+-- an empty list or an unknown type, naming its position).
+CREATE FUNCTION benefits.webhook_endpoint_events(events text[]) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    known text[] := benefits.webhook_event_types();
+    ev text;
+    i integer := 0;
+BEGIN
+    IF events IS NULL OR cardinality(events) = 0 THEN
+        RAISE EXCEPTION 'events must name at least one event type'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Event types: ' || array_to_string(known, ', ') || '.';
+    END IF;
+    FOREACH ev IN ARRAY events LOOP
+        i := i + 1;
+        IF ev IS NULL OR NOT ev = ANY (known) THEN
+            RAISE EXCEPTION 'events[%] is not a webhook event type: %', i, coalesce(quote_literal(ev), 'null')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Event types: ' || array_to_string(known, ', ') || '.';
+        END IF;
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT e FROM unnest(events) e ORDER BY e);
+END
+$$;
+
+-- Register a webhook endpoint with a fresh secret.  The returned row is the
+-- only time the secret is shown to anyone but benefits_admin.  Endpoints are
+-- written only through these functions (SECURITY DEFINER), so every URL the
+-- worker calls has passed check_webhook_url.
+CREATE OR REPLACE FUNCTION benefits.create_webhook_endpoint(organization_id uuid, url text, events text[])
+    RETURNS benefits.webhook_endpoints
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result benefits.webhook_endpoints;
+BEGIN
+    IF organization_id IS NULL THEN
+        RAISE EXCEPTION 'organization_id must not be null' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT FROM benefits.organizations o WHERE o.id = create_webhook_endpoint.organization_id) THEN
+        RAISE EXCEPTION 'organization % does not exist', organization_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF url IS NULL THEN
+        RAISE EXCEPTION 'url must not be null' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM benefits.check_webhook_url(url);
+    INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events)
+    VALUES (create_webhook_endpoint.organization_id, create_webhook_endpoint.url,
+            benefits.generate_webhook_secret(), benefits.webhook_endpoint_events(events))
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+
+-- Change an endpoint's URL or event types (NULL keeps them), checked as at
+-- creation.  Deliveries already queued keep going to the endpoint.
+CREATE FUNCTION benefits.update_webhook_endpoint(endpoint_id uuid, url text DEFAULT NULL, events text[] DEFAULT NULL)
+    RETURNS benefits.webhook_endpoints
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result benefits.webhook_endpoints;
+BEGIN
+    IF url IS NOT NULL THEN
+        PERFORM benefits.check_webhook_url(url);
+    END IF;
+    UPDATE benefits.webhook_endpoints e
+       SET url = coalesce(update_webhook_endpoint.url, e.url),
+           events = CASE WHEN update_webhook_endpoint.events IS NULL THEN e.events
+                         ELSE benefits.webhook_endpoint_events(update_webhook_endpoint.events) END,
+           modified_at = now()
+     WHERE e.id = endpoint_id
+    RETURNING * INTO result;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook endpoint % does not exist', endpoint_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN result;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION benefits.webhook_endpoint_events(text[]),
+                          benefits.update_webhook_endpoint(uuid, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.webhook_endpoint_events(text[]),
+                          benefits.update_webhook_endpoint(uuid, text, text[]) TO benefits_admin;
+
+-- What the worker sends is written only by the extension's functions: the
+-- outbox (every provider call and webhook), the webhook endpoints (the URLs
+-- it calls, checked by check_webhook_url) and the tracked tables (whose
+-- trigger writes subscriptions and orders).  benefits_admin may read them and
+-- delete, which sends nothing.
+REVOKE INSERT, UPDATE ON benefits.outbox, benefits.webhook_endpoints FROM benefits_admin;
+REVOKE INSERT, UPDATE, DELETE ON benefits.tracked_tables FROM benefits_admin;
+
+-- Linked accounts: the customers' OAuth tokens are readable by the
+-- extension's owner only, and accounts are written through link_account,
+-- which checks them.
+REVOKE ALL ON benefits.customer_accounts FROM benefits_admin, benefits_app;
+GRANT SELECT (customer_id, platform, account_id, username, created_at, modified_at), DELETE
+    ON benefits.customer_accounts TO benefits_admin, benefits_app;
+
+-- Trigger functions and the worker's own calls are executed by nobody but
+-- the owner (a trigger fires without an EXECUTE check; without EXECUTE
+-- nobody can attach these functions to a table of their own).
+REVOKE EXECUTE ON FUNCTION
+    benefits.default_organization_from_customer(), benefits.grants_state_guard(),
+    benefits.subscriptions_before(), benefits.subscriptions_after(), benefits.orders_after(),
+    benefits.grant_source_deleted(), benefits.grants_sync_events(), benefits.outbox_wake(),
+    benefits.track_trigger(),
+    benefits.webhook_endpoint_failed(uuid, boolean, text, integer),
+    benefits.github_invitation_step(text, text, boolean, integer),
+    benefits.enqueue_grant_event(uuid, text, jsonb), benefits.enqueue_benefit_event(uuid, text)
+    FROM benefits_admin;

@@ -9,13 +9,17 @@
 
 #include <sodium.h>
 
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/syscache.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
@@ -136,4 +140,25 @@ BenefitsUuidArray(const pg_uuid_t *uuids, int n)
 	for (int i = 0; i < n; i++)
 		elems[i] = UuidGetDatum(&uuids[i]);
 	return PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+}
+
+/*
+ * Run what follows as the calling function's owner, as a SECURITY DEFINER
+ * function would, for the part of an invoker's function that writes what the
+ * caller may not write directly.  The caller restores *saved_user and
+ * *saved_context with SetUserIdAndSecContext; after an error, the
+ * transaction's abort does.
+ */
+void
+BenefitsBecomeOwner(FunctionCallInfo fcinfo, Oid *saved_user, int *saved_context)
+{
+	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(proc))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
+	ReleaseSysCache(proc);
+	GetUserIdAndSecContext(saved_user, saved_context);
+	SetUserIdAndSecContext(owner, *saved_context | SECURITY_LOCAL_USERID_CHANGE);
 }

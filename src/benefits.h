@@ -9,6 +9,7 @@
 #define BENEFITS_SCHEMA "benefits"
 
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -33,5 +34,7 @@ extern pg_uuid_t DatumGetUuid(Datum datum);
 extern pg_uuid_t BenefitsRandomUuid(void);
 extern Datum BenefitsUuidArray(const pg_uuid_t *uuids, int n);
 extern char *BenefitsJsonbValueText(JsonbValue *v);
+/* Become the calling function's owner (restore with SetUserIdAndSecContext). */
+extern void BenefitsBecomeOwner(FunctionCallInfo fcinfo, Oid *saved_user, int *saved_context);
 
 #endif

@@ -25,6 +25,7 @@
 
 #include "benefits.h"
 #include "engine.h"
+#include "trigger_guard.h"
 #include "xact_queue.h"
 
 /* The api_version of the payloads: the Polar webhook format they follow. */
@@ -343,8 +344,12 @@ EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type)
 Datum
 grants_sync_events(PG_FUNCTION_ARGS)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "grants_sync_events must be called as a trigger");
+	TriggerData *trigdata = TriggerGuard(fcinfo, "grants_sync_events", FIRES_AFTER_STATEMENT, NULL);
+
+	if (!TriggerOnTable(trigdata, "subscriptions") && !TriggerOnTable(trigdata, "orders"))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("grants_sync_events fires only on benefits.subscriptions and benefits.orders")));
 	if (deferred.n == 0 && !ActivationsPending())
 		return PointerGetDatum(NULL);
 	SPI_connect();

@@ -18,6 +18,7 @@
 #include "benefits.h"
 #include "engine.h"
 #include "grants.h"
+#include "trigger_guard.h"
 
 PG_FUNCTION_INFO_V1(grant_benefit);
 PG_FUNCTION_INFO_V1(revoke_benefit);
@@ -503,10 +504,9 @@ GrantTransitionAllowed(const char *from, const char *to)
 Datum
 grants_state_guard(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerData *trigdata;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
-	int			state_col;
 	char	   *old_state = NULL;
 	char	   *new_state;
 	int			cols[3];
@@ -515,22 +515,21 @@ grants_state_guard(PG_FUNCTION_ARGS)
 	int			ncols = 0;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	trigdata = TriggerGuard(fcinfo, "grants_state_guard", FIRES_BEFORE_ROW, "grants");
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("grants_state_guard must run BEFORE INSERT OR UPDATE FOR EACH ROW")));
 
 	tupdesc = trigdata->tg_relation->rd_att;
-	state_col = SPI_fnumber(tupdesc, "state");
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		tuple = trigdata->tg_newtuple;
-		old_state = SPI_getvalue(trigdata->tg_trigtuple, tupdesc, state_col);
+		old_state = TextDatumGetCString(TriggerColumn(trigdata, trigdata->tg_trigtuple, "state"));
 	}
 	else
 		tuple = trigdata->tg_trigtuple;
-	new_state = SPI_getvalue(tuple, tupdesc, state_col);
+	new_state = TextDatumGetCString(TriggerColumn(trigdata, tuple, "state"));
 
 	if (old_state == NULL)
 	{

@@ -273,6 +273,8 @@ HttpStart(OutboxJob *job)
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "benefits/0.1.0 (PostgreSQL extension)");
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	/* send the path as built: libcurl would otherwise fold "/../" segments */
+	curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
 	/* never through a proxy from the server's environment (http_proxy,
 	 * ALL_PROXY): the address guard must see the real destination */
 	curl_easy_setopt(easy, CURLOPT_PROXY, "");

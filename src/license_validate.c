@@ -48,6 +48,7 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -65,6 +66,10 @@
 #include "benefits.h"
 #include "license.h"
 #include "license_stats.h"
+
+/* Limits of what activate_license stores with an activation. */
+#define ACTIVATION_LABEL_MAX 200
+#define ACTIVATION_JSON_MAX 4096
 
 PG_FUNCTION_INFO_V1(validate_license);
 PG_FUNCTION_INFO_V1(activate_license);
@@ -508,19 +513,6 @@ KeyLock(const pg_uuid_t *organization_id, text *canonical, KeyRow *row,
  * it leaves restoring the caller's identity after an error to the
  * transaction's abort.
  */
-static void
-BecomeOwner(FunctionCallInfo fcinfo, Oid *saved_user, int *saved_context)
-{
-	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(proc))
-		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
-	owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
-	ReleaseSysCache(proc);
-	GetUserIdAndSecContext(saved_user, saved_context);
-	SetUserIdAndSecContext(owner, *saved_context | SECURITY_LOCAL_USERID_CHANGE);
-}
 
 /* A text argument as a canonical key, or NULL when it cannot be a key. */
 static text *
@@ -559,6 +551,23 @@ ObjectArgument(FunctionCallInfo fcinfo, int argno, const char *name)
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("%s must be a JSON object", name),
 				errdetail("Got a JSON %s.", JB_ROOT_IS_SCALAR(value) ? "scalar" : "array"));
+	return value;
+}
+
+/*
+ * An object argument that is stored with an activation, so bounded in size
+ * (the stored jsonb form, which is close to the JSON text's length).
+ */
+static Jsonb *
+StoredObjectArgument(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	Jsonb	   *value = ObjectArgument(fcinfo, argno, name);
+
+	if (value != NULL && VARSIZE(value) - VARHDRSZ > ACTIVATION_JSON_MAX)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("%s must be at most %d bytes", name, ACTIVATION_JSON_MAX),
+				errdetail("It has %d bytes as stored.", (int) (VARSIZE(value) - VARHDRSZ)));
 	return value;
 }
 
@@ -705,7 +714,7 @@ validate_license(PG_FUNCTION_ARGS)
 		found = false;
 	else if (increment)
 	{
-		BecomeOwner(fcinfo, &caller, &caller_context);
+		BenefitsBecomeOwner(fcinfo, &caller, &caller_context);
 		ConnectPinned();
 		found = KeyLock(organization_id, canonical, &row, callercxt);
 	}
@@ -896,9 +905,14 @@ activate_license(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					errmsg("label must not be empty"));
+		if (pg_mbstrlen_with_len(p, len) > ACTIVATION_LABEL_MAX)
+			ereport(ERROR,
+					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("label must be at most %d characters", ACTIVATION_LABEL_MAX),
+					errdetail("It has %d.", pg_mbstrlen_with_len(p, len)));
 	}
-	conditions = ObjectArgument(fcinfo, 3, "conditions");
-	meta = ObjectArgument(fcinfo, 4, "meta");
+	conditions = StoredObjectArgument(fcinfo, 3, "conditions");
+	meta = StoredObjectArgument(fcinfo, 4, "meta");
 	if (conditions == NULL)
 		conditions = EmptyObject();
 	if (meta == NULL)

@@ -21,6 +21,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
+#include "trigger_guard.h"
 #include "worker.h"
 
 typedef struct WorkerSlot
@@ -209,16 +210,7 @@ PG_FUNCTION_INFO_V1(outbox_wake);
 Datum
 outbox_wake(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("outbox_wake() must be called as a trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("outbox_wake() must be an AFTER ... FOR EACH STATEMENT trigger")));
+	(void) TriggerGuard(fcinfo, "outbox_wake", FIRES_AFTER_STATEMENT, "outbox");
 	WakeAtCommit();
 	return PointerGetDatum(NULL);
 }

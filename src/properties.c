@@ -39,6 +39,7 @@
 
 #include "benefits.h"
 #include "properties.h"
+#include "provider_names.h"
 
 /* A downloadable file is at most 10 GB. */
 #define MAX_FILE_SIZE			INT64CONST(10737418240)
@@ -471,40 +472,26 @@ NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
 
 /* ---- github_repository ---- */
 
-/*
- * A GitHub user or organization name: letters, digits and hyphens, at most 39
- * characters, not starting with a hyphen (old accounts may end with one or
- * hold two in a row, so those are allowed).
- */
+/* A GitHub user or organization name (provider_names.c). */
 static char *
 GitHubOwnerAt(JsonbValue *v, const char *path)
 {
 	char	   *s = StringOf(v);
-	size_t		len = s ? strlen(s) : 0;
-	bool		ok = len >= 1 && len <= 39 && s[0] != '-';
 
-	for (size_t i = 0; ok && i < len; i++)
-		ok = (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
-			(s[i] >= '0' && s[i] <= '9') || s[i] == '-';
-	if (!ok)
+	if (!GithubLoginValid(s))
 		ereport(ERROR, PROPERTY_ERROR,
 				errmsg("%s must be a GitHub user or organization name", path),
 				errdetail("A GitHub owner is 1 to 39 ASCII letters, digits or hyphens and does not start with a hyphen."));
 	return s;
 }
 
-/* A GitHub repository name: letters, digits, '.', '-', '_', at most 100. */
+/* A GitHub repository name (provider_names.c). */
 static char *
 GitHubRepositoryAt(JsonbValue *v, const char *path)
 {
 	char	   *s = StringOf(v);
-	size_t		len = s ? strlen(s) : 0;
-	bool		ok = len >= 1 && len <= 100 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 
-	for (size_t i = 0; ok && i < len; i++)
-		ok = (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
-			(s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_' || s[i] == '.';
-	if (!ok)
+	if (!GithubRepositoryValid(s))
 		ereport(ERROR, PROPERTY_ERROR,
 				errmsg("%s must be a GitHub repository name", path),
 				errdetail("A GitHub repository name is 1 to 100 ASCII letters, digits, '.', '-' or '_', other than \".\" and \"..\"."));
@@ -625,14 +612,8 @@ static char *
 SnowflakeAt(JsonbValue *v, const char *path)
 {
 	char	   *s = StringOf(v);
-	size_t		len = s ? strlen(s) : 0;
-	bool		ok = len >= 17 && len <= 20 && s[0] != '0';
 
-	for (size_t i = 0; ok && i < len; i++)
-		ok = s[i] >= '0' && s[i] <= '9';
-	if (ok && len == 20)
-		ok = strcmp(s, "18446744073709551615") <= 0;
-	if (!ok)
+	if (!DiscordIdValid(s, 17))
 		ereport(ERROR, PROPERTY_ERROR,
 				errmsg("%s must be a Discord id given as a string of 17 to 20 digits", path));
 	return s;

@@ -36,6 +36,11 @@
 
 #include "benefits.h"
 #include "engine.h"
+#include "provider_names.h"
+
+/* Limits of the free-text fields of a linked account. */
+#define ACCOUNT_TEXT_MAX 100
+#define ACCESS_TOKEN_MAX 2048
 
 PG_FUNCTION_INFO_V1(link_account);
 
@@ -457,6 +462,55 @@ ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 	return props;
 }
 
+/* Is s at most max_len bytes with no control character? */
+static bool
+PlainText(const char *s, size_t max_len)
+{
+	size_t		len = strlen(s);
+
+	if (len > max_len)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * The fields of a linked account, checked before they are stored: the GitHub
+ * login and the Discord user id become path segments of provider requests
+ * (the CHECK constraints of benefits.customer_accounts say the same).
+ */
+static void
+CheckAccount(const char *platform, const char *account_id, const char *username, const char *access_token)
+{
+	bool		github = strcmp(platform, "github") == 0;
+
+	if (github && !PlainText(account_id, ACCOUNT_TEXT_MAX))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("account_id must be GitHub's id of the account"),
+				errdetail("It has more than %d bytes or a control character.", ACCOUNT_TEXT_MAX));
+	if (!github && !DiscordIdValid(account_id, 1))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("account_id must be a Discord user id"),
+				errdetail("A Discord id is a string of up to 20 digits, an unsigned 64-bit integer."));
+	if (github && !GithubLoginValid(username))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("username must be a GitHub login"),
+				errdetail("A GitHub login is 1 to 39 ASCII letters, digits or hyphens and does not start with a hyphen."));
+	if (!github && username != NULL && (username[0] == '\0' || !PlainText(username, ACCOUNT_TEXT_MAX)))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("username must be 1 to %d bytes without control characters", ACCOUNT_TEXT_MAX));
+	if (access_token != NULL && (access_token[0] == '\0' || !PlainText(access_token, ACCESS_TOKEN_MAX)))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("access_token must be 1 to %d bytes without control characters", ACCESS_TOKEN_MAX));
+}
+
 /*
  * SQL: benefits.link_account(customer_id, platform, account_id, username,
  * access_token) — records the customer's GitHub or Discord identity, then
@@ -496,6 +550,9 @@ link_account(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("username is required for github"),
 				errdetail("GitHub's collaborator API addresses users by login."));
+	CheckAccount(platform, account_id,
+				 PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+				 PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)));
 
 	values[0] = UuidGetDatum(&customer_id);
 	values[1] = CStringGetTextDatum(platform);

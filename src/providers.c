@@ -18,6 +18,7 @@
 
 #include "utils/json.h"
 
+#include "provider_names.h"
 #include "worker.h"
 
 /* Join a base URL and a path without a doubled slash. */
@@ -40,17 +41,52 @@ MissingField(OutboxJob *job, const char *field)
 	return false;
 }
 
+typedef bool (*NameShape) (const char *value);
+
+static bool
+SnowflakeShape(const char *value)
+{
+	return DiscordIdValid(value, 1);
+}
+
+/*
+ * A path segment of a provider request, from a payload field that must have
+ * its documented shape (provider_names.c): NULL, and the job dead, when it is
+ * missing or has any other shape.  The value was validated when it was
+ * stored; checking again here means a value changed in a table since is
+ * never sent.  No shape admits "", "." or "..", which a server would read as
+ * a different path.
+ */
+static char *
+PathSegment(OutboxJob *job, const char *field, const char *value, NameShape valid)
+{
+	if (value == NULL)
+	{
+		(void) MissingField(job, field);
+		return NULL;
+	}
+	if (!valid(value) || value[0] == '\0' || strcmp(value, ".") == 0 || strcmp(value, "..") == 0)
+	{
+		job->outcome = JOB_PERMANENT;
+		job->error = psprintf("%s %s: payload.%s has a shape that cannot be a %s name or id; not sent",
+							  job->kind, job->action, field, job->kind);
+		return NULL;
+	}
+	return HttpEscape(value);
+}
+
 /* Build a GitHub request. */
 static bool
 GithubBuildRequest(OutboxJob *job)
 {
+	char	   *owner = PathSegment(job, "owner", job->owner, GithubLoginValid);
+	char	   *repo = owner ? PathSegment(job, "repo", job->repo, GithubRepositoryValid) : NULL;
+	char	   *username;
 	char	   *repo_path;
 
-	if (job->owner == NULL)
-		return MissingField(job, "owner");
-	if (job->repo == NULL)
-		return MissingField(job, "repo");
-	repo_path = psprintf("/repos/%s/%s", HttpEscape(job->owner), HttpEscape(job->repo));
+	if (repo == NULL)
+		return false;
+	repo_path = psprintf("/repos/%s/%s", owner, repo);
 	job->headers = list_make2(pstrdup("Accept: application/vnd.github+json"),
 							  pstrdup("X-GitHub-Api-Version: 2022-11-28"));
 	if (benefits_github_token && benefits_github_token[0])
@@ -60,23 +96,22 @@ GithubBuildRequest(OutboxJob *job)
 	{
 		StringInfoData body;
 
-		if (job->username == NULL)
-			return MissingField(job, "username");
+		if ((username = PathSegment(job, "username", job->username, GithubLoginValid)) == NULL)
+			return false;
 		initStringInfo(&body);
 		appendStringInfoString(&body, "{\"permission\":");
 		escape_json(&body, job->permission ? job->permission : "pull");
 		appendStringInfoChar(&body, '}');
 		job->method = "PUT";
-		job->url = JoinUrl(benefits_github_api_url,
-						   psprintf("%s/collaborators/%s", repo_path, HttpEscape(job->username)));
+		job->url = JoinUrl(benefits_github_api_url, psprintf("%s/collaborators/%s", repo_path, username));
 		job->body = body.data;
 		job->headers = lappend(job->headers, pstrdup("Content-Type: application/json"));
 		return true;
 	}
 	if (strcmp(job->action, "remove_collaborator") == 0)
 	{
-		if (job->username == NULL)
-			return MissingField(job, "username");
+		if ((username = PathSegment(job, "username", job->username, GithubLoginValid)) == NULL)
+			return false;
 		if (job->step == 0)
 		{
 			job->method = "GET";
@@ -86,15 +121,17 @@ GithubBuildRequest(OutboxJob *job)
 		}
 		else if (job->step == 1 && job->invitation_id)
 		{
+			char	   *invitation = PathSegment(job, "_invitation_id", job->invitation_id, DecimalIdValid);
+
+			if (invitation == NULL)
+				return false;
 			job->method = "DELETE";
-			job->url = JoinUrl(benefits_github_api_url,
-							   psprintf("%s/invitations/%s", repo_path, HttpEscape(job->invitation_id)));
+			job->url = JoinUrl(benefits_github_api_url, psprintf("%s/invitations/%s", repo_path, invitation));
 		}
 		else
 		{
 			job->method = "DELETE";
-			job->url = JoinUrl(benefits_github_api_url,
-							   psprintf("%s/collaborators/%s", repo_path, HttpEscape(job->username)));
+			job->url = JoinUrl(benefits_github_api_url, psprintf("%s/collaborators/%s", repo_path, username));
 		}
 		return true;
 	}
@@ -103,17 +140,64 @@ GithubBuildRequest(OutboxJob *job)
 	return false;
 }
 
+/*
+ * The JSON array of role ids for Discord's add-member body, rebuilt from the
+ * payload's array (JSON text from jsonb, `["1", "2"]`) so that only Discord
+ * ids reach the body; NULL, and the job dead, for anything else.
+ */
+static char *
+DiscordRoleArray(OutboxJob *job)
+{
+	StringInfoData out;
+	const char *p = job->role_ids ? job->role_ids : "[]";
+
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '[');
+	if (*p++ != '[')
+		goto bad;
+	while (*p == ' ')
+		p++;
+	while (*p != ']')
+	{
+		const char *end;
+		char	   *id;
+
+		if (*p++ != '"' || (end = strchr(p, '"')) == NULL)
+			goto bad;
+		id = pnstrdup(p, end - p);
+		if (!DiscordIdValid(id, 1))
+			goto bad;
+		appendStringInfo(&out, "%s\"%s\"", out.len > 1 ? "," : "", id);
+		for (p = end + 1; *p == ' '; p++)
+			;
+		if (*p == ',')
+			for (p++; *p == ' '; p++)
+				;
+		else if (*p != ']')
+			goto bad;
+	}
+	if (p[1] != '\0')
+		goto bad;
+	appendStringInfoChar(&out, ']');
+	return out.data;
+bad:
+	job->outcome = JOB_PERMANENT;
+	job->error = psprintf("discord %s: payload.role_ids must be an array of Discord ids; not sent", job->action);
+	return NULL;
+}
+
 /* Build a Discord request. */
 static bool
 DiscordBuildRequest(OutboxJob *job)
 {
+	char	   *guild = PathSegment(job, "guild_id", job->guild_id, SnowflakeShape);
+	char	   *user = guild ? PathSegment(job, "user_id", job->user_id, SnowflakeShape) : NULL;
 	char	   *member_path;
+	char	   *role;
 
-	if (job->guild_id == NULL)
-		return MissingField(job, "guild_id");
-	if (job->user_id == NULL)
-		return MissingField(job, "user_id");
-	member_path = psprintf("/guilds/%s/members/%s", HttpEscape(job->guild_id), HttpEscape(job->user_id));
+	if (user == NULL)
+		return false;
+	member_path = psprintf("/guilds/%s/members/%s", guild, user);
 	job->headers = list_make1(pstrdup("Content-Type: application/json"));
 	if (benefits_discord_bot_token && benefits_discord_bot_token[0])
 		job->headers = lappend(job->headers, psprintf("Authorization: Bot %s", benefits_discord_bot_token));
@@ -123,6 +207,7 @@ DiscordBuildRequest(OutboxJob *job)
 		if (job->step == 0)
 		{
 			StringInfoData body;
+			char	   *roles;
 
 			if (job->access_token == NULL)
 			{
@@ -131,31 +216,31 @@ DiscordBuildRequest(OutboxJob *job)
 									 "with an access token; link the account again");
 				return false;
 			}
+			if ((roles = DiscordRoleArray(job)) == NULL)
+				return false;
 			initStringInfo(&body);
 			appendStringInfoString(&body, "{\"access_token\":");
 			escape_json(&body, job->access_token);
-			appendStringInfo(&body, ",\"roles\":%s}", job->role_ids ? job->role_ids : "[]");
+			appendStringInfo(&body, ",\"roles\":%s}", roles);
 			job->method = "PUT";
 			job->url = JoinUrl(benefits_discord_api_url, member_path);
 			job->body = body.data;
 		}
 		else
 		{
-			if (job->step_role_id == NULL)
-				return MissingField(job, "role_ids");
+			if ((role = PathSegment(job, "role_ids", job->step_role_id, SnowflakeShape)) == NULL)
+				return false;
 			job->method = "PUT";
-			job->url = JoinUrl(benefits_discord_api_url,
-							   psprintf("%s/roles/%s", member_path, HttpEscape(job->step_role_id)));
+			job->url = JoinUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member_path, role));
 		}
 		return true;
 	}
 	if (strcmp(job->action, "add_role") == 0 || strcmp(job->action, "remove_role") == 0)
 	{
-		if (job->role_id == NULL)
-			return MissingField(job, "role_id");
+		if ((role = PathSegment(job, "role_id", job->role_id, SnowflakeShape)) == NULL)
+			return false;
 		job->method = (job->action[0] == 'a') ? "PUT" : "DELETE";
-		job->url = JoinUrl(benefits_discord_api_url,
-						   psprintf("%s/roles/%s", member_path, HttpEscape(job->role_id)));
+		job->url = JoinUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member_path, role));
 		return true;
 	}
 	if (strcmp(job->action, "kick_member") == 0)

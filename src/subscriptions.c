@@ -52,6 +52,7 @@
 
 #include "benefits.h"
 #include "engine.h"
+#include "trigger_guard.h"
 
 PG_FUNCTION_INFO_V1(subscriptions_before);
 PG_FUNCTION_INFO_V1(subscriptions_after);
@@ -393,8 +394,8 @@ IsPastDueStatus(const char *status)
 Datum
 subscriptions_before(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TupleDesc	desc;
+	TriggerData *trigdata = TriggerGuard(fcinfo, "subscriptions_before", FIRES_BEFORE_ROW, "subscriptions");
+	TupleDesc	desc = trigdata->tg_relation->rd_att;
 	HeapTuple	newtup;
 	bool		isnull;
 	char	   *status;
@@ -402,14 +403,11 @@ subscriptions_before(PG_FUNCTION_ARGS)
 	Datum		value;
 	bool		null;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "subscriptions_before must be a BEFORE ROW trigger");
-	desc = trigdata->tg_relation->rd_att;
 	newtup = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
-	status = TextDatumGetCString(heap_getattr(newtup, SPI_fnumber(desc, "status"), desc, &isnull));
+	/* NOT NULL is checked after BEFORE triggers: a NULL status ends here */
+	status = TextDatumGetCString(TriggerColumn(trigdata, newtup, "status"));
 	attnum = SPI_fnumber(desc, "past_due_at");
-	heap_getattr(newtup, attnum, desc, &isnull);
+	(void) TriggerColumnNullable(trigdata, newtup, "past_due_at", &isnull);
 
 	if (IsPastDueStatus(status))
 	{
@@ -436,8 +434,8 @@ subscriptions_before(PG_FUNCTION_ARGS)
 Datum
 subscriptions_after(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TupleDesc	desc;
+	TriggerData *trigdata = TriggerGuard(fcinfo, "subscriptions_after", FIRES_AFTER_ROW, "subscriptions");
+	TupleDesc	desc = trigdata->tg_relation->rd_att;
 	HeapTuple	newtup;
 	SubscriptionState s;
 	AccessDecision decision;
@@ -445,16 +443,10 @@ subscriptions_after(PG_FUNCTION_ARGS)
 	bool		customer_moved = false;
 	pg_uuid_t	old_customer;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "subscriptions_after must be an AFTER ROW trigger");
-	desc = trigdata->tg_relation->rd_att;
-
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		HeapTuple	o = trigdata->tg_trigtuple;
 		HeapTuple	n = trigdata->tg_newtuple;
-		bool		isnull;
 
 		if (!ColumnChanged(o, n, desc, "status") && !ColumnChanged(o, n, desc, "product_id") &&
 			!ColumnChanged(o, n, desc, "customer_id") &&
@@ -468,7 +460,7 @@ subscriptions_after(PG_FUNCTION_ARGS)
 		if (ColumnChanged(o, n, desc, "customer_id"))
 		{
 			customer_moved = true;
-			old_customer = *DatumGetUUIDP(heap_getattr(o, SPI_fnumber(desc, "customer_id"), desc, &isnull));
+			old_customer = *DatumGetUUIDP(TriggerColumn(trigdata, o, "customer_id"));
 		}
 	}
 	else
@@ -504,8 +496,9 @@ subscriptions_after(PG_FUNCTION_ARGS)
 Datum
 orders_after(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TupleDesc	desc;
+	TriggerData *trigdata = TriggerGuard(fcinfo, "orders_after", FIRES_AFTER_ROW, "orders");
+	TupleDesc	desc = trigdata->tg_relation->rd_att;
+	HeapTuple	oldtup = trigdata->tg_trigtuple;
 	HeapTuple	newtup;
 	bool		isnull;
 	char	   *reason,
@@ -515,44 +508,35 @@ orders_after(PG_FUNCTION_ARGS)
 				customer_id,
 				product_id;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "orders_after must be an AFTER ROW trigger");
-	desc = trigdata->tg_relation->rd_att;
-	newtup = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
-
+	newtup = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : oldtup;
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-		!ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "status") &&
-		!ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "product_id") &&
-		!ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "customer_id") &&
-		!ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "billing_reason"))
+		!ColumnChanged(oldtup, newtup, desc, "status") &&
+		!ColumnChanged(oldtup, newtup, desc, "product_id") &&
+		!ColumnChanged(oldtup, newtup, desc, "customer_id") &&
+		!ColumnChanged(oldtup, newtup, desc, "billing_reason"))
 		return PointerGetDatum(NULL);
 
-	reason = TextDatumGetCString(heap_getattr(newtup, SPI_fnumber(desc, "billing_reason"), desc, &isnull));
-	status = TextDatumGetCString(heap_getattr(newtup, SPI_fnumber(desc, "status"), desc, &isnull));
-	order_id = *DatumGetUUIDP(heap_getattr(newtup, SPI_fnumber(desc, "id"), desc, &isnull));
-	customer_id = *DatumGetUUIDP(heap_getattr(newtup, SPI_fnumber(desc, "customer_id"), desc, &isnull));
-	product_id = *DatumGetUUIDP(heap_getattr(newtup, SPI_fnumber(desc, "product_id"), desc, &isnull));
+	reason = TextDatumGetCString(TriggerColumn(trigdata, newtup, "billing_reason"));
+	status = TextDatumGetCString(TriggerColumn(trigdata, newtup, "status"));
+	order_id = *DatumGetUUIDP(TriggerColumn(trigdata, newtup, "id"));
+	customer_id = *DatumGetUUIDP(TriggerColumn(trigdata, newtup, "customer_id"));
+	product_id = *DatumGetUUIDP(TriggerColumn(trigdata, newtup, "product_id"));
 	became_paid = strcmp(status, "paid") == 0 &&
 		(!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
-		 strcmp(TextDatumGetCString(heap_getattr(trigdata->tg_trigtuple, SPI_fnumber(desc, "status"),
-												 desc, &isnull)), "paid") != 0);
+		 strcmp(TextDatumGetCString(TriggerColumn(trigdata, oldtup, "status")), "paid") != 0);
 
 	SPI_connect();
 	/* Subscriptions activated earlier in the statement hold their grants first. */
 	ActivationsFlush();
 	if (strcmp(reason, "purchase") == 0)
 	{
-		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-			ColumnChanged(trigdata->tg_trigtuple, newtup, desc, "customer_id"))
-			LockCustomers(*DatumGetUUIDP(heap_getattr(trigdata->tg_trigtuple,
-													  SPI_fnumber(desc, "customer_id"), desc, &isnull)),
-						  customer_id);
+		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && ColumnChanged(oldtup, newtup, desc, "customer_id"))
+			LockCustomers(*DatumGetUUIDP(TriggerColumn(trigdata, oldtup, "customer_id")), customer_id);
 		EngineReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status), true);
 	}
 	else if (strcmp(reason, "subscription_cycle") == 0 && became_paid)
 	{
-		Datum		sub = heap_getattr(newtup, SPI_fnumber(desc, "subscription_id"), desc, &isnull);
+		Datum		sub = TriggerColumnNullable(trigdata, newtup, "subscription_id", &isnull);
 
 		if (!isnull)
 			CycleSubscription(*DatumGetUUIDP(sub), customer_id);
@@ -570,22 +554,19 @@ orders_after(PG_FUNCTION_ARGS)
 Datum
 grant_source_deleted(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TupleDesc	desc;
-	HeapTuple	old;
-	bool		isnull;
-	bool		for_subscription;
+	TriggerData *trigdata = TriggerGuard(fcinfo, "grant_source_deleted", FIRES_BEFORE_ROW, NULL);
+	HeapTuple	old = trigdata->tg_trigtuple;
+	bool		for_subscription = TriggerOnTable(trigdata, "subscriptions");
 	pg_uuid_t	id,
 				customer_id;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "grant_source_deleted must be a BEFORE DELETE ROW trigger");
-	desc = trigdata->tg_relation->rd_att;
-	old = trigdata->tg_trigtuple;
-	for_subscription = strcmp(RelationGetRelationName(trigdata->tg_relation), "subscriptions") == 0;
-	id = *DatumGetUUIDP(heap_getattr(old, SPI_fnumber(desc, "id"), desc, &isnull));
-	customer_id = *DatumGetUUIDP(heap_getattr(old, SPI_fnumber(desc, "customer_id"), desc, &isnull));
+	if (!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ||
+		(!for_subscription && !TriggerOnTable(trigdata, "orders")))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("grant_source_deleted must fire BEFORE DELETE on benefits.subscriptions or benefits.orders")));
+	id = *DatumGetUUIDP(TriggerColumn(trigdata, old, "id"));
+	customer_id = *DatumGetUUIDP(TriggerColumn(trigdata, old, "customer_id"));
 
 	SPI_connect();
 	/* An activation queued earlier in the statement is granted before it goes. */

@@ -27,7 +27,9 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "lib/stringinfo.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -37,6 +39,7 @@
 
 #include "benefits.h"
 #include "engine.h"
+#include "trigger_guard.h"
 
 PG_FUNCTION_INFO_V1(track_subscriptions);
 PG_FUNCTION_INFO_V1(track_orders);
@@ -129,6 +132,22 @@ CheckStatusMap(Jsonb *map, const char **statuses, const char *kind)
 	}
 }
 
+/*
+ * Tracking attaches a trigger to the application's table and registers it in
+ * benefits.tracked_tables, which only the extension writes: the caller must
+ * hold the TRIGGER privilege on the table (as CREATE TRIGGER would ask); the
+ * rest runs as the extension's owner.
+ */
+static void
+RequireTriggerPrivilege(Oid relid)
+{
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
+		ereport(ERROR,
+				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				errmsg("permission denied to track table %s", get_rel_name(relid)),
+				errhint("Tracking attaches a trigger: it needs the TRIGGER privilege on the table."));
+}
+
 /* Shared by track_subscriptions and track_orders: registers and attaches. */
 static void
 Track(FunctionCallInfo fcinfo, bool subscriptions)
@@ -144,6 +163,8 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 	Oid			types[4] = {OIDOID, TEXTOID, UUIDOID, JSONBOID};
 	Datum		values[4];
 	int			rc;
+	Oid			caller;
+	int			caller_context;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -203,6 +224,8 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 	appendStringInfo(&settings, "\"on_unknown\": \"%s\", \"status_map\": %s}",
 					 on_unknown, JsonbToCString(NULL, &map->root, VARSIZE(map)));
 
+	RequireTriggerPrivilege(relid);
+	BenefitsBecomeOwner(fcinfo, &caller, &caller_context);
 	SPI_connect();
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(subscriptions ? "subscriptions" : "orders");
@@ -237,6 +260,7 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 			elog(ERROR, "attaching the tracking trigger failed");
 	}
 	SPI_finish();
+	SetUserIdAndSecContext(caller, caller_context);
 }
 
 /* SQL: benefits.track_subscriptions(source, organization_id, ...). */
@@ -263,7 +287,11 @@ untrack(PG_FUNCTION_ARGS)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 	bool		found;
+	Oid			caller;
+	int			caller_context;
 
+	RequireTriggerPrivilege(relid);
+	BenefitsBecomeOwner(fcinfo, &caller, &caller_context);
 	SPI_connect();
 	if (SPI_execute_with_args("DELETE FROM benefits.tracked_tables WHERE source = $1",
 							  1, types, values, NULL, false, 0) < 0)
@@ -280,6 +308,7 @@ untrack(PG_FUNCTION_ARGS)
 			elog(ERROR, "detaching the tracking trigger failed");
 	}
 	SPI_finish();
+	SetUserIdAndSecContext(caller, caller_context);
 	PG_RETURN_BOOL(found);
 }
 
@@ -425,7 +454,7 @@ DeleteMirror(Tracked *t, const char *row_id)
 Datum
 track_trigger(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerData *trigdata = TriggerGuard(fcinfo, "track_trigger", FIRES_AFTER_ROW, NULL);
 	TupleDesc	desc;
 	HeapTuple	row;
 	Tracked		t;
@@ -439,9 +468,6 @@ track_trigger(PG_FUNCTION_ARGS)
 	JsonbValue *mv;
 	Jsonb	   *map;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "track_trigger must be an AFTER ROW trigger");
 	desc = trigdata->tg_relation->rd_att;
 	row = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 

@@ -111,7 +111,20 @@ CREATE TABLE benefits.customer_accounts (
     access_token    text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     modified_at     timestamptz,
-    PRIMARY KEY (customer_id, platform)
+    PRIMARY KEY (customer_id, platform),
+    -- The GitHub login and the Discord user id become path segments of
+    -- provider requests: only their documented shapes are stored (the same
+    -- rules as link_account's, src/provider_names.c).
+    CONSTRAINT customer_accounts_shape CHECK (CASE platform
+        WHEN 'github' THEN username ~ '^[A-Za-z0-9][A-Za-z0-9-]{0,38}$'
+                           AND octet_length(account_id) <= 100 AND account_id !~ '[[:cntrl:]]'
+        WHEN 'discord' THEN account_id ~ '^[1-9][0-9]{0,19}$'
+                            AND (length(account_id) < 20 OR account_id COLLATE "C" <= '18446744073709551615')
+                            AND (username IS NULL OR (username <> '' AND octet_length(username) <= 100
+                                                      AND username !~ '[[:cntrl:]]'))
+        END),
+    CONSTRAINT customer_accounts_access_token_shape CHECK (access_token <> '' AND octet_length(access_token) <= 2048
+                                                           AND access_token !~ '[[:cntrl:]]')
 );
 
 CREATE TABLE benefits.subscriptions (

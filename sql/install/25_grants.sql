@@ -1,4 +1,6 @@
 -- Grants: the state machine trigger, manual grants and revokes, listing.
+-- The manual grants and revokes are SECURITY DEFINER: they write provider
+-- jobs and webhook events into the outbox, which benefits_admin may not.
 
 CREATE FUNCTION benefits.grants_state_guard() RETURNS trigger
     AS 'MODULE_PATHNAME', 'grants_state_guard' LANGUAGE C;
@@ -7,14 +9,14 @@ CREATE TRIGGER state_guard BEFORE INSERT OR UPDATE ON benefits.grants
 
 CREATE FUNCTION benefits.grant_benefit(customer_id uuid, benefit_id uuid)
     RETURNS benefits.grants
-    AS 'MODULE_PATHNAME', 'grant_benefit' LANGUAGE C VOLATILE
+    AS 'MODULE_PATHNAME', 'grant_benefit' LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 COMMENT ON FUNCTION benefits.grant_benefit(uuid, uuid) IS
     'Grant a benefit to a customer by hand; idempotent, and restores a revoked grant';
 
 CREATE FUNCTION benefits.revoke_benefit(customer_id uuid, benefit_id uuid)
     RETURNS void
-    AS 'MODULE_PATHNAME', 'revoke_benefit' LANGUAGE C VOLATILE
+    AS 'MODULE_PATHNAME', 'revoke_benefit' LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 COMMENT ON FUNCTION benefits.revoke_benefit(uuid, uuid) IS
     'Revoke a manual grant';
@@ -35,7 +37,7 @@ CREATE FUNCTION benefits.list_grants(customer_id uuid DEFAULT NULL, benefit_id u
 
 CREATE FUNCTION benefits.grant_benefit_bulk(customer_ids uuid[], benefit_id uuid)
     RETURNS bigint
-    AS 'MODULE_PATHNAME', 'grant_benefit_bulk' LANGUAGE C VOLATILE
+    AS 'MODULE_PATHNAME', 'grant_benefit_bulk' LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.grant_benefit_bulk(uuid[], uuid) IS
     'Grant a benefit by hand to many customers at once, set-based; returns the grants made or restored';

@@ -80,14 +80,14 @@ COMMENT ON FUNCTION benefits.deactivate_license(text, uuid, uuid) IS
 -- flush_validation_stats() every benefits.validation_flush_interval (1s).
 CREATE FUNCTION benefits.flush_validation_stats() RETURNS bigint
     AS 'MODULE_PATHNAME', 'flush_validation_stats'
-    LANGUAGE C VOLATILE;
+    LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.flush_validation_stats() IS
     'Write the validation counts waiting in shared memory into license_keys; returns the rows updated';
 
 CREATE FUNCTION benefits.validation_stats(OUT pending_keys bigint, OUT pending_validations bigint,
                                           OUT dropped bigint, OUT used bigint, OUT capacity integer)
     AS 'MODULE_PATHNAME', 'validation_stats'
-    LANGUAGE C VOLATILE;
+    LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.validation_stats() IS
     'Validation counts waiting for a flush in this database, counts dropped because the shared table was full (all databases), and its fill';
 
@@ -99,14 +99,14 @@ CREATE FUNCTION benefits.import_license_key(customer_id uuid, benefit_id uuid, k
                                             usage integer DEFAULT 0)
     RETURNS benefits.license_keys
     AS 'MODULE_PATHNAME', 'import_license_key'
-    LANGUAGE C VOLATILE;
+    LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.import_license_key(uuid, uuid, text, integer, integer, timestamptz, text, integer) IS
     'Store a key issued by another system as a customer''s key for a license_keys benefit; NULL limits come from the benefit';
 
 CREATE FUNCTION benefits.rotate_license_key(license_key_id uuid)
     RETURNS benefits.license_keys
     AS 'MODULE_PATHNAME', 'rotate_license_key'
-    LANGUAGE C VOLATILE;
+    LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.rotate_license_key(uuid) IS
     'Replace a key by a new generated one, keeping its usage, counters and activations';
 

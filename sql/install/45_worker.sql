@@ -37,27 +37,15 @@ CREATE FUNCTION benefits.webhook_event_types() RETURNS text[]
                  'benefit_grant.cycled', 'benefit_grant.revoked',
                  'meter.low_balance'];
 
--- Register a webhook endpoint with a fresh secret.  The returned row is the
--- only time the secret is shown to anyone but benefits_admin.
-CREATE FUNCTION benefits.create_webhook_endpoint(organization_id uuid, url text, events text[])
-    RETURNS benefits.webhook_endpoints
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- The event types an endpoint subscribes to, checked and sorted (22023 for
+-- an empty list or an unknown type, naming its position).
+CREATE FUNCTION benefits.webhook_endpoint_events(events text[]) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     known text[] := benefits.webhook_event_types();
     ev text;
     i integer := 0;
-    result benefits.webhook_endpoints;
 BEGIN
-    IF organization_id IS NULL THEN
-        RAISE EXCEPTION 'organization_id must not be null' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF NOT EXISTS (SELECT FROM benefits.organizations o WHERE o.id = create_webhook_endpoint.organization_id) THEN
-        RAISE EXCEPTION 'organization % does not exist', organization_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF url IS NULL THEN
-        RAISE EXCEPTION 'url must not be null' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM benefits.check_webhook_url(url);
     IF events IS NULL OR cardinality(events) = 0 THEN
         RAISE EXCEPTION 'events must name at least one event type'
             USING ERRCODE = 'invalid_parameter_value',
@@ -71,11 +59,59 @@ BEGIN
                       HINT = 'Event types: ' || array_to_string(known, ', ') || '.';
         END IF;
     END LOOP;
+    RETURN ARRAY(SELECT DISTINCT e FROM unnest(events) e ORDER BY e);
+END
+$$;
+
+-- Register a webhook endpoint with a fresh secret.  The returned row is the
+-- only time the secret is shown to anyone but benefits_admin.  Endpoints are
+-- written only through these functions (SECURITY DEFINER), so every URL the
+-- worker calls has passed check_webhook_url.
+CREATE FUNCTION benefits.create_webhook_endpoint(organization_id uuid, url text, events text[])
+    RETURNS benefits.webhook_endpoints
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result benefits.webhook_endpoints;
+BEGIN
+    IF organization_id IS NULL THEN
+        RAISE EXCEPTION 'organization_id must not be null' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT FROM benefits.organizations o WHERE o.id = create_webhook_endpoint.organization_id) THEN
+        RAISE EXCEPTION 'organization % does not exist', organization_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF url IS NULL THEN
+        RAISE EXCEPTION 'url must not be null' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM benefits.check_webhook_url(url);
     INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events)
     VALUES (create_webhook_endpoint.organization_id, create_webhook_endpoint.url,
-            benefits.generate_webhook_secret(),
-            ARRAY(SELECT DISTINCT e FROM unnest(events) e ORDER BY e))
+            benefits.generate_webhook_secret(), benefits.webhook_endpoint_events(events))
     RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+
+-- Change an endpoint's URL or event types (NULL keeps them), checked as at
+-- creation.  Deliveries already queued keep going to the endpoint.
+CREATE FUNCTION benefits.update_webhook_endpoint(endpoint_id uuid, url text DEFAULT NULL, events text[] DEFAULT NULL)
+    RETURNS benefits.webhook_endpoints
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result benefits.webhook_endpoints;
+BEGIN
+    IF url IS NOT NULL THEN
+        PERFORM benefits.check_webhook_url(url);
+    END IF;
+    UPDATE benefits.webhook_endpoints e
+       SET url = coalesce(update_webhook_endpoint.url, e.url),
+           events = CASE WHEN update_webhook_endpoint.events IS NULL THEN e.events
+                         ELSE benefits.webhook_endpoint_events(update_webhook_endpoint.events) END,
+           modified_at = now()
+     WHERE e.id = endpoint_id
+    RETURNING * INTO result;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook endpoint % does not exist', endpoint_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     RETURN result;
 END
 $$;
@@ -83,7 +119,7 @@ $$;
 -- Turn a disabled endpoint back on (failure count cleared).  Deliveries that
 -- died while it was disabled are retried with benefits.retry_job().
 CREATE FUNCTION benefits.enable_webhook_endpoint(endpoint_id uuid) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE benefits.webhook_endpoints e
        SET enabled = true, consecutive_failures = 0, disabled_at = NULL, disabled_reason = NULL,
@@ -190,7 +226,7 @@ SELECT id, organization_id, kind, action, grant_id, endpoint_id, event_type, mes
 
 -- Queue a dead job again, with a fresh set of attempts.
 CREATE FUNCTION benefits.retry_job(id bigint) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     job_state text;
     endpoint_enabled boolean;

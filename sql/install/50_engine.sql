@@ -192,7 +192,7 @@ CREATE FUNCTION benefits.track_subscriptions(
     on_unknown text DEFAULT 'error')
 RETURNS void
 AS 'MODULE_PATHNAME', 'track_subscriptions'
-LANGUAGE C;
+LANGUAGE C SET search_path = pg_catalog, pg_temp;
 
 -- Attach the tracking trigger to an application's orders (payments) table.
 CREATE FUNCTION benefits.track_orders(
@@ -204,12 +204,12 @@ CREATE FUNCTION benefits.track_orders(
     on_unknown text DEFAULT 'error')
 RETURNS void
 AS 'MODULE_PATHNAME', 'track_orders'
-LANGUAGE C;
+LANGUAGE C SET search_path = pg_catalog, pg_temp;
 
 -- Detach the tracking trigger; the subscriptions and orders it wrote stay.
 CREATE FUNCTION benefits.untrack(source regclass) RETURNS boolean
 AS 'MODULE_PATHNAME', 'untrack'
-LANGUAGE C STRICT;
+LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION benefits.track_trigger() RETURNS trigger
 AS 'MODULE_PATHNAME', 'track_trigger'

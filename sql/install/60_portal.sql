@@ -42,7 +42,8 @@ $$;
 -- Internal: the customer of a live session (SQLSTATE 28000 otherwise).
 CREATE FUNCTION benefits.customer_session_customer(token text)
     RETURNS uuid
-    AS 'MODULE_PATHNAME', 'customer_session_customer' LANGUAGE C VOLATILE;
+    AS 'MODULE_PATHNAME', 'customer_session_customer' LANGUAGE C VOLATILE
+    SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION benefits.html_escape(value text)
     RETURNS text
@@ -59,7 +60,8 @@ GRANT EXECUTE ON FUNCTION benefits.revoke_customer_session(text) TO benefits_app
 -- revoked ones not at all.
 CREATE FUNCTION benefits.portal_document(customer_id uuid)
     RETURNS jsonb
-    AS 'MODULE_PATHNAME', 'portal_document' LANGUAGE C STABLE;
+    AS 'MODULE_PATHNAME', 'portal_document' LANGUAGE C STABLE
+    SET search_path = pg_catalog, pg_temp;
 
 -- The customer portal: everything the session's customer was granted.
 CREATE FUNCTION benefits.customer_portal(token text)
@@ -105,7 +107,8 @@ $$;
 -- application calls portal_deactivate_license with it).
 CREATE FUNCTION benefits.portal_html(doc jsonb, action_url text DEFAULT NULL)
     RETURNS text
-    AS 'MODULE_PATHNAME', 'portal_html' LANGUAGE C STABLE;
+    AS 'MODULE_PATHNAME', 'portal_html' LANGUAGE C STABLE
+    SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION benefits.customer_portal_html(token text, action_url text DEFAULT NULL)
     RETURNS text

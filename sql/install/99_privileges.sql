@@ -1,6 +1,7 @@
 -- Privileges, applied last so they cover every part.  No table is readable by
 -- PUBLIC and no function is executable by PUBLIC; each group role gets what
--- DESIGN.md gives it.  Parts grant their own functions to the roles.
+-- its work needs (README, "Install in your own cluster").  Parts grant their
+-- own functions to the roles.
 
 REVOKE ALL ON ALL TABLES IN SCHEMA benefits FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA benefits FROM PUBLIC;
@@ -24,3 +25,31 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON benefits.customers, benefits.customer_ac
                 benefits.subscriptions, benefits.orders
     TO benefits_app;
 GRANT EXECUTE ON FUNCTION benefits.list_grants(uuid, uuid, boolean) TO benefits_app;
+
+-- What the worker sends is written only by the extension's functions: the
+-- outbox (every provider call and webhook), the webhook endpoints (the URLs
+-- it calls, checked by check_webhook_url) and the tracked tables (whose
+-- trigger writes subscriptions and orders).  benefits_admin may read them and
+-- delete, which sends nothing.
+REVOKE INSERT, UPDATE ON benefits.outbox, benefits.webhook_endpoints FROM benefits_admin;
+REVOKE INSERT, UPDATE, DELETE ON benefits.tracked_tables FROM benefits_admin;
+
+-- Linked accounts: the customers' OAuth tokens are readable by the
+-- extension's owner only, and accounts are written through link_account,
+-- which checks them.
+REVOKE ALL ON benefits.customer_accounts FROM benefits_admin, benefits_app;
+GRANT SELECT (customer_id, platform, account_id, username, created_at, modified_at), DELETE
+    ON benefits.customer_accounts TO benefits_admin, benefits_app;
+
+-- Trigger functions and the worker's own calls are executed by nobody but
+-- the owner (a trigger fires without an EXECUTE check; without EXECUTE
+-- nobody can attach these functions to a table of their own).
+REVOKE EXECUTE ON FUNCTION
+    benefits.default_organization_from_customer(), benefits.grants_state_guard(),
+    benefits.subscriptions_before(), benefits.subscriptions_after(), benefits.orders_after(),
+    benefits.grant_source_deleted(), benefits.grants_sync_events(), benefits.outbox_wake(),
+    benefits.track_trigger(),
+    benefits.webhook_endpoint_failed(uuid, boolean, text, integer),
+    benefits.github_invitation_step(text, text, boolean, integer),
+    benefits.enqueue_grant_event(uuid, text, jsonb), benefits.enqueue_benefit_event(uuid, text)
+    FROM benefits_admin;
