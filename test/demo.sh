@@ -20,7 +20,7 @@ benefits.discord_api_url = '$url'
 benefits.discord_bot_token = 'demo-discord-token'
 benefits.allow_private_network = on
 benefits.validation_flush_interval = '200ms'"
-"$root/test/cluster.sh" demo \
+BENEFITS_ROOT="$root" "$root/test/cluster.sh" demo \
     psql -X -q -v ON_ERROR_STOP=1 -v mock="$url" -v secretfile="$work/secret" -P pager=off \
         -d postgres -f "$root/test/demo.sql"
 

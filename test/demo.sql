@@ -105,12 +105,9 @@ SELECT benefits.record_usage('0d000000-0000-4000-8000-000000000001', '0e000000-0
 \echo '== 7. Ada opens the customer portal with a session token (only its hash is stored)'
 SELECT benefits.create_customer_session('0a000000-0000-4000-8000-000000000001', 'user_42') AS token \gset
 SELECT left(:'token', 4) || '…' AS token, count(*) AS stored_sessions FROM benefits.customer_sessions;
-SELECT b->>'type' AS type, b->>'description' AS description,
-       coalesce(b->'license_key'->>'key', b->>'note', (b->'meter'->>'balance') || ' credits left',
-                (b->'github'->>'delivery') || ' to ' || (b->'github'->'account'->>'username')) AS what_ada_sees
-  FROM jsonb_array_elements(benefits.customer_portal(:'token')->'benefits') b;
-SELECT length(html) AS html_bytes, substring(html from '<title>([^<]*)</title>') AS html_title
-  FROM benefits.customer_portal_html(:'token') html;
+-- The application passes the token as a bind parameter (test/demo_portal.py).
+\setenv BENEFITS_TOKEN :token
+\! python3 "$BENEFITS_ROOT/test/demo_portal.py"
 
 \echo
 \echo '== 8. Ada cancels and the period ends: every benefit is revoked in that transaction'
