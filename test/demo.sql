@@ -105,9 +105,9 @@ SELECT benefits.record_usage('0d000000-0000-4000-8000-000000000001', '0e000000-0
 \echo '== 7. Ada opens the customer portal with a session token (only its hash is stored)'
 SELECT benefits.create_customer_session('0a000000-0000-4000-8000-000000000001', 'user_42') AS token \gset
 SELECT left(:'token', 4) || '…' AS token, count(*) AS stored_sessions FROM benefits.customer_sessions;
--- The application passes the token as a bind parameter (test/demo_portal.py).
+-- The application passes the token as a bind parameter (test/demo_portal.py, run by Debian's python3, which has psycopg).
 \setenv BENEFITS_TOKEN :token
-\! python3 "$BENEFITS_ROOT/test/demo_portal.py"
+\! /usr/bin/python3 "$BENEFITS_ROOT/test/demo_portal.py"
 
 \echo
 \echo '== 8. Ada cancels and the period ends: every benefit is revoked in that transaction'
