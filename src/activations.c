@@ -88,7 +88,7 @@ LockAndClassify(const Activation *acts, int n)
 	values[1] = ActivationUuids(acts, n, offsetof(Activation, customer_id));
 	values[2] = ActivationUuids(acts, n, offsetof(Activation, product_id));
 	GrantLockCustomers(values[1]);
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							"WITH q AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::uuid[]),"
 							"           pg_catalog.unnest($2::uuid[]), pg_catalog.unnest($3::uuid[]))"
 							"           WITH ORDINALITY AS q(subscription_id, customer_id, product_id, n))"
@@ -203,7 +203,7 @@ ActivationsFlush(void)
 		for (int i = 0; i < nfresh; i++)
 			fresh_acts[i] = acts[idx[i]];
 		values[0] = ActivationUuids(fresh_acts, nfresh, offsetof(Activation, product_id));
-		EngineExec(BenefitsPlan(&benefits_plan,
+		BenefitsExec(BenefitsPlan(&benefits_plan,
 								"SELECT pb.product_id, pb.benefit_id, b.organization_id, b.type, b.properties"
 								"  FROM benefits.product_benefits pb JOIN benefits.benefits b ON b.id = pb.benefit_id"
 								" WHERE pb.product_id IN (SELECT pg_catalog.unnest($1::uuid[]))"

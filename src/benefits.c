@@ -1,9 +1,7 @@
 /*
- * benefits.c — module entry point.
- *
- * _PG_init asks every subsystem to register its settings, shared memory and
- * background workers, then reserves the "benefits." settings prefix so a
- * misspelt setting is reported instead of silently ignored.
+ * benefits.c — the bottom layer: small helpers every subsystem uses (kept
+ * plans, checked SPI execution, uuids, jsonb values as text, the owner
+ * switch).  It uses no other file of the extension.
  */
 #include "postgres.h"
 
@@ -23,24 +21,6 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
-
-PG_MODULE_MAGIC;
-
-void		_PG_init(void);
-
-void
-_PG_init(void)
-{
-	if (sodium_init() < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not initialize libsodium")));
-
-	PortalInit();
-	LicenseStatsInit();
-	WorkerInit();
-	MarkGUCPrefixReserved("benefits");
-}
 
 /*
  * Prepared plans are kept for the backend's life; the plan cache re-plans
@@ -161,4 +141,46 @@ BenefitsBecomeOwner(FunctionCallInfo fcinfo, Oid *saved_user, int *saved_context
 	ReleaseSysCache(proc);
 	GetUserIdAndSecContext(saved_user, saved_context);
 	SetUserIdAndSecContext(owner, *saved_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* Executes a kept plan, raising on any SPI failure. */
+int
+BenefitsExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/* A uuid column of the last SPI result, which must not be null. */
+pg_uuid_t
+BenefitsResultUuid(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+
+	if (isnull)
+		elog(ERROR, "unexpected null uuid in column %d", col);
+	return *DatumGetUUIDP(d);
+}
+
+/* A member of a JSON object as text (strings unquoted), or NULL when absent or null. */
+char *
+BenefitsJsonText(Jsonb *json, const char *key)
+{
+	JsonbValue *v;
+
+	if (json == NULL || !JB_ROOT_IS_OBJECT(json))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&json->root, key, strlen(key), NULL);
+	return BenefitsJsonbValueText(v);
+}
+
+/* A uuid as text, for messages. */
+char *
+BenefitsUuidText(const pg_uuid_t *uuid)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(uuid)));
 }

@@ -13,8 +13,7 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-/* Each subsystem's _PG_init part: settings, shared memory, workers. */
-extern void WorkerInit(void);	/* worker_guc.c: the delivery worker */
+/* Each subsystem's _PG_init part (init.c calls them): settings, shared memory. */
 extern void LicenseStatsInit(void);	/* license_stats.c */
 extern void PortalInit(void);	/* portal.c: storage and customer session settings */
 
@@ -34,6 +33,12 @@ extern pg_uuid_t DatumGetUuid(Datum datum);
 extern pg_uuid_t BenefitsRandomUuid(void);
 extern Datum BenefitsUuidArray(const pg_uuid_t *uuids, int n);
 extern char *BenefitsJsonbValueText(JsonbValue *v);
+/* A kept plan executed, raising on SPI failure; a non-null uuid of its result. */
+extern int	BenefitsExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count);
+extern pg_uuid_t BenefitsResultUuid(int row, int col);
+/* A member of a JSON object as text, or NULL; a uuid as text. */
+extern char *BenefitsJsonText(Jsonb *json, const char *key);
+extern char *BenefitsUuidText(const pg_uuid_t *uuid);
 /* Become the calling function's owner (restore with SetUserIdAndSecContext). */
 extern void BenefitsBecomeOwner(FunctionCallInfo fcinfo, Oid *saved_user, int *saved_context);
 

@@ -66,12 +66,6 @@ typedef enum ElementStatus
 	ELEMENT_DELETED,
 } ElementStatus;
 
-static char *
-UuidText(const pg_uuid_t *uuid)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(uuid)));
-}
-
 /* Refuses a NULL for a required argument, naming it. */
 static void
 RequireArgument(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -107,7 +101,7 @@ LockOrganization(pg_uuid_t *organization_id)
 		elog(ERROR, "looking up an organization failed");
 	if (SPI_processed != 1)
 		ereport(ERROR, CATALOG_ERROR,
-				errmsg("organization %s does not exist", UuidText(organization_id)));
+				errmsg("organization %s does not exist", BenefitsUuidText(organization_id)));
 }
 
 /*
@@ -134,7 +128,7 @@ LockBenefit(pg_uuid_t *benefit_id)
 		elog(ERROR, "looking up a benefit failed");
 	if (SPI_processed != 1)
 		ereport(ERROR, CATALOG_ERROR,
-				errmsg("benefit %s does not exist", UuidText(benefit_id)));
+				errmsg("benefit %s does not exist", BenefitsUuidText(benefit_id)));
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	row.organization_id = *DatumGetUUIDP(SPI_getbinval(tuple, desc, 1, &isnull));
@@ -239,7 +233,7 @@ update_benefit(PG_FUNCTION_ARGS)
 	previous = LockBenefit(benefit_id);
 	if (previous.deleted)
 		ereport(ERROR, CATALOG_ERROR,
-				errmsg("benefit %s is deleted", UuidText(benefit_id)));
+				errmsg("benefit %s is deleted", BenefitsUuidText(benefit_id)));
 	if (properties != NULL)
 	{
 		const char *type;
@@ -407,7 +401,7 @@ update_product_benefits(PG_FUNCTION_ARGS)
 		elog(ERROR, "locking a product failed");
 	if (SPI_processed != 1)
 		ereport(ERROR, CATALOG_ERROR,
-				errmsg("product %s does not exist", UuidText(product_id)));
+				errmsg("product %s does not exist", BenefitsUuidText(product_id)));
 	organization_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -440,7 +434,7 @@ update_product_benefits(PG_FUNCTION_ARGS)
 		if (status[i] == ELEMENT_UNKNOWN)
 			ereport(ERROR, CATALOG_ERROR,
 					errmsg("benefit_ids[%d] is not a benefit", lower + i),
-					errdetail("No benefit %s exists.", UuidText(DatumGetUUIDP(elements[i]))));
+					errdetail("No benefit %s exists.", BenefitsUuidText(DatumGetUUIDP(elements[i]))));
 		if (status[i] == ELEMENT_OTHER_ORGANIZATION)
 			ereport(ERROR, CATALOG_ERROR,
 					errmsg("benefit_ids[%d] is a benefit of another organization", lower + i),

@@ -60,7 +60,7 @@ ResyncLicenseKeys(pg_uuid_t benefit_id, Jsonb *properties)
 	Oid			types[2] = {UUIDOID, JSONBOID};
 	Datum		values[2] = {UuidGetDatum(&benefit_id), JsonbPGetDatum(properties)};
 
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							"UPDATE benefits.license_keys"
 							"   SET limit_usage = ($2->>'limit_usage')::int,"
 							"       limit_activations = ($2#>>'{activations,limit}')::int,"
@@ -102,7 +102,7 @@ EngineBenefitUpdated(pg_uuid_t benefit_id, const char *benefit_type, Jsonb *prop
 	else if (strcmp(benefit_type, "meter_credits") == 0)
 		MeterCreditsBenefitUpdated(benefit_id);
 
-	EngineExec(BenefitsPlan(&live_plan,
+	BenefitsExec(BenefitsPlan(&live_plan,
 							"SELECT id, organization_id, customer_id, properties FROM benefits.grants"
 							" WHERE benefit_id = $1 AND state <> 'revoked'"
 							" ORDER BY customer_id, created_at, id FOR UPDATE",
@@ -141,7 +141,7 @@ EngineBenefitUpdated(pg_uuid_t benefit_id, const char *benefit_type, Jsonb *prop
 		uvalues[0] = UuidGetDatum(&grant_ids[i]);
 		uvalues[1] = JsonbPGetDatum(props);
 		uvalues[2] = JsonbPGetDatum(previous[i]);
-		EngineExec(BenefitsPlan(&update_plan,
+		BenefitsExec(BenefitsPlan(&update_plan,
 								"UPDATE benefits.grants SET properties = $2, previous_properties = $3"
 								" WHERE id = $1",
 								3, update_types),
@@ -161,7 +161,7 @@ EngineBenefitDeleted(pg_uuid_t benefit_id)
 	int			n;
 	pg_uuid_t  *grant_ids;
 
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							"SELECT id FROM benefits.grants WHERE benefit_id = $1 AND state <> 'revoked'"
 							" ORDER BY customer_id, created_at, id",
 							1, types),

@@ -34,12 +34,10 @@ typedef enum AccessDecision
 } AccessDecision;
 
 /* subscriptions.c */
-extern int	EngineExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count);
 extern void EngineSyncSubscription(pg_uuid_t subscription_id);
 extern void EngineSyncOrder(pg_uuid_t order_id);
 extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
 extern void EngineRevokeGrant(pg_uuid_t grant_id);
-extern pg_uuid_t EngineResultUuid(int row, int col);
 
 /* reconcile.c */
 extern void EngineReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
@@ -69,7 +67,6 @@ extern int	EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type);
 extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data);
 
 /* meters.c: the meter_credits benefit type */
-extern char *EngineJsonText(Jsonb *json, const char *key);
 extern void MeterCreditsGrant(GrantChange *change);
 extern void MeterCreditsGrantMany(GrantBatch *batch);
 extern void MeterCreditsRevoke(GrantChange *change);

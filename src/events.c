@@ -160,7 +160,7 @@ GrantEventSubscribed(pg_uuid_t grant_id, const char *event_type)
 
 	values[0] = UuidGetDatum(&grant_id);
 	values[1] = CStringGetTextDatum(event_type);
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							"SELECT 1 FROM benefits.grants g JOIN benefits.webhook_endpoints e"
 							" ON e.organization_id = g.organization_id"
 							" WHERE g.id = $1 AND e.enabled AND $2 = ANY (e.events) LIMIT 1",
@@ -183,7 +183,7 @@ EventsOrganizationSubscribed(pg_uuid_t organization_id, const char *event_type)
 
 	values[0] = UuidGetDatum(&organization_id);
 	values[1] = CStringGetTextDatum(event_type);
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							"SELECT 1 FROM benefits.webhook_endpoints WHERE organization_id = $1"
 							" AND enabled AND $2 = ANY (events) LIMIT 1",
 							2, types),
@@ -209,7 +209,7 @@ EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 		values[2] = JsonbPGetDatum(previous_properties);
 	else
 		nulls[2] = 'n';
-	EngineExec(BenefitsPlan(&plan, GrantEventSql, 3, types), values, nulls, false, 0);
+	BenefitsExec(BenefitsPlan(&plan, GrantEventSql, 3, types), values, nulls, false, 0);
 	return (int) SPI_processed;
 }
 
@@ -245,7 +245,7 @@ EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type)
 
 	values[0] = UuidGetDatum(&benefit_id);
 	values[1] = CStringGetTextDatum(event_type);
-	EngineExec(BenefitsPlan(&plan, BenefitEventSql, 2, types), values, NULL, false, 0);
+	BenefitsExec(BenefitsPlan(&plan, BenefitEventSql, 2, types), values, NULL, false, 0);
 	return (int) SPI_processed;
 }
 
@@ -260,7 +260,7 @@ EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data)
 	values[0] = UuidGetDatum(&organization_id);
 	values[1] = CStringGetTextDatum(event_type);
 	values[2] = JsonbPGetDatum(data);
-	EngineExec(BenefitsPlan(&plan, EventSql, 3, types), values, NULL, false, 0);
+	BenefitsExec(BenefitsPlan(&plan, EventSql, 3, types), values, NULL, false, 0);
 	return (int) SPI_processed;
 }
 
@@ -386,7 +386,7 @@ enqueue_grant_event(PG_FUNCTION_ARGS)
 		Oid			types[1] = {UUIDOID};
 		Datum		values[1] = {UuidGetDatum(&grant_id)};
 
-		EngineExec(BenefitsPlan(&exists, "SELECT 1 FROM benefits.grants WHERE id = $1", 1, types),
+		BenefitsExec(BenefitsPlan(&exists, "SELECT 1 FROM benefits.grants WHERE id = $1", 1, types),
 				   values, NULL, true, 1);
 		if (SPI_processed == 0)
 			ereport(ERROR,

@@ -34,7 +34,7 @@ GrantLocalBenefitMany(GrantBatch *batch)
 	Datum		values[GRANT_BATCH_NARGS];
 
 	GrantBatchArgs(batch, types, values);
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							GRANT_BATCH_INSERT("'active'", "'{}'", "NULL") "FROM " GRANT_BATCH_ROWS,
 							GRANT_BATCH_NARGS, types),
 			   values, NULL, false, 0);

@@ -76,12 +76,6 @@ OptionalResultUuid(int col, pg_uuid_t *uuid)
 	return !isnull;
 }
 
-static const char *
-UuidText(pg_uuid_t uuid)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UuidGetDatum(&uuid)));
-}
-
 /*
  * Lock the customer row for the rest of the transaction and return the
  * customer's organization.  Every grant change of one customer takes this
@@ -104,7 +98,7 @@ GrantLockCustomer(pg_uuid_t customer_id)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("customer_id %s does not exist", UuidText(customer_id))));
+				 errmsg("customer_id %s does not exist", BenefitsUuidText(&customer_id))));
 	return DatumGetUuid(ResultValue(1, &isnull));
 }
 
@@ -165,24 +159,24 @@ LoadGrantTarget(GrantChange *change, Datum *args, char *nulls)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("customer_id %s does not exist", UuidText(change->customer_id))));
+				 errmsg("customer_id %s does not exist", BenefitsUuidText(&change->customer_id))));
 	change->organization_id = DatumGetUuid(ResultValue(1, &isnull));
 
 	benefit_organization = ResultValue(2, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("benefit_id %s does not exist", UuidText(change->benefit_id))));
+				 errmsg("benefit_id %s does not exist", BenefitsUuidText(&change->benefit_id))));
 	if (DatumGetBool(ResultValue(5, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("benefit %s is deleted", UuidText(change->benefit_id)),
+				 errmsg("benefit %s is deleted", BenefitsUuidText(&change->benefit_id)),
 				 errdetail("A deleted benefit cannot be granted.")));
 	if (memcmp(DatumGetUUIDP(benefit_organization), &change->organization_id, sizeof(pg_uuid_t)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("benefit %s belongs to another organization than customer %s",
-						UuidText(change->benefit_id), UuidText(change->customer_id))));
+						BenefitsUuidText(&change->benefit_id), BenefitsUuidText(&change->customer_id))));
 	change->benefit_type = ResultText(3);
 	change->benefit_properties = ResultJsonb(4);
 
@@ -345,7 +339,7 @@ GrantRevoke(pg_uuid_t grant_id)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("grant %s does not exist", UuidText(grant_id))));
+				 errmsg("grant %s does not exist", BenefitsUuidText(&grant_id))));
 	change.customer_id = DatumGetUuid(ResultValue(1, &isnull));
 	change.organization_id = GrantLockCustomer(change.customer_id);
 
@@ -463,7 +457,7 @@ revoke_benefit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("customer %s has no manual grant of benefit %s",
-						UuidText(*PG_GETARG_UUID_P(0)), UuidText(*PG_GETARG_UUID_P(1))),
+						BenefitsUuidText(PG_GETARG_UUID_P(0)), BenefitsUuidText(PG_GETARG_UUID_P(1))),
 				 errhint("Grants held through a subscription or an order are revoked by changing it.")));
 	{
 		pg_uuid_t	grant_id = DatumGetUuid(ResultValue(1, &isnull));

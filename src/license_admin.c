@@ -52,12 +52,6 @@ RequirePositive(FunctionCallInfo fcinfo, int argno, const char *name)
 				errdetail("Got %d.", PG_GETARG_INT32(argno)));
 }
 
-static const char *
-UuidText(Datum uuid)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, uuid));
-}
-
 /*
  * The canonical form of a key to import, or an error saying what is wrong
  * with it.
@@ -163,7 +157,7 @@ import_license_key(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("customer_id %s does not exist", UuidText(PG_GETARG_DATUM(0))));
+				errmsg("customer_id %s does not exist", BenefitsUuidText(DatumGetUUIDP(PG_GETARG_DATUM(0)))));
 	customer_org = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 	args[0] = PG_GETARG_DATUM(1);
@@ -177,7 +171,7 @@ import_license_key(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("benefit_id %s does not exist", UuidText(PG_GETARG_DATUM(1))));
+				errmsg("benefit_id %s does not exist", BenefitsUuidText(DatumGetUUIDP(PG_GETARG_DATUM(1)))));
 	benefit_org = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	type = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (strcmp(type, "license_keys") != 0)
@@ -188,7 +182,7 @@ import_license_key(PG_FUNCTION_ARGS)
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)))
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("benefit_id %s is deleted", UuidText(PG_GETARG_DATUM(1))));
+				errmsg("benefit_id %s is deleted", BenefitsUuidText(DatumGetUUIDP(PG_GETARG_DATUM(1)))));
 	if (!DatumGetBool(DirectFunctionCall2(uuid_eq, customer_org, benefit_org)))
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -284,7 +278,7 @@ rotate_license_key(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("license_key_id %s does not exist", UuidText(PG_GETARG_DATUM(0))));
+				errmsg("license_key_id %s does not exist", BenefitsUuidText(DatumGetUUIDP(PG_GETARG_DATUM(0)))));
 	prefix = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	key = LicenseKeyGenerate(isnull ? NULL : TextDatumGetCString(prefix));
 

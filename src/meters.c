@@ -41,24 +41,6 @@
 PG_FUNCTION_INFO_V1(meter_balance);
 PG_FUNCTION_INFO_V1(record_usage);
 
-/* A member of a JSON object as text (strings unquoted), or NULL when absent or null. */
-char *
-EngineJsonText(Jsonb *json, const char *key)
-{
-	JsonbValue *v;
-
-	if (json == NULL || !JB_ROOT_IS_OBJECT(json))
-		return NULL;
-	v = getKeyJsonValueFromContainer(&json->root, key, strlen(key), NULL);
-	return BenefitsJsonbValueText(v);
-}
-
-static char *
-UuidText(pg_uuid_t *uuid)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UuidGetDatum(uuid)));
-}
-
 /* The benefit's meter, units, rollover and threshold. */
 typedef struct MeterBenefit
 {
@@ -72,10 +54,10 @@ typedef struct MeterBenefit
 static void
 ReadMeterBenefit(Jsonb *props, MeterBenefit *mb)
 {
-	char	   *meter = EngineJsonText(props, "meter_id");
-	char	   *units = EngineJsonText(props, "units");
-	char	   *rollover = EngineJsonText(props, "rollover");
-	char	   *threshold = EngineJsonText(props, "low_balance_threshold");
+	char	   *meter = BenefitsJsonText(props, "meter_id");
+	char	   *units = BenefitsJsonText(props, "units");
+	char	   *rollover = BenefitsJsonText(props, "rollover");
+	char	   *threshold = BenefitsJsonText(props, "low_balance_threshold");
 
 	if (meter == NULL || units == NULL)
 		ereport(ERROR,
@@ -115,7 +97,7 @@ Credit(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t meter_id, pg_
 		values[7] = JsonbPGetDatum(grant_properties);
 	else
 		nulls[7] = 'n';
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "WITH b AS ("
 						  "  INSERT INTO benefits.meter_balances AS m"
 						  "         (customer_id, meter_id, organization_id, balance, credited, low_balance_threshold)"
@@ -154,8 +136,8 @@ RemainingOfLastCredit(pg_uuid_t customer_id, Jsonb *grant_properties, pg_uuid_t 
 	static SPIPlanPtr plan;
 	Oid			types[2] = {UUIDOID, UUIDOID};
 	Datum		values[2];
-	char	   *meter = EngineJsonText(grant_properties, "last_credited_meter_id");
-	char	   *units = EngineJsonText(grant_properties, "last_credited_units");
+	char	   *meter = BenefitsJsonText(grant_properties, "last_credited_meter_id");
+	char	   *units = BenefitsJsonText(grant_properties, "last_credited_units");
 	int64		balance,
 				last;
 	bool		isnull;
@@ -166,7 +148,7 @@ RemainingOfLastCredit(pg_uuid_t customer_id, Jsonb *grant_properties, pg_uuid_t 
 	last = pg_strtoint64(units);
 	values[0] = UuidGetDatum(&customer_id);
 	values[1] = UuidGetDatum(meter_id);
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT balance FROM benefits.meter_balances"
 						  " WHERE customer_id = $1 AND meter_id = $2 FOR UPDATE",
 						  2, types),
@@ -191,7 +173,7 @@ RefreshThreshold(pg_uuid_t customer_id, pg_uuid_t meter_id, pg_uuid_t revoked_gr
 	values[0] = UuidGetDatum(&customer_id);
 	values[1] = UuidGetDatum(&meter_id);
 	values[2] = UuidGetDatum(&revoked_grant);
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "UPDATE benefits.meter_balances m SET low_balance_threshold = ("
 						  "  SELECT max((b.properties->>'low_balance_threshold')::bigint)"
 						  "    FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id"
@@ -213,7 +195,7 @@ MeterCreditsBenefitUpdated(pg_uuid_t benefit_id)
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1] = {UuidGetDatum(&benefit_id)};
 
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							"UPDATE benefits.meter_balances m SET low_balance_threshold = ("
 							"  SELECT max((b.properties->>'low_balance_threshold')::bigint)"
 							"    FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id"
@@ -262,7 +244,7 @@ MeterCreditsGrantMany(GrantBatch *batch)
 	values[GRANT_BATCH_NARGS + 1] = Int64GetDatum(mb.units);
 	values[GRANT_BATCH_NARGS + 2] = Int64GetDatum(mb.threshold);
 	nulls[GRANT_BATCH_NARGS + 2] = mb.has_threshold ? ' ' : 'n';
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							"WITH b AS ("
 							"  INSERT INTO benefits.meter_balances AS m"
 							"         (customer_id, meter_id, organization_id, balance, credited, low_balance_threshold)"
@@ -302,7 +284,7 @@ MeterCreditsRevoke(GrantChange *change)
 	if (remaining > 0)
 		Credit(change->organization_id, change->customer_id, meter_id, change->grant_id,
 			   "revoke", -remaining, &none, NULL);
-	if (EngineJsonText(change->grant_properties, "last_credited_meter_id") != NULL)
+	if (BenefitsJsonText(change->grant_properties, "last_credited_meter_id") != NULL)
 		RefreshThreshold(change->customer_id, meter_id, change->grant_id);
 	change->new_properties = NULL;
 }
@@ -341,7 +323,7 @@ CheckMeterAndCustomer(pg_uuid_t customer_id, pg_uuid_t meter_id, bool *allow_ove
 	bool		isnull;
 	bool		same_org;
 
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT mt.allow_overage, c.organization_id = mt.organization_id"
 						  "  FROM benefits.meters mt LEFT JOIN benefits.customers c ON c.id = $1"
 						  " WHERE mt.id = $2",
@@ -350,13 +332,13 @@ CheckMeterAndCustomer(pg_uuid_t customer_id, pg_uuid_t meter_id, bool *allow_ove
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("meter_id %s does not exist", UuidText(&meter_id)));
+				errmsg("meter_id %s does not exist", BenefitsUuidText(&meter_id)));
 	*allow_overage = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	same_org = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (isnull || !same_org)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("customer_id %s does not exist in the meter's organization", UuidText(&customer_id)));
+				errmsg("customer_id %s does not exist in the meter's organization", BenefitsUuidText(&customer_id)));
 	return true;
 }
 
@@ -373,7 +355,7 @@ meter_balance(PG_FUNCTION_ARGS)
 	bool		isnull;
 
 	SPI_connect();
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT balance FROM benefits.meter_balances WHERE customer_id = $1 AND meter_id = $2",
 						  2, types),
 			   values, NULL, true, 1);
@@ -401,7 +383,7 @@ LowBalance(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t meter_id,
 	appendStringInfo(&data,
 					 "{\"customer_id\": \"%s\", \"meter_id\": \"%s\", \"organization_id\": \"%s\", "
 					 "\"balance\": " INT64_FORMAT ", \"low_balance_threshold\": " INT64_FORMAT "}",
-					 UuidText(&customer_id), UuidText(&meter_id), UuidText(&organization_id),
+					 BenefitsUuidText(&customer_id), BenefitsUuidText(&meter_id), BenefitsUuidText(&organization_id),
 					 balance, threshold);
 	json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data)));
 	EventsEnqueue(organization_id, EVENT_METER_LOW_BALANCE, json);
@@ -435,7 +417,7 @@ record_usage(PG_FUNCTION_ARGS)
 	values[1] = UuidGetDatum(&meter_id);
 	values[2] = Int64GetDatum(units);
 	SPI_connect();
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "WITH u AS ("
 						  "  UPDATE benefits.meter_balances m"
 						  "     SET balance = m.balance - $3, consumed = m.consumed + $3, modified_at = pg_catalog.now()"
@@ -455,7 +437,7 @@ record_usage(PG_FUNCTION_ARGS)
 		static SPIPlanPtr balance_plan;
 
 		CheckMeterAndCustomer(customer_id, meter_id, &allow_overage);
-		EngineExec(BenefitsPlan(&balance_plan,
+		BenefitsExec(BenefitsPlan(&balance_plan,
 							  "SELECT balance FROM benefits.meter_balances WHERE customer_id = $1 AND meter_id = $2",
 							  2, types),
 				   values, NULL, false, 1);
@@ -476,7 +458,7 @@ record_usage(PG_FUNCTION_ARGS)
 					errhint("Grant more meter credits, or set allow_overage on the meter."));
 		}
 		/* Overage allowed and no balance row yet: start one below zero. */
-		EngineExec(BenefitsPlan(&overage_plan,
+		BenefitsExec(BenefitsPlan(&overage_plan,
 							  "WITH u AS ("
 							  "  INSERT INTO benefits.meter_balances AS m (customer_id, meter_id, organization_id, balance, consumed)"
 							  "  SELECT $1, $2, c.organization_id, -$3, $3 FROM benefits.customers c WHERE c.id = $1"

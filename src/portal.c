@@ -237,20 +237,3 @@ revoke_customer_session(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_BOOL(revoked);
 }
-
-PG_FUNCTION_INFO_V1(html_escape);
-
-/*
- * html_escape(text): text safe inside HTML element content and quoted
- * attribute values (& < > " ' escaped).  The portal page escapes every value
- * it shows with it.
- */
-Datum
-html_escape(PG_FUNCTION_ARGS)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	HtmlEscape(&buf, text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
-}

@@ -34,7 +34,6 @@ extern Jsonb *PortalDocument(Datum customer_id);
 extern Jsonb *PortalDocumentForSession(text *token);
 
 /* portal_html.c */
-extern void HtmlEscape(StringInfo buf, const char *s);
 extern char *PortalHtml(Jsonb *doc, const char *action_url);
 
 #endif

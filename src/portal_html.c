@@ -18,6 +18,7 @@
 #include "utils/jsonb.h"
 
 #include "benefits.h"
+#include "html.h"
 #include "portal.h"
 
 static const char page_head[] =
@@ -74,37 +75,6 @@ static const char page_style[] =
 	"<main>\n"
 	"<header>\n"
 	"<p class=\"org\">";
-
-/* Appends S with & < > " ' escaped. */
-void
-HtmlEscape(StringInfo buf, const char *s)
-{
-	if (s == NULL)
-		return;
-	for (; *s; s++)
-	{
-		switch (*s)
-		{
-			case '&':
-				appendStringInfoString(buf, "&amp;");
-				break;
-			case '<':
-				appendStringInfoString(buf, "&lt;");
-				break;
-			case '>':
-				appendStringInfoString(buf, "&gt;");
-				break;
-			case '"':
-				appendStringInfoString(buf, "&quot;");
-				break;
-			case '\'':
-				appendStringInfoString(buf, "&#39;");
-				break;
-			default:
-				appendStringInfoChar(buf, *s);
-		}
-	}
-}
 
 /* The value of KEY in an object container, or NULL when absent or JSON null. */
 static JsonbValue *

@@ -83,12 +83,6 @@ static SPIPlanPtr meter_plan = NULL;
 static SPIPlanPtr file_plan = NULL;
 static SPIPlanPtr file_insert_plan = NULL;
 
-static char *
-UuidText(const pg_uuid_t *uuid)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(uuid)));
-}
-
 /* Parses a uuid without raising: canonical 8-4-4-4-12 form or 32 hex digits. */
 static bool
 ParseUuid(const char *s, pg_uuid_t *result)
@@ -850,12 +844,12 @@ NormalizeDownloadable(PropertiesState *state, JsonbContainer *root)
 				ereport(ERROR, PROPERTY_ERROR,
 						errmsg("%s is not a file of this organization", path),
 						errdetail("No file %s exists in organization %s.",
-								  UuidText(&ids[i]), UuidText(&state->organization_id)));
+								  BenefitsUuidText(&ids[i]), BenefitsUuidText(&state->organization_id)));
 			for (int j = 0; j < i; j++)
 				if (!registered[j] && memcmp(&ids[i], &ids[j], sizeof(pg_uuid_t)) == 0)
 					ereport(ERROR, PROPERTY_ERROR,
 							errmsg("%s repeats properties.files[%d]", path, j),
-							errdetail("Both name the file %s.", UuidText(&ids[i])));
+							errdetail("Both name the file %s.", BenefitsUuidText(&ids[i])));
 		}
 		else if (IsObject(element))
 		{
@@ -914,13 +908,13 @@ NormalizeDownloadable(PropertiesState *state, JsonbContainer *root)
 	PutKey(state, "files");
 	pushJsonbValue(&state->out, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < n; i++)
-		PutString(state, WJB_ELEM, UuidText(&ids[i]));
+		PutString(state, WJB_ELEM, BenefitsUuidText(&ids[i]));
 	pushJsonbValue(&state->out, WJB_END_ARRAY, NULL);
 	PutKey(state, "archived");
 	pushJsonbValue(&state->out, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < n; i++)
 	{
-		PutKey(state, UuidText(&ids[i]));
+		PutKey(state, BenefitsUuidText(&ids[i]));
 		PutBool(state, archived[i]);
 	}
 	pushJsonbValue(&state->out, WJB_END_OBJECT, NULL);
@@ -968,7 +962,7 @@ NormalizeMeterCredits(PropertiesState *state, JsonbContainer *root)
 		ereport(ERROR, PROPERTY_ERROR,
 				errmsg("properties.meter_id is not a meter of this organization"),
 				errdetail("No meter %s exists in organization %s.",
-						  UuidText(&meter_id), UuidText(&state->organization_id)));
+						  BenefitsUuidText(&meter_id), BenefitsUuidText(&state->organization_id)));
 
 	units = Field(root, "units");
 	credits = Field(root, "credits");
@@ -983,7 +977,7 @@ NormalizeMeterCredits(PropertiesState *state, JsonbContainer *root)
 		: IntegerAt(credits, "properties.credits", 1, MAX_SAFE_INTEGER);
 	rollover = OptionalBool(root, "properties", "rollover", false);
 
-	PutKeyString(state, "meter_id", UuidText(&meter_id));
+	PutKeyString(state, "meter_id", BenefitsUuidText(&meter_id));
 	PutKey(state, "units");
 	PutInteger(state, amount);
 	PutKey(state, "rollover");

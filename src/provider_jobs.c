@@ -104,7 +104,7 @@ GithubJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
 	values[4] = JsonbPGetDatum(list);
 	values[5] = key ? CStringGetTextDatum(key) : (Datum) 0;
 	nulls[5] = key ? ' ' : 'n';
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)"
 						  " SELECT $1, 'github', $2, $3, " SQL_GITHUB_PAYLOAD("r.value", "$4", "$3")
 						  "   FROM " SQL_JOB_LIST " WITH ORDINALITY AS r(value, n)"
@@ -137,7 +137,7 @@ DiscordJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
 	values[6] = UuidGetDatum(&customer_id);
 	values[7] = key ? CStringGetTextDatum(key) : (Datum) 0;
 	nulls[7] = key ? ' ' : 'n';
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "WITH roles AS ("
 						  "  SELECT r.value, r.n FROM pg_catalog.jsonb_array_elements("
 						  "         CASE WHEN $8 IS NULL THEN $6 ELSE COALESCE($6->$8, '[]') END)"
@@ -188,7 +188,7 @@ AccessProperties(const char *benefit_type, Jsonb *benefit_properties, Jsonb *gra
 		values[4] = CStringGetTextDatum(username);
 	else
 		nulls[4] = 'n';
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT " SQL_ACCESS_PROPERTIES("$1", "$2", "$3", "$4", "$5"),
 						  5, types),
 			   values, nulls, true, 1);
@@ -214,7 +214,7 @@ LinkedAccount(GrantChange *change, const char *platform, char **account_id, char
 	values[1] = CStringGetTextDatum(platform);
 	values[2] = UuidGetDatum(&change->benefit_id);
 	values[3] = UuidGetDatum(&change->grant_id);
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT a.account_id, a.username,"
 						  "       (SELECT g.properties FROM benefits.grants g"
 						  "         WHERE g.customer_id = $1 AND g.benefit_id = $3 AND g.id <> $4"
@@ -277,7 +277,7 @@ ProviderJobsGrant(GrantChange *change)
 				   props, "repositories");
 	else
 		DiscordJobs(change->organization_id, change->grant_id, "add_member",
-					EngineJsonText(props, "guild_id"), account_id, props, "role_ids",
+					BenefitsJsonText(props, "guild_id"), account_id, props, "role_ids",
 					change->customer_id);
 	change->new_state = "created";
 	change->new_properties = props;
@@ -305,7 +305,7 @@ ProviderJobsGrantMany(GrantBatch *batch)
 	values[GRANT_BATCH_NARGS + 1] = JsonbPGetDatum(batch->benefit_properties);
 	values[GRANT_BATCH_NARGS + 2] = CStringGetTextDatum(github ? "github" : "discord");
 	values[GRANT_BATCH_NARGS + 3] = JsonbPGetDatum(LinkError(batch->benefit_type));
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							"WITH a AS MATERIALIZED ("
 							"  SELECT u.id, u.customer_id, u.source_id, u.n, a.account_id, a.username,"
 							"         (SELECT g.properties FROM benefits.grants g"
@@ -356,25 +356,25 @@ void
 ProviderJobsRevoke(GrantChange *change)
 {
 	Jsonb	   *props = change->grant_properties;
-	char	   *account_id = EngineJsonText(props, "account_id");
+	char	   *account_id = BenefitsJsonText(props, "account_id");
 
 	change->new_properties = NULL;
 	if (!change->last_holder || account_id == NULL)
 		return;
 	if (IsGithub(change->benefit_type))
 		GithubJobs(change->organization_id, change->grant_id, "remove_collaborator",
-				   EngineJsonText(props, "username"), props, "repositories");
+				   BenefitsJsonText(props, "username"), props, "repositories");
 	else
 	{
-		char	   *kick = EngineJsonText(change->benefit_properties, "kick_member");
+		char	   *kick = BenefitsJsonText(change->benefit_properties, "kick_member");
 
 		if (kick && strcmp(kick, "true") == 0)
 			DiscordJobs(change->organization_id, change->grant_id, "kick_member",
-						EngineJsonText(props, "guild_id"), account_id, props, "role_ids",
+						BenefitsJsonText(props, "guild_id"), account_id, props, "role_ids",
 						change->customer_id);
 		else
 			DiscordJobs(change->organization_id, change->grant_id, "remove_role",
-						EngineJsonText(props, "guild_id"), account_id, props, "role_ids",
+						BenefitsJsonText(props, "guild_id"), account_id, props, "role_ids",
 						change->customer_id);
 	}
 }
@@ -394,8 +394,8 @@ ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 	static SPIPlanPtr diff_plan;
 	Oid			types[3] = {JSONBOID, JSONBOID, TEXTOID};
 	Datum		values[3];
-	char	   *account_id = EngineJsonText(grant_properties, "account_id");
-	char	   *username = EngineJsonText(grant_properties, "username");
+	char	   *account_id = BenefitsJsonText(grant_properties, "account_id");
+	char	   *username = BenefitsJsonText(grant_properties, "username");
 	bool		github = IsGithub(benefit_type);
 	Jsonb	   *props,
 			   *added,
@@ -410,8 +410,8 @@ ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 	if (!enqueue)
 		return props;
 
-	old_guild = EngineJsonText(grant_properties, "guild_id");
-	new_guild = EngineJsonText(props, "guild_id");
+	old_guild = BenefitsJsonText(grant_properties, "guild_id");
+	new_guild = BenefitsJsonText(props, "guild_id");
 	if (!github && (old_guild == NULL || new_guild == NULL || strcmp(old_guild, new_guild) != 0))
 	{
 		/* Another server: leave the old one, join the new one. */
@@ -428,7 +428,7 @@ ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 	values[0] = JsonbPGetDatum(props);
 	values[1] = JsonbPGetDatum(grant_properties);
 	values[2] = CStringGetTextDatum(github ? "repositories" : "role_ids");
-	EngineExec(BenefitsPlan(&diff_plan,
+	BenefitsExec(BenefitsPlan(&diff_plan,
 						  "WITH n AS (SELECT COALESCE($1->$3, '[]') AS list),"
 						  "     o AS (SELECT COALESCE($2->$3, '[]') AS list)"
 						  "SELECT (SELECT COALESCE(pg_catalog.jsonb_agg(e.x ORDER BY e.k), '[]')"
@@ -567,7 +567,7 @@ link_account(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	GrantLockCustomer(customer_id);
-	EngineExec(BenefitsPlan(&upsert_plan,
+	BenefitsExec(BenefitsPlan(&upsert_plan,
 						  "INSERT INTO benefits.customer_accounts AS a (customer_id, platform, account_id, username, access_token)"
 						  " SELECT c.id, $2, $3, $4, $5 FROM benefits.customers c WHERE c.id = $1"
 						  " ON CONFLICT (customer_id, platform) DO UPDATE"
@@ -583,7 +583,7 @@ link_account(PG_FUNCTION_ARGS)
 					   DatumGetCString(DirectFunctionCall1(uuid_out, values[0]))));
 
 	/* Grants waiting for an account on this platform, oldest first. */
-	EngineExec(BenefitsPlan(&pending_plan,
+	BenefitsExec(BenefitsPlan(&pending_plan,
 						  "SELECT g.id, g.organization_id, g.benefit_id, b.type, b.properties, g.properties"
 						  "  FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id"
 						  " WHERE g.customer_id = $1 AND g.state = 'created'"
@@ -622,7 +622,7 @@ link_account(PG_FUNCTION_ARGS)
 		unulls[2] = c->new_properties ? ' ' : 'n';
 		uvalues[3] = c->error ? JsonbPGetDatum(c->error) : (Datum) 0;
 		unulls[3] = c->error ? ' ' : 'n';
-		EngineExec(BenefitsPlan(&update_plan,
+		BenefitsExec(BenefitsPlan(&update_plan,
 							  "UPDATE benefits.grants"
 							  "   SET state = $2, properties = COALESCE($3, properties), error = $4,"
 							  "       granted_at = CASE WHEN $2 = 'active' THEN COALESCE(granted_at, pg_catalog.now())"

@@ -85,7 +85,7 @@ ReadReconciliation(bool for_subscription, pg_uuid_t source_id, pg_uuid_t custome
 	args[1] = UuidGetDatum(&product_id);
 	args[2] = BoolGetDatum(decision == ACCESS_GRANT);
 	args[3] = UuidGetDatum(&customer_id);
-	EngineExec(for_subscription
+	BenefitsExec(for_subscription
 			   ? BenefitsPlan(&by_subscription, RECONCILE_SQL("subscription_id", "order_id"), 4, types)
 			   : BenefitsPlan(&by_order, RECONCILE_SQL("order_id", "subscription_id"), 4, types),
 			   args, NULL, false, 0);
@@ -106,14 +106,14 @@ ReadReconciliation(bool for_subscription, pg_uuid_t source_id, pg_uuid_t custome
 		{
 			WantedBenefit *w = &r->wanted[r->nwanted++];
 
-			w->benefit_id = EngineResultUuid(i, 3);
+			w->benefit_id = BenefitsResultUuid(i, 3);
 			w->type = SPI_getvalue(t, d, 7);
 			w->properties = JsonbFromResult(i, 8);
 			SPI_getbinval(t, d, 2, &isnull);
 			w->has_grant = !isnull;
 			if (w->has_grant)
 			{
-				w->grant_id = EngineResultUuid(i, 2);
+				w->grant_id = BenefitsResultUuid(i, 2);
 				w->grant_state = SPI_getvalue(t, d, 9);
 				w->grant_properties = JsonbFromResult(i, 10);
 			}
@@ -122,9 +122,9 @@ ReadReconciliation(bool for_subscription, pg_uuid_t source_id, pg_uuid_t custome
 		}
 		else
 		{
-			r->live_grant[r->nlive] = EngineResultUuid(i, 2);
-			r->live_benefit[r->nlive] = EngineResultUuid(i, 3);
-			live_customer[r->nlive] = EngineResultUuid(i, 4);
+			r->live_grant[r->nlive] = BenefitsResultUuid(i, 2);
+			r->live_benefit[r->nlive] = BenefitsResultUuid(i, 3);
+			live_customer[r->nlive] = BenefitsResultUuid(i, 4);
 			r->nlive++;
 		}
 	}

@@ -78,29 +78,6 @@ typedef struct SubscriptionState
 	TimestampTz past_due_at;
 } SubscriptionState;
 
-/* Executes a kept plan, raising on SPI failure. */
-int
-EngineExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, read_only, count);
-
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-	return rc;
-}
-
-/* A uuid column of an SPI result row, which must not be null. */
-pg_uuid_t
-EngineResultUuid(int row, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
-
-	if (isnull)
-		elog(ERROR, "unexpected null uuid in column %d", col);
-	return *DatumGetUUIDP(d);
-}
-
 /* Revokes one grant and writes benefit_grant.revoked when it was live. */
 void
 EngineRevokeGrant(pg_uuid_t grant_id)
@@ -119,7 +96,7 @@ GracePeriod(pg_uuid_t organization_id)
 	bool		isnull;
 	Datum		d;
 
-	EngineExec(BenefitsPlan(&plan, "SELECT grace_period FROM benefits.organizations WHERE id = $1",
+	BenefitsExec(BenefitsPlan(&plan, "SELECT grace_period FROM benefits.organizations WHERE id = $1",
 						  1, types),
 			   values, NULL, true, 1);
 	if (SPI_processed == 0)
@@ -229,7 +206,7 @@ SyncSubscription(pg_uuid_t subscription_id, bool defer_events)
 	Datum		values[1] = {UuidGetDatum(&subscription_id)};
 	SubscriptionState s;
 
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT * FROM benefits.subscriptions WHERE id = $1 FOR NO KEY UPDATE",
 						  1, types),
 			   values, NULL, false, 1);
@@ -281,15 +258,15 @@ EngineSyncOrder(pg_uuid_t order_id)
 	char	   *reason,
 			   *status;
 
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT customer_id, product_id, billing_reason, status"
 						  "  FROM benefits.orders WHERE id = $1 FOR NO KEY UPDATE",
 						  1, types),
 			   values, NULL, false, 1);
 	if (SPI_processed == 0)
 		return;
-	customer_id = EngineResultUuid(0, 1);
-	product_id = EngineResultUuid(0, 2);
+	customer_id = BenefitsResultUuid(0, 1);
+	product_id = BenefitsResultUuid(0, 2);
 	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	EngineReconcileGrants(false, order_id, customer_id, product_id, OrderDecision(reason, status), false);
@@ -317,7 +294,7 @@ CycleSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id)
 			  **gprops;
 
 	GrantLockCustomer(customer_id);
-	EngineExec(BenefitsPlan(&select_plan,
+	BenefitsExec(BenefitsPlan(&select_plan,
 						  "SELECT g.id, g.organization_id, b.type, b.properties, g.properties"
 						  "  FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id"
 						  "  LEFT JOIN benefits.subscriptions s ON s.id = g.subscription_id"
@@ -339,8 +316,8 @@ CycleSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id)
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 
-		grant_ids[i] = EngineResultUuid(i, 1);
-		org_ids[i] = EngineResultUuid(i, 2);
+		grant_ids[i] = BenefitsResultUuid(i, 1);
+		org_ids[i] = BenefitsResultUuid(i, 2);
 		btypes[i] = SPI_getvalue(t, d, 3);
 		bprops[i] = DatumGetJsonbPCopy(SPI_getbinval(t, d, 4, &isnull));
 		gprops[i] = DatumGetJsonbPCopy(SPI_getbinval(t, d, 5, &isnull));
@@ -354,7 +331,7 @@ CycleSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id)
 												  bprops[i], gprops[i]);
 			Datum		uvalues[2] = {UuidGetDatum(&grant_ids[i]), JsonbPGetDatum(props)};
 
-			EngineExec(BenefitsPlan(&update_plan,
+			BenefitsExec(BenefitsPlan(&update_plan,
 								  "UPDATE benefits.grants SET properties = $2, modified_at = pg_catalog.now()"
 								  " WHERE id = $1",
 								  2, update_types),
@@ -577,7 +554,7 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 		Oid			types[1] = {UUIDOID};
 		Datum		values[1] = {UuidGetDatum(&customer_id)};
 
-		EngineExec(BenefitsPlan(&plan,
+		BenefitsExec(BenefitsPlan(&plan,
 								"SELECT 1 FROM benefits.customers WHERE id = $1 AND deleted_at IS NULL",
 								1, types),
 				   values, NULL, false, 1);
@@ -606,7 +583,7 @@ run_maintenance(PG_FUNCTION_ARGS)
 	pg_uuid_t  *ids;
 
 	SPI_connect();
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT s.id FROM benefits.subscriptions s"
 						  "  JOIN benefits.organizations o ON o.id = s.organization_id"
 						  " WHERE (s.status IN ('canceled', 'past_due', 'unpaid') OR s.cancel_at_period_end)"
@@ -626,7 +603,7 @@ run_maintenance(PG_FUNCTION_ARGS)
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
 	for (int i = 0; i < n; i++)
-		ids[i] = EngineResultUuid(i, 1);
+		ids[i] = BenefitsResultUuid(i, 1);
 	for (int i = 0; i < n; i++)
 		EngineSyncSubscription(ids[i]);
 	SPI_finish();
@@ -648,7 +625,7 @@ EngineProductBenefitsChanged(pg_uuid_t product_id)
 	int			n;
 	pg_uuid_t  *ids;
 
-	EngineExec(BenefitsPlan(&subs_plan,
+	BenefitsExec(BenefitsPlan(&subs_plan,
 						  "SELECT s.id FROM benefits.subscriptions s WHERE s.product_id = $1"
 						  "   AND (s.status IN ('active', 'trialing')"
 						  "        OR EXISTS (SELECT FROM benefits.grants g"
@@ -659,11 +636,11 @@ EngineProductBenefitsChanged(pg_uuid_t product_id)
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
 	for (int i = 0; i < n; i++)
-		ids[i] = EngineResultUuid(i, 1);
+		ids[i] = BenefitsResultUuid(i, 1);
 	for (int i = 0; i < n; i++)
 		EngineSyncSubscription(ids[i]);
 
-	EngineExec(BenefitsPlan(&orders_plan,
+	BenefitsExec(BenefitsPlan(&orders_plan,
 						  "SELECT o.id FROM benefits.orders o WHERE o.product_id = $1"
 						  "   AND o.billing_reason = 'purchase' AND o.status IN ('paid', 'partially_refunded')"
 						  " ORDER BY o.id",
@@ -672,7 +649,7 @@ EngineProductBenefitsChanged(pg_uuid_t product_id)
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
 	for (int i = 0; i < n; i++)
-		ids[i] = EngineResultUuid(i, 1);
+		ids[i] = BenefitsResultUuid(i, 1);
 	for (int i = 0; i < n; i++)
 		EngineSyncOrder(ids[i]);
 }

@@ -331,7 +331,7 @@ LoadTracked(Oid relid, Tracked *t)
 	HeapTuple	tuple;
 	TupleDesc	desc;
 
-	EngineExec(BenefitsPlan(&plan,
+	BenefitsExec(BenefitsPlan(&plan,
 							"SELECT id, kind = 'subscriptions', organization_id, settings"
 							"  FROM benefits.tracked_tables WHERE source = $1",
 							1, types),
@@ -353,7 +353,7 @@ LoadTracked(Oid relid, Tracked *t)
 static char *
 RowValue(Tracked *t, const char *setting, HeapTuple row, TupleDesc desc)
 {
-	char	   *column = EngineJsonText(t->settings, setting);
+	char	   *column = BenefitsJsonText(t->settings, setting);
 	int			attnum;
 
 	if (column == NULL)
@@ -374,7 +374,7 @@ RowValue(Tracked *t, const char *setting, HeapTuple row, TupleDesc desc)
 static void
 Unknown(Tracked *t, const char *row_id, int sqlstate, const char *what, const char *value, const char *hint)
 {
-	char	   *mode = EngineJsonText(t->settings, "on_unknown");
+	char	   *mode = BenefitsJsonText(t->settings, "on_unknown");
 	StringInfoData reason;
 
 	initStringInfo(&reason);
@@ -390,7 +390,7 @@ Unknown(Tracked *t, const char *row_id, int sqlstate, const char *what, const ch
 		Datum		values[3] = {Int32GetDatum(t->id), CStringGetTextDatum(row_id),
 		CStringGetTextDatum(reason.data)};
 
-		EngineExec(BenefitsPlan(&plan,
+		BenefitsExec(BenefitsPlan(&plan,
 								"INSERT INTO benefits.tracking_skips (tracked_table, row_id, reason) VALUES ($1, $2, $3)",
 								3, types),
 				   values, NULL, false, 0);
@@ -413,7 +413,7 @@ ByExternalId(bool customer, pg_uuid_t organization_id, const char *external_id, 
 		return false;
 	values[0] = UuidGetDatum(&organization_id);
 	values[1] = CStringGetTextDatum(external_id);
-	EngineExec(customer
+	BenefitsExec(customer
 			   ? BenefitsPlan(&customer_plan,
 							  "SELECT id FROM benefits.customers"
 							  " WHERE organization_id = $1 AND external_id = $2 AND deleted_at IS NULL",
@@ -437,7 +437,7 @@ DeleteMirror(Tracked *t, const char *row_id)
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2] = {Int32GetDatum(t->id), CStringGetTextDatum(row_id)};
 
-	EngineExec(t->subscriptions
+	BenefitsExec(t->subscriptions
 			   ? BenefitsPlan(&subs_plan,
 							  "DELETE FROM benefits.subscriptions WHERE tracked_table = $1 AND tracked_id = $2",
 							  2, types)
@@ -553,7 +553,7 @@ track_trigger(PG_FUNCTION_ARGS)
 		nulls[5] = cancel ? ' ' : 'n';
 		values[6] = Int32GetDatum(t.id);
 		values[7] = CStringGetTextDatum(row_id);
-		EngineExec(BenefitsPlan(&plan,
+		BenefitsExec(BenefitsPlan(&plan,
 								"INSERT INTO benefits.subscriptions AS s"
 								"  (organization_id, customer_id, product_id, status, current_period_end,"
 								"   cancel_at_period_end, tracked_table, tracked_id)"
@@ -594,7 +594,7 @@ track_trigger(PG_FUNCTION_ARGS)
 		 * that id.  Billing reasons other than the four known ones (and
 		 * Stripe's "manual", a purchase) change nothing.
 		 */
-		EngineExec(BenefitsPlan(&plan,
+		BenefitsExec(BenefitsPlan(&plan,
 								"WITH sub AS ("
 								"  SELECT s.id FROM benefits.subscriptions s"
 								"    JOIN benefits.tracked_tables t ON t.id = s.tracked_table"

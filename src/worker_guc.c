@@ -108,18 +108,3 @@ WorkerGucInit(void)
 							NULL, &benefits_maintenance_interval, 60000, 1000, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 }
-
-/*
- * The worker's part of _PG_init: settings always; shared memory and the
- * launcher only when preloaded (and never during pg_upgrade).
- */
-void
-WorkerInit(void)
-{
-	WorkerGucInit();
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	WorkerShmemInit();
-	if (!IsBinaryUpgrade)
-		WorkerRegisterLauncher();
-}
