@@ -30,6 +30,7 @@
 
 #include "benefits.h"
 #include "engine.h"
+#include "trigger_guard.h"
 #include "grants.h"
 #include "xact_queue.h"
 
@@ -257,4 +258,29 @@ bool
 ActivationsPending(void)
 {
 	return queue.n > 0;
+}
+
+PG_FUNCTION_INFO_V1(grants_sync_events);
+
+/*
+ * AFTER INSERT OR UPDATE ... FOR EACH STATEMENT on benefits.subscriptions and
+ * benefits.orders: grants the subscriptions the statement's row triggers
+ * activated (activations.c), then writes the events they queued.
+ */
+Datum
+grants_sync_events(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = TriggerGuard(fcinfo, "grants_sync_events", FIRES_AFTER_STATEMENT, NULL);
+
+	if (!TriggerOnTable(trigdata, "subscriptions") && !TriggerOnTable(trigdata, "orders"))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("grants_sync_events fires only on benefits.subscriptions and benefits.orders")));
+	if (!EventsDeferredPending() && !ActivationsPending())
+		return PointerGetDatum(NULL);
+	SPI_connect();
+	ActivationsFlush();
+	EventsFlushDeferred();
+	SPI_finish();
+	return PointerGetDatum(NULL);
 }

@@ -16,7 +16,7 @@
 
 #include "grants.h"
 
-/* Webhook event types (DESIGN.md) and the extension's own low-balance event. */
+/* Webhook event types (Polar's names) and the extension's own low-balance event. */
 #define EVENT_GRANT_CREATED		"benefit_grant.created"
 #define EVENT_GRANT_UPDATED		"benefit_grant.updated"
 #define EVENT_GRANT_CYCLED		"benefit_grant.cycled"
@@ -33,16 +33,37 @@ typedef enum AccessDecision
 	ACCESS_REVOKE				/* hold none */
 } AccessDecision;
 
-/* subscriptions.c */
+/* subscription_rules.c */
+/* subscription_rules.c: a subscription's fields that decide access */
+typedef struct SubscriptionState
+{
+	pg_uuid_t	id;
+	pg_uuid_t	organization_id;
+	pg_uuid_t	customer_id;
+	pg_uuid_t	product_id;
+	char	   *status;
+	bool		has_period_end;
+	TimestampTz period_end;
+	bool		has_ended_at;
+	TimestampTz ended_at;
+	bool		cancel_at_period_end;
+	bool		has_past_due_at;
+	TimestampTz past_due_at;
+} SubscriptionState;
+extern void SubscriptionFromTuple(HeapTuple tuple, TupleDesc desc, SubscriptionState *s);
+extern AccessDecision SubscriptionDecision(SubscriptionState *s);
+extern AccessDecision OrderDecision(const char *billing_reason, const char *status);
 extern void EngineSyncSubscription(pg_uuid_t subscription_id);
 extern void EngineSyncOrder(pg_uuid_t order_id);
+extern void EngineActivateSubscription(pg_uuid_t subscription_id);
+
+/* subscriptions.c */
 extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
 extern void EngineRevokeGrant(pg_uuid_t grant_id);
 
 /* reconcile.c */
 extern void EngineReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,
 								  pg_uuid_t product_id, AccessDecision decision, bool defer_events);
-extern void EngineActivateSubscription(pg_uuid_t subscription_id);
 
 /* activations.c: activated subscriptions granted at the statement's end */
 extern void ActivationsQueue(pg_uuid_t subscription_id, pg_uuid_t customer_id, pg_uuid_t product_id);
@@ -60,6 +81,7 @@ extern void EventsGrantApplied(pg_uuid_t grant_id);
 extern bool EventsOrganizationSubscribed(pg_uuid_t organization_id, const char *event_type);
 extern void EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type);
 extern void EventsFlushDeferred(void);
+extern bool EventsDeferredPending(void);
 extern int	EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 								Jsonb *previous_properties);
 extern int	EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties);

@@ -25,7 +25,6 @@
 
 #include "benefits.h"
 #include "engine.h"
-#include "trigger_guard.h"
 #include "xact_queue.h"
 
 /* The api_version of the payloads: the Polar webhook format they follow. */
@@ -33,7 +32,6 @@
 
 PG_FUNCTION_INFO_V1(enqueue_grant_event);
 PG_FUNCTION_INFO_V1(enqueue_benefit_event);
-PG_FUNCTION_INFO_V1(grants_sync_events);
 
 #define SQL_MESSAGE_ID "'msg_' || pg_catalog.translate(pg_catalog.gen_random_uuid()::text, '-', '')"
 
@@ -284,6 +282,13 @@ static XactQueue deferred = XACT_QUEUE_INIT(DeferredEvent, "webhook events of gr
 /* Flushing in the row trigger once this many are queued bounds the memory. */
 #define DEFERRED_FLUSH_AT 50000
 
+/* Are events of this transaction waiting for their statement's end? */
+bool
+EventsDeferredPending(void)
+{
+	return deferred.n > 0;
+}
+
 /* Writes every queued event, in queue order, one statement per run of one type. */
 void
 EventsFlushDeferred(void)
@@ -334,29 +339,6 @@ EventsDeferGrants(const pg_uuid_t *grant_ids, int n, const char *event_type)
 	}
 	if (deferred.n >= DEFERRED_FLUSH_AT)
 		EventsFlushDeferred();
-}
-
-/*
- * AFTER INSERT OR UPDATE ... FOR EACH STATEMENT on benefits.subscriptions and
- * benefits.orders: grants the subscriptions the statement's row triggers
- * activated (activations.c), then writes the events they queued.
- */
-Datum
-grants_sync_events(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = TriggerGuard(fcinfo, "grants_sync_events", FIRES_AFTER_STATEMENT, NULL);
-
-	if (!TriggerOnTable(trigdata, "subscriptions") && !TriggerOnTable(trigdata, "orders"))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("grants_sync_events fires only on benefits.subscriptions and benefits.orders")));
-	if (deferred.n == 0 && !ActivationsPending())
-		return PointerGetDatum(NULL);
-	SPI_connect();
-	ActivationsFlush();
-	EventsFlushDeferred();
-	SPI_finish();
-	return PointerGetDatum(NULL);
 }
 
 /*

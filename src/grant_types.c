@@ -94,3 +94,17 @@ BenefitTypeRevoke(GrantChange *change)
 	if (handlers->revoke)
 		handlers->revoke(change);
 }
+
+/*
+ * Grants the batch's benefit to each of its customers; fills grant_ids.
+ * The caller writes the events.
+ */
+void
+GrantBatchFresh(GrantBatch *batch)
+{
+	if (batch->n == 0)
+		return;
+	for (int i = 0; i < batch->n; i++)
+		batch->grant_ids[i] = BenefitsRandomUuid();
+	BenefitTypeGrantMany(batch);
+}

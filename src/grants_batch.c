@@ -42,17 +42,3 @@ GrantBatchArgs(const GrantBatch *batch, Oid *types, Datum *values)
 	values[4] = BenefitsUuidArray(batch->source_ids ? batch->source_ids : batch->customer_ids, batch->n);
 	values[5] = CStringGetTextDatum(code);
 }
-
-/*
- * Grants the batch's benefit to each of its customers; fills grant_ids.
- * The caller writes the events.
- */
-void
-GrantBatchFresh(GrantBatch *batch)
-{
-	if (batch->n == 0)
-		return;
-	for (int i = 0; i < batch->n; i++)
-		batch->grant_ids[i] = BenefitsRandomUuid();
-	BenefitTypeGrantMany(batch);
-}

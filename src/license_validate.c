@@ -3,7 +3,7 @@
  * deactivate_license: the calls a customer's application makes with a key.
  *
  * Business outcomes never raise; they come back as a code, checked in the
- * order DESIGN.md fixes: not_found, revoked, disabled, expired,
+ * order the public API documents (README, "License keys"): not_found, revoked, disabled, expired,
  * activation_not_found, conditions_mismatch, benefit_mismatch,
  * customer_mismatch, usage_exceeded, then activations_unsupported,
  * activation_limit_reached for activation.  A malformed key (wrong check

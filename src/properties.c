@@ -2,7 +2,7 @@
  * properties.c — validation and normalization of benefits.properties.
  *
  * Administrators describe each benefit with a JSON object whose keys depend on
- * the benefit type (DESIGN.md, "Benefit types and properties").  Every key is
+ * the benefit type (README, "Catalog").  Every key is
  * checked here, in C, before a benefit is written: anything we do not
  * understand, including an unknown key, raises SQLSTATE 22023 with a message
  * naming the JSON path (properties.repositories[1].permission).  Array

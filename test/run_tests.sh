@@ -21,7 +21,13 @@ export CLUSTER_CONF="benefits.database_names = 'contrib_regression,isolation_reg
 benefits.allow_private_network = on
 benefits.worker_delivery = off"
 
-suites=${SUITES:-installcheck tap}   # SUITES=tap runs the TAP tests alone
+suites=${SUITES:-layers installcheck tap}   # SUITES=tap runs the TAP tests alone
+
+if [[ " $suites " == *" layers "* ]]; then
+    echo "== layers: no C file uses a symbol of a file that uses one of its own"
+    python3 test/tools/layers.py $(ls src/*.c | sed 's/\.c$/.o/')
+    record layers $?
+fi
 
 if [[ " $suites " == *" installcheck "* ]]; then
     echo "== pg_regress and isolation specs"
