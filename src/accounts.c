@@ -20,6 +20,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "engine.h"
 #include "provider_names.h"
 
@@ -97,6 +98,8 @@ link_account(PG_FUNCTION_ARGS)
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			n;
 	GrantChange *changes;
+	const BenefitType *waiting_type;
+	Datum		pending[2];
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("customer_id must not be null"));
@@ -104,7 +107,8 @@ link_account(PG_FUNCTION_ARGS)
 		ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("platform must not be null"));
 	customer_id = *PG_GETARG_UUID_P(0);
 	platform = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (strcmp(platform, "github") != 0 && strcmp(platform, "discord") != 0)
+	waiting_type = BenefitTypeForPlatform(platform);
+	if (waiting_type == NULL)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("platform must be \"github\" or \"discord\""),
@@ -150,15 +154,17 @@ link_account(PG_FUNCTION_ARGS)
 					   DatumGetCString(DirectFunctionCall1(uuid_out, values[0]))));
 
 	/* Grants waiting for an account on this platform, oldest first. */
+	pending[0] = values[0];
+	pending[1] = CStringGetTextDatum(waiting_type->name);
 	BenefitsExec(BenefitsPlan(&pending_plan,
 						  "SELECT g.id, g.organization_id, g.benefit_id, b.type, b.properties, g.properties"
 						  "  FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id"
 						  " WHERE g.customer_id = $1 AND g.state = 'created'"
-						  "   AND b.type = CASE $2 WHEN 'github' THEN 'github_repository' ELSE 'discord' END"
+						  "   AND b.type = $2"
 						  "   AND NOT g.properties ? 'account_id'"
 						  " ORDER BY g.created_at, g.id",
 						  2, types),
-			   values, NULL, false, 0);
+			   pending, NULL, false, 0);
 	n = (int) SPI_processed;
 	changes = palloc0(sizeof(GrantChange) * (n + 1));
 	for (int i = 0; i < n; i++)
@@ -182,7 +188,7 @@ link_account(PG_FUNCTION_ARGS)
 		Datum		uvalues[4];
 		char		unulls[4] = {' ', ' ', ' ', ' '};
 
-		ProviderJobsGrant(c);
+		BenefitTypeGrant(c);
 		uvalues[0] = UuidGetDatum(&c->grant_id);
 		uvalues[1] = CStringGetTextDatum(c->new_state);
 		uvalues[2] = c->new_properties ? JsonbPGetDatum(c->new_properties) : (Datum) 0;

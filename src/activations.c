@@ -29,6 +29,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "engine.h"
 #include "trigger_guard.h"
 #include "grants.h"

@@ -26,7 +26,7 @@
 
 #include "benefits.h"
 #include "engine.h"
-#include "properties.h"
+#include "benefit_type.h"
 
 PG_FUNCTION_INFO_V1(create_benefit);
 PG_FUNCTION_INFO_V1(update_benefit);
@@ -161,7 +161,7 @@ create_benefit(PG_FUNCTION_ARGS)
 	text	   *description;
 	Jsonb	   *properties;
 	Jsonb	   *normalized;
-	const char *stored_type;
+	const BenefitType *stored_type;
 	Oid			argtypes[4] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID};
 	Datum		args[4];
 	SPIPlanPtr	plan;
@@ -174,10 +174,7 @@ create_benefit(PG_FUNCTION_ARGS)
 	organization_id = PG_GETARG_UUID_P(1);
 	description = PG_GETARG_TEXT_PP(2);
 	properties = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
-	if (BenefitTypeCanonical(type) == NULL)
-		ereport(ERROR, CATALOG_ERROR,
-				errmsg("type must be one of license_keys, github_repository, discord, downloadable, meter_credits, custom"),
-				errdetail("\"%s\" is not a benefit type.", type));
+	(void) BenefitTypeRequire(type);
 	CheckDescription(description);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -190,7 +187,7 @@ create_benefit(PG_FUNCTION_ARGS)
 					" VALUES ($1, $2, $3, $4) RETURNING b",
 					4, argtypes);
 	args[0] = UUIDPGetDatum(organization_id);
-	args[1] = CStringGetTextDatum(stored_type);
+	args[1] = CStringGetTextDatum(stored_type->name);
 	args[2] = PointerGetDatum(description);
 	args[3] = JsonbPGetDatum(normalized);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
@@ -236,15 +233,15 @@ update_benefit(PG_FUNCTION_ARGS)
 				errmsg("benefit %s is deleted", BenefitsUuidText(benefit_id)));
 	if (properties != NULL)
 	{
-		const char *type;
+		const BenefitType *type;
 
 		normalized = BenefitPropertiesNormalize(previous.type, properties,
 												previous.organization_id, &type);
-		if (strcmp(type, previous.type) != 0)
+		if (strcmp(type->name, previous.type) != 0)
 			ereport(ERROR, CATALOG_ERROR,
 					errmsg("the type of a benefit cannot change"),
 					errdetail("The benefit is a %s benefit; these properties describe a %s benefit.",
-							  previous.type, type));
+							  previous.type, type->name));
 	}
 
 	plan = BenefitsPlan(&benefit_update_plan,

@@ -34,6 +34,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "engine.h"
 
 /* The benefit's id from the benefits.benefits row a catalog function returns. */
@@ -52,26 +53,6 @@ EngineBenefitCreated(pg_uuid_t benefit_id)
 	EventsEnqueueBenefit(benefit_id, EVENT_BENEFIT_CREATED);
 }
 
-/* License keys of the benefit take its new usage and activation limits. */
-static void
-ResyncLicenseKeys(pg_uuid_t benefit_id, Jsonb *properties)
-{
-	static SPIPlanPtr plan;
-	Oid			types[2] = {UUIDOID, JSONBOID};
-	Datum		values[2] = {UuidGetDatum(&benefit_id), JsonbPGetDatum(properties)};
-
-	BenefitsExec(BenefitsPlan(&plan,
-							"UPDATE benefits.license_keys"
-							"   SET limit_usage = ($2->>'limit_usage')::int,"
-							"       limit_activations = ($2#>>'{activations,limit}')::int,"
-							"       modified_at = pg_catalog.now()"
-							" WHERE benefit_id = $1"
-							"   AND (limit_usage IS DISTINCT FROM ($2->>'limit_usage')::int"
-							"        OR limit_activations IS DISTINCT FROM ($2#>>'{activations,limit}')::int)",
-							2, types),
-			   values, NULL, false, 0);
-}
-
 /*
  * update_benefit: properties is the new normalized value, or NULL when only
  * the description changed (then the grants are untouched).
@@ -84,7 +65,7 @@ EngineBenefitUpdated(pg_uuid_t benefit_id, const char *benefit_type, Jsonb *prop
 	Oid			types[1] = {UUIDOID};
 	Oid			update_types[3] = {UUIDOID, JSONBOID, JSONBOID};
 	Datum		values[1] = {UuidGetDatum(&benefit_id)};
-	bool		provider;
+	const BenefitType *bt;
 	int			n;
 	pg_uuid_t  *grant_ids,
 			   *org_ids,
@@ -96,11 +77,9 @@ EngineBenefitUpdated(pg_uuid_t benefit_id, const char *benefit_type, Jsonb *prop
 		EventsEnqueueBenefit(benefit_id, EVENT_BENEFIT_UPDATED);
 		return;
 	}
-	provider = strcmp(benefit_type, "github_repository") == 0 || strcmp(benefit_type, "discord") == 0;
-	if (strcmp(benefit_type, "license_keys") == 0)
-		ResyncLicenseKeys(benefit_id, properties);
-	else if (strcmp(benefit_type, "meter_credits") == 0)
-		MeterCreditsBenefitUpdated(benefit_id);
+	bt = BenefitTypeOf(benefit_type);
+	if (bt->benefit_updated)
+		bt->benefit_updated(benefit_id, properties);
 
 	BenefitsExec(BenefitsPlan(&live_plan,
 							"SELECT id, organization_id, customer_id, properties FROM benefits.grants"
@@ -130,13 +109,13 @@ EngineBenefitUpdated(pg_uuid_t benefit_id, const char *benefit_type, Jsonb *prop
 		Jsonb	   *props = previous[i];
 		Datum		uvalues[3];
 
-		if (provider)
+		if (bt->grant_updated)
 		{
 			/* One customer's grants share the access: its jobs are written once. */
 			bool		first = i == 0 || memcmp(&customer_ids[i], &customer_ids[i - 1], sizeof(pg_uuid_t)) != 0;
 
-			props = ProviderJobsUpdate(grant_ids[i], org_ids[i], customer_ids[i], benefit_type,
-									   properties, previous[i], first);
+			props = bt->grant_updated(grant_ids[i], org_ids[i], customer_ids[i],
+									  properties, previous[i], first);
 		}
 		uvalues[0] = UuidGetDatum(&grant_ids[i]);
 		uvalues[1] = JsonbPGetDatum(props);

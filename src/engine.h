@@ -88,20 +88,17 @@ extern int	EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb 
 extern int	EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type);
 extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data);
 
-/* meters.c: the meter_credits benefit type */
-extern void MeterCreditsGrant(GrantChange *change);
-extern void MeterCreditsGrantMany(GrantBatch *batch);
-extern void MeterCreditsRevoke(GrantChange *change);
-extern void MeterCreditsBenefitUpdated(pg_uuid_t benefit_id);
-extern Jsonb *MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
-								Jsonb *benefit_properties, Jsonb *grant_properties);
-
-/* provider_jobs.c: the github_repository and discord benefit types */
-extern void ProviderJobsGrant(GrantChange *change);
-extern void ProviderJobsGrantMany(GrantBatch *batch);
-extern void ProviderJobsRevoke(GrantChange *change);
+/*
+ * provider_jobs.c: the access the provider types (type_github_repository.c,
+ * type_discord.c) deliver, as outbox jobs, for the platform they name.
+ */
+#define PROVIDER_GITHUB "github"
+#define PROVIDER_DISCORD "discord"
+extern void ProviderJobsGrant(GrantChange *change, const char *platform);
+extern void ProviderJobsGrantMany(GrantBatch *batch, const char *platform);
+extern void ProviderJobsRevoke(GrantChange *change, const char *platform);
 extern Jsonb *ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
-								 const char *benefit_type,
+								 const char *platform,
 								 Jsonb *benefit_properties, Jsonb *grant_properties, bool enqueue);
 
 #endif

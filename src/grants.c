@@ -16,6 +16,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "engine.h"
 #include "grants.h"
 #include "trigger_guard.h"

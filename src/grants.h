@@ -86,9 +86,10 @@ typedef struct GrantBatch
 	"CASE WHEN $6 = 'o' THEN u.source_id END, " state ", " properties ", " error " "
 #define GRANT_BATCH_NARGS 6
 
-/* grants_batch.c */
-extern void GrantBatchFresh(GrantBatch *batch);
+/* grants_batch.c: a batch's SQL arguments; the grants of types with nothing to deliver */
 extern void GrantBatchArgs(const GrantBatch *batch, Oid *types, Datum *values);
+extern void GrantLocal(GrantChange *change);
+extern void GrantLocalMany(GrantBatch *batch);
 
 /* grants.c */
 /*
@@ -110,11 +111,5 @@ extern pg_uuid_t GrantApplyLoaded(GrantChange *change, const char *state, bool *
 extern bool GrantRevoke(pg_uuid_t grant_id);
 extern pg_uuid_t GrantLockCustomer(pg_uuid_t customer_id);
 extern void GrantLockCustomers(Datum customer_ids);
-
-/* grant_types.c: per-benefit-type effects of granting and revoking */
-extern void BenefitTypeGrant(GrantChange *change);
-extern void BenefitTypeRevoke(GrantChange *change);
-extern void BenefitTypeGrantMany(GrantBatch *batch);
-
 
 #endif

@@ -42,3 +42,27 @@ GrantBatchArgs(const GrantBatch *batch, Oid *types, Datum *values)
 	values[4] = BenefitsUuidArray(batch->source_ids ? batch->source_ids : batch->customer_ids, batch->n);
 	values[5] = CStringGetTextDatum(code);
 }
+
+/* The grant handler of types with nothing to deliver beyond the grant itself. */
+void
+GrantLocal(GrantChange *change)
+{
+	change->new_state = "active";
+}
+
+/* GrantLocal for a batch: the grants alone, active at once. */
+void
+GrantLocalMany(GrantBatch *batch)
+{
+	static SPIPlanPtr plan;
+	Oid			types[GRANT_BATCH_NARGS];
+	Datum		values[GRANT_BATCH_NARGS];
+
+	GrantBatchArgs(batch, types, values);
+	BenefitsExec(BenefitsPlan(&plan,
+							  GRANT_BATCH_INSERT("'active'", "'{}'", "NULL") "FROM " GRANT_BATCH_ROWS,
+							  GRANT_BATCH_NARGS, types),
+				 values, NULL, false, 0);
+	if (SPI_processed != (uint64) batch->n)
+		elog(ERROR, "could not write grants");
+}

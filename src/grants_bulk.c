@@ -19,6 +19,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "engine.h"
 #include "grants.h"
 

@@ -39,7 +39,7 @@ extern char *LicenseKeyDisplay(const char *canonical);
  * SQL pieces of issuing a key from a benefit's normalized properties, shared
  * by the single and the bulk grant: the limits, the expiry (none when the
  * grant comes from a subscription), and what another grant of an existing
- * key changes (see LicenseKeyGrant).
+ * key changes (type_license_keys.c).
  */
 #define LICENSE_KEY_LIMITS_FROM(props) \
 	"(" props "->>'limit_usage')::int, (" props "->'activations'->>'limit')::int"
@@ -56,10 +56,5 @@ extern char *LicenseKeyDisplay(const char *canonical);
 	"  WHEN k.expires_at IS NULL OR EXCLUDED.expires_at IS NULL THEN NULL " \
 	"  ELSE greatest(k.expires_at, EXCLUDED.expires_at) END, " \
 	" modified_at = now()"
-
-/* license_grants.c: issue, restore and revoke a grant's key. */
-extern void LicenseKeyGrant(GrantChange *change);
-extern void LicenseKeyRevoke(GrantChange *change);
-extern void LicenseKeyGrantMany(GrantBatch *batch);
 
 #endif

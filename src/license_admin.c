@@ -20,6 +20,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "license.h"
 
 PG_FUNCTION_INFO_V1(import_license_key);
@@ -174,10 +175,10 @@ import_license_key(PG_FUNCTION_ARGS)
 				errmsg("benefit_id %s does not exist", BenefitsUuidText(DatumGetUUIDP(PG_GETARG_DATUM(1)))));
 	benefit_org = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	type = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (strcmp(type, "license_keys") != 0)
+	if (BenefitTypeOf(type) != &LicenseKeysBenefit)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("benefit_id must name a license_keys benefit"),
+				errmsg("benefit_id must name a %s benefit", LicenseKeysBenefit.name),
 				errdetail("It names a %s benefit.", type));
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)))
 		ereport(ERROR,

@@ -1,9 +1,10 @@
 /*
- * properties.h — validation and normalization of benefits.properties.
+ * properties.h — reading and writing benefit properties (properties.c), for
+ * the type files that validate and normalize them.
  *
- * The catalog (catalog.c) calls BenefitPropertiesNormalize before it writes a
- * benefit; everything else in the extension reads benefits.properties in the
- * normalized shapes it produces (see properties.c for each type's shape).
+ * A type's normalize function reads the caller's object through the Prop*At
+ * and PropField helpers, which raise SQLSTATE 22023 naming the JSON path,
+ * and pushes the normalized object's members through the PropPut* helpers.
  */
 #ifndef BENEFITS_PROPERTIES_H
 #define BENEFITS_PROPERTIES_H
@@ -13,29 +14,46 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-/*
- * The stored type name for a type name given by a caller ("downloadables" ->
- * "downloadable", "meter_credit" -> "meter_credits"), or NULL when the name is
- * not a benefit type.  The result is a static string.
- */
-extern const char *BenefitTypeCanonical(const char *type);
+#define PROPERTY_ERROR	errcode(ERRCODE_INVALID_PARAMETER_VALUE)
 
-/*
- * Validates `properties` (NULL means '{}') for a benefit of `type` (a type
- * name or alias) in `organization_id` and returns the normalized properties,
- * allocated in the caller's memory context.  *normalized_type receives the
- * type the benefit is stored as (a static string): the canonical name, or
- * "meter_credits" for a "custom" benefit whose properties carry meter_id and
- * credits.
- *
- * Bad input raises SQLSTATE 22023 with a message naming the JSON path.
- * Looks up meters and files of the organization, and registers files given
- * as {name, size} in benefits.files (so the caller's transaction must be the
- * one that writes the benefit).  Opens its own SPI connection: callable with
- * or without one open.
- */
-extern Jsonb *BenefitPropertiesNormalize(const char *type, Jsonb *properties,
-										 pg_uuid_t organization_id,
-										 const char **normalized_type);
+/* Largest integer every JSON client reads exactly (2^53 - 1). */
+#define MAX_SAFE_INTEGER		INT64CONST(9007199254740991)
+
+/* State of one normalization: whose benefit it is and the output built so far. */
+typedef struct PropertiesState
+{
+	pg_uuid_t	organization_id;
+	const char *hint;			/* added to unknown-key errors, or NULL */
+	JsonbParseState *out;
+} PropertiesState;
+
+/* Parses a uuid without raising: canonical 8-4-4-4-12 form or 32 hex digits. */
+extern bool PropParseUuid(const char *s, pg_uuid_t *result);
+/* Is s one of the NULL-terminated list; the list as "a, b, c". */
+extern bool PropInList(const char *s, const char *const *list);
+extern char *PropJoinList(const char *const *list);
+
+/* Reading: NULL for an absent or JSON-null key; the *At forms raise naming path. */
+extern JsonbValue *PropField(JsonbContainer *obj, const char *key);
+extern JsonbValue *PropRequiredField(JsonbContainer *obj, const char *path, const char *key);
+extern void PropCheckKeys(PropertiesState *state, JsonbContainer *obj, const char *path,
+						  const char *const *known);
+extern bool PropIsObject(JsonbValue *v);
+extern bool PropIsArray(JsonbValue *v);
+extern JsonbContainer *PropObjectAt(JsonbValue *v, const char *path);
+extern JsonbContainer *PropNonEmptyArrayAt(JsonbValue *v, const char *path);
+extern char *PropStringOf(JsonbValue *v);
+extern bool PropBoolAt(JsonbValue *v, const char *path);
+extern bool PropOptionalBool(JsonbContainer *obj, const char *path, const char *key, bool dflt);
+extern int64 PropIntegerAt(JsonbValue *v, const char *path, int64 min, int64 max);
+extern pg_uuid_t PropUuidAt(JsonbValue *v, const char *path);
+
+/* Writing the normalized object. */
+extern void PropPutKey(PropertiesState *state, const char *key);
+extern void PropPutString(PropertiesState *state, JsonbIteratorToken token, const char *s);
+extern void PropPutNull(PropertiesState *state);
+extern void PropPutBool(PropertiesState *state, bool b);
+extern void PropPutInteger(PropertiesState *state, int64 i);
+extern void PropPutKeyString(PropertiesState *state, const char *key, const char *s);
 
 #endif

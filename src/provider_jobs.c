@@ -37,10 +37,11 @@
 #include "benefits.h"
 #include "engine.h"
 
+/* Is the platform GitHub (else Discord)? */
 static bool
-IsGithub(const char *benefit_type)
+IsGithub(const char *platform)
 {
-	return strcmp(benefit_type, "github_repository") == 0;
+	return strcmp(platform, PROVIDER_GITHUB) == 0;
 }
 
 /*
@@ -49,9 +50,9 @@ IsGithub(const char *benefit_type)
  * benefit's properties, the grant's current properties, the account id and
  * username; and the job payloads.
  */
-#define SQL_ACCESS_PROPERTIES(type, bprops, gprops, account, username) \
+#define SQL_ACCESS_PROPERTIES(platform, bprops, gprops, account, username) \
 	"COALESCE(" gprops ", '{}') || pg_catalog.jsonb_build_object('account_id', " account ", 'username', " username ")" \
-	" || CASE WHEN " type " = 'github_repository' THEN pg_catalog.jsonb_build_object(" \
+	" || CASE WHEN " platform " = 'github' THEN pg_catalog.jsonb_build_object(" \
 	"      'repositories', COALESCE(" bprops "->'repositories', '[]')," \
 	"      'repository_owner', " bprops "#>>'{repositories,0,owner}'," \
 	"      'repository_name', " bprops "#>>'{repositories,0,name}'," \
@@ -161,7 +162,7 @@ DiscordJobs(pg_uuid_t organization_id, pg_uuid_t grant_id, const char *action,
  * Discord {account_id, username, guild_id, role_ids, role_id}.
  */
 static Jsonb *
-AccessProperties(const char *benefit_type, Jsonb *benefit_properties, Jsonb *grant_properties,
+AccessProperties(const char *platform, Jsonb *benefit_properties, Jsonb *grant_properties,
 				 const char *account_id, const char *username)
 {
 	static SPIPlanPtr plan;
@@ -170,7 +171,7 @@ AccessProperties(const char *benefit_type, Jsonb *benefit_properties, Jsonb *gra
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 
-	values[0] = CStringGetTextDatum(benefit_type);
+	values[0] = CStringGetTextDatum(platform);
 	values[1] = JsonbPGetDatum(benefit_properties);
 	if (grant_properties)
 		values[2] = JsonbPGetDatum(grant_properties);
@@ -228,30 +229,30 @@ LinkedAccount(GrantChange *change, const char *platform, char **account_id, char
 
 /* The error a grant carries while the customer has no linked account. */
 static Jsonb *
-LinkError(const char *benefit_type)
+LinkError(const char *platform)
 {
-	const char *json = IsGithub(benefit_type)
+	const char *json = IsGithub(platform)
 		? "{\"message\": \"Link a GitHub account to receive access to the repositories.\", \"action\": \"link_github\"}"
 		: "{\"message\": \"Link a Discord account to join the server.\", \"action\": \"link_discord\"}";
 
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
 
-/* Grant handler for github_repository and discord benefits. */
+/* Grant handler of the provider types: the platform's account, then its jobs. */
 void
-ProviderJobsGrant(GrantChange *change)
+ProviderJobsGrant(GrantChange *change, const char *platform)
 {
-	bool		github = IsGithub(change->benefit_type);
+	bool		github = IsGithub(platform);
 	char	   *account_id,
 			   *username;
 	Jsonb	   *props;
 	Jsonb	   *shared;
 
-	if (!LinkedAccount(change, github ? "github" : "discord", &account_id, &username, &shared))
+	if (!LinkedAccount(change, platform, &account_id, &username, &shared))
 	{
 		change->new_state = "created";
 		change->new_properties = NULL;
-		change->error = LinkError(change->benefit_type);
+		change->error = LinkError(platform);
 		return;
 	}
 
@@ -263,7 +264,7 @@ ProviderJobsGrant(GrantChange *change)
 		return;
 	}
 
-	props = AccessProperties(change->benefit_type, change->benefit_properties,
+	props = AccessProperties(platform, change->benefit_properties,
 							 change->grant_properties, account_id, username);
 	if (github)
 		GithubJobs(change->organization_id, change->grant_id, "add_collaborator", username,
@@ -282,22 +283,20 @@ ProviderJobsGrant(GrantChange *change)
  * access properties, the jobs in grant order, and the grants.
  */
 void
-ProviderJobsGrantMany(GrantBatch *batch)
+ProviderJobsGrantMany(GrantBatch *batch, const char *platform)
 {
 	static SPIPlanPtr plan;
 	Oid			types[GRANT_BATCH_NARGS + 4];
 	Datum		values[GRANT_BATCH_NARGS + 4];
-	bool		github = IsGithub(batch->benefit_type);
-
 	GrantBatchArgs(batch, types, values);
 	types[GRANT_BATCH_NARGS] = TEXTOID;
 	types[GRANT_BATCH_NARGS + 1] = JSONBOID;
 	types[GRANT_BATCH_NARGS + 2] = TEXTOID;
 	types[GRANT_BATCH_NARGS + 3] = JSONBOID;
-	values[GRANT_BATCH_NARGS] = CStringGetTextDatum(batch->benefit_type);
+	values[GRANT_BATCH_NARGS] = CStringGetTextDatum(platform);
 	values[GRANT_BATCH_NARGS + 1] = JsonbPGetDatum(batch->benefit_properties);
-	values[GRANT_BATCH_NARGS + 2] = CStringGetTextDatum(github ? "github" : "discord");
-	values[GRANT_BATCH_NARGS + 3] = JsonbPGetDatum(LinkError(batch->benefit_type));
+	values[GRANT_BATCH_NARGS + 2] = CStringGetTextDatum(platform);
+	values[GRANT_BATCH_NARGS + 3] = JsonbPGetDatum(LinkError(platform));
 	BenefitsExec(BenefitsPlan(&plan,
 							"WITH a AS MATERIALIZED ("
 							"  SELECT u.id, u.customer_id, u.source_id, u.n, a.account_id, a.username,"
@@ -318,7 +317,7 @@ ProviderJobsGrantMany(GrantBatch *batch)
 							"    SELECT u.n, r.n AS m, 'github' AS kind, u.id AS grant_id, 'add_collaborator' AS action, "
 							SQL_GITHUB_PAYLOAD("r.value", "u.username", "'add_collaborator'") " AS payload"
 							"      FROM u, pg_catalog.jsonb_array_elements(u.access->'repositories') WITH ORDINALITY r(value, n)"
-							"     WHERE $7 = 'github_repository'"
+							"     WHERE $7 = 'github'"
 							"    UNION ALL"
 							"    SELECT u.n, 0, 'discord', u.id, 'add_member', "
 							SQL_DISCORD_MEMBER_PAYLOAD("u.access->>'guild_id'", "u.account_id",
@@ -346,7 +345,7 @@ ProviderJobsGrantMany(GrantBatch *batch)
  * live grant of the benefit for the customer.
  */
 void
-ProviderJobsRevoke(GrantChange *change)
+ProviderJobsRevoke(GrantChange *change, const char *platform)
 {
 	Jsonb	   *props = change->grant_properties;
 	char	   *account_id = BenefitsJsonText(props, "account_id");
@@ -354,7 +353,7 @@ ProviderJobsRevoke(GrantChange *change)
 	change->new_properties = NULL;
 	if (!change->last_holder || account_id == NULL)
 		return;
-	if (IsGithub(change->benefit_type))
+	if (IsGithub(platform))
 		GithubJobs(change->organization_id, change->grant_id, "remove_collaborator",
 				   BenefitsJsonText(props, "username"), props, "repositories");
 	else
@@ -381,7 +380,7 @@ ProviderJobsRevoke(GrantChange *change)
  */
 Jsonb *
 ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
-				   const char *benefit_type, Jsonb *benefit_properties, Jsonb *grant_properties,
+				   const char *platform, Jsonb *benefit_properties, Jsonb *grant_properties,
 				   bool enqueue)
 {
 	static SPIPlanPtr diff_plan;
@@ -389,7 +388,7 @@ ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 	Datum		values[3];
 	char	   *account_id = BenefitsJsonText(grant_properties, "account_id");
 	char	   *username = BenefitsJsonText(grant_properties, "username");
-	bool		github = IsGithub(benefit_type);
+	bool		github = IsGithub(platform);
 	Jsonb	   *props,
 			   *added,
 			   *removed;
@@ -399,7 +398,7 @@ ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 
 	if (account_id == NULL)
 		return grant_properties;
-	props = AccessProperties(benefit_type, benefit_properties, grant_properties, account_id, username);
+	props = AccessProperties(platform, benefit_properties, grant_properties, account_id, username);
 	if (!enqueue)
 		return props;
 

@@ -43,6 +43,7 @@
 #include "access/xact.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "engine.h"
 #include "trigger_guard.h"
 
@@ -134,10 +135,11 @@ CycleSubscription(pg_uuid_t subscription_id, pg_uuid_t customer_id)
 
 	for (int i = 0; i < n; i++)
 	{
-		if (strcmp(btypes[i], "meter_credits") == 0)
+		const BenefitType *bt = BenefitTypeOf(btypes[i]);
+
+		if (bt->cycle)
 		{
-			Jsonb	   *props = MeterCreditsCycle(grant_ids[i], org_ids[i], customer_id,
-												  bprops[i], gprops[i]);
+			Jsonb	   *props = bt->cycle(grant_ids[i], org_ids[i], customer_id, bprops[i], gprops[i]);
 			Datum		uvalues[2] = {UuidGetDatum(&grant_ids[i]), JsonbPGetDatum(props)};
 
 			BenefitsExec(BenefitsPlan(&update_plan,

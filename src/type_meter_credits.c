@@ -1,6 +1,10 @@
 /*
- * meters.c — meter credits: the meter_credits benefit type, usage and
- * balances.
+ * type_meter_credits.c — the meter_credits benefit type (Polar's
+ * "meter_credit"): credits on a meter, usage and balances.
+ *
+ * Properties: {meter_id, units (alias credits), rollover?,
+ * low_balance_threshold?}, normalized to {"meter_id", "units", "rollover"}
+ * plus low_balance_threshold when given.
  *
  * Three tables: meter_credits (the ledger of credits and debits that are not
  * usage), meter_usage (what record_usage consumed) and meter_balances, one
@@ -36,7 +40,9 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "engine.h"
+#include "properties.h"
 
 PG_FUNCTION_INFO_V1(meter_balance);
 PG_FUNCTION_INFO_V1(record_usage);
@@ -188,8 +194,8 @@ RefreshThreshold(pg_uuid_t customer_id, pg_uuid_t meter_id, pg_uuid_t revoked_gr
  * The benefit's properties changed (update_benefit): the low-balance
  * thresholds of its holders follow.  New units apply from the next renewal.
  */
-void
-MeterCreditsBenefitUpdated(pg_uuid_t benefit_id)
+static void
+MeterCreditsBenefitUpdated(pg_uuid_t benefit_id, Jsonb *properties)
 {
 	static SPIPlanPtr plan;
 	Oid			types[1] = {UUIDOID};
@@ -208,7 +214,7 @@ MeterCreditsBenefitUpdated(pg_uuid_t benefit_id)
 }
 
 /* Grant handler: credit the benefit's units; the grant is active at once. */
-void
+static void
 MeterCreditsGrant(GrantChange *change)
 {
 	MeterBenefit mb;
@@ -225,7 +231,7 @@ MeterCreditsGrant(GrantChange *change)
  * MeterCreditsGrant for a batch (grants_batch.c): balances, ledger rows and
  * grants in one statement, with the properties Credit records.
  */
-void
+static void
 MeterCreditsGrantMany(GrantBatch *batch)
 {
 	static SPIPlanPtr plan;
@@ -273,7 +279,7 @@ MeterCreditsGrantMany(GrantBatch *batch)
 }
 
 /* Revoke handler: remove what is left of the grant's last credit. */
-void
+static void
 MeterCreditsRevoke(GrantChange *change)
 {
 	MeterBenefit none = {0};
@@ -293,7 +299,7 @@ MeterCreditsRevoke(GrantChange *change)
  * Renewal: without rollover what is left of the last credit expires; then
  * the units are credited again.  Returns the grant's new properties.
  */
-Jsonb *
+static Jsonb *
 MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 				  Jsonb *benefit_properties, Jsonb *grant_properties)
 {
@@ -487,3 +493,87 @@ record_usage(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_INT64(balance);
 }
+
+/* ---- properties ---- */
+
+static SPIPlanPtr meter_plan = NULL;
+
+/* Whether meter is a meter of the organization; locks it against deletion. */
+static bool
+MeterExists(PropertiesState *state, pg_uuid_t *meter)
+{
+	Oid			argtypes[2] = {UUIDOID, UUIDOID};
+	Datum		args[2] = {UUIDPGetDatum(meter), UUIDPGetDatum(&state->organization_id)};
+	SPIPlanPtr	plan = BenefitsPlan(&meter_plan,
+								"SELECT 1 FROM benefits.meters"
+								" WHERE id OPERATOR(pg_catalog.=) $1"
+								" AND organization_id OPERATOR(pg_catalog.=) $2"
+								" FOR KEY SHARE",
+								2, argtypes);
+
+	if (SPI_execute_plan(plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "looking up a meter failed");
+	return SPI_processed == 1;
+}
+
+/*
+ * {meter_id, units (alias credits), rollover, low_balance_threshold}.  Credit
+ * amounts stay below 2^53 so every JSON client reads them exactly.
+ */
+static void
+NormalizeMeterCredits(PropertiesState *state, JsonbContainer *root)
+{
+	static const char *const keys[] =
+	{"meter_id", "units", "credits", "rollover", "low_balance_threshold", NULL};
+	pg_uuid_t	meter_id;
+	JsonbValue *units;
+	JsonbValue *credits;
+	JsonbValue *threshold;
+	int64		amount;
+	bool		rollover;
+
+	PropCheckKeys(state, root, "properties", keys);
+	meter_id = PropUuidAt(PropRequiredField(root, "properties", "meter_id"), "properties.meter_id");
+	if (!MeterExists(state, &meter_id))
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("properties.meter_id is not a meter of this organization"),
+				errdetail("No meter %s exists in organization %s.",
+						  BenefitsUuidText(&meter_id), BenefitsUuidText(&state->organization_id)));
+
+	units = PropField(root, "units");
+	credits = PropField(root, "credits");
+	if (units != NULL && credits != NULL)
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("properties must give either units or credits, not both"),
+				errdetail("credits is another name for units."));
+	if (units == NULL && credits == NULL)
+		ereport(ERROR, PROPERTY_ERROR, errmsg("properties.units is required"),
+				errhint("credits is accepted as another name for units."));
+	amount = units ? PropIntegerAt(units, "properties.units", 1, MAX_SAFE_INTEGER)
+		: PropIntegerAt(credits, "properties.credits", 1, MAX_SAFE_INTEGER);
+	rollover = PropOptionalBool(root, "properties", "rollover", false);
+
+	PropPutKeyString(state, "meter_id", BenefitsUuidText(&meter_id));
+	PropPutKey(state, "units");
+	PropPutInteger(state, amount);
+	PropPutKey(state, "rollover");
+	PropPutBool(state, rollover);
+	if ((threshold = PropField(root, "low_balance_threshold")) != NULL)
+	{
+		PropPutKey(state, "low_balance_threshold");
+		PropPutInteger(state, PropIntegerAt(threshold, "properties.low_balance_threshold",
+									0, MAX_SAFE_INTEGER));
+	}
+}
+
+const BenefitType MeterCreditsBenefit = {
+	.name = "meter_credits",
+	.alias = "meter_credit",
+	.webhook_name = "meter_credit",
+	.normalize = NormalizeMeterCredits,
+	.grant = MeterCreditsGrant,
+	.grant_many = MeterCreditsGrantMany,
+	.revoke = MeterCreditsRevoke,
+	.cycle = MeterCreditsCycle,
+	.benefit_updated = MeterCreditsBenefitUpdated,
+};

@@ -1,0 +1,84 @@
+/*
+ * benefit_type.h — what a benefit type is: one struct of operations per type,
+ * defined in the type's own file (type_*.c) and found through the registry
+ * (benefit_types.c).  No other file names a type: it asks the registry.
+ *
+ * Every operation runs inside an SPI connection opened by its caller, in the
+ * caller's transaction; the grant operations run with the customer locked
+ * (grants.h).  An operation left NULL means the type has nothing to do there.
+ */
+#ifndef BENEFITS_BENEFIT_TYPE_H
+#define BENEFITS_BENEFIT_TYPE_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+#include "grants.h"
+#include "properties.h"
+
+typedef struct BenefitType BenefitType;
+
+struct BenefitType
+{
+	const char *name;			/* stored in benefits.benefits.type */
+	const char *alias;			/* another name create_benefit accepts, or NULL */
+	const char *webhook_name;	/* the name in webhook payloads (Polar's spelling) */
+	const char *account_platform;	/* the linked account it needs ("github"), or NULL */
+
+	/* Validate the caller's properties (root) and push the normalized members. */
+	void		(*normalize) (PropertiesState *state, JsonbContainer *root);
+	/* The type a benefit given as this type is stored as (NULL: this one). */
+	const BenefitType *(*stored_as) (JsonbContainer *root, const char **hint);
+
+	/* Grant one: set change->new_state, new_properties, error; side effects. */
+	void		(*grant) (GrantChange *change);
+	/* The same for a batch of customers, in one statement. */
+	void		(*grant_many) (GrantBatch *batch);
+	/* Undo what the grant delivered (change->last_holder says if it may). */
+	void		(*revoke) (GrantChange *change);
+	/* A paid renewal: the grant's new properties. */
+	Jsonb	   *(*cycle) (pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
+						  Jsonb *benefit_properties, Jsonb *grant_properties);
+	/* The benefit's properties were edited: bring what it owns up to date. */
+	void		(*benefit_updated) (pg_uuid_t benefit_id, Jsonb *properties);
+	/* The same for one live grant: its new properties (first: its customer's first grant). */
+	Jsonb	   *(*grant_updated) (pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
+								  Jsonb *benefit_properties, Jsonb *grant_properties, bool first);
+};
+
+/* The type of a name or alias, or NULL. */
+extern const BenefitType *BenefitTypeFind(const char *name);
+/* The type of a name or alias; SQLSTATE 22023 listing the types otherwise. */
+extern const BenefitType *BenefitTypeRequire(const char *name);
+/* The type of a stored benefits.type value (an error for anything else). */
+extern const BenefitType *BenefitTypeOf(const char *name);
+/* The type whose grants wait for a linked account of this platform, or NULL. */
+extern const BenefitType *BenefitTypeForPlatform(const char *platform);
+
+/*
+ * Validates properties (NULL means '{}') for a benefit of the type named
+ * `type` (name or alias) and returns the normalized properties in the
+ * caller's memory context; *stored_type receives the type it is stored as.
+ * Bad input raises SQLSTATE 22023 naming the JSON path.
+ */
+extern Jsonb *BenefitPropertiesNormalize(const char *type, Jsonb *properties,
+										 pg_uuid_t organization_id, const BenefitType **stored_type);
+
+/* The grant operations of a change's or batch's benefit type. */
+extern void BenefitTypeGrant(GrantChange *change);
+extern void BenefitTypeGrantMany(GrantBatch *batch);
+extern void BenefitTypeRevoke(GrantChange *change);
+/* Fresh grant ids for a batch, then its type's batch grant. */
+extern void GrantBatchFresh(GrantBatch *batch);
+
+/* The types (type_*.c). */
+extern const BenefitType LicenseKeysBenefit;
+extern const BenefitType GithubRepositoryBenefit;
+extern const BenefitType DiscordBenefit;
+extern const BenefitType DownloadableBenefit;
+extern const BenefitType MeterCreditsBenefit;
+extern const BenefitType CustomBenefit;
+
+#endif

@@ -1,0 +1,164 @@
+/*
+ * benefit_types.c — the registry of benefit types, and the entry points that
+ * dispatch to a type's operations (benefit_type.h).
+ *
+ * Adding a type is one file defining its BenefitType and one line in the
+ * registry below (and the type's name in the CHECK constraint of
+ * benefits.benefits.type).  The grant engine (grants.c, grants_bulk.c,
+ * activations.c, reconcile.c), the catalog (catalog.c, catalog_grants.c) and
+ * the renewal path (subscriptions.c) reach a type only through here.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "benefits.h"
+#include "benefit_type.h"
+
+static const BenefitType *const registry[] = {
+	&LicenseKeysBenefit,
+	&GithubRepositoryBenefit,
+	&DiscordBenefit,
+	&DownloadableBenefit,
+	&MeterCreditsBenefit,
+	&CustomBenefit,
+};
+
+const BenefitType *
+BenefitTypeFind(const char *name)
+{
+	for (int i = 0; i < (int) lengthof(registry); i++)
+		if (strcmp(registry[i]->name, name) == 0 ||
+			(registry[i]->alias && strcmp(registry[i]->alias, name) == 0))
+			return registry[i];
+	return NULL;
+}
+
+const BenefitType *
+BenefitTypeOf(const char *name)
+{
+	for (int i = 0; i < (int) lengthof(registry); i++)
+		if (strcmp(registry[i]->name, name) == 0)
+			return registry[i];
+	elog(ERROR, "benefit type \"%s\" is not known to this version of the library", name);
+	return NULL;				/* keep the compiler quiet */
+}
+
+const BenefitType *
+BenefitTypeForPlatform(const char *platform)
+{
+	for (int i = 0; i < (int) lengthof(registry); i++)
+		if (registry[i]->account_platform && strcmp(registry[i]->account_platform, platform) == 0)
+			return registry[i];
+	return NULL;
+}
+
+/* "license_keys, github_repository, ...": the names, for error messages. */
+static char *
+TypeNames(void)
+{
+	StringInfoData names;
+
+	initStringInfo(&names);
+	for (int i = 0; i < (int) lengthof(registry); i++)
+		appendStringInfo(&names, "%s%s", i > 0 ? ", " : "", registry[i]->name);
+	return names.data;
+}
+
+const BenefitType *
+BenefitTypeRequire(const char *name)
+{
+	const BenefitType *bt = BenefitTypeFind(name);
+
+	if (bt == NULL)
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("type must be one of %s", TypeNames()),
+				errdetail("\"%s\" is not a benefit type.", name));
+	return bt;
+}
+
+Jsonb *
+BenefitPropertiesNormalize(const char *type, Jsonb *properties,
+						   pg_uuid_t organization_id, const BenefitType **stored_type)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	const BenefitType *bt = BenefitTypeRequire(type);
+	PropertiesState state;
+	JsonbContainer *root;
+	Jsonb	   *normalized;
+	Jsonb	   *result;
+
+	if (properties != NULL && !JB_ROOT_IS_OBJECT(properties))
+		ereport(ERROR, PROPERTY_ERROR, errmsg("properties must be a JSON object"));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (properties == NULL)
+		properties = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	root = &properties->root;
+	state.organization_id = organization_id;
+	state.hint = NULL;
+	state.out = NULL;
+	if (bt->stored_as)
+	{
+		const BenefitType *other = bt->stored_as(root, &state.hint);
+
+		if (other)
+			bt = other;
+	}
+
+	pushJsonbValue(&state.out, WJB_BEGIN_OBJECT, NULL);
+	bt->normalize(&state, root);
+	normalized = JsonbValueToJsonb(pushJsonbValue(&state.out, WJB_END_OBJECT, NULL));
+
+	result = MemoryContextAlloc(caller, VARSIZE(normalized));
+	memcpy(result, normalized, VARSIZE(normalized));
+	SPI_finish();
+
+	*stored_type = bt;
+	return result;
+}
+
+void
+BenefitTypeGrant(GrantChange *change)
+{
+	change->new_state = "active";
+	change->new_properties = NULL;
+	change->error = NULL;
+	BenefitTypeOf(change->benefit_type)->grant(change);
+}
+
+void
+BenefitTypeGrantMany(GrantBatch *batch)
+{
+	BenefitTypeOf(batch->benefit_type)->grant_many(batch);
+}
+
+void
+BenefitTypeRevoke(GrantChange *change)
+{
+	const BenefitType *bt = BenefitTypeOf(change->benefit_type);
+
+	change->new_properties = NULL;
+	if (bt->revoke)
+		bt->revoke(change);
+}
+
+/*
+ * Grants the batch's benefit to each of its customers; fills grant_ids.
+ * The caller writes the events.
+ */
+void
+GrantBatchFresh(GrantBatch *batch)
+{
+	if (batch->n == 0)
+		return;
+	for (int i = 0; i < batch->n; i++)
+		batch->grant_ids[i] = BenefitsRandomUuid();
+	BenefitTypeGrantMany(batch);
+}

@@ -1,0 +1,172 @@
+/*
+ * type_discord.c — the discord benefit type: membership of a Discord server
+ * (guild) with one or more roles, and optionally a kick when revoked.
+ *
+ * Properties: {guild_id, role_id} or {guild_id, roles: [{role_id, name}]},
+ * optional kick_member, normalized to {"guild_id", "roles": [{"role_id",
+ * "name"|null}], "kick_member": bool} plus role_id in the single form.  Ids
+ * are Discord snowflakes (provider_names.c): they become path segments of the
+ * worker's requests.  Grants wait for a linked Discord account with an OAuth
+ * token; the access is delivered by outbox jobs (provider_jobs.c).
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+#include "utils/jsonb.h"
+
+#include "benefits.h"
+#include "benefit_type.h"
+#include "engine.h"
+#include "properties.h"
+#include "provider_names.h"
+
+/*
+ * A Discord id (snowflake): an unsigned 64-bit integer, given as a string of
+ * 17 to 20 digits.  JSON numbers are refused: most JSON clients cannot hold
+ * one exactly, so a number here has usually lost its last digits already.
+ */
+static char *
+SnowflakeAt(JsonbValue *v, const char *path)
+{
+	char	   *s = PropStringOf(v);
+
+	if (!DiscordIdValid(s, 17))
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("%s must be a Discord id given as a string of 17 to 20 digits", path));
+	return s;
+}
+
+/*
+ * guild_id with one role (role_id) or several (roles: [{role_id, name}]), and
+ * whether revoking kicks the member from the guild.
+ */
+static void
+NormalizeDiscord(PropertiesState *state, JsonbContainer *root)
+{
+	static const char *const keys[] = {"guild_id", "role_id", "roles", "kick_member", NULL};
+	static const char *const role_keys[] = {"role_id", "name", NULL};
+	char	   *guild_id;
+	JsonbValue *single;
+	JsonbValue *list;
+	int			n;
+	char	  **role_ids;
+	char	  **role_names;
+	bool		kick_member;
+
+	PropCheckKeys(state, root, "properties", keys);
+	guild_id = SnowflakeAt(PropRequiredField(root, "properties", "guild_id"),
+						   "properties.guild_id");
+	single = PropField(root, "role_id");
+	list = PropField(root, "roles");
+	if (single != NULL && list != NULL)
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("properties must give either role_id or roles, not both"));
+	if (single == NULL && list == NULL)
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("properties.role_id is required"),
+				errhint("Give role_id for one role, or roles: [{role_id, name}, ...] for several."));
+
+	if (single != NULL)
+	{
+		n = 1;
+		role_ids = palloc(sizeof(char *));
+		role_names = palloc(sizeof(char *));
+		role_ids[0] = SnowflakeAt(single, "properties.role_id");
+		role_names[0] = NULL;
+	}
+	else
+	{
+		JsonbContainer *elements = PropNonEmptyArrayAt(list, "properties.roles");
+
+		n = JsonContainerSize(elements);
+		role_ids = palloc(n * sizeof(char *));
+		role_names = palloc(n * sizeof(char *));
+		for (int i = 0; i < n; i++)
+		{
+			char	   *path = psprintf("properties.roles[%d]", i);
+			JsonbContainer *role = PropObjectAt(getIthJsonbValueFromContainer(elements, i), path);
+			JsonbValue *name;
+
+			PropCheckKeys(state, role, path, role_keys);
+			role_ids[i] = SnowflakeAt(PropRequiredField(role, path, "role_id"),
+									  psprintf("%s.role_id", path));
+			role_names[i] = NULL;
+			if ((name = PropField(role, "name")) != NULL)
+			{
+				role_names[i] = PropStringOf(name);
+				if (role_names[i] == NULL || role_names[i][0] == '\0' ||
+					pg_mbstrlen(role_names[i]) > 100)
+					ereport(ERROR, PROPERTY_ERROR,
+							errmsg("%s.name must be a string of 1 to 100 characters", path));
+			}
+			for (int j = 0; j < i; j++)
+				if (strcmp(role_ids[i], role_ids[j]) == 0)
+					ereport(ERROR, PROPERTY_ERROR,
+							errmsg("%s repeats properties.roles[%d]", path, j),
+							errdetail("Both name the role %s.", role_ids[j]));
+		}
+	}
+
+	/* The role whose id is the guild's is @everyone: it cannot be granted. */
+	for (int i = 0; i < n; i++)
+		if (strcmp(role_ids[i], guild_id) == 0)
+			ereport(ERROR, PROPERTY_ERROR,
+					errmsg("%s is the guild's @everyone role",
+						   single ? "properties.role_id" : psprintf("properties.roles[%d].role_id", i)),
+					errdetail("Every member of a guild has its @everyone role; name a role that can be granted."));
+
+	kick_member = PropOptionalBool(root, "properties", "kick_member", false);
+
+	PropPutKeyString(state, "guild_id", guild_id);
+	if (single != NULL)
+		PropPutKeyString(state, "role_id", role_ids[0]);
+	PropPutKey(state, "roles");
+	pushJsonbValue(&state->out, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		pushJsonbValue(&state->out, WJB_BEGIN_OBJECT, NULL);
+		PropPutKeyString(state, "role_id", role_ids[i]);
+		PropPutKeyString(state, "name", role_names[i]);
+		pushJsonbValue(&state->out, WJB_END_OBJECT, NULL);
+	}
+	pushJsonbValue(&state->out, WJB_END_ARRAY, NULL);
+	PropPutKey(state, "kick_member");
+	PropPutBool(state, kick_member);
+}
+
+static void
+DiscordGrant(GrantChange *change)
+{
+	ProviderJobsGrant(change, PROVIDER_DISCORD);
+}
+
+static void
+DiscordGrantMany(GrantBatch *batch)
+{
+	ProviderJobsGrantMany(batch, PROVIDER_DISCORD);
+}
+
+static void
+DiscordRevoke(GrantChange *change)
+{
+	ProviderJobsRevoke(change, PROVIDER_DISCORD);
+}
+
+static Jsonb *
+DiscordGrantUpdated(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
+					Jsonb *benefit_properties, Jsonb *grant_properties, bool first)
+{
+	return ProviderJobsUpdate(grant_id, organization_id, customer_id, PROVIDER_DISCORD,
+							  benefit_properties, grant_properties, first);
+}
+
+const BenefitType DiscordBenefit = {
+	.name = "discord",
+	.webhook_name = "discord",
+	.account_platform = PROVIDER_DISCORD,
+	.normalize = NormalizeDiscord,
+	.grant = DiscordGrant,
+	.grant_many = DiscordGrantMany,
+	.revoke = DiscordRevoke,
+	.grant_updated = DiscordGrantUpdated,
+};

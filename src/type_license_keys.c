@@ -1,0 +1,291 @@
+/*
+ * type_license_keys.c — the license_keys benefit type.
+ *
+ * Properties: {prefix, expires, activations, limit_usage}, normalized to
+ *   {"prefix": text|null, "expires": null|{"ttl", "timeframe"},
+ *    "activations": null|{"limit", "enable_customer_admin"},
+ *    "limit_usage": int|null}.
+ * A customer has one key per license benefit, shared by every grant of that
+ * benefit: granting issues it, or restores it when it was revoked (same key,
+ * same usage and activations), and the last revoke revokes it.  Editing the
+ * benefit gives its keys the new limits.  Keys, validation and activations
+ * themselves are license_key.c, license_validate.c and license_admin.c.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "benefits.h"
+#include "benefit_type.h"
+#include "license.h"
+#include "properties.h"
+
+static SPIPlanPtr IssueKeyPlan;
+static SPIPlanPtr IssueManyPlan;
+static SPIPlanPtr RevokeKeyPlan;
+
+/* The benefit's upper-cased key prefix, or NULL. */
+static char *
+BenefitPrefix(Jsonb *properties)
+{
+	JsonbValue *prefix = getKeyJsonValueFromContainer(&properties->root, "prefix", 6, NULL);
+
+	if (prefix == NULL || prefix->type != jbvString || prefix->val.string.len == 0)
+		return NULL;
+	return pnstrdup(prefix->val.string.val, prefix->val.string.len);
+}
+
+/*
+ * Issue or restore the key and record it in the grant's properties.  Limits
+ * come from the benefit; expiry (expires.ttl) applies to one-time purchases
+ * and manual grants, while a subscription's key lives as long as its grant.
+ *
+ * Another grant of a key that is still live changes neither its limits
+ * (an administrator may have set them) nor shortens its life: a key without
+ * expiry keeps none, and two expiries give the later one.  A restored key
+ * takes the benefit's current limits and a fresh expiry.  A disabled key
+ * stays disabled: that was an administrator's decision.
+ */
+static void
+LicenseKeyGrant(GrantChange *change)
+{
+	Oid			types[] = {UUIDOID, UUIDOID, UUIDOID, JSONBOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[7];
+	char	   *key = LicenseKeyGenerate(BenefitPrefix(change->benefit_properties));
+	bool		isnull;
+
+	values[0] = UuidGetDatum(&change->organization_id);
+	values[1] = UuidGetDatum(&change->customer_id);
+	values[2] = UuidGetDatum(&change->benefit_id);
+	values[3] = JsonbPGetDatum(change->benefit_properties);
+	values[4] = CStringGetTextDatum(key);
+	values[5] = CStringGetTextDatum(LicenseKeyDisplay(key));
+	values[6] = BoolGetDatum(change->has_subscription);
+
+	if (SPI_execute_plan(BenefitsPlan(&IssueKeyPlan,
+									  "INSERT INTO benefits.license_keys AS k "
+									  "(organization_id, customer_id, benefit_id, key, display_key, "
+									  " limit_usage, limit_activations, expires_at) "
+									  "SELECT $1, $2, $3, $5, $6, " LICENSE_KEY_LIMITS_FROM("$4") ", "
+									  LICENSE_KEY_EXPIRY_FROM("$4", "$7") " "
+									  LICENSE_KEY_ON_CONFLICT " "
+									  "RETURNING jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key)",
+									  7, types),
+						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not issue license key");
+
+	change->new_properties = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+															  SPI_tuptable->tupdesc, 1, &isnull));
+	change->new_state = "active";
+}
+
+/*
+ * LicenseKeyGrant for a batch (grants_batch.c): the keys and the grants in
+ * one statement, keys generated here as one at a time.
+ */
+static void
+LicenseKeyGrantMany(GrantBatch *batch)
+{
+	Oid			types[GRANT_BATCH_NARGS + 3];
+	Datum		values[GRANT_BATCH_NARGS + 3];
+	Datum	   *keys = palloc(sizeof(Datum) * batch->n);
+	Datum	   *displays = palloc(sizeof(Datum) * batch->n);
+	char	   *prefix = BenefitPrefix(batch->benefit_properties);
+
+	for (int i = 0; i < batch->n; i++)
+	{
+		char	   *key = LicenseKeyGenerate(prefix);
+
+		keys[i] = CStringGetTextDatum(key);
+		displays[i] = CStringGetTextDatum(LicenseKeyDisplay(key));
+	}
+	GrantBatchArgs(batch, types, values);
+	types[GRANT_BATCH_NARGS] = JSONBOID;
+	types[GRANT_BATCH_NARGS + 1] = TEXTARRAYOID;
+	types[GRANT_BATCH_NARGS + 2] = TEXTARRAYOID;
+	values[GRANT_BATCH_NARGS] = JsonbPGetDatum(batch->benefit_properties);
+	values[GRANT_BATCH_NARGS + 1] = PointerGetDatum(construct_array(keys, batch->n, TEXTOID, -1, false,
+																	 TYPALIGN_INT));
+	values[GRANT_BATCH_NARGS + 2] = PointerGetDatum(construct_array(displays, batch->n, TEXTOID, -1, false,
+																	 TYPALIGN_INT));
+	if (SPI_execute_plan(BenefitsPlan(&IssueManyPlan,
+									  "WITH k AS (INSERT INTO benefits.license_keys AS k "
+									  " (organization_id, customer_id, benefit_id, key, display_key, "
+									  "  limit_usage, limit_activations, expires_at) "
+									  " SELECT $1, x.customer_id, $2, x.key, x.display_key, "
+									  LICENSE_KEY_LIMITS_FROM("$7") ", " LICENSE_KEY_EXPIRY_FROM("$7", "$6 = 's'") " "
+									  " FROM ROWS FROM (pg_catalog.unnest($4::uuid[]), pg_catalog.unnest($8::text[]), "
+									  "  pg_catalog.unnest($9::text[])) AS x(customer_id, key, display_key) "
+									  LICENSE_KEY_ON_CONFLICT " RETURNING k.customer_id, k.id, k.display_key) "
+									  GRANT_BATCH_INSERT("'active'",
+														 "pg_catalog.jsonb_build_object('license_key_id', k.id, "
+														 "'display_key', k.display_key)", "NULL")
+									  "FROM " GRANT_BATCH_ROWS " JOIN k ON k.customer_id = u.customer_id",
+									  GRANT_BATCH_NARGS + 3, types),
+						 values, NULL, false, 0) != SPI_OK_INSERT || SPI_processed != (uint64) batch->n)
+		elog(ERROR, "could not issue license keys");
+}
+
+/* The last grant of the benefit going revokes the key. */
+static void
+LicenseKeyRevoke(GrantChange *change)
+{
+	Oid			types[] = {UUIDOID, UUIDOID};
+	Datum		values[2];
+
+	if (!change->last_holder)
+		return;
+	values[0] = UuidGetDatum(&change->customer_id);
+	values[1] = UuidGetDatum(&change->benefit_id);
+	if (SPI_execute_plan(BenefitsPlan(&RevokeKeyPlan,
+									  "UPDATE benefits.license_keys SET status = 'revoked', modified_at = now() "
+									  "WHERE customer_id = $1 AND benefit_id = $2 AND status = 'granted'",
+									  2, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not revoke license key");
+}
+
+/* ---- properties ---- */
+
+static const char *const expires_timeframes[] = {"day", "month", "year", NULL};
+
+/*
+ * {prefix, expires, activations, limit_usage}.  `false` means "none" for
+ * expires, activations and limit_usage, and an integer is accepted as the
+ * activation limit, so the brief's {prefix: "MYAPP", expires: false,
+ * activations: 1, limit_usage: false} is a valid benefit.
+ */
+static void
+NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
+{
+	static const char *const keys[] = {"prefix", "expires", "activations", "limit_usage", NULL};
+	static const char *const expires_keys[] = {"ttl", "timeframe", NULL};
+	static const char *const activations_keys[] = {"limit", "enable_customer_admin", NULL};
+	JsonbValue *v;
+
+	PropCheckKeys(state, root, "properties", keys);
+
+	/* prefix: letters and digits, upper-cased; keys are case-insensitive. */
+	PropPutKey(state, "prefix");
+	if ((v = PropField(root, "prefix")) != NULL)
+	{
+		char	   *prefix = PropStringOf(v);
+		size_t		len = prefix ? strlen(prefix) : 0;
+
+		if (len < 1 || len > 16)
+			ereport(ERROR, PROPERTY_ERROR,
+					errmsg("properties.prefix must be 1 to 16 ASCII letters or digits"));
+		for (size_t i = 0; i < len; i++)
+		{
+			if (!((prefix[i] >= 'A' && prefix[i] <= 'Z') ||
+				  (prefix[i] >= 'a' && prefix[i] <= 'z') ||
+				  (prefix[i] >= '0' && prefix[i] <= '9')))
+				ereport(ERROR, PROPERTY_ERROR,
+						errmsg("properties.prefix must be 1 to 16 ASCII letters or digits"));
+			if (prefix[i] >= 'a' && prefix[i] <= 'z')
+				prefix[i] -= 'a' - 'A';
+		}
+		PropPutString(state, WJB_VALUE, prefix);
+	}
+	else
+		PropPutNull(state);
+
+	PropPutKey(state, "expires");
+	v = PropField(root, "expires");
+	if (v == NULL || (v->type == jbvBool && !v->val.boolean))
+		PropPutNull(state);
+	else if (PropIsObject(v))
+	{
+		JsonbContainer *expires = v->val.binary.data;
+		char	   *timeframe;
+
+		PropCheckKeys(state, expires, "properties.expires", expires_keys);
+		pushJsonbValue(&state->out, WJB_BEGIN_OBJECT, NULL);
+		PropPutKey(state, "ttl");
+		PropPutInteger(state, PropIntegerAt(PropRequiredField(expires, "properties.expires", "ttl"),
+									"properties.expires.ttl", 1, PG_INT32_MAX));
+		timeframe = PropStringOf(PropRequiredField(expires, "properties.expires", "timeframe"));
+		if (timeframe == NULL || !PropInList(timeframe, expires_timeframes))
+			ereport(ERROR, PROPERTY_ERROR,
+					errmsg("properties.expires.timeframe must be one of %s",
+						   PropJoinList(expires_timeframes)));
+		PropPutKeyString(state, "timeframe", timeframe);
+		pushJsonbValue(&state->out, WJB_END_OBJECT, NULL);
+	}
+	else
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("properties.expires must be false or an object {ttl, timeframe}"));
+
+	PropPutKey(state, "activations");
+	v = PropField(root, "activations");
+	if (v == NULL || (v->type == jbvBool && !v->val.boolean))
+		PropPutNull(state);
+	else if (v->type == jbvNumeric || PropIsObject(v))
+	{
+		int64		limit;
+		bool		customer_admin = false;
+
+		if (v->type == jbvNumeric)
+			limit = PropIntegerAt(v, "properties.activations", 1, PG_INT32_MAX);
+		else
+		{
+			JsonbContainer *activations = v->val.binary.data;
+
+			PropCheckKeys(state, activations, "properties.activations", activations_keys);
+			limit = PropIntegerAt(PropRequiredField(activations, "properties.activations", "limit"),
+							  "properties.activations.limit", 1, PG_INT32_MAX);
+			customer_admin = PropOptionalBool(activations, "properties.activations",
+										  "enable_customer_admin", false);
+		}
+		pushJsonbValue(&state->out, WJB_BEGIN_OBJECT, NULL);
+		PropPutKey(state, "limit");
+		PropPutInteger(state, limit);
+		PropPutKey(state, "enable_customer_admin");
+		PropPutBool(state, customer_admin);
+		pushJsonbValue(&state->out, WJB_END_OBJECT, NULL);
+	}
+	else
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("properties.activations must be false, a positive integer or an object {limit, enable_customer_admin}"));
+
+	PropPutKey(state, "limit_usage");
+	v = PropField(root, "limit_usage");
+	if (v == NULL || (v->type == jbvBool && !v->val.boolean))
+		PropPutNull(state);
+	else
+		PropPutInteger(state, PropIntegerAt(v, "properties.limit_usage", 1, PG_INT32_MAX));
+}
+
+/* Editing the benefit: its keys take the new usage and activation limits. */
+static void
+LicenseKeysBenefitUpdated(pg_uuid_t benefit_id, Jsonb *properties)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, JSONBOID};
+	Datum		values[2] = {UuidGetDatum(&benefit_id), JsonbPGetDatum(properties)};
+
+	BenefitsExec(BenefitsPlan(&plan,
+							  "UPDATE benefits.license_keys"
+							  "   SET limit_usage = ($2->>'limit_usage')::int,"
+							  "       limit_activations = ($2#>>'{activations,limit}')::int,"
+							  "       modified_at = pg_catalog.now()"
+							  " WHERE benefit_id = $1"
+							  "   AND (limit_usage IS DISTINCT FROM ($2->>'limit_usage')::int"
+							  "        OR limit_activations IS DISTINCT FROM ($2#>>'{activations,limit}')::int)",
+							  2, types),
+				 values, NULL, false, 0);
+}
+
+const BenefitType LicenseKeysBenefit = {
+	.name = "license_keys",
+	.webhook_name = "license_keys",
+	.normalize = NormalizeLicenseKeys,
+	.grant = LicenseKeyGrant,
+	.grant_many = LicenseKeyGrantMany,
+	.revoke = LicenseKeyRevoke,
+	.benefit_updated = LicenseKeysBenefitUpdated,
+};
