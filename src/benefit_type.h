@@ -16,6 +16,7 @@
 #include "utils/uuid.h"
 
 #include "grants.h"
+#include "portal_json.h"
 #include "properties.h"
 
 typedef struct BenefitType BenefitType;
@@ -46,6 +47,16 @@ struct BenefitType
 	/* The same for one live grant: its new properties (first: its customer's first grant). */
 	Jsonb	   *(*grant_updated) (pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 								  Jsonb *benefit_properties, Jsonb *grant_properties, bool first);
+
+	/*
+	 * The customer portal document: the type's member of each benefit object
+	 * (NULL: none).  portal_collect runs once per document with every shown
+	 * benefit of the type, to fetch what they need (b->type_state);
+	 * portal_member pushes the member's value.
+	 */
+	const char *portal_key;
+	void		(*portal_collect) (PortalBuild *ctx, PortalBenefit **benefits, int n);
+	void		(*portal_member) (PortalBuild *ctx, PortalBenefit *b);
 };
 
 /* The type of a name or alias, or NULL. */
@@ -72,6 +83,9 @@ extern void BenefitTypeGrantMany(GrantBatch *batch);
 extern void BenefitTypeRevoke(GrantChange *change);
 /* Fresh grant ids for a batch, then its type's batch grant. */
 extern void GrantBatchFresh(GrantBatch *batch);
+
+/* Every type, in registry order: *n of them. */
+extern const BenefitType *const *BenefitTypeAll(int *n);
 
 /* The types (type_*.c). */
 extern const BenefitType LicenseKeysBenefit;

@@ -28,6 +28,13 @@ static const BenefitType *const registry[] = {
 	&CustomBenefit,
 };
 
+const BenefitType *const *
+BenefitTypeAll(int *n)
+{
+	*n = lengthof(registry);
+	return registry;
+}
+
 const BenefitType *
 BenefitTypeFind(const char *name)
 {

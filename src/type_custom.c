@@ -41,6 +41,13 @@ CustomStoredAs(JsonbContainer *root, const char **hint)
 	return &MeterCreditsBenefit;
 }
 
+/* The portal shows the note as written (markdown). */
+static void
+CustomPortalMember(PortalBuild *ctx, PortalBenefit *b)
+{
+	DocJson(&ctx->doc, JsonMember(b->properties, "note"));
+}
+
 const BenefitType CustomBenefit = {
 	.name = "custom",
 	.webhook_name = "custom",
@@ -48,4 +55,6 @@ const BenefitType CustomBenefit = {
 	.stored_as = CustomStoredAs,
 	.grant = GrantLocal,
 	.grant_many = GrantLocalMany,
+	.portal_key = "note",
+	.portal_member = CustomPortalMember,
 };

@@ -160,6 +160,37 @@ DiscordGrantUpdated(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cus
 							  benefit_properties, grant_properties, first);
 }
 
+/*
+ * The portal: {roles, action, account, message, delivery, guild_id} (in
+ * jsonb key order), what the customer needs to see and do.
+ */
+static void
+DiscordPortalMember(PortalBuild *ctx, PortalBenefit *b)
+{
+	char	   *action;
+	char	   *message;
+	const char *delivery = PortalDelivery(ctx, b, &action, &message);
+	JsonbValue *roles = JsonMember(b->properties, "roles");
+
+	DocBeginObject(&ctx->doc);
+	DocKey(&ctx->doc, "roles");
+	if (roles != NULL)
+		DocJson(&ctx->doc, roles);
+	else
+		DocEmptyArray(&ctx->doc);
+	DocKey(&ctx->doc, "action");
+	DocStr(&ctx->doc, action);
+	DocKey(&ctx->doc, "account");
+	PortalAccount(ctx, PROVIDER_DISCORD);
+	DocKey(&ctx->doc, "message");
+	DocStr(&ctx->doc, message);
+	DocKey(&ctx->doc, "delivery");
+	DocStr(&ctx->doc, delivery);
+	DocKey(&ctx->doc, "guild_id");
+	DocJson(&ctx->doc, JsonMember(b->properties, "guild_id"));
+	DocEndObject(&ctx->doc);
+}
+
 const BenefitType DiscordBenefit = {
 	.name = "discord",
 	.webhook_name = "discord",
@@ -169,4 +200,6 @@ const BenefitType DiscordBenefit = {
 	.grant_many = DiscordGrantMany,
 	.revoke = DiscordRevoke,
 	.grant_updated = DiscordGrantUpdated,
+	.portal_key = "discord",
+	.portal_member = DiscordPortalMember,
 };

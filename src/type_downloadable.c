@@ -21,6 +21,7 @@
 #include "benefits.h"
 #include "benefit_type.h"
 #include "properties.h"
+#include "s3.h"
 
 /* A downloadable file is at most 10 GB. */
 #define MAX_FILE_SIZE			INT64CONST(10737418240)
@@ -235,6 +236,164 @@ NormalizeDownloadable(PropertiesState *state, JsonbContainer *root)
 	pushJsonbValue(&state->out, WJB_END_OBJECT, NULL);
 }
 
+/* ---- the customer portal ---- */
+
+enum
+{
+	F_ID = 1, F_NAME, F_SIZE, F_MIME_TYPE, F_CHECKSUM, F_STORAGE_KEY
+};
+
+/* One shown benefit's files, in the order it names them. */
+typedef struct PortalFiles
+{
+	int			nfiles;
+	char	  **file_keys;		/* as written (the keys of "archived") */
+	pg_uuid_t  *file_ids;
+	const Rows *files;			/* every shown file, fetched once */
+} PortalFiles;
+
+/* The files a downloadable benefit names, in order; null entries are skipped. */
+static void
+NamedFiles(PortalFiles *s, JsonbContainer *properties)
+{
+	JsonbContainer *files = JsonContainerOf(JsonMember(properties, "files"));
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n;
+
+	s->nfiles = 0;
+	if (files == NULL || !JsonContainerIsArray(files))
+		return;
+	n = JsonContainerSize(files);
+	s->file_keys = palloc(sizeof(char *) * (n + 1));
+	s->file_ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	it = JsonbIteratorInit(files);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *text;
+
+		if (tok != WJB_ELEM || (text = BenefitsJsonbValueText(&v)) == NULL)
+			continue;
+		s->file_keys[s->nfiles] = text;
+		s->file_ids[s->nfiles++] = *PortalUuidFromText(text);
+	}
+}
+
+/* The files of a downloadable benefit, each with a fresh download URL. */
+static void
+Files(Doc *doc, JsonbContainer *properties, const PortalFiles *s, TimestampTz now)
+{
+	JsonbContainer *archived = JsonContainerOf(JsonMember(properties, "archived"));
+	int			ttl = S3DownloadUrlTtl();
+	bool		configured = S3Configured();
+	S3Config	config;
+	char	   *expires_at = NULL;
+
+	if (configured)
+	{
+		S3ConfigFromSettings(&config);
+		expires_at = PortalTimeText(now + (int64) ttl * USECS_PER_SEC);
+	}
+	DocBeginArray(doc);
+	for (int i = 0; i < s->nfiles; i++)
+	{
+		int			f;
+		char	   *name;
+		char	   *mime;
+		S3QueryParam params[2];
+
+		if (JsonMemberFlag(archived, s->file_keys[i]))
+			continue;
+		for (f = 0; f < s->files->n; f++)
+			if (memcmp(DatumGetUUIDP(RowsGet(s->files, f, F_ID)), &s->file_ids[i], UUID_LEN) == 0)
+				break;
+		if (f == s->files->n)
+			continue;			/* disabled, archived, not uploaded or elsewhere */
+
+		name = RowsText(s->files, f, F_NAME);
+		mime = RowsText(s->files, f, F_MIME_TYPE);
+		params[0].name = "response-content-disposition";
+		params[0].value = S3ContentDisposition("attachment", name);
+		params[1].name = "response-content-type";
+		params[1].value = mime;
+
+		DocBeginObject(doc);
+		DocKey(doc, "id");
+		DocUuidCol(doc, s->files, f, F_ID);
+		DocKey(doc, "name");
+		DocStr(doc, name);
+		DocKey(doc, "size");
+		DocIntCol(doc, s->files, f, F_SIZE);
+		DocKey(doc, "mime_type");
+		DocStr(doc, mime);
+
+		/*
+		 * Without storage settings the rest of the portal still serves the
+		 * customer; the file says why it has no link.
+		 */
+		DocKey(doc, "download_url");
+		DocStr(doc, configured ? S3PresignUrl(&config, "GET", RowsText(s->files, f, F_STORAGE_KEY),
+											ttl, now, params, 2) : NULL);
+		DocKey(doc, "download_error");
+		DocStr(doc, configured ? NULL : "file storage is not configured");
+		DocKey(doc, "checksum_sha256");
+		DocTextCol(doc, s->files, f, F_CHECKSUM);
+		DocKey(doc, "download_expires_at");
+		DocStr(doc, expires_at);
+		DocEndObject(doc);
+	}
+	DocEndArray(doc);
+}
+
+
+static void
+DownloadablePortalCollect(PortalBuild *ctx, PortalBenefit **benefits, int n)
+{
+	static SPIPlanPtr files_plan;
+	Oid			uuid_array_uuid[2] = {UUIDARRAYOID, UUIDOID};
+	Rows	   *files = palloc0(sizeof(Rows));
+	pg_uuid_t  *ids;
+	int			nids = 0;
+	Datum		args[2];
+
+	for (int i = 0; i < n; i++)
+	{
+		PortalFiles *pf = palloc0(sizeof(PortalFiles));
+
+		NamedFiles(pf, benefits[i]->properties);
+		pf->files = files;
+		benefits[i]->type_state = pf;
+		nids += pf->nfiles;
+	}
+	if (nids == 0)
+		return;
+	ids = palloc(sizeof(pg_uuid_t) * nids);
+	nids = 0;
+	for (int i = 0; i < n; i++)
+	{
+		PortalFiles *pf = benefits[i]->type_state;
+
+		for (int f = 0; f < pf->nfiles; f++)
+			ids[nids++] = pf->file_ids[f];
+	}
+	BenefitsGenericPlan(&files_plan,
+						"SELECT f.id, f.name, f.size, f.mime_type, f.checksum_sha256, f.storage_key"
+						"  FROM benefits.files f"
+						" WHERE f.id = ANY ($1) AND f.organization_id = $2"
+						"   AND f.enabled AND NOT f.archived AND f.uploaded_at IS NOT NULL",
+						2, uuid_array_uuid);
+	args[0] = BenefitsUuidArray(ids, nids);
+	args[1] = ctx->organization_id;
+	*files = RowsFetch(files_plan, args);
+}
+
+static void
+DownloadablePortalMember(PortalBuild *ctx, PortalBenefit *b)
+{
+	Files(&ctx->doc, b->properties, b->type_state, ctx->now);
+}
+
 const BenefitType DownloadableBenefit = {
 	.name = "downloadable",
 	.alias = "downloadables",
@@ -242,4 +401,7 @@ const BenefitType DownloadableBenefit = {
 	.normalize = NormalizeDownloadable,
 	.grant = GrantLocal,
 	.grant_many = GrantLocalMany,
+	.portal_key = "files",
+	.portal_collect = DownloadablePortalCollect,
+	.portal_member = DownloadablePortalMember,
 };

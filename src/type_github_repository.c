@@ -178,6 +178,35 @@ GithubGrantUpdated(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 							  benefit_properties, grant_properties, first);
 }
 
+/*
+ * The portal: {action, account, message, delivery, repositories} (in jsonb
+ * key order), what the customer needs to see and do.
+ */
+static void
+GithubPortalMember(PortalBuild *ctx, PortalBenefit *b)
+{
+	char	   *action;
+	char	   *message;
+	const char *delivery = PortalDelivery(ctx, b, &action, &message);
+	JsonbValue *repositories = JsonMember(b->properties, "repositories");
+
+	DocBeginObject(&ctx->doc);
+	DocKey(&ctx->doc, "action");
+	DocStr(&ctx->doc, action);
+	DocKey(&ctx->doc, "account");
+	PortalAccount(ctx, PROVIDER_GITHUB);
+	DocKey(&ctx->doc, "message");
+	DocStr(&ctx->doc, message);
+	DocKey(&ctx->doc, "delivery");
+	DocStr(&ctx->doc, delivery);
+	DocKey(&ctx->doc, "repositories");
+	if (repositories != NULL)
+		DocJson(&ctx->doc, repositories);
+	else
+		DocEmptyArray(&ctx->doc);
+	DocEndObject(&ctx->doc);
+}
+
 const BenefitType GithubRepositoryBenefit = {
 	.name = "github_repository",
 	.webhook_name = "github_repository",
@@ -187,4 +216,6 @@ const BenefitType GithubRepositoryBenefit = {
 	.grant_many = GithubGrantMany,
 	.revoke = GithubRevoke,
 	.grant_updated = GithubGrantUpdated,
+	.portal_key = "github",
+	.portal_member = GithubPortalMember,
 };

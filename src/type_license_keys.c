@@ -18,6 +18,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/uuid.h"
 
 #include "benefits.h"
 #include "benefit_type.h"
@@ -280,6 +281,151 @@ LicenseKeysBenefitUpdated(pg_uuid_t benefit_id, Jsonb *properties)
 				 values, NULL, false, 0);
 }
 
+/* ---- the customer portal ---- */
+
+enum
+{
+	K_BENEFIT_ID = 1, K_ID, K_KEY, K_DISPLAY_KEY, K_STATUS, K_USAGE, K_LIMIT_USAGE,
+	K_LIMIT_ACTIVATIONS, K_VALIDATIONS, K_LAST_VALIDATED_AT, K_EXPIRES_AT
+};
+
+enum
+{
+	A_LICENSE_KEY_ID = 1, A_ID, A_LABEL, A_META, A_CREATED_AT
+};
+
+/* The customer's keys and their activations, fetched once per document. */
+typedef struct PortalKeys
+{
+	Rows		keys;
+	Rows		acts;
+	int		   *act_order;
+} PortalKeys;
+
+/* Activations in the order shown: by key, then created_at, then id. */
+static int
+ActivationCmp(const void *a, const void *b, void *arg)
+{
+	const Rows *r = arg;
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+	int			c = memcmp(DatumGetUUIDP(RowsGet(r, x, A_LICENSE_KEY_ID)),
+						   DatumGetUUIDP(RowsGet(r, y, A_LICENSE_KEY_ID)), UUID_LEN);
+	TimestampTz tx = DatumGetTimestampTz(RowsGet(r, x, A_CREATED_AT));
+	TimestampTz ty = DatumGetTimestampTz(RowsGet(r, y, A_CREATED_AT));
+
+	if (c != 0)
+		return c;
+	if (tx != ty)
+		return tx < ty ? -1 : 1;
+	return memcmp(DatumGetUUIDP(RowsGet(r, x, A_ID)), DatumGetUUIDP(RowsGet(r, y, A_ID)), UUID_LEN);
+}
+
+/* The license key of a benefit with its activations (ordered), or null. */
+static void
+LicenseKey(Doc *doc, const Rows *held, int h, bool customer_admin,
+		   const Rows *keys, const Rows *acts, const int *act_order)
+{
+	for (int k = 0; k < keys->n; k++)
+	{
+		if (!RowsSameUuid(keys, k, K_BENEFIT_ID, held, h, HELD_BENEFIT_ID))
+			continue;
+		DocBeginObject(doc);
+		DocKey(doc, "id");
+		DocUuidCol(doc, keys, k, K_ID);
+		DocKey(doc, "key");
+		DocTextCol(doc, keys, k, K_KEY);
+		DocKey(doc, "usage");
+		DocIntCol(doc, keys, k, K_USAGE);
+		DocKey(doc, "status");
+		DocTextCol(doc, keys, k, K_STATUS);
+		DocKey(doc, "expires_at");
+		DocTimeCol(doc, keys, k, K_EXPIRES_AT);
+		DocKey(doc, "activations");
+		DocBeginArray(doc);
+		for (int i = 0; i < acts->n; i++)
+		{
+			int			a = act_order[i];
+
+			if (!RowsSameUuid(acts, a, A_LICENSE_KEY_ID, keys, k, K_ID))
+				continue;
+			DocBeginObject(doc);
+			DocKey(doc, "id");
+			DocUuidCol(doc, acts, a, A_ID);
+			DocKey(doc, "meta");
+			DocJsonCol(doc, acts, a, A_META);
+			DocKey(doc, "label");
+			DocTextCol(doc, acts, a, A_LABEL);
+			DocKey(doc, "created_at");
+			DocTimeCol(doc, acts, a, A_CREATED_AT);
+			DocEndObject(doc);
+		}
+		DocEndArray(doc);
+		DocKey(doc, "display_key");
+		DocTextCol(doc, keys, k, K_DISPLAY_KEY);
+		DocKey(doc, "limit_usage");
+		DocIntCol(doc, keys, k, K_LIMIT_USAGE);
+		DocKey(doc, "validations");
+		DocIntCol(doc, keys, k, K_VALIDATIONS);
+		DocKey(doc, "customer_admin");
+		DocBool(doc, customer_admin);
+		DocKey(doc, "last_validated_at");
+		DocTimeCol(doc, keys, k, K_LAST_VALIDATED_AT);
+		DocKey(doc, "limit_activations");
+		DocIntCol(doc, keys, k, K_LIMIT_ACTIVATIONS);
+		DocEndObject(doc);
+		return;
+	}
+	DocNull(doc);
+}
+
+
+static void
+LicenseKeysPortalCollect(PortalBuild *ctx, PortalBenefit **benefits, int n)
+{
+	static SPIPlanPtr keys_plan;
+	static SPIPlanPtr activations_plan;
+	Oid			one_uuid[1] = {UUIDOID};
+	Oid			uuid_array[1] = {UUIDARRAYOID};
+	PortalKeys *pk = palloc0(sizeof(PortalKeys));
+
+	BenefitsGenericPlan(&keys_plan,
+						"SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
+						"       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at"
+						"  FROM benefits.license_keys lk WHERE lk.customer_id = $1", 1, one_uuid);
+	BenefitsGenericPlan(&activations_plan,
+						"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
+						"  FROM benefits.license_key_activations a WHERE a.license_key_id = ANY ($1)",
+						1, uuid_array);
+	pk->keys = RowsFetch(keys_plan, &ctx->customer_id);
+	if (pk->keys.n > 0)
+	{
+		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * pk->keys.n);
+		Datum		arg;
+
+		for (int k = 0; k < pk->keys.n; k++)
+			ids[k] = *DatumGetUUIDP(RowsGet(&pk->keys, k, K_ID));
+		arg = BenefitsUuidArray(ids, pk->keys.n);
+		pk->acts = RowsFetch(activations_plan, &arg);
+		pk->act_order = palloc(sizeof(int) * (pk->acts.n + 1));
+		for (int a = 0; a < pk->acts.n; a++)
+			pk->act_order[a] = a;
+		qsort_arg(pk->act_order, pk->acts.n, sizeof(int), ActivationCmp, &pk->acts);
+	}
+	for (int i = 0; i < n; i++)
+		benefits[i]->type_state = pk;
+}
+
+static void
+LicenseKeysPortalMember(PortalBuild *ctx, PortalBenefit *b)
+{
+	PortalKeys *pk = b->type_state;
+	JsonbContainer *activations = JsonContainerOf(JsonMember(b->properties, "activations"));
+
+	LicenseKey(&ctx->doc, ctx->held, b->chosen, JsonMemberFlag(activations, "enable_customer_admin"),
+			   &pk->keys, &pk->acts, pk->act_order);
+}
+
 const BenefitType LicenseKeysBenefit = {
 	.name = "license_keys",
 	.webhook_name = "license_keys",
@@ -288,4 +434,7 @@ const BenefitType LicenseKeysBenefit = {
 	.grant_many = LicenseKeyGrantMany,
 	.revoke = LicenseKeyRevoke,
 	.benefit_updated = LicenseKeysBenefitUpdated,
+	.portal_key = "license_key",
+	.portal_collect = LicenseKeysPortalCollect,
+	.portal_member = LicenseKeysPortalMember,
 };

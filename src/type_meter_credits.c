@@ -566,6 +566,56 @@ NormalizeMeterCredits(PropertiesState *state, JsonbContainer *root)
 	}
 }
 
+/* ---- the customer portal ---- */
+
+/* A meter_credits benefit's meter with the customer's balance, or null. */
+static void
+Meter(Doc *doc, JsonbContainer *properties, Datum customer)
+{
+	char	   *meter_id = BenefitsJsonbValueText(JsonMember(properties, "meter_id"));
+	static SPIPlanPtr meter_plan;
+	Oid			two_uuids[2] = {UUIDOID, UUIDOID};
+	Datum		args[2];
+	Rows		m;
+
+	if (meter_id == NULL)
+	{
+		DocNull(doc);
+		return;
+	}
+	BenefitsGenericPlan(&meter_plan,
+						"SELECT m.id, m.name, coalesce(mb.balance, 0) FROM benefits.meters m"
+						"  LEFT JOIN benefits.meter_balances mb ON mb.customer_id = $2 AND mb.meter_id = m.id"
+						" WHERE m.id = $1", 2, two_uuids);
+	args[0] = UUIDPGetDatum(PortalUuidFromText(meter_id));
+	args[1] = customer;
+	m = RowsFetch(meter_plan, args);
+	if (m.n != 1)
+	{
+		DocNull(doc);
+		return;
+	}
+	DocBeginObject(doc);
+	DocKey(doc, "id");
+	DocUuidCol(doc, &m, 0, 1);
+	DocKey(doc, "name");
+	DocTextCol(doc, &m, 0, 2);
+	DocKey(doc, "units");
+	DocJson(doc, JsonMember(properties, "units"));
+	DocKey(doc, "balance");
+	DocIntCol(doc, &m, 0, 3);
+	DocKey(doc, "rollover");
+	DocBool(doc, JsonMemberFlag(properties, "rollover"));
+	DocEndObject(doc);
+}
+
+
+static void
+MeterCreditsPortalMember(PortalBuild *ctx, PortalBenefit *b)
+{
+	Meter(&ctx->doc, b->properties, ctx->customer_id);
+}
+
 const BenefitType MeterCreditsBenefit = {
 	.name = "meter_credits",
 	.alias = "meter_credit",
@@ -576,4 +626,6 @@ const BenefitType MeterCreditsBenefit = {
 	.revoke = MeterCreditsRevoke,
 	.cycle = MeterCreditsCycle,
 	.benefit_updated = MeterCreditsBenefitUpdated,
+	.portal_key = "meter",
+	.portal_member = MeterCreditsPortalMember,
 };
