@@ -34,6 +34,10 @@ all install installcheck:
 	@echo "PGXS not found: run 'make deps' (or install postgresql-server-dev-15) first" >&2; exit 1
 endif
 
+# PGXS tracks no header dependencies: every object is rebuilt when a header
+# changes (a struct that grows a member must not leave stale objects behind).
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
+
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
 	cat $^ > $@
 

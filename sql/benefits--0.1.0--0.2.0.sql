@@ -181,3 +181,67 @@ REVOKE EXECUTE ON FUNCTION
     benefits.github_invitation_step(text, text, boolean, integer),
     benefits.enqueue_grant_event(uuid, text, jsonb), benefits.enqueue_benefit_event(uuid, text)
     FROM benefits_admin;
+
+-- Feature flags: a seventh benefit type, and benefits' metadata settable
+-- through create_benefit and update_benefit (new signatures: dropped and
+-- created again, with their comments and privileges).
+ALTER TABLE benefits.benefits DROP CONSTRAINT benefits_type_check,
+    ADD CONSTRAINT benefits_type_check
+    CHECK (type IN ('license_keys', 'github_repository', 'discord', 'downloadable',
+                    'meter_credits', 'custom', 'feature_flag'));
+DROP FUNCTION benefits.create_benefit(text, uuid, text, jsonb);
+DROP FUNCTION benefits.update_benefit(uuid, text, jsonb);
+CREATE FUNCTION benefits.create_benefit(type text, organization_id uuid, description text, properties jsonb,
+                                        metadata jsonb DEFAULT NULL)
+RETURNS benefits.benefits
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'create_benefit';
+COMMENT ON FUNCTION benefits.create_benefit(text, uuid, text, jsonb, jsonb) IS
+'Creates a benefit of the organization after validating its properties and metadata; aliases downloadables, meter_credit and a custom benefit with meter_id and credits are stored under their canonical type';
+
+CREATE FUNCTION benefits.update_benefit(benefit_id uuid, description text DEFAULT NULL, properties jsonb DEFAULT NULL,
+                                        metadata jsonb DEFAULT NULL)
+RETURNS benefits.benefits
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'update_benefit';
+COMMENT ON FUNCTION benefits.update_benefit(uuid, text, jsonb, jsonb) IS
+'Replaces the description, the properties and/or the metadata of a benefit (NULL keeps them); the type cannot change';
+
+REVOKE EXECUTE ON FUNCTION benefits.create_benefit(text, uuid, text, jsonb, jsonb),
+                          benefits.update_benefit(uuid, text, jsonb, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.create_benefit(text, uuid, text, jsonb, jsonb),
+                          benefits.update_benefit(uuid, text, jsonb, jsonb) TO benefits_admin;
+
+-- Feature flags (src/type_feature_flag.c): a feature_flag benefit names its
+-- feature in metadata.feature; a customer has the feature while they hold an
+-- active grant of such a benefit.  Both functions are read-only and run with
+-- the caller's rights (benefits_app and benefits_admin read grants and
+-- benefits), so a Row-Level Security policy may call them.  has_feature, the
+-- one a policy calls for every row, is C with one kept plan of two index
+-- lookups whose every name and operator is schema-qualified;
+-- customer_features is an SQL-standard body, bound when created.  Neither
+-- resolves a name through the caller's search_path.
+
+CREATE INDEX benefits_feature ON benefits.benefits ((metadata ->> 'feature'))
+    WHERE type = 'feature_flag' AND deleted_at IS NULL;
+
+CREATE FUNCTION benefits.has_feature(customer_id uuid, feature text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'has_feature' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION benefits.has_feature(uuid, text) IS
+    'Whether the customer holds an active grant of a feature_flag benefit whose metadata names this feature';
+
+CREATE FUNCTION benefits.customer_features(customer_id uuid) RETURNS SETOF text
+    LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT DISTINCT b.metadata ->> 'feature'
+      FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id
+     WHERE g.customer_id = customer_features.customer_id AND g.state = 'active'
+       AND b.type = 'feature_flag' AND b.deleted_at IS NULL AND b.metadata ? 'feature'
+     ORDER BY 1;
+END;
+COMMENT ON FUNCTION benefits.customer_features(uuid) IS
+    'The features the customer holds through active grants of feature_flag benefits, in name order';
+
+GRANT EXECUTE ON FUNCTION benefits.has_feature(uuid, text), benefits.customer_features(uuid) TO benefits_app;
+REVOKE EXECUTE ON FUNCTION benefits.has_feature(uuid, text), benefits.customer_features(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.has_feature(uuid, text), benefits.customer_features(uuid) TO benefits_admin;

@@ -180,7 +180,9 @@ SELECT pending_keys >= 0 AS stats FROM benefits.validation_stats();
 RESET search_path;
 -- Every function of the extension pins its search path, but those that run
 -- no SQL by name (C code that only computes, and SQL-standard bodies bound
--- when created) and validate_license, which pins it in C for its writes.
+-- when created), validate_license, which pins it in C for its writes, and
+-- has_feature, whose one statement qualifies every name and operator (the
+-- trap above shows both).
 SELECT p.proname, l.lanname
   FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
  WHERE p.pronamespace = 'benefits'::regnamespace

@@ -27,6 +27,7 @@ struct BenefitType
 	const char *alias;			/* another name create_benefit accepts, or NULL */
 	const char *webhook_name;	/* the name in webhook payloads (Polar's spelling) */
 	const char *account_platform;	/* the linked account it needs ("github"), or NULL */
+	const char *metadata_key;	/* a string its metadata must carry, or NULL */
 
 	/* Validate the caller's properties (root) and push the normalized members. */
 	void		(*normalize) (PropertiesState *state, JsonbContainer *root);
@@ -77,6 +78,9 @@ extern const BenefitType *BenefitTypeForPlatform(const char *platform);
 extern Jsonb *BenefitPropertiesNormalize(const char *type, Jsonb *properties,
 										 pg_uuid_t organization_id, const BenefitType **stored_type);
 
+/* A benefit's metadata (NULL: unchanged from existing) checked for its type. */
+extern void BenefitMetadataCheck(const BenefitType *bt, Jsonb *metadata, Jsonb *existing);
+
 /* The grant operations of a change's or batch's benefit type. */
 extern void BenefitTypeGrant(GrantChange *change);
 extern void BenefitTypeGrantMany(GrantBatch *batch);
@@ -94,5 +98,6 @@ extern const BenefitType DiscordBenefit;
 extern const BenefitType DownloadableBenefit;
 extern const BenefitType MeterCreditsBenefit;
 extern const BenefitType CustomBenefit;
+extern const BenefitType FeatureFlagBenefit;
 
 #endif

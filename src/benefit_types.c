@@ -3,8 +3,8 @@
  * dispatch to a type's operations (benefit_type.h).
  *
  * Adding a type is one file defining its BenefitType and one line in the
- * registry below (and the type's name in the CHECK constraint of
- * benefits.benefits.type).  The grant engine (grants.c, grants_bulk.c,
+ * registry below (and the type's name in the CHECK constraint
+ * benefits_type_check of benefits.benefits).  The grant engine (grants.c, grants_bulk.c,
  * activations.c, reconcile.c), the catalog (catalog.c, catalog_grants.c) and
  * the renewal path (subscriptions.c) reach a type only through here.
  */
@@ -26,6 +26,7 @@ static const BenefitType *const registry[] = {
 	&DownloadableBenefit,
 	&MeterCreditsBenefit,
 	&CustomBenefit,
+	&FeatureFlagBenefit,
 };
 
 const BenefitType *const *
@@ -168,4 +169,29 @@ GrantBatchFresh(GrantBatch *batch)
 	for (int i = 0; i < batch->n; i++)
 		batch->grant_ids[i] = BenefitsRandomUuid();
 	BenefitTypeGrantMany(batch);
+}
+
+/*
+ * Checks a benefit's metadata (NULL: none given) for a benefit of type bt:
+ * its shape, and the key the type needs.  existing is the stored metadata
+ * when only a change is checked.
+ */
+void
+BenefitMetadataCheck(const BenefitType *bt, Jsonb *metadata, Jsonb *existing)
+{
+	Jsonb	   *effective = metadata ? metadata : existing;
+	char	   *value;
+
+	if (metadata != NULL)
+		PropCheckMetadata(metadata);
+	if (bt->metadata_key == NULL)
+		return;
+	value = BenefitsJsonText(effective, bt->metadata_key);
+	if (value == NULL || value[0] == '\0' ||
+		getKeyJsonValueFromContainer(&effective->root, bt->metadata_key,
+									 strlen(bt->metadata_key), NULL)->type != jbvString)
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("metadata.%s is required for a %s benefit", bt->metadata_key, bt->name),
+				errhint("Give it as a non-empty string, for example metadata => '{\"%s\": \"export_pdf\"}'.",
+						bt->metadata_key));
 }

@@ -54,6 +54,7 @@ typedef struct BenefitRow
 	pg_uuid_t	organization_id;
 	char	   *type;
 	Jsonb	   *properties;
+	Jsonb	   *metadata;
 	bool		deleted;
 } BenefitRow;
 
@@ -115,7 +116,7 @@ LockBenefit(pg_uuid_t *benefit_id)
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1] = {UUIDPGetDatum(benefit_id)};
 	SPIPlanPtr	plan = BenefitsPlan(&benefit_lock_plan,
-								"SELECT organization_id, type, properties, deleted_at IS NOT NULL"
+								"SELECT organization_id, type, properties, deleted_at IS NOT NULL, metadata"
 								" FROM benefits.benefits"
 								" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 								1, argtypes);
@@ -135,6 +136,7 @@ LockBenefit(pg_uuid_t *benefit_id)
 	row.type = SPI_getvalue(tuple, desc, 2);
 	row.properties = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 3, &isnull));
 	row.deleted = DatumGetBool(SPI_getbinval(tuple, desc, 4, &isnull));
+	row.metadata = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 5, &isnull));
 	return row;
 }
 
@@ -149,9 +151,19 @@ ReturnedRow(void)
 }
 
 /*
- * benefits.create_benefit(type, organization_id, description, properties):
- * validates and normalizes the properties (properties.c) and stores the
- * benefit under its canonical type.
+ * The metadata argument at argno (NULL when absent or null): 0.1.0's
+ * functions had none.
+ */
+static Jsonb *
+MetadataArgument(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_NARGS() > argno && !PG_ARGISNULL(argno) ? PG_GETARG_JSONB_P(argno) : NULL;
+}
+
+/*
+ * benefits.create_benefit(type, organization_id, description, properties,
+ * metadata): validates and normalizes the properties (the type's file),
+ * checks the metadata, and stores the benefit under its canonical type.
  */
 Datum
 create_benefit(PG_FUNCTION_ARGS)
@@ -161,9 +173,11 @@ create_benefit(PG_FUNCTION_ARGS)
 	text	   *description;
 	Jsonb	   *properties;
 	Jsonb	   *normalized;
+	Jsonb	   *metadata = MetadataArgument(fcinfo, 4);
 	const BenefitType *stored_type;
-	Oid			argtypes[4] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID};
-	Datum		args[4];
+	Oid			argtypes[5] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	Datum		result;
 
@@ -181,16 +195,19 @@ create_benefit(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	LockOrganization(organization_id);
 	normalized = BenefitPropertiesNormalize(type, properties, *organization_id, &stored_type);
+	BenefitMetadataCheck(stored_type, metadata, NULL);
 
 	plan = BenefitsPlan(&benefit_insert_plan,
-					"INSERT INTO benefits.benefits AS b (organization_id, type, description, properties)"
-					" VALUES ($1, $2, $3, $4) RETURNING b",
-					4, argtypes);
+					"INSERT INTO benefits.benefits AS b (organization_id, type, description, properties, metadata)"
+					" VALUES ($1, $2, $3, $4, COALESCE($5, '{}')) RETURNING b",
+					5, argtypes);
 	args[0] = UUIDPGetDatum(organization_id);
 	args[1] = CStringGetTextDatum(stored_type->name);
 	args[2] = PointerGetDatum(description);
 	args[3] = JsonbPGetDatum(normalized);
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+	args[4] = metadata ? JsonbPGetDatum(metadata) : (Datum) 0;
+	nulls[4] = metadata ? ' ' : 'n';
+	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "inserting a benefit failed");
 	result = ReturnedRow();
@@ -200,9 +217,10 @@ create_benefit(PG_FUNCTION_ARGS)
 }
 
 /*
- * benefits.update_benefit(benefit_id, description, properties): replaces the
- * description and/or the properties (NULL keeps them).  The type cannot
- * change, so properties that describe another type are refused.
+ * benefits.update_benefit(benefit_id, description, properties, metadata):
+ * replaces the description, the properties and/or the metadata (NULL keeps
+ * them).  The type cannot change, so properties that describe another type
+ * are refused.
  */
 Datum
 update_benefit(PG_FUNCTION_ARGS)
@@ -211,10 +229,11 @@ update_benefit(PG_FUNCTION_ARGS)
 	text	   *description;
 	Jsonb	   *properties;
 	Jsonb	   *normalized = NULL;
+	Jsonb	   *metadata = MetadataArgument(fcinfo, 3);
 	BenefitRow	previous;
-	Oid			argtypes[3] = {UUIDOID, TEXTOID, JSONBOID};
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Oid			argtypes[4] = {UUIDOID, TEXTOID, JSONBOID, JSONBOID};
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	Datum		result;
 
@@ -243,19 +262,23 @@ update_benefit(PG_FUNCTION_ARGS)
 					errdetail("The benefit is a %s benefit; these properties describe a %s benefit.",
 							  previous.type, type->name));
 	}
+	BenefitMetadataCheck(BenefitTypeOf(previous.type), metadata, previous.metadata);
 
 	plan = BenefitsPlan(&benefit_update_plan,
 					"UPDATE benefits.benefits AS b"
 					" SET description = COALESCE($2, b.description),"
 					"     properties = COALESCE($3, b.properties),"
+					"     metadata = COALESCE($4, b.metadata),"
 					"     modified_at = pg_catalog.now()"
 					" WHERE b.id OPERATOR(pg_catalog.=) $1 RETURNING b",
-					3, argtypes);
+					4, argtypes);
 	args[0] = UUIDPGetDatum(benefit_id);
 	args[1] = PointerGetDatum(description);
 	args[2] = JsonbPGetDatum(normalized);
 	nulls[1] = description ? ' ' : 'n';
 	nulls[2] = normalized ? ' ' : 'n';
+	args[3] = metadata ? JsonbPGetDatum(metadata) : (Datum) 0;
+	nulls[3] = metadata ? ' ' : 'n';
 	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "updating a benefit failed");

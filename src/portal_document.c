@@ -81,7 +81,7 @@ enum
  */
 #define HELD_SQL \
 	"SELECT g.id, g.benefit_id, b.type, b.description, g.state, g.granted_at, g.error, b.properties," \
-	"       coalesce(g.subscription_id, g.order_id)" \
+	"       coalesce(g.subscription_id, g.order_id), b.metadata" \
 	"  FROM benefits.grants g" \
 	"  JOIN benefits.benefits b ON b.id = g.benefit_id AND b.deleted_at IS NULL" \
 	" WHERE g.customer_id = $1 AND g.state <> 'revoked'"
@@ -357,6 +357,7 @@ Benefits(PortalBuild *ctx, const Rows *customer)
 		shown[nshown].first = shown[nshown].chosen = i;
 		shown[nshown].type = RowsText(&held, i, HELD_TYPE);
 		shown[nshown].properties = RowsJsonb(&held, i, HELD_PROPERTIES);
+		shown[nshown].metadata = RowsJsonb(&held, i, HELD_METADATA);
 		nshown++;
 	}
 

@@ -76,7 +76,7 @@ extern bool PortalKeyBefore(const char *a, const char *b);
 enum
 {
 	HELD_GRANT_ID = 1, HELD_BENEFIT_ID, HELD_TYPE, HELD_DESCRIPTION, HELD_STATE, HELD_GRANTED_AT,
-	HELD_ERROR, HELD_PROPERTIES, HELD_SOURCE_ID
+	HELD_ERROR, HELD_PROPERTIES, HELD_SOURCE_ID, HELD_METADATA
 };
 
 /* One benefit shown in the document: its grant row and its type's data. */
@@ -86,6 +86,7 @@ typedef struct PortalBenefit
 	int			chosen;			/* held row whose grant is shown */
 	const char *type;
 	JsonbContainer *properties;
+	JsonbContainer *metadata;
 	void	   *type_state;		/* what its type's portal_collect found for it */
 } PortalBenefit;
 

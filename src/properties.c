@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -293,3 +294,46 @@ PropPutKeyString(PropertiesState *state, const char *key, const char *s)
 	PropPutString(state, WJB_VALUE, s);
 }
 
+
+/*
+ * Benefit metadata, as Polar's: an object of at most 50 keys of 1 to 40
+ * characters whose values are strings of at most 500 characters, numbers or
+ * booleans.
+ */
+void
+PropCheckMetadata(Jsonb *metadata)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken token;
+	int			nkeys = 0;
+	char	   *key = NULL;
+
+	if (!JB_ROOT_IS_OBJECT(metadata))
+		ereport(ERROR, PROPERTY_ERROR, errmsg("metadata must be a JSON object"));
+	it = JsonbIteratorInit(&metadata->root);
+	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (token == WJB_KEY)
+		{
+			int			len = pg_mbstrlen_with_len(v.val.string.val, v.val.string.len);
+
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (++nkeys > 50)
+				ereport(ERROR, PROPERTY_ERROR, errmsg("metadata must have at most 50 keys"));
+			if (len < 1 || len > 40)
+				ereport(ERROR, PROPERTY_ERROR,
+						errmsg("metadata keys must be 1 to 40 characters"),
+						errdetail("The key \"%s\" has %d.", key, len));
+		}
+		else if (token == WJB_VALUE)
+		{
+			if (v.type == jbvString &&
+				pg_mbstrlen_with_len(v.val.string.val, v.val.string.len) > 500)
+				ereport(ERROR, PROPERTY_ERROR, errmsg("metadata.%s must be at most 500 characters", key));
+			if (v.type != jbvString && v.type != jbvNumeric && v.type != jbvBool)
+				ereport(ERROR, PROPERTY_ERROR,
+						errmsg("metadata.%s must be a string, a number or a boolean", key));
+		}
+	}
+}

@@ -56,4 +56,7 @@ extern void PropPutBool(PropertiesState *state, bool b);
 extern void PropPutInteger(PropertiesState *state, int64 i);
 extern void PropPutKeyString(PropertiesState *state, const char *key, const char *s);
 
+/* Benefit metadata: an object of short keys and scalar values (22023 otherwise). */
+extern void PropCheckMetadata(Jsonb *metadata);
+
 #endif

@@ -65,8 +65,9 @@ CREATE TABLE benefits.products (
 CREATE TABLE benefits.benefits (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     organization_id uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
-    type            text NOT NULL CHECK (type IN ('license_keys', 'github_repository', 'discord',
-                                                  'downloadable', 'meter_credits', 'custom')),
+    type            text NOT NULL CONSTRAINT benefits_type_check
+                    CHECK (type IN ('license_keys', 'github_repository', 'discord', 'downloadable',
+                                    'meter_credits', 'custom', 'feature_flag')),
     description     text NOT NULL CHECK (description <> ''),
     properties      jsonb NOT NULL DEFAULT '{}',
     metadata        jsonb NOT NULL DEFAULT '{}',
