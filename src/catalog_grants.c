@@ -154,5 +154,5 @@ EngineBenefitDeleted(pg_uuid_t benefit_id)
 		grant_ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	for (int i = 0; i < n; i++)
-		EngineRevokeGrant(grant_ids[i]);
+		GrantRevokeReported(grant_ids[i]);
 }

@@ -59,7 +59,6 @@ extern void EngineActivateSubscription(pg_uuid_t subscription_id);
 
 /* subscriptions.c */
 extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
-extern void EngineRevokeGrant(pg_uuid_t grant_id);
 
 /* reconcile.c */
 extern void EngineReconcileGrants(bool for_subscription, pg_uuid_t source_id, pg_uuid_t customer_id,

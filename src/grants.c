@@ -431,6 +431,14 @@ grant_benefit(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(row);
 }
 
+/* Revokes one grant and writes benefit_grant.revoked when it was live. */
+void
+GrantRevokeReported(pg_uuid_t grant_id)
+{
+	if (GrantRevoke(grant_id))
+		EventsEnqueueGrant(grant_id, EVENT_GRANT_REVOKED, NULL);
+}
+
 /*
  * revoke_benefit(customer_id, benefit_id): undo a manual grant.  Grants held
  * through subscriptions and orders follow those and are not touched.
@@ -460,12 +468,7 @@ revoke_benefit(PG_FUNCTION_ARGS)
 				 errmsg("customer %s has no manual grant of benefit %s",
 						BenefitsUuidText(PG_GETARG_UUID_P(0)), BenefitsUuidText(PG_GETARG_UUID_P(1))),
 				 errhint("Grants held through a subscription or an order are revoked by changing it.")));
-	{
-		pg_uuid_t	grant_id = DatumGetUuid(ResultValue(1, &isnull));
-
-		if (GrantRevoke(grant_id))
-			EventsEnqueueGrant(grant_id, EVENT_GRANT_REVOKED, NULL);
-	}
+	GrantRevokeReported(DatumGetUuid(ResultValue(1, &isnull)));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -29,9 +29,6 @@ extern char *LicenseKeyGenerate(const char *prefix);
  */
 extern char *LicenseKeyCanonical(const char *input, int len);
 
-/* Whether a canonical key has the generated shape (and so a check symbol). */
-extern bool LicenseKeyHasGeneratedShape(const char *canonical);
-
 /* The form shown in webhooks and lists: "****-" and the last four symbols. */
 extern char *LicenseKeyDisplay(const char *canonical);
 

@@ -175,12 +175,6 @@ LicenseKeyCanonical(const char *input, int len)
 	return key;
 }
 
-bool
-LicenseKeyHasGeneratedShape(const char *canonical)
-{
-	return GeneratedBodyOffset(canonical, strlen(canonical)) >= 0;
-}
-
 /*
  * The last four symbols identify a key to its owner; for a short imported key
  * they would give away too much of it, so nothing of it is shown.

@@ -200,35 +200,24 @@ enum
 
 /*
  * The search path every SPI plan of this file is prepared and run under:
- * pg_catalog only.  validate_license has no SET search_path clause (that
- * clause costs about 3us per call, half of the hot path), so the caller's
- * search_path is in force when it is called; its
- * direct index scans resolve nothing by name, and its SPI statements run
- * under this pinned path, so a caller's schema can never capture an operator,
- * function or type of a statement run with the owner's rights.  Plans keep
- * the path they were prepared under, so they are not re-planned when callers'
- * search paths differ.
+ * pg_catalog (then pg_temp, which no qualified name reaches).
+ * validate_license has no SET search_path clause (that clause costs about
+ * 3us per call, half of the hot path), so the caller's search_path is in
+ * force when it is called; its direct index scans resolve nothing by name,
+ * and its SPI statements run under this pinned path, set at a GUC nest level
+ * of its own as a SET clause would (the transaction's abort undoes it after
+ * an error), so a caller's schema can never capture an operator, function or
+ * type of a statement run with the owner's rights.
  */
-static OverrideSearchPath *PinnedPath = NULL;
-
-static void
-PinSearchPath(void)
-{
-	if (PinnedPath == NULL)
-	{
-		PinnedPath = MemoryContextAllocZero(TopMemoryContext, sizeof(OverrideSearchPath));
-		PinnedPath->schemas = NIL;
-		PinnedPath->addCatalog = true;
-		PinnedPath->addTemp = false;
-	}
-	PushOverrideSearchPath(PinnedPath);
-}
+static int	pinned_level = -1;
 
 /* SPI_connect under the pinned search path. */
 static void
 ConnectPinned(void)
 {
-	PinSearchPath();
+	pinned_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
 }
 
@@ -237,7 +226,8 @@ static void
 FinishPinned(void)
 {
 	SPI_finish();
-	PopOverrideSearchPath();
+	AtEOXact_GUC(true, pinned_level);
+	pinned_level = -1;
 }
 
 /* Relcache callback: forget the resolved catalog when one of its relations changes. */

@@ -132,12 +132,6 @@ S3DownloadUrlTtl(void)
 	return download_url_ttl;
 }
 
-int
-S3UploadUrlTtl(void)
-{
-	return upload_url_ttl;
-}
-
 void
 S3HexEncode(const unsigned char *bytes, size_t len, char *out)
 {

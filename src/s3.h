@@ -57,7 +57,6 @@ extern char *S3ContentDisposition(const char *disposition, const char *filename)
 
 /* Seconds a download URL stays valid (benefits.download_url_ttl). */
 extern int	S3DownloadUrlTtl(void);
-extern int	S3UploadUrlTtl(void);
 
 /* Lower-case hex SHA-256 / HMAC-SHA256 helpers, shared with the sessions. */
 extern void S3HexEncode(const unsigned char *bytes, size_t len, char *out);

@@ -54,14 +54,6 @@ PG_FUNCTION_INFO_V1(grant_source_deleted);
 PG_FUNCTION_INFO_V1(run_maintenance);
 
 
-/* Revokes one grant and writes benefit_grant.revoked when it was live. */
-void
-EngineRevokeGrant(pg_uuid_t grant_id)
-{
-	if (GrantRevoke(grant_id))
-		EventsEnqueueGrant(grant_id, EVENT_GRANT_REVOKED, NULL);
-}
-
 /* Locks two customers in a fixed order (a subscription moved between them). */
 static void
 LockCustomers(pg_uuid_t a, pg_uuid_t b)
@@ -346,7 +338,8 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 	HeapTuple	old = trigdata->tg_trigtuple;
 	bool		for_subscription = TriggerOnTable(trigdata, "subscriptions");
 	pg_uuid_t	id,
-				customer_id;
+				customer_id,
+				product_id;
 
 	if (!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ||
 		(!for_subscription && !TriggerOnTable(trigdata, "orders")))
@@ -355,6 +348,7 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 				 errmsg("grant_source_deleted must fire BEFORE DELETE on benefits.subscriptions or benefits.orders")));
 	id = *DatumGetUUIDP(TriggerColumn(trigdata, old, "id"));
 	customer_id = *DatumGetUUIDP(TriggerColumn(trigdata, old, "customer_id"));
+	product_id = *DatumGetUUIDP(TriggerColumn(trigdata, old, "product_id"));
 
 	SPI_connect();
 	/* An activation queued earlier in the statement is granted before it goes. */
@@ -373,7 +367,7 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 	if (SPI_processed > 0)
 	{
 		GrantLockCustomer(customer_id);
-		EngineReconcileGrants(for_subscription, id, customer_id, customer_id, ACCESS_REVOKE, false);
+		EngineReconcileGrants(for_subscription, id, customer_id, product_id, ACCESS_REVOKE, false);
 	}
 	SPI_finish();
 	return PointerGetDatum(old);
