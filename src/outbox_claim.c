@@ -57,18 +57,15 @@ static const char *claim_sql =
 "                                  THEN (c.payload->>'customer_id')::uuid END"
 "  WHERE o.id = c.id"
 " RETURNING o.id, o.kind, o.action, o.grant_id::text, o.endpoint_id::text, o.message_id,"
-"           o.payload::text, o.attempts, e.url, e.secret, e.enabled,"
-"           o.payload->>'owner', o.payload->>'repo', o.payload->>'username',"
-"           o.payload->>'permission', o.payload->>'guild_id', o.payload->>'user_id',"
-"           o.payload->>'role_id',"
-"           CASE WHEN jsonb_typeof(o.payload->'role_ids') = 'array' THEN (o.payload->'role_ids')::text END,"
-"           a.access_token,"
-"           CASE WHEN jsonb_typeof(o.payload->'_step') = 'number' THEN (o.payload->>'_step')::int ELSE 0 END,"
-"           CASE WHEN jsonb_typeof(o.payload->'role_ids') = 'array' AND jsonb_typeof(o.payload->'_step') = 'number'"
-"                THEN o.payload->'role_ids'->>((o.payload->>'_step')::int - 1) END,"
-"           CASE WHEN jsonb_typeof(o.payload->'role_ids') = 'array' THEN jsonb_array_length(o.payload->'role_ids') ELSE 0 END,"
-"           o.payload->>'_invitation_id',"
-"           CASE WHEN jsonb_typeof(o.payload->'_invitation_page') = 'number' THEN (o.payload->>'_invitation_page')::int ELSE 1 END";
+"           o.payload, o.attempts, e.url, e.secret, e.enabled, a.access_token";
+
+/* The claim's columns. */
+enum
+{
+	CLAIM_ID = 1, CLAIM_KIND, CLAIM_ACTION, CLAIM_GRANT_ID, CLAIM_ENDPOINT_ID, CLAIM_MESSAGE_ID,
+	CLAIM_PAYLOAD, CLAIM_ATTEMPTS, CLAIM_ENDPOINT_URL, CLAIM_ENDPOINT_SECRET, CLAIM_ENDPOINT_ENABLED,
+	CLAIM_ACCESS_TOKEN
+};
 
 /*
  * Results are matched by primary key only (running jobs are the ones with a
@@ -317,32 +314,20 @@ OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt)
 		bool		isnull;
 
 		job->cxt = cxt;
-		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		job->kind = GetText(tup, desc, 2);
-		job->action = GetText(tup, desc, 3);
-		job->grant_id = GetText(tup, desc, 4);
-		job->endpoint_id = GetText(tup, desc, 5);
-		job->message_id = GetText(tup, desc, 6);
-		job->payload = GetText(tup, desc, 7);
-		job->attempts = GetInt(tup, desc, 8);
-		job->endpoint_url = GetText(tup, desc, 9);
-		job->endpoint_secret = GetText(tup, desc, 10);
-		enabled = GetText(tup, desc, 11);
+		job->id = DatumGetInt64(SPI_getbinval(tup, desc, CLAIM_ID, &isnull));
+		job->kind = GetText(tup, desc, CLAIM_KIND);
+		job->action = GetText(tup, desc, CLAIM_ACTION);
+		job->grant_id = GetText(tup, desc, CLAIM_GRANT_ID);
+		job->endpoint_id = GetText(tup, desc, CLAIM_ENDPOINT_ID);
+		job->message_id = GetText(tup, desc, CLAIM_MESSAGE_ID);
+		job->payload_json = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, CLAIM_PAYLOAD, &isnull));
+		job->payload = JsonbToCString(NULL, &job->payload_json->root, VARSIZE(job->payload_json));
+		job->attempts = GetInt(tup, desc, CLAIM_ATTEMPTS);
+		job->endpoint_url = GetText(tup, desc, CLAIM_ENDPOINT_URL);
+		job->endpoint_secret = GetText(tup, desc, CLAIM_ENDPOINT_SECRET);
+		enabled = GetText(tup, desc, CLAIM_ENDPOINT_ENABLED);
 		job->endpoint_enabled = enabled && enabled[0] == 't';
-		job->owner = GetText(tup, desc, 12);
-		job->repo = GetText(tup, desc, 13);
-		job->username = GetText(tup, desc, 14);
-		job->permission = GetText(tup, desc, 15);
-		job->guild_id = GetText(tup, desc, 16);
-		job->user_id = GetText(tup, desc, 17);
-		job->role_id = GetText(tup, desc, 18);
-		job->role_ids = GetText(tup, desc, 19);
-		job->access_token = GetText(tup, desc, 20);
-		job->step = GetInt(tup, desc, 21);
-		job->step_role_id = GetText(tup, desc, 22);
-		job->nroles = GetInt(tup, desc, 23);
-		job->invitation_id = GetText(tup, desc, 24);
-		job->invitation_page = GetInt(tup, desc, 25);
+		job->access_token = GetText(tup, desc, CLAIM_ACCESS_TOKEN);
 		job->method = "";
 		MemoryContextSwitchTo(list_cxt);
 		jobs = lappend(jobs, job);
@@ -453,9 +438,9 @@ RecordStep(OutboxJob *job)
 		if (pg_verifymbstr(body, strlen(body), true))
 		{
 			values[0] = CStringGetTextDatum(body);
-			values[1] = CStringGetTextDatum(job->username);
+			values[1] = CStringGetTextDatum(JobPayloadText(job, "username"));
 			values[2] = BoolGetDatum(job->link_next);
-			values[3] = Int32GetDatum(Max(job->invitation_page, 1));
+			values[3] = Int32GetDatum(Max(JobPayloadInt(job, "_invitation_page", 1), 1));
 			if (SPI_execute_plan(invitation_plan, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 				elog(ERROR, "benefits: github_invitation_step failed");
 			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -467,7 +452,7 @@ RecordStep(OutboxJob *job)
 			job->outcome = JOB_RETRY;
 			job->error = psprintf("github remove_collaborator: the page %d of pending invitations "
 								  "(HTTP %ld) is not a readable JSON array",
-								  Max(job->invitation_page, 1), job->status);
+								  Max(JobPayloadInt(job, "_invitation_page", 1), 1), job->status);
 			job->delay_ms = RetryDelayMs(job);
 			RecordFailure(job);
 			return;

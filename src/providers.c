@@ -1,5 +1,7 @@
 /*
- * providers.c — GitHub and Discord calls of the outbox's provider jobs.
+ * providers.c — GitHub and Discord calls of the outbox's provider jobs: the
+ * request each action builds from its job's payload, and how its answer is
+ * judged (job_operations.c lists them).
  *
  * Every call is idempotent at the provider, so a job retried after a crash
  * does no harm: PUT collaborator, PUT/DELETE role, DELETE member.  Removals
@@ -11,15 +13,59 @@
  *   - Discord add_member: PUT the member with the customer's OAuth token and
  *     roles (step 0).  If they were already a member Discord ignores the
  *     roles, so steps 1..n PUT each role.
+ *
+ * Payloads: GitHub {owner, repo, username, permission}; Discord {guild_id,
+ * user_id, role_ids, customer_id} for add_member (the OAuth token is read
+ * from customer_accounts at claim time, never stored in the outbox),
+ * {guild_id, user_id, role_id} for add_role and remove_role, {guild_id,
+ * user_id} for kick_member.  Every value that becomes a path segment is
+ * checked against its shape here, just before it is sent.
  */
 #include "postgres.h"
 
 #include <curl/curl.h>
 
+#include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
 
+#include "benefits.h"
 #include "provider_names.h"
 #include "worker.h"
+
+char *
+JobPayloadText(const OutboxJob *job, const char *key)
+{
+	return BenefitsJsonText(job->payload_json, key);
+}
+
+int
+JobPayloadInt(const OutboxJob *job, const char *key, int dflt)
+{
+	JsonbValue *v;
+
+	if (job->payload_json == NULL || !JB_ROOT_IS_OBJECT(job->payload_json))
+		return dflt;
+	v = getKeyJsonValueFromContainer(&job->payload_json->root, key, strlen(key), NULL);
+	if (v == NULL || v->type != jbvNumeric)
+		return dflt;
+	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
+}
+
+/* The payload's array member key (role ids), or NULL. */
+static JsonbContainer *
+PayloadArray(const OutboxJob *job, const char *key)
+{
+	JsonbValue *v;
+
+	if (job->payload_json == NULL || !JB_ROOT_IS_OBJECT(job->payload_json))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&job->payload_json->root, key, strlen(key), NULL);
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		return NULL;
+	return v->val.binary.data;
+}
 
 /* Join a base URL and a path without a doubled slash. */
 static char *
@@ -58,7 +104,7 @@ SnowflakeShape(const char *value)
  * a different path.
  */
 static char *
-PathSegment(OutboxJob *job, const char *field, const char *value, NameShape valid)
+PathSegmentOf(OutboxJob *job, const char *field, const char *value, NameShape valid)
 {
 	if (value == NULL)
 	{
@@ -75,230 +121,275 @@ PathSegment(OutboxJob *job, const char *field, const char *value, NameShape vali
 	return HttpEscape(value);
 }
 
-/* Build a GitHub request. */
-static bool
-GithubBuildRequest(OutboxJob *job)
+/* PathSegmentOf the payload's member field. */
+static char *
+PathSegment(OutboxJob *job, const char *field, NameShape valid)
 {
-	char	   *owner = PathSegment(job, "owner", job->owner, GithubLoginValid);
-	char	   *repo = owner ? PathSegment(job, "repo", job->repo, GithubRepositoryValid) : NULL;
-	char	   *username;
-	char	   *repo_path;
+	return PathSegmentOf(job, field, JobPayloadText(job, field), valid);
+}
+
+/* ---- GitHub ---- */
+
+/* "/repos/{owner}/{repo}" and GitHub's headers, or NULL (job judged). */
+static char *
+GithubRepoPath(OutboxJob *job)
+{
+	char	   *owner = PathSegment(job, "owner", GithubLoginValid);
+	char	   *repo = owner ? PathSegment(job, "repo", GithubRepositoryValid) : NULL;
 
 	if (repo == NULL)
-		return false;
-	repo_path = psprintf("/repos/%s/%s", owner, repo);
+		return NULL;
 	job->headers = list_make2(pstrdup("Accept: application/vnd.github+json"),
 							  pstrdup("X-GitHub-Api-Version: 2022-11-28"));
 	if (benefits_github_token && benefits_github_token[0])
 		job->headers = lappend(job->headers, psprintf("Authorization: Bearer %s", benefits_github_token));
+	return psprintf("/repos/%s/%s", owner, repo);
+}
 
-	if (strcmp(job->action, "add_collaborator") == 0)
+/* PUT /repos/{owner}/{repo}/collaborators/{username} with the permission. */
+bool
+GithubAddCollaborator(OutboxJob *job)
+{
+	char	   *repo_path = GithubRepoPath(job);
+	char	   *username = repo_path ? PathSegment(job, "username", GithubLoginValid) : NULL;
+	char	   *permission = JobPayloadText(job, "permission");
+	StringInfoData body;
+
+	if (username == NULL)
+		return false;
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"permission\":");
+	escape_json(&body, permission ? permission : "pull");
+	appendStringInfoChar(&body, '}');
+	job->method = "PUT";
+	job->url = JoinUrl(benefits_github_api_url, psprintf("%s/collaborators/%s", repo_path, username));
+	job->body = body.data;
+	job->headers = lappend(job->headers, pstrdup("Content-Type: application/json"));
+	return true;
+}
+
+/* The steps of a revoke: list invitations, delete one, or remove the collaborator. */
+bool
+GithubRemoveCollaborator(OutboxJob *job)
+{
+	char	   *repo_path = GithubRepoPath(job);
+	char	   *username = repo_path ? PathSegment(job, "username", GithubLoginValid) : NULL;
+	int			step = JobPayloadInt(job, "_step", 0);
+
+	if (username == NULL)
+		return false;
+	job->method = step == 0 ? "GET" : "DELETE";
+	if (step == 0)
+		job->url = JoinUrl(benefits_github_api_url,
+						   psprintf("%s/invitations?per_page=100&page=%d", repo_path,
+									Max(JobPayloadInt(job, "_invitation_page", 1), 1)));
+	else if (step == 1 && JobPayloadText(job, "_invitation_id") != NULL)
 	{
-		StringInfoData body;
+		char	   *invitation = PathSegment(job, "_invitation_id", DecimalIdValid);
 
-		if ((username = PathSegment(job, "username", job->username, GithubLoginValid)) == NULL)
+		if (invitation == NULL)
 			return false;
-		initStringInfo(&body);
-		appendStringInfoString(&body, "{\"permission\":");
-		escape_json(&body, job->permission ? job->permission : "pull");
-		appendStringInfoChar(&body, '}');
-		job->method = "PUT";
+		job->url = JoinUrl(benefits_github_api_url, psprintf("%s/invitations/%s", repo_path, invitation));
+	}
+	else
 		job->url = JoinUrl(benefits_github_api_url, psprintf("%s/collaborators/%s", repo_path, username));
-		job->body = body.data;
-		job->headers = lappend(job->headers, pstrdup("Content-Type: application/json"));
-		return true;
-	}
-	if (strcmp(job->action, "remove_collaborator") == 0)
-	{
-		if ((username = PathSegment(job, "username", job->username, GithubLoginValid)) == NULL)
-			return false;
-		if (job->step == 0)
-		{
-			job->method = "GET";
-			job->url = JoinUrl(benefits_github_api_url,
-							   psprintf("%s/invitations?per_page=100&page=%d", repo_path,
-										Max(job->invitation_page, 1)));
-		}
-		else if (job->step == 1 && job->invitation_id)
-		{
-			char	   *invitation = PathSegment(job, "_invitation_id", job->invitation_id, DecimalIdValid);
+	return true;
+}
 
-			if (invitation == NULL)
-				return false;
-			job->method = "DELETE";
-			job->url = JoinUrl(benefits_github_api_url, psprintf("%s/invitations/%s", repo_path, invitation));
-		}
-		else
-		{
-			job->method = "DELETE";
-			job->url = JoinUrl(benefits_github_api_url, psprintf("%s/collaborators/%s", repo_path, username));
-		}
-		return true;
+/*
+ * A provider's answer: 2xx is success, and removing what is already gone
+ * (404 to a DELETE) too; anything else is judged by retry.c.  Returns
+ * whether it was a success.
+ */
+static bool
+ProviderAnswer(OutboxJob *job)
+{
+	bool		ok = job->curl_code == CURLE_OK && job->status >= 200 && job->status < 300;
+
+	if (!ok && strcmp(job->method, "DELETE") == 0 && job->curl_code == CURLE_OK && job->status == 404)
+		ok = true;
+	if (!ok)
+	{
+		RetryJudgeFailure(job, psprintf("%s %s", job->kind, job->action));
+		return false;
 	}
-	job->outcome = JOB_PERMANENT;
-	job->error = psprintf("github: unknown action \"%s\"", job->action);
-	return false;
+	job->outcome = JOB_DONE;
+	return true;
+}
+
+void
+GithubJudge(OutboxJob *job)
+{
+	(void) ProviderAnswer(job);
+}
+
+/* The invitation list just fetched is searched in SQL (outbox_claim.c). */
+void
+GithubRemoveCollaboratorJudge(OutboxJob *job)
+{
+	if (ProviderAnswer(job) && JobPayloadInt(job, "_step", 0) == 0)
+		job->outcome = JOB_STEP;
+}
+
+/* ---- Discord ---- */
+
+/* "/guilds/{guild}/members/{user}" and Discord's headers, or NULL (job judged). */
+static char *
+DiscordMemberPath(OutboxJob *job)
+{
+	char	   *guild = PathSegment(job, "guild_id", SnowflakeShape);
+	char	   *user = guild ? PathSegment(job, "user_id", SnowflakeShape) : NULL;
+
+	if (user == NULL)
+		return NULL;
+	job->headers = list_make1(pstrdup("Content-Type: application/json"));
+	if (benefits_discord_bot_token && benefits_discord_bot_token[0])
+		job->headers = lappend(job->headers, psprintf("Authorization: Bot %s", benefits_discord_bot_token));
+	return psprintf("/guilds/%s/members/%s", guild, user);
 }
 
 /*
  * The JSON array of role ids for Discord's add-member body, rebuilt from the
- * payload's array (JSON text from jsonb, `["1", "2"]`) so that only Discord
- * ids reach the body; NULL, and the job dead, for anything else.
+ * payload's array so that only Discord ids reach the body; NULL, and the job
+ * dead, for anything else.
  */
 static char *
 DiscordRoleArray(OutboxJob *job)
 {
+	JsonbContainer *roles = PayloadArray(job, "role_ids");
 	StringInfoData out;
-	const char *p = job->role_ids ? job->role_ids : "[]";
 
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '[');
-	if (*p++ != '[')
-		goto bad;
-	while (*p == ' ')
-		p++;
-	while (*p != ']')
+	for (int i = 0; roles != NULL && i < (int) JsonContainerSize(roles); i++)
 	{
-		const char *end;
-		char	   *id;
+		JsonbValue *v = getIthJsonbValueFromContainer(roles, i);
+		char	   *id = v->type == jbvString ? pnstrdup(v->val.string.val, v->val.string.len) : NULL;
 
-		if (*p++ != '"' || (end = strchr(p, '"')) == NULL)
-			goto bad;
-		id = pnstrdup(p, end - p);
-		if (!DiscordIdValid(id, 1))
-			goto bad;
-		appendStringInfo(&out, "%s\"%s\"", out.len > 1 ? "," : "", id);
-		for (p = end + 1; *p == ' '; p++)
-			;
-		if (*p == ',')
-			for (p++; *p == ' '; p++)
-				;
-		else if (*p != ']')
-			goto bad;
+		if (id == NULL || !DiscordIdValid(id, 1))
+		{
+			job->outcome = JOB_PERMANENT;
+			job->error = psprintf("discord %s: payload.role_ids must be an array of Discord ids; not sent",
+								  job->action);
+			return NULL;
+		}
+		appendStringInfo(&out, "%s\"%s\"", i > 0 ? "," : "", id);
 	}
-	if (p[1] != '\0')
-		goto bad;
 	appendStringInfoChar(&out, ']');
 	return out.data;
-bad:
-	job->outcome = JOB_PERMANENT;
-	job->error = psprintf("discord %s: payload.role_ids must be an array of Discord ids; not sent", job->action);
-	return NULL;
 }
 
-/* Build a Discord request. */
+/* PUT /guilds/{guild}/members/{user}/roles/{role} for one role. */
 static bool
-DiscordBuildRequest(OutboxJob *job)
+DiscordRoleRequest(OutboxJob *job, const char *method, const char *role_field)
 {
-	char	   *guild = PathSegment(job, "guild_id", job->guild_id, SnowflakeShape);
-	char	   *user = guild ? PathSegment(job, "user_id", job->user_id, SnowflakeShape) : NULL;
-	char	   *member_path;
-	char	   *role;
+	char	   *member_path = DiscordMemberPath(job);
+	char	   *role = member_path ? PathSegment(job, role_field, SnowflakeShape) : NULL;
 
-	if (user == NULL)
+	if (role == NULL)
 		return false;
-	member_path = psprintf("/guilds/%s/members/%s", guild, user);
-	job->headers = list_make1(pstrdup("Content-Type: application/json"));
-	if (benefits_discord_bot_token && benefits_discord_bot_token[0])
-		job->headers = lappend(job->headers, psprintf("Authorization: Bot %s", benefits_discord_bot_token));
-
-	if (strcmp(job->action, "add_member") == 0)
-	{
-		if (job->step == 0)
-		{
-			StringInfoData body;
-			char	   *roles;
-
-			if (job->access_token == NULL)
-			{
-				job->outcome = JOB_PERMANENT;
-				job->error = pstrdup("discord add_member: the customer has no linked Discord account "
-									 "with an access token; link the account again");
-				return false;
-			}
-			if ((roles = DiscordRoleArray(job)) == NULL)
-				return false;
-			initStringInfo(&body);
-			appendStringInfoString(&body, "{\"access_token\":");
-			escape_json(&body, job->access_token);
-			appendStringInfo(&body, ",\"roles\":%s}", roles);
-			job->method = "PUT";
-			job->url = JoinUrl(benefits_discord_api_url, member_path);
-			job->body = body.data;
-		}
-		else
-		{
-			if ((role = PathSegment(job, "role_ids", job->step_role_id, SnowflakeShape)) == NULL)
-				return false;
-			job->method = "PUT";
-			job->url = JoinUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member_path, role));
-		}
-		return true;
-	}
-	if (strcmp(job->action, "add_role") == 0 || strcmp(job->action, "remove_role") == 0)
-	{
-		if ((role = PathSegment(job, "role_id", job->role_id, SnowflakeShape)) == NULL)
-			return false;
-		job->method = (job->action[0] == 'a') ? "PUT" : "DELETE";
-		job->url = JoinUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member_path, role));
-		return true;
-	}
-	if (strcmp(job->action, "kick_member") == 0)
-	{
-		job->method = "DELETE";
-		job->url = JoinUrl(benefits_discord_api_url, member_path);
-		return true;
-	}
-	job->outcome = JOB_PERMANENT;
-	job->error = psprintf("discord: unknown action \"%s\"", job->action);
-	return false;
+	job->method = method;
+	job->url = JoinUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member_path, role));
+	return true;
 }
 
-/* Build the request of a provider job; false (job judged) if impossible. */
+/*
+ * Step 0: PUT the member with the customer's token and roles.  Step n: PUT
+ * role n (for a customer who was a member already).
+ */
 bool
-ProviderBuildRequest(OutboxJob *job)
+DiscordAddMember(OutboxJob *job)
 {
-	if (strcmp(job->kind, "github") == 0)
-		return GithubBuildRequest(job);
-	if (strcmp(job->kind, "discord") == 0)
-		return DiscordBuildRequest(job);
-	job->outcome = JOB_PERMANENT;
-	job->error = psprintf("unknown job kind \"%s\"", job->kind);
-	return false;
+	int			step = JobPayloadInt(job, "_step", 0);
+	char	   *member_path;
+	char	   *roles;
+	StringInfoData body;
+
+	if (step > 0)
+	{
+		JsonbContainer *ids = PayloadArray(job, "role_ids");
+		JsonbValue *v = ids && step <= (int) JsonContainerSize(ids)
+			? getIthJsonbValueFromContainer(ids, step - 1) : NULL;
+		char	   *member = DiscordMemberPath(job);
+		char	   *role;
+
+		if (member == NULL)
+			return false;
+		role = PathSegmentOf(job, "role_ids", v && v->type == jbvString
+							 ? pnstrdup(v->val.string.val, v->val.string.len) : NULL, SnowflakeShape);
+		if (role == NULL)
+			return false;
+		job->method = "PUT";
+		job->url = JoinUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member, role));
+		return true;
+	}
+	if ((member_path = DiscordMemberPath(job)) == NULL)
+		return false;
+	if (job->access_token == NULL)
+	{
+		job->outcome = JOB_PERMANENT;
+		job->error = pstrdup("discord add_member: the customer has no linked Discord account "
+							 "with an access token; link the account again");
+		return false;
+	}
+	if ((roles = DiscordRoleArray(job)) == NULL)
+		return false;
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"access_token\":");
+	escape_json(&body, job->access_token);
+	appendStringInfo(&body, ",\"roles\":%s}", roles);
+	job->method = "PUT";
+	job->url = JoinUrl(benefits_discord_api_url, member_path);
+	job->body = body.data;
+	return true;
 }
 
-/* Judge a provider answer. */
-void
-ProviderJudge(OutboxJob *job)
+bool
+DiscordAddRole(OutboxJob *job)
 {
-	bool		ok = job->curl_code == CURLE_OK && job->status >= 200 && job->status < 300;
-	bool		removal = strcmp(job->method, "DELETE") == 0;
-	char	   *what = psprintf("%s %s", job->kind, job->action);
+	return DiscordRoleRequest(job, "PUT", "role_id");
+}
 
-	/* removing what is already gone is success */
-	if (!ok && removal && job->curl_code == CURLE_OK && job->status == 404)
-		ok = true;
-	if (!ok)
-	{
-		RetryJudgeFailure(job, what);
+bool
+DiscordRemoveRole(OutboxJob *job)
+{
+	return DiscordRoleRequest(job, "DELETE", "role_id");
+}
+
+/* DELETE /guilds/{guild}/members/{user}. */
+bool
+DiscordKickMember(OutboxJob *job)
+{
+	char	   *member_path = DiscordMemberPath(job);
+
+	if (member_path == NULL)
+		return false;
+	job->method = "DELETE";
+	job->url = JoinUrl(benefits_discord_api_url, member_path);
+	return true;
+}
+
+void
+DiscordJudge(OutboxJob *job)
+{
+	(void) ProviderAnswer(job);
+}
+
+/* 204 to step 0: already a member, whose roles Discord left unchanged. */
+void
+DiscordAddMemberJudge(OutboxJob *job)
+{
+	int			step = JobPayloadInt(job, "_step", 0);
+	JsonbContainer *ids = PayloadArray(job, "role_ids");
+	int			nroles = ids ? (int) JsonContainerSize(ids) : 0;
+	int			next;
+
+	if (!ProviderAnswer(job))
 		return;
-	}
-	job->outcome = JOB_DONE;
-	if (strcmp(job->kind, "github") == 0 && strcmp(job->action, "remove_collaborator") == 0 &&
-		job->step == 0)
+	next = step == 0 ? (job->status == 204 ? 1 : 0) : step + 1;
+	if (next > 0 && next <= nroles)
 	{
-		/* the invitation list is searched in SQL (outbox_claim.c) */
 		job->outcome = JOB_STEP;
-	}
-	else if (strcmp(job->kind, "discord") == 0 && strcmp(job->action, "add_member") == 0)
-	{
-		/* 204: already a member, whose roles Discord left unchanged */
-		int			next = (job->step == 0) ? (job->status == 204 ? 1 : 0) : job->step + 1;
-
-		if (next > 0 && next <= job->nroles)
-		{
-			job->outcome = JOB_STEP;
-			job->step_patch = psprintf("{\"_step\": %d}", next);
-		}
+		job->step_patch = psprintf("{\"_step\": %d}", next);
 	}
 }

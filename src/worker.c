@@ -203,10 +203,7 @@ SendJobs(List *jobs, List *completed)
 		MemoryContext old = MemoryContextSwitchTo(job->cxt);
 		bool		built;
 
-		if (strcmp(job->kind, "webhook") == 0)
-			built = WebhookBuildRequest(job);
-		else
-			built = ProviderBuildRequest(job);
+		built = JobOperationOf(job)->build(job);
 		MemoryContextSwitchTo(old);
 		if (built && strcmp(job->kind, "webhook") != 0 && RetryHostPausedMs(job->url) > 0)
 		{
@@ -243,10 +240,7 @@ JudgeJobs(List *completed)
 		if (job->url == NULL || job->outcome == JOB_DEFERRED)
 			continue;			/* judged when it could not be built, or not sent */
 		old = MemoryContextSwitchTo(job->cxt);
-		if (strcmp(job->kind, "webhook") == 0)
-			WebhookJudge(job);
-		else
-			ProviderJudge(job);
+		JobOperationOf(job)->judge(job);
 		RetryPauseHost(job);
 		MemoryContextSwitchTo(old);
 	}

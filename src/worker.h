@@ -10,6 +10,7 @@
 
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/jsonb.h"
 
 #include <sys/socket.h>
 
@@ -58,7 +59,7 @@ typedef struct OutboxJob
 	char	   *grant_id;		/* NULL when the job belongs to no grant */
 	char	   *endpoint_id;
 	char	   *message_id;
-	char	   *payload;		/* payload as JSON text */
+	char	   *payload;		/* payload as JSON text (a webhook's body) */
 	int			attempts;		/* including this one */
 
 	/* webhook endpoint, read at claim time */
@@ -66,21 +67,8 @@ typedef struct OutboxJob
 	char	   *endpoint_secret;
 	bool		endpoint_enabled;
 
-	/* provider fields extracted from the payload */
-	char	   *owner;
-	char	   *repo;
-	char	   *username;
-	char	   *permission;
-	char	   *guild_id;
-	char	   *user_id;
-	char	   *role_id;
-	char	   *role_ids;		/* JSON array text */
-	char	   *access_token;	/* Discord OAuth token of the customer */
-	int			step;			/* multi-step jobs: which step this is */
-	char	   *step_role_id;	/* add_member step n: role n to add */
-	int			nroles;
-	char	   *invitation_id;
-	int			invitation_page;
+	Jsonb	   *payload_json;	/* the payload, read by the job's operation */
+	char	   *access_token;	/* Discord add_member: the customer's OAuth token */
 
 	/* the request */
 	const char *method;
@@ -135,9 +123,35 @@ extern void OutboxRecord(List *jobs);
 extern double OutboxNextDue(void);
 extern uint64 OutboxPrune(void);
 
-/* providers.c and webhooks.c: building requests and judging answers */
-extern bool ProviderBuildRequest(OutboxJob *job);
-extern void ProviderJudge(OutboxJob *job);
+/*
+ * job_operations.c: what each kind and action of job does — build its
+ * request (false: not sent, the job judged already) and judge the answer.
+ */
+typedef struct JobOperation
+{
+	const char *kind;
+	const char *action;
+	bool		(*build) (OutboxJob *job);
+	void		(*judge) (OutboxJob *job);
+} JobOperation;
+extern const JobOperation *JobOperationOf(const OutboxJob *job);
+
+/* providers.c: GitHub and Discord requests, and their answers */
+extern bool GithubAddCollaborator(OutboxJob *job);
+extern bool GithubRemoveCollaborator(OutboxJob *job);
+extern void GithubJudge(OutboxJob *job);
+extern void GithubRemoveCollaboratorJudge(OutboxJob *job);
+extern bool DiscordAddMember(OutboxJob *job);
+extern bool DiscordAddRole(OutboxJob *job);
+extern bool DiscordRemoveRole(OutboxJob *job);
+extern bool DiscordKickMember(OutboxJob *job);
+extern void DiscordJudge(OutboxJob *job);
+extern void DiscordAddMemberJudge(OutboxJob *job);
+/* A member of the job's payload as text (NULL: absent); an integer member (dflt: absent). */
+extern char *JobPayloadText(const OutboxJob *job, const char *key);
+extern int	JobPayloadInt(const OutboxJob *job, const char *key, int dflt);
+
+/* webhooks.c */
 extern bool WebhookBuildRequest(OutboxJob *job);
 extern void WebhookJudge(OutboxJob *job);
 extern char *WebhookSignature(const char *secret, const char *msg_id,

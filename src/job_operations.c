@@ -1,0 +1,39 @@
+/*
+ * job_operations.c — the one table of what each kind and action of outbox
+ * job does: the request it builds and how its answer is judged.  The worker
+ * (worker.c) asks it for every job; a kind or action not listed is a
+ * permanent failure of that job, never a guess.
+ */
+#include "postgres.h"
+
+#include "worker.h"
+
+static const JobOperation operations[] = {
+	{"webhook", "deliver", WebhookBuildRequest, WebhookJudge},
+	{"github", "add_collaborator", GithubAddCollaborator, GithubJudge},
+	{"github", "remove_collaborator", GithubRemoveCollaborator, GithubRemoveCollaboratorJudge},
+	{"discord", "add_member", DiscordAddMember, DiscordAddMemberJudge},
+	{"discord", "add_role", DiscordAddRole, DiscordJudge},
+	{"discord", "remove_role", DiscordRemoveRole, DiscordJudge},
+	{"discord", "kick_member", DiscordKickMember, DiscordJudge},
+};
+
+/* Builds nothing: the job names no known operation. */
+static bool
+UnknownOperation(OutboxJob *job)
+{
+	job->outcome = JOB_PERMANENT;
+	job->error = psprintf("unknown job: kind \"%s\", action \"%s\"", job->kind, job->action);
+	return false;
+}
+
+static const JobOperation unknown = {NULL, NULL, UnknownOperation, NULL};
+
+const JobOperation *
+JobOperationOf(const OutboxJob *job)
+{
+	for (int i = 0; i < (int) lengthof(operations); i++)
+		if (strcmp(operations[i].kind, job->kind) == 0 && strcmp(operations[i].action, job->action) == 0)
+			return &operations[i];
+	return &unknown;
+}
