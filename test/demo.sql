@@ -17,7 +17,7 @@ BEGIN
 END $$;
 
 \echo
-\echo '== 1. Acme sells "MyApp Pro" with four benefits (catalog functions validate every property in C)'
+\echo '== 1. Acme sells "MyApp Pro" with five benefits (catalog functions validate every property in C)'
 INSERT INTO benefits.organizations (id, name) VALUES ('0a000000-0000-4000-8000-000000000001', 'Acme Software');
 INSERT INTO benefits.products (id, organization_id, name, external_id)
     VALUES ('0b000000-0000-4000-8000-000000000001', '0a000000-0000-4000-8000-000000000001', 'MyApp Pro', 'prod_myapp');
@@ -31,11 +31,13 @@ SELECT id AS github_benefit FROM benefits.create_benefit('github_repository', '0
     'Source access', '{"repository_owner": "acme", "repository_name": "myapp", "permission": "pull"}') \gset
 SELECT id AS credits_benefit FROM benefits.create_benefit('custom', '0a000000-0000-4000-8000-000000000001',
     'API credits', '{"meter_id": "0e000000-0000-4000-8000-000000000001", "credits": 1000}') \gset
+SELECT id AS pdf_benefit FROM benefits.create_benefit('feature_flag', '0a000000-0000-4000-8000-000000000001',
+    'Export to PDF', '{}', metadata => '{"feature": "export_pdf"}') \gset
 \o /dev/null
 SELECT benefits.update_product_benefits('0b000000-0000-4000-8000-000000000001',
-    ARRAY[:'license_benefit', :'note_benefit', :'github_benefit', :'credits_benefit']::uuid[]);
+    ARRAY[:'license_benefit', :'note_benefit', :'github_benefit', :'credits_benefit', :'pdf_benefit']::uuid[]);
 \o
-SELECT pb.position, b.type, b.description, b.properties
+SELECT pb.position, b.type, b.description, b.properties, nullif(b.metadata, '{}') AS metadata
   FROM benefits.product_benefits pb JOIN benefits.benefits b ON b.id = pb.benefit_id ORDER BY pb.position;
 
 \echo '   A bad property is refused, naming the JSON path, and nothing is written:'
@@ -70,6 +72,9 @@ SELECT b.description AS benefit, g.state, g.error->>'message' AS error
 SELECT key AS ada_key FROM benefits.license_keys \gset
 SELECT key, status, limit_activations FROM benefits.license_keys;
 SELECT benefits.meter_balance('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001') AS api_credits;
+\echo '   MyApp gates its PDF export on the feature flag (usable in a Row-Level Security policy too):'
+SELECT benefits.has_feature('0d000000-0000-4000-8000-000000000001', 'export_pdf') AS ada_may_export_pdf,
+       array(SELECT benefits.customer_features('0d000000-0000-4000-8000-000000000001')) AS ada_features;
 
 \echo
 \echo '== 4. MyApp checks the key: validate, then activate up to the limit of 2 and past it'
@@ -118,6 +123,7 @@ SELECT b.description AS benefit, g.state FROM benefits.grants g
   JOIN benefits.benefits b ON b.id = g.benefit_id ORDER BY pb.position;
 SELECT valid, code FROM benefits.validate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001');
 SELECT benefits.meter_balance('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001') AS api_credits;
+SELECT benefits.has_feature('0d000000-0000-4000-8000-000000000001', 'export_pdf') AS ada_may_export_pdf;
 SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS outbox_drained;
 
 \echo

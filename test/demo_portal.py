@@ -19,6 +19,8 @@ with psycopg.connect("") as conn:
         seen = (b.get("license_key") or {}).get("key") or b.get("note")
         if seen is None and b.get("meter"):
             seen = f"{b['meter']['balance']} credits left"
+        if seen is None and b.get("feature"):
+            seen = f"the {b['feature']} feature"
         if seen is None and b.get("github"):
             seen = f"{b['github']['delivery']} to {b['github']['account']['username']}"
         print(f"   {b['type']:<18} {b['description']:<22} {seen}")
