@@ -136,7 +136,7 @@ link_account(PG_FUNCTION_ARGS)
 			values[i] = PG_GETARG_DATUM(i);
 	}
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	GrantLockCustomer(customer_id);
 	BenefitsExec(BenefitsPlan(&upsert_plan,
 						  "INSERT INTO benefits.customer_accounts AS a (customer_id, platform, account_id, username, access_token)"

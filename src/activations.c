@@ -279,7 +279,7 @@ grants_sync_events(PG_FUNCTION_ARGS)
 				 errmsg("grants_sync_events fires only on benefits.subscriptions and benefits.orders")));
 	if (!EventsDeferredPending() && !ActivationsPending())
 		return PointerGetDatum(NULL);
-	SPI_connect();
+	BenefitsSpiConnect();
 	ActivationsFlush();
 	EventsFlushDeferred();
 	SPI_finish();

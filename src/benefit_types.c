@@ -103,8 +103,7 @@ BenefitPropertiesNormalize(const char *type, Jsonb *properties,
 	if (properties != NULL && !JB_ROOT_IS_OBJECT(properties))
 		ereport(ERROR, PROPERTY_ERROR, errmsg("properties must be a JSON object"));
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	BenefitsSpiConnect();
 
 	if (properties == NULL)
 		properties = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));

@@ -33,6 +33,8 @@ extern pg_uuid_t DatumGetUuid(Datum datum);
 extern pg_uuid_t BenefitsRandomUuid(void);
 extern Datum BenefitsUuidArray(const pg_uuid_t *uuids, int n);
 extern char *BenefitsJsonbValueText(JsonbValue *v);
+/* SPI_connect, raising if it fails. */
+extern void BenefitsSpiConnect(void);
 /* A kept plan executed, raising on SPI failure; a non-null uuid of its result. */
 extern int	BenefitsExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count);
 extern pg_uuid_t BenefitsResultUuid(int row, int col);

@@ -191,8 +191,7 @@ create_benefit(PG_FUNCTION_ARGS)
 	(void) BenefitTypeRequire(type);
 	CheckDescription(description);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	BenefitsSpiConnect();
 	LockOrganization(organization_id);
 	normalized = BenefitPropertiesNormalize(type, properties, *organization_id, &stored_type);
 	BenefitMetadataCheck(stored_type, metadata, NULL);
@@ -244,8 +243,7 @@ update_benefit(PG_FUNCTION_ARGS)
 	if (description != NULL)
 		CheckDescription(description);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	BenefitsSpiConnect();
 	previous = LockBenefit(benefit_id);
 	if (previous.deleted)
 		ereport(ERROR, CATALOG_ERROR,
@@ -316,8 +314,7 @@ delete_benefit(PG_FUNCTION_ARGS)
 	benefit_id = PG_GETARG_UUID_P(0);
 	args[0] = UUIDPGetDatum(benefit_id);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	BenefitsSpiConnect();
 	benefit = LockBenefit(benefit_id);
 	if (benefit.deleted)
 	{
@@ -407,8 +404,7 @@ update_product_benefits(PG_FUNCTION_ARGS)
 						errdetail("A benefit is attached to a product once."));
 	}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	BenefitsSpiConnect();
 
 	/* The product lock serializes changes of this product's benefit list. */
 	args[0] = UUIDPGetDatum(product_id);

@@ -362,7 +362,7 @@ enqueue_grant_event(PG_FUNCTION_ARGS)
 	event_type = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	CheckEventType(event_type, GrantEventTypes);
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	{
 		static SPIPlanPtr exists;
 		Oid			types[1] = {UUIDOID};
@@ -394,7 +394,7 @@ enqueue_benefit_event(PG_FUNCTION_ARGS)
 	int			n;
 
 	CheckEventType(event_type, types);
-	SPI_connect();
+	BenefitsSpiConnect();
 	n = EventsEnqueueBenefit(benefit_id, event_type);
 	SPI_finish();
 	PG_RETURN_INT32(n);

@@ -419,7 +419,7 @@ grant_benefit(PG_FUNCTION_ARGS)
 	RequireArgument(fcinfo, 0, "customer_id");
 	RequireArgument(fcinfo, 1, "benefit_id");
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	{
 		pg_uuid_t	grant_id = GrantApplyInternal(*PG_GETARG_UUID_P(0), *PG_GETARG_UUID_P(1),
 												  NULL, NULL, &changed, &row);
@@ -455,7 +455,7 @@ revoke_benefit(PG_FUNCTION_ARGS)
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	GrantLockCustomer(*PG_GETARG_UUID_P(0));
 	if (SPI_execute_plan(BenefitsPlan(&ManualGrantPlan,
 									  "SELECT id FROM benefits.grants WHERE customer_id = $1 AND benefit_id = $2 "

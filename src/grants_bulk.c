@@ -103,7 +103,7 @@ grant_benefit_bulk(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("benefit_id must not be null")));
 	benefit_id = PG_GETARG_DATUM(1);
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	if (SPI_execute_plan(BenefitsPlan(&BenefitPlan,
 									  "SELECT organization_id, type, properties FROM benefits.benefits "
 									  "WHERE id = $1 AND deleted_at IS NULL",

@@ -145,7 +145,7 @@ import_license_key(PG_FUNCTION_ARGS)
 				errdetail("Got %d.", PG_GETARG_INT32(7)));
 	canonical = ImportCanonicalKey(PG_GETARG_TEXT_PP(2));
 
-	SPI_connect();
+	BenefitsSpiConnect();
 
 	/* The customer, locked like a grant change would. */
 	args[0] = PG_GETARG_DATUM(0);
@@ -265,7 +265,7 @@ rotate_license_key(PG_FUNCTION_ARGS)
 
 	RequireArgument(fcinfo, 0, "license_key_id");
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	args[0] = PG_GETARG_DATUM(0);
 	ret = SPI_execute_plan(BenefitsPlan(&RotateLockPlan,
 									 "SELECT NULLIF(b.properties->>'prefix', '')"

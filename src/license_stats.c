@@ -552,7 +552,7 @@ flush_validation_stats(PG_FUNCTION_ARGS)
 	args[1] = PointerGetDatum(construct_array(counts, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[2] = PointerGetDatum(construct_array(lasts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	if (FlushPlan == NULL)
 	{
 		Oid			types[3] = {UUIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};

@@ -218,7 +218,7 @@ ConnectPinned(void)
 	pinned_level = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	SPI_connect();
+	BenefitsSpiConnect();
 }
 
 /* SPI_finish and back to the caller's search path. */

@@ -142,7 +142,7 @@ create_customer_session(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("external_customer_id must not be null")));
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 	BenefitsPlan(&find_customer_plan,
@@ -202,7 +202,7 @@ customer_session_customer(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		CustomerSessionInvalid();
-	SPI_connect();
+	BenefitsSpiConnect();
 	*result = CustomerSessionResolve(PG_GETARG_TEXT_PP(0));
 	SPI_finish();
 	PG_RETURN_UUID_P(result);
@@ -226,7 +226,7 @@ revoke_customer_session(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	token = PG_GETARG_TEXT_PP(0);
 	values[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
-	SPI_connect();
+	BenefitsSpiConnect();
 	BenefitsPlan(&revoke_session_plan,
 			 "UPDATE benefits.customer_sessions SET revoked_at = pg_catalog.now()"
 			 " WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > pg_catalog.now()",

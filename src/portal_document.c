@@ -456,7 +456,7 @@ portal_document(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	SPI_connect();
+	BenefitsSpiConnect();
 	doc = PortalDocument(PG_GETARG_DATUM(0));
 	if (doc != NULL)
 	{
@@ -485,7 +485,7 @@ customer_portal(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		CustomerSessionInvalid();
-	SPI_connect();
+	BenefitsSpiConnect();
 	doc = PortalDocumentForSession(PG_GETARG_TEXT_PP(0));
 	copy = SPI_palloc(VARSIZE(doc));
 	memcpy(copy, doc, VARSIZE(doc));

@@ -593,7 +593,7 @@ customer_portal_html(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		CustomerSessionInvalid();
 	CheckActionUrl(action_url);
-	SPI_connect();
+	BenefitsSpiConnect();
 	doc = PortalDocumentForSession(PG_GETARG_TEXT_PP(0));
 	html = PortalHtml(doc, action_url);
 	result = SPI_palloc(VARHDRSZ + strlen(html));

@@ -74,6 +74,12 @@ ReadReconciliation(bool for_subscription, pg_uuid_t source_id, pg_uuid_t custome
 	"        AND g." column " = $1 AND g." other " IS NULL" \
 	" WHERE $3 AND pb.product_id = $2 AND b.deleted_at IS NULL" \
 	" ORDER BY 1, 5, 6, 3, 2"
+	/* RECONCILE_SQL's columns */
+	enum
+	{
+		R_WANTED = 1, R_GRANT_ID, R_BENEFIT_ID, R_CUSTOMER_ID, R_POSITION, R_CREATED_AT,
+		R_TYPE, R_PROPERTIES, R_GRANT_STATE, R_GRANT_PROPERTIES
+	};
 	static SPIPlanPtr by_subscription;
 	static SPIPlanPtr by_order;
 	Oid			types[4] = {UUIDOID, UUIDOID, BOOLOID, UUIDOID};
@@ -102,29 +108,29 @@ ReadReconciliation(bool for_subscription, pg_uuid_t source_id, pg_uuid_t custome
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		if (DatumGetBool(SPI_getbinval(t, d, 1, &isnull)))
+		if (DatumGetBool(SPI_getbinval(t, d, R_WANTED, &isnull)))
 		{
 			WantedBenefit *w = &r->wanted[r->nwanted++];
 
-			w->benefit_id = BenefitsResultUuid(i, 3);
-			w->type = SPI_getvalue(t, d, 7);
-			w->properties = JsonbFromResult(i, 8);
-			SPI_getbinval(t, d, 2, &isnull);
+			w->benefit_id = BenefitsResultUuid(i, R_BENEFIT_ID);
+			w->type = SPI_getvalue(t, d, R_TYPE);
+			w->properties = JsonbFromResult(i, R_PROPERTIES);
+			SPI_getbinval(t, d, R_GRANT_ID, &isnull);
 			w->has_grant = !isnull;
 			if (w->has_grant)
 			{
-				w->grant_id = BenefitsResultUuid(i, 2);
-				w->grant_state = SPI_getvalue(t, d, 9);
-				w->grant_properties = JsonbFromResult(i, 10);
+				w->grant_id = BenefitsResultUuid(i, R_GRANT_ID);
+				w->grant_state = SPI_getvalue(t, d, R_GRANT_STATE);
+				w->grant_properties = JsonbFromResult(i, R_GRANT_PROPERTIES);
 			}
 			if (!w->has_grant || strcmp(w->grant_state, "revoked") == 0)
 				r->to_grant = true;
 		}
 		else
 		{
-			r->live_grant[r->nlive] = BenefitsResultUuid(i, 2);
-			r->live_benefit[r->nlive] = BenefitsResultUuid(i, 3);
-			live_customer[r->nlive] = BenefitsResultUuid(i, 4);
+			r->live_grant[r->nlive] = BenefitsResultUuid(i, R_GRANT_ID);
+			r->live_benefit[r->nlive] = BenefitsResultUuid(i, R_BENEFIT_ID);
+			live_customer[r->nlive] = BenefitsResultUuid(i, R_CUSTOMER_ID);
 			r->nlive++;
 		}
 	}

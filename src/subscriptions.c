@@ -246,7 +246,7 @@ subscriptions_after(PG_FUNCTION_ARGS)
 	else
 		newtup = trigdata->tg_trigtuple;
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	SubscriptionFromTuple(newtup, desc, &s);
 	decision = SubscriptionDecision(&s);
 	if (decision == ACCESS_GRANT && !customer_moved && status_changed)
@@ -305,7 +305,7 @@ orders_after(PG_FUNCTION_ARGS)
 		(!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
 		 strcmp(TextDatumGetCString(TriggerColumn(trigdata, oldtup, "status")), "paid") != 0);
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	/* Subscriptions activated earlier in the statement hold their grants first. */
 	ActivationsFlush();
 	if (strcmp(reason, "purchase") == 0)
@@ -350,7 +350,7 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 	customer_id = *DatumGetUUIDP(TriggerColumn(trigdata, old, "customer_id"));
 	product_id = *DatumGetUUIDP(TriggerColumn(trigdata, old, "product_id"));
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	/* An activation queued earlier in the statement is granted before it goes. */
 	ActivationsFlush();
 	{
@@ -387,7 +387,7 @@ run_maintenance(PG_FUNCTION_ARGS)
 	int			n;
 	pg_uuid_t  *ids;
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT s.id FROM benefits.subscriptions s"
 						  "  JOIN benefits.organizations o ON o.id = s.organization_id"

@@ -226,7 +226,7 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 
 	RequireTriggerPrivilege(relid);
 	BenefitsBecomeOwner(fcinfo, &caller, &caller_context);
-	SPI_connect();
+	BenefitsSpiConnect();
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(subscriptions ? "subscriptions" : "orders");
 	values[2] = UuidGetDatum(&organization_id);
@@ -292,7 +292,7 @@ untrack(PG_FUNCTION_ARGS)
 
 	RequireTriggerPrivilege(relid);
 	BenefitsBecomeOwner(fcinfo, &caller, &caller_context);
-	SPI_connect();
+	BenefitsSpiConnect();
 	if (SPI_execute_with_args("DELETE FROM benefits.tracked_tables WHERE source = $1",
 							  1, types, values, NULL, false, 0) < 0)
 		elog(ERROR, "unregistering the tracked table failed");
@@ -471,7 +471,7 @@ track_trigger(PG_FUNCTION_ARGS)
 	desc = trigdata->tg_relation->rd_att;
 	row = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	LoadTracked(RelationGetRelid(trigdata->tg_relation), &t);
 	row_id = RowValue(&t, "id_column", row, desc);
 	if (row_id == NULL)

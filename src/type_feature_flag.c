@@ -56,8 +56,7 @@ has_feature(PG_FUNCTION_ARGS)
 	Datum		values[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
 	bool		held;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	BenefitsSpiConnect();
 	BenefitsExec(BenefitsGenericPlan(&plan,
 									 "SELECT 1 FROM benefits.benefits b JOIN benefits.grants g"
 									 "    ON g.benefit_id OPERATOR(pg_catalog.=) b.id"

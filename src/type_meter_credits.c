@@ -360,7 +360,7 @@ meter_balance(PG_FUNCTION_ARGS)
 	int64		balance = 0;
 	bool		isnull;
 
-	SPI_connect();
+	BenefitsSpiConnect();
 	BenefitsExec(BenefitsPlan(&plan,
 						  "SELECT balance FROM benefits.meter_balances WHERE customer_id = $1 AND meter_id = $2",
 						  2, types),
@@ -422,7 +422,7 @@ record_usage(PG_FUNCTION_ARGS)
 	values[0] = UuidGetDatum(&customer_id);
 	values[1] = UuidGetDatum(&meter_id);
 	values[2] = Int64GetDatum(units);
-	SPI_connect();
+	BenefitsSpiConnect();
 	BenefitsExec(BenefitsPlan(&plan,
 						  "WITH u AS ("
 						  "  UPDATE benefits.meter_balances m"

@@ -31,6 +31,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "benefits.h"
 #include "worker.h"
 
 PGDLLEXPORT void benefits_worker_main(Datum main_arg);
@@ -66,8 +67,7 @@ RunUnit(const char *activity, UnitFunction fn, void *arg)
 	pgstat_report_activity(STATE_RUNNING, activity);
 	PG_TRY();
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "benefits: SPI_connect failed");
+		BenefitsSpiConnect();
 		fn(arg);
 		SPI_finish();
 		PopActiveSnapshot();
