@@ -17,6 +17,7 @@
 
 #include "grants.h"
 #include "portal_json.h"
+#include "portal_page.h"
 #include "properties.h"
 
 typedef struct BenefitType BenefitType;
@@ -58,6 +59,13 @@ struct BenefitType
 	const char *portal_key;
 	void		(*portal_collect) (PortalBuild *ctx, PortalBenefit **benefits, int n);
 	void		(*portal_member) (PortalBuild *ctx, PortalBenefit *b);
+
+	/*
+	 * The customer portal page: the label of its cards, and its section of
+	 * one benefit's card from the benefit's object in the document.
+	 */
+	const char *portal_label;
+	void		(*portal_html) (PortalPage *page, JsonbContainer *benefit);
 };
 
 /* The type of a name or alias, or NULL. */

@@ -5,7 +5,9 @@
  * No external assets: the style sheet is inline and a Content-Security-Policy
  * meta tag allows nothing else.  Every value taken from the document is
  * HTML-escaped (HtmlEscape), in element content and in attribute values.  The
- * page has a language, a title, one h1, headings per section and benefit,
+ * page has a language, a title, one h1, headings per section and benefit
+ * (each benefit's section is written by its type's file, through the
+ * registry),
  * labelled regions, table headers with scope, a skip link, visible focus and
  * colours with enough contrast in light and dark schemes.
  */
@@ -18,8 +20,9 @@
 #include "utils/jsonb.h"
 
 #include "benefits.h"
-#include "html.h"
+#include "benefit_type.h"
 #include "portal.h"
+#include "portal_page.h"
 
 static const char page_head[] =
 	"<!DOCTYPE html>\n"
@@ -76,364 +79,49 @@ static const char page_style[] =
 	"<header>\n"
 	"<p class=\"org\">";
 
-/* The value of KEY in an object container, or NULL when absent or JSON null. */
-static JsonbValue *
-Get(JsonbContainer *obj, const char *key)
-{
-	JsonbValue	k;
-	JsonbValue *v;
-
-	if (obj == NULL)
-		return NULL;
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(obj, JB_FOBJECT, &k);
-	if (v == NULL || v->type == jbvNull)
-		return NULL;
-	return v;
-}
-
-/* A member as text (strings as they are), or NULL. */
-static char *
-GetText(JsonbContainer *obj, const char *key)
-{
-	return BenefitsJsonbValueText(Get(obj, key));
-}
-
-static bool
-GetBool(JsonbContainer *obj, const char *key)
-{
-	JsonbValue *v = Get(obj, key);
-
-	return v != NULL && v->type == jbvBool && v->val.boolean;
-}
-
-/* An object or array member, or NULL. */
-static JsonbContainer *
-GetContainer(JsonbContainer *obj, const char *key)
-{
-	JsonbValue *v = Get(obj, key);
-
-	return v != NULL && v->type == jbvBinary ? v->val.binary.data : NULL;
-}
-
-static int
-ArrayLength(JsonbContainer *arr)
-{
-	return arr != NULL && JsonContainerIsArray(arr) ? JsonContainerSize(arr) : 0;
-}
-
-/* Element I of an array of objects, as a container (NULL if not an object). */
-static JsonbContainer *
-Element(JsonbContainer *arr, int i)
-{
-	JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
-
-	return v != NULL && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data)
-		? v->val.binary.data : NULL;
-}
-
-static const char *const month_names[] = {
-	"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-};
-
-/* "5 Mar 2031" from the document's "2031-03-05T...Z" (NULL: NULL). */
-static char *
-PageDate(const char *rfc3339)
-{
-	int			y,
-				m,
-				d;
-
-	if (rfc3339 == NULL || sscanf(rfc3339, "%d-%d-%d", &y, &m, &d) != 3 || m < 1 || m > 12)
-		return NULL;
-	return psprintf("%d %s %d", d, month_names[m - 1], y);
-}
-
-static void
-Esc(StringInfo buf, const char *s)
-{
-	HtmlEscape(buf, s);
-}
-
-static void
-LicenseKeySection(StringInfo buf, JsonbContainer *lk, int i, const char *action_url)
-{
-	JsonbContainer *activations = GetContainer(lk, "activations");
-	int			n = ArrayLength(activations);
-	char	   *status = GetText(lk, "status");
-	char	   *expires = PageDate(GetText(lk, "expires_at"));
-	bool		forms = GetBool(lk, "customer_admin") && action_url != NULL;
-
-	appendStringInfo(buf, "<p class=\"visually-hidden\" id=\"key-label-%d\">License key</p>\n"
-					 "<code class=\"key\" aria-labelledby=\"key-label-%d\">", i, i);
-	Esc(buf, GetText(lk, "key"));
-	appendStringInfoString(buf, "</code>\n<dl class=\"facts\">\n<div><dt>Status</dt><dd>");
-	if (status && strcmp(status, "granted") == 0)
-		appendStringInfoString(buf, "Active");
-	else if (status)
-	{
-		char	   *cap = pstrdup(status);
-
-		cap[0] = pg_toupper((unsigned char) cap[0]);
-		Esc(buf, cap);
-	}
-	appendStringInfoString(buf, "</dd></div>\n<div><dt>Expires</dt><dd>");
-	if (expires)
-		Esc(buf, expires);
-	else
-		appendStringInfoString(buf, "Never");
-	appendStringInfoString(buf, "</dd></div>\n");
-	if (GetText(lk, "limit_usage"))
-	{
-		appendStringInfoString(buf, "<div><dt>Usage</dt><dd>");
-		Esc(buf, GetText(lk, "usage"));
-		appendStringInfoString(buf, " of ");
-		Esc(buf, GetText(lk, "limit_usage"));
-		appendStringInfoString(buf, "</dd></div>\n");
-	}
-	if (GetText(lk, "limit_activations"))
-	{
-		appendStringInfo(buf, "<div><dt>Activations</dt><dd>%d of ", n);
-		Esc(buf, GetText(lk, "limit_activations"));
-		appendStringInfoString(buf, "</dd></div>\n");
-	}
-	appendStringInfoString(buf, "</dl>\n");
-	if (n == 0)
-		return;
-
-	appendStringInfoString(buf, "<table>\n<caption>Activated devices</caption>\n"
-						   "<thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Activated on</th>");
-	if (forms)
-		appendStringInfoString(buf, "<th scope=\"col\"><span class=\"visually-hidden\">Action</span></th>");
-	appendStringInfoString(buf, "</tr></thead>\n<tbody>\n");
-	for (int a = 0; a < n; a++)
-	{
-		JsonbContainer *x = Element(activations, a);
-
-		appendStringInfoString(buf, "<tr><td>");
-		Esc(buf, GetText(x, "label"));
-		appendStringInfoString(buf, "</td><td>");
-		Esc(buf, PageDate(GetText(x, "created_at")));
-		appendStringInfoString(buf, "</td>");
-		if (forms)
-		{
-			appendStringInfoString(buf, "<td><form method=\"post\" action=\"");
-			Esc(buf, action_url);
-			appendStringInfoString(buf, "\"><input type=\"hidden\" name=\"activation_id\" value=\"");
-			Esc(buf, GetText(x, "id"));
-			appendStringInfoString(buf, "\"><button type=\"submit\">Deactivate<span class=\"visually-hidden\"> ");
-			Esc(buf, GetText(x, "label"));
-			appendStringInfoString(buf, "</span></button></form></td>");
-		}
-		appendStringInfoString(buf, "</tr>\n");
-	}
-	appendStringInfoString(buf, "</tbody>\n</table>\n");
-}
-
-/* Files with their download links; remembers when the links expire. */
-static void
-FilesSection(StringInfo buf, JsonbContainer *files, char **link_expiry)
-{
-	int			n = ArrayLength(files);
-
-	if (n == 0)
-	{
-		appendStringInfoString(buf, "<p class=\"muted\">No files are available right now.</p>\n");
-		return;
-	}
-	appendStringInfoString(buf, "<ul class=\"plain\">\n");
-	for (int f = 0; f < n; f++)
-	{
-		JsonbContainer *x = Element(files, f);
-		char	   *size = GetText(x, "size");
-		char	   *checksum = GetText(x, "checksum_sha256");
-
-		char	   *url = GetText(x, "download_url");
-
-		if (url != NULL)
-		{
-			*link_expiry = GetText(x, "download_expires_at");
-			appendStringInfoString(buf, "<li><a href=\"");
-			Esc(buf, url);
-			appendStringInfoString(buf, "\" download=\"");
-			Esc(buf, GetText(x, "name"));
-			appendStringInfoString(buf, "\">");
-			Esc(buf, GetText(x, "name"));
-			appendStringInfoString(buf, "</a> <span class=\"muted\">");
-		}
-		else
-		{
-			appendStringInfoString(buf, "<li>");
-			Esc(buf, GetText(x, "name"));
-			appendStringInfoString(buf, " <span class=\"muted\">(cannot be downloaded right now) ");
-		}
-		if (size)
-			Esc(buf, text_to_cstring(DatumGetTextPP(DirectFunctionCall1(pg_size_pretty,
-																		  Int64GetDatum(strtoll(size, NULL, 10))))));
-		appendStringInfoString(buf, "</span>");
-		if (checksum)
-		{
-			appendStringInfoString(buf, "<br><small class=\"muted\">SHA-256 <code>");
-			Esc(buf, checksum);
-			appendStringInfoString(buf, "</code></small>");
-		}
-		appendStringInfoString(buf, "</li>\n");
-	}
-	appendStringInfoString(buf, "</ul>\n");
-}
-
-/* GitHub repositories or a Discord server, and where delivery stands. */
-static void
-AccessSection(StringInfo buf, JsonbContainer *x, bool github)
-{
-	char	   *delivery = GetText(x, "delivery");
-	JsonbContainer *account = GetContainer(x, "account");
-	char	   *who = account ? GetText(account, "username") : NULL;
-	char	   *message = GetText(x, "message");
-
-	if (who == NULL && account)
-		who = GetText(account, "account_id");
-
-	if (github)
-	{
-		JsonbContainer *repos = GetContainer(x, "repositories");
-
-		appendStringInfoString(buf, "<ul class=\"plain\">\n");
-		for (int r = 0; r < ArrayLength(repos); r++)
-		{
-			JsonbContainer *repo = Element(repos, r);
-			char	   *permission = GetText(repo, "permission");
-
-			appendStringInfoString(buf, "<li><code>");
-			Esc(buf, GetText(repo, "owner"));
-			appendStringInfoChar(buf, '/');
-			Esc(buf, GetText(repo, "name"));
-			appendStringInfoString(buf, "</code> <span class=\"muted\">");
-			Esc(buf, permission ? permission : "");
-			appendStringInfoString(buf, "</span></li>\n");
-		}
-		appendStringInfoString(buf, "</ul>\n");
-	}
-	else
-	{
-		JsonbContainer *roles = GetContainer(x, "roles");
-		int			n = ArrayLength(roles);
-
-		appendStringInfoString(buf, "<p>Server <code>");
-		Esc(buf, GetText(x, "guild_id"));
-		appendStringInfoString(buf, "</code>");
-		for (int r = 0; r < n; r++)
-		{
-			JsonbContainer *role = Element(roles, r);
-			char	   *name = GetText(role, "name");
-
-			appendStringInfoString(buf, r == 0 ? " — roles: " : ", ");
-			Esc(buf, name ? name : GetText(role, "role_id"));
-		}
-		appendStringInfoString(buf, "</p>\n");
-	}
-
-	if (delivery && strcmp(delivery, "granted") == 0)
-	{
-		appendStringInfoString(buf, "<p class=\"status ok\" role=\"status\">Access granted");
-		if (who)
-		{
-			appendStringInfoString(buf, " to ");
-			Esc(buf, who);
-		}
-		appendStringInfoString(buf, ".</p>\n");
-	}
-	else if (delivery && strcmp(delivery, "action_required") == 0)
-	{
-		appendStringInfoString(buf, "<p class=\"status warn\" role=\"status\">Action needed: ");
-		Esc(buf, message ? message : "link your account to receive access.");
-		appendStringInfoString(buf, "</p>\n");
-	}
-	else if (delivery && strcmp(delivery, "failed") == 0)
-	{
-		appendStringInfoString(buf, "<p class=\"status bad\" role=\"status\">Access could not be delivered yet");
-		if (message)
-		{
-			appendStringInfoString(buf, ": ");
-			Esc(buf, message);
-		}
-		appendStringInfoString(buf, ". The seller has been notified.</p>\n");
-	}
-	else
-	{
-		appendStringInfoString(buf, "<p class=\"status\" role=\"status\">Access is being set up");
-		if (who)
-		{
-			appendStringInfoString(buf, " for ");
-			Esc(buf, who);
-		}
-		appendStringInfoString(buf, ".</p>\n");
-	}
-}
-
-static const char *
-TypeLabel(const char *type)
-{
-	if (strcmp(type, "license_keys") == 0)
-		return "License key";
-	if (strcmp(type, "downloadable") == 0)
-		return "Downloads";
-	if (strcmp(type, "custom") == 0)
-		return "Note from the seller";
-	if (strcmp(type, "meter_credits") == 0)
-		return "Credits";
-	if (strcmp(type, "github_repository") == 0)
-		return "GitHub repository access";
-	if (strcmp(type, "discord") == 0)
-		return "Discord server access";
-	return type;
-}
-
 /* The page of a portal document.  ACTION_URL may be NULL. */
 char *
 PortalHtml(Jsonb *doc, const char *action_url)
 {
 	JsonbContainer *root = &doc->root;
-	JsonbContainer *org = GetContainer(root, "organization");
-	JsonbContainer *customer = GetContainer(root, "customer");
-	JsonbContainer *subscriptions = GetContainer(root, "subscriptions");
-	JsonbContainer *benefits = GetContainer(root, "benefits");
-	char	   *name = GetText(customer, "name");
-	char	   *email = GetText(customer, "email");
-	char	   *link_expiry = NULL;
+	JsonbContainer *org = PageContainer(root, "organization");
+	JsonbContainer *customer = PageContainer(root, "customer");
+	JsonbContainer *subscriptions = PageContainer(root, "subscriptions");
+	JsonbContainer *benefits = PageContainer(root, "benefits");
+	char	   *name = PageText(customer, "name");
+	char	   *email = PageText(customer, "email");
 	StringInfoData buf;
+	PortalPage	page = {&buf, 0, action_url, NULL};
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, page_head);
-	Esc(&buf, GetText(org, "name"));
+	PageEsc(&buf, PageText(org, "name"));
 	appendStringInfoString(&buf, page_style);
-	Esc(&buf, GetText(org, "name"));
+	PageEsc(&buf, PageText(org, "name"));
 	appendStringInfoString(&buf, "</p>\n<h1>Your purchases</h1>\n<p class=\"muted\">Signed in as ");
-	Esc(&buf, name ? name : email ? email : GetText(customer, "external_id") ? GetText(customer, "external_id") : "customer");
+	PageEsc(&buf, name ? name : email ? email : PageText(customer, "external_id") ? PageText(customer, "external_id") : "customer");
 	if (name && email)
 	{
 		appendStringInfoString(&buf, " (");
-		Esc(&buf, email);
+		PageEsc(&buf, email);
 		appendStringInfoChar(&buf, ')');
 	}
 	appendStringInfoString(&buf, "</p>\n</header>\n<section aria-labelledby=\"subscriptions-heading\">\n"
 						   "<h2 id=\"subscriptions-heading\">Subscriptions</h2>\n");
 
-	if (ArrayLength(subscriptions) == 0)
+	if (PageArrayLength(subscriptions) == 0)
 		appendStringInfoString(&buf, "<p class=\"muted\">You have no active subscriptions.</p>\n");
 	else
 	{
 		appendStringInfoString(&buf, "<ul class=\"plain card\">\n");
-		for (int s = 0; s < ArrayLength(subscriptions); s++)
+		for (int s = 0; s < PageArrayLength(subscriptions); s++)
 		{
-			JsonbContainer *sub = Element(subscriptions, s);
-			char	   *status = GetText(sub, "status");
-			char	   *end = PageDate(GetText(sub, "current_period_end"));
+			JsonbContainer *sub = PageElement(subscriptions, s);
+			char	   *status = PageText(sub, "status");
+			char	   *end = PageDate(PageText(sub, "current_period_end"));
 
 			appendStringInfoString(&buf, "<li><strong>");
-			Esc(&buf, GetText(GetContainer(sub, "product"), "name"));
+			PageEsc(&buf, PageText(PageContainer(sub, "product"), "name"));
 			appendStringInfoString(&buf, "</strong> <span class=\"badge\">");
 			if (status)
 			{
@@ -442,14 +130,14 @@ PortalHtml(Jsonb *doc, const char *action_url)
 				for (char *p = pretty; *p; p++)
 					if (*p == '_')
 						*p = ' ';
-				Esc(&buf, pretty);
+				PageEsc(&buf, pretty);
 			}
 			appendStringInfoString(&buf, "</span>");
 			if (end)
 			{
-				appendStringInfoString(&buf, GetBool(sub, "cancel_at_period_end")
+				appendStringInfoString(&buf, PageBool(sub, "cancel_at_period_end")
 									   ? " <span class=\"muted\">Ends on " : " <span class=\"muted\">Renews on ");
-				Esc(&buf, end);
+				PageEsc(&buf, end);
 				appendStringInfoString(&buf, "</span>");
 			}
 			appendStringInfoString(&buf, "</li>\n");
@@ -459,79 +147,41 @@ PortalHtml(Jsonb *doc, const char *action_url)
 
 	appendStringInfoString(&buf, "</section>\n<section id=\"benefits\" aria-labelledby=\"benefits-heading\">\n"
 						   "<h2 id=\"benefits-heading\">Your benefits</h2>\n");
-	if (ArrayLength(benefits) == 0)
+	if (PageArrayLength(benefits) == 0)
 		appendStringInfoString(&buf, "<p class=\"muted\">Nothing has been granted to you yet.</p>\n");
 
-	for (int i = 1; i <= ArrayLength(benefits); i++)
+	for (int i = 1; i <= PageArrayLength(benefits); i++)
 	{
-		JsonbContainer *b = Element(benefits, i - 1);
-		char	   *type = GetText(b, "type");
-		char	   *description = GetText(b, "description");
+		JsonbContainer *b = PageElement(benefits, i - 1);
+		char	   *type = PageText(b, "type");
+		char	   *description = PageText(b, "description");
+		const BenefitType *bt;
 		const char *label;
 
 		if (type == NULL)
 			continue;
-		label = TypeLabel(type);
+		bt = BenefitTypeFind(type);
+		label = bt && bt->portal_label ? bt->portal_label : type;
 		appendStringInfo(&buf, "<article class=\"card\" aria-labelledby=\"benefit-%d\">\n<h3 id=\"benefit-%d\">", i, i);
-		Esc(&buf, description);
+		PageEsc(&buf, description);
 		appendStringInfoString(&buf, "</h3>\n");
 		if (description == NULL || pg_strcasecmp(label, description) != 0)
 		{
 			appendStringInfoString(&buf, "<p class=\"kind\">");
-			Esc(&buf, label);
+			PageEsc(&buf, label);
 			appendStringInfoString(&buf, "</p>\n");
 		}
 
-		if (strcmp(type, "license_keys") == 0)
+		if (bt && bt->portal_html)
 		{
-			JsonbContainer *lk = GetContainer(b, "license_key");
-
-			if (lk == NULL || !JsonContainerIsObject(lk))
-				appendStringInfoString(&buf, "<p class=\"status warn\">Your license key is being prepared.</p>\n");
-			else
-				LicenseKeySection(&buf, lk, i, action_url);
-		}
-		else if (strcmp(type, "downloadable") == 0)
-			FilesSection(&buf, GetContainer(b, "files"), &link_expiry);
-		else if (strcmp(type, "custom") == 0)
-		{
-			char	   *note = GetText(b, "note");
-
-			if (note && note[0] != '\0')
-			{
-				appendStringInfoString(&buf, "<p class=\"note\">");
-				Esc(&buf, note);
-				appendStringInfoString(&buf, "</p>\n");
-			}
-		}
-		else if (strcmp(type, "meter_credits") == 0)
-		{
-			JsonbContainer *meter = GetContainer(b, "meter");
-
-			if (meter && JsonContainerIsObject(meter))
-			{
-				char	   *balance = GetText(meter, "balance");
-
-				appendStringInfoString(&buf, "<p>");
-				Esc(&buf, GetText(meter, "name"));
-				appendStringInfoString(&buf, " balance: <strong>");
-				Esc(&buf, balance ? balance : "0");
-				appendStringInfoString(&buf, "</strong></p>\n");
-			}
-		}
-		else if (strcmp(type, "github_repository") == 0 || strcmp(type, "discord") == 0)
-		{
-			bool		github = type[0] == 'g';
-			JsonbContainer *x = GetContainer(b, github ? "github" : "discord");
-
-			if (x)
-				AccessSection(&buf, x, github);
+			page.index = i;
+			bt->portal_html(&page, b);
 		}
 		appendStringInfoString(&buf, "</article>\n");
 	}
 
 	appendStringInfoString(&buf, "</section>\n<footer>\n<p>");
-	if (link_expiry)
+	if (page.link_expiry)
 	{
 		int			y,
 					m,
@@ -539,9 +189,9 @@ PortalHtml(Jsonb *doc, const char *action_url)
 					hh,
 					mm;
 
-		if (sscanf(link_expiry, "%d-%d-%dT%d:%d", &y, &m, &d, &hh, &mm) == 5 && m >= 1 && m <= 12)
+		if (sscanf(page.link_expiry, "%d-%d-%dT%d:%d", &y, &m, &d, &hh, &mm) == 5 && m >= 1 && m <= 12)
 			appendStringInfo(&buf, "Download links stay valid until %02d:%02d UTC %d %s %d; reload this page for fresh ones.",
-							 hh, mm, d, month_names[m - 1], y);
+							 hh, mm, d, PageMonthNames[m - 1], y);
 	}
 	else
 		appendStringInfoString(&buf, "Reload this page to see changes.");

@@ -48,6 +48,20 @@ CustomPortalMember(PortalBuild *ctx, PortalBenefit *b)
 	DocJson(&ctx->doc, JsonMember(b->properties, "note"));
 }
 
+/* The note, as written (escaped, not rendered). */
+static void
+CustomPortalHtml(PortalPage *page, JsonbContainer *benefit)
+{
+	char	   *note = PageText(benefit, "note");
+
+	if (note && note[0] != '\0')
+	{
+		appendStringInfoString(page->buf, "<p class=\"note\">");
+		PageEsc(page->buf, note);
+		appendStringInfoString(page->buf, "</p>\n");
+	}
+}
+
 const BenefitType CustomBenefit = {
 	.name = "custom",
 	.webhook_name = "custom",
@@ -57,4 +71,6 @@ const BenefitType CustomBenefit = {
 	.grant_many = GrantLocalMany,
 	.portal_key = "note",
 	.portal_member = CustomPortalMember,
+	.portal_label = "Note from the seller",
+	.portal_html = CustomPortalHtml,
 };

@@ -191,6 +191,31 @@ DiscordPortalMember(PortalBuild *ctx, PortalBenefit *b)
 	DocEndObject(&ctx->doc);
 }
 
+/* The server and its roles, and where delivery stands. */
+static void
+DiscordPortalHtml(PortalPage *page, JsonbContainer *benefit)
+{
+	JsonbContainer *x = PageContainer(benefit, "discord");
+	JsonbContainer *roles = PageContainer(x, "roles");
+	int			n = PageArrayLength(roles);
+
+	if (x == NULL)
+		return;
+	appendStringInfoString(page->buf, "<p>Server <code>");
+	PageEsc(page->buf, PageText(x, "guild_id"));
+	appendStringInfoString(page->buf, "</code>");
+	for (int r = 0; r < n; r++)
+	{
+		JsonbContainer *role = PageElement(roles, r);
+		char	   *name = PageText(role, "name");
+
+		appendStringInfoString(page->buf, r == 0 ? " — roles: " : ", ");
+		PageEsc(page->buf, name ? name : PageText(role, "role_id"));
+	}
+	appendStringInfoString(page->buf, "</p>\n");
+	PageAccessStatus(page->buf, x);
+}
+
 const BenefitType DiscordBenefit = {
 	.name = "discord",
 	.webhook_name = "discord",
@@ -202,4 +227,6 @@ const BenefitType DiscordBenefit = {
 	.grant_updated = DiscordGrantUpdated,
 	.portal_key = "discord",
 	.portal_member = DiscordPortalMember,
+	.portal_label = "Discord server access",
+	.portal_html = DiscordPortalHtml,
 };

@@ -394,6 +394,65 @@ DownloadablePortalMember(PortalBuild *ctx, PortalBenefit *b)
 	Files(&ctx->doc, b->properties, b->type_state, ctx->now);
 }
 
+/* Files with their download links; remembers when the links expire. */
+static void
+FilesSection(StringInfo buf, JsonbContainer *files, char **link_expiry)
+{
+	int			n = PageArrayLength(files);
+
+	if (n == 0)
+	{
+		appendStringInfoString(buf, "<p class=\"muted\">No files are available right now.</p>\n");
+		return;
+	}
+	appendStringInfoString(buf, "<ul class=\"plain\">\n");
+	for (int f = 0; f < n; f++)
+	{
+		JsonbContainer *x = PageElement(files, f);
+		char	   *size = PageText(x, "size");
+		char	   *checksum = PageText(x, "checksum_sha256");
+
+		char	   *url = PageText(x, "download_url");
+
+		if (url != NULL)
+		{
+			*link_expiry = PageText(x, "download_expires_at");
+			appendStringInfoString(buf, "<li><a href=\"");
+			PageEsc(buf, url);
+			appendStringInfoString(buf, "\" download=\"");
+			PageEsc(buf, PageText(x, "name"));
+			appendStringInfoString(buf, "\">");
+			PageEsc(buf, PageText(x, "name"));
+			appendStringInfoString(buf, "</a> <span class=\"muted\">");
+		}
+		else
+		{
+			appendStringInfoString(buf, "<li>");
+			PageEsc(buf, PageText(x, "name"));
+			appendStringInfoString(buf, " <span class=\"muted\">(cannot be downloaded right now) ");
+		}
+		if (size)
+			PageEsc(buf, text_to_cstring(DatumGetTextPP(DirectFunctionCall1(pg_size_pretty,
+																		  Int64GetDatum(strtoll(size, NULL, 10))))));
+		appendStringInfoString(buf, "</span>");
+		if (checksum)
+		{
+			appendStringInfoString(buf, "<br><small class=\"muted\">SHA-256 <code>");
+			PageEsc(buf, checksum);
+			appendStringInfoString(buf, "</code></small>");
+		}
+		appendStringInfoString(buf, "</li>\n");
+	}
+	appendStringInfoString(buf, "</ul>\n");
+}
+
+
+static void
+DownloadablePortalHtml(PortalPage *page, JsonbContainer *benefit)
+{
+	FilesSection(page->buf, PageContainer(benefit, "files"), &page->link_expiry);
+}
+
 const BenefitType DownloadableBenefit = {
 	.name = "downloadable",
 	.alias = "downloadables",
@@ -404,4 +463,6 @@ const BenefitType DownloadableBenefit = {
 	.portal_key = "files",
 	.portal_collect = DownloadablePortalCollect,
 	.portal_member = DownloadablePortalMember,
+	.portal_label = "Downloads",
+	.portal_html = DownloadablePortalHtml,
 };

@@ -75,6 +75,15 @@ has_feature(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(held);
 }
 
+/* The feature the customer may use. */
+static void
+FeatureFlagPortalHtml(PortalPage *page, JsonbContainer *benefit)
+{
+	appendStringInfoString(page->buf, "<p class=\"status ok\">Included: <code>");
+	PageEsc(page->buf, PageText(benefit, "feature"));
+	appendStringInfoString(page->buf, "</code></p>\n");
+}
+
 const BenefitType FeatureFlagBenefit = {
 	.name = "feature_flag",
 	.webhook_name = "feature_flag",
@@ -84,4 +93,6 @@ const BenefitType FeatureFlagBenefit = {
 	.grant_many = GrantLocalMany,
 	.portal_key = "feature",
 	.portal_member = FeatureFlagPortalMember,
+	.portal_label = "Feature",
+	.portal_html = FeatureFlagPortalHtml,
 };

@@ -207,6 +207,33 @@ GithubPortalMember(PortalBuild *ctx, PortalBenefit *b)
 	DocEndObject(&ctx->doc);
 }
 
+/* The repositories with their permission, and where delivery stands. */
+static void
+GithubPortalHtml(PortalPage *page, JsonbContainer *benefit)
+{
+	JsonbContainer *x = PageContainer(benefit, "github");
+	JsonbContainer *repos = PageContainer(x, "repositories");
+
+	if (x == NULL)
+		return;
+	appendStringInfoString(page->buf, "<ul class=\"plain\">\n");
+	for (int r = 0; r < PageArrayLength(repos); r++)
+	{
+		JsonbContainer *repo = PageElement(repos, r);
+		char	   *permission = PageText(repo, "permission");
+
+		appendStringInfoString(page->buf, "<li><code>");
+		PageEsc(page->buf, PageText(repo, "owner"));
+		appendStringInfoChar(page->buf, '/');
+		PageEsc(page->buf, PageText(repo, "name"));
+		appendStringInfoString(page->buf, "</code> <span class=\"muted\">");
+		PageEsc(page->buf, permission ? permission : "");
+		appendStringInfoString(page->buf, "</span></li>\n");
+	}
+	appendStringInfoString(page->buf, "</ul>\n");
+	PageAccessStatus(page->buf, x);
+}
+
 const BenefitType GithubRepositoryBenefit = {
 	.name = "github_repository",
 	.webhook_name = "github_repository",
@@ -218,4 +245,6 @@ const BenefitType GithubRepositoryBenefit = {
 	.grant_updated = GithubGrantUpdated,
 	.portal_key = "github",
 	.portal_member = GithubPortalMember,
+	.portal_label = "GitHub repository access",
+	.portal_html = GithubPortalHtml,
 };

@@ -426,6 +426,94 @@ LicenseKeysPortalMember(PortalBuild *ctx, PortalBenefit *b)
 			   &pk->keys, &pk->acts, pk->act_order);
 }
 
+/* The key, its limits and its activations (with deactivate forms when allowed). */
+static void
+LicenseKeySection(StringInfo buf, JsonbContainer *lk, int i, const char *action_url)
+{
+	JsonbContainer *activations = PageContainer(lk, "activations");
+	int			n = PageArrayLength(activations);
+	char	   *status = PageText(lk, "status");
+	char	   *expires = PageDate(PageText(lk, "expires_at"));
+	bool		forms = PageBool(lk, "customer_admin") && action_url != NULL;
+
+	appendStringInfo(buf, "<p class=\"visually-hidden\" id=\"key-label-%d\">License key</p>\n"
+					 "<code class=\"key\" aria-labelledby=\"key-label-%d\">", i, i);
+	PageEsc(buf, PageText(lk, "key"));
+	appendStringInfoString(buf, "</code>\n<dl class=\"facts\">\n<div><dt>Status</dt><dd>");
+	if (status && strcmp(status, "granted") == 0)
+		appendStringInfoString(buf, "Active");
+	else if (status)
+	{
+		char	   *cap = pstrdup(status);
+
+		cap[0] = pg_toupper((unsigned char) cap[0]);
+		PageEsc(buf, cap);
+	}
+	appendStringInfoString(buf, "</dd></div>\n<div><dt>Expires</dt><dd>");
+	if (expires)
+		PageEsc(buf, expires);
+	else
+		appendStringInfoString(buf, "Never");
+	appendStringInfoString(buf, "</dd></div>\n");
+	if (PageText(lk, "limit_usage"))
+	{
+		appendStringInfoString(buf, "<div><dt>Usage</dt><dd>");
+		PageEsc(buf, PageText(lk, "usage"));
+		appendStringInfoString(buf, " of ");
+		PageEsc(buf, PageText(lk, "limit_usage"));
+		appendStringInfoString(buf, "</dd></div>\n");
+	}
+	if (PageText(lk, "limit_activations"))
+	{
+		appendStringInfo(buf, "<div><dt>Activations</dt><dd>%d of ", n);
+		PageEsc(buf, PageText(lk, "limit_activations"));
+		appendStringInfoString(buf, "</dd></div>\n");
+	}
+	appendStringInfoString(buf, "</dl>\n");
+	if (n == 0)
+		return;
+
+	appendStringInfoString(buf, "<table>\n<caption>Activated devices</caption>\n"
+						   "<thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Activated on</th>");
+	if (forms)
+		appendStringInfoString(buf, "<th scope=\"col\"><span class=\"visually-hidden\">Action</span></th>");
+	appendStringInfoString(buf, "</tr></thead>\n<tbody>\n");
+	for (int a = 0; a < n; a++)
+	{
+		JsonbContainer *x = PageElement(activations, a);
+
+		appendStringInfoString(buf, "<tr><td>");
+		PageEsc(buf, PageText(x, "label"));
+		appendStringInfoString(buf, "</td><td>");
+		PageEsc(buf, PageDate(PageText(x, "created_at")));
+		appendStringInfoString(buf, "</td>");
+		if (forms)
+		{
+			appendStringInfoString(buf, "<td><form method=\"post\" action=\"");
+			PageEsc(buf, action_url);
+			appendStringInfoString(buf, "\"><input type=\"hidden\" name=\"activation_id\" value=\"");
+			PageEsc(buf, PageText(x, "id"));
+			appendStringInfoString(buf, "\"><button type=\"submit\">Deactivate<span class=\"visually-hidden\"> ");
+			PageEsc(buf, PageText(x, "label"));
+			appendStringInfoString(buf, "</span></button></form></td>");
+		}
+		appendStringInfoString(buf, "</tr>\n");
+	}
+	appendStringInfoString(buf, "</tbody>\n</table>\n");
+}
+
+
+static void
+LicenseKeysPortalHtml(PortalPage *page, JsonbContainer *benefit)
+{
+	JsonbContainer *lk = PageContainer(benefit, "license_key");
+
+	if (lk == NULL || !JsonContainerIsObject(lk))
+		appendStringInfoString(page->buf, "<p class=\"status warn\">Your license key is being prepared.</p>\n");
+	else
+		LicenseKeySection(page->buf, lk, page->index, page->action_url);
+}
+
 const BenefitType LicenseKeysBenefit = {
 	.name = "license_keys",
 	.webhook_name = "license_keys",
@@ -437,4 +525,6 @@ const BenefitType LicenseKeysBenefit = {
 	.portal_key = "license_key",
 	.portal_collect = LicenseKeysPortalCollect,
 	.portal_member = LicenseKeysPortalMember,
+	.portal_label = "License key",
+	.portal_html = LicenseKeysPortalHtml,
 };

@@ -616,6 +616,23 @@ MeterCreditsPortalMember(PortalBuild *ctx, PortalBenefit *b)
 	Meter(&ctx->doc, b->properties, ctx->customer_id);
 }
 
+/* The meter's balance. */
+static void
+MeterCreditsPortalHtml(PortalPage *page, JsonbContainer *benefit)
+{
+	JsonbContainer *meter = PageContainer(benefit, "meter");
+	char	   *balance;
+
+	if (meter == NULL || !JsonContainerIsObject(meter))
+		return;
+	balance = PageText(meter, "balance");
+	appendStringInfoString(page->buf, "<p>");
+	PageEsc(page->buf, PageText(meter, "name"));
+	appendStringInfoString(page->buf, " balance: <strong>");
+	PageEsc(page->buf, balance ? balance : "0");
+	appendStringInfoString(page->buf, "</strong></p>\n");
+}
+
 const BenefitType MeterCreditsBenefit = {
 	.name = "meter_credits",
 	.alias = "meter_credit",
@@ -628,4 +645,6 @@ const BenefitType MeterCreditsBenefit = {
 	.benefit_updated = MeterCreditsBenefitUpdated,
 	.portal_key = "meter",
 	.portal_member = MeterCreditsPortalMember,
+	.portal_label = "Credits",
+	.portal_html = MeterCreditsPortalHtml,
 };
