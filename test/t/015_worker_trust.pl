@@ -133,4 +133,5 @@ is(MockProviders::wait_for($node, 'victim_dropped',
 	'1', 'after a proper CREATE EXTENSION the worker delivers there');
 
 $node->stop;
+$mock->stop;
 done_testing();

@@ -66,4 +66,5 @@ is_deeply([ map { "$_->{method} $_->{path}" } @requests ], [ 'PUT /repos/acme/ap
 	'the mock saw only the well-formed request');
 
 $node->stop;
+$mock->stop;
 done_testing();
