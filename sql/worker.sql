@@ -62,6 +62,12 @@ SELECT u AS url, pg_temp.url_refused(u) AS refused FROM (VALUES
     ('http://[64:ff9b::808:808]/'), ('http://[64:ff9b:1::1]/'), ('http://[2002:7f00:1::1]/'),
     ('http://[2002:c0a8:101::1]/'), ('http://[2002:808:808::1]/'), ('http://[2001:db8::1]/'),
     ('http://[ff02::1]/'), ('http://[2606:4700::1111]/')) v(u);
+-- IPv4-compatible (::/96, with :: and ::1) and IPv4-translated
+-- (::ffff:0:0:0/96) addresses are judged by the IPv4 address they carry too.
+SELECT u AS url, pg_temp.url_refused(u) AS refused FROM (VALUES
+    ('http://[::]/'), ('http://[::1]/'), ('http://[::7f00:1]/'), ('http://[::127.0.0.1]/'),
+    ('http://[::a9fe:a9fe]/'), ('http://[::808:808]/'), ('http://[::ffff:0:7f00:1]/'),
+    ('http://[::ffff:0:10.0.0.1]/'), ('http://[::ffff:0:a9fe:a9fe]/'), ('http://[::ffff:0:808:808]/')) v(u);
 RESET benefits.allow_private_network;
 SELECT url FROM benefits.create_webhook_endpoint(:'org', 'http://127.0.0.1:8080/hook', ARRAY['benefit.created']);
 SELECT count(*) AS endpoints FROM benefits.webhook_endpoints WHERE organization_id = :'org';

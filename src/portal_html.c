@@ -3,7 +3,12 @@
  * (customer_portal_html), rendered from the portal document.
  *
  * No external assets: the style sheet is inline and a Content-Security-Policy
- * meta tag allows nothing else.  Every value taken from the document is
+ * meta tag allows nothing else; forms may post only to the page's origin and
+ * to the origin of an https action_url.  action_url is a same-origin absolute
+ * path or an https URL naming a plain host, never anything a browser could
+ * read as another host (backslashes, "//", white space, control characters).
+ * frame-ancestors cannot be set by a meta tag: the application sends that
+ * header itself.  Every value taken from the document is
  * HTML-escaped (HtmlEscape), in element content and in attribute values.  The
  * page has a language, a title, one h1, headings per section and benefit
  * (each benefit's section is written by its type's file, through the
@@ -32,7 +37,10 @@ static const char page_head[] =
 	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
 	"<meta name=\"referrer\" content=\"no-referrer\">\n"
 	"<meta name=\"robots\" content=\"noindex, nofollow\">\n"
-	"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'\">\n"
+	"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'";
+
+static const char page_title[] =
+	"\">\n"
 	"<title>Your purchases · ";
 
 static const char page_style[] =
@@ -79,7 +87,80 @@ static const char page_style[] =
 	"<header>\n"
 	"<p class=\"org\">";
 
-/* The page of a portal document.  ACTION_URL may be NULL. */
+/* Letters, digits and hyphens: what a Content-Security-Policy host may hold. */
+static bool
+IsHostChar(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+/* The end of the dotted host name at P, so a CSP source can name it; or NULL. */
+static const char *
+HostNameEnd(const char *p)
+{
+	for (;;)
+	{
+		const char *label = p;
+
+		while (IsHostChar(*p))
+			p++;
+		if (p == label)
+			return NULL;
+		if (*p != '.')
+			return p;
+		p++;
+	}
+}
+
+/* The end of the optional ":port" (1 to 65535) at P, or NULL when malformed. */
+static const char *
+PortEnd(const char *p)
+{
+	const char *digits;
+	int			port;
+
+	if (*p != ':')
+		return p;
+	digits = ++p;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (p == digits || p - digits > 5)
+		return NULL;
+	port = atoi(digits);
+	return port >= 1 && port <= 65535 ? p : NULL;
+}
+
+/*
+ * The length of the "https://host[:port]" origin URL starts with, when only
+ * a path (or nothing) follows it; 0 otherwise.  The form-action source.
+ */
+static size_t
+HttpsOriginLength(const char *url)
+{
+	const char *p;
+
+	if (pg_strncasecmp(url, "https://", 8) != 0)
+		return 0;
+	p = HostNameEnd(url + 8);
+	if (p != NULL)
+		p = PortEnd(p);
+	return p != NULL && (*p == '\0' || *p == '/') ? p - url : 0;
+}
+
+/* Lets forms post to an https action_url's origin besides the page's own. */
+static void
+AppendFormActionOrigin(StringInfo buf, const char *action_url)
+{
+	size_t		origin_len = action_url ? HttpsOriginLength(action_url) : 0;
+
+	if (origin_len > 0)
+	{
+		appendStringInfoChar(buf, ' ');
+		appendBinaryStringInfo(buf, action_url, origin_len);
+	}
+}
+
+/* The page of a portal document.  ACTION_URL is NULL or passed CheckActionUrl. */
 char *
 PortalHtml(Jsonb *doc, const char *action_url)
 {
@@ -95,6 +176,8 @@ PortalHtml(Jsonb *doc, const char *action_url)
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, page_head);
+	AppendFormActionOrigin(&buf, action_url);
+	appendStringInfoString(&buf, page_title);
 	PageEsc(&buf, PageText(org, "name"));
 	appendStringInfoString(&buf, page_style);
 	PageEsc(&buf, PageText(org, "name"));
@@ -199,17 +282,40 @@ PortalHtml(Jsonb *doc, const char *action_url)
 	return buf.data;
 }
 
-/* Refuses an action URL that is neither an absolute path nor http(s). */
+/*
+ * Why URL may not receive the page's forms, or NULL when it may: a browser
+ * must not be able to read it as a URL of another host, or as plain http.
+ */
+static const char *
+ActionUrlProblem(const char *url)
+{
+	if (strchr(url, '\\') != NULL)
+		return "It contains a backslash, which browsers read as a slash.";
+	for (const char *p = url; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f)
+			return "It contains a space or a control character.";
+	if (url[0] == '/')
+		return url[1] == '/' ? "It starts with \"//\", which names another host." : NULL;
+	if (pg_strncasecmp(url, "https://", 8) != 0)
+		return "It is neither a path starting with \"/\" nor an https:// URL.";
+	if (HttpsOriginLength(url) == 0)
+		return "After https:// it has no plain host name, optional port and path.";
+	return NULL;
+}
+
+/* Refuses an action URL that is neither a same-origin absolute path nor https. */
 static void
 CheckActionUrl(const char *url)
 {
-	if (url == NULL)
-		return;
-	if (!((url[0] == '/' && url[1] != '/') ||
-		  pg_strncasecmp(url, "https://", 8) == 0 || pg_strncasecmp(url, "http://", 7) == 0))
+	const char *problem = url ? ActionUrlProblem(url) : NULL;
+
+	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("action_url must be an absolute path or an http(s) URL")));
+				 errmsg("action_url must be a same-origin path or an https URL"),
+				 errdetail("%s", problem),
+				 errhint("Give a path starting with a single \"/\" or an https://host[:port]/path URL, "
+						 "without backslashes, spaces or control characters.")));
 }
 
 PG_FUNCTION_INFO_V1(portal_html);

@@ -2,7 +2,7 @@
  * urlguard.c — refusing outbound connections to loopback, private,
  * link-local and other non-public addresses (documentation, benchmarking,
  * carrier-grade NAT, multicast, and IPv6 forms embedding such an IPv4
- * address: IPv4-mapped, NAT64, 6to4).
+ * address: IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4).
  *
  * Webhook URLs are chosen by tenants, so a URL naming (or resolving to) an
  * internal address could make the worker probe the database host's network.
@@ -38,27 +38,34 @@ Ipv4IsPrivate(uint32 a)
 		(a >> 28) >= 14;		/* 224.0.0.0/4 multicast, 240.0.0.0/4 reserved */
 }
 
+/* The IPv4 address (host byte order) stored in network byte order at B. */
+static uint32
+Ipv4At(const uint8 *b)
+{
+	return ((uint32) b[0] << 24) | ((uint32) b[1] << 16) | ((uint32) b[2] << 8) | b[3];
+}
+
+/* The /96 prefixes whose last 32 bits are an IPv4 address, judged as that address. */
+static const uint8 ipv4_carrying_prefixes[][12] = {
+	{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},	/* ::/96 IPv4-compatible, :: and ::1 too */
+	{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, /* ::ffff:0:0/96 IPv4-mapped */
+	{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0}, /* ::ffff:0:0:0/96 IPv4-translated */
+	{0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0},	/* 64:ff9b::/96 NAT64 */
+};
+
 /* Is this IPv6 address outside the public internet? */
 static bool
 Ipv6IsPrivate(const struct in6_addr *a)
 {
 	const uint8 *b = a->s6_addr;
-	static const uint8 mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	static const uint8 nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
 	static const uint8 nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 0x01};
-	bool		zero_prefix = true;
 
-	for (int i = 0; i < 15; i++)
-		if (b[i] != 0)
-			zero_prefix = false;
-	if (zero_prefix && (b[15] == 0 || b[15] == 1))
-		return true;			/* :: and ::1 */
-	/* ::ffff:0:0/96 IPv4-mapped, 64:ff9b::/96 NAT64: judge the IPv4 address */
-	if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
-		return Ipv4IsPrivate(((uint32) b[12] << 24) | ((uint32) b[13] << 16) | ((uint32) b[14] << 8) | b[15]);
+	for (size_t i = 0; i < lengthof(ipv4_carrying_prefixes); i++)
+		if (memcmp(b, ipv4_carrying_prefixes[i], 12) == 0)
+			return Ipv4IsPrivate(Ipv4At(b + 12));
 	/* 2002::/16 6to4: the IPv4 address follows the prefix */
 	if (b[0] == 0x20 && b[1] == 0x02)
-		return Ipv4IsPrivate(((uint32) b[2] << 24) | ((uint32) b[3] << 16) | ((uint32) b[4] << 8) | b[5]);
+		return Ipv4IsPrivate(Ipv4At(b + 2));
 	if (memcmp(b, nat64_local, 6) == 0)
 		return true;			/* 64:ff9b:1::/48 local-use NAT64 */
 	return (b[0] & 0xfe) == 0xfc ||	/* fc00::/7 unique local */
