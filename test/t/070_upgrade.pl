@@ -66,6 +66,8 @@ my $key = sql("SELECT key FROM benefits.license_keys WHERE customer_id = '$cust'
 is(sql("SELECT code FROM benefits.validate_license('$key', '$org')"), 'valid', '0.1.0: the key validates');
 is(sql("SELECT code FROM benefits.activate_license('$key', '$org', 'laptop')"), 'activated', '0.1.0: and activates');
 is(wait_q("SELECT count(*) FROM benefits.outbox WHERE state <> 'done'", '0'), '0', '0.1.0: every job is delivered');
+is(sql("SELECT count(*) FROM jsonb_array_elements(benefits.portal_document('$cust')->'benefits')"), '6',
+	'0.1.0: the portal shows the six benefits');
 ok(scalar(calls('PUT', qr{/repos/acme/old/collaborators/octo-cat})) >= 1, '0.1.0: GitHub was called');
 ok(scalar(calls('PUT', qr{/guilds/100000000000000111/members/80351110224678912$})) >= 1, '0.1.0: Discord was called');
 
