@@ -5,23 +5,44 @@
 
 \echo Use "ALTER EXTENSION benefits UPDATE TO '0.2.0'" to load this file. \quit
 
+-- First of all: the schema must be a superuser's (0.1.0 installed into any
+-- existing schema named benefits).  Whoever owns it could rename it away and
+-- put look-alike objects in its place for this script and the extension's
+-- SECURITY DEFINER functions to use.  Every name here is qualified.
+DO $schema$
+DECLARE
+    owner name;
+BEGIN
+    SELECT r.rolname INTO owner
+      FROM pg_catalog.pg_extension e
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+     WHERE e.extname OPERATOR(pg_catalog.=) 'benefits' AND NOT r.rolsuper;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the schema of extension benefits is owned by %, who is not a superuser', owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Make a superuser the owner of that schema (ALTER SCHEMA ... OWNER TO), check its contents, then update.';
+    END IF;
+END
+$schema$;
+
 -- Linked accounts: only the shapes link_account accepts.  An account stored
 -- by 0.1.0 in another shape stops the upgrade with the list to fix.
 DO $accounts$
 DECLARE
     bad text;
 BEGIN
-    SELECT string_agg(format('%s (%s)', a.customer_id, a.platform), ', ') INTO bad
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s (%s)', a.customer_id, a.platform), ', ') INTO bad
       FROM benefits.customer_accounts a
      WHERE NOT CASE a.platform
         WHEN 'github' THEN a.username ~ '^[A-Za-z0-9][A-Za-z0-9-]{0,38}$'
-                           AND octet_length(a.account_id) <= 100 AND a.account_id !~ '[[:cntrl:]]'
+                           AND pg_catalog.octet_length(a.account_id) <= 100 AND a.account_id !~ '[[:cntrl:]]'
         WHEN 'discord' THEN a.account_id ~ '^[1-9][0-9]{0,19}$'
-                            AND (length(a.account_id) < 20 OR a.account_id COLLATE "C" <= '18446744073709551615')
-                            AND (a.username IS NULL OR (a.username <> '' AND octet_length(a.username) <= 100
+                            AND (pg_catalog.length(a.account_id) < 20 OR a.account_id COLLATE "C" <= '18446744073709551615')
+                            AND (a.username IS NULL OR (a.username <> '' AND pg_catalog.octet_length(a.username) <= 100
                                                         AND a.username !~ '[[:cntrl:]]'))
         END
-        OR NOT coalesce(a.access_token <> '' AND octet_length(a.access_token) <= 2048
+        OR NOT COALESCE(a.access_token <> '' AND pg_catalog.octet_length(a.access_token) <= 2048
                         AND a.access_token !~ '[[:cntrl:]]', true);
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'benefits 0.2.0 refuses linked accounts that could steer provider requests: %', bad
@@ -72,7 +93,7 @@ ALTER FUNCTION benefits.portal_html(jsonb, text) SET search_path = pg_catalog, p
 -- Webhook endpoints: one checker of event types, and an update function.
 -- The event types an endpoint subscribes to, checked and sorted (22023 for
 -- an empty list or an unknown type, naming its position).
-CREATE FUNCTION benefits.webhook_endpoint_events(events text[]) RETURNS text[]
+CREATE FUNCTION benefits.checked_webhook_events(events text[]) RETURNS text[]
     LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     known text[] := benefits.webhook_event_types();
@@ -118,7 +139,7 @@ BEGIN
     PERFORM benefits.check_webhook_url(url);
     INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events)
     VALUES (create_webhook_endpoint.organization_id, create_webhook_endpoint.url,
-            benefits.generate_webhook_secret(), benefits.webhook_endpoint_events(events))
+            benefits.generate_webhook_secret(), benefits.checked_webhook_events(events))
     RETURNING * INTO result;
     RETURN result;
 END
@@ -138,7 +159,7 @@ BEGIN
     UPDATE benefits.webhook_endpoints e
        SET url = coalesce(update_webhook_endpoint.url, e.url),
            events = CASE WHEN update_webhook_endpoint.events IS NULL THEN e.events
-                         ELSE benefits.webhook_endpoint_events(update_webhook_endpoint.events) END,
+                         ELSE benefits.checked_webhook_events(update_webhook_endpoint.events) END,
            modified_at = now()
      WHERE e.id = endpoint_id
     RETURNING * INTO result;
@@ -149,9 +170,9 @@ BEGIN
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION benefits.webhook_endpoint_events(text[]),
+REVOKE EXECUTE ON FUNCTION benefits.checked_webhook_events(text[]),
                           benefits.update_webhook_endpoint(uuid, text, text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION benefits.webhook_endpoint_events(text[]),
+GRANT EXECUTE ON FUNCTION benefits.checked_webhook_events(text[]),
                           benefits.update_webhook_endpoint(uuid, text, text[]) TO benefits_admin;
 
 -- What the worker sends is written only by the extension's functions: the
@@ -245,3 +266,11 @@ COMMENT ON FUNCTION benefits.customer_features(uuid) IS
 GRANT EXECUTE ON FUNCTION benefits.has_feature(uuid, text), benefits.customer_features(uuid) TO benefits_app;
 REVOKE EXECUTE ON FUNCTION benefits.has_feature(uuid, text), benefits.customer_features(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION benefits.has_feature(uuid, text), benefits.customer_features(uuid) TO benefits_admin;
+
+-- Benefit properties and metadata, and grant properties, are JSON objects
+-- whoever writes them (C reads them as objects).
+ALTER TABLE benefits.benefits
+    ADD CONSTRAINT benefits_properties_object CHECK (jsonb_typeof(properties) = 'object'),
+    ADD CONSTRAINT benefits_metadata_object CHECK (jsonb_typeof(metadata) = 'object');
+ALTER TABLE benefits.grants
+    ADD CONSTRAINT grants_properties_object CHECK (jsonb_typeof(properties) = 'object');

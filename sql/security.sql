@@ -29,6 +29,10 @@ SELECT benefits.link_account(:'cust', 'discord', '18446744073709551616', 'eve');
 SELECT benefits.link_account(:'cust', 'discord', '80351110224678912', E'eve\r\nX-Injected: 1');
 SELECT benefits.link_account(:'cust', 'discord', '80351110224678912', 'eve', '');
 SELECT benefits.link_account(:'cust', 'discord', '80351110224678912', 'eve', repeat('t', 2049));
+-- C1 control characters too (U+0085 NEXT LINE), as the CHECK constraints see them.
+SELECT benefits.link_account(:'cust', 'discord', '80351110224678912', E'eve\u0085');
+SELECT benefits.link_account(:'cust', 'github', E'1\u0085', 'octocat');
+SELECT benefits.link_account(:'cust', 'discord', '80351110224678912', 'eve', E'tok\u009fen');
 SELECT count(*) AS accounts FROM benefits.customer_accounts WHERE customer_id = :'cust';
 -- The shapes allowed, at their limits.
 SELECT benefits.link_account(:'cust', 'github', '583231', 'Octo-Cat-' || repeat('x', 30));
@@ -120,6 +124,13 @@ VALUES (:'org', 'http://10.0.0.1/', 'whsec_AAAA', '{benefit.created}');
 INSERT INTO benefits.tracked_tables (source, kind, organization_id, settings)
 VALUES ('regress_sec.lookalike', 'orders', :'org', '{}');
 SELECT count(*) >= 0 AS reads_outbox FROM benefits.outbox;
+-- Properties and metadata stay JSON objects, whoever writes them (C reads
+-- them as objects).
+\set VERBOSITY terse
+UPDATE benefits.benefits SET properties = '["prefix", "prefix"]' WHERE id = :'lic';
+UPDATE benefits.benefits SET metadata = '"x"' WHERE id = :'lic';
+UPDATE benefits.grants SET properties = '[]' WHERE customer_id = :'cust';
+\set VERBOSITY default
 -- Through the functions, checked.
 SELECT url, events FROM benefits.update_webhook_endpoint(:'ep', url => 'https://hooks.example.com/b',
                                                          events => ARRAY['benefit_grant.revoked', 'benefit.created']);

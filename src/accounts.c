@@ -15,6 +15,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -30,17 +31,29 @@
 
 PG_FUNCTION_INFO_V1(link_account);
 
-/* Is s at most max_len bytes with no control character? */
+/*
+ * Is s at most max_len bytes with no control character: C0, DEL, and (in
+ * UTF-8) the C1 controls U+0080 to U+009F, as [[:cntrl:]] in the CHECK
+ * constraints of benefits.customer_accounts sees them.
+ */
 static bool
 PlainText(const char *s, size_t max_len)
 {
 	size_t		len = strlen(s);
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
 
 	if (len > max_len)
 		return false;
 	for (size_t i = 0; i < len; i++)
-		if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == 0x7f)
 			return false;
+		if (utf8 && c == 0xc2 && i + 1 < len && (unsigned char) s[i + 1] >= 0x80 &&
+			(unsigned char) s[i + 1] <= 0x9f)
+			return false;
+	}
 	return true;
 }
 

@@ -16,6 +16,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/guc.h"
 #include "utils/numeric.h"
 #include "utils/syscache.h"
 #include "utils/uuid.h"
@@ -124,13 +125,15 @@ BenefitsUuidArray(const pg_uuid_t *uuids, int n)
 
 /*
  * Run what follows as the calling function's owner, as a SECURITY DEFINER
- * function would, for the part of an invoker's function that writes what the
- * caller may not write directly.  The caller restores *saved_user and
- * *saved_context with SetUserIdAndSecContext; after an error, the
- * transaction's abort does.
+ * function with SET search_path = pg_catalog, pg_temp would: the owner's
+ * identity, in a security-restricted operation, and the search path pinned at
+ * a GUC nest level of its own, whatever the function's SQL declaration says
+ * (a library newer than a database's install script must be safe with it).
+ * BenefitsRestoreCaller undoes both; after an error, the transaction's (or
+ * subtransaction's) abort does.
  */
 void
-BenefitsBecomeOwner(FunctionCallInfo fcinfo, Oid *saved_user, int *saved_context)
+BenefitsBecomeOwner(FunctionCallInfo fcinfo, OwnerSwitch *saved)
 {
 	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
 	Oid			owner;
@@ -139,8 +142,20 @@ BenefitsBecomeOwner(FunctionCallInfo fcinfo, Oid *saved_user, int *saved_context
 		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
 	owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
 	ReleaseSysCache(proc);
-	GetUserIdAndSecContext(saved_user, saved_context);
-	SetUserIdAndSecContext(owner, *saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	GetUserIdAndSecContext(&saved->user, &saved->context);
+	SetUserIdAndSecContext(owner, saved->context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	saved->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/* Back to the caller's identity and search path after BenefitsBecomeOwner. */
+void
+BenefitsRestoreCaller(const OwnerSwitch *saved)
+{
+	AtEOXact_GUC(true, saved->guc_level);
+	SetUserIdAndSecContext(saved->user, saved->context);
 }
 
 /* Executes a kept plan, raising on any SPI failure. */

@@ -41,7 +41,16 @@ extern pg_uuid_t BenefitsResultUuid(int row, int col);
 /* A member of a JSON object as text, or NULL; a uuid as text. */
 extern char *BenefitsJsonText(Jsonb *json, const char *key);
 extern char *BenefitsUuidText(const pg_uuid_t *uuid);
-/* Become the calling function's owner (restore with SetUserIdAndSecContext). */
-extern void BenefitsBecomeOwner(FunctionCallInfo fcinfo, Oid *saved_user, int *saved_context);
+/* The caller's identity and search path while a function runs as its owner. */
+typedef struct OwnerSwitch
+{
+	Oid			user;
+	int			context;
+	int			guc_level;
+} OwnerSwitch;
+
+/* Become the calling function's owner, search path pinned; and back. */
+extern void BenefitsBecomeOwner(FunctionCallInfo fcinfo, OwnerSwitch *saved);
+extern void BenefitsRestoreCaller(const OwnerSwitch *saved);
 
 #endif

@@ -270,7 +270,7 @@ HttpStart(OutboxJob *job)
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, 0L);
 	}
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "benefits/0.1.0 (PostgreSQL extension)");
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "benefits/0.2.0 (PostgreSQL extension)");
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	/* send the path as built: libcurl would otherwise fold "/../" segments */

@@ -42,7 +42,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
-#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -58,7 +57,6 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 #include "utils/uuid.h"
@@ -495,15 +493,6 @@ KeyLock(const pg_uuid_t *organization_id, text *canonical, KeyRow *row,
 	return true;
 }
 
-/*
- * validate_license is not SECURITY DEFINER: its read path makes direct index
- * lookups, which check no privileges, and the definer switch would cost a
- * few percent of that path.  The writing path (increment_usage) runs its SPI
- * statements as the function's owner, as a definer function would; like one,
- * it leaves restoring the caller's identity after an error to the
- * transaction's abort.
- */
-
 /* A text argument as a canonical key, or NULL when it cannot be a key. */
 static text *
 CanonicalArgument(FunctionCallInfo fcinfo, int argno)
@@ -656,6 +645,13 @@ ValidationKeyFields(Datum *values, bool *nulls, KeyRow *row, bool counted,
 /*
  * benefits.validate_license(key, organization_id, activation_id, benefit_id,
  * customer_id, increment_usage, conditions) -> benefits.license_validation
+ *
+ * Not SECURITY DEFINER: its read path makes direct index lookups, which
+ * check no privileges, and the definer switch would cost a few percent of
+ * that path.  The writing path (increment_usage) runs its SPI statements as
+ * the function's owner with the search path pinned (BenefitsBecomeOwner), as
+ * a definer function would; like one, it leaves restoring the caller's
+ * identity after an error to the transaction's abort.
  */
 Datum
 validate_license(PG_FUNCTION_ARGS)
@@ -677,8 +673,7 @@ validate_license(PG_FUNCTION_ARGS)
 	bool		counted = false;
 	int64		pending = 0;
 	TimestampTz pending_last = 0;
-	Oid			caller = InvalidOid;
-	int			caller_context = 0;
+	OwnerSwitch caller = {0};
 
 	RequireOrganization(fcinfo, 1);
 	organization_id = PG_GETARG_UUID_P(1);
@@ -704,8 +699,8 @@ validate_license(PG_FUNCTION_ARGS)
 		found = false;
 	else if (increment)
 	{
-		BenefitsBecomeOwner(fcinfo, &caller, &caller_context);
-		ConnectPinned();
+		BenefitsBecomeOwner(fcinfo, &caller);
+		BenefitsSpiConnect();
 		found = KeyLock(organization_id, canonical, &row, callercxt);
 	}
 	else
@@ -715,8 +710,8 @@ validate_license(PG_FUNCTION_ARGS)
 	{
 		if (increment && canonical != NULL)
 		{
-			FinishPinned();
-			SetUserIdAndSecContext(caller, caller_context);
+			SPI_finish();
+			BenefitsRestoreCaller(&caller);
 		}
 		values[LV_CODE] = CStringGetTextDatum("not_found");
 		values[LV_MESSAGE] = CStringGetTextDatum("License key not found.");
@@ -827,8 +822,8 @@ validate_license(PG_FUNCTION_ARGS)
 	}
 	if (increment)
 	{
-		FinishPinned();
-		SetUserIdAndSecContext(caller, caller_context);
+		SPI_finish();
+		BenefitsRestoreCaller(&caller);
 	}
 
 	values[LV_CODE] = CStringGetTextDatum(code);

@@ -100,8 +100,8 @@ SnowflakeShape(const char *value)
  * its documented shape (provider_names.c): NULL, and the job dead, when it is
  * missing or has any other shape.  The value was validated when it was
  * stored; checking again here means a value changed in a table since is
- * never sent.  No shape admits "", "." or "..", which a server would read as
- * a different path.
+ * never sent.  An empty, "." or ".." segment, which a server would read as a
+ * different path, is refused whatever a shape function says.
  */
 static char *
 PathSegmentOf(OutboxJob *job, const char *field, const char *value, NameShape valid)

@@ -163,8 +163,7 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 	Oid			types[4] = {OIDOID, TEXTOID, UUIDOID, JSONBOID};
 	Datum		values[4];
 	int			rc;
-	Oid			caller;
-	int			caller_context;
+	OwnerSwitch caller;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -225,7 +224,7 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 					 on_unknown, JsonbToCString(NULL, &map->root, VARSIZE(map)));
 
 	RequireTriggerPrivilege(relid);
-	BenefitsBecomeOwner(fcinfo, &caller, &caller_context);
+	BenefitsBecomeOwner(fcinfo, &caller);
 	BenefitsSpiConnect();
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(subscriptions ? "subscriptions" : "orders");
@@ -260,7 +259,7 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 			elog(ERROR, "attaching the tracking trigger failed");
 	}
 	SPI_finish();
-	SetUserIdAndSecContext(caller, caller_context);
+	BenefitsRestoreCaller(&caller);
 }
 
 /* SQL: benefits.track_subscriptions(source, organization_id, ...). */
@@ -287,11 +286,10 @@ untrack(PG_FUNCTION_ARGS)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 	bool		found;
-	Oid			caller;
-	int			caller_context;
+	OwnerSwitch caller;
 
 	RequireTriggerPrivilege(relid);
-	BenefitsBecomeOwner(fcinfo, &caller, &caller_context);
+	BenefitsBecomeOwner(fcinfo, &caller);
 	BenefitsSpiConnect();
 	if (SPI_execute_with_args("DELETE FROM benefits.tracked_tables WHERE source = $1",
 							  1, types, values, NULL, false, 0) < 0)
@@ -308,7 +306,7 @@ untrack(PG_FUNCTION_ARGS)
 			elog(ERROR, "detaching the tracking trigger failed");
 	}
 	SPI_finish();
-	SetUserIdAndSecContext(caller, caller_context);
+	BenefitsRestoreCaller(&caller);
 	PG_RETURN_BOOL(found);
 }
 

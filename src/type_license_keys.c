@@ -33,8 +33,11 @@ static SPIPlanPtr RevokeKeyPlan;
 static char *
 BenefitPrefix(Jsonb *properties)
 {
-	JsonbValue *prefix = getKeyJsonValueFromContainer(&properties->root, "prefix", 6, NULL);
+	JsonbValue *prefix;
 
+	if (!JB_ROOT_IS_OBJECT(properties))
+		return NULL;
+	prefix = getKeyJsonValueFromContainer(&properties->root, "prefix", 6, NULL);
 	if (prefix == NULL || prefix->type != jbvString || prefix->val.string.len == 0)
 		return NULL;
 	return pnstrdup(prefix->val.string.val, prefix->val.string.len);

@@ -312,6 +312,18 @@ benefits_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	/*
+	 * The database's own settings (ALTER DATABASE ... SET, which its owner may
+	 * write) apply to this connection too.  Those that would make the worker
+	 * act as another role, or give up on or refuse its own statements, are
+	 * overridden: otherwise a database owner could stop revocations.
+	 */
+	SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
 	 * The worker runs as the bootstrap superuser: resolve every name in
 	 * pg_catalog only, whatever search_path the database or a role sets, so
 	 * no object created by a database user can run with our rights.

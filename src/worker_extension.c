@@ -6,8 +6,9 @@
  * reads or writes a table in a database it serves, it checks that:
  *   - the extension `benefits` is installed there, owned by a superuser;
  *   - the schema named `benefits` is that extension's schema and is owned by
- *     a superuser (so no other role could have created objects in it, or
- *     renamed it away and put a look-alike in its place);
+ *     a superuser (so only a role a superuser granted CREATE on it could
+ *     have created objects there, and nobody can rename it away and put a
+ *     look-alike in its place);
  *   - the relation or function is a member of that extension.
  * A database where anyone can create a schema named `benefits` (the extension
  * not installed, or dropped) therefore cannot make the worker run a planted

@@ -74,7 +74,10 @@ CREATE TABLE benefits.benefits (
     created_at      timestamptz NOT NULL DEFAULT now(),
     modified_at     timestamptz,
     deleted_at      timestamptz,
-    UNIQUE (id, organization_id)
+    UNIQUE (id, organization_id),
+    -- Whoever writes the table, C reads these as objects.
+    CONSTRAINT benefits_properties_object CHECK (jsonb_typeof(properties) = 'object'),
+    CONSTRAINT benefits_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
 );
 CREATE INDEX ON benefits.benefits (organization_id) WHERE deleted_at IS NULL;
 
@@ -189,7 +192,8 @@ CREATE TABLE benefits.grants (
     modified_at      timestamptz,
     FOREIGN KEY (customer_id, organization_id) REFERENCES benefits.customers (id, organization_id) ON DELETE CASCADE,
     FOREIGN KEY (benefit_id, organization_id) REFERENCES benefits.benefits (id, organization_id) ON DELETE CASCADE,
-    UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, subscription_id, order_id)
+    UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, subscription_id, order_id),
+    CONSTRAINT grants_properties_object CHECK (jsonb_typeof(properties) = 'object')
 );
 CREATE INDEX ON benefits.grants (subscription_id) WHERE subscription_id IS NOT NULL;
 CREATE INDEX ON benefits.grants (order_id) WHERE order_id IS NOT NULL;

@@ -39,7 +39,7 @@ CREATE FUNCTION benefits.webhook_event_types() RETURNS text[]
 
 -- The event types an endpoint subscribes to, checked and sorted (22023 for
 -- an empty list or an unknown type, naming its position).
-CREATE FUNCTION benefits.webhook_endpoint_events(events text[]) RETURNS text[]
+CREATE FUNCTION benefits.checked_webhook_events(events text[]) RETURNS text[]
     LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     known text[] := benefits.webhook_event_types();
@@ -85,7 +85,7 @@ BEGIN
     PERFORM benefits.check_webhook_url(url);
     INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events)
     VALUES (create_webhook_endpoint.organization_id, create_webhook_endpoint.url,
-            benefits.generate_webhook_secret(), benefits.webhook_endpoint_events(events))
+            benefits.generate_webhook_secret(), benefits.checked_webhook_events(events))
     RETURNING * INTO result;
     RETURN result;
 END
@@ -105,7 +105,7 @@ BEGIN
     UPDATE benefits.webhook_endpoints e
        SET url = coalesce(update_webhook_endpoint.url, e.url),
            events = CASE WHEN update_webhook_endpoint.events IS NULL THEN e.events
-                         ELSE benefits.webhook_endpoint_events(update_webhook_endpoint.events) END,
+                         ELSE benefits.checked_webhook_events(update_webhook_endpoint.events) END,
            modified_at = now()
      WHERE e.id = endpoint_id
     RETURNING * INTO result;

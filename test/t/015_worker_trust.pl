@@ -33,6 +33,16 @@ CREATE DATABASE victim_dropped OWNER mallory;
 CREATE DATABASE victim_renamed OWNER mallory;
 CREATE EXTENSION benefits;
 });
+# The owner of victim_dropped also tries to make the worker act as mallory
+# there, and to make its statements fail: database settings apply to the
+# worker's connection, so it overrides these.  (This test's own sessions
+# override them from the client side.)
+$ENV{PGOPTIONS} = '-c role=none -c statement_timeout=0 -c default_transaction_read_only=off';
+$node->safe_psql('victim_dropped', q{
+ALTER DATABASE victim_dropped SET role = 'mallory';
+ALTER DATABASE victim_dropped SET statement_timeout = '1ms';
+ALTER DATABASE victim_dropped SET default_transaction_read_only = on;
+}, extra_params => [ '-U', 'mallory' ]);
 
 # What mallory plants: every function the worker calls by name, and the
 # tables its claim reads, with a due GitHub job and a due webhook.
@@ -130,7 +140,7 @@ $node->safe_psql('victim_dropped', qq{SELECT benefits.create_webhook_endpoint('$
 $node->safe_psql('victim_dropped', qq{SELECT benefits.create_benefit('custom', '$org2', 'Perk', '{"note": "hi"}')});
 is(MockProviders::wait_for($node, 'victim_dropped',
 	"SELECT count(*) FROM benefits.outbox WHERE state = 'done'", '1', 30),
-	'1', 'after a proper CREATE EXTENSION the worker delivers there');
+	'1', 'after a proper CREATE EXTENSION the worker delivers there, whatever the database sets');
 
 $node->stop;
 $mock->stop;

@@ -155,6 +155,41 @@ $node->safe_psql('bad', "DELETE FROM benefits.customer_accounts; ALTER EXTENSION
 is($node->safe_psql('bad', "SELECT extversion FROM pg_extension WHERE extname = 'benefits'"), '0.2.0',
 	'once fixed, it upgrades');
 
+# ---- the 0.2.0 library is safe with 0.1.0's SQL, before any update
+$node->safe_psql('postgres', q{
+CREATE DATABASE old;
+CREATE ROLE old_admin LOGIN IN ROLE benefits_admin;
+GRANT CREATE ON DATABASE old TO old_admin;
+});
+$node->safe_psql('old', "CREATE EXTENSION benefits VERSION '0.1.0'");
+$node->safe_psql('old', q{
+INSERT INTO benefits.organizations (id, name) VALUES ('00000000-0000-4000-8000-000000000001', 'o');
+INSERT INTO benefits.customers (id, organization_id) VALUES ('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001');
+INSERT INTO benefits.benefits (id, organization_id, type, description, properties)
+VALUES ('00000000-0000-4000-8000-000000000003', '00000000-0000-4000-8000-000000000001', 'license_keys', 'k', '["prefix", "prefix"]');
+}, extra_params => [ '-U', 'old_admin' ]);
+($ret, $out, $err) = $node->psql('old',
+	"SELECT state FROM benefits.grant_benefit('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000003')",
+	extra_params => [ '-U', 'old_admin' ]);
+unlike($err, qr/server closed the connection/, '0.1.0 SQL, new library: properties that are not an object crash nothing');
+# 0.1.0 declares track_subscriptions without SET search_path; the library
+# pins it itself when it switches to the owner.
+$node->safe_psql('old', q{
+CREATE SCHEMA evil;
+CREATE TABLE evil.subs (id text, customer text, product text, status text);
+CREATE FUNCTION evil.uuid_eq(uuid, uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_user <> 'old_admin' THEN EXECUTE 'ALTER ROLE old_admin SUPERUSER'; END IF;
+    RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR evil.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = evil.uuid_eq);
+}, extra_params => [ '-U', 'old_admin' ]);
+$node->psql('old', "SET search_path = evil, pg_catalog; SELECT benefits.track_subscriptions('evil.subs', '00000000-0000-4000-8000-000000000001'); SELECT benefits.untrack('evil.subs')",
+	extra_params => [ '-U', 'old_admin' ]);
+is($node->safe_psql('postgres', "SELECT rolsuper FROM pg_roles WHERE rolname = 'old_admin'"), 'f',
+	'0.1.0 SQL, new library: a hostile search_path captures nothing the owner runs');
+is($node->safe_psql('old', "SELECT count(*) FROM benefits.tracked_tables"), '0', 'and tracking worked (tracked, then untracked)');
+
 $node->stop;
 $mock->stop;
 done_testing();
