@@ -10,12 +10,12 @@
 
 static const JobOperation operations[] = {
 	{"webhook", "deliver", WebhookBuildRequest, WebhookJudge},
-	{"github", "add_collaborator", GithubAddCollaborator, GithubJudge},
+	{"github", "add_collaborator", GithubAddCollaborator, ProviderJudge},
 	{"github", "remove_collaborator", GithubRemoveCollaborator, GithubRemoveCollaboratorJudge},
 	{"discord", "add_member", DiscordAddMember, DiscordAddMemberJudge},
-	{"discord", "add_role", DiscordAddRole, DiscordJudge},
-	{"discord", "remove_role", DiscordRemoveRole, DiscordJudge},
-	{"discord", "kick_member", DiscordKickMember, DiscordJudge},
+	{"discord", "add_role", DiscordAddRole, ProviderJudge},
+	{"discord", "remove_role", DiscordRemoveRole, ProviderJudge},
+	{"discord", "kick_member", DiscordKickMember, ProviderJudge},
 };
 
 /* Builds nothing: the job names no known operation. */

@@ -217,8 +217,9 @@ ProviderAnswer(OutboxJob *job)
 	return true;
 }
 
+/* The answer of a one-request provider call. */
 void
-GithubJudge(OutboxJob *job)
+ProviderJudge(OutboxJob *job)
 {
 	(void) ProviderAnswer(job);
 }
@@ -367,12 +368,6 @@ DiscordKickMember(OutboxJob *job)
 	job->method = "DELETE";
 	job->url = JoinUrl(benefits_discord_api_url, member_path);
 	return true;
-}
-
-void
-DiscordJudge(OutboxJob *job)
-{
-	(void) ProviderAnswer(job);
 }
 
 /* 204 to step 0: already a member, whose roles Discord left unchanged. */

@@ -139,13 +139,12 @@ extern const JobOperation *JobOperationOf(const OutboxJob *job);
 /* providers.c: GitHub and Discord requests, and their answers */
 extern bool GithubAddCollaborator(OutboxJob *job);
 extern bool GithubRemoveCollaborator(OutboxJob *job);
-extern void GithubJudge(OutboxJob *job);
+extern void ProviderJudge(OutboxJob *job);
 extern void GithubRemoveCollaboratorJudge(OutboxJob *job);
 extern bool DiscordAddMember(OutboxJob *job);
 extern bool DiscordAddRole(OutboxJob *job);
 extern bool DiscordRemoveRole(OutboxJob *job);
 extern bool DiscordKickMember(OutboxJob *job);
-extern void DiscordJudge(OutboxJob *job);
 extern void DiscordAddMemberJudge(OutboxJob *job);
 /* A member of the job's payload as text (NULL: absent); an integer member (dflt: absent). */
 extern char *JobPayloadText(const OutboxJob *job, const char *key);
