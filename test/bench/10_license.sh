@@ -31,7 +31,7 @@ work=$(mktemp -d /tmp/benefits-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -v org="$ORG" -v ben="$BEN" -v ben2="$BEN2" -v ben3="$BEN3" -v ben4="$BEN4" -v n="$N" "$@"; }
-ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+. "$(dirname "$0")/common.sh"
 
 sql <<'SQL'
 INSERT INTO benefits.organizations (id, name) VALUES (:'org', 'Bench Org');

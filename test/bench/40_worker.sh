@@ -31,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
-ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+. "$(dirname "$0")/common.sh"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$work/nginx.conf" <<CONF

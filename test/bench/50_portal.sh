@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Customer portal (issue 5, section 4), as ratios against a baseline measured
-# in the same run on the same cluster:
+# in the same pgbench_tps on the same cluster:
 #
 #  - customer_portal(token) calls per second for customers holding ten granted
 #    benefits (three license keys with activations, two downloadable benefits
@@ -22,7 +22,7 @@ work=$(mktemp -d /tmp/benefits-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -v org="$ORG" -v product="$PRODUCT" -v meter="$METER" -v n="$N" "$@"; }
-ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+. "$(dirname "$0")/common.sh"
 
 sql <<'SQL'
 -- Storage settings for the signer (superuser-only; per database).
@@ -93,17 +93,8 @@ cat >"$work/html.sql" <<PGB
 SELECT benefits.customer_portal_html((SELECT token FROM public.bench_portal_tokens WHERE n = :n));
 PGB
 
-# tps of one pgbench run: run NAME SECONDS
-run() {
-    pgbench -n -M prepared -c 2 -j 2 -T "$2" -f "$work/$1.sql" >"$work/$1.out" 2>&1 ||
-        { cat "$work/$1.out" >&2; exit 1; }
-    grep -q "number of failed transactions: 0" "$work/$1.out" ||
-        { cat "$work/$1.out" >&2; exit 1; }
-    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$1.out"
-}
-
-run grants 2 >/dev/null; run portal 2 >/dev/null   # warm-up
-g1=$(run grants "$T"); p1=$(run portal "$T"); g2=$(run grants "$T"); p2=$(run portal "$T"); h1=$(run html "$T")
+pgbench_tps grants 2 >/dev/null; pgbench_tps portal 2 >/dev/null   # warm-up
+g1=$(pgbench_tps grants "$T"); p1=$(pgbench_tps portal "$T"); g2=$(pgbench_tps grants "$T"); p2=$(pgbench_tps portal "$T"); h1=$(pgbench_tps html "$T")
 echo "grant rows SELECT: $g1, $g2 tps; customer_portal: $p1, $p2 tps; customer_portal_html: $h1 tps (2 clients, prepared, ${T}s runs)"
 echo "portal ratio (customer_portal calls/s / plain SELECT of the customer's grants): $(ratio "$(python3 -c "print($p1 + $p2)")" "$(python3 -c "print($g1 + $g2)")")   (target >= 0.2)"
 echo "page ratio (customer_portal_html calls/s / plain SELECT of the customer's grants): $(ratio "$h1" "$(python3 -c "print(($g1 + $g2) / 2)")")"

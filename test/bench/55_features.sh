@@ -17,7 +17,7 @@ work=$(mktemp -d /tmp/benefits-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -v org="$ORG" -v n="$N" "$@"; }
-ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+. "$(dirname "$0")/common.sh"
 
 sql <<'SQL'
 INSERT INTO benefits.organizations (id, name) VALUES (:'org', 'Feature Bench Org');
@@ -54,16 +54,7 @@ cat >"$work/feature.sql" <<PGB
 SELECT benefits.has_feature(c.customer_id, 'export_pdf') FROM public.bench_feature_customers c WHERE c.n = :n;
 PGB
 
-# tps of one pgbench run: run NAME SECONDS
-run() {
-    pgbench -n -M prepared -c 2 -j 2 -T "$2" -f "$work/$1.sql" >"$work/$1.out" 2>&1 ||
-        { cat "$work/$1.out" >&2; exit 1; }
-    grep -q "number of failed transactions: 0" "$work/$1.out" ||
-        { cat "$work/$1.out" >&2; exit 1; }
-    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$1.out"
-}
-
-run grant 2 >/dev/null; run feature 2 >/dev/null   # warm-up
-g1=$(run grant "$T"); f1=$(run feature "$T"); g2=$(run grant "$T"); f2=$(run feature "$T")
+pgbench_tps grant 2 >/dev/null; pgbench_tps feature 2 >/dev/null   # warm-up
+g1=$(pgbench_tps grant "$T"); f1=$(pgbench_tps feature "$T"); g2=$(pgbench_tps grant "$T"); f2=$(pgbench_tps feature "$T")
 echo "grant row SELECT: $g1, $g2 tps; has_feature: $f1, $f2 tps (2 clients, prepared, ${T}s runs)"
 echo "has_feature ratio (calls/s / plain indexed SELECT of the same grant row): $(ratio "$(python3 -c "print($f1 + $f2)")" "$(python3 -c "print($g1 + $g2)")")   (target >= 0.8)"
