@@ -30,21 +30,23 @@
 // RFC 3339 in UTC with a Z, and the extension values have the JSON type noted.
 //
 // One line per body ("ok N type (benefit type) source" or "FAIL N ..."), then,
-// for a failure, one indented line per error with its JSON path; a last line
-// counts them.  Exit status 0 when every body passed, 1 otherwise, 2 on bad use.
+// for a failure, one indented line per error with its JSON path; then the
+// extensions met, and a last line counting the bodies.  Exit status 0 when
+// every body passed, 1 otherwise, 2 on bad use.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 // Documented extensions: members the project sends beyond Polar's shapes,
-// allowed only where listed.  `at` names the object: "envelope" (the body),
-// "benefit" (the benefit object: data of benefit.*, data.benefit of grants),
-// "benefit.properties", "customer" (data.customer of grants),
-// "grant.properties" (data.properties and
-// data.previous_properties of grants), "grant.error" (data.error).  `benefit`
-// limits an entry to one benefit type (as sent: downloadables, meter_credit).
+// allowed only where listed (the README lists them too, under Delivery).
+// `at` names the object: "envelope" (the body), "benefit" (the benefit
+// object: data of benefit.*, data.benefit of grants), "benefit.properties",
+// "customer" (data.customer of grants), "grant.properties" (data.properties
+// and data.previous_properties of grants), "grant.error" (data.error).
+// `benefit` limits an entry to one benefit type (as sent: downloadables,
+// meter_credit); `json` is the JSON type the value must have.
 const EXTENSIONS = [
   // The Polar webhook format version the payload follows (src/events.c).
   { at: "envelope", key: "api_version", json: "string" },
@@ -168,6 +170,8 @@ function roles(kind) {
 
 const at = (value, parts) => parts.reduce((v, p) => (v == null ? undefined : v[p]), value);
 
+const extensionsSeen = new Map();
+
 // Removes the allowed extensions from a copy of the body; returns the copy and
 // the errors found in the extensions' values.
 function stripExtensions(body, kind, benefitType) {
@@ -180,6 +184,7 @@ function stripExtensions(body, kind, benefitType) {
       const object = at(copy, parts);
       if (!isObject(object) || !(ext.key in object)) continue;
       const value = object[ext.key];
+      extensionsSeen.set(`${ext.at}.${ext.key}`, (extensionsSeen.get(`${ext.at}.${ext.key}`) ?? 0) + 1);
       const types = ext.json.split("|");
       if (!types.includes(jsonType(value)))
         errors.push({ path: pathOf([...parts, ext.key]), oracle: "extension",
@@ -199,7 +204,7 @@ function checkTimes(value, parts, errors) {
         errors.push({ path: pathOf([...parts, k]), oracle: "rfc3339", message: `${JSON.stringify(v)} is not RFC 3339 UTC with a Z` });
       else if ((k === "timestamp" || k.endsWith("_at")) && v !== null && typeof v !== "string")
         errors.push({ path: pathOf([...parts, k]), oracle: "rfc3339", message: `a time must be a string, is ${jsonType(v)}` });
-      checkTimes(v, [...parts, k], errors);
+      if (k !== "metadata") checkTimes(v, [...parts, k], errors);    // metadata keys are anyone's
     }
 }
 
@@ -386,10 +391,11 @@ if (checked.length) {
     }
   }
   if (run.status !== 0 && !checked.some((b) => b.errors.some((e) => e.oracle === "tsc"))) {
-    process.stdout.write(`tsc failed without an error on a body (status ${run.status}):\n${output}\n`);
+    process.stdout.write(`tsc failed without an error on a body (status ${run.status}${run.error ? `, ${run.error.message}` : ""}):\n${output}\n`);
     process.exit(1);
   }
   if (orphans.length) process.stdout.write(`tsc said:\n${orphans.join("\n")}\n`);
+  if (!workdir) rmSync(dir, { recursive: true, force: true });
 }
 
 let failed = 0;
@@ -403,6 +409,8 @@ for (const item of bodies) {
   process.stdout.write(`FAIL ${label}\n`);
   for (const e of item.errors) process.stdout.write(`    ${e.path}: [${e.oracle}] ${e.message}\n`);
 }
+if (extensionsSeen.size)
+  process.stdout.write(`extensions allowed and seen: ${[...extensionsSeen].map(([k, n]) => `${k} x${n}`).join(", ")}\n`);
 process.stdout.write(`polar_webhook_typecheck: @polar-sh/sdk ${sdkVersion}, ${bodies.length} bodies, ` +
                      `${bodies.length - failed} ok, ${failed} failing\n`);
 process.exit(failed === 0 && bodies.length > 0 ? 0 : 1);
