@@ -11,7 +11,10 @@
  *
  * Payloads spell the types Polar spells differently ("downloadables",
  * "meter_credit"), write times in RFC 3339 UTC with a Z, and never carry a
- * full license key: grant properties lose any "key" member.
+ * full license key: grant properties lose any "key" member.  Every member
+ * @polar-sh/sdk's payload types require is present, with a neutral value
+ * where the extension has no such data, and the members beyond them are the
+ * extensions the README lists (test/t/075_polar_sdk_types.pl checks both).
  */
 #include "postgres.h"
 
@@ -35,7 +38,35 @@ PG_FUNCTION_INFO_V1(enqueue_benefit_event);
 
 #define SQL_MESSAGE_ID "'msg_' || pg_catalog.translate(pg_catalog.gen_random_uuid()::text, '-', '')"
 
-/* The benefit object of payloads, from alias b. */
+/*
+ * Metadata in payloads: Polar's metadata is an object of strings, numbers
+ * and booleans, ours any jsonb.  Scalars pass as they are, a nested object or
+ * array as its JSON text, a null member is left out, and anything but an
+ * object is {}.
+ */
+#define SQL_METADATA(m) \
+	"CASE WHEN pg_catalog.jsonb_typeof(" m ") <> 'object' THEN '{}'::jsonb" \
+	" WHEN NOT pg_catalog.jsonb_path_exists(" m ", '$.* ? (@.type() == \"object\" || @.type() == \"array\" || @ == null)')" \
+	"  THEN " m \
+	" ELSE (SELECT COALESCE(pg_catalog.jsonb_object_agg(e.key," \
+	"         CASE WHEN pg_catalog.jsonb_typeof(e.value) IN ('object', 'array')" \
+	"              THEN pg_catalog.to_jsonb(e.value::text) ELSE e.value END), '{}'::jsonb)" \
+	"        FROM pg_catalog.jsonb_each(" m ") e WHERE pg_catalog.jsonb_typeof(e.value) <> 'null') END"
+
+/*
+ * The benefit object of payloads, from alias b.
+ *
+ * visibility_configurable: Polar tells whether the benefit's visibility may
+ * be changed; here every benefit is 'public' and no visibility can be set,
+ * so false.  The properties are the normalized form plus what Polar's
+ * benefit properties require and that form lacks: a GitHub benefit given
+ * with repositories gets repository_owner, repository_name and permission
+ * of its first repository, a Discord benefit given with roles the role_id of
+ * its first role (as the grant's properties have them, provider_jobs.c);
+ * guild_token, Polar's signed token of its bot's connection to the guild,
+ * has no counterpart here: an empty string.  repositories, roles and
+ * low_balance_threshold stay, as documented extensions.
+ */
 #define SQL_BENEFIT_OBJECT \
 	"pg_catalog.jsonb_build_object(" \
 	" 'id', b.id, 'created_at', benefits.rfc3339(b.created_at)," \
@@ -43,19 +74,46 @@ PG_FUNCTION_INFO_V1(enqueue_benefit_event);
 	" 'type', CASE b.type WHEN 'downloadable' THEN 'downloadables'" \
 	"                     WHEN 'meter_credits' THEN 'meter_credit' ELSE b.type END," \
 	" 'description', b.description, 'selectable', true, 'deletable', true," \
-	" 'visibility', 'public', 'is_deleted', b.deleted_at IS NOT NULL," \
-	" 'organization_id', b.organization_id, 'metadata', b.metadata," \
-	" 'properties', b.properties)"
+	" 'visibility', 'public', 'visibility_configurable', false, 'is_deleted', b.deleted_at IS NOT NULL," \
+	" 'organization_id', b.organization_id, 'metadata', " SQL_METADATA("b.metadata") "," \
+	" 'properties', CASE b.type" \
+	"   WHEN 'github_repository' THEN b.properties || pg_catalog.jsonb_build_object(" \
+	"     'repository_owner', COALESCE(b.properties->>'repository_owner', b.properties #>> '{repositories,0,owner}')," \
+	"     'repository_name', COALESCE(b.properties->>'repository_name', b.properties #>> '{repositories,0,name}')," \
+	"     'permission', COALESCE(b.properties->>'permission', b.properties #>> '{repositories,0,permission}'))" \
+	"   WHEN 'discord' THEN b.properties || pg_catalog.jsonb_build_object(" \
+	"     'role_id', COALESCE(b.properties->>'role_id', b.properties #>> '{roles,0,role_id}')," \
+	"     'guild_token', '')" \
+	"   ELSE b.properties END)"
 
-/* The customer object of payloads, from alias c. */
+/*
+ * The customer object of payloads, from alias c: Polar's individual customer.
+ * Its email is a required string: a customer stored without one has "".
+ * first_user_event_at (the first usage event Polar ingested for the
+ * customer) is always null: this extension ingests no events.
+ */
 #define SQL_CUSTOMER_OBJECT \
 	"pg_catalog.jsonb_build_object(" \
 	" 'id', c.id, 'created_at', benefits.rfc3339(c.created_at)," \
-	" 'modified_at', benefits.rfc3339(c.modified_at), 'metadata', c.metadata," \
-	" 'external_id', c.external_id, 'email', c.email, 'email_verified', false," \
+	" 'modified_at', benefits.rfc3339(c.modified_at), 'metadata', " SQL_METADATA("c.metadata") "," \
+	" 'external_id', c.external_id, 'email', COALESCE(c.email, ''), 'email_verified', false," \
 	" 'name', c.name, 'billing_name', NULL, 'billing_address', NULL, 'tax_id', NULL," \
 	" 'organization_id', c.organization_id, 'deleted_at', benefits.rfc3339(c.deleted_at)," \
 	" 'avatar_url', NULL, 'first_user_event_at', NULL, 'type', 'individual')"
+
+/*
+ * The grant's error in payloads, from alias g: Polar's {message, type,
+ * timestamp} and the members the engine records (action, and for a
+ * provider's refusal provider, status, job_id).  A provider's refusal has its
+ * own type and timestamp (outbox_claim.c); the error of a grant waiting for
+ * a linked account has neither: it is Polar's BenefitActionRequiredError,
+ * and the grant's last change is when it was recorded.
+ */
+#define SQL_GRANT_ERROR \
+	"CASE WHEN pg_catalog.jsonb_typeof(g.error) = 'object' THEN pg_catalog.jsonb_build_object(" \
+	"   'type', 'BenefitActionRequiredError'," \
+	"   'timestamp', benefits.rfc3339(COALESCE(g.modified_at, g.created_at))) || g.error" \
+	" ELSE g.error END"
 
 /*
  * One statement for a batch of grants ($1, in order; one primary-key probe
@@ -90,7 +148,7 @@ static const char *GrantEventSql =
 "     'granted_at', benefits.rfc3339(g.granted_at), 'revoked_at', benefits.rfc3339(g.revoked_at),"
 "     'is_granted', g.state = 'active', 'is_revoked', g.state = 'revoked',"
 "     'subscription_id', g.subscription_id, 'order_id', g.order_id,"
-"     'customer_id', g.customer_id, 'benefit_id', g.benefit_id, 'error', g.error,"
+"     'customer_id', g.customer_id, 'benefit_id', g.benefit_id, 'error', " SQL_GRANT_ERROR ","
 "     'properties', g.properties - 'key',"
 "     'previous_properties', COALESCE($3, CASE WHEN $2 = '" EVENT_GRANT_UPDATED "' THEN g.previous_properties END) - 'key',"
 "     'customer', c.object, 'benefit', b.object)) AS payload"

@@ -28,9 +28,26 @@ if [ ${#missing[@]} -ne 0 ]; then
     bash -c "$cmd" >/tmp/benefits-apt.log 2>&1 || { tail -n 30 /tmp/benefits-apt.log >&2; exit 1; }
 fi
 
-# The tests' npm packages (s3rver), pinned by test/mock/package-lock.json.
+# The tests' npm packages (s3rver; @polar-sh/sdk and typescript for the
+# webhook type check), pinned by test/mock/package-lock.json.  npm ci runs when
+# any package the lock file names at the top level is missing or is not the
+# locked version, so a machine that installed an older lock file's packages
+# (s3rver alone) gets the new ones.
 mock="$(cd "$(dirname "$0")" && pwd)/mock"
-if [ ! -f "$mock/node_modules/s3rver/bin/s3rver.js" ]; then
+npm_current() {
+    node -e '
+        const fs = require("fs"), dir = process.argv[1];
+        const lock = JSON.parse(fs.readFileSync(dir + "/package-lock.json", "utf8"));
+        for (const name of Object.keys(lock.packages[""].dependencies || {})) {
+            const want = lock.packages["node_modules/" + name].version;
+            let have;
+            try { have = JSON.parse(fs.readFileSync(dir + "/node_modules/" + name + "/package.json", "utf8")).version; }
+            catch (e) { process.exit(1); }
+            if (have !== want) process.exit(1);
+        }' "$mock" 2>/dev/null
+}
+if [ ! -f "$mock/node_modules/s3rver/bin/s3rver.js" ] || [ ! -f "$mock/node_modules/typescript/bin/tsc" ] ||
+   ! npm_current; then
     echo "benefits: installing test/mock npm packages"
     (cd "$mock" && npm ci --no-audit --no-fund --loglevel=error) >/tmp/benefits-npm.log 2>&1 ||
         { tail -n 30 /tmp/benefits-npm.log >&2; exit 1; }
