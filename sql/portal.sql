@@ -194,3 +194,10 @@ SELECT s ->> 'status' AS status, s #>> '{product,name}' AS product, s ->> 'curre
   FROM jsonb_array_elements(benefits.customer_portal(:'ada') -> 'subscriptions') s;
 SELECT string_agg(b ->> 'description', ', ') AS benefits_once_each
   FROM jsonb_array_elements(benefits.customer_portal(:'ada') -> 'benefits') b;
+
+-- A provider's refusal is a failed delivery, not an action for the customer,
+-- although the recorded error names the job's action.
+UPDATE benefits.grants SET error = '{"type": "provider_error", "message": "GitHub answered 403", "action": "add_collaborator", "provider": "github", "status": 403}'
+ WHERE customer_id = '00000000-0000-0000-0000-0000000006c1' AND benefit_id = '00000000-0000-0000-0000-0000000006b5';
+SELECT b #>> '{github,delivery}' AS delivery, b #>> '{github,action}' AS action, b #>> '{github,message}' AS message
+  FROM jsonb_array_elements(benefits.customer_portal(:'ada') -> 'benefits') b WHERE b ->> 'type' = 'github_repository';

@@ -352,12 +352,16 @@ PortalDelivery(const PortalBuild *ctx, const PortalBenefit *b, char **action, ch
 {
 	JsonbContainer *error = RowsJsonb(ctx->held, b->chosen, HELD_ERROR);
 
+	char	   *type = BenefitsJsonbValueText(JsonMember(error, "type"));
+
 	*action = BenefitsJsonbValueText(JsonMember(error, "action"));
 	*message = BenefitsJsonbValueText(JsonMember(error, "message"));
 	if (strcmp(RowsText(ctx->held, b->chosen, HELD_STATE), "active") == 0)
 		return "granted";
-	if (*action != NULL)
+	/* a provider's refusal names the job's action too: that is a failure */
+	if (*action != NULL && (type == NULL || strcmp(type, "provider_error") != 0))
 		return "action_required";
+	*action = NULL;
 	if (error != NULL)
 		return "failed";
 	return "pending";

@@ -82,6 +82,8 @@ benefit(mc => 'meter_credits', 'Credits', qq{{"meter_id": "$meter", "units": 100
 benefit(mc_roll => 'meter_credits', 'Rolling credits', qq{{"meter_id": "$meter", "units": 5, "rollover": true}});
 benefit(note => 'custom', 'A note', '{"note": "Thanks for **subscribing**."}');
 benefit(note_none => 'custom', 'No note', '{}');
+$b{flag} = sql(qq{SELECT id FROM benefits.create_benefit('feature_flag', '$org', 'Export to PDF', '{}',
+    metadata => '{"feature": "export_pdf", "tier": 2, "beta": true}')});
 my @all = sort keys %b;
 my $pro = sql("INSERT INTO benefits.products (organization_id, name) VALUES ('$org', 'Pro') RETURNING id");
 sql("SELECT benefits.update_product_benefits('$pro', ARRAY[" . join(', ', map { "'$b{$_}'" } @all) . "]::uuid[])");
@@ -134,6 +136,7 @@ sql(qq{SELECT benefits.update_benefit('$b{mc}', NULL, '{"meter_id": "$meter", "u
 sql(qq{SELECT benefits.update_benefit(id, 'Files, one archived',
     properties || jsonb_build_object('archived', jsonb_build_object(properties #>> '{files,0}', true)))
   FROM benefits.benefits WHERE id = '$b{dl}'});
+sql(qq{SELECT benefits.update_benefit('$b{flag}', NULL, '{}', metadata => '{"feature": "export_pdf_v2"}')});
 settle('benefit edits');
 
 # benefit_grant.cycled: a paid renewal of Alice's subscription.
@@ -180,11 +183,11 @@ for my $r (@polar)
 }
 is_deeply([ sort keys %types ], [ sort @polar_events ], 'the Polar endpoint got every Polar event type the extension emits');
 is_deeply([ sort keys %benefit_types ],
-	[ sort qw(custom discord downloadables github_repository license_keys meter_credit) ],
+	[ sort qw(custom discord downloadables feature_flag github_repository license_keys meter_credit) ],
 	'and bodies of every benefit type');
 for my $event (@polar_events)
 {
-	is(scalar(grep { /^\Q$event\E / } keys %pairs), 6, "$event for all six benefit types");
+	is(scalar(grep { /^\Q$event\E / } keys %pairs), 7, "$event for all seven benefit types");
 }
 note("event and benefit type: $_ x$pairs{$_}") for sort keys %pairs;
 

@@ -93,6 +93,7 @@ const BENEFITS = {
   downloadables: "Downloadables",
   meter_credit: "MeterCredit",
   custom: "Custom",
+  feature_flag: "FeatureFlag",
 };
 
 const RFC3339_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/;
