@@ -27,6 +27,12 @@ struct BenefitType
 	const char *name;			/* stored in benefits.benefits.type */
 	const char *alias;			/* another name create_benefit accepts, or NULL */
 	const char *webhook_name;	/* the name in webhook payloads (Polar's spelling) */
+	/*
+	 * Its properties in webhook payloads, as SQL over the benefit's alias
+	 * (written %1$s), where Polar's types ask for more than the normalized
+	 * form holds; NULL: the stored properties as they are.
+	 */
+	const char *webhook_properties_sql;
 	const char *account_platform;	/* the linked account it needs ("github"), or NULL */
 	const char *metadata_key;	/* a string its metadata must carry, or NULL */
 
@@ -88,6 +94,12 @@ extern Jsonb *BenefitPropertiesNormalize(const char *type, Jsonb *properties,
 
 /* A benefit's metadata (NULL: unchanged from existing) checked for its type. */
 extern void BenefitMetadataCheck(const BenefitType *bt, Jsonb *metadata, Jsonb *existing);
+
+/*
+ * SQL over the benefits alias for the type's name in webhook payloads and its
+ * properties there, from every type (*name_sql, *properties_sql).
+ */
+extern void BenefitTypesWebhookSql(const char *alias, char **name_sql, char **properties_sql);
 
 /* The grant operations of a change's or batch's benefit type. */
 extern void BenefitTypeGrant(GrantChange *change);

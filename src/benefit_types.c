@@ -194,3 +194,31 @@ BenefitMetadataCheck(const BenefitType *bt, Jsonb *metadata, Jsonb *existing)
 				errhint("Give it as a non-empty string, for example metadata => '{\"%s\": \"export_pdf\"}'.",
 						bt->metadata_key));
 }
+
+void
+BenefitTypesWebhookSql(const char *alias, char **name_sql, char **properties_sql)
+{
+	StringInfoData names;
+	StringInfoData properties;
+
+	initStringInfo(&names);
+	initStringInfo(&properties);
+	appendStringInfo(&names, "CASE %s.type", alias);
+	appendStringInfo(&properties, "CASE %s.type", alias);
+	for (int i = 0; i < (int) lengthof(registry); i++)
+	{
+		const BenefitType *bt = registry[i];
+
+		if (strcmp(bt->webhook_name, bt->name) != 0)
+			appendStringInfo(&names, " WHEN '%s' THEN '%s'", bt->name, bt->webhook_name);
+		if (bt->webhook_properties_sql)
+		{
+			appendStringInfo(&properties, " WHEN '%s' THEN ", bt->name);
+			appendStringInfo(&properties, bt->webhook_properties_sql, alias);
+		}
+	}
+	appendStringInfo(&names, " ELSE %s.type END", alias);
+	appendStringInfo(&properties, " ELSE %s.properties END", alias);
+	*name_sql = names.data;
+	*properties_sql = properties.data;
+}

@@ -75,6 +75,14 @@ extern void EngineBenefitCreated(pg_uuid_t benefit_id);
 extern void EngineBenefitUpdated(pg_uuid_t benefit_id, const char *benefit_type, Jsonb *properties);
 extern void EngineBenefitDeleted(pg_uuid_t benefit_id);
 
+/* The api_version of the payloads: the Polar webhook format they follow. */
+#define WEBHOOK_API_VERSION "2025-01-01"
+/* A webhook-id, made when the outbox row is written. */
+#define SQL_MESSAGE_ID "'msg_' || pg_catalog.translate(pg_catalog.gen_random_uuid()::text, '-', '')"
+
+/* organization_events.c: an organization's own events */
+extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data);
+
 /* events.c */
 extern void EventsGrantApplied(pg_uuid_t grant_id);
 extern bool EventsOrganizationSubscribed(pg_uuid_t organization_id, const char *event_type);
@@ -85,7 +93,6 @@ extern int	EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *ev
 								Jsonb *previous_properties);
 extern int	EventsEnqueueGrant(pg_uuid_t grant_id, const char *event_type, Jsonb *previous_properties);
 extern int	EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type);
-extern int	EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data);
 
 /*
  * provider_jobs.c: the access the provider types (type_github_repository.c,

@@ -9,8 +9,7 @@
  * shared by every endpoint; message_id is the Standard Webhooks webhook-id,
  * unique per delivery and stable across retries.
  *
- * Payloads spell the types Polar spells differently ("downloadables",
- * "meter_credit"), write times in RFC 3339 UTC with a Z, and never carry a
+ * Payloads spell benefit types as Polar does (each type's webhook_name), write times in RFC 3339 UTC with a Z, and never carry a
  * full license key: grant properties lose any "key" member.  Every member
  * @polar-sh/sdk's payload types require is present, with a neutral value
  * where the extension has no such data, and the members beyond them are the
@@ -24,19 +23,18 @@
 #include "commands/trigger.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "engine.h"
 #include "xact_queue.h"
 
-/* The api_version of the payloads: the Polar webhook format they follow. */
-#define WEBHOOK_API_VERSION "2025-01-01"
 
 PG_FUNCTION_INFO_V1(enqueue_grant_event);
 PG_FUNCTION_INFO_V1(enqueue_benefit_event);
 
-#define SQL_MESSAGE_ID "'msg_' || pg_catalog.translate(pg_catalog.gen_random_uuid()::text, '-', '')"
 
 /*
  * Metadata in payloads: Polar's metadata is an object of strings, numbers
@@ -54,37 +52,23 @@ PG_FUNCTION_INFO_V1(enqueue_benefit_event);
 	"        FROM pg_catalog.jsonb_each(" m ") e WHERE pg_catalog.jsonb_typeof(e.value) <> 'null') END"
 
 /*
- * The benefit object of payloads, from alias b.
+ * The benefit object of payloads, from alias b, with two holes (%s) for the
+ * type's name in payloads and its properties there, which each type gives
+ * (benefit_types.c, BenefitTypesWebhookSql).
  *
  * visibility_configurable: Polar tells whether the benefit's visibility may
  * be changed; here every benefit is 'public' and no visibility can be set,
- * so false.  The properties are the normalized form plus what Polar's
- * benefit properties require and that form lacks: a GitHub benefit given
- * with repositories gets repository_owner, repository_name and permission
- * of its first repository, a Discord benefit given with roles the role_id of
- * its first role (as the grant's properties have them, provider_jobs.c);
- * guild_token, Polar's signed token of its bot's connection to the guild,
- * has no counterpart here: an empty string.  repositories, roles and
- * low_balance_threshold stay, as documented extensions.
+ * so false.
  */
 #define SQL_BENEFIT_OBJECT \
 	"pg_catalog.jsonb_build_object(" \
 	" 'id', b.id, 'created_at', benefits.rfc3339(b.created_at)," \
 	" 'modified_at', benefits.rfc3339(b.modified_at)," \
-	" 'type', CASE b.type WHEN 'downloadable' THEN 'downloadables'" \
-	"                     WHEN 'meter_credits' THEN 'meter_credit' ELSE b.type END," \
+	" 'type', %s," \
 	" 'description', b.description, 'selectable', true, 'deletable', true," \
 	" 'visibility', 'public', 'visibility_configurable', false, 'is_deleted', b.deleted_at IS NOT NULL," \
 	" 'organization_id', b.organization_id, 'metadata', " SQL_METADATA("b.metadata") "," \
-	" 'properties', CASE b.type" \
-	"   WHEN 'github_repository' THEN b.properties || pg_catalog.jsonb_build_object(" \
-	"     'repository_owner', COALESCE(b.properties->>'repository_owner', b.properties #>> '{repositories,0,owner}')," \
-	"     'repository_name', COALESCE(b.properties->>'repository_name', b.properties #>> '{repositories,0,name}')," \
-	"     'permission', COALESCE(b.properties->>'permission', b.properties #>> '{repositories,0,permission}'))" \
-	"   WHEN 'discord' THEN b.properties || pg_catalog.jsonb_build_object(" \
-	"     'role_id', COALESCE(b.properties->>'role_id', b.properties #>> '{roles,0,role_id}')," \
-	"     'guild_token', '')" \
-	"   ELSE b.properties END)"
+	" 'properties', %s)"
 
 /*
  * The customer object of payloads, from alias c: Polar's individual customer.
@@ -124,7 +108,7 @@ PG_FUNCTION_INFO_V1(enqueue_benefit_event);
  * customer and benefit objects are built once per customer and benefit of
  * the batch, and the timestamp once.
  */
-static const char *GrantEventSql =
+static const char *GrantEventTemplate =
 "WITH g AS MATERIALIZED ("
 "  SELECT g.*, u.n FROM pg_catalog.unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)"
 "   CROSS JOIN LATERAL (SELECT * FROM benefits.grants g WHERE g.id = u.id OFFSET 0) g),"
@@ -160,7 +144,7 @@ static const char *GrantEventSql =
 " SELECT ep.organization_id, 'webhook', body.id, ep.id, $2, " SQL_MESSAGE_ID ", 'deliver', body.payload"
 "   FROM body JOIN ep ON ep.organization_id = body.organization_id ORDER BY body.n, ep.id";
 
-static const char *BenefitEventSql =
+static const char *BenefitEventTemplate =
 "WITH ep AS ("
 "  SELECT e.id, e.organization_id FROM benefits.benefits b"
 "    JOIN benefits.webhook_endpoints e ON e.organization_id = b.organization_id"
@@ -174,13 +158,27 @@ static const char *BenefitEventSql =
 " SELECT ep.organization_id, 'webhook', ep.id, $2, " SQL_MESSAGE_ID ", 'deliver', body.payload"
 "   FROM ep CROSS JOIN body";
 
-static const char *EventSql =
-"INSERT INTO benefits.outbox (organization_id, kind, endpoint_id, event_type, message_id, action, payload)"
-" SELECT e.organization_id, 'webhook', e.id, $2, " SQL_MESSAGE_ID ", 'deliver',"
-"        pg_catalog.jsonb_build_object('type', $2, 'timestamp', benefits.rfc3339(pg_catalog.now()),"
-"                                      'api_version', '" WEBHOOK_API_VERSION "', 'data', $3)"
-"   FROM benefits.webhook_endpoints e"
-"  WHERE e.organization_id = $1 AND e.enabled AND $2 = ANY (e.events)";
+
+/*
+ * A statement of the benefit object's template with the registry's SQL for
+ * type names and properties in payloads, made once per backend.
+ */
+static char *grant_event_sql;
+static char *benefit_event_sql;
+
+static const char *
+WithBenefitObject(const char *template, char **cache)
+{
+	if (*cache == NULL)
+	{
+		char	   *name_sql;
+		char	   *properties_sql;
+
+		BenefitTypesWebhookSql("b", &name_sql, &properties_sql);
+		*cache = MemoryContextStrdup(TopMemoryContext, psprintf(template, name_sql, properties_sql));
+	}
+	return *cache;
+}
 
 static const char *GrantEventTypes[] = {
 	EVENT_GRANT_CREATED, EVENT_GRANT_UPDATED, EVENT_GRANT_CYCLED, EVENT_GRANT_REVOKED, NULL
@@ -265,7 +263,7 @@ EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 		values[2] = JsonbPGetDatum(previous_properties);
 	else
 		nulls[2] = 'n';
-	BenefitsExec(BenefitsPlan(&plan, GrantEventSql, 3, types), values, nulls, false, 0);
+	BenefitsExec(BenefitsPlan(&plan, WithBenefitObject(GrantEventTemplate, &grant_event_sql), 3, types), values, nulls, false, 0);
 	return (int) SPI_processed;
 }
 
@@ -301,22 +299,7 @@ EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type)
 
 	values[0] = UuidGetDatum(&benefit_id);
 	values[1] = CStringGetTextDatum(event_type);
-	BenefitsExec(BenefitsPlan(&plan, BenefitEventSql, 2, types), values, NULL, false, 0);
-	return (int) SPI_processed;
-}
-
-/* Writes an event whose data the caller built (the low-balance event). */
-int
-EventsEnqueue(pg_uuid_t organization_id, const char *event_type, Jsonb *data)
-{
-	static SPIPlanPtr plan;
-	Oid			types[3] = {UUIDOID, TEXTOID, JSONBOID};
-	Datum		values[3];
-
-	values[0] = UuidGetDatum(&organization_id);
-	values[1] = CStringGetTextDatum(event_type);
-	values[2] = JsonbPGetDatum(data);
-	BenefitsExec(BenefitsPlan(&plan, EventSql, 3, types), values, NULL, false, 0);
+	BenefitsExec(BenefitsPlan(&plan, WithBenefitObject(BenefitEventTemplate, &benefit_event_sql), 2, types), values, NULL, false, 0);
 	return (int) SPI_processed;
 }
 

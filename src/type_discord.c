@@ -21,6 +21,17 @@
 #include "provider_names.h"
 
 /*
+ * In webhook payloads Polar's Discord properties always carry role_id (the
+ * first role's for a benefit given with several) and guild_token, Polar's
+ * signed token of its bot's connection to the guild, which has no
+ * counterpart here: an empty string.  roles stays, a documented extension.
+ */
+#define DISCORD_WEBHOOK_PROPERTIES \
+	"%1$s.properties || pg_catalog.jsonb_build_object(" \
+	" 'role_id', COALESCE(%1$s.properties->>'role_id', %1$s.properties #>> '{roles,0,role_id}')," \
+	" 'guild_token', '')"
+
+/*
  * A Discord id (snowflake): an unsigned 64-bit integer, given as a string of
  * 17 to 20 digits.  JSON numbers are refused: most JSON clients cannot hold
  * one exactly, so a number here has usually lost its last digits already.
@@ -219,6 +230,7 @@ DiscordPortalHtml(PortalPage *page, JsonbContainer *benefit)
 const BenefitType DiscordBenefit = {
 	.name = "discord",
 	.webhook_name = "discord",
+	.webhook_properties_sql = DISCORD_WEBHOOK_PROPERTIES,
 	.account_platform = PROVIDER_DISCORD,
 	.normalize = NormalizeDiscord,
 	.grant = DiscordGrant,

@@ -20,6 +20,18 @@
 #include "properties.h"
 #include "provider_names.h"
 
+/*
+ * In webhook payloads Polar's GitHub properties always carry the single
+ * form: a benefit given with several repositories gets the first one's
+ * owner, name and permission (as its grants' properties have them);
+ * repositories stays, a documented extension.
+ */
+#define GITHUB_WEBHOOK_PROPERTIES \
+	"%1$s.properties || pg_catalog.jsonb_build_object(" \
+	" 'repository_owner', COALESCE(%1$s.properties->>'repository_owner', %1$s.properties #>> '{repositories,0,owner}')," \
+	" 'repository_name', COALESCE(%1$s.properties->>'repository_name', %1$s.properties #>> '{repositories,0,name}')," \
+	" 'permission', COALESCE(%1$s.properties->>'permission', %1$s.properties #>> '{repositories,0,permission}'))"
+
 static const char *const github_permissions[] =
 {"pull", "triage", "push", "maintain", "admin", NULL};
 
@@ -237,6 +249,7 @@ GithubPortalHtml(PortalPage *page, JsonbContainer *benefit)
 const BenefitType GithubRepositoryBenefit = {
 	.name = "github_repository",
 	.webhook_name = "github_repository",
+	.webhook_properties_sql = GITHUB_WEBHOOK_PROPERTIES,
 	.account_platform = PROVIDER_GITHUB,
 	.normalize = NormalizeGitHubRepository,
 	.grant = GithubGrant,
