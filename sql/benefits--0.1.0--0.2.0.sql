@@ -181,3 +181,24 @@ REVOKE EXECUTE ON FUNCTION
     benefits.github_invitation_step(text, text, boolean, integer),
     benefits.enqueue_grant_event(uuid, text, jsonb), benefits.enqueue_benefit_event(uuid, text)
     FROM benefits_admin;
+
+-- Deleting a subscription or order keeps its grants as history instead of
+-- cascading them away: grants_revoke revokes them, then clears their
+-- reference and keeps the deleted row's id in source_subscription_id or
+-- source_order_id (plain columns, no foreign key), which are part of the
+-- unique key so that a kept grant collides with no manual grant and no other
+-- kept grant; the foreign keys clear what the trigger did not reach (ON
+-- DELETE SET NULL).  A kept grant stays revoked.
+ALTER TABLE benefits.grants
+    ADD COLUMN source_subscription_id uuid,
+    ADD COLUMN source_order_id uuid,
+    DROP CONSTRAINT grants_subscription_id_fkey,
+    DROP CONSTRAINT grants_order_id_fkey,
+    DROP CONSTRAINT grants_customer_id_benefit_id_subscription_id_order_id_key,
+    ADD CONSTRAINT grants_subscription_id_fkey FOREIGN KEY (subscription_id)
+        REFERENCES benefits.subscriptions ON DELETE SET NULL,
+    ADD CONSTRAINT grants_order_id_fkey FOREIGN KEY (order_id) REFERENCES benefits.orders ON DELETE SET NULL,
+    ADD CONSTRAINT grants_source_key UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, subscription_id, order_id,
+                                                                source_subscription_id, source_order_id),
+    ADD CONSTRAINT grants_source_kept CHECK ((source_subscription_id IS NULL AND source_order_id IS NULL)
+                                             OR (subscription_id IS NULL AND order_id IS NULL AND state = 'revoked'));

@@ -63,10 +63,24 @@ SELECT * FROM tracked_grants;
 UPDATE stripe.subscriptions SET status = 'active', items = '{"data": [{"price": {"product": "prod_Book"}}]}' WHERE id = 'sub_1';
 SELECT * FROM tracked_grants;
 -- Deleting the application's row revokes.
+SELECT id AS sub_1_mirror FROM benefits.subscriptions WHERE tracked_id = 'sub_1' \gset
 DELETE FROM stripe.subscriptions WHERE id = 'sub_1';
 SELECT count(*) AS mirrors FROM benefits.subscriptions WHERE tracked_id = 'sub_1';
 SELECT event_type, count(*) FROM benefits.outbox WHERE organization_id = '7a000000-0000-0000-0000-00000000000a'
  GROUP BY 1 ORDER BY 1;
+-- The mirror's grants stay, revoked, as history: the reference to the
+-- deleted mirror cleared, its id kept in source_subscription_id.
+SELECT b.description AS benefit, g.state, g.revoked_at IS NOT NULL AS revoked_at_set,
+       g.subscription_id IS NULL AS reference_cleared, g.source_subscription_id = :'sub_1_mirror' AS source_kept
+  FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id
+ WHERE g.customer_id = '7a000000-0000-0000-0000-0000000000d1'
+ ORDER BY 1;
+-- The last revoked event (book-note, at the delete) names the mirror.
+SELECT payload #>> '{data,benefit,description}' AS benefit,
+       payload #>> '{data,subscription_id}' = :'sub_1_mirror' AS names_the_mirror
+  FROM benefits.outbox WHERE organization_id = '7a000000-0000-0000-0000-00000000000a'
+   AND event_type = 'benefit_grant.revoked'
+ ORDER BY id DESC LIMIT 1;
 
 -- Unknown customer, product or status: a clear error and nothing written.
 INSERT INTO stripe.subscriptions (id, customer, status, items) VALUES
@@ -114,6 +128,19 @@ SELECT o.status, g.state FROM benefits.orders o JOIN benefits.grants g ON g.orde
 -- failed is ignored by the default map.
 INSERT INTO stripe.charges VALUES ('ch_2', 'cus_Alice', 'failed', 'prod_Book');
 SELECT count(*) AS mirrors FROM benefits.orders WHERE tracked_id = 'ch_2';
+-- Deleting a paid charge revokes its grant and keeps it, revoked, with the
+-- deleted order's id in source_order_id.
+INSERT INTO stripe.charges VALUES ('ch_4', 'cus_Alice', 'paid', 'prod_Pro');
+SELECT id AS ch_4_mirror FROM benefits.orders WHERE tracked_id = 'ch_4' \gset
+DELETE FROM stripe.charges WHERE id = 'ch_4';
+SELECT count(*) AS mirrors FROM benefits.orders WHERE tracked_id = 'ch_4';
+SELECT b.description AS benefit, g.state, g.order_id IS NULL AS reference_cleared
+  FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id
+ WHERE g.source_order_id = :'ch_4_mirror';
+SELECT event_type AS events_naming_the_order
+  FROM benefits.outbox WHERE organization_id = '7a000000-0000-0000-0000-00000000000a'
+   AND payload #>> '{data,order_id}' = :'ch_4_mirror'
+ ORDER BY id;
 
 -- Argument errors.
 SELECT benefits.track_subscriptions('stripe.subscriptions', '7a000000-0000-0000-0000-00000000000a', customer_column => 'customer_id');

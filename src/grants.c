@@ -190,7 +190,8 @@ LoadGrantTarget(GrantChange *change, Datum *args, char *nulls)
 									  "SELECT id, state, properties FROM benefits.grants "
 									  "WHERE customer_id = $1 AND benefit_id = $2 "
 									  "AND subscription_id IS NOT DISTINCT FROM $3 "
-									  "AND order_id IS NOT DISTINCT FROM $4",
+									  "AND order_id IS NOT DISTINCT FROM $4 "
+									  "AND source_subscription_id IS NULL AND source_order_id IS NULL",
 									  4, types),
 						 args, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up grant");
@@ -456,7 +457,8 @@ revoke_benefit(PG_FUNCTION_ARGS)
 	GrantLockCustomer(*PG_GETARG_UUID_P(0));
 	if (SPI_execute_plan(BenefitsPlan(&ManualGrantPlan,
 									  "SELECT id FROM benefits.grants WHERE customer_id = $1 AND benefit_id = $2 "
-									  "AND subscription_id IS NULL AND order_id IS NULL", 2, types),
+									  "AND subscription_id IS NULL AND order_id IS NULL "
+									  "AND source_subscription_id IS NULL AND source_order_id IS NULL", 2, types),
 						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up grant");
 	if (SPI_processed == 0)

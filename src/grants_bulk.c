@@ -47,7 +47,8 @@ LockCustomers(Datum customer_ids, Datum benefit_id, Datum organization_id,
 									  "WITH wanted AS (SELECT DISTINCT u.id FROM pg_catalog.unnest($1::uuid[]) u(id)) "
 									  "SELECT w.id, c.id IS NOT NULL, EXISTS (SELECT 1 FROM benefits.grants g "
 									  "  WHERE g.customer_id = w.id AND g.benefit_id = $2 "
-									  "  AND g.subscription_id IS NULL AND g.order_id IS NULL) "
+									  "  AND g.subscription_id IS NULL AND g.order_id IS NULL "
+									  "  AND g.source_subscription_id IS NULL AND g.source_order_id IS NULL) "
 									  "FROM wanted w LEFT JOIN benefits.customers c ON c.id = w.id "
 									  " AND c.deleted_at IS NULL AND c.organization_id = $3 ORDER BY w.id",
 									  3, types),

@@ -8,7 +8,8 @@
  * benefits.subscriptions (or benefits.orders), keyed by (tracked_table,
  * tracked_id), and the engine's own triggers then grant and revoke as for any
  * other subscription.  Deleting the application's row deletes the mirror,
- * which revokes its grants.
+ * which revokes its grants and keeps them as history (grant_source_deleted,
+ * subscriptions.c).
  *
  * Customers and products are matched on external_id within the
  * organization; statuses go through the status map (default: Stripe's).  A
