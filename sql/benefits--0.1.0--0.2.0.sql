@@ -274,3 +274,67 @@ ALTER TABLE benefits.benefits
     ADD CONSTRAINT benefits_metadata_object CHECK (jsonb_typeof(metadata) = 'object');
 ALTER TABLE benefits.grants
     ADD CONSTRAINT grants_properties_object CHECK (jsonb_typeof(properties) = 'object');
+-- Deleting a subscription or order keeps its grants as history instead of
+-- cascading them away: grants_revoke revokes them, then clears their
+-- reference and keeps the deleted row's id in source_subscription_id or
+-- source_order_id (plain columns, no foreign key), which are part of the
+-- unique key so that a kept grant collides with no manual grant and no other
+-- kept grant; the foreign keys clear what the trigger did not reach (ON
+-- DELETE SET NULL).  A kept grant stays revoked.
+ALTER TABLE benefits.grants
+    ADD COLUMN source_subscription_id uuid,
+    ADD COLUMN source_order_id uuid,
+    DROP CONSTRAINT grants_subscription_id_fkey,
+    DROP CONSTRAINT grants_order_id_fkey,
+    DROP CONSTRAINT grants_customer_id_benefit_id_subscription_id_order_id_key,
+    ADD CONSTRAINT grants_subscription_id_fkey FOREIGN KEY (subscription_id)
+        REFERENCES benefits.subscriptions ON DELETE SET NULL,
+    ADD CONSTRAINT grants_order_id_fkey FOREIGN KEY (order_id) REFERENCES benefits.orders ON DELETE SET NULL,
+    ADD CONSTRAINT grants_source_key UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, subscription_id, order_id,
+                                                                source_subscription_id, source_order_id),
+    ADD CONSTRAINT grants_source_kept CHECK ((source_subscription_id IS NULL AND source_order_id IS NULL)
+                                             OR (subscription_id IS NULL AND order_id IS NULL AND state = 'revoked'));
+
+-- Tracking: the product of a tracked row may be a SQL expression over its
+-- columns (product_expression, checked and evaluated as track_expr.c
+-- describes), and product_column defaults to NULL ('product' when no
+-- expression is given).  A new signature: dropped and created again, with
+-- the comment and privileges of a fresh install.
+DROP FUNCTION benefits.track_subscriptions(regclass, uuid, text, text, text, text, jsonb, text, text, text);
+DROP FUNCTION benefits.track_orders(regclass, uuid, text, text, text, text, jsonb, text, text, text);
+CREATE FUNCTION benefits.track_subscriptions(
+    source regclass, organization_id uuid,
+    id_column text DEFAULT 'id', customer_column text DEFAULT 'customer',
+    product_column text DEFAULT NULL, status_column text DEFAULT 'status',
+    status_map jsonb DEFAULT NULL,
+    current_period_end_column text DEFAULT NULL, cancel_at_period_end_column text DEFAULT NULL,
+    on_unknown text DEFAULT 'error', product_expression text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'track_subscriptions'
+LANGUAGE C SET search_path = pg_catalog, pg_temp;
+CREATE FUNCTION benefits.track_orders(
+    source regclass, organization_id uuid,
+    id_column text DEFAULT 'id', customer_column text DEFAULT 'customer',
+    product_column text DEFAULT NULL, status_column text DEFAULT 'status',
+    status_map jsonb DEFAULT NULL,
+    subscription_column text DEFAULT NULL, billing_reason_column text DEFAULT NULL,
+    on_unknown text DEFAULT 'error', product_expression text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'track_orders'
+LANGUAGE C SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.track_subscriptions(regclass, uuid, text, text, text, text, jsonb, text, text, text, text) IS
+    'Drive grants from an application''s own subscriptions table (Stripe statuses by default; the product from a column or an expression)';
+COMMENT ON FUNCTION benefits.track_orders(regclass, uuid, text, text, text, text, jsonb, text, text, text, text) IS
+    'Drive grants from an application''s own orders or payments table (the product from a column or an expression)';
+REVOKE EXECUTE ON FUNCTION benefits.track_subscriptions(regclass, uuid, text, text, text, text, jsonb, text, text, text, text),
+                          benefits.track_orders(regclass, uuid, text, text, text, text, jsonb, text, text, text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.track_subscriptions(regclass, uuid, text, text, text, text, jsonb, text, text, text, text),
+                          benefits.track_orders(regclass, uuid, text, text, text, text, jsonb, text, text, text, text)
+    TO benefits_admin;
+-- The trigger evaluates a stored expression as the role stored with it.
+-- Under 0.1.0 benefits_admin could write benefits.tracked_tables; 0.2.0
+-- writes it only through track_*, so no expression setting from before the
+-- update is kept.
+UPDATE benefits.tracked_tables
+   SET settings = settings - '{product_expression,expression_role,expression_columns}'::text[];

@@ -33,6 +33,8 @@ INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events) VA
 CREATE VIEW engine_grants AS
     SELECT CASE WHEN g.subscription_id IS NOT NULL THEN 'sub ' || right(g.subscription_id::text, 2)
                 WHEN g.order_id IS NOT NULL THEN 'order ' || right(g.order_id::text, 2)
+                WHEN g.source_subscription_id IS NOT NULL THEN 'deleted sub ' || right(g.source_subscription_id::text, 2)
+                WHEN g.source_order_id IS NOT NULL THEN 'deleted order ' || right(g.source_order_id::text, 2)
                 ELSE 'manual' END AS source,
            b.description AS benefit, g.state, g.error IS NOT NULL AS has_error
       FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id
@@ -235,4 +237,91 @@ UPDATE benefits.customers SET deleted_at = now() WHERE id = 'e0000000-0000-0000-
 INSERT INTO benefits.subscriptions (customer_id, product_id, status) VALUES
     ('e0000000-0000-0000-0000-0000000000d2', 'e0000000-0000-0000-0000-0000000000b2', 'active');
 SELECT count(*) FROM benefits.subscriptions WHERE customer_id = 'e0000000-0000-0000-0000-0000000000d2';
+SELECT * FROM new_events;
+
+-- Deleting a subscription or order keeps its grants as history: revoked, the
+-- reference cleared, the deleted row's id in source_subscription_id or
+-- source_order_id.  Kept grants collide neither with a manual grant of the
+-- same benefit nor with one another.
+CALL events_seen();
+INSERT INTO benefits.customers (id, organization_id, external_id) VALUES
+    ('e0000000-0000-0000-0000-0000000000d3', 'e0000000-0000-0000-0000-00000000000a', 'user-3');
+CREATE VIEW history_grants AS
+    SELECT CASE WHEN g.subscription_id IS NOT NULL THEN 'sub ' || right(g.subscription_id::text, 2)
+                WHEN g.order_id IS NOT NULL THEN 'order ' || right(g.order_id::text, 2)
+                WHEN g.source_subscription_id IS NOT NULL THEN 'deleted sub ' || right(g.source_subscription_id::text, 2)
+                WHEN g.source_order_id IS NOT NULL THEN 'deleted order ' || right(g.source_order_id::text, 2)
+                ELSE 'manual' END AS source,
+           b.description AS benefit, g.state, g.revoked_at IS NOT NULL AS revoked_at_set
+      FROM benefits.grants g JOIN benefits.benefits b ON b.id = g.benefit_id
+     WHERE g.customer_id = 'e0000000-0000-0000-0000-0000000000d3'
+     ORDER BY 1, 2;
+-- A manual grant of note, and two subscriptions of Team (note, team-note).
+SELECT state FROM benefits.grant_benefit('e0000000-0000-0000-0000-0000000000d3', 'e0000000-0000-0000-0000-0000000000c2');
+INSERT INTO benefits.subscriptions (id, customer_id, product_id, status) VALUES
+    ('e0000000-0000-0000-0000-0000000000e3', 'e0000000-0000-0000-0000-0000000000d3',
+     'e0000000-0000-0000-0000-0000000000b2', 'active'),
+    ('e0000000-0000-0000-0000-0000000000e4', 'e0000000-0000-0000-0000-0000000000d3',
+     'e0000000-0000-0000-0000-0000000000b2', 'active');
+CALL events_seen();
+DELETE FROM benefits.subscriptions WHERE id = 'e0000000-0000-0000-0000-0000000000e3';
+SELECT * FROM history_grants;
+SELECT * FROM new_events;
+-- The revoked event names the subscription, which was still there.
+SELECT o.payload #>> '{data,subscription_id}' AS subscription_id, o.payload #>> '{data,is_revoked}' AS is_revoked
+  FROM benefits.outbox o
+ WHERE o.organization_id = 'e0000000-0000-0000-0000-00000000000a' AND o.event_type = 'benefit_grant.revoked'
+   AND o.id > (SELECT max(id) FROM seen_events)
+ ORDER BY o.id;
+CALL events_seen();
+-- The second subscription's grants are kept beside the first's.
+DELETE FROM benefits.subscriptions WHERE id = 'e0000000-0000-0000-0000-0000000000e4';
+SELECT * FROM history_grants;
+SELECT * FROM new_events;
+CALL events_seen();
+-- An order's grants likewise (Lifetime: key).
+INSERT INTO benefits.orders (id, customer_id, product_id, status) VALUES
+    ('e0000000-0000-0000-0000-0000000000f5', 'e0000000-0000-0000-0000-0000000000d3',
+     'e0000000-0000-0000-0000-0000000000b3', 'paid');
+DELETE FROM benefits.orders WHERE id = 'e0000000-0000-0000-0000-0000000000f5';
+SELECT * FROM history_grants WHERE source LIKE '%order%';
+SELECT status FROM benefits.license_keys WHERE customer_id = 'e0000000-0000-0000-0000-0000000000d3';
+SELECT * FROM new_events;
+CALL events_seen();
+-- The manual grant is still the one revoke_benefit and grant_benefit act on.
+SELECT benefits.revoke_benefit('e0000000-0000-0000-0000-0000000000d3', 'e0000000-0000-0000-0000-0000000000c2');
+SELECT state FROM benefits.grant_benefit('e0000000-0000-0000-0000-0000000000d3', 'e0000000-0000-0000-0000-0000000000c2');
+SELECT benefits.grant_benefit_bulk(ARRAY['e0000000-0000-0000-0000-0000000000d3']::uuid[], 'e0000000-0000-0000-0000-0000000000c3');
+SELECT * FROM history_grants;
+SELECT * FROM new_events;
+CALL events_seen();
+-- A kept grant stays revoked.
+\set VERBOSITY terse
+UPDATE benefits.grants SET state = 'active'
+ WHERE source_subscription_id = 'e0000000-0000-0000-0000-0000000000e3' AND state = 'revoked';
+\set VERBOSITY default
+-- list_grants shows the history.
+SELECT count(*) FILTER (WHERE source_subscription_id IS NOT NULL) AS from_subscriptions,
+       count(*) FILTER (WHERE source_order_id IS NOT NULL) AS from_orders
+  FROM benefits.list_grants(customer_id => 'e0000000-0000-0000-0000-0000000000d3', is_granted => false);
+-- Deleting the customer takes everything with it, live subscriptions and kept grants alike.
+INSERT INTO benefits.subscriptions (id, customer_id, product_id, status) VALUES
+    ('e0000000-0000-0000-0000-0000000000e5', 'e0000000-0000-0000-0000-0000000000d3',
+     'e0000000-0000-0000-0000-0000000000b2', 'active');
+CALL events_seen();
+DELETE FROM benefits.customers WHERE id = 'e0000000-0000-0000-0000-0000000000d3';
+SELECT count(*) AS grants_left FROM benefits.grants WHERE customer_id = 'e0000000-0000-0000-0000-0000000000d3';
+SELECT * FROM new_events;
+-- A subscription of a customer already deleted (deleted_at): nothing is
+-- revoked for that customer, and its grants go with the subscription, as
+-- they did before grants were kept.
+INSERT INTO benefits.customers (id, organization_id, external_id) VALUES
+    ('e0000000-0000-0000-0000-0000000000d4', 'e0000000-0000-0000-0000-00000000000a', 'user-4');
+INSERT INTO benefits.subscriptions (id, customer_id, product_id, status) VALUES
+    ('e0000000-0000-0000-0000-0000000000e6', 'e0000000-0000-0000-0000-0000000000d4',
+     'e0000000-0000-0000-0000-0000000000b2', 'active');
+UPDATE benefits.customers SET deleted_at = now() WHERE id = 'e0000000-0000-0000-0000-0000000000d4';
+CALL events_seen();
+DELETE FROM benefits.subscriptions WHERE id = 'e0000000-0000-0000-0000-0000000000e6';
+SELECT count(*) AS grants_left FROM benefits.grants WHERE customer_id = 'e0000000-0000-0000-0000-0000000000d4';
 SELECT * FROM new_events;

@@ -34,6 +34,49 @@ SELECT benefits.presign_s3_url('GET', 'k') ~ '&X-Amz-Expires=900&' AS default_tt
 RESET benefits.download_url_ttl;
 SELECT benefits.presign_s3_url('GET', 'k') ~ '&X-Amz-Expires=3600&' AS default_ttl;
 
+-- URL styles.  auto (the default) puts the bucket in the path when the
+-- endpoint's host is an IP address or localhost, or when the bucket name is
+-- not DNS-safe (uppercase, underscores, dots over https, too short or long,
+-- a label starting or ending with a hyphen, formatted as an IPv4 address);
+-- virtual and path force their style.
+RESET benefits.s3_url_style;
+SHOW benefits.s3_url_style;
+SET benefits.s3_endpoint = '';
+SET benefits.s3_region = 'us-east-1';
+SET benefits.s3_bucket = 'examplebucket';
+SELECT benefits.presign_s3_url('GET', 'test.txt', '1 day', '2013-05-24 00:00:00+00')
+       ~ '^https://examplebucket\.s3\.amazonaws\.com/test\.txt\?.*X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404$'
+       AS aws_example_by_default;
+CREATE FUNCTION pg_temp.url_base(style text, endpoint text, bucket text) RETURNS text
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('benefits.s3_url_style', style, true),
+            set_config('benefits.s3_endpoint', endpoint, true),
+            set_config('benefits.s3_bucket', bucket, true);
+    RETURN split_part(benefits.presign_s3_url('GET', 'k', '1 second', '2024-01-02 03:04:05+00'), '?', 1);
+END
+$$;
+SELECT s.style, e.endpoint, b.bucket, pg_temp.url_base(s.style, e.endpoint, b.bucket) AS url
+  FROM (VALUES (1, 'auto'), (2, 'virtual'), (3, 'path')) s(n, style),
+       (VALUES (1, 'http://127.0.0.1:9000'), (2, 'http://[::1]:9000'), (3, 'http://localhost:9000'),
+               (4, 'https://storage.example.com'), (5, '')) e(n, endpoint),
+       (VALUES (1, 'downloads'), (2, 'My_Bucket')) b(n, bucket)
+ ORDER BY s.n, e.n, b.n;
+-- What auto judges DNS-safe, over https and http.
+SELECT b.bucket, pg_temp.url_base('auto', 'https://storage.example.com', b.bucket) AS https,
+       pg_temp.url_base('auto', 'http://storage.example.com', b.bucket) AS http
+  FROM (VALUES (1, 'downloads'), (2, 'my.bucket'), (3, 'a.b.c'), (4, 'Downloads'), (5, 'my_bucket'),
+               (6, 'ab'), (7, repeat('x', 63)), (8, repeat('x', 64)), (9, '-downloads'), (10, 'downloads-'),
+               (11, 'a..b'), (12, 'a.-b'), (13, '192.168.5.4'), (14, '192.168.5.4444'), (15, 'my~bucket')) b(n, bucket)
+ ORDER BY b.n;
+-- Other IP and localhost spellings; a host that only starts with digits is a name.
+SELECT e.endpoint, pg_temp.url_base('auto', e.endpoint, 'downloads') AS url
+  FROM (VALUES (1, 'http://127.0.0.1'), (2, 'https://10.0.0.7:443/s3'), (3, 'http://[2001:db8::1]:9000/'),
+               (4, 'http://LOCALHOST:9000'), (5, 'http://localhost.:9000'), (6, 'http://127.1:9000'),
+               (7, 'https://1.storage.example.com'), (8, 'http://localhost.example.com:9000')) e(n, endpoint)
+ ORDER BY e.n;
+SET benefits.s3_url_style = 'virtual';
+
 -- Content-Disposition: a quoted ASCII fallback, and RFC 5987 for the rest.
 SELECT benefits.s3_content_disposition('report.pdf');
 SELECT benefits.s3_content_disposition('my "best" \ file.zip');

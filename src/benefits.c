@@ -14,7 +14,9 @@
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "catalog/namespace.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/guc.h"
 #include "utils/numeric.h"
@@ -208,4 +210,18 @@ BenefitsSpiConnect(void)
 
 	if (rc != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Whether benefits.grants keeps the history of deleted subscriptions and
+ * orders (0.2.0's source_subscription_id and source_order_id): a database
+ * still at 0.1.0's schema has neither, and its grants go with their source.
+ */
+bool
+BenefitsGrantsKeepHistory(void)
+{
+	Oid			schema = get_namespace_oid(BENEFITS_SCHEMA, true);
+	Oid			grants = OidIsValid(schema) ? get_relname_relid("grants", schema) : InvalidOid;
+
+	return OidIsValid(grants) && get_attnum(grants, "source_subscription_id") != InvalidAttrNumber;
 }

@@ -33,6 +33,8 @@ extern pg_uuid_t DatumGetUuid(Datum datum);
 extern pg_uuid_t BenefitsRandomUuid(void);
 extern Datum BenefitsUuidArray(const pg_uuid_t *uuids, int n);
 extern char *BenefitsJsonbValueText(JsonbValue *v);
+/* Whether the installed schema keeps grants of deleted sources (0.2.0). */
+extern bool BenefitsGrantsKeepHistory(void);
 /* SPI_connect, raising if it fails. */
 extern void BenefitsSpiConnect(void);
 /* A kept plan executed, raising on SPI failure; a non-null uuid of its result. */

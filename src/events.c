@@ -131,7 +131,7 @@ static const char *GrantEventTemplate =
 "     'modified_at', benefits.rfc3339(g.modified_at),"
 "     'granted_at', benefits.rfc3339(g.granted_at), 'revoked_at', benefits.rfc3339(g.revoked_at),"
 "     'is_granted', g.state = 'active', 'is_revoked', g.state = 'revoked',"
-"     'subscription_id', g.subscription_id, 'order_id', g.order_id,"
+"     'subscription_id', %s, 'order_id', %s,"
 "     'customer_id', g.customer_id, 'benefit_id', g.benefit_id, 'error', " SQL_GRANT_ERROR ","
 "     'properties', g.properties - 'key',"
 "     'previous_properties', COALESCE($3, CASE WHEN $2 = '" EVENT_GRANT_UPDATED "' THEN g.previous_properties END) - 'key',"
@@ -159,25 +159,50 @@ static const char *BenefitEventTemplate =
 "   FROM ep CROSS JOIN body";
 
 
-/*
- * A statement of the benefit object's template with the registry's SQL for
- * type names and properties in payloads, made once per backend.
- */
-static char *grant_event_sql;
+/* The event statements, made from their templates once per backend. */
+static char *grant_event_sql[2];
 static char *benefit_event_sql;
 
+/*
+ * The grant event statement, with the registry's SQL for benefit type names
+ * and properties in payloads and, when the schema keeps the grants of
+ * deleted sources (0.2.0), their ids: made once per backend and schema.
+ */
 static const char *
-WithBenefitObject(const char *template, char **cache)
+GrantEventSql(void)
 {
-	if (*cache == NULL)
+	bool		kept = BenefitsGrantsKeepHistory();
+
+	if (grant_event_sql[kept] == NULL)
 	{
 		char	   *name_sql;
 		char	   *properties_sql;
 
 		BenefitTypesWebhookSql("b", &name_sql, &properties_sql);
-		*cache = MemoryContextStrdup(TopMemoryContext, psprintf(template, name_sql, properties_sql));
+		grant_event_sql[kept] = MemoryContextStrdup(TopMemoryContext,
+													psprintf(GrantEventTemplate, name_sql, properties_sql,
+															 kept ? "coalesce(g.subscription_id, g.source_subscription_id)"
+															 : "g.subscription_id",
+															 kept ? "coalesce(g.order_id, g.source_order_id)"
+															 : "g.order_id"));
 	}
-	return *cache;
+	return grant_event_sql[kept];
+}
+
+/* The benefit event statement, with the registry's SQL (as above). */
+static const char *
+BenefitEventSql(void)
+{
+	if (benefit_event_sql == NULL)
+	{
+		char	   *name_sql;
+		char	   *properties_sql;
+
+		BenefitTypesWebhookSql("b", &name_sql, &properties_sql);
+		benefit_event_sql = MemoryContextStrdup(TopMemoryContext,
+												psprintf(BenefitEventTemplate, name_sql, properties_sql));
+	}
+	return benefit_event_sql;
 }
 
 static const char *GrantEventTypes[] = {
@@ -250,7 +275,7 @@ int
 EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 					Jsonb *previous_properties)
 {
-	static SPIPlanPtr plan;
+	static SPIPlanPtr plans[2];	/* by BenefitsGrantsKeepHistory */
 	Oid			types[3] = {UUIDARRAYOID, TEXTOID, JSONBOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
@@ -263,7 +288,8 @@ EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 		values[2] = JsonbPGetDatum(previous_properties);
 	else
 		nulls[2] = 'n';
-	BenefitsExec(BenefitsPlan(&plan, WithBenefitObject(GrantEventTemplate, &grant_event_sql), 3, types), values, nulls, false, 0);
+	BenefitsExec(BenefitsPlan(&plans[BenefitsGrantsKeepHistory()], GrantEventSql(), 3, types),
+				 values, nulls, false, 0);
 	return (int) SPI_processed;
 }
 
@@ -299,7 +325,7 @@ EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type)
 
 	values[0] = UuidGetDatum(&benefit_id);
 	values[1] = CStringGetTextDatum(event_type);
-	BenefitsExec(BenefitsPlan(&plan, WithBenefitObject(BenefitEventTemplate, &benefit_event_sql), 2, types), values, NULL, false, 0);
+	BenefitsExec(BenefitsPlan(&plan, BenefitEventSql(), 2, types), values, NULL, false, 0);
 	return (int) SPI_processed;
 }
 

@@ -28,6 +28,7 @@ PG_FUNCTION_INFO_V1(grants_state_guard);
 static SPIPlanPtr LockCustomerPlan;
 static SPIPlanPtr LoadTargetPlan;
 static SPIPlanPtr FindGrantPlan;
+static SPIPlanPtr FindGrantPlan_0_1;	/* under 0.1.0's schema, which keeps no grant */
 static SPIPlanPtr InsertGrantPlan;
 static SPIPlanPtr UpdateGrantPlan;
 static SPIPlanPtr UpdateGrantRowPlan;
@@ -38,6 +39,7 @@ static SPIPlanPtr RevokeGrantPlan;
 static SPIPlanPtr GrantRowPlan;
 static SPIPlanPtr GrantRecordPlan;
 static SPIPlanPtr ManualGrantPlan;
+static SPIPlanPtr ManualGrantPlan_0_1;
 
 /* The value of column `col` (1-based) of the first SPI result row. */
 static Datum
@@ -181,12 +183,15 @@ LoadGrantTarget(GrantChange *change, Datum *args, char *nulls)
 	change->benefit_type = ResultText(3);
 	change->benefit_properties = ResultJsonb(4);
 
-	if (SPI_execute_plan(BenefitsPlan(&FindGrantPlan,
-									  "SELECT id, state, properties FROM benefits.grants "
-									  "WHERE customer_id = $1 AND benefit_id = $2 "
-									  "AND subscription_id IS NOT DISTINCT FROM $3 "
-									  "AND order_id IS NOT DISTINCT FROM $4",
-									  4, types),
+#define FIND_GRANT_SQL \
+	"SELECT id, state, properties FROM benefits.grants " \
+	"WHERE customer_id = $1 AND benefit_id = $2 " \
+	"AND subscription_id IS NOT DISTINCT FROM $3 " \
+	"AND order_id IS NOT DISTINCT FROM $4 "
+	if (SPI_execute_plan(BenefitsGrantsKeepHistory()
+						 ? BenefitsPlan(&FindGrantPlan,
+										FIND_GRANT_SQL "AND " GRANT_NOT_KEPT_SQL, 4, types)
+						 : BenefitsPlan(&FindGrantPlan_0_1, FIND_GRANT_SQL, 4, types),
 						 args, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up grant");
 	if (SPI_processed == 0)
@@ -457,9 +462,12 @@ revoke_benefit(PG_FUNCTION_ARGS)
 
 	BenefitsSpiConnect();
 	GrantLockCustomer(*PG_GETARG_UUID_P(0));
-	if (SPI_execute_plan(BenefitsPlan(&ManualGrantPlan,
-									  "SELECT id FROM benefits.grants WHERE customer_id = $1 AND benefit_id = $2 "
-									  "AND subscription_id IS NULL AND order_id IS NULL", 2, types),
+#define MANUAL_GRANT_SQL \
+	"SELECT id FROM benefits.grants WHERE customer_id = $1 AND benefit_id = $2 " \
+	"AND subscription_id IS NULL AND order_id IS NULL "
+	if (SPI_execute_plan(BenefitsGrantsKeepHistory()
+						 ? BenefitsPlan(&ManualGrantPlan, MANUAL_GRANT_SQL "AND " GRANT_NOT_KEPT_SQL, 2, types)
+						 : BenefitsPlan(&ManualGrantPlan_0_1, MANUAL_GRANT_SQL, 2, types),
 						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up grant");
 	if (SPI_processed == 0)

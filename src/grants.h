@@ -86,6 +86,12 @@ typedef struct GrantBatch
 	"CASE WHEN $6 = 'o' THEN u.source_id END, " state ", " properties ", " error " "
 #define GRANT_BATCH_NARGS 6
 
+/*
+ * A grant that is not the kept history of a deleted subscription or order
+ * (0.2.0's schema; see BenefitsGrantsKeepHistory).
+ */
+#define GRANT_NOT_KEPT_SQL "source_subscription_id IS NULL AND source_order_id IS NULL "
+
 /* grants_batch.c: a batch's SQL arguments; the grants of types with nothing to deliver */
 extern void GrantBatchArgs(const GrantBatch *batch, Oid *types, Datum *values);
 extern void GrantLocal(GrantChange *change);

@@ -26,6 +26,7 @@
 PG_FUNCTION_INFO_V1(grant_benefit_bulk);
 
 static SPIPlanPtr ClassifyCustomersPlan;
+static SPIPlanPtr ClassifyCustomersPlan_0_1;	/* under 0.1.0's schema, which keeps no grant */
 static SPIPlanPtr BenefitPlan;
 
 /*
@@ -44,14 +45,16 @@ LockCustomers(Datum customer_ids, Datum benefit_id, Datum organization_id,
 	bool		isnull;
 
 	GrantLockCustomers(customer_ids);
-	if (SPI_execute_plan(BenefitsPlan(&ClassifyCustomersPlan,
-									  "WITH wanted AS (SELECT DISTINCT u.id FROM pg_catalog.unnest($1::uuid[]) u(id)) "
-									  "SELECT w.id, c.id IS NOT NULL, EXISTS (SELECT 1 FROM benefits.grants g "
-									  "  WHERE g.customer_id = w.id AND g.benefit_id = $2 "
-									  "  AND g.subscription_id IS NULL AND g.order_id IS NULL) "
-									  "FROM wanted w LEFT JOIN benefits.customers c ON c.id = w.id "
-									  " AND c.deleted_at IS NULL AND c.organization_id = $3 ORDER BY w.id",
-									  3, types),
+#define CLASSIFY_SQL(kept) \
+	"WITH wanted AS (SELECT DISTINCT u.id FROM pg_catalog.unnest($1::uuid[]) u(id)) " \
+	"SELECT w.id, c.id IS NOT NULL, EXISTS (SELECT 1 FROM benefits.grants " \
+	"  WHERE customer_id = w.id AND benefit_id = $2 " \
+	"  AND subscription_id IS NULL AND order_id IS NULL " kept ") " \
+	"FROM wanted w LEFT JOIN benefits.customers c ON c.id = w.id " \
+	" AND c.deleted_at IS NULL AND c.organization_id = $3 ORDER BY w.id"
+	if (SPI_execute_plan(BenefitsGrantsKeepHistory()
+						 ? BenefitsPlan(&ClassifyCustomersPlan, CLASSIFY_SQL("AND " GRANT_NOT_KEPT_SQL), 3, types)
+						 : BenefitsPlan(&ClassifyCustomersPlan_0_1, CLASSIFY_SQL(""), 3, types),
 						 values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read customers");
 

@@ -11,8 +11,15 @@
  *
  * Settings: benefits.s3_endpoint (empty = AWS for the region),
  * benefits.s3_region, benefits.s3_bucket, benefits.s3_url_style
- * (virtual|path), benefits.s3_access_key_id, benefits.s3_secret_access_key,
- * benefits.download_url_ttl and benefits.upload_url_ttl.
+ * (auto|virtual|path), benefits.s3_access_key_id,
+ * benefits.s3_secret_access_key, benefits.download_url_ttl and
+ * benefits.upload_url_ttl.
+ *
+ * The default style, auto, addresses the bucket in the path when it cannot
+ * be a host label: the endpoint's host is an IP address or localhost
+ * (bucket.127.0.0.1 resolves nowhere), or the bucket name is not DNS-safe as
+ * AWS's SDKs judge it (BucketIsDnsSafe); virtual-hosted style otherwise.
+ * virtual and path force their style.
  */
 #include "postgres.h"
 
@@ -35,19 +42,14 @@ static char *s3_region = NULL;
 static char *s3_bucket = NULL;
 static char *s3_access_key_id = NULL;
 static char *s3_secret_access_key = NULL;
-static int	s3_url_style = 0;
+static int	s3_url_style = S3_URL_AUTO;
 static int	download_url_ttl = 3600;
 static int	upload_url_ttl = 3600;
 
-enum
-{
-	S3_STYLE_VIRTUAL,
-	S3_STYLE_PATH
-};
-
 static const struct config_enum_entry s3_url_style_options[] = {
-	{"virtual", S3_STYLE_VIRTUAL, false},
-	{"path", S3_STYLE_PATH, false},
+	{"auto", S3_URL_AUTO, false},
+	{"virtual", S3_URL_VIRTUAL, false},
+	{"path", S3_URL_PATH, false},
 	{NULL, 0, false}
 };
 
@@ -68,8 +70,10 @@ S3Init(void)
 							   NULL, &s3_bucket, "",
 							   PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("benefits.s3_url_style",
-							 "Addressing of the bucket: virtual (bucket.host) or path (host/bucket).",
-							 NULL, &s3_url_style, S3_STYLE_VIRTUAL, s3_url_style_options,
+							 "Addressing of the bucket: auto, virtual (bucket.host) or path (host/bucket).",
+							 "auto uses path style for an IP-address or localhost endpoint and for bucket names "
+							 "that are not DNS-safe, virtual-hosted style otherwise.",
+							 &s3_url_style, S3_URL_AUTO, s3_url_style_options,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("benefits.s3_access_key_id",
 							   "Access key id that signs presigned URLs.",
@@ -123,7 +127,7 @@ S3ConfigFromSettings(S3Config *config)
 	config->bucket = s3_bucket;
 	config->access_key_id = s3_access_key_id;
 	config->secret_access_key = s3_secret_access_key;
-	config->path_style = (s3_url_style == S3_STYLE_PATH);
+	config->url_style = (S3UrlStyle) s3_url_style;
 }
 
 int
@@ -301,6 +305,95 @@ ParseEndpoint(const S3Config *config, char **scheme, char **host, char **prefix)
 }
 
 /*
+ * Whether an endpoint host (as ParseEndpoint returns it, with a port unless
+ * the scheme's default) cannot carry the bucket as a leading label: a
+ * bracketed IPv6 address, an IPv4 address (digits and dots only, in any of
+ * the forms resolvers accept) or localhost.
+ */
+static bool
+HostTakesNoBucket(const char *host)
+{
+	const char *colon;
+	size_t		len;
+	bool		digits_and_dots = true;
+
+	if (host[0] == '[')
+		return true;
+	colon = strchr(host, ':');
+	len = colon ? (size_t) (colon - host) : strlen(host);
+	if (len > 0 && host[len - 1] == '.')
+		len--;					/* a fully qualified "localhost." */
+	if (len == 9 && pg_strncasecmp(host, "localhost", 9) == 0)
+		return true;
+	for (size_t i = 0; i < len; i++)
+		if (!((host[i] >= '0' && host[i] <= '9') || host[i] == '.'))
+			digits_and_dots = false;
+	return len > 0 && digits_and_dots;
+}
+
+/*
+ * Whether a bucket name may be the first label of a virtual-hosted URL, as
+ * AWS's SDKs decide (the S3 endpoint rules' aws.isVirtualHostableS3Bucket):
+ * 3 to 63 characters of lowercase letters, digits, hyphens and dots, every
+ * dot-separated label non-empty and starting and ending with a letter or
+ * digit, not formatted as an IPv4 address; and over https no dot at all, as a
+ * wildcard certificate for *.host covers one label only.
+ */
+static bool
+BucketIsDnsSafe(const char *bucket, bool https)
+{
+	size_t		len = strlen(bucket);
+	int			labels = 1;
+	bool		short_numeric_labels = true;
+	size_t		label_start = 0;
+
+	if (len < 3 || len > 63)
+		return false;
+	for (size_t i = 0; i <= len; i++)
+	{
+		char		c = bucket[i];
+
+		if (c == '.' || c == '\0')
+		{
+			size_t		label_len = i - label_start;
+
+			if (label_len == 0 || bucket[label_start] == '-' || bucket[i - 1] == '-')
+				return false;
+			if (label_len > 3 || strspn(bucket + label_start, "0123456789") < label_len)
+				short_numeric_labels = false;
+			if (c == '.')
+			{
+				if (https)
+					return false;
+				labels++;
+				label_start = i + 1;
+			}
+		}
+		else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return false;
+	}
+	/* 192.168.5.4 is refused, as the SDKs' IPv4 pattern refuses it. */
+	return !(labels == 4 && short_numeric_labels);
+}
+
+/* Whether the URL names the bucket in its path rather than in its host. */
+static bool
+UsePathStyle(const S3Config *config, const char *scheme, const char *host)
+{
+	switch (config->url_style)
+	{
+		case S3_URL_PATH:
+			return true;
+		case S3_URL_VIRTUAL:
+			return false;
+		case S3_URL_AUTO:
+			break;
+	}
+	return HostTakesNoBucket(host) ||
+		!BucketIsDnsSafe(config->bucket, strcmp(scheme, "https") == 0);
+}
+
+/*
  * Appends the strings given, up to a NULL; cheaper than a format string on
  * the signing path, which runs for every download URL of every portal call.
  */
@@ -402,7 +495,7 @@ S3PresignUrl(const S3Config *config, const char *method, const char *key,
 	/* Virtual-host style puts the bucket in the host, path style in the path. */
 	initStringInfo(&path);
 	UriEncode(&path, prefix, true);
-	if (config->path_style)
+	if (UsePathStyle(config, scheme, endpoint_host))
 	{
 		host = endpoint_host;
 		appendStringInfoChar(&path, '/');

@@ -27,6 +27,18 @@ typedef struct S3QueryParam
 } S3QueryParam;
 
 /*
+ * How the bucket is addressed (benefits.s3_url_style): in the host
+ * (bucket.host, "virtual"), in the path (host/bucket, "path"), or chosen per
+ * endpoint and bucket ("auto", see S3UsePathStyle).
+ */
+typedef enum S3UrlStyle
+{
+	S3_URL_AUTO,
+	S3_URL_VIRTUAL,
+	S3_URL_PATH
+} S3UrlStyle;
+
+/*
  * Where and as whom to sign.  S3ConfigFromSettings fills it from the
  * benefits.s3_* settings; tests may build one directly.
  */
@@ -37,7 +49,7 @@ typedef struct S3Config
 	const char *bucket;
 	const char *access_key_id;
 	const char *secret_access_key;
-	bool		path_style;
+	S3UrlStyle	url_style;
 } S3Config;
 
 extern void S3Init(void);

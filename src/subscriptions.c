@@ -326,10 +326,51 @@ orders_after(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The grants of a subscription or order being deleted: the revoked ones are
+ * kept as history, their reference cleared and the source's id moved to
+ * source_subscription_id / source_order_id (part of the grants' unique key,
+ * so a kept grant collides with no manual grant and no other kept grant; see
+ * benefits.grants in 00_core.sql).  Any other grant is one of a customer
+ * being deleted or already deleted, whose grants go with it, as before: it
+ * is deleted.  The foreign keys' ON DELETE SET NULL then finds nothing left
+ * to clear.
+ */
+static void
+KeepGrantHistory(bool for_subscription, pg_uuid_t source_id)
+{
+	static SPIPlanPtr keep_subscription;
+	static SPIPlanPtr keep_order;
+	static SPIPlanPtr drop_subscription;
+	static SPIPlanPtr drop_order;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {UuidGetDatum(&source_id)};
+
+	/* 0.1.0's schema keeps nothing: its foreign keys cascade */
+	if (!BenefitsGrantsKeepHistory())
+		return;
+	BenefitsExec(for_subscription
+			   ? BenefitsPlan(&keep_subscription,
+							  "UPDATE benefits.grants SET source_subscription_id = subscription_id, subscription_id = NULL"
+							  " WHERE subscription_id = $1 AND state = 'revoked'",
+							  1, types)
+			   : BenefitsPlan(&keep_order,
+							  "UPDATE benefits.grants SET source_order_id = order_id, order_id = NULL"
+							  " WHERE order_id = $1 AND state = 'revoked'",
+							  1, types),
+			   values, NULL, false, 0);
+	BenefitsExec(for_subscription
+			   ? BenefitsPlan(&drop_subscription,
+							  "DELETE FROM benefits.grants WHERE subscription_id = $1", 1, types)
+			   : BenefitsPlan(&drop_order,
+							  "DELETE FROM benefits.grants WHERE order_id = $1", 1, types),
+			   values, NULL, false, 0);
+}
+
+/*
  * BEFORE DELETE on benefits.subscriptions and benefits.orders: revokes the
  * row's live grants first, so deleting a purchase reports the revokes and
- * removes provider access instead of letting the cascade drop the grants
- * silently.
+ * removes provider access, then keeps the revoked grants as history
+ * (KeepGrantHistory) instead of letting them go with the row.
  */
 Datum
 grant_source_deleted(PG_FUNCTION_ARGS)
@@ -369,6 +410,7 @@ grant_source_deleted(PG_FUNCTION_ARGS)
 		GrantLockCustomer(customer_id);
 		EngineReconcileGrants(for_subscription, id, customer_id, product_id, ACCESS_REVOKE, false);
 	}
+	KeepGrantHistory(for_subscription, id);
 	SPI_finish();
 	return PointerGetDatum(old);
 }

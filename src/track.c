@@ -8,7 +8,8 @@
  * benefits.subscriptions (or benefits.orders), keyed by (tracked_table,
  * tracked_id), and the engine's own triggers then grant and revoke as for any
  * other subscription.  Deleting the application's row deletes the mirror,
- * which revokes its grants.
+ * which revokes its grants and keeps them as history (grant_source_deleted,
+ * subscriptions.c).
  *
  * Customers and products are matched on external_id within the
  * organization; statuses go through the status map (default: Stripe's).  A
@@ -17,10 +18,79 @@
  * benefits.tracking_skips and reported with a WARNING.  The trigger reads its
  * settings from the registry (not from trigger arguments), so a trigger
  * cannot be pointed at another organization by hand.
+ *
+ * Columns are checked when the table is tracked: ids, customers, products
+ * and subscriptions must be text-like, integers or uuids (a jsonb column is
+ * refused, 22023 naming the argument), statuses text-like or an enum (read
+ * as its label), period ends a time, a date, integer epoch seconds or text,
+ * cancel_at_period_end boolean or text.
+ *
+ * The product may instead be product_expression, a SQL expression over the
+ * row ($$items->'data'->0->'price'->>'product'$$ for a Stripe-synced
+ * subscriptions table).  Evaluating administrator-written SQL in this
+ * trigger is the dangerous part of tracking, because track_trigger is
+ * SECURITY DEFINER and owned by a superuser.  Who could inject what:
+ *
+ *   - The administrator who tracks the table (benefits_admin, holding the
+ *     TRIGGER privilege on it) writes the expression.  Run as the owner, any
+ *     function call would be SQL run as a superuser: query_to_xml,
+ *     table_to_xml and ts_stat run queries, pg_read_file reads files, a
+ *     function of their own could do anything.  So the expression may call
+ *     only built-in (pg_catalog) IMMUTABLE functions and operators (none of
+ *     which runs a query or touches anything but its arguments), use only
+ *     built-in types and enums (no user-defined input, output, cast,
+ *     subscripting or domain-constraint code, which could run even at parse
+ *     time), read only the tracked table's own columns, and contain no
+ *     subquery, aggregate, window or set-returning function.  Their own
+ *     privileges must suffice, as for "SELECT (expr) FROM source LIMIT 0":
+ *     SELECT on the columns it reads, EXECUTE on what it calls, checked as
+ *     them.  And the trigger evaluates it as them, never as the owner: with
+ *     their user id under SECURITY_RESTRICTED_OPERATION, so if a rule above
+ *     had a hole the expression would still hold no more rights than its
+ *     author's own (a superuser who tracks a table gains nothing either
+ *     way).  A role that loses SELECT on a column, or is dropped, stops the
+ *     trigger with an error until the table is tracked again.
+ *
+ *   - The application writing the table controls the row's values only.
+ *     They reach the expression as the scan tuple of an expression context,
+ *     as data, never as SQL text; its other SQL here goes through bound
+ *     parameters.
+ *
+ *   - The stored expression itself: benefits.tracked_tables is written only
+ *     by the extension's own functions (benefits_admin may only read it), and
+ *     what track_* stores is PostgreSQL's deparse of the validated tree, the
+ *     tracking role and the columns read with their types.  The 0.1.0 ->
+ *     0.2.0 upgrade removes these keys from rows written when benefits_admin
+ *     could still write the registry.  The trigger treats the text as
+ *     untrusted anyway and validates it again with the same rules every time
+ *     it builds its cached form, the names in its raw parse tree before
+ *     analysis (which already runs input functions on literals) and the
+ *     analyzed tree after.
+ *
+ *   - The table's owner could change a column's type, so that the same text
+ *     would parse into a call of their own code (an implicit cast, an input
+ *     function of their type applied to a literal).  The trigger re-parses
+ *     only if every column the expression reads still has the type it had
+ *     when tracked, and refuses otherwise.
+ *
+ *   - Name resolution: parsing happens with search_path pinned to
+ *     pg_catalog, pg_temp (both functions set it), so unqualified names
+ *     resolve in pg_catalog first, and functions and operators are never
+ *     looked up in anyone's pg_temp; a type found only in pg_temp is refused
+ *     by the built-in-types rule.
+ *
+ * A constrained path language (a jsonb path applied to one column) would
+ * have been safer by construction; it was not chosen because the rules
+ * above leave the expression no way to reach beyond its row, while letting
+ * applications use ordinary SQL (coalesce, lower, CASE, #>>) for the shapes
+ * their sync tools produce.  Anything the rules refuse, a generated column
+ * on the application's table can compute, named as product_column.
+ * The checking and evaluation are in track_expr.c.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -29,6 +99,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "lib/stringinfo.h"
+#include "parser/parse_coerce.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -39,6 +110,7 @@
 
 #include "benefits.h"
 #include "engine.h"
+#include "track_expr.h"
 #include "trigger_guard.h"
 
 PG_FUNCTION_INFO_V1(track_subscriptions);
@@ -80,13 +152,53 @@ InList(const char *value, const char **list)
 static char *
 TextArg(FunctionCallInfo fcinfo, int n)
 {
-	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
+	/* 0.1.0's functions have no product_expression (the last argument) */
+	if (n >= PG_NARGS() || PG_ARGISNULL(n))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
-/* Raises 22023 unless the column exists in the table. */
-static void
-CheckColumn(Oid relid, const char *argument, const char *column, bool required)
+/* What a tracked column must be able to hold. */
+typedef enum ColumnKind
 {
+	COLUMN_EXTERNAL_ID,			/* an id matched as text: text-like, integer, uuid */
+	COLUMN_STATUS,				/* text-like or an enum */
+	COLUMN_TIMESTAMP,			/* a time, integer epoch seconds, or text */
+	COLUMN_BOOLEAN				/* boolean or text */
+} ColumnKind;
+
+static bool
+ColumnTypeAccepted(Oid typid, ColumnKind kind)
+{
+	Oid			base = getBaseType(typid);
+
+	if (TypeCategory(base) == TYPCATEGORY_STRING)
+		return true;
+	switch (kind)
+	{
+		case COLUMN_EXTERNAL_ID:
+			return TrackIdTypeAccepted(base);
+		case COLUMN_STATUS:
+			return type_is_enum(base);
+		case COLUMN_TIMESTAMP:
+			return base == TIMESTAMPTZOID || base == TIMESTAMPOID || base == DATEOID ||
+				base == INT2OID || base == INT4OID || base == INT8OID;
+		case COLUMN_BOOLEAN:
+			return base == BOOLOID;
+	}
+	return false;
+}
+
+/*
+ * Raises 22023 unless the column exists in the table and has a type the
+ * trigger can read as KIND.
+ */
+static void
+CheckColumn(Oid relid, const char *argument, const char *column, bool required, ColumnKind kind)
+{
+	AttrNumber	attnum;
+	Oid			type;
+
 	if (column == NULL)
 	{
 		if (required)
@@ -95,10 +207,28 @@ CheckColumn(Oid relid, const char *argument, const char *column, bool required)
 					errmsg("%s must not be null", argument));
 		return;
 	}
-	if (get_attnum(relid, column) == InvalidAttrNumber)
+	attnum = get_attnum(relid, column);
+	if (attnum == InvalidAttrNumber || attnum < 0)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("%s \"%s\" is not a column of %s", argument, column, get_rel_name(relid)));
+	type = get_atttype(relid, attnum);
+	if (!ColumnTypeAccepted(type, kind))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("%s \"%s\" has type %s, which %s", argument, column, format_type_be(type),
+					   kind == COLUMN_EXTERNAL_ID ? "cannot hold an external id"
+					   : kind == COLUMN_STATUS ? "cannot hold a status"
+					   : kind == COLUMN_TIMESTAMP ? "cannot hold a time"
+					   : "cannot hold a boolean"),
+				kind == COLUMN_EXTERNAL_ID
+				? errhint("Use a text, integer or uuid column%s.",
+						  strcmp(argument, "product_column") == 0
+						  ? ", or product_expression to compute the product from the row"
+						  " (for example product_expression => $$items->'data'->0->'price'->>'product'$$)" : "")
+				: kind == COLUMN_STATUS ? errhint("Use a text or enum column.")
+				: kind == COLUMN_TIMESTAMP ? errhint("Use a timestamp, date, integer (epoch seconds) or text column.")
+				: errhint("Use a boolean or text column."));
 }
 
 /* Raises 22023 unless the map is an object whose values are statuses or null. */
@@ -159,7 +289,12 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 	StringInfoData settings;
 	StringInfoData sql;
 	const char *names[] = {"id_column", "customer_column", "product_column", "status_column"};
+	const ColumnKind kinds[] = {COLUMN_EXTERNAL_ID, COLUMN_EXTERNAL_ID, COLUMN_EXTERNAL_ID, COLUMN_STATUS};
+	const char *columns[4];
 	const char *optional[2];
+	char	   *expression = TextArg(fcinfo, 10);
+	char	   *deparsed = NULL;
+	Jsonb	   *expression_columns = NULL;
 	Oid			types[4] = {OIDOID, TEXTOID, UUIDOID, JSONBOID};
 	Datum		values[4];
 	int			rc;
@@ -179,12 +314,34 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("source must be an application table, not a table of the benefits schema"));
+	/* Before anything of the table is looked at, its columns or an expression. */
+	RequireTriggerPrivilege(relid);
 	for (int i = 0; i < 4; i++)
-		CheckColumn(relid, names[i], TextArg(fcinfo, 2 + i), true);
+		columns[i] = TextArg(fcinfo, 2 + i);
+	/* The product: a column ("product" unless given), or an expression. */
+	if (expression != NULL && columns[2] != NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("product_column and product_expression cannot both be given"));
+	if (expression == NULL && columns[2] == NULL)
+		columns[2] = "product";
+	for (int i = 0; i < 4; i++)
+		if (i != 2 || expression == NULL)
+			CheckColumn(relid, names[i], columns[i], true, kinds[i]);
 	optional[0] = TextArg(fcinfo, 7);
 	optional[1] = TextArg(fcinfo, 8);
-	CheckColumn(relid, subscriptions ? "current_period_end_column" : "subscription_column", optional[0], false);
-	CheckColumn(relid, subscriptions ? "cancel_at_period_end_column" : "billing_reason_column", optional[1], false);
+	CheckColumn(relid, subscriptions ? "current_period_end_column" : "subscription_column", optional[0], false,
+				subscriptions ? COLUMN_TIMESTAMP : COLUMN_EXTERNAL_ID);
+	CheckColumn(relid, subscriptions ? "cancel_at_period_end_column" : "billing_reason_column", optional[1], false,
+				subscriptions ? COLUMN_BOOLEAN : COLUMN_STATUS);
+	if (expression != NULL)
+	{
+		/* Checked with the caller's privileges, before becoming the owner. */
+		Relation	rel = table_open(relid, AccessShareLock);
+
+		deparsed = TrackExpressionPrepare(rel, expression, "product_expression", &expression_columns);
+		table_close(rel, NoLock);
+	}
 	on_unknown = PG_ARGISNULL(9) ? "error" : TextArg(fcinfo, 9);
 	if (strcmp(on_unknown, "error") != 0 && strcmp(on_unknown, "skip") != 0)
 		ereport(ERROR,
@@ -205,8 +362,19 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 	for (int i = 0; i < 4; i++)
 	{
 		appendStringInfo(&settings, "\"%s\": ", names[i]);
-		escape_json(&settings, TextArg(fcinfo, 2 + i));
+		if (columns[i])
+			escape_json(&settings, columns[i]);
+		else
+			appendStringInfoString(&settings, "null");
 		appendStringInfoString(&settings, ", ");
+	}
+	if (deparsed != NULL)
+	{
+		/* Evaluated by the trigger as this role (track_expr.c). */
+		appendStringInfoString(&settings, "\"product_expression\": ");
+		escape_json(&settings, deparsed);
+		appendStringInfo(&settings, ", \"expression_role\": %u, \"expression_columns\": %s, ",
+						 GetUserId(), JsonbToCString(NULL, &expression_columns->root, VARSIZE(expression_columns)));
 	}
 	for (int i = 0; i < 2; i++)
 	{
@@ -223,7 +391,6 @@ Track(FunctionCallInfo fcinfo, bool subscriptions)
 	appendStringInfo(&settings, "\"on_unknown\": \"%s\", \"status_map\": %s}",
 					 on_unknown, JsonbToCString(NULL, &map->root, VARSIZE(map)));
 
-	RequireTriggerPrivilege(relid);
 	BenefitsBecomeOwner(fcinfo, &caller);
 	BenefitsSpiConnect();
 	values[0] = ObjectIdGetDatum(relid);
@@ -363,6 +530,25 @@ RowValue(Tracked *t, const char *setting, HeapTuple row, TupleDesc desc)
 				errmsg("tracked column \"%s\" no longer exists", column),
 				errhint("Call benefits.track_subscriptions or benefits.track_orders again with the new column names."));
 	return SPI_getvalue(row, desc, attnum);
+}
+
+/* The row's product: its product column, or the product_expression's value. */
+static char *
+ProductValue(Tracked *t, Relation rel, HeapTuple row)
+{
+	char	   *expression = BenefitsJsonText(t->settings, "product_expression");
+	char	   *role;
+	JsonbValue *columns;
+
+	if (expression == NULL)
+		return RowValue(t, "product_column", row, RelationGetDescr(rel));
+	role = BenefitsJsonText(t->settings, "expression_role");
+	columns = getKeyJsonValueFromContainer(&t->settings->root, "expression_columns",
+										   strlen("expression_columns"), NULL);
+	if (role == NULL || columns == NULL || columns->type != jbvBinary)
+		elog(ERROR, "tracked table %s has an incomplete product_expression setting",
+			 RelationGetRelationName(rel));
+	return TrackExpressionValue(rel, expression, atooid(role), JsonbValueToJsonb(columns), row);
 }
 
 /*
@@ -523,7 +709,7 @@ track_trigger(PG_FUNCTION_ARGS)
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
-	product = RowValue(&t, "product_column", row, desc);
+	product = ProductValue(&t, trigdata->tg_relation, row);
 	if (!ByExternalId(false, t.organization_id, product, &product_id))
 	{
 		Unknown(&t, row_id, ERRCODE_FOREIGN_KEY_VIOLATION, "product", product,
@@ -556,7 +742,7 @@ track_trigger(PG_FUNCTION_ARGS)
 								"  (organization_id, customer_id, product_id, status, current_period_end,"
 								"   cancel_at_period_end, tracked_table, tracked_id)"
 								" VALUES ($1, $2, $3, $4,"
-								"   CASE WHEN $5 ~ '^[0-9]+$' THEN pg_catalog.to_timestamp($5::bigint) ELSE $5::timestamptz END,"
+								"   CASE WHEN $5 ~ '^-?[0-9]+$' THEN pg_catalog.to_timestamp($5::bigint) ELSE $5::timestamptz END,"
 								"   COALESCE($6::boolean, false), $7, $8)"
 								" ON CONFLICT (tracked_table, tracked_id) DO UPDATE"
 								"    SET customer_id = EXCLUDED.customer_id, product_id = EXCLUDED.product_id,"

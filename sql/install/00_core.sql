@@ -175,13 +175,25 @@ CREATE INDEX ON benefits.orders (subscription_id);
 
 -- One row per (customer, benefit, subscription or order); a manual grant has
 -- neither.  state: created -> active -> revoked, revoked -> active (re-grant).
+--
+-- Deleting a subscription or order keeps its grants as history: the BEFORE
+-- DELETE trigger grants_revoke (50_engine.sql) revokes them (with
+-- benefit_grant.revoked events), then clears their reference and keeps the
+-- deleted row's id in source_subscription_id or source_order_id, plain
+-- columns without a foreign key; ON DELETE SET NULL clears what the trigger
+-- did not reach.  The kept id is part of the grant's unique key, so a kept
+-- grant collides neither with a manual grant of the same benefit (all four
+-- ids null) nor with another kept grant (another source id); live and manual
+-- grants have both source columns null, so among them the key is the
+-- (customer, benefit, subscription, order) it always was.  A kept grant stays
+-- revoked (grants_source_kept).
 CREATE TABLE benefits.grants (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     organization_id  uuid NOT NULL,
     customer_id      uuid NOT NULL,
     benefit_id       uuid NOT NULL,
-    subscription_id  uuid REFERENCES benefits.subscriptions ON DELETE CASCADE,
-    order_id         uuid REFERENCES benefits.orders ON DELETE CASCADE,
+    subscription_id  uuid,
+    order_id         uuid,
     state            text NOT NULL DEFAULT 'created' CHECK (state IN ('created', 'active', 'revoked')),
     properties       jsonb NOT NULL DEFAULT '{}',
     previous_properties jsonb,
@@ -190,9 +202,17 @@ CREATE TABLE benefits.grants (
     revoked_at       timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
     modified_at      timestamptz,
+    source_subscription_id uuid,
+    source_order_id  uuid,
     FOREIGN KEY (customer_id, organization_id) REFERENCES benefits.customers (id, organization_id) ON DELETE CASCADE,
     FOREIGN KEY (benefit_id, organization_id) REFERENCES benefits.benefits (id, organization_id) ON DELETE CASCADE,
-    UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, subscription_id, order_id),
+    CONSTRAINT grants_subscription_id_fkey FOREIGN KEY (subscription_id)
+        REFERENCES benefits.subscriptions ON DELETE SET NULL,
+    CONSTRAINT grants_order_id_fkey FOREIGN KEY (order_id) REFERENCES benefits.orders ON DELETE SET NULL,
+    CONSTRAINT grants_source_key UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, subscription_id, order_id,
+                                                            source_subscription_id, source_order_id),
+    CONSTRAINT grants_source_kept CHECK ((source_subscription_id IS NULL AND source_order_id IS NULL)
+                                         OR (subscription_id IS NULL AND order_id IS NULL AND state = 'revoked')),
     CONSTRAINT grants_properties_object CHECK (jsonb_typeof(properties) = 'object')
 );
 CREATE INDEX ON benefits.grants (subscription_id) WHERE subscription_id IS NOT NULL;

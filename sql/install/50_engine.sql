@@ -182,14 +182,18 @@ ALTER TABLE benefits.orders
 
 -- Attach the tracking trigger to an application's subscriptions table.  The
 -- default status_map is Stripe's statuses (paused counts as unpaid); a map
--- value of null ignores rows in that status.
+-- value of null ignores rows in that status.  The product is the column
+-- product_column ('product' when neither is given) or the value of
+-- product_expression, a SQL expression over the row's columns held to the
+-- rules of track_expr.c (built-in immutable functions only, evaluated as the
+-- role that tracked the table).
 CREATE FUNCTION benefits.track_subscriptions(
     source regclass, organization_id uuid,
     id_column text DEFAULT 'id', customer_column text DEFAULT 'customer',
-    product_column text DEFAULT 'product', status_column text DEFAULT 'status',
+    product_column text DEFAULT NULL, status_column text DEFAULT 'status',
     status_map jsonb DEFAULT NULL,
     current_period_end_column text DEFAULT NULL, cancel_at_period_end_column text DEFAULT NULL,
-    on_unknown text DEFAULT 'error')
+    on_unknown text DEFAULT 'error', product_expression text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'track_subscriptions'
 LANGUAGE C SET search_path = pg_catalog, pg_temp;
@@ -198,10 +202,10 @@ LANGUAGE C SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION benefits.track_orders(
     source regclass, organization_id uuid,
     id_column text DEFAULT 'id', customer_column text DEFAULT 'customer',
-    product_column text DEFAULT 'product', status_column text DEFAULT 'status',
+    product_column text DEFAULT NULL, status_column text DEFAULT 'status',
     status_map jsonb DEFAULT NULL,
     subscription_column text DEFAULT NULL, billing_reason_column text DEFAULT NULL,
-    on_unknown text DEFAULT 'error')
+    on_unknown text DEFAULT 'error', product_expression text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'track_orders'
 LANGUAGE C SET search_path = pg_catalog, pg_temp;
@@ -225,7 +229,7 @@ COMMENT ON FUNCTION benefits.link_account(uuid, text, text, text, text) IS
     'Record a customer''s GitHub or Discord account and queue the provider jobs of the grants that waited for it';
 COMMENT ON FUNCTION benefits.enqueue_grant_event(uuid, text, jsonb) IS
     'Write a benefit_grant.* webhook event of a grant to every subscribed endpoint (the worker calls it when a provider confirms)';
-COMMENT ON FUNCTION benefits.track_subscriptions(regclass, uuid, text, text, text, text, jsonb, text, text, text) IS
-    'Drive grants from an application''s own subscriptions table (Stripe statuses by default)';
-COMMENT ON FUNCTION benefits.track_orders(regclass, uuid, text, text, text, text, jsonb, text, text, text) IS
-    'Drive grants from an application''s own orders or payments table';
+COMMENT ON FUNCTION benefits.track_subscriptions(regclass, uuid, text, text, text, text, jsonb, text, text, text, text) IS
+    'Drive grants from an application''s own subscriptions table (Stripe statuses by default; the product from a column or an expression)';
+COMMENT ON FUNCTION benefits.track_orders(regclass, uuid, text, text, text, text, jsonb, text, text, text, text) IS
+    'Drive grants from an application''s own orders or payments table (the product from a column or an expression)';

@@ -3,6 +3,9 @@
 # (test/tools/s3_botocore_check.py) and must produce the same X-Amz-Signature,
 # for keys with spaces, non-ASCII and reserved characters, extra parameters
 # (response-content-disposition, multipart), both URL styles and a few regions.
+# With benefits.s3_url_style = 'auto' the style chosen for each endpoint and
+# bucket is checked against the one AWS's endpoint rules choose (botocore's
+# EndpointProvider), and those URLs are re-signed too.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -72,6 +75,62 @@ for my $line (split /\n/, $out)
 	}
 }
 like($out, qr/^1\.\.7$/m, 'botocore checked every case');
+
+# auto: path style for IP-address endpoints and names that cannot be host
+# labels, virtual-hosted style otherwise.  "path_style" is what the test
+# expects; the checker also asks AWS's endpoint rules ("ruleset").
+my $auto = $node->safe_psql('postgres', q{
+CREATE TEMP TABLE auto_cases (n serial, endpoint text, region text, bucket text, path_style boolean);
+INSERT INTO auto_cases (endpoint, region, bucket, path_style) VALUES
+  ('http://127.0.0.1:4568', 'us-east-1', 'downloads', true),
+  ('http://[::1]:9000', 'us-east-1', 'downloads', true),
+  ('https://10.1.2.3/storage', 'eu-west-1', 'files', true),
+  ('https://storage.example.com', 'eu-west-1', 'downloads', false),
+  ('https://storage.example.com', 'eu-west-1', 'My_Downloads', true),
+  ('https://storage.example.com', 'eu-west-1', 'my.downloads', true),
+  ('https://minio.example.net:9443/storage/', 'us-west-2', 'files', false),
+  ('', 'eu-central-1', 'my-bucket', false),
+  ('', 'eu-central-1', 'my.bucket', true),
+  ('', 'eu-central-1', 'ab', true);
+CREATE FUNCTION pg_temp.signed(c auto_cases) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('benefits.s3_endpoint', c.endpoint, true),
+            set_config('benefits.s3_region', c.region, true),
+            set_config('benefits.s3_bucket', c.bucket, true),
+            set_config('benefits.s3_access_key_id', 'AKIAIOSFODNN7EXAMPLE', true),
+            set_config('benefits.s3_secret_access_key', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', true);
+    RETURN jsonb_build_object('endpoint', c.endpoint, 'region', c.region, 'bucket', c.bucket,
+                              'path_style', c.path_style, 'ruleset', true,
+                              'access_key_id', 'AKIAIOSFODNN7EXAMPLE',
+                              'secret_access_key', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+                              'method', 'GET', 'key', 'dir/file 1.zip', 'expires', 600, 'params', '{}'::jsonb,
+                              'url', benefits.presign_s3_url('GET', 'dir/file 1.zip', '600 seconds',
+                                                             '2025-06-01 12:00:00+00'));
+END
+$$;
+SELECT current_setting('benefits.s3_url_style');
+SELECT pg_temp.signed(c) FROM auto_cases c ORDER BY n;
+});
+my ($default_style, @auto_lines) = split /\n/, $auto;
+is($default_style, 'auto', 'benefits.s3_url_style defaults to auto');
+is(scalar @auto_lines, 10, 'ten auto cases signed');
+($out, $err) = ('', '');
+$ok = IPC::Run::run([ 'python3', "$root/test/tools/s3_botocore_check.py" ],
+	'<', \(join("\n", @auto_lines) . "\n"), '>', \$out, '2>', \$err);
+diag($err) if $err ne '';
+ok($ok, 'botocore check of the auto cases exited 0');
+for my $line (split /\n/, $out)
+{
+	if ($line =~ /^(not )?ok \d+ - (.*)$/)
+	{
+		ok(!defined $1, "auto: $2");
+	}
+	elsif ($line =~ /^#/)
+	{
+		diag($line);
+	}
+}
+like($out, qr/^1\.\.10$/m, 'botocore checked every auto case');
 
 $node->stop;
 done_testing();

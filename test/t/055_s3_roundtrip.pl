@@ -149,6 +149,20 @@ $get_url = $node->safe_psql('postgres',
 is($code, '200', 'multipart file downloaded');
 is(sha256_hex(slurp_file($body)), $big_sha, 'multipart file has the SHA-256 of its parts');
 
+# The default style, auto (S3Mock's configuration sets path), addresses the
+# bucket in the path on this IP-address endpoint: the URL it signs reaches the
+# storage.
+my $auto_url = $node->safe_psql('postgres', qq{
+SET benefits.s3_url_style = 'auto';
+SELECT boot_val || ' ' ||
+       benefits.file_download_url('00000000-0000-0000-0000-0000000000c1', '$file_id')
+  FROM pg_settings WHERE name = 'benefits.s3_url_style'});
+like($auto_url, qr{^auto http://127\.0\.0\.1:$gw_port/downloads/}, 'auto signs a path-style URL for the IP endpoint');
+$auto_url =~ s/^auto //;
+($code, undef, $body) = curl($auto_url);
+is($code, '200', 'the auto-style URL downloads');
+is(sha256_hex(slurp_file($body)), $sha, '... the uploaded bytes');
+
 $node->stop;
 $s3->stop;
 done_testing();

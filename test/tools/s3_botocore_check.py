@@ -8,6 +8,9 @@ where "url" is what the extension produced.  For every case botocore's
 S3SigV4QueryAuth signs the same request at the same instant (its clock
 patched to the URL's X-Amz-Date); the case passes when the URL's path is the
 key URI-encoded as S3 expects and the X-Amz-Signature values are equal.
+A case with "ruleset": true (signed with benefits.s3_url_style = 'auto')
+must also address the bucket as AWS's S3 endpoint rules do (botocore's
+EndpointProvider, ForcePathStyle false): in the host or in the path.
 Prints TAP lines ("ok N - ..." / "not ok N - ...") and exits 1 on a mismatch.
 """
 import contextlib
@@ -69,6 +72,26 @@ def fixed_clock(instant):
         botocore.auth.datetime = saved
 
 
+def ruleset_path_style(case):
+    """Whether AWS's endpoint rules put the bucket in the path (None when
+    this botocore has no endpoint rules)."""
+    try:
+        import botocore.session
+        from botocore.endpoint_provider import EndpointProvider
+    except ImportError:
+        return None
+    session = botocore.session.get_session()
+    loader = session.get_component("data_loader")
+    provider = EndpointProvider(loader.load_service_model("s3", "endpoint-rule-set-1"),
+                                loader.load_data("partitions"))
+    params = {"Bucket": case["bucket"], "Region": case["region"], "ForcePathStyle": False,
+              "UseFIPS": False, "UseDualStack": False, "Accelerate": False}
+    if case["endpoint"]:
+        params["Endpoint"] = case["endpoint"]
+    url = urlsplit(provider.resolve_endpoint(**params).url)
+    return not url.hostname.startswith(case["bucket"] + ".")
+
+
 def botocore_signature(case, signed_at):
     request = AWSRequest(method=case["method"], url=expected_base(case),
                          params=dict(case["params"]))
@@ -96,7 +119,14 @@ def main():
         theirs = botocore_signature(case, signed_at)
         base_ok = case["url"].split("?", 1)[0] == expected_base(case)
         sig_ok = query.get("X-Amz-Signature") == theirs
+        if case.get("ruleset"):
+            rules = ruleset_path_style(case)
+            if rules is not None and rules != case["path_style"]:
+                base_ok = False
+                print("# AWS's endpoint rules put %s in the %s" % (case["bucket"], "path" if rules else "host"))
         label = "%s %r %s" % (case["method"], case["key"], json.dumps(case["params"], ensure_ascii=False))
+        if case.get("ruleset"):
+            label += " at %s (bucket %s)" % (case["endpoint"] or "AWS", case["bucket"])
         if base_ok and sig_ok:
             print("ok %d - botocore agrees: %s" % (n, label))
         else:
