@@ -371,4 +371,19 @@ SELECT o.status, o.billing_reason, p.external_id AS product, g.state
 
 SELECT benefits.untrack('stripe_sync.subscriptions'), benefits.untrack('stripe_sync.invoices');
 DROP SCHEMA stripe_sync CASCADE;
+
+-- A partitioned table: its rows, stored in its partitions, are mirrored as
+-- the partitioned table's (the trigger fires on each partition as itself).
+CREATE TABLE stripe.charges_by_month (id text, customer text, product text, status text, month int)
+    PARTITION BY LIST (month);
+CREATE TABLE stripe.charges_jan PARTITION OF stripe.charges_by_month FOR VALUES IN (1);
+CREATE TABLE stripe.charges_feb PARTITION OF stripe.charges_by_month FOR VALUES IN (2);
+SELECT benefits.track_orders('stripe.charges_by_month', '7a000000-0000-0000-0000-00000000000a');
+INSERT INTO stripe.charges_by_month VALUES ('ch_part_1', 'cus_Alice', 'prod_Book', 'succeeded', 1),
+                                           ('ch_part_2', 'cus_Alice', 'prod_Book', 'succeeded', 2);
+SELECT o.tracked_id, o.status, t.source FROM benefits.orders o JOIN benefits.tracked_tables t ON t.id = o.tracked_table
+ WHERE o.tracked_id LIKE 'ch_part_%' ORDER BY 1;
+UPDATE stripe.charges_by_month SET status = 'refunded' WHERE id = 'ch_part_2';
+SELECT status FROM benefits.orders WHERE tracked_id = 'ch_part_2';
+SELECT benefits.untrack('stripe.charges_by_month');
 DROP SCHEMA stripe CASCADE;

@@ -92,6 +92,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -101,6 +102,7 @@
 #include "lib/stringinfo.h"
 #include "parser/parse_coerce.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -486,19 +488,37 @@ typedef struct Tracked
 	Jsonb	   *settings;
 } Tracked;
 
+/*
+ * The tracking of the trigger's table: the table itself, or for a partition
+ * the nearest tracked partitioned table above it (the trigger a tracked
+ * partitioned table has is cloned onto its partitions, which fire it as
+ * themselves).
+ */
 static void
-LoadTracked(Oid relid, Tracked *t)
+LoadTracked(Relation rel, Tracked *t)
 {
 	static SPIPlanPtr plan;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	Oid			relid = RelationGetRelid(rel);
+	List	   *candidates = list_make1_oid(relid);
+	Datum	   *oids;
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		values[1];
 	bool		isnull;
 	HeapTuple	tuple;
 	TupleDesc	desc;
+	int			n = 0;
+	ListCell   *lc;
 
+	if (rel->rd_rel->relispartition)
+		candidates = list_concat(candidates, get_partition_ancestors(relid));
+	oids = palloc(sizeof(Datum) * list_length(candidates));
+	foreach(lc, candidates)
+		oids[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	values[0] = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 	BenefitsExec(BenefitsPlan(&plan,
 							"SELECT id, kind = 'subscriptions', organization_id, settings"
-							"  FROM benefits.tracked_tables WHERE source = $1",
+							"  FROM benefits.tracked_tables WHERE source::pg_catalog.oid = ANY ($1)"
+							" ORDER BY pg_catalog.array_position($1, source::pg_catalog.oid) LIMIT 1",
 							1, types),
 			   values, NULL, true, 1);
 	if (SPI_processed == 0)
@@ -656,7 +676,7 @@ track_trigger(PG_FUNCTION_ARGS)
 	row = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 
 	BenefitsSpiConnect();
-	LoadTracked(RelationGetRelid(trigdata->tg_relation), &t);
+	LoadTracked(trigdata->tg_relation, &t);
 	row_id = RowValue(&t, "id_column", row, desc);
 	if (row_id == NULL)
 		ereport(ERROR,

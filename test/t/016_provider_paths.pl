@@ -39,8 +39,10 @@ my @tampered = (
 );
 my $values = join(",\n", map { "('$org', '$_->[0]', '$_->[1]', '$_->[2]')" } @tampered);
 # add_member needs a token to get as far as its body: give it one through a
-# linked account, as the claim reads it.
+# linked account, as the claim reads it.  One transaction, so the worker
+# sees every job only once each is complete.
 $node->safe_psql('postgres', qq{
+BEGIN;
 INSERT INTO benefits.organizations (id, name) VALUES ('$org', 'o');
 INSERT INTO benefits.customers (id, organization_id) VALUES ('00000000-0000-4000-8000-0000000000cc', '$org');
 SELECT benefits.link_account('00000000-0000-4000-8000-0000000000cc', 'discord', '$user', 'eve', 'token');
@@ -49,6 +51,7 @@ UPDATE benefits.outbox SET payload = payload || '{"customer_id": "00000000-0000-
  WHERE action = 'add_member';
 INSERT INTO benefits.outbox (organization_id, kind, action, payload)
 VALUES ('$org', 'github', 'add_collaborator', '{"owner": "acme", "repo": "app", "username": "octocat", "permission": "pull"}');
+COMMIT;
 });
 my $n = scalar(@tampered);
 is(MockProviders::wait_for($node, 'postgres', "SELECT count(*) FROM benefits.outbox WHERE state IN ('dead', 'done')",
