@@ -238,8 +238,8 @@ GRANT EXECUTE ON FUNCTION benefits.create_benefit(text, uuid, text, jsonb, jsonb
 -- active grant of such a benefit.  Both functions are read-only and run with
 -- the caller's rights (benefits_app and benefits_admin read grants and
 -- benefits), so a Row-Level Security policy may call them.  has_feature, the
--- one a policy calls for every row, is C with one kept plan of two index
--- lookups whose every name and operator is schema-qualified;
+-- one a policy calls for every row, is C making two direct index lookups
+-- (benefits_feature below, then grants_live_benefit_customer);
 -- customer_features is an SQL-standard body, bound when created.  Neither
 -- resolves a name through the caller's search_path.
 

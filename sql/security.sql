@@ -192,8 +192,8 @@ RESET search_path;
 -- Every function of the extension pins its search path, but those that run
 -- no SQL by name (C code that only computes, and SQL-standard bodies bound
 -- when created), validate_license, which pins it in C for its writes, and
--- has_feature, whose one statement qualifies every name and operator (the
--- trap above shows both).
+-- has_feature, which makes direct index lookups and runs no SQL (the trap
+-- above shows both).
 SELECT p.proname, l.lanname
   FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
  WHERE p.pronamespace = 'benefits'::regnamespace

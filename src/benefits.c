@@ -225,3 +225,26 @@ BenefitsGrantsKeepHistory(void)
 
 	return OidIsValid(grants) && get_attnum(grants, "source_subscription_id") != InvalidAttrNumber;
 }
+
+/* A relation of the benefits schema, which must exist. */
+Oid
+BenefitsRelid(const char *name)
+{
+	Oid			nsp = get_namespace_oid(BENEFITS_SCHEMA, false);
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation %s.%s does not exist", BENEFITS_SCHEMA, name);
+	return relid;
+}
+
+/* A column of a relation of the benefits schema, which must exist. */
+AttrNumber
+BenefitsColumnNumber(Oid relid, const char *name)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "column %s of %s.%s does not exist", name, BENEFITS_SCHEMA, get_rel_name(relid));
+	return attnum;
+}

@@ -33,6 +33,9 @@ extern pg_uuid_t DatumGetUuid(Datum datum);
 extern pg_uuid_t BenefitsRandomUuid(void);
 extern Datum BenefitsUuidArray(const pg_uuid_t *uuids, int n);
 extern char *BenefitsJsonbValueText(JsonbValue *v);
+/* A relation of the benefits schema and a column of it, which must exist. */
+extern Oid	BenefitsRelid(const char *name);
+extern AttrNumber BenefitsColumnNumber(Oid relid, const char *name);
 /* Whether the installed schema keeps grants of deleted sources (0.2.0). */
 extern bool BenefitsGrantsKeepHistory(void);
 /* SPI_connect, raising if it fails. */

@@ -238,28 +238,6 @@ CatalogInvalidate(Datum arg, Oid relid)
 		Catalog.valid = false;
 }
 
-/* A relation of the benefits schema, which must exist. */
-static Oid
-BenefitsRelid(const char *name)
-{
-	Oid			nsp = get_namespace_oid(BENEFITS_SCHEMA, false);
-	Oid			relid = get_relname_relid(name, nsp);
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation %s.%s does not exist", BENEFITS_SCHEMA, name);
-	return relid;
-}
-
-static AttrNumber
-ColumnNumber(Oid relid, const char *name)
-{
-	AttrNumber	attnum = get_attnum(relid, name);
-
-	if (attnum == InvalidAttrNumber)
-		elog(ERROR, "column %s of %s.%s does not exist", name, BENEFITS_SCHEMA, get_rel_name(relid));
-	return attnum;
-}
-
 /*
  * A valid, non-partial unique btree index of rel on exactly the given
  * columns; InvalidOid when there is none.
@@ -313,9 +291,9 @@ CatalogLoad(void)
 
 	Catalog.keys_relid = BenefitsRelid("license_keys");
 	for (int i = 0; i < KF_COUNT; i++)
-		Catalog.key_attnums[i] = ColumnNumber(Catalog.keys_relid, KeyFieldNames[i]);
-	lookup[0] = ColumnNumber(Catalog.keys_relid, "organization_id");
-	lookup[1] = ColumnNumber(Catalog.keys_relid, "key");
+		Catalog.key_attnums[i] = BenefitsColumnNumber(Catalog.keys_relid, KeyFieldNames[i]);
+	lookup[0] = BenefitsColumnNumber(Catalog.keys_relid, "organization_id");
+	lookup[1] = BenefitsColumnNumber(Catalog.keys_relid, "key");
 	rel = table_open(Catalog.keys_relid, AccessShareLock);
 	Catalog.keys_indexid = FindUniqueIndex(rel, 2, lookup, &Catalog.key_collation);
 	table_close(rel, AccessShareLock);
@@ -323,9 +301,9 @@ CatalogLoad(void)
 		elog(ERROR, "benefits.license_keys has no unique index on (organization_id, key)");
 
 	Catalog.activations_relid = BenefitsRelid("license_key_activations");
-	pkey[0] = ColumnNumber(Catalog.activations_relid, "id");
-	Catalog.act_license_key_id = ColumnNumber(Catalog.activations_relid, "license_key_id");
-	Catalog.act_conditions = ColumnNumber(Catalog.activations_relid, "conditions");
+	pkey[0] = BenefitsColumnNumber(Catalog.activations_relid, "id");
+	Catalog.act_license_key_id = BenefitsColumnNumber(Catalog.activations_relid, "license_key_id");
+	Catalog.act_conditions = BenefitsColumnNumber(Catalog.activations_relid, "conditions");
 	rel = table_open(Catalog.activations_relid, AccessShareLock);
 	Catalog.activations_indexid = FindUniqueIndex(rel, 1, pkey, NULL);
 	table_close(rel, AccessShareLock);

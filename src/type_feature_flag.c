@@ -4,16 +4,26 @@
  *
  * Properties are {} as in Polar; the feature's name is the benefit's
  * metadata.feature, which every feature_flag benefit carries.  Granting has
- * nothing to deliver: benefits.has_feature(customer_id, feature) (here) and
+ * nothing to deliver: benefits.has_feature(customer_id, feature) (here, two
+ * direct index lookups) and
  * benefits.customer_features(customer_id) (SQL, sql/install/55_features.sql)
  * read the live grants, so access follows the grant in the same
  * transaction.  The portal shows the feature's name.
  */
 #include "postgres.h"
 
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/jsonb.h"
 
 #include "benefits.h"
@@ -40,38 +50,128 @@ FeatureFlagPortalMember(PortalBuild *ctx, PortalBenefit *b)
 PG_FUNCTION_INFO_V1(has_feature);
 
 /*
+ * What has_feature reads, resolved once and forgotten when one of them
+ * changes: the live feature_flag benefits by their feature's name (the
+ * expression index benefits_feature), and the customers' live grants by
+ * benefit and customer (grants_live_benefit_customer).
+ */
+static struct
+{
+	bool		valid;
+	Oid			benefits_relid;
+	Oid			feature_indexid;
+	Oid			feature_collation;
+	AttrNumber	benefit_id;
+	Oid			grants_relid;
+	Oid			live_indexid;
+	AttrNumber	grant_state;
+} Features;
+
+/* Relcache callback: forget what was resolved when one of those relations changes. */
+static void
+FeaturesInvalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == Features.benefits_relid || relid == Features.feature_indexid ||
+		relid == Features.grants_relid || relid == Features.live_indexid)
+		Features.valid = false;
+}
+
+static void
+FeaturesLoad(void)
+{
+	static bool registered = false;
+	Relation	index;
+
+	if (Features.valid)
+		return;
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(FeaturesInvalidate, (Datum) 0);
+		registered = true;
+	}
+	Features.benefits_relid = BenefitsRelid("benefits");
+	Features.feature_indexid = BenefitsRelid("benefits_feature");
+	Features.benefit_id = BenefitsColumnNumber(Features.benefits_relid, "id");
+	Features.grants_relid = BenefitsRelid("grants");
+	Features.live_indexid = BenefitsRelid("grants_live_benefit_customer");
+	Features.grant_state = BenefitsColumnNumber(Features.grants_relid, "state");
+	index = index_open(Features.feature_indexid, AccessShareLock);
+	Features.feature_collation = index->rd_indcollation[0];
+	index_close(index, AccessShareLock);
+	Features.valid = true;
+}
+
+/* Does the customer hold a live grant of this benefit that is active? */
+static bool
+ActiveGrant(Relation grants, Relation live, Datum benefit_id, Datum customer_id, TupleTableSlot *slot)
+{
+	IndexScanDesc scan = index_beginscan(grants, live, GetActiveSnapshot(), 2, 0);
+	ScanKeyData keys[2];
+	bool		active = false;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, benefit_id);
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ, customer_id);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (!active && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		state = slot_getattr(slot, Features.grant_state, &isnull);
+
+		active = !isnull && strcmp(TextDatumGetCString(state), "active") == 0;
+	}
+	index_endscan(scan);
+	return active;
+}
+
+/*
  * SQL: benefits.has_feature(customer_id, feature) — whether the customer
  * holds an active grant of a live feature_flag benefit whose metadata names
- * the feature.  One kept plan: the feature's benefits by their expression
- * index, then the customer's live grant of each by (benefit_id,
- * customer_id).  Every name and operator is schema-qualified, so the plan
- * means the same under any search_path of the caller whose rights it runs
- * with.
+ * the feature.  Two direct index lookups, for a Row-Level Security policy's
+ * every row: the feature's benefits (the partial expression index holds only
+ * live feature_flag benefits), then the customer's live grant of each.
+ * Nothing is resolved by name at call time and no privilege is checked:
+ * EXECUTE is granted only to roles that read both tables.
  */
 Datum
 has_feature(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan;
-	Oid			types[2] = {UUIDOID, TEXTOID};
-	Datum		values[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
-	bool		held;
+	Relation	benefits;
+	Relation	feature_index;
+	Relation	grants;
+	Relation	live_index;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *benefit_slot;
+	TupleTableSlot *grant_slot;
+	bool		held = false;
 
-	BenefitsSpiConnect();
-	BenefitsExec(BenefitsGenericPlan(&plan,
-									 "SELECT 1 FROM benefits.benefits b JOIN benefits.grants g"
-									 "    ON g.benefit_id OPERATOR(pg_catalog.=) b.id"
-									 " WHERE b.type OPERATOR(pg_catalog.=) 'feature_flag'::pg_catalog.text"
-									 "   AND b.deleted_at IS NULL"
-									 "   AND (b.metadata OPERATOR(pg_catalog.->>) 'feature'::pg_catalog.text)"
-									 "       OPERATOR(pg_catalog.=) $2"
-									 "   AND g.customer_id OPERATOR(pg_catalog.=) $1"
-									 "   AND g.state OPERATOR(pg_catalog.<>) 'revoked'::pg_catalog.text"
-									 "   AND g.state OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
-									 " LIMIT 1",
-									 2, types),
-				 values, NULL, true, 1);
-	held = SPI_processed > 0;
-	SPI_finish();
+	FeaturesLoad();
+	benefits = table_open(Features.benefits_relid, AccessShareLock);
+	feature_index = index_open(Features.feature_indexid, AccessShareLock);
+	grants = table_open(Features.grants_relid, AccessShareLock);
+	live_index = index_open(Features.live_indexid, AccessShareLock);
+	benefit_slot = table_slot_create(benefits, NULL);
+	grant_slot = table_slot_create(grants, NULL);
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   Features.feature_collation, F_TEXTEQ, PG_GETARG_DATUM(1));
+	scan = index_beginscan(benefits, feature_index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (!held && index_getnext_slot(scan, ForwardScanDirection, benefit_slot))
+	{
+		bool		isnull;
+		Datum		benefit_id = slot_getattr(benefit_slot, Features.benefit_id, &isnull);
+
+		held = !isnull && ActiveGrant(grants, live_index, benefit_id, PG_GETARG_DATUM(0), grant_slot);
+	}
+	index_endscan(scan);
+
+	ExecDropSingleTupleTableSlot(grant_slot);
+	ExecDropSingleTupleTableSlot(benefit_slot);
+	index_close(live_index, NoLock);
+	table_close(grants, NoLock);
+	index_close(feature_index, NoLock);
+	table_close(benefits, NoLock);
 	PG_RETURN_BOOL(held);
 }
 
