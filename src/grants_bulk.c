@@ -14,6 +14,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -81,6 +82,32 @@ LockCustomers(Datum customer_ids, Datum benefit_id, Datum organization_id,
 }
 
 /*
+ * A NULL element would reach the classification as a NULL customer id: it is
+ * refused by position (in the array's own bounds), before anything is locked
+ * or written.
+ */
+static void
+RefuseNullElements(ArrayType *ids)
+{
+	Datum	   *elements;
+	bool	   *nulls;
+	int			n;
+
+	if (!array_contains_nulls(ids))
+		return;
+	if (ARR_NDIM(ids) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("customer_ids must not contain nulls")));
+	deconstruct_array(ids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &elements, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("customer_ids[%d] must not be null", ARR_LBOUND(ids)[0] + i)));
+}
+
+/*
  * grant_benefit_bulk(customer_ids uuid[], benefit_id): returns how many grants
  * were made or restored; customers already holding a live manual grant of
  * the benefit are left as they are.
@@ -104,6 +131,7 @@ grant_benefit_bulk(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("customer_ids must not be null")));
 	if (PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("benefit_id must not be null")));
+	RefuseNullElements(PG_GETARG_ARRAYTYPE_P(0));
 	benefit_id = PG_GETARG_DATUM(1);
 
 	BenefitsSpiConnect();

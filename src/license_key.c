@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 
 #include "license.h"
 
@@ -177,15 +178,22 @@ LicenseKeyCanonical(const char *input, int len)
 
 /*
  * The last four symbols identify a key to its owner; for a short imported key
- * they would give away too much of it, so nothing of it is shown.
+ * they would give away too much of it, so nothing of it is shown.  An
+ * imported key is any text: its last four characters are counted as
+ * characters, not bytes, so a multibyte character is never cut in two (which
+ * stored a display_key that is not valid in the database encoding).
  */
 char *
 LicenseKeyDisplay(const char *canonical)
 {
-	int			len = strlen(canonical);
-	const char *tail = canonical + len - LICENSE_KEY_GROUP_LEN;
+	int			nchars = pg_mbstrlen(canonical);
+	const char *tail = canonical;
 
-	if (len < 3 * LICENSE_KEY_GROUP_LEN || strchr(tail, '-') != NULL)
+	if (nchars < 3 * LICENSE_KEY_GROUP_LEN)
+		return pstrdup("****");
+	for (int i = 0; i < nchars - LICENSE_KEY_GROUP_LEN; i++)
+		tail += pg_mblen(tail);
+	if (strchr(tail, '-') != NULL)
 		return pstrdup("****");
 	return psprintf("****-%s", tail);
 }
