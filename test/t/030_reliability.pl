@@ -206,10 +206,16 @@ crash_test('sigkill', sub {
 	my $pid = $node->safe_psql('postgres',
 		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'benefits worker' AND datname = 'postgres'");
 	kill 'KILL', $pid;
-	# the postmaster resets every backend after a crashed child; wait for it
-	for (1 .. 200)
+	# The postmaster resets every backend after a crashed child, but a
+	# connection can still succeed before it has noticed: wait until a worker
+	# with another pid runs, which is only after the reset and recovery.
+	for (1 .. 300)
 	{
-		last if eval { $node->safe_psql('postgres', 'SELECT 1') } ;
+		last if (eval {
+			$node->safe_psql('postgres',
+				"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'benefits worker' "
+				  . "AND datname = 'postgres' AND pid <> $pid");
+		} // '') eq '1';
 		usleep(100_000);
 	}
 });
