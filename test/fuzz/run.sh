@@ -9,9 +9,11 @@
 # tmp_fuzz/build and built there with -fsanitize=address,undefined (plus
 # $FUZZ_CFLAGS), so the normal build of the tree is left alone.  The postmaster runs with libasan
 # preloaded (and test/fuzz/asan_preload.c after it, see there), with
-# abort_on_error=1 so that a report ends the backend like a crash; reports go
-# to tmp_fuzz/sanitizer/, which the driver watches (--sanitizer-dir).  As root
-# the server runs as postgres.  Exit status: the driver's (1: findings).
+# abort_on_error=1 so that an ASan report ends the backend like a crash.  The
+# reports go to the server's stderr, its log, which the driver watches
+# (--server-log; with both runtimes loaded, ASan's and UBSan's log_path
+# options do not apply as documented).  As root the server runs as postgres.
+# Exit status: the driver's (1: findings).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,13 +33,12 @@ as_server() {
 
 bindir=$(pg_config --bindir)
 build=$out/build
-san=$out/sanitizer
 libasan=$(gcc -print-file-name=libasan.so)
 [ -e "$libasan" ] || { echo "libasan not found (gcc -print-file-name=libasan.so)" >&2; exit 2; }
 
 # The sources as they are in the work tree; -p keeps their times, so make
 # rebuilds only what changed since the last campaign.
-mkdir -p "$build" "$san"
+mkdir -p "$build"
 (cd "$root" && git ls-files -z -- Makefile benefits.control src sql | xargs -0 cp -p --parents -t "$build")
 # -fno-wrapv (after the server's -fwrapv) lets UBSan report a signed overflow
 # in the extension's own arithmetic instead of letting it wrap silently.
@@ -57,7 +58,7 @@ port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(
 sockdir=$(mktemp -d /tmp/benefits-fuzz.XXXXXX)
 rm -rf "$base"; mkdir -p "$base"
 if [ "$(id -u)" -eq 0 ]; then
-    chown postgres: "$base" "$sockdir" "$san"
+    chown postgres: "$base" "$sockdir"
     chmod -R a+rX "$root"
 fi
 as_server "$bindir/initdb" -D "$base/data" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$base/initdb.log"
@@ -80,12 +81,11 @@ stop() {
 trap stop EXIT
 
 as_server env LD_PRELOAD="$libasan:$out/asan_preload.so" \
-    ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$san/asan" \
-    UBSAN_OPTIONS="print_stacktrace=1:log_path=$san/ubsan" \
+    ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" \
     "$bindir/pg_ctl" -D "$base/data" -l "$base/server.log" -w start >/dev/null ||
     { tail -n 40 "$base/server.log" >&2; exit 1; }
 postmaster=$(head -n 1 "$base/data/postmaster.pid")
-if grep -q libasan "/proc/$postmaster/maps" && grep -q 'benefits.so' "/proc/$postmaster/maps"; then
+if grep -q libasan "/proc/$postmaster/maps" && grep -q "$build/tmp_install/.*/benefits.so" "/proc/$postmaster/maps"; then
     echo "postmaster $postmaster runs with libasan and the ASan build of benefits.so"
 else
     echo "ASan is not active in postmaster $postmaster" >&2; exit 2
@@ -93,8 +93,9 @@ fi
 
 export PGHOST=$sockdir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 status=0
-"$py" "$root/test/fuzz/sql_fuzz.py" --sanitizer-dir "$san" "$@" || status=$?
-echo "server log: $base/server.log ($(grep -c 'terminated by signal' "$base/server.log" || true) backends killed by a signal)"
-reports=$(ls "$san" | wc -l)
-echo "sanitizer reports in $san: $reports"
+"$py" "$root/test/fuzz/sql_fuzz.py" --server-log "$base/server.log" "$@" || status=$?
+log=$base/server.log
+echo "server log: $log: $(grep -c 'terminated by signal' "$log" || true) backends killed by a signal," \
+    "$(grep -c 'ERROR: AddressSanitizer' "$log" || true) AddressSanitizer reports," \
+    "$(grep -c 'runtime error: ' "$log" || true) UBSan reports"
 exit $status

@@ -1,45 +1,54 @@
 #!/usr/bin/python3
 """Random-input campaign against every public SQL function of schema benefits.
 
-    /usr/bin/python3 test/fuzz/sql_fuzz.py --seed 1 --iterations 5000 --seconds 300
+    /usr/bin/python3 test/fuzz/sql_fuzz.py --seed 1 --seconds 300 [--iterations N] [--minimize]
+    test/fuzz/run.sh --seed 1 --seconds 300 --minimize       (a cluster with the ASan build)
 
 Connects with the usual libpq environment (PGHOST, PGPORT, PGUSER; the role
 must be a superuser), creates a scratch database (--database, dropped and
 created again), installs the extension there and seeds a realistic dataset:
 two organizations, products, meters, files, one benefit of each type made by
-benefits.create_benefit, customers with subscriptions, an order, license keys
-(granted and imported) with activations, linked accounts, a webhook endpoint,
-customer session tokens and a tracked table of the application's own.
+benefits.create_benefit, customers with subscriptions and an order, license
+keys (granted and imported) with activations, linked accounts, a webhook
+endpoint with dead jobs, customer session tokens and tables of the
+application's own (tracked and not).  Every id is chosen by the driver, so a
+reproducer replays on a fresh database; another dataset is added every
+--reseed-every calls.
 
 It then lists every function of schema benefits from pg_proc (trigger
 functions skipped) and, until --iterations calls or --seconds have passed,
-calls random ones with random and mutated arguments of their declared types:
-NULLs, empty and huge strings, control characters, odd Unicode, path and SQL
-metacharacters, extreme integers, timestamps and intervals, random and real
-uuids, jsonb of every shape and valid benefit properties mutated one field at
-a time, arrays with NULLs, other bounds and dimensions.  Real ids, keys and
-tokens are passed often, so calls reach deep code paths.
+calls random ones: half the calls with every argument valid but one, some
+with all valid, the rest with all random.  A random argument of its declared
+type is NULL, an empty or huge (up to 1 MB) string, control characters, odd
+Unicode, path and SQL metacharacters, an extreme integer, timestamp or
+interval, a random uuid or one of the wrong kind, jsonb of every shape (1000
+levels deep, huge arrays, 1e308, -0, strings for objects, unexpected keys),
+benefit properties of every type mutated one field at a time, or an array
+with NULLs, other bounds or dimensions.  Valid arguments are the dataset's
+ids, keys, tokens and documents.  A few calls change subscriptions and
+tracked tables instead, so the triggers see fuzzed state too.
 
-Each call runs in its own transaction with statement_timeout set; an SQL error
-is fine.  After every call the driver checks that the connection is alive and
-that SELECT 1 works.  A lost connection is a crash: the call is written as a
-psql reproducer (--out), with the dataset and every committed call before it,
-the driver reconnects once the server has restarted and goes on.  With
---minimize it replays the call on a fresh database, with the dataset alone and
-with nothing but the extension, and keeps the smallest form that still kills
-the backend.  New files in --sanitizer-dir (AddressSanitizer/UBSan log_path)
-are findings too.  The last line is a summary; the exit status is 1 when a
-crash (or sanitizer report, or hang) was found.
+Each call runs in its own transaction with statement_timeout set (a share of
+the successful ones commit); an SQL error is fine.  After every call the
+driver checks that the connection is alive and that SELECT 1 works.  A lost
+connection is a crash: the call is written to --out as a psql reproducer with
+the dataset and every committed call before it, and the driver reconnects
+once the server has restarted.  With --minimize it first replays the call on
+a fresh database with the extension alone, then with the dataset, and writes
+the smallest form that still fails.  Sanitizer reports in the server log
+(--server-log), text results that are not valid UTF-8 and calls that
+statement_timeout cannot end are findings too.  The last line is a summary:
+calls, outcomes by SQLSTATE class, findings by kind; the exit status is 1
+when anything was found.
 
-    --replay FILE    runs a reproducer on a fresh database and says whether
-                     it still kills the backend (exit status 1 if it does).
+    --replay FILE    runs a reproducer on a fresh database and says whether it
+                     still fails (exit status 1 if it does).
 
 Only the standard library and psycopg 3 are used (Debian's python3-psycopg).
 """
 import argparse
 import collections
 import copy
-import hashlib
 import json
 import os
 import random
@@ -124,7 +133,7 @@ def lit(s):
 
 
 def jlit(obj):
-    return lit(json.dumps(obj, ensure_ascii=False, allow_nan=False)) + "::jsonb"
+    return lit(jdump(obj)) + "::jsonb"
 
 
 def ulit(u):
@@ -337,7 +346,7 @@ class Fuzzer:
         self.conn = None
         self.pid = None
         os.makedirs(args.out, exist_ok=True)
-        self.sanitizer_seen = self.sanitizer_files()
+        self.log = LogWatch(args.server_log)
 
     # ---- connections -------------------------------------------------
     def connect(self, dbname, wait=120):
@@ -649,9 +658,9 @@ class Fuzzer:
         if k == 2:
             return "ARRAY[NULL]::text[]"
         if k == 3:
-            return "'{{%s,%s},{%s,%s}}'::text[]" % tuple(json.dumps(r.choice(pool)) for _ in range(4))
+            return "'{{%s,%s},{%s,%s}}'::text[]" % tuple(jdump(r.choice(pool)) for _ in range(4))
         if k == 4:
-            return "'[5:6]={%s,%s}'::text[]" % (json.dumps(r.choice(pool)), json.dumps(r.choice(pool)))
+            return "'[5:6]={%s,%s}'::text[]" % (jdump(r.choice(pool)), jdump(r.choice(pool)))
         if k == 5:
             return "array_fill(%s::text, ARRAY[%d])" % (lit(r.choice(pool)), r.choice([2, 1000, 100000]))
         if k == 6:
@@ -880,7 +889,7 @@ class Fuzzer:
                 if not self.clean and self.chance(0.15):
                     n = r.choice([1000, 10000, 100000])
                     return "repeat('[', %d) || repeat(']', %d)" % (n, n)
-                return self.text_expr(json.dumps(inv))
+                return self.text_expr(jdump(inv))
             return self.text_expr(r.choice(['{"type":"benefit_grant.created","data":{}}', ""]))
         if name == "secret":
             k = r.randrange(4)
@@ -1072,12 +1081,6 @@ class Fuzzer:
             pre.append("SET LOCAL ROLE %s" % role)
         return pre, stmt
 
-    def sanitizer_files(self):
-        d = self.args.sanitizer_dir
-        if not d or not os.path.isdir(d):
-            return set()
-        return set(os.listdir(d))
-
     def execute_call(self, stmt, role):
         """Runs STMT in its own transaction: returns (outcome, sqlstate, message, committed)."""
         conn = self.conn
@@ -1193,14 +1196,15 @@ class Fuzzer:
                 self.finding("hang", fname, stmt, role, "statement_timeout did not end the call: %s" % msg)
             elif outcome == "invalid":
                 self.finding("invalid result", fname, stmt, role, msg)
-            elif outcome == "lost" or not self.alive():
+            lost = outcome == "lost" or not self.alive()
+            report = self.log.new_reports()
+            if lost:
                 kind = "crash" if state in (None, "") else "lost connection (%s)" % state
-                self.errors["lost"] += 1
-                self.finding(kind, fname, stmt, role, msg or "connection lost")
-            new = self.sanitizer_files() - self.sanitizer_seen
-            if new:
-                self.sanitizer_seen |= new
-                self.finding("sanitizer report", fname, stmt, role, ", ".join(sorted(new)))
+                if outcome != "lost":
+                    self.errors["lost"] += 1
+                self.finding(kind, fname, stmt, role, msg or "connection lost", report)
+            elif report:
+                self.finding("sanitizer report", fname, stmt, role, report[0].strip(), report)
             if not self.alive():
                 self.open_fuzz_connection(after_crash=True)
         self.elapsed = time.time() - start
@@ -1224,12 +1228,15 @@ class Fuzzer:
         out += SEPARATOR + "\n-- the call\n" + call + ";\n"
         return out
 
-    def finding(self, kind, fname, stmt, role, detail):
+    def finding(self, kind, fname, stmt, role, detail, report=None):
         n = len(self.findings) + 1
         header = ["finding %d: %s in benefits.%s (seed %s, call %d)" % (n, kind, fname, self.args.seed, self.calls),
                   "detail: %s" % detail.replace("\n", " ")]
         if role:
             header.append("role: %s" % role)
+        if report:
+            header.append("sanitizer report in the server log:")
+            header += ["  " + l for l in report[:60]]
         form = "full"
         n_same = len([f for f in self.findings if f[0] == kind and f[1] == fname])
         if self.args.minimize and kind != "hang" and n_same < self.args.max_per_function:
@@ -1238,6 +1245,7 @@ class Fuzzer:
                 if replay_text(self, text) != "survived":
                     form = candidate
                     break
+        self.log.pos = self.log.size()     # what the replays wrote is theirs
         header.append("form: %s" % {"bare": "the extension alone", "dataset": "the seeded dataset",
                                     "full": "the dataset and every committed call before"}[form])
         n_same = len([f for f in self.findings if f[0] == kind and f[1] == fname])
@@ -1276,6 +1284,38 @@ class Fuzzer:
         return 1 if self.findings else 0
 
 
+class LogWatch:
+    """New sanitizer reports in the server log (where the server's stderr goes)."""
+    REPORT = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error: |^\s+#\d+ 0x|"
+                        r"^SUMMARY: \w+Sanitizer|^READ of size|^WRITE of size|^==\d+==")
+
+    def __init__(self, path):
+        self.path = path
+        self.pos = self.size()
+
+    def size(self):
+        try:
+            return os.path.getsize(self.path) if self.path else 0
+        except OSError:
+            return 0
+
+    def new_reports(self):
+        """The report lines written since the last call (a sanitizer prints them before it aborts)."""
+        size = self.size()
+        if size < self.pos:
+            self.pos = 0
+        if size == self.pos:
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self.pos)
+            data = fh.read(size - self.pos)
+        self.pos = size
+        lines = data.decode("utf-8", "replace").splitlines()
+        if not any("Sanitizer" in l or "runtime error: " in l for l in lines):
+            return []
+        return [l for l in lines if self.REPORT.search(l)]
+
+
 class RawLoader(psycopg.adapt.Loader):
     def load(self, data):
         return bytes(data)
@@ -1285,23 +1325,17 @@ class RawJson(str):
     """A JSON number spelt exactly as given (1e1000, -0)."""
 
 
-_orig_dumps = json.dumps
-
-
-def _dumps(obj, **kw):
-    # RawJson values are written verbatim.
+def jdump(obj):
+    """JSON text of OBJ, with RawJson numbers written verbatim and -0.0 kept."""
     if isinstance(obj, RawJson):
         return str(obj)
     if isinstance(obj, dict):
-        return "{" + ", ".join(_dumps(str(k)) + ": " + _dumps(v) for k, v in obj.items()) + "}"
+        return "{" + ", ".join(jdump(str(k)) + ": " + jdump(v) for k, v in obj.items()) + "}"
     if isinstance(obj, list):
-        return "[" + ", ".join(_dumps(v) for v in obj) + "]"
+        return "[" + ", ".join(jdump(v) for v in obj) + "]"
     if isinstance(obj, float) and obj == 0.0 and str(obj).startswith("-"):
         return "-0.0"
-    return _orig_dumps(obj, ensure_ascii=False, allow_nan=False)
-
-
-json.dumps = _dumps
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
 
 
 def quote_ident(s):
@@ -1329,7 +1363,7 @@ def replay_text(fz, text, dbname="benefits_fuzz_replay"):
         print("replay: could not prepare %s: %s" % (dbname, e), file=sys.stderr)
         return "unknown"
     verdict = "survived"
-    seen = fz.sanitizer_files()
+    log = LogWatch(fz.args.server_log)
     try:
         for chunk in split_reproducer(text):
             for q in split_statements(chunk):
@@ -1353,7 +1387,7 @@ def replay_text(fz, text, dbname="benefits_fuzz_replay"):
             conn.execute("SELECT 1")
         except psycopg.Error:
             verdict = "crash"
-        if fz.sanitizer_files() - seen:
+        if verdict == "survived" and log.new_reports():
             verdict = "sanitizer report"
     finally:
         try:
@@ -1400,8 +1434,8 @@ def main():
     ap.add_argument("--only", help="comma-separated function names to call (default: every function)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                                   "tmp_fuzz", "findings"))
-    ap.add_argument("--sanitizer-dir", default=os.environ.get("FUZZ_SANITIZER_DIR"),
-                    help="directory of AddressSanitizer/UBSan log files (log_path)")
+    ap.add_argument("--server-log", default=os.environ.get("BENEFITS_SERVER_LOG"),
+                    help="the server's log, watched for AddressSanitizer/UBSan reports")
     ap.add_argument("--max-per-function", type=int, default=3, help="reproducers written per function and kind")
     ap.add_argument("--minimize", action="store_true", help="replay each crash to find its smallest reproducer")
     ap.add_argument("--replay", metavar="FILE", help="run a reproducer on a fresh database and report")
