@@ -50,7 +50,7 @@ fi
 make -C "$build" -s PG_CFLAGS="$sanitize" SHLIB_LINK="-lsodium -lcurl $sanitize" >/dev/null
 make -C "$build" -s install DESTDIR="$build/tmp_install" PG_CFLAGS="$sanitize" \
     SHLIB_LINK="-lsodium -lcurl $sanitize" >/dev/null
-ldd "$build/benefits.so" | grep -q libasan || { echo "benefits.so is not linked with libasan" >&2; exit 2; }
+[[ $(ldd "$build/benefits.so") == *libasan* ]] || { echo "benefits.so is not linked with libasan" >&2; exit 2; }
 gcc -shared -fPIC -O2 -o "$out/asan_preload.so" "$root/test/fuzz/asan_preload.c" -ldl
 
 base=$out/cluster
