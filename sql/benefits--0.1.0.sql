@@ -1483,8 +1483,8 @@ GRANT EXECUTE ON FUNCTION benefits.customer_portal(text),
                           benefits.portal_deactivate_license(text, uuid)
     TO benefits_app, benefits_public;
 -- Privileges, applied last so they cover every part.  No table is readable by
--- PUBLIC and no function is executable by PUBLIC; each group role gets what
--- DESIGN.md gives it.  Parts grant their own functions to the roles.
+-- PUBLIC and no function is executable by PUBLIC; each group role gets only
+-- the grants below.  Parts grant their own functions to the roles.
 
 REVOKE ALL ON ALL TABLES IN SCHEMA benefits FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA benefits FROM PUBLIC;
