@@ -202,6 +202,14 @@ BenefitsUuidText(const pg_uuid_t *uuid)
 	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(uuid)));
 }
 
+/* A NULL for a required argument, refused by name: one wording for every function. */
+void
+BenefitsRequireArgument(FunctionCallInfo fcinfo, int argno, const char *name, int sqlstate)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR, errcode(sqlstate), errmsg("%s must not be null", name));
+}
+
 /* SPI_connect, raising if it fails: every SPI connection of the extension. */
 void
 BenefitsSpiConnect(void)

@@ -38,6 +38,8 @@ extern Oid	BenefitsRelid(const char *name);
 extern AttrNumber BenefitsColumnNumber(Oid relid, const char *name);
 /* Whether the installed schema keeps grants of deleted sources (0.2.0). */
 extern bool BenefitsGrantsKeepHistory(void);
+/* Refuses a NULL for a required SQL argument, naming it, with the caller's SQLSTATE. */
+extern void BenefitsRequireArgument(FunctionCallInfo fcinfo, int argno, const char *name, int sqlstate);
 /* SPI_connect, raising if it fails. */
 extern void BenefitsSpiConnect(void);
 /* A kept plan executed, raising on SPI failure; a non-null uuid of its result. */

@@ -67,14 +67,6 @@ typedef enum ElementStatus
 	ELEMENT_DELETED,
 } ElementStatus;
 
-/* Refuses a NULL for a required argument, naming it. */
-static void
-RequireArgument(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR, CATALOG_ERROR, errmsg("%s must not be null", name));
-}
-
 /* A description is shown to customers: it must say something. */
 static void
 CheckDescription(text *description)
@@ -181,9 +173,9 @@ create_benefit(PG_FUNCTION_ARGS)
 	SPIPlanPtr	plan;
 	Datum		result;
 
-	RequireArgument(fcinfo, 0, "type");
-	RequireArgument(fcinfo, 1, "organization_id");
-	RequireArgument(fcinfo, 2, "description");
+	BenefitsRequireArgument(fcinfo, 0, "type", ERRCODE_INVALID_PARAMETER_VALUE);
+	BenefitsRequireArgument(fcinfo, 1, "organization_id", ERRCODE_INVALID_PARAMETER_VALUE);
+	BenefitsRequireArgument(fcinfo, 2, "description", ERRCODE_INVALID_PARAMETER_VALUE);
 	type = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	organization_id = PG_GETARG_UUID_P(1);
 	description = PG_GETARG_TEXT_PP(2);
@@ -236,7 +228,7 @@ update_benefit(PG_FUNCTION_ARGS)
 	SPIPlanPtr	plan;
 	Datum		result;
 
-	RequireArgument(fcinfo, 0, "benefit_id");
+	BenefitsRequireArgument(fcinfo, 0, "benefit_id", ERRCODE_INVALID_PARAMETER_VALUE);
 	benefit_id = PG_GETARG_UUID_P(0);
 	description = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
 	properties = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
@@ -310,7 +302,7 @@ delete_benefit(PG_FUNCTION_ARGS)
 	uint64		ndetached;
 	pg_uuid_t  *detached_products;
 
-	RequireArgument(fcinfo, 0, "benefit_id");
+	BenefitsRequireArgument(fcinfo, 0, "benefit_id", ERRCODE_INVALID_PARAMETER_VALUE);
 	benefit_id = PG_GETARG_UUID_P(0);
 	args[0] = UUIDPGetDatum(benefit_id);
 
@@ -381,8 +373,8 @@ update_product_benefits(PG_FUNCTION_ARGS)
 	pg_uuid_t  *previous_benefits;
 	bool		isnull;
 
-	RequireArgument(fcinfo, 0, "product_id");
-	RequireArgument(fcinfo, 1, "benefit_ids");
+	BenefitsRequireArgument(fcinfo, 0, "product_id", ERRCODE_INVALID_PARAMETER_VALUE);
+	BenefitsRequireArgument(fcinfo, 1, "benefit_ids", ERRCODE_INVALID_PARAMETER_VALUE);
 	product_id = PG_GETARG_UUID_P(0);
 	array = PG_GETARG_ARRAYTYPE_P(1);
 	if (ARR_NDIM(array) > 1)

@@ -401,16 +401,6 @@ GrantRevoke(pg_uuid_t grant_id)
 	return true;
 }
 
-/* Raise a clear error when a required argument is NULL. */
-static void
-RequireArgument(FunctionCallInfo fcinfo, int arg, const char *name)
-{
-	if (PG_ARGISNULL(arg))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-}
-
 /*
  * grant_benefit(customer_id, benefit_id): a manual grant, neither through a
  * subscription nor an order.  Returns the grant row.
@@ -421,8 +411,8 @@ grant_benefit(PG_FUNCTION_ARGS)
 	bool		changed;
 	Datum		row;
 
-	RequireArgument(fcinfo, 0, "customer_id");
-	RequireArgument(fcinfo, 1, "benefit_id");
+	BenefitsRequireArgument(fcinfo, 0, "customer_id", ERRCODE_NULL_VALUE_NOT_ALLOWED);
+	BenefitsRequireArgument(fcinfo, 1, "benefit_id", ERRCODE_NULL_VALUE_NOT_ALLOWED);
 
 	BenefitsSpiConnect();
 	{
@@ -455,8 +445,8 @@ revoke_benefit(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		isnull;
 
-	RequireArgument(fcinfo, 0, "customer_id");
-	RequireArgument(fcinfo, 1, "benefit_id");
+	BenefitsRequireArgument(fcinfo, 0, "customer_id", ERRCODE_NULL_VALUE_NOT_ALLOWED);
+	BenefitsRequireArgument(fcinfo, 1, "benefit_id", ERRCODE_NULL_VALUE_NOT_ALLOWED);
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 

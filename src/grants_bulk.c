@@ -127,10 +127,8 @@ grant_benefit_bulk(PG_FUNCTION_ARGS)
 				nothers;
 	int64		changed = 0;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("customer_ids must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("benefit_id must not be null")));
+	BenefitsRequireArgument(fcinfo, 0, "customer_ids", ERRCODE_NULL_VALUE_NOT_ALLOWED);
+	BenefitsRequireArgument(fcinfo, 1, "benefit_id", ERRCODE_NULL_VALUE_NOT_ALLOWED);
 	RefuseNullElements(PG_GETARG_ARRAYTYPE_P(0));
 	benefit_id = PG_GETARG_DATUM(1);
 

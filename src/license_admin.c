@@ -35,15 +35,6 @@ static SPIPlanPtr RotateUpdatePlan = NULL;
 static SPIPlanPtr RotateGrantsPlan = NULL;
 
 static void
-RequireArgument(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("%s must not be null", name));
-}
-
-static void
 RequirePositive(FunctionCallInfo fcinfo, int argno, const char *name)
 {
 	if (!PG_ARGISNULL(argno) && PG_GETARG_INT32(argno) <= 0)
@@ -123,9 +114,9 @@ import_license_key(PG_FUNCTION_ARGS)
 	Datum		result;
 	int			ret;
 
-	RequireArgument(fcinfo, 0, "customer_id");
-	RequireArgument(fcinfo, 1, "benefit_id");
-	RequireArgument(fcinfo, 2, "key");
+	BenefitsRequireArgument(fcinfo, 0, "customer_id", ERRCODE_INVALID_PARAMETER_VALUE);
+	BenefitsRequireArgument(fcinfo, 1, "benefit_id", ERRCODE_INVALID_PARAMETER_VALUE);
+	BenefitsRequireArgument(fcinfo, 2, "key", ERRCODE_INVALID_PARAMETER_VALUE);
 	RequirePositive(fcinfo, 3, "limit_usage");
 	RequirePositive(fcinfo, 4, "limit_activations");
 	if (!PG_ARGISNULL(6))
@@ -263,7 +254,7 @@ rotate_license_key(PG_FUNCTION_ARGS)
 	Datum		result;
 	int			ret;
 
-	RequireArgument(fcinfo, 0, "license_key_id");
+	BenefitsRequireArgument(fcinfo, 0, "license_key_id", ERRCODE_INVALID_PARAMETER_VALUE);
 
 	BenefitsSpiConnect();
 	args[0] = PG_GETARG_DATUM(0);
