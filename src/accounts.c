@@ -248,11 +248,36 @@ RemoveDeliveredAccess(pg_uuid_t customer_id, const BenefitType *type)
 
 		if (BenefitsJsonText(c->grant_properties, "account_id") == NULL)
 			continue;
+		/* the grant keeps its state: only what was delivered goes */
+		c->new_state = grants[i].state;
 		type->account_gone(c);
 		GrantChangeStore(c, grants[i].state);
 		changed++;
 	}
 	return changed;
+}
+
+/*
+ * A grant delivered again: its provider jobs that died are over, replaced by
+ * the new ones (they stay in the outbox as done, with why), so they no
+ * longer hold the grant back from becoming active.
+ */
+static void
+RetireDeadJobs(pg_uuid_t grant_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+
+	values[0] = UuidGetDatum(&grant_id);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "UPDATE benefits.outbox o"
+							  "   SET state = 'done', finished_at = pg_catalog.now(),"
+							  "       last_error = 'replaced by a new delivery when the account was linked again: '"
+							  "                    || COALESCE(o.last_error, '')"
+							  " WHERE o.grant_id = $1 AND o.state = 'dead' AND o.kind <> 'webhook'",
+							  1, types),
+				 values, NULL, false, 0);
 }
 
 /* Delivers the grants that wait for the customer's account (or failed to reach it). */
@@ -267,6 +292,7 @@ DeliverWaitingGrants(pg_uuid_t customer_id, const BenefitType *type)
 		GrantChange *c = &grants[i].change;
 
 		c->last_holder = false;
+		RetireDeadJobs(c->grant_id);
 		BenefitTypeGrant(c);
 		GrantChangeStore(c, grants[i].state);
 	}
