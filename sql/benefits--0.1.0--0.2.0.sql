@@ -359,7 +359,8 @@ CREATE FUNCTION benefits.customer_portal_html(token text, action_url text DEFAUL
     AS 'MODULE_PATHNAME', 'customer_portal_html' LANGUAGE C VOLATILE
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 REVOKE EXECUTE ON FUNCTION benefits.customer_portal_html(text, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION benefits.customer_portal_html(text, text, text) TO benefits_admin, benefits_app, benefits_public;
+GRANT EXECUTE ON FUNCTION benefits.customer_portal_html(text, text, text) TO benefits_app, benefits_public;
+GRANT EXECUTE ON FUNCTION benefits.customer_portal_html(text, text, text) TO benefits_admin;
 
 CREATE FUNCTION benefits.link_account(customer_id uuid, platform text, account_id text,
                                       username text DEFAULT NULL, access_token text DEFAULT NULL,

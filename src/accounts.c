@@ -327,6 +327,42 @@ AccountReplaced(pg_uuid_t customer_id, const char *platform, const char *account
 }
 
 /*
+ * StoreAccount for a database still at 0.1.0's schema, whose link_account
+ * takes five arguments and whose accounts keep no refresh token.
+ */
+static void
+StoreAccountWithoutRenewal(FunctionCallInfo fcinfo, pg_uuid_t customer_id, const char *platform, bool replaced)
+{
+	static SPIPlanPtr plan;
+	Oid			types[6] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = UuidGetDatum(&customer_id);
+	values[1] = CStringGetTextDatum(platform);
+	for (int i = ARG_ACCOUNT_ID; i <= ARG_ACCESS_TOKEN; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	values[5] = BoolGetDatum(replaced);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "INSERT INTO benefits.customer_accounts AS a (customer_id, platform, account_id, username, access_token)"
+							  " SELECT c.id, $2, $3, $4, $5 FROM benefits.customers c WHERE c.id = $1"
+							  " ON CONFLICT (customer_id, platform) DO UPDATE"
+							  "    SET account_id = EXCLUDED.account_id, username = EXCLUDED.username,"
+							  "        access_token = CASE WHEN $6 THEN EXCLUDED.access_token"
+							  "                            ELSE COALESCE(EXCLUDED.access_token, a.access_token) END,"
+							  "        modified_at = pg_catalog.now()",
+							  6, types),
+				 values, nulls, false, 0);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("customer_id %s does not exist", BenefitsUuidText(&customer_id)));
+}
+
+/*
  * Stores the account.  The same account keeps the tokens it is not given
  * again (an application linking without a token); another account gets
  * exactly the ones given.
@@ -442,8 +478,12 @@ link_account(PG_FUNCTION_ARGS)
 	replaced = AccountReplaced(customer_id, platform, account_id, username);
 	if (replaced)
 		RemoveDeliveredAccess(customer_id, type);
-	StoreAccount(fcinfo, customer_id, platform, replaced);
-	ClearLinkFailure(customer_id, platform);
+	if (PG_NARGS() < LINK_ARGS)
+		StoreAccountWithoutRenewal(fcinfo, customer_id, platform, replaced);
+	else
+		StoreAccount(fcinfo, customer_id, platform, replaced);
+	if (BenefitsHasRelation("account_links"))
+		ClearLinkFailure(customer_id, platform);
 	DeliverWaitingGrants(customer_id, type);
 	SPI_finish();
 	PG_RETURN_VOID();

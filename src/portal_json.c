@@ -411,6 +411,12 @@ PortalLink(PortalBuild *ctx, const char *platform)
 {
 	static SPIPlanPtr links_plan;
 
+	/* a database still at 0.1.0's schema keeps no link states */
+	if (!ctx->have_links && !BenefitsHasRelation("account_links"))
+	{
+		DocNull(&ctx->doc);
+		return;
+	}
 	if (!ctx->have_links)
 	{
 		Oid			one_uuid[1] = {UUIDOID};
