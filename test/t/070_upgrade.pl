@@ -288,9 +288,9 @@ is(sql("SELECT status || ':' || username FROM benefits.portal_link_status('$toke
 my $token2 = sql("SELECT benefits.create_customer_session('$org', 'user-2')");
 $mock->control(oauth_users => { github => { id => 583299, login => 'octo-new' }, discord => { id => '80351110224678913', username => 'zed' } });
 my $authorize = sql("SELECT benefits.portal_link_url('$token2', 'github', 'https://app.example/oauth/callback')");
-my ($code, $state) = (HTTP::Tiny->new(max_redirect => 0)->get($authorize)->{headers}{location} // '') =~ /code=(\w+)&state=([\w-]+)/;
+my ($code, $link_state) = (HTTP::Tiny->new(max_redirect => 0)->get($authorize)->{headers}{location} // '') =~ /code=(\w+)&state=([\w-]+)/;
 my $t_link = time();
-is(sql("SELECT benefits.portal_link_callback('$token2', '$state', '$code')"), 'pending', 'upgraded: the OAuth callback queues the exchange');
+is(sql("SELECT benefits.portal_link_callback('$token2', '$link_state', '$code')"), 'pending', 'upgraded: the OAuth callback queues the exchange');
 is(wait_q("SELECT username FROM benefits.customer_accounts WHERE customer_id = '$cust2' AND platform = 'github'", 'octo-new'),
 	'octo-new', 'upgraded: the worker links the account the customer signed in with');
 is(wait_q($busy, '0'), '0', 'upgraded: the relink jobs are done');
