@@ -169,6 +169,18 @@ BEGIN
 END
 $$;
 
+-- Why a token endpoint refused, for the job's last error: its "error" code,
+-- never the body (which may hold a token the checks refused).
+CREATE FUNCTION benefits.oauth_error_of(body text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN coalesce(left(regexp_replace(body::jsonb->>'error', '[^A-Za-z0-9_.-]', '', 'g'), 100),
+                    'no usable access token in the answer');
+EXCEPTION WHEN OTHERS THEN
+    RETURN 'the answer is not JSON';
+END
+$$;
+
 -- A token a provider returned: what customer_accounts accepts.
 CREATE FUNCTION benefits.oauth_token_usable(token text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
@@ -217,7 +229,7 @@ BEGIN
                                        platform_name || ' did not accept the sign-in. Connect your account again.');
     RETURN jsonb_build_object('outcome', 'dead', 'error',
                               format('oauth code exchange refused (HTTP %s): %s', status,
-                                     left(coalesce(body, ''), 200)));
+                                     benefits.oauth_error_of(body)));
 END
 $$;
 
@@ -319,7 +331,7 @@ BEGIN
        SET job_id = NULL, error = EXCLUDED.error, modified_at = now();
     RETURN jsonb_build_object('outcome', 'dead', 'error',
                               format('discord token refresh refused (HTTP %s): %s; the customer must connect Discord again',
-                                     status, left(coalesce(body, ''), 200)));
+                                     status, benefits.oauth_error_of(body)));
 END
 $$;
 

@@ -61,5 +61,5 @@ REVOKE EXECUTE ON FUNCTION
     benefits.enqueue_grant_event(uuid, text, jsonb), benefits.enqueue_benefit_event(uuid, text),
     benefits.oauth_code_answer(bigint, integer, text), benefits.oauth_account_answer(bigint, integer, text),
     benefits.discord_refresh_answer(bigint, integer, text), benefits.oauth_link_failed(bigint, uuid, text, text),
-    benefits.job_credentials(bigint[]), benefits.oauth_token_response(text)
+    benefits.job_credentials(bigint[]), benefits.oauth_token_response(text), benefits.oauth_error_of(text)
     FROM benefits_admin;
