@@ -574,7 +574,7 @@ SELECT pg_temp.try(format('SELECT benefits.customer_portal_html(%L, NULL, %L)', 
 -- A platform without a client id gets no Connect link (the page still opens).
 RESET benefits.discord_oauth_client_id;
 SELECT benefits.customer_portal_html(:'a1', NULL, 'https://app.example/cb') AS html \gset
-SELECT m[1] AS connect_links FROM regexp_matches(:'html', '<a class="connect" href="[^"]*">([^<]*)</a>', 'g') m;
+SELECT m[1] AS connect_links FROM regexp_matches(:'html', '<a class="connect" href="[^"]*">([^<]*)</a>', 'g') m ORDER BY 1;
 SET benefits.discord_oauth_client_id = '1200000000000000001';
 
 -- Pending: the document says so, the page says it is connecting (no link).
@@ -583,7 +583,7 @@ SELECT b->'github'->'link' AS link FROM jsonb_array_elements(benefits.customer_p
  WHERE b->>'type' = 'github_repository';
 SELECT benefits.customer_portal_html(:'a1', 'https://app.example/portal', 'https://app.example/cb') AS html \gset
 SELECT position('Connecting your GitHub account' IN :'html') > 0 AS connecting,
-       (SELECT array_agg(m[1]) FROM regexp_matches(:'html', '<a class="connect" href="[^"]*">([^<]*)</a>', 'g') m) AS connect_links;
+       (SELECT array_agg(m[1] ORDER BY m[1]) FROM regexp_matches(:'html', '<a class="connect" href="[^"]*">([^<]*)</a>', 'g') m) AS connect_links;
 
 -- Failed, with an error text that is hostile HTML: the document carries it
 -- as text, the page escapes it, with the Connect link again.
@@ -595,7 +595,7 @@ SELECT b->'github'->'link' AS link FROM jsonb_array_elements(benefits.customer_p
 SELECT benefits.customer_portal_html(:'a1', 'https://app.example/portal', 'https://app.example/cb?q=''x''') AS html \gset
 SELECT substring(:'html' FROM '<p class="status bad">[^\n]*</p>') AS error_line,
        position('<script>alert' IN :'html') = 0 AS no_raw_script,
-       (SELECT array_agg(m[1]) FROM regexp_matches(:'html', '<a class="connect" href="[^"]*">([^<]*)</a>', 'g') m) AS connect_links;
+       (SELECT array_agg(m[1] ORDER BY m[1]) FROM regexp_matches(:'html', '<a class="connect" href="[^"]*">([^<]*)</a>', 'g') m) AS connect_links;
 -- The redirect URI reaches the page only percent-encoded inside the
 -- authorize URL: its quote never appears raw in the href.
 SELECT regexp_replace(substring(:'html' FROM '<a class="connect" href="([^"]*)">Connect GitHub'),
