@@ -322,7 +322,7 @@ AccountReplaced(pg_uuid_t customer_id, const char *platform, const char *account
 							  "   AND (a.account_id <> $3"
 							  "        OR ($2 = 'github' AND pg_catalog.lower(a.username) IS DISTINCT FROM pg_catalog.lower($4)))",
 							  4, types),
-				 values, nulls, true, 1);
+				 values, nulls, false, 1);	/* a snapshot taken after the customer lock */
 	return SPI_processed > 0;
 }
 
