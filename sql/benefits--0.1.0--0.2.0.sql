@@ -546,6 +546,7 @@ DECLARE
     job record;
     tokens record;
     platform_name text;
+    excerpt text;
 BEGIN
     SELECT o.payload->>'platform' AS platform, (o.payload->>'customer_id')::uuid AS customer_id INTO job
       FROM benefits.outbox o WHERE o.id = oauth_code_answer.job_id;
@@ -567,9 +568,16 @@ BEGIN
     END IF;
     PERFORM benefits.oauth_link_failed(oauth_code_answer.job_id, job.customer_id, job.platform,
                                        platform_name || ' did not accept the sign-in. Connect your account again.');
+    -- The error keeps what the provider said but never a token: it is stored
+    -- in the outbox (last_error), which benefits_admin reads.
+    BEGIN
+        excerpt := (body::jsonb - 'access_token' - 'refresh_token')::text;
+    EXCEPTION WHEN OTHERS THEN
+        excerpt := CASE WHEN body ~* '(access|refresh)_token' THEN '(not shown: it carries a token)' ELSE body END;
+    END;
     RETURN jsonb_build_object('outcome', 'dead', 'error',
                               format('oauth code exchange refused (HTTP %s): %s', status,
-                                     left(coalesce(body, ''), 200)));
+                                     left(coalesce(excerpt, ''), 200)));
 END
 $$;
 
@@ -643,6 +651,7 @@ CREATE FUNCTION benefits.discord_refresh_answer(job_id bigint, status integer, b
 DECLARE
     customer uuid;
     tokens record;
+    excerpt text;
 BEGIN
     SELECT CASE WHEN o.payload->>'customer_id' ~ '^[0-9a-fA-F-]{36}$' THEN (o.payload->>'customer_id')::uuid END
       INTO customer FROM benefits.outbox o WHERE o.id = discord_refresh_answer.job_id;
@@ -669,9 +678,16 @@ BEGIN
     VALUES (customer, 'discord', NULL, 'Discord access expired. Connect your Discord account again.')
     ON CONFLICT ON CONSTRAINT account_links_pkey DO UPDATE
        SET job_id = NULL, error = EXCLUDED.error, modified_at = now();
+    -- The error keeps what the provider said but never a token: it is stored
+    -- in the outbox (last_error), which benefits_admin reads.
+    BEGIN
+        excerpt := (body::jsonb - 'access_token' - 'refresh_token')::text;
+    EXCEPTION WHEN OTHERS THEN
+        excerpt := CASE WHEN body ~* '(access|refresh)_token' THEN '(not shown: it carries a token)' ELSE body END;
+    END;
     RETURN jsonb_build_object('outcome', 'dead', 'error',
                               format('discord token refresh refused (HTTP %s): %s; the customer must connect Discord again',
-                                     status, left(coalesce(body, ''), 200)));
+                                     status, left(coalesce(excerpt, ''), 200)));
 END
 $$;
 
