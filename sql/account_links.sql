@@ -352,8 +352,27 @@ SELECT j.access_token, j.refresh_token FROM benefits.job_credentials(ARRAY[:add_
 UPDATE benefits.customer_accounts SET token_expires_at = now() + interval '5 minutes'
  WHERE customer_id = '12000000-0000-0000-0000-0000000000c1' AND platform = 'discord';
 SELECT j.access_token, j.refresh_token FROM benefits.job_credentials(ARRAY[:add_member_job]::bigint[]) j;
+-- The refresh answered (discord_refresh_answer, on the add_member job): the
+-- new pair is stored and the job goes on.  The refresh tokens are single-use.
+SELECT benefits.discord_refresh_answer(:add_member_job, 200,
+    '{"access_token": "dc-access-2", "refresh_token": "dc-refresh-2", "expires_in": 604800, "scope": "identify guilds.join"}') AS verdict;
+SELECT access_token, refresh_token, token_expires_at > now() + interval '6 days' AS renewed, scopes
+  FROM benefits.customer_accounts WHERE customer_id = '12000000-0000-0000-0000-0000000000c1' AND platform = 'discord';
+-- A refusal while the stored token is fresh (another job refreshed it
+-- meanwhile): the job goes on with that token, nothing is marked.
+SELECT benefits.discord_refresh_answer(:add_member_job, 400, '{"error": "invalid_grant"}') AS verdict;
+-- A refusal of an expiring token: dead, with the provider's answer but none
+-- of the tokens in it, and the customer shown the action to reconnect.
+UPDATE benefits.customer_accounts SET token_expires_at = now() + interval '5 minutes'
+ WHERE customer_id = '12000000-0000-0000-0000-0000000000c1' AND platform = 'discord';
+SELECT benefits.discord_refresh_answer(:add_member_job, 400, '{"error": "invalid_grant", "refresh_token": "dc-refresh-2"}') AS verdict;
+SELECT benefits.discord_refresh_answer(:add_member_job, 200, '{"access_token": "dc-x\u0000", "refresh_token": "dc-refresh-3"}') AS verdict;
+SELECT * FROM benefits.portal_link_status(:'a1');
+-- A job without a customer id in its payload cannot be refreshed.
+SELECT benefits.discord_refresh_answer(-1, 200, '{}') AS verdict;
 UPDATE benefits.customer_accounts SET token_expires_at = now() + interval '7 days'
  WHERE customer_id = '12000000-0000-0000-0000-0000000000c1' AND platform = 'discord';
+DELETE FROM benefits.account_links WHERE customer_id = '12000000-0000-0000-0000-0000000000c1' AND platform = 'discord';
 SELECT * FROM benefits.portal_link_status(:'a1');
 CALL link_mark();
 
@@ -379,6 +398,10 @@ SELECT label, v AS verdict, a.*
   LATERAL (SELECT pg_temp.record(j.job, benefits.oauth_code_answer(j.job, t.status, t.body)) AS v) ans,
   LATERAL pg_temp.job_after(j.job) a
  ORDER BY n;
+-- No token of these answers reached the outbox (the verdict's error is
+-- stored as the job's last_error, which benefits_admin reads).
+SELECT count(*) AS tokens_in_outbox FROM benefits.outbox
+ WHERE payload::text ~ 'gho_ok|gho_form|tttttttt' OR coalesce(last_error, '') ~ 'gho_ok|gho_form|tttttttt';
 -- A token of exactly 2048 bytes is accepted.
 SELECT pg_temp.callback_job(:'b1', 'github', 'bob-code-2048') AS bob_job \gset
 SELECT benefits.oauth_code_answer(:bob_job, 200, '{"access_token": "' || repeat('t', 2048) || '"}') AS verdict;
