@@ -128,6 +128,16 @@ SELECT count(*) AS bob_states, count(*) FILTER (WHERE state_hash = pg_temp.state
   FROM benefits.oauth_states WHERE customer_id = '12000000-0000-0000-0000-0000000000c2';
 CALL pg_temp.issue(:'b1', 5);
 SELECT count(*) AS bob_states FROM benefits.oauth_states WHERE customer_id = '12000000-0000-0000-0000-0000000000c2';
+-- Within one transaction too, the newest 20 are kept (and so the state just
+-- handed out): issued in order, all but the first five survive.
+BEGIN;
+CREATE TEMP TABLE issued ON COMMIT DROP AS
+SELECT i, pg_temp.state_of(benefits.portal_link_url(:'b1', 'github', 'https://app.example/cb')) AS st
+  FROM generate_series(1, 25) i;
+SELECT count(*) FILTER (WHERE s.state_hash IS NOT NULL) AS kept,
+       array_agg(i.i ORDER BY i.i) FILTER (WHERE s.state_hash IS NULL) AS dropped
+  FROM issued i LEFT JOIN benefits.oauth_states s ON s.state_hash = pg_temp.state_hash(i.st);
+COMMIT;
 -- Ada's states are not Bob's to count.
 SELECT count(*) FILTER (WHERE state_hash IN (pg_temp.state_hash(:'gh_state'), pg_temp.state_hash(:'dc_state'))) AS ada_states_kept
   FROM benefits.oauth_states WHERE customer_id = '12000000-0000-0000-0000-0000000000c1';
