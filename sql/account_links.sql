@@ -276,6 +276,23 @@ SELECT * FROM benefits.portal_link_status(:'b1');
 SELECT pg_temp.try(format('SELECT * FROM benefits.portal_link_status(%L)', 'bcs_nope')) AS bad_token,
        pg_temp.try('SELECT * FROM benefits.portal_link_status(NULL)') AS null_token;
 
+-- A session revoked after its state was issued: the callback is refused
+-- with the session's error, and the state is not usable from another of the
+-- customer's sessions either; every link function refuses the session.
+SELECT benefits.create_customer_session('12000000-0000-0000-0000-0000000000a1', 'ada') AS a3 \gset
+SELECT pg_temp.state_of(benefits.portal_link_url(:'a3', 'github', 'https://app.example/cb')) AS a3_state \gset
+SELECT benefits.revoke_customer_session(:'a3') AS revoked;
+SELECT label, pg_temp.try(q) AS result FROM (VALUES
+    ('callback, revoked session', format('SELECT benefits.portal_link_callback(%L, %L, %L)', :'a3', :'a3_state', 'c0de')),
+    ('callback, live session',    format('SELECT benefits.portal_link_callback(%L, %L, %L)', :'a1', :'a3_state', 'c0de')),
+    ('url',                       format('SELECT benefits.portal_link_url(%L, %L, %L)', :'a3', 'github', 'https://app.example/cb')),
+    ('status',                    format('SELECT * FROM benefits.portal_link_status(%L)', :'a3')),
+    ('unlink',                    format('SELECT benefits.portal_unlink_account(%L, %L)', :'a3', 'github'))
+) AS t(label, q);
+-- A session's states go with it.
+DELETE FROM benefits.customer_sessions WHERE token_hash = sha256(convert_to(:'a3', 'UTF8'));
+SELECT count(*) AS a3_state_left FROM benefits.oauth_states WHERE state_hash = pg_temp.state_hash(:'a3_state');
+
 --
 -- The worker's answer functions, called as the worker calls them (as the
 -- extension's owner) with a provider's status and body.  The worker records
