@@ -376,7 +376,11 @@ StoreAccount(FunctionCallInfo fcinfo, pg_uuid_t customer_id, const char *platfor
 				errmsg("customer_id %s does not exist", BenefitsUuidText(&customer_id)));
 }
 
-/* A link failure the customer was shown is over once an account is linked. */
+/*
+ * A link failure the customer was shown is over once an account is linked:
+ * one with an error, or whose job died without an answer (no error, the job
+ * dead).  A link whose job is still to run is left to finish.
+ */
 static void
 ClearLinkFailure(pg_uuid_t customer_id, const char *platform)
 {
@@ -388,7 +392,10 @@ ClearLinkFailure(pg_uuid_t customer_id, const char *platform)
 	values[1] = CStringGetTextDatum(platform);
 	BenefitsExec(BenefitsPlan(&plan,
 							  "DELETE FROM benefits.account_links l"
-							  " WHERE l.customer_id = $1 AND l.platform = $2 AND l.error IS NOT NULL",
+							  " WHERE l.customer_id = $1 AND l.platform = $2"
+							  "   AND (l.error IS NOT NULL"
+							  "        OR NOT EXISTS (SELECT FROM benefits.outbox o"
+							  "                        WHERE o.id = l.job_id AND o.state IN ('pending', 'running')))",
 							  2, types),
 				 values, NULL, false, 0);
 }
