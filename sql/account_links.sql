@@ -512,6 +512,19 @@ SELECT access_token, refresh_token, token_expires_at, scopes
   FROM benefits.customer_accounts WHERE customer_id = '12000000-0000-0000-0000-0000000000c2';
 -- Linking clears the failure Bob was shown.
 SELECT * FROM benefits.portal_link_status(:'b1');
+-- So does it when the failure was an attempt whose job died without an
+-- answer (no error text, the job dead): linked again, the status is linked.
+SELECT pg_temp.callback_job(:'b1', 'github', 'dies-unanswered') AS bob_job \gset
+SELECT pg_temp.record(:bob_job, '{"outcome": "dead", "error": "retries exhausted"}') IS NOT NULL AS recorded;
+SELECT * FROM benefits.portal_link_status(:'b1') WHERE platform = 'github';
+SELECT benefits.link_account('12000000-0000-0000-0000-0000000000c2', 'github', '7001', 'bob-cat');
+SELECT * FROM benefits.portal_link_status(:'b1') WHERE platform = 'github';
+-- A link in progress is left to finish (its answer then links its account).
+SELECT pg_temp.callback_job(:'b1', 'github', 'in-progress') AS bob_job \gset
+SELECT benefits.link_account('12000000-0000-0000-0000-0000000000c2', 'github', '7001', 'bob-cat');
+SELECT * FROM benefits.portal_link_status(:'b1') WHERE platform = 'github';
+SELECT pg_temp.record(:bob_job, '{"outcome": "done"}') IS NOT NULL AS recorded;
+DELETE FROM benefits.account_links WHERE job_id = :bob_job;
 CALL link_mark();
 
 -- Ada's access was delivered (the worker confirmed it).  Linking another
