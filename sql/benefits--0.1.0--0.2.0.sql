@@ -433,10 +433,11 @@ COMMENT ON FUNCTION benefits.portal_link_callback(text, text, text, text) IS
     'Check and consume an OAuth state and queue the exchange of the code; returns pending, or failed when access was refused';
 
 -- Per platform: unlinked, pending, linked or failed, the account's name and
--- what went wrong.
+-- what went wrong.  SECURITY DEFINER: it reads the state of the link's job
+-- in the outbox, which benefits_app (to which it is granted) cannot read.
 CREATE FUNCTION benefits.account_link_status(customer_id uuid)
     RETURNS TABLE (platform text, status text, username text, error text)
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT p.platform,
            CASE WHEN o.state IN ('pending', 'running') THEN 'pending'

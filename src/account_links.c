@@ -159,8 +159,10 @@ IssueState(pg_uuid_t session_id, pg_uuid_t customer_id, const char *platform, co
 	values[5] = Int32GetDatum(STATE_TTL_SECONDS);
 	BenefitsExec(BenefitsPlan(&insert_plan,
 							  "INSERT INTO benefits.oauth_states"
-							  "       (state_hash, session_id, customer_id, platform, redirect_uri, expires_at)"
-							  " VALUES ($1, $2, $3, $4, $5, pg_catalog.now() + pg_catalog.make_interval(secs => $6))",
+							  "       (state_hash, session_id, customer_id, platform, redirect_uri, created_at, expires_at)"
+							  " SELECT $1, $2, $3, $4, $5, c.t, c.t + pg_catalog.make_interval(secs => $6)"
+							  /* the clock, not now(): states issued in one transaction keep their order */
+							  "   FROM (SELECT pg_catalog.clock_timestamp() AS t) c",
 							  6, types),
 				 values, NULL, false, 0);
 	values[3] = Int32GetDatum(STATES_PER_CUSTOMER);
