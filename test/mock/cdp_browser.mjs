@@ -183,7 +183,7 @@ async function target(text) {
         hits[0].scrollIntoView({ block: "center" });
         const r = hits[0].getBoundingClientRect();
         return { x: r.left + r.width / 2, y: r.top + r.height / 2, tag: hits[0].tagName.toLowerCase(),
-                 href: hits[0].href || null, form: hits[0].form ? hits[0].form.action : null };
+                 href: hits[0].href || null, form: hits[0].form ? new URL(hits[0].form.getAttribute("action") ?? "", location.href).href : null };
     })()`);
     if (found.error) throw new Error(found.error);
     return found;

@@ -14,6 +14,7 @@
 # $BENEFITS_SCREENSHOT_DIR, or in the TAP log directory.
 use strict;
 use warnings;
+use utf8;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
@@ -108,12 +109,17 @@ my $b_run = IPC::Run::start(
 sub browser
 {
 	my (%cmd) = @_;
+	my $expect_failure = delete $cmd{expect_failure};
 	$b_in .= $json->encode(\%cmd) . "\n";
 	$b_timer->start(180);
-	$b_run->pump until $b_out =~ /\n/;
+	while ($b_out !~ /\n/)
+	{
+		die "the browser driver ended: $b_err" unless $b_run->pumpable;
+		$b_run->pump;
+	}
 	$b_out =~ s/\A([^\n]*)\n//;
 	my $answer = $json->decode($1);
-	diag("browser $cmd{cmd}: $answer->{error}") unless $answer->{ok};
+	diag("browser $cmd{cmd}: $answer->{error}") unless $answer->{ok} || $expect_failure;
 	return $answer;
 }
 my $step = 0;
@@ -134,7 +140,9 @@ sub page
 		Object.fromEntries([...document.querySelectorAll("article.card")].map((a) => [
 			a.querySelector("h3").textContent.trim(),
 			{ text: a.innerText, connect: a.querySelector("a.connect")?.href ?? null,
-			  disconnect: a.querySelector("form")?.action ?? null }]))})->{value};
+			  // (not form.action: the form's <input name="action"> shadows that property)
+			  disconnect: a.querySelector("form") ? new URL(a.querySelector("form").getAttribute("action"), location.href).href
+			                                      : null }]))})->{value};
 	$p->{cards} = $cards // {};
 	return $p;
 }
@@ -311,6 +319,41 @@ like($p->{cards}{'Source code'}{text}, qr/Access granted to octo-ada\./, 'gives 
 unlike($p->{cards}{'Source code'}{text}, qr/not allowed/, 'and the refusal is no longer shown');
 screenshot('github-reconnected');
 
+# Disconnecting while the invitation is still pending (octo-ada has not
+# accepted it this time) withdraws the invitation; disconnecting Discord
+# kicks the member (the benefit's kick_member).
+is($mock->state->{invitations}{'acme/tools'}{'octo-ada'}{permission}, 'push', 'octo-ada holds a pending invitation again');
+$t0 = last_t();
+$r = browser(cmd => 'click', text => 'Disconnect GitHub');
+is(chain_of($r)->[-1], 'GET 200 APP/portal', 'Disconnect GitHub again, before the invitation was accepted');
+my $invitations;
+for (1 .. 300)
+{
+	$invitations = $mock->state->{invitations}{'acme/tools'} // {};
+	last unless exists $invitations->{'octo-ada'};
+	usleep(200_000);
+}
+ok(!exists $invitations->{'octo-ada'}, 'the pending invitation is withdrawn');
+ok(!exists(($mock->state->{collaborators}{'acme/tools'} // {})->{'octo-ada'}), 'and octo-ada is no collaborator');
+$r = browser(cmd => 'click', text => 'Disconnect Discord');
+is_deeply(chain_of($r), [ 'POST 303 APP/portal/actions', 'GET 200 APP/portal' ], 'Disconnect Discord posts the same way');
+my ($dc_unlink) = grep { $_->{path} eq '/portal/actions' && ($_->{form}{platform} // '') eq 'discord' } app_requests();
+is($dc_unlink->{result}, JSON::PP::true, 'portal_unlink_account removed the Discord account');
+my $members;
+for (1 .. 300)
+{
+	$members = $mock->state->{members}{'100000000000000111'} // {};
+	last unless exists $members->{'80351110224678912'};
+	usleep(200_000);
+}
+ok(!exists $members->{'80351110224678912'}, 'the member is kicked from the server');
+$p = page();
+ok(defined $p->{cards}{'Source code'}{connect} && defined $p->{cards}{'Community chat'}{connect},
+	'the page offers to connect both accounts again');
+ok(!defined $p->{cards}{'Source code'}{disconnect} && !defined $p->{cards}{'Community chat'}{disconnect},
+	'and nothing to disconnect');
+screenshot('both-disconnected');
+
 # The page's Content-Security-Policy let the whole journey through (the
 # connect links are navigations, the disconnect form posts to the page's own
 # origin); and it is in force: a form posting to another origin is blocked,
@@ -323,7 +366,7 @@ browser(cmd => 'eval', expression => qq{(() => {
 	const f = document.createElement("form"); f.method = "post"; f.action = "$url/elsewhere";
 	const b = document.createElement("button"); b.textContent = "Post elsewhere"; f.append(b);
 	document.querySelector("main").prepend(f); return true; })()});
-$r = browser(cmd => 'click', text => 'Post elsewhere', timeout_ms => 5000);
+$r = browser(cmd => 'click', text => 'Post elsewhere', timeout_ms => 5000, expect_failure => 1);
 ok(!$r->{ok}, 'a form posting to another origin goes nowhere');
 $csp = browser(cmd => 'csp')->{violations};
 ok((grep { $_->{text} =~ /form-action/ } @$csp), 'the CSP blocked it (form-action)');
