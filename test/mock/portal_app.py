@@ -111,7 +111,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.record(self.send(400, f"{e.diag.message_primary}\n".encode()), form=form, sqlstate=e.sqlstate)
                 return
             self.record(self.send(303, location="/portal"), form=form, result=removed,
-                        origin=self.headers.get("Origin"), content_type=self.headers.get("Content-Type"))
+                        origin=self.headers.get("Origin"), sec_fetch_site=self.headers.get("Sec-Fetch-Site"),
+                        content_type=self.headers.get("Content-Type"))
             return
         self.record(self.send(404, b"not found\n"), form=form)
 

@@ -71,6 +71,10 @@ sql("CREATE ROLE shop_portal LOGIN IN ROLE benefits_public");
 my $token = sql("SELECT benefits.create_customer_session('$org', 'ada')");
 PostgreSQL::Test::Utils::append_to_file("$tmp/token", $token);
 
+# An interpreter with psycopg (Debian's python3-psycopg is /usr/bin/python3's;
+# a python3 earlier in PATH, e.g. pyenv's, may lack it).
+my ($python) = grep { system($_, '-c', 'import psycopg') == 0 } ('python3', '/usr/bin/python3');
+die "no python3 with psycopg: install python3-psycopg (make deps)\n" unless $python;
 my $app_dir = "$tmp/app";
 make_path($app_dir);
 my $app_pid = fork();
@@ -83,7 +87,7 @@ if ($app_pid == 0)
 	$ENV{PGPORT} = $node->port;
 	$ENV{PGDATABASE} = 'postgres';
 	$ENV{PGUSER} = 'shop_portal';
-	exec('python3', "$root/test/mock/portal_app.py", '--port-file', "$app_dir/port", '--log', "$app_dir/requests.jsonl",
+	exec($python, "$root/test/mock/portal_app.py", '--port-file', "$app_dir/port", '--log', "$app_dir/requests.jsonl",
 		'--token-file', "$tmp/token")
 	  or die "exec: $!";
 }
@@ -284,6 +288,8 @@ is_deeply(chain_of($r), [ 'POST 303 APP/portal/actions', 'GET 200 APP/portal' ],
 my ($unlink) = grep { $_->{path} eq '/portal/actions' } app_requests();
 is_deeply([ @{ $unlink->{form} // {} }{qw(action platform)}, $unlink->{result} ],
 	[ 'portal_unlink_account', 'github', JSON::PP::true ], 'portal_unlink_account removed the GitHub account');
+is($unlink->{content_type}, 'application/x-www-form-urlencoded', 'the browser posted an ordinary form');
+note("the disconnect POST came with Origin: " . ($unlink->{origin} // '(none)') . ", Sec-Fetch-Site: " . ($unlink->{sec_fetch_site} // '(none)'));
 $p = page();
 like($p->{cards}{'Source code'}{connect} // '', qr{^\Q$url\E/login/oauth/authorize\?}, 'the page offers "Connect GitHub" again');
 like($p->{cards}{'Source code'}{text}, qr/Connect GitHub/, 'as a visible link');
