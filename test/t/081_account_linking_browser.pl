@@ -91,6 +91,7 @@ if ($app_pid == 0)
 		'--token-file', "$tmp/token")
 	  or die "exec: $!";
 }
+END { kill 'TERM', $app_pid if $app_pid; }    # also when the test dies
 for (1 .. 500) { last if -s "$app_dir/port"; usleep(20_000); }
 die "the portal application did not start: " . slurp_file("$app_dir/stderr") unless -s "$app_dir/port";
 my $app = 'http://127.0.0.1:' . slurp_file("$app_dir/port");
@@ -382,6 +383,7 @@ browser(cmd => 'quit');
 $b_run->finish;
 kill 'TERM', $app_pid;
 waitpid($app_pid, 0);
+$app_pid = undef;
 $node->stop;
 $mock->stop;
 done_testing();
