@@ -136,8 +136,9 @@ sub screenshot
 	ok($r->{ok} && -s $path > 10_000, "screenshot $name") or diag(explain($r));
 	note("screenshot: $path");
 }
-# What the page shows: its text and, per benefit card, the card's text
-# (keyed by the card's heading) and the connect link's href.
+# What the page shows: its URL, title, text and HTML and, per benefit card
+# (keyed by the card's heading), the card's text, the connect link's href and
+# the disconnect form's action, both resolved as the browser resolves them.
 sub page
 {
 	my $p = browser(cmd => 'page');
