@@ -672,7 +672,7 @@ UPDATE benefits.grants SET state = 'active' WHERE customer_id = '12000000-0000-0
 SELECT b->'discord'->'link' AS link, b->'discord'->'account'->>'username' AS username
   FROM jsonb_array_elements(benefits.customer_portal(:'a1')->'benefits') b WHERE b->>'type' = 'discord';
 SELECT benefits.customer_portal_html(:'a1', 'https://app.example/portal?x=1&y="><script>', 'https://app.example/cb') AS html \gset
-SELECT substring(:'html' FROM '<form method="post" action="[^"]*"><input type="hidden" name="action" value="portal_unlink_account"><input type="hidden" name="platform" value="[a-z]*"><button type="submit">[^<]*</button></form>') AS disconnect_form;
+SELECT substring(:'html' FROM '<form class="account" method="post" action="[^"]*"><input type="hidden" name="action" value="portal_unlink_account"><input type="hidden" name="platform" value="[a-z]*"><button type="submit">[^<]*</button></form>') AS disconnect_form;
 SELECT substring(:'html' FROM 'Access granted to [^<]*') AS granted_to,
        position('<b>nelly' IN :'html') = 0 AS no_raw_name,
        position('"><script>' IN :'html') = 0 AS no_raw_action_url;
@@ -763,6 +763,24 @@ RESET ROLE;
 DROP ROLE regress_link_public;
 DROP ROLE regress_link_app;
 DROP ROLE regress_link_admin;
+
+-- Two customers who linked the same GitHub account share its access: the
+-- first one's unlink writes no removal while the other's grant still holds
+-- it; the last holder's revoke removes it.
+INSERT INTO benefits.customers (id, organization_id, external_id) VALUES
+    ('12000000-0000-0000-0000-0000000000c3', '12000000-0000-0000-0000-0000000000a1', 'carl'),
+    ('12000000-0000-0000-0000-0000000000c4', '12000000-0000-0000-0000-0000000000a1', 'dora');
+SELECT benefits.link_account(c, 'github', '777', 'shared-cat')
+  FROM unnest(ARRAY['12000000-0000-0000-0000-0000000000c3', '12000000-0000-0000-0000-0000000000c4']::uuid[]) c;
+SELECT state, properties->>'username' AS username
+  FROM unnest(ARRAY['12000000-0000-0000-0000-0000000000c3', '12000000-0000-0000-0000-0000000000c4']::uuid[]) c,
+       benefits.grant_benefit(c, :'github');
+SELECT benefits.create_customer_session('12000000-0000-0000-0000-0000000000a1', 'carl') AS c3 \gset
+CALL link_mark();
+SELECT benefits.portal_unlink_account(:'c3', 'github') AS carl_unlinked;
+SELECT kind, action, payload FROM link_jobs;
+SELECT benefits.revoke_benefit('12000000-0000-0000-0000-0000000000c4', :'github');
+SELECT kind, action, payload FROM link_jobs;
 
 -- Clean up: the organization and everything of it (customers, sessions,
 -- states, links, accounts, jobs).

@@ -349,6 +349,11 @@ ALTER TABLE benefits.customer_accounts
     ADD COLUMN token_expires_at timestamptz,
     ADD COLUMN scopes text[] CONSTRAINT customer_accounts_scopes_shape CHECK (cardinality(scopes) <= 20);
 GRANT SELECT (token_expires_at, scopes) ON benefits.customer_accounts TO benefits_admin, benefits_app;
+-- The live grants of a benefit delivered to one GitHub or Discord account,
+-- whichever customer holds them (two customers may link the same account):
+-- its access is removed only when the last of them goes.
+CREATE INDEX grants_live_delivered_account ON benefits.grants (benefit_id, (properties->>'account_id'))
+    WHERE state <> 'revoked' AND properties ? 'account_id';
 ALTER TABLE benefits.outbox DROP CONSTRAINT outbox_kind_check,
     ADD CONSTRAINT outbox_kind_check CHECK (kind IN ('webhook', 'github', 'discord', 'oauth'));
 DROP FUNCTION benefits.link_account(uuid, text, text, text, text);

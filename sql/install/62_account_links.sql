@@ -22,6 +22,12 @@ COMMENT ON FUNCTION benefits.link_account(uuid, text, text, text, text, text, ti
 GRANT EXECUTE ON FUNCTION benefits.link_account(uuid, text, text, text, text, text, timestamptz, text[])
     TO benefits_app;
 
+-- The live grants of a benefit delivered to one GitHub or Discord account,
+-- whichever customer holds them (two customers may link the same account):
+-- its access is removed only when the last of them goes.
+CREATE INDEX grants_live_delivered_account ON benefits.grants (benefit_id, (properties->>'account_id'))
+    WHERE state <> 'revoked' AND properties ? 'account_id';
+
 -- The states handed out with authorize URLs, by their SHA-256: single-use
 -- (deleted when the callback consumes them), bound to one session, customer
 -- and platform, valid for ten minutes.
