@@ -37,6 +37,8 @@ $$;
 
 SET benefits.github_oauth_client_id = 'gh-client id&1';
 SET benefits.discord_oauth_client_id = '1200000000000000001';
+SET benefits.github_oauth_client_secret = 'gh-secret';
+SET benefits.discord_oauth_client_secret = 'dc-secret';
 SET benefits.github_oauth_url = 'https://github.example/';
 SET benefits.discord_oauth_url = 'https://discord.example';
 
@@ -189,6 +191,10 @@ SET benefits.github_oauth_client_id = 'gh-client id&1';
 RESET benefits.discord_oauth_client_id;
 SELECT pg_temp.try(format('SELECT benefits.portal_link_url(%L, %L, %L)', :'a1', 'discord', 'https://app.example/cb')) AS discord_unconfigured;
 SET benefits.discord_oauth_client_id = '1200000000000000001';
+-- The client secret is needed too (the worker's exchange sends it).
+RESET benefits.github_oauth_client_secret;
+SELECT pg_temp.try(format('SELECT benefits.portal_link_url(%L, %L, %L)', :'a1', 'github', 'https://app.example/cb')) AS github_no_secret;
+SET benefits.github_oauth_client_secret = 'gh-secret';
 -- (The one new state is the Discord URL that was issued above.)
 SELECT count(*) - :states_before AS states_issued_by_refusals
   FROM benefits.oauth_states WHERE customer_id = '12000000-0000-0000-0000-0000000000c1';

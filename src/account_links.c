@@ -114,17 +114,29 @@ CheckRedirectUri(const char *uri)
 				errhint("Give the callback URL registered with the provider, e.g. https://app.example/oauth/callback."));
 }
 
-/* The client id of the provider's application; 55000 when none is configured. */
+/* Are the provider's client id and secret both set? */
+static bool
+ClientConfigured(const OAuthProvider *provider)
+{
+	return *provider->client_id != NULL && (*provider->client_id)[0] != '\0' &&
+		*provider->client_secret != NULL && (*provider->client_secret)[0] != '\0';
+}
+
+/*
+ * The client id of the provider's application; 55000 unless both the id and
+ * the secret (which the worker's exchange needs) are configured.
+ */
 static const char *
 RequireClientId(const OAuthProvider *provider)
 {
 	const char *client_id = *provider->client_id;
 
-	if (client_id == NULL || client_id[0] == '\0')
+	if (!ClientConfigured(provider))
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("customers cannot link %s accounts: benefits.%s_oauth_client_id is not set",
-					   provider->display_name, provider->platform),
+				errmsg("customers cannot link %s accounts: benefits.%s_oauth_client_id and "
+					   "benefits.%s_oauth_client_secret are not both set",
+					   provider->display_name, provider->platform, provider->platform),
 				errhint("Register an OAuth application with %s and set benefits.%s_oauth_client_id and "
 						"benefits.%s_oauth_client_secret in postgresql.conf.",
 						provider->display_name, provider->platform, provider->platform));
@@ -475,8 +487,7 @@ PortalLinkUrls(text *token, Jsonb *doc, const char *redirect_uri, int *n)
 	{
 		const OAuthProvider *provider = &providers[i];
 
-		if (*provider->client_id == NULL || (*provider->client_id)[0] == '\0' ||
-			!DocumentWantsLink(doc, provider->platform))
+		if (!ClientConfigured(provider) || !DocumentWantsLink(doc, provider->platform))
 			continue;
 		urls[*n].platform = provider->platform;
 		urls[*n].url = AuthorizeUrl(provider, session_id, customer_id, redirect_uri);

@@ -435,20 +435,26 @@ ActivateGrant(const char *grant_id)
 }
 
 /*
- * An oauth job is dead: the tokens its exchange obtained (if it got that
- * far) are of no more use, and must not outlive it.
+ * An oauth job is dead: its code and the tokens its exchange obtained (if it
+ * got that far) are of no more use, and must not outlive it.
  */
 static void
 ForgetExchange(OutboxJob *job)
 {
-	static SPIPlanPtr plan;
+	static SPIPlanPtr tokens_plan;
+	static SPIPlanPtr code_plan;
 	Datum		values[1];
 
-	if (plan == NULL)
-		plan = Prepare("DELETE FROM benefits.oauth_exchanges WHERE job_id = $1", 1, (Oid[]) {INT8OID});
+	if (tokens_plan == NULL)
+	{
+		tokens_plan = Prepare("DELETE FROM benefits.oauth_exchanges WHERE job_id = $1", 1, (Oid[]) {INT8OID});
+		code_plan = Prepare("UPDATE benefits.outbox SET payload = payload - 'code' WHERE id = $1 AND payload ? 'code'",
+							1, (Oid[]) {INT8OID});
+	}
 	values[0] = Int64GetDatum(job->id);
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "benefits: forgetting the tokens of job " INT64_FORMAT " failed", job->id);
+	if (SPI_execute_plan(tokens_plan, values, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_plan(code_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "benefits: forgetting the code and tokens of job " INT64_FORMAT " failed", job->id);
 }
 
 /* Record a failed attempt: retry later, or dead. */

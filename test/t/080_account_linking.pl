@@ -223,6 +223,19 @@ is(scalar(requests_since($t0, qr{^POST /api/v10/oauth2/token$})), 3, 'the exchan
 is(wait_q("SELECT state FROM benefits.grants WHERE benefit_id = '$dc'", 'active'), 'active', 'and the member is back');
 is(sql("SELECT count(*) FROM benefits.customer_accounts WHERE platform = 'discord'"), '1', 'one Discord account');
 
+# A renewal that brings a token expiring within the margin is not repeated:
+# the member is added with it (one renewal per job).
+my $dc3 = sql(qq{SELECT id FROM benefits.create_benefit('discord', '$org', 'Third chat',
+    '{"guild_id": "100000000000000333", "role_id": "100000000000000401"}')});
+$mock->control(discord_token_ttl => 60);
+sql("UPDATE benefits.customer_accounts SET token_expires_at = now() - interval '1 minute' WHERE customer_id = '$cust' AND platform = 'discord'");
+$t0 = last_t();
+sql("SELECT benefits.grant_benefit('$cust', '$dc3')");
+is(wait_q("SELECT state FROM benefits.grants WHERE benefit_id = '$dc3'", 'active'), 'active',
+	'a renewed token that expires within a minute still adds the member');
+is(scalar(requests_since($t0, qr{^POST /api/v10/oauth2/token$})), 1, 'after exactly one renewal');
+$mock->control(discord_token_ttl => 604800);
+
 # --- The worker killed during the exchange ------------------------------------
 my $cust2 = sql("INSERT INTO benefits.customers (organization_id, external_id) VALUES ('$org', 'bob') RETURNING id");
 my $token2 = sql("SELECT benefits.create_customer_session('$org', 'bob')");
