@@ -3,7 +3,7 @@
  *
  * Properties: {prefix, expires, activations, limit_usage}, normalized to
  *   {"prefix": text|null, "expires": null|{"ttl", "timeframe"},
- *    "activations": null|{"limit", "enable_customer_admin"},
+ *    "activations": null|{"limit", "enable_customer_admin", "heartbeat"?},
  *    "limit_usage": int|null}.
  * A customer has one key per license benefit, shared by every grant of that
  * benefit: granting issues it, or restores it when it was revoked (same key,
@@ -12,6 +12,8 @@
  * themselves are license_key.c, license_validate.c and license_admin.c.
  */
 #include "postgres.h"
+
+#include <ctype.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -157,6 +159,60 @@ LicenseKeyRevoke(GrantChange *change)
 
 static const char *const expires_timeframes[] = {"day", "month", "year", NULL};
 
+/* The units of activations.heartbeat and their seconds. */
+static const char *const heartbeat_units[] = {"second", "minute", "hour", "day", NULL};
+static const int64 heartbeat_unit_seconds[] = {1, 60, 3600, 86400};
+
+#define HEARTBEAT_MIN_SECONDS 60
+#define HEARTBEAT_MAX_SECONDS (30 * 86400)
+
+/*
+ * activations.heartbeat: "<count> <unit>" (second, minute, hour or day, an
+ * optional plural s), from a minute (run_maintenance's period) to 30 days,
+ * normalized to a count and the unit (plural unless 1), which SQL reads as
+ * an interval.  NULL when absent or null.
+ */
+static char *
+HeartbeatProperty(JsonbValue *v)
+{
+	char	   *text;
+	char	   *unit;
+	char	   *end;
+	long		count;
+	size_t		unit_len;
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	text = PropStringOf(v);
+	if (text == NULL || !isdigit((unsigned char) text[0]))
+		goto bad;
+	errno = 0;
+	count = strtol(text, &end, 10);
+	if (errno != 0 || count < 1 || count > HEARTBEAT_MAX_SECONDS || *end != ' ')
+		goto bad;
+	unit = end + 1;
+	unit_len = strlen(unit);
+	if (unit_len > 1 && unit[unit_len - 1] == 's')
+		unit[--unit_len] = '\0';
+	for (int i = 0; heartbeat_units[i] != NULL; i++)
+	{
+		int64		seconds = count * heartbeat_unit_seconds[i];
+
+		if (strcmp(unit, heartbeat_units[i]) != 0)
+			continue;
+		if (seconds < HEARTBEAT_MIN_SECONDS || seconds > HEARTBEAT_MAX_SECONDS)
+			ereport(ERROR, PROPERTY_ERROR,
+					errmsg("properties.activations.heartbeat must be from 1 minute to 30 days"),
+					errdetail("Got %ld %s%s.", count, unit, count == 1 ? "" : "s"));
+		return psprintf("%ld %s%s", count, unit, count == 1 ? "" : "s");
+	}
+bad:
+	ereport(ERROR, PROPERTY_ERROR,
+			errmsg("properties.activations.heartbeat must be an interval such as \"15 minutes\""),
+			errdetail("A count and one of %s.", PropJoinList(heartbeat_units)));
+	return NULL;				/* not reached */
+}
+
 /*
  * {prefix, expires, activations, limit_usage}.  `false` means "none" for
  * expires, activations and limit_usage, and an integer is accepted as the
@@ -168,7 +224,7 @@ NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
 {
 	static const char *const keys[] = {"prefix", "expires", "activations", "limit_usage", NULL};
 	static const char *const expires_keys[] = {"ttl", "timeframe", NULL};
-	static const char *const activations_keys[] = {"limit", "enable_customer_admin", NULL};
+	static const char *const activations_keys[] = {"limit", "enable_customer_admin", "heartbeat", NULL};
 	JsonbValue *v;
 
 	PropCheckKeys(state, root, "properties", keys);
@@ -232,6 +288,7 @@ NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
 	{
 		int64		limit;
 		bool		customer_admin = false;
+		char	   *heartbeat = NULL;
 
 		if (v->type == jbvNumeric)
 			limit = PropIntegerAt(v, "properties.activations", 1, PG_INT32_MAX);
@@ -244,12 +301,15 @@ NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
 							  "properties.activations.limit", 1, PG_INT32_MAX);
 			customer_admin = PropOptionalBool(activations, "properties.activations",
 										  "enable_customer_admin", false);
+			heartbeat = HeartbeatProperty(PropField(activations, "heartbeat"));
 		}
 		pushJsonbValue(&state->out, WJB_BEGIN_OBJECT, NULL);
 		PropPutKey(state, "limit");
 		PropPutInteger(state, limit);
 		PropPutKey(state, "enable_customer_admin");
 		PropPutBool(state, customer_admin);
+		if (heartbeat != NULL)
+			PropPutKeyString(state, "heartbeat", heartbeat);
 		pushJsonbValue(&state->out, WJB_END_OBJECT, NULL);
 	}
 	else
@@ -388,6 +448,7 @@ LicenseKeysPortalCollect(PortalBuild *ctx, PortalBenefit **benefits, int n)
 {
 	static SPIPlanPtr keys_plan;
 	static SPIPlanPtr activations_plan;
+	static SPIPlanPtr live_activations_plan;
 	Oid			one_uuid[1] = {UUIDOID};
 	Oid			uuid_array[1] = {UUIDARRAYOID};
 	PortalKeys *pk = palloc0(sizeof(PortalKeys));
@@ -396,10 +457,18 @@ LicenseKeysPortalCollect(PortalBuild *ctx, PortalBenefit **benefits, int n)
 						"SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
 						"       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at"
 						"  FROM benefits.license_keys lk WHERE lk.customer_id = $1", 1, one_uuid);
-	BenefitsGenericPlan(&activations_plan,
-						"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
-						"  FROM benefits.license_key_activations a WHERE a.license_key_id = ANY ($1)",
-						1, uuid_array);
+	/* Live activations only; 0.1.0's schema deletes deactivated ones. */
+	if (LicenseActivationsKeepHistory())
+		BenefitsGenericPlan(&live_activations_plan,
+							"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
+							"  FROM benefits.license_key_activations a"
+							" WHERE a.license_key_id = ANY ($1) AND a.deactivated_at IS NULL",
+							1, uuid_array);
+	else
+		BenefitsGenericPlan(&activations_plan,
+							"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
+							"  FROM benefits.license_key_activations a WHERE a.license_key_id = ANY ($1)",
+							1, uuid_array);
 	pk->keys = RowsFetch(keys_plan, &ctx->customer_id);
 	if (pk->keys.n > 0)
 	{
@@ -409,7 +478,7 @@ LicenseKeysPortalCollect(PortalBuild *ctx, PortalBenefit **benefits, int n)
 		for (int k = 0; k < pk->keys.n; k++)
 			ids[k] = *DatumGetUUIDP(RowsGet(&pk->keys, k, K_ID));
 		arg = BenefitsUuidArray(ids, pk->keys.n);
-		pk->acts = RowsFetch(activations_plan, &arg);
+		pk->acts = RowsFetch(LicenseActivationsKeepHistory() ? live_activations_plan : activations_plan, &arg);
 		pk->act_order = palloc(sizeof(int) * (pk->acts.n + 1));
 		for (int a = 0; a < pk->acts.n; a++)
 			pk->act_order[a] = a;

@@ -35,6 +35,16 @@ CREATE TABLE benefits.license_key_activations (
     conditions      jsonb NOT NULL DEFAULT '{}',
     meta            jsonb NOT NULL DEFAULT '{}',
     created_at      timestamptz NOT NULL DEFAULT now(),
-    modified_at     timestamptz
+    modified_at     timestamptz,
+    -- The machine's fingerprint as the application computes it; one live
+    -- activation per fingerprint and key (activating it again returns it).
+    fingerprint     text CHECK (octet_length(fingerprint) BETWEEN 1 AND 256),
+    -- Deactivated (by deactivate_license, the portal or a missed heartbeat):
+    -- the row stays as history and no longer takes a seat.
+    deactivated_at  timestamptz,
+    -- The last heartbeat_license of this activation.
+    heartbeat_at    timestamptz
 );
 CREATE INDEX ON benefits.license_key_activations (license_key_id);
+CREATE UNIQUE INDEX license_key_activations_live_fingerprint
+    ON benefits.license_key_activations (license_key_id, fingerprint) WHERE deactivated_at IS NULL;
