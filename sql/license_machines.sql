@@ -131,8 +131,8 @@ SELECT ok, code, activations FROM benefits.activate_license(:'k', :'org', 'Lapto
 SELECT benefits.run_maintenance() >= 0 AS ran;
 SELECT count(*) AS events FROM benefits.outbox WHERE event_type = 'license_key.activation_released';
 -- A heartbeat keeps an activation past its first window.
-UPDATE benefits.license_key_activations SET created_at = now() - interval '2 hours' WHERE id = :'a3';
 SELECT code FROM benefits.heartbeat_license(:'k', :'org', :'a3');
+UPDATE benefits.license_key_activations SET created_at = now() - interval '2 hours' WHERE id = :'a3';
 SELECT benefits.run_maintenance() >= 0 AS ran;
 SELECT deactivated_at IS NULL AS kept FROM benefits.license_key_activations WHERE id = :'a3';
 
