@@ -535,3 +535,12 @@ GRANT EXECUTE ON FUNCTION benefits.heartbeat_license(text, uuid, uuid),
 REVOKE ALL ON benefits.license_signing_keys FROM PUBLIC;
 GRANT SELECT (kid, organization_id, public_key, created_at, retired_at)
     ON benefits.license_signing_keys TO benefits_admin;
+
+-- Polar's key per grant: a license benefit with key_per = grant gives each
+-- grant its own key (license_keys.grant_id); keys stored by 0.1.0 are
+-- customer keys (grant_id NULL) and keep working as they are.
+ALTER TABLE benefits.license_keys
+    ADD COLUMN grant_id uuid,
+    DROP CONSTRAINT license_keys_customer_id_benefit_id_key,
+    ADD CONSTRAINT license_keys_holder_key UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, grant_id);
+CREATE INDEX ON benefits.license_keys (grant_id) WHERE grant_id IS NOT NULL;

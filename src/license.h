@@ -39,16 +39,22 @@ extern char *LicenseKeyDisplay(const char *canonical);
 /*
  * SQL pieces of issuing a key from a benefit's normalized properties, shared
  * by the single and the bulk grant: the limits, the expiry (none when the
- * grant comes from a subscription), and what another grant of an existing
- * key changes (type_license_keys.c).
+ * grant comes from a subscription), the owning grant (key_per = grant; 0.2.0's
+ * schema), and what another grant of an existing key changes
+ * (type_license_keys.c).
  */
 #define LICENSE_KEY_LIMITS_FROM(props) \
 	"(" props "->>'limit_usage')::int, (" props "->'activations'->>'limit')::int"
 #define LICENSE_KEY_EXPIRY_FROM(props, via_subscription) \
 	"CASE WHEN " via_subscription " OR jsonb_typeof(" props "->'expires') IS DISTINCT FROM 'object' THEN NULL " \
 	"ELSE now() + ((" props "->'expires'->>'ttl') || ' ' || (" props "->'expires'->>'timeframe'))::interval END"
-#define LICENSE_KEY_ON_CONFLICT \
-	"ON CONFLICT (customer_id, benefit_id) DO UPDATE SET " \
+#define LICENSE_KEY_GRANT_FROM(props, grant_id) \
+	"CASE WHEN " props "->>'key_per' = 'grant' THEN " grant_id " END"
+/* The conflict target: 0.1.0's one key per customer and benefit, or 0.2.0's holder. */
+#define LICENSE_KEY_CUSTOMER_TARGET "(customer_id, benefit_id)"
+#define LICENSE_KEY_HOLDER_TARGET "(customer_id, benefit_id, grant_id)"
+#define LICENSE_KEY_ON_CONFLICT(target) \
+	"ON CONFLICT " target " DO UPDATE SET " \
 	" status = CASE k.status WHEN 'revoked' THEN 'granted' ELSE k.status END, " \
 	" limit_usage = CASE k.status WHEN 'revoked' THEN EXCLUDED.limit_usage ELSE k.limit_usage END, " \
 	" limit_activations = CASE k.status WHEN 'revoked' THEN EXCLUDED.limit_activations " \

@@ -19,14 +19,25 @@
  * (license_stats.c).  So it works in a READ ONLY transaction and on a hot
  * standby.  increment_usage, activate_license and deactivate_license lock
  * the key row (FOR NO KEY UPDATE) and decide under that lock, so concurrent
- * callers can never pass limit_usage or limit_activations.
+ * callers can never pass limit_usage or limit_activations, and two
+ * activations of one fingerprint take one seat.
  *
- * Conditions: when activation_id is given, the activation's stored
- * conditions must equal the given conditions exactly, as JSON values (key
- * order does not matter; 1 and 1.0 are equal).  A key present on one side
- * only is a mismatch, in both directions, so an activation stored with {}
- * matches only {} (the default).  Without activation_id the conditions are
- * not compared with anything.
+ * Conditions: when an activation is named (activation_id or fingerprint),
+ * the activation's stored conditions must equal the given conditions
+ * exactly, as JSON values (key order does not matter; 1 and 1.0 are equal).
+ * A key present on one side only is a mismatch, in both directions, so an
+ * activation stored with {} matches only {} (the default).  A benefit with
+ * conditions_match = subset (Polar's rule) instead asks that every stored
+ * condition equal the given one, so an activation stored with {} accepts
+ * any; that rule is read from the benefit only when the exact comparison
+ * failed.  Without an activation the conditions are not compared with
+ * anything.
+ *
+ * Fingerprints and history (0.2.0's schema): an activation deactivated or
+ * released (deactivated_at) is not live and answers activation_not_found;
+ * activating a fingerprint that has a live activation returns it.  Under
+ * 0.1.0's schema (no such columns) activations are counted and deleted as
+ * 0.1.0 did.  heartbeat_license is one UPDATE of the activation row.
  */
 #include "postgres.h"
 
@@ -124,6 +135,9 @@ typedef struct LicenseCatalog
 	AttrNumber	act_deactivated_at;
 	AttrNumber	act_fingerprint;
 	Oid			fingerprint_indexid;	/* unique (license_key_id, fingerprint) of live ones */
+	Oid			benefits_relid;
+	Oid			benefits_indexid;	/* primary key (id) */
+	AttrNumber	benefit_properties;
 } LicenseCatalog;
 
 static LicenseCatalog Catalog;
@@ -218,7 +232,8 @@ CatalogInvalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == Catalog.keys_relid ||
 		relid == Catalog.keys_indexid || relid == Catalog.activations_relid ||
-		relid == Catalog.activations_indexid || relid == Catalog.fingerprint_indexid)
+		relid == Catalog.activations_indexid || relid == Catalog.fingerprint_indexid ||
+		relid == Catalog.benefits_relid || relid == Catalog.benefits_indexid)
 		Catalog.valid = false;
 }
 
@@ -305,6 +320,15 @@ CatalogLoad(void)
 		elog(ERROR, "benefits.license_key_activations has no unique index on (id)");
 	if (Catalog.act_fingerprint != InvalidAttrNumber && !OidIsValid(Catalog.fingerprint_indexid))
 		elog(ERROR, "benefits.license_key_activations has no unique index on (license_key_id, fingerprint)");
+
+	Catalog.benefits_relid = BenefitsRelid("benefits");
+	pkey[0] = BenefitsColumnNumber(Catalog.benefits_relid, "id");
+	Catalog.benefit_properties = BenefitsColumnNumber(Catalog.benefits_relid, "properties");
+	rel = table_open(Catalog.benefits_relid, AccessShareLock);
+	Catalog.benefits_indexid = FindUniqueIndex(rel, 1, pkey, NULL, false);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(Catalog.benefits_indexid))
+		elog(ERROR, "benefits.benefits has no unique index on (id)");
 
 	Catalog.valid = true;
 }
@@ -724,6 +748,92 @@ ValidationKeyFields(Datum *values, bool *nulls, LicenseKeyRow *row, bool counted
 }
 
 /*
+ * Whether the benefit matches conditions as a subset (its properties'
+ * conditions_match), by a direct primary-key scan: read only when the exact
+ * comparison failed, so the common path pays nothing for it.
+ */
+static bool
+BenefitMatchesSubset(const pg_uuid_t *benefit_id)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData skey[1];
+	TupleTableSlot *slot;
+	bool		subset = false;
+
+	CatalogLoad();
+	rel = table_open(Catalog.benefits_relid, AccessShareLock);
+	index = index_open(Catalog.benefits_indexid, AccessShareLock);
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(benefit_id));
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, skey, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		value = slot_getattr(slot, Catalog.benefit_properties, &isnull);
+		char	   *rule = isnull ? NULL : BenefitsJsonText(DatumGetJsonbP(value), "conditions_match");
+
+		subset = rule != NULL && strcmp(rule, "subset") == 0;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return subset;
+}
+
+/* A JSON value as a jsonb datum, for comparison with jsonb_eq. */
+static Datum
+JsonbValueDatum(JsonbValue *value)
+{
+	return JsonbPGetDatum(JsonbValueToJsonb(value));
+}
+
+/*
+ * Polar's rule: every condition stored with the activation has the same
+ * value among the given ones (an activation stored without conditions
+ * accepts any); given conditions the activation does not have are ignored.
+ */
+static bool
+ConditionsSubset(Jsonb *stored, Jsonb *given)
+{
+	JsonbIterator *it = JsonbIteratorInit(&stored->root);
+	JsonbValue	key;
+	JsonbValue	value;
+	JsonbIteratorToken token;
+
+	while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		JsonbValue *other;
+
+		if (token != WJB_KEY)
+			continue;
+		token = JsonbIteratorNext(&it, &value, true);
+		Assert(token == WJB_VALUE);
+		other = getKeyJsonValueFromContainer(&given->root, key.val.string.val, key.val.string.len, NULL);
+		if (other == NULL ||
+			!DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbValueDatum(&value), JsonbValueDatum(other))))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Whether the given conditions match an activation's stored ones: exactly
+ * (the default, a key present on one side only is a mismatch), or as a
+ * subset when the key's benefit has conditions_match = subset.
+ */
+static bool
+ConditionsMatch(Jsonb *stored, Jsonb *given, const LicenseKeyRow *row)
+{
+	if (DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(stored), JsonbPGetDatum(given))))
+		return true;
+	return row->has_benefit && BenefitMatchesSubset(&row->benefit_id) && ConditionsSubset(stored, given);
+}
+
+/*
  * benefits.validate_license(key, organization_id, activation_id, benefit_id,
  * customer_id, increment_usage, conditions, fingerprint)
  * -> benefits.license_validation
@@ -823,8 +933,7 @@ validate_license(PG_FUNCTION_ARGS)
 				stored = EmptyObject();
 			if (conditions == NULL)
 				conditions = EmptyObject();
-			if (!DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(stored),
-												  JsonbPGetDatum(conditions))))
+			if (!ConditionsMatch(stored, conditions, &row))
 			{
 				code = "conditions_mismatch";
 				message = "The conditions do not match the activation's conditions.";
