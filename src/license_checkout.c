@@ -281,7 +281,9 @@ AppendFeatures(StringInfo buf, const pg_uuid_t *customer_id)
 	Oid			types[1] = {UUIDOID};
 	Datum		args[1] = {UuidGetDatum(customer_id)};
 
-	BenefitsExec(BenefitsPlan(&plan, "SELECT benefits.customer_features($1) AS feature", 1, types),
+	/* In FROM, so the SQL function is inlined into the kept plan once. */
+	BenefitsExec(BenefitsGenericPlan(&plan, "SELECT f.feature FROM benefits.customer_features($1) AS f(feature)",
+									 1, types),
 				 args, NULL, true, 0);
 	appendStringInfoChar(buf, '[');
 	for (uint64 i = 0; i < SPI_processed; i++)
