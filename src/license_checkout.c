@@ -113,15 +113,14 @@ ByteaDatum(const unsigned char *bytes, size_t len)
 
 /*
  * Inserts a new key pair as the organization's current one (inside an SPI
- * connection).  With if_none, nothing is written when a current key exists
- * (a concurrent first checkout won).  Returns whether it was written; *kid
- * receives the new kid.
+ * connection), unless a current key exists (a concurrent first checkout, or
+ * a rotation, inserted one).  Returns whether it was written; *kid receives
+ * the new kid.
  */
 static bool
-InsertSigningKey(const pg_uuid_t *organization_id, bool if_none, char *kid)
+InsertSigningKey(const pg_uuid_t *organization_id, char *kid)
 {
-	static SPIPlanPtr insert_plan;
-	static SPIPlanPtr insert_if_none_plan;
+	static SPIPlanPtr plan;
 	Oid			types[4] = {TEXTOID, UUIDOID, BYTEAOID, BYTEAOID};
 	Datum		args[4];
 	unsigned char public_key[crypto_sign_PUBLICKEYBYTES];
@@ -136,21 +135,24 @@ InsertSigningKey(const pg_uuid_t *organization_id, bool if_none, char *kid)
 	args[3] = ByteaDatum(secret, sizeof(secret));
 	sodium_memzero(secret, sizeof(secret));
 	secret_datum = DatumGetByteaP(args[3]);
-	if (if_none)
-		BenefitsExec(BenefitsPlan(&insert_if_none_plan,
-								  "INSERT INTO benefits.license_signing_keys (kid, organization_id, public_key, secret_key)"
-								  " VALUES ($1, $2, $3, $4)"
-								  " ON CONFLICT (organization_id) WHERE retired_at IS NULL DO NOTHING",
-								  4, types),
-					 args, NULL, false, 0);
-	else
-		BenefitsExec(BenefitsPlan(&insert_plan,
-								  "INSERT INTO benefits.license_signing_keys (kid, organization_id, public_key, secret_key)"
-								  " VALUES ($1, $2, $3, $4)",
-								  4, types),
-					 args, NULL, false, 0);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "INSERT INTO benefits.license_signing_keys (kid, organization_id, public_key, secret_key)"
+							  " VALUES ($1, $2, $3, $4)"
+							  " ON CONFLICT (organization_id) WHERE retired_at IS NULL DO NOTHING",
+							  4, types),
+				 args, NULL, false, 0);
 	sodium_memzero(VARDATA(secret_datum), crypto_sign_SECRETKEYBYTES);
 	return SPI_processed == 1;
+}
+
+/* A concurrent writer of the organization's current key won: the caller retries. */
+static void
+ConcurrentSigningKey(void)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			errmsg("could not serialize access due to a concurrent change of the license signing key"),
+			errhint("Retry the transaction."));
 }
 
 /* The organization's current key into *key; false when it has none yet. */
@@ -191,12 +193,9 @@ CurrentSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
 
 	if (FetchSigningKey(organization_id, key))
 		return;
-	(void) InsertSigningKey(organization_id, true, kid);
+	(void) InsertSigningKey(organization_id, kid);
 	if (!FetchSigningKey(organization_id, key))
-		ereport(ERROR,
-				errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				errmsg("could not serialize access due to a concurrent first license checkout"),
-				errhint("Retry the transaction."));
+		ConcurrentSigningKey();
 }
 
 /*
@@ -448,7 +447,9 @@ rotate_license_signing_key(PG_FUNCTION_ARGS)
 							  " WHERE organization_id = $1 AND retired_at IS NULL",
 							  1, types),
 				 args, NULL, false, 0);
-	(void) InsertSigningKey(PG_GETARG_UUID_P(0), false, kid);
+	/* A first checkout that committed after the retirement above inserted one. */
+	if (!InsertSigningKey(PG_GETARG_UUID_P(0), kid))
+		ConcurrentSigningKey();
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(kid));
 }

@@ -146,14 +146,8 @@ static bool CatalogCallbackRegistered = false;
 /* Locking-path plans, prepared once per backend. */
 static SPIPlanPtr LockKeyPlan = NULL;
 static SPIPlanPtr IncrementUsagePlan = NULL;
-static SPIPlanPtr CountActivationsPlan = NULL;
-static SPIPlanPtr InsertActivationPlan = NULL;
 static SPIPlanPtr TouchKeyPlan = NULL;
-static SPIPlanPtr DeleteActivationPlan = NULL;
-static SPIPlanPtr CountLiveActivationsPlan = NULL;
 static SPIPlanPtr ReactivatePlan = NULL;
-static SPIPlanPtr InsertFingerprintPlan = NULL;
-static SPIPlanPtr DeactivatePlan = NULL;
 static SPIPlanPtr HeartbeatPlan = NULL;
 
 /* Columns of benefits.license_validation, in order. */
@@ -747,6 +741,26 @@ ValidationKeyFields(Datum *values, bool *nulls, LicenseKeyRow *row, bool counted
 	}
 }
 
+/* A validation result not yet decided: not valid, every key field NULL. */
+static void
+ValidationStart(Datum *values, bool *nulls)
+{
+	memset(nulls, true, sizeof(bool) * LV_COUNT);
+	values[LV_VALID] = BoolGetDatum(false);
+	nulls[LV_VALID] = false;
+	nulls[LV_CODE] = false;
+	nulls[LV_MESSAGE] = false;
+}
+
+/* The not_found answer: the same for every reason, with no other field set. */
+static Datum
+ValidationNotFound(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	values[LV_CODE] = CStringGetTextDatum("not_found");
+	values[LV_MESSAGE] = CStringGetTextDatum("License key not found.");
+	return ResultTuple(fcinfo, &ValidationResult, values, nulls);
+}
+
 /*
  * Whether the benefit matches conditions as a subset (its properties'
  * conditions_match), by a direct primary-key scan: read only when the exact
@@ -883,12 +897,7 @@ validate_license(PG_FUNCTION_ARGS)
 	}
 	conditions = ObjectArgument(fcinfo, 6, "conditions");
 	fingerprint = LicenseFingerprintArgument(fcinfo, 7);
-
-	memset(nulls, true, sizeof(nulls));
-	values[LV_VALID] = BoolGetDatum(false);
-	nulls[LV_VALID] = false;
-	nulls[LV_CODE] = false;
-	nulls[LV_MESSAGE] = false;
+	ValidationStart(values, nulls);
 
 	canonical = LicenseKeyArgument(fcinfo, 0);
 	if (canonical == NULL)
@@ -909,9 +918,7 @@ validate_license(PG_FUNCTION_ARGS)
 			SPI_finish();
 			BenefitsRestoreCaller(&caller);
 		}
-		values[LV_CODE] = CStringGetTextDatum("not_found");
-		values[LV_MESSAGE] = CStringGetTextDatum("License key not found.");
-		PG_RETURN_DATUM(ResultTuple(fcinfo, &ValidationResult, values, nulls));
+		PG_RETURN_DATUM(ValidationNotFound(fcinfo, values, nulls));
 	}
 
 	code = LicenseKeyRefusal(&row, now, &message);
@@ -1037,20 +1044,11 @@ heartbeat_license(PG_FUNCTION_ARGS)
 	RequireOrganization(fcinfo, 1);
 	BenefitsRequireArgument(fcinfo, 2, "activation_id", ERRCODE_INVALID_PARAMETER_VALUE);
 	activation_id = *PG_GETARG_UUID_P(2);
-
-	memset(nulls, true, sizeof(nulls));
-	values[LV_VALID] = BoolGetDatum(false);
-	nulls[LV_VALID] = false;
-	nulls[LV_CODE] = false;
-	nulls[LV_MESSAGE] = false;
+	ValidationStart(values, nulls);
 
 	canonical = LicenseKeyArgument(fcinfo, 0);
 	if (canonical == NULL || !LicenseKeyLookup(PG_GETARG_UUID_P(1), canonical, &row))
-	{
-		values[LV_CODE] = CStringGetTextDatum("not_found");
-		values[LV_MESSAGE] = CStringGetTextDatum("License key not found.");
-		PG_RETURN_DATUM(ResultTuple(fcinfo, &ValidationResult, values, nulls));
-	}
+		PG_RETURN_DATUM(ValidationNotFound(fcinfo, values, nulls));
 	code = LicenseKeyRefusal(&row, now, &message);
 	if (code == NULL)
 	{
@@ -1126,6 +1124,29 @@ LabelArgument(FunctionCallInfo fcinfo, int argno)
 	return label;
 }
 
+/*
+ * A statement of the activations in the form of the database's schema: 0.2.0
+ * keeps history (history_sql), 0.1.0 does not (plain_sql).  Each form is
+ * prepared once and kept.
+ */
+typedef struct SchemaPlans
+{
+	SPIPlanPtr	history;
+	SPIPlanPtr	plain;
+} SchemaPlans;
+
+static SchemaPlans CountActivationsPlans;
+static SchemaPlans InsertActivationPlans;
+static SchemaPlans DeactivatePlans;
+
+static SPIPlanPtr
+SchemaPlan(SchemaPlans *plans, const char *history_sql, const char *plain_sql, int nargs, const Oid *types)
+{
+	if (LicenseActivationsKeepHistory())
+		return BenefitsPlan(&plans->history, history_sql, nargs, types);
+	return BenefitsPlan(&plans->plain, plain_sql, nargs, types);
+}
+
 /* The number of live activations of a key (inside the SPI connection, key locked). */
 static int64
 CountActivations(const pg_uuid_t *license_key_id)
@@ -1133,13 +1154,11 @@ CountActivations(const pg_uuid_t *license_key_id)
 	Oid			types[1] = {UUIDOID};
 	Datum		args[1] = {UUIDPGetDatum(license_key_id)};
 	bool		isnull;
-	SPIPlanPtr	plan = LicenseActivationsKeepHistory()
-		? BenefitsPlan(&CountLiveActivationsPlan,
-					   "SELECT count(*) FROM benefits.license_key_activations"
-					   " WHERE license_key_id = $1 AND deactivated_at IS NULL", 1, types)
-		: BenefitsPlan(&CountActivationsPlan,
-					   "SELECT count(*) FROM benefits.license_key_activations"
-					   " WHERE license_key_id = $1", 1, types);
+	SPIPlanPtr	plan = SchemaPlan(&CountActivationsPlans,
+								  "SELECT count(*) FROM benefits.license_key_activations"
+								  " WHERE license_key_id = $1 AND deactivated_at IS NULL",
+								  "SELECT count(*) FROM benefits.license_key_activations"
+								  " WHERE license_key_id = $1", 1, types);
 
 	if (SPI_execute_plan(plan, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not count license key activations");
@@ -1223,20 +1242,15 @@ InsertActivation(const pg_uuid_t *license_key_id, text *label, Jsonb *conditions
 				 args, NULL, false, 0);
 	if (SPI_processed != 1)
 		elog(ERROR, "could not lock license key for activation");
-	if (LicenseActivationsKeepHistory())
-		BenefitsExec(BenefitsPlan(&InsertFingerprintPlan,
-								  "INSERT INTO benefits.license_key_activations"
-								  " (license_key_id, label, conditions, meta, fingerprint)"
-								  " VALUES ($1, $2, $3, $4, $5) RETURNING id, conditions, created_at",
-								  5, types),
-					 args, arg_nulls, false, 1);
-	else
-		BenefitsExec(BenefitsPlan(&InsertActivationPlan,
-								  "INSERT INTO benefits.license_key_activations"
-								  " (license_key_id, label, conditions, meta)"
-								  " VALUES ($1, $2, $3, $4) RETURNING id, conditions, created_at",
-								  4, types),
-					 args, NULL, false, 1);
+	BenefitsExec(SchemaPlan(&InsertActivationPlans,
+							"INSERT INTO benefits.license_key_activations"
+							" (license_key_id, label, conditions, meta, fingerprint)"
+							" VALUES ($1, $2, $3, $4, $5) RETURNING id, conditions, created_at",
+							"INSERT INTO benefits.license_key_activations"
+							" (license_key_id, label, conditions, meta)"
+							" VALUES ($1, $2, $3, $4) RETURNING id, conditions, created_at",
+							5, types),
+				 args, arg_nulls, false, 1);
 	if (SPI_processed != 1)
 		elog(ERROR, "could not insert license key activation");
 	ActivationFields(values, nulls, activation_id, label, meta);
@@ -1363,19 +1377,14 @@ deactivate_license(PG_FUNCTION_ARGS)
 	}
 	args[0] = PG_GETARG_DATUM(2);
 	args[1] = UUIDPGetDatum(&row.id);
-	if (LicenseActivationsKeepHistory())
-		BenefitsExec(BenefitsPlan(&DeactivatePlan,
-								  "UPDATE benefits.license_key_activations"
-								  "   SET deactivated_at = pg_catalog.now(), modified_at = pg_catalog.now()"
-								  " WHERE id = $1 AND license_key_id = $2 AND deactivated_at IS NULL",
-								  2, types),
-					 args, NULL, false, 0);
-	else
-		BenefitsExec(BenefitsPlan(&DeleteActivationPlan,
-								  "DELETE FROM benefits.license_key_activations"
-								  " WHERE id = $1 AND license_key_id = $2",
-								  2, types),
-					 args, NULL, false, 0);
+	BenefitsExec(SchemaPlan(&DeactivatePlans,
+							"UPDATE benefits.license_key_activations"
+							"   SET deactivated_at = pg_catalog.now(), modified_at = pg_catalog.now()"
+							" WHERE id = $1 AND license_key_id = $2 AND deactivated_at IS NULL",
+							"DELETE FROM benefits.license_key_activations"
+							" WHERE id = $1 AND license_key_id = $2",
+							2, types),
+				 args, NULL, false, 0);
 	removed = SPI_processed > 0;
 	FinishPinned();
 	PG_RETURN_BOOL(removed);

@@ -182,7 +182,6 @@ for round in $(seq "$ROUNDS"); do
     selects+=("$s"); validates+=("$v"); select_cpu+=("$sc"); validate_cpu+=("$vc")
     ratios+=("$(ratio "$v" "$s")"); cpu_ratios+=("$(ratio "$sc" "$vc")")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo "primary-key SELECT tps: ${selects[*]}"
 echo "validate_license tps:   ${validates[*]}   (2 clients, prepared, ${T}s runs)"
 echo "validation ratio (validate_license tps / primary-key SELECT tps), per round: ${ratios[*]}"

@@ -69,7 +69,6 @@ SELECT * FROM benefits.heartbeat_license('00000000-0000-4000-8000-' || lpad(:n::
                                          ('00000000-0000-4000-9000-' || lpad(:n::text, 12, '0'))::uuid);
 PGB
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 pgbench_tps validate 2 >/dev/null; pgbench_tps checkout 2 >/dev/null; pgbench_tps heartbeat 2 >/dev/null   # warm-up
 validates=(); checkouts=(); heartbeats=(); checkout_ratios=(); heartbeat_ratios=()
 for round in $(seq "$ROUNDS"); do

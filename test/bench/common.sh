@@ -1,6 +1,9 @@
 # Shared by the benchmarks (sourced, not run): figures as ratios, and the tps
 # of one pgbench run of a script written to $work.
 
+# median X...: the median of the numbers given (per-round ratios of alternated runs).
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
 # ratio A B: A / B to two decimals.
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 
