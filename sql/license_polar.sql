@@ -55,6 +55,10 @@ UPDATE benefits.orders SET status = 'refunded' WHERE id = '2e000000-0000-0000-00
 SELECT * FROM keys_of_buyer;
 SELECT (benefits.validate_license(:'key1', '2a000000-0000-0000-0000-000000000001')).code AS refunded_key,
        (benefits.validate_license(:'key2', '2a000000-0000-0000-0000-000000000001')).code AS kept_key;
+-- The portal shows the live purchase's own key, not the refunded one's.
+SELECT benefits.create_customer_session('2a000000-0000-0000-0000-000000000001', 'buyer') AS tok \gset
+SELECT b->'license_key'->>'key' = :'key2' AS shows_live_key, b->'license_key'->>'status' AS status
+  FROM jsonb_array_elements(benefits.customer_portal(:'tok')->'benefits') b WHERE b->>'id' = :'per_grant';
 -- The shared key outlives a refund of one of its two purchases.
 UPDATE benefits.orders SET status = 'refunded' WHERE id = '2e000000-0000-0000-0000-000000000003';
 SELECT description, status FROM keys_of_buyer WHERE description = 'One key per customer';

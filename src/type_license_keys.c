@@ -434,7 +434,7 @@ LicenseKeysBenefitUpdated(pg_uuid_t benefit_id, Jsonb *properties)
 enum
 {
 	K_BENEFIT_ID = 1, K_ID, K_KEY, K_DISPLAY_KEY, K_STATUS, K_USAGE, K_LIMIT_USAGE,
-	K_LIMIT_ACTIVATIONS, K_VALIDATIONS, K_LAST_VALIDATED_AT, K_EXPIRES_AT
+	K_LIMIT_ACTIVATIONS, K_VALIDATIONS, K_LAST_VALIDATED_AT, K_EXPIRES_AT, K_GRANT_ID
 };
 
 enum
@@ -469,6 +469,17 @@ ActivationCmp(const void *a, const void *b, void *arg)
 	return memcmp(DatumGetUUIDP(RowsGet(r, x, A_ID)), DatumGetUUIDP(RowsGet(r, y, A_ID)), UUID_LEN);
 }
 
+/*
+ * Whether key k is the one a held grant shows: of its benefit, and either
+ * shared by the customer's grants or the grant's own (key_per = grant).
+ */
+static bool
+KeyOfHeldGrant(const Rows *keys, int k, const Rows *held, int h)
+{
+	return RowsSameUuid(keys, k, K_BENEFIT_ID, held, h, HELD_BENEFIT_ID) &&
+		(RowsIsNull(keys, k, K_GRANT_ID) || RowsSameUuid(keys, k, K_GRANT_ID, held, h, HELD_GRANT_ID));
+}
+
 /* The license key of a benefit with its activations (ordered), or null. */
 static void
 LicenseKey(Doc *doc, const Rows *held, int h, bool customer_admin,
@@ -476,7 +487,7 @@ LicenseKey(Doc *doc, const Rows *held, int h, bool customer_admin,
 {
 	for (int k = 0; k < keys->n; k++)
 	{
-		if (!RowsSameUuid(keys, k, K_BENEFIT_ID, held, h, HELD_BENEFIT_ID))
+		if (!KeyOfHeldGrant(keys, k, held, h))
 			continue;
 		DocBeginObject(doc);
 		DocKey(doc, "id");
@@ -531,30 +542,34 @@ LicenseKey(Doc *doc, const Rows *held, int h, bool customer_admin,
 static void
 LicenseKeysPortalCollect(PortalBuild *ctx, PortalBenefit **benefits, int n)
 {
-	static SPIPlanPtr keys_plan;
-	static SPIPlanPtr activations_plan;
-	static SPIPlanPtr live_activations_plan;
+	/*
+	 * [0]: 0.1.0's schema (no grant_id: customer keys; deactivated
+	 * activations are deleted); [1]: 0.2.0's, live activations only.
+	 */
+	static SPIPlanPtr keys_plans[2];
+	static SPIPlanPtr activations_plans[2];
+	static const char *const keys_sql[2] = {
+		"SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
+		"       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at, NULL::uuid AS grant_id"
+		"  FROM benefits.license_keys lk WHERE lk.customer_id = $1",
+		"SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
+		"       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at, lk.grant_id"
+		"  FROM benefits.license_keys lk WHERE lk.customer_id = $1"
+	};
+	static const char *const activations_sql[2] = {
+		"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
+		"  FROM benefits.license_key_activations a WHERE a.license_key_id = ANY ($1)",
+		"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
+		"  FROM benefits.license_key_activations a"
+		" WHERE a.license_key_id = ANY ($1) AND a.deactivated_at IS NULL"
+	};
 	Oid			one_uuid[1] = {UUIDOID};
 	Oid			uuid_array[1] = {UUIDARRAYOID};
 	PortalKeys *pk = palloc0(sizeof(PortalKeys));
+	int			schema = KeysPerGrantSchema() ? 1 : 0;
 
-	BenefitsGenericPlan(&keys_plan,
-						"SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
-						"       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at"
-						"  FROM benefits.license_keys lk WHERE lk.customer_id = $1", 1, one_uuid);
-	/* Live activations only; 0.1.0's schema deletes deactivated ones. */
-	if (LicenseActivationsKeepHistory())
-		BenefitsGenericPlan(&live_activations_plan,
-							"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
-							"  FROM benefits.license_key_activations a"
-							" WHERE a.license_key_id = ANY ($1) AND a.deactivated_at IS NULL",
-							1, uuid_array);
-	else
-		BenefitsGenericPlan(&activations_plan,
-							"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
-							"  FROM benefits.license_key_activations a WHERE a.license_key_id = ANY ($1)",
-							1, uuid_array);
-	pk->keys = RowsFetch(keys_plan, &ctx->customer_id);
+	pk->keys = RowsFetch(BenefitsGenericPlan(&keys_plans[schema], keys_sql[schema], 1, one_uuid),
+						 &ctx->customer_id);
 	if (pk->keys.n > 0)
 	{
 		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * pk->keys.n);
@@ -563,7 +578,8 @@ LicenseKeysPortalCollect(PortalBuild *ctx, PortalBenefit **benefits, int n)
 		for (int k = 0; k < pk->keys.n; k++)
 			ids[k] = *DatumGetUUIDP(RowsGet(&pk->keys, k, K_ID));
 		arg = BenefitsUuidArray(ids, pk->keys.n);
-		pk->acts = RowsFetch(LicenseActivationsKeepHistory() ? live_activations_plan : activations_plan, &arg);
+		pk->acts = RowsFetch(BenefitsGenericPlan(&activations_plans[schema], activations_sql[schema],
+												 1, uuid_array), &arg);
 		pk->act_order = palloc(sizeof(int) * (pk->acts.n + 1));
 		for (int a = 0; a < pk->acts.n; a++)
 			pk->act_order[a] = a;
