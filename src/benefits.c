@@ -234,6 +234,19 @@ BenefitsGrantsKeepHistory(void)
 	return OidIsValid(grants) && get_attnum(grants, "source_subscription_id") != InvalidAttrNumber;
 }
 
+/*
+ * Whether the benefits schema has relation name: a database still at an
+ * older version's schema may not (the library serves every version it ships
+ * a script for).
+ */
+bool
+BenefitsHasRelation(const char *name)
+{
+	Oid			schema = get_namespace_oid(BENEFITS_SCHEMA, true);
+
+	return OidIsValid(schema) && OidIsValid(get_relname_relid(name, schema));
+}
+
 /* A relation of the benefits schema, which must exist. */
 Oid
 BenefitsRelid(const char *name)

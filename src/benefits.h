@@ -34,6 +34,7 @@ extern pg_uuid_t BenefitsRandomUuid(void);
 extern Datum BenefitsUuidArray(const pg_uuid_t *uuids, int n);
 extern char *BenefitsJsonbValueText(JsonbValue *v);
 /* A relation of the benefits schema and a column of it, which must exist. */
+extern bool BenefitsHasRelation(const char *name);
 extern Oid	BenefitsRelid(const char *name);
 extern AttrNumber BenefitsColumnNumber(Oid relid, const char *name);
 /* Whether the installed schema keeps grants of deleted sources (0.2.0). */

@@ -59,6 +59,9 @@ extern void EngineSyncSubscription(pg_uuid_t subscription_id);
 extern void EngineSyncOrder(pg_uuid_t order_id);
 extern void EngineActivateSubscription(pg_uuid_t subscription_id);
 
+/* accounts.c: a linked account removed (the customer locked by the caller) */
+extern bool AccountUnlink(pg_uuid_t customer_id, const char *platform);
+
 /* subscriptions.c */
 extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
 
@@ -105,6 +108,7 @@ extern int	EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type);
 extern void ProviderJobsGrant(GrantChange *change, const char *platform);
 extern void ProviderJobsGrantMany(GrantBatch *batch, const char *platform);
 extern void ProviderJobsRevoke(GrantChange *change, const char *platform);
+extern void ProviderJobsAccountGone(GrantChange *change, const char *platform);
 extern Jsonb *ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 								 const char *platform,
 								 Jsonb *benefit_properties, Jsonb *grant_properties, bool enqueue);

@@ -16,6 +16,7 @@ static const JobOperation operations[] = {
 	{"discord", "add_role", DiscordAddRole, ProviderJudge},
 	{"discord", "remove_role", DiscordRemoveRole, ProviderJudge},
 	{"discord", "kick_member", DiscordKickMember, ProviderJudge},
+	{"oauth", "link_account", OAuthLinkAccount, OAuthAnswerJudge},
 };
 
 /* Builds nothing: the job names no known operation. */

@@ -87,30 +87,38 @@ CustomerSessionTokenHash(text *token)
 }
 
 /*
- * The customer a session token belongs to.  Runs inside the caller's SPI
- * connection.
+ * The customer a session token belongs to, and (session_id, when not NULL)
+ * the session's id.  Runs inside the caller's SPI connection.
  */
 pg_uuid_t
-CustomerSessionResolve(text *token)
+CustomerSessionOpen(text *token, pg_uuid_t *session_id)
 {
 	Oid			argtypes[1] = {BYTEAOID};
 	Datum		values[1];
+	TupleDesc	desc;
 	bool		isnull;
-	Datum		d;
-	pg_uuid_t	customer;
 
 	values[0] = PointerGetDatum(CustomerSessionTokenHash(token));
 	BenefitsPlan(&resolve_session_plan,
-				 "SELECT s.customer_id" CUSTOMER_SESSION_JOIN_SQL
+				 "SELECT s.customer_id, s.id AS session_id" CUSTOMER_SESSION_JOIN_SQL
 				 " WHERE " CUSTOMER_SESSION_LIVE_SQL,
 				 1, argtypes);
 	if (SPI_execute_plan(resolve_session_plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "customer session lookup failed");
 	if (SPI_processed != 1)
 		CustomerSessionInvalid();
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	customer = *DatumGetUUIDP(d);
-	return customer;
+	desc = SPI_tuptable->tupdesc;
+	if (session_id != NULL)
+		*session_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], desc,
+												   SPI_fnumber(desc, "session_id"), &isnull));
+	return *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], desc, SPI_fnumber(desc, "customer_id"), &isnull));
+}
+
+/* The customer a session token belongs to; inside the caller's SPI connection. */
+pg_uuid_t
+CustomerSessionResolve(text *token)
+{
+	return CustomerSessionOpen(token, NULL);
 }
 
 PG_FUNCTION_INFO_V1(create_customer_session);

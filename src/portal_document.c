@@ -32,11 +32,12 @@
  *        download_url, download_expires_at}]
  *      custom: note
  *      meter_credits: meter {id, name, units, rollover, balance}
- *      github_repository: github {repositories, account, delivery, action, message}
- *      discord: discord {guild_id, roles, account, delivery, action, message}]}
+ *      github_repository: github {repositories, account, delivery, action, message, link}
+ *      discord: discord {guild_id, roles, account, delivery, action, message, link}]}
  * Times are RFC 3339 in UTC with a Z.  delivery is granted, pending,
  * action_required (with the action the engine recorded, e.g. link_github)
- * or failed.
+ * or failed.  link is the customer's account of the platform: {status:
+ * unlinked | pending | linked | failed, error}.
  */
 #include "postgres.h"
 

@@ -372,6 +372,19 @@ ProviderJobsRevoke(GrantChange *change, const char *platform)
 }
 
 /*
+ * The customer's account is gone (unlinked or replaced): the revoke's jobs
+ * remove what was delivered to it, and the grant waits for a link, with no
+ * access recorded.
+ */
+void
+ProviderJobsAccountGone(GrantChange *change, const char *platform)
+{
+	ProviderJobsRevoke(change, platform);
+	change->new_properties = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	change->error = LinkError(platform);
+}
+
+/*
  * The benefit's properties changed: returns the grant's new properties and,
  * when enqueue is set and the grant has delivered access, writes the jobs
  * for the difference (repositories added or with a new permission, removed;

@@ -16,6 +16,9 @@ url="http://127.0.0.1:$(cat "$work/port")"
 export CLUSTER_CONF="benefits.database_names = 'postgres'
 benefits.github_api_url = '$url'
 benefits.github_token = 'demo-github-token'
+benefits.github_oauth_url = '$url'
+benefits.github_oauth_client_id = 'demo-client'
+benefits.github_oauth_client_secret = 'demo-client-secret'
 benefits.discord_api_url = '$url'
 benefits.discord_bot_token = 'demo-discord-token'
 benefits.allow_private_network = on
@@ -32,15 +35,17 @@ import base64, hashlib, hmac, json, sys
 secret = open(sys.argv[2]).read().strip()
 key = base64.b64decode(secret[len("whsec_"):])
 requests = [json.loads(line) for line in open(sys.argv[1])]
-hooks = [r for r in requests if r["method"] == "POST"]
+hooks = [r for r in requests if r["method"] == "POST" and "webhook-id" in r["headers"]]
 valid = 0
 for r in hooks:
     h = r["headers"]
     mac = hmac.new(key, f"{h['webhook-id']}.{h['webhook-timestamp']}.{r['body']}".encode(), hashlib.sha256)
     valid += ("v1," + base64.b64encode(mac.digest()).decode()) in h["webhook-signature"].split()
 for r in requests:
-    if r["method"] != "POST":
-        print(f"   GitHub   {r['method']:6} {r['path']}  -> {r['answer']}")
+    if r not in hooks:
+        path = r["path"].split("?")[0]
+        who = "GitHub" if path.startswith("/repos/") else "OAuth "
+        print(f"   {who}   {r['method']:6} {path}  -> {r['answer']}")
 print(f"   Webhooks {len(hooks)} received, {valid} signatures verified with the receiver's copy of the secret")
 first = json.loads(hooks[0]["body"])
 data = first["data"]

@@ -143,12 +143,17 @@ SELECT split_part(f, E'\n', 1) AS first_line, length(f) AS bytes, array_length(s
 SELECT benefits.checkout_license('MYAPP-NOT-A-REAL-KEY', '0a000000-0000-4000-8000-000000000001') AS unknown_key;
 
 \echo
-\echo '== 5. GitHub access waits for a linked account; linking it lets the worker invite Ada'
-\o /dev/null
-SELECT benefits.link_account('0d000000-0000-4000-8000-000000000001', 'github', '583231', 'ada-lovelace');
-\o
+\echo '== 5. GitHub access waits for a linked account: Ada connects GitHub from the portal (OAuth)'
+SELECT benefits.create_customer_session('0a000000-0000-4000-8000-000000000001', 'user_42') AS token \gset
+SELECT platform, status FROM benefits.portal_link_status(:'token');
+-- test/demo_link.py plays the browser and the application's redirect handler.
+\setenv BENEFITS_TOKEN :token
+\! /usr/bin/python3 "$BENEFITS_ROOT/test/demo_link.py"
 SELECT pg_temp.wait_until(format($$SELECT state = 'active' FROM benefits.grants WHERE benefit_id = %L$$, :'github_benefit')) AS delivered;
-SELECT kind, action, payload->>'username' AS username, state, attempts FROM benefits.outbox WHERE kind = 'github';
+SELECT platform, status, username FROM benefits.portal_link_status(:'token') WHERE platform = 'github';
+SELECT kind, action, coalesce(payload->>'username', payload->>'platform') AS "for", state, attempts
+  FROM benefits.outbox WHERE kind IN ('oauth', 'github') ORDER BY id;
+\echo '   The code left the outbox once used; the tokens are readable by the extension''s owner only.'
 
 \echo
 \echo '== 6. Usage draws down the credits'
@@ -156,10 +161,8 @@ SELECT benefits.record_usage('0d000000-0000-4000-8000-000000000001', '0e000000-0
 
 \echo
 \echo '== 7. Ada opens the customer portal with a session token (only its hash is stored)'
-SELECT benefits.create_customer_session('0a000000-0000-4000-8000-000000000001', 'user_42') AS token \gset
 SELECT left(:'token', 4) || '…' AS token, count(*) AS stored_sessions FROM benefits.customer_sessions;
 -- The application passes the token as a bind parameter (test/demo_portal.py, run by Debian's python3, which has psycopg).
-\setenv BENEFITS_TOKEN :token
 \! /usr/bin/python3 "$BENEFITS_ROOT/test/demo_portal.py"
 
 \echo

@@ -112,12 +112,16 @@ CREATE FUNCTION benefits.portal_html(doc jsonb, action_url text DEFAULT NULL)
     AS 'MODULE_PATHNAME', 'portal_html' LANGUAGE C STABLE
     SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION benefits.customer_portal_html(token text, action_url text DEFAULT NULL)
+-- With link_redirect_uri, each GitHub or Discord benefit waiting for an
+-- account links to the provider's authorize URL (portal_link_url), returning
+-- there; with action_url, a linked account gets a form to disconnect it.
+CREATE FUNCTION benefits.customer_portal_html(token text, action_url text DEFAULT NULL,
+                                              link_redirect_uri text DEFAULT NULL)
     RETURNS text
     AS 'MODULE_PATHNAME', 'customer_portal_html' LANGUAGE C VOLATILE
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 GRANT EXECUTE ON FUNCTION benefits.customer_portal(text),
-                          benefits.customer_portal_html(text, text),
+                          benefits.customer_portal_html(text, text, text),
                           benefits.portal_deactivate_license(text, uuid)
     TO benefits_app, benefits_public;
