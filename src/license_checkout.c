@@ -21,10 +21,11 @@
  * stay valid until they expire: the ttl bounds how long a revocation takes
  * to reach offline machines.
  *
- * Concurrency: checkout reads the key and activation under the statement's
- * snapshot and writes only an organization's first signing key, with ON
- * CONFLICT on the one-current-key index, so concurrent first checkouts agree
- * on one key.  rotate_license_signing_key locks the organization row (FOR NO
+ * Concurrency: checkout reads the key, the activation and the current
+ * signing key under the statement's snapshot (the key and the signing key by
+ * direct index scans) and writes only an organization's first signing key,
+ * with ON CONFLICT on the one-current-key index, so concurrent first
+ * checkouts agree on one key.  rotate_license_signing_key locks the organization row (FOR NO
  * KEY UPDATE) so rotations of one organization run one after the other;
  * a checkout concurrent with a rotation signs with whichever key its
  * snapshot sees as current, and both stay listed.
@@ -39,13 +40,23 @@
 
 #include <sodium.h>
 
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -155,7 +166,57 @@ ConcurrentSigningKey(void)
 			errhint("Retry the transaction."));
 }
 
-/* The organization's current key into *key; false when it has none yet. */
+/* A signing key from its stored kid and secret, checked for shape. */
+static void
+SigningKeyFrom(text *kid, bytea *secret, SigningKey *key)
+{
+	if (VARSIZE_ANY_EXHDR(kid) != SIGNING_KID_BYTES * 2 || VARSIZE_ANY_EXHDR(secret) != crypto_sign_SECRETKEYBYTES)
+		elog(ERROR, "benefits.license_signing_keys holds a malformed key");
+	memcpy(key->kid, VARDATA_ANY(kid), SIGNING_KID_BYTES * 2);
+	key->kid[SIGNING_KID_BYTES * 2] = '\0';
+	memcpy(key->secret, VARDATA_ANY(secret), crypto_sign_SECRETKEYBYTES);
+}
+
+/*
+ * The organization's current key by a direct scan of the one-current-key
+ * index under the statement's snapshot: the path of every checkout but an
+ * organization's first.  False when it has none (visible) yet.
+ */
+static bool
+LookupSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
+{
+	Oid			relid = BenefitsRelid("license_signing_keys");
+	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	index = index_open(BenefitsRelid("license_signing_keys_current"), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	ScanKeyData skey[1];
+	bool		found;
+	bool		isnull;
+
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(organization_id));
+	index_rescan(scan, skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		(void) slot_getattr(slot, BenefitsColumnNumber(relid, "retired_at"), &isnull);
+		found = isnull;
+	}
+	if (found)
+		SigningKeyFrom(DatumGetTextPP(slot_getattr(slot, BenefitsColumnNumber(relid, "kid"), &isnull)),
+					   DatumGetByteaPP(slot_getattr(slot, BenefitsColumnNumber(relid, "secret_key"), &isnull)),
+					   key);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/*
+ * The organization's current key by SPI (inside a connection), which sees
+ * what this transaction just inserted; false when it has none.
+ */
 static bool
 FetchSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
 {
@@ -164,8 +225,6 @@ FetchSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
 	Datum		args[1] = {UuidGetDatum(organization_id)};
 	TupleDesc	desc;
 	bool		isnull;
-	bytea	   *secret;
-	char	   *kid;
 
 	BenefitsExec(BenefitsPlan(&plan,
 							  "SELECT kid, secret_key FROM benefits.license_signing_keys"
@@ -175,23 +234,20 @@ FetchSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
 	if (SPI_processed == 0)
 		return false;
 	desc = SPI_tuptable->tupdesc;
-	kid = SPI_getvalue(SPI_tuptable->vals[0], desc, SPI_fnumber(desc, "kid"));
-	secret = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], desc,
-										   SPI_fnumber(desc, "secret_key"), &isnull));
-	if (strlen(kid) != SIGNING_KID_BYTES * 2 || VARSIZE_ANY_EXHDR(secret) != crypto_sign_SECRETKEYBYTES)
-		elog(ERROR, "benefits.license_signing_keys holds a malformed key");
-	strlcpy(key->kid, kid, sizeof(key->kid));
-	memcpy(key->secret, VARDATA_ANY(secret), crypto_sign_SECRETKEYBYTES);
+	SigningKeyFrom(DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[0], desc, SPI_fnumber(desc, "kid"), &isnull)),
+				   DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], desc,
+												 SPI_fnumber(desc, "secret_key"), &isnull)),
+				   key);
 	return true;
 }
 
-/* The organization's current key, created on first use. */
+/* The organization's current key, created on first use (inside an SPI connection). */
 static void
 CurrentSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
 {
 	char		kid[SIGNING_KID_BYTES * 2 + 1];
 
-	if (FetchSigningKey(organization_id, key))
+	if (LookupSigningKey(organization_id, key))
 		return;
 	(void) InsertSigningKey(organization_id, kid);
 	if (!FetchSigningKey(organization_id, key))
