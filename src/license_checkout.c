@@ -40,12 +40,8 @@
 
 #include <sodium.h>
 
-#include "access/genam.h"
-#include "access/relation.h"
 #include "access/skey.h"
 #include "access/stratnum.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -55,8 +51,6 @@
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
 #include "utils/json.h"
-#include "utils/rel.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -177,6 +171,30 @@ SigningKeyFrom(text *kid, bytea *secret, SigningKey *key)
 	memcpy(key->secret, VARDATA_ANY(secret), crypto_sign_SECRETKEYBYTES);
 }
 
+/* Where ReadSigningKey finds the columns, and the key it fills. */
+typedef struct SigningKeyRead
+{
+	AttrNumber	kid;
+	AttrNumber	secret_key;
+	AttrNumber	retired_at;
+	SigningKey *key;
+} SigningKeyRead;
+
+/* BenefitsIndexFetch's reader of the current signing key (not retired). */
+static bool
+ReadSigningKey(TupleTableSlot *slot, void *arg)
+{
+	SigningKeyRead *read = arg;
+	bool		isnull;
+
+	(void) slot_getattr(slot, read->retired_at, &isnull);
+	if (!isnull)
+		return false;
+	SigningKeyFrom(DatumGetTextPP(slot_getattr(slot, read->kid, &isnull)),
+				   DatumGetByteaPP(slot_getattr(slot, read->secret_key, &isnull)), read->key);
+	return true;
+}
+
 /*
  * The organization's current key by a direct scan of the one-current-key
  * index under the statement's snapshot: the path of every checkout but an
@@ -186,31 +204,13 @@ static bool
 LookupSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
 {
 	Oid			relid = BenefitsRelid("license_signing_keys");
-	Relation	rel = table_open(relid, AccessShareLock);
-	Relation	index = index_open(BenefitsRelid("license_signing_keys_current"), AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	IndexScanDesc scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	SigningKeyRead read = {BenefitsColumnNumber(relid, "kid"), BenefitsColumnNumber(relid, "secret_key"),
+	BenefitsColumnNumber(relid, "retired_at"), key};
 	ScanKeyData skey[1];
-	bool		found;
-	bool		isnull;
 
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(organization_id));
-	index_rescan(scan, skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
-	{
-		(void) slot_getattr(slot, BenefitsColumnNumber(relid, "retired_at"), &isnull);
-		found = isnull;
-	}
-	if (found)
-		SigningKeyFrom(DatumGetTextPP(slot_getattr(slot, BenefitsColumnNumber(relid, "kid"), &isnull)),
-					   DatumGetByteaPP(slot_getattr(slot, BenefitsColumnNumber(relid, "secret_key"), &isnull)),
-					   key);
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
-	return found;
+	return BenefitsIndexFetch(relid, BenefitsRelid("license_signing_keys_current"), skey, 1,
+							  ReadSigningKey, &read);
 }
 
 /*

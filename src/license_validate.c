@@ -135,6 +135,7 @@ typedef struct LicenseCatalog
 	AttrNumber	act_deactivated_at;
 	AttrNumber	act_fingerprint;
 	Oid			fingerprint_indexid;	/* unique (license_key_id, fingerprint) of live ones */
+	Oid			fingerprint_collation;
 	Oid			benefits_relid;
 	Oid			benefits_indexid;	/* primary key (id) */
 	AttrNumber	benefit_properties;
@@ -307,7 +308,7 @@ CatalogLoad(void)
 	{
 		AttrNumber	fingerprint[2] = {Catalog.act_license_key_id, Catalog.act_fingerprint};
 
-		Catalog.fingerprint_indexid = FindUniqueIndex(rel, 2, fingerprint, NULL, true);
+		Catalog.fingerprint_indexid = FindUniqueIndex(rel, 2, fingerprint, &Catalog.fingerprint_collation, true);
 	}
 	table_close(rel, AccessShareLock);
 	if (!OidIsValid(Catalog.activations_indexid))
@@ -364,6 +365,15 @@ LicenseKeyRowFromValues(LicenseKeyRow *row, const Datum *values, const bool *nul
 #undef N
 }
 
+/* BenefitsIndexFetch's reader of a key row. */
+static bool
+ReadKeyRow(TupleTableSlot *slot, void *row)
+{
+	slot_getallattrs(slot);
+	LicenseKeyRowFromValues(row, slot->tts_values, slot->tts_isnull, Catalog.key_attnums);
+	return true;
+}
+
 /*
  * The hot-path lookup: the key of an organization by a direct scan of the
  * unique (organization_id, key) index under the statement's snapshot.
@@ -371,36 +381,14 @@ LicenseKeyRowFromValues(LicenseKeyRow *row, const Datum *values, const bool *nul
 bool
 LicenseKeyLookup(const pg_uuid_t *organization_id, text *canonical, LicenseKeyRow *row)
 {
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
 	ScanKeyData skey[2];
-	TupleTableSlot *slot;
-	bool		found;
 
 	CatalogLoad();
-	rel = table_open(Catalog.keys_relid, AccessShareLock);
-	index = index_open(Catalog.keys_indexid, AccessShareLock);
-
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ,
 				UUIDPGetDatum(organization_id));
 	ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
 						   Catalog.key_collation, F_TEXTEQ, PointerGetDatum(canonical));
-
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, skey, 2, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
-	{
-		slot_getallattrs(slot);
-		LicenseKeyRowFromValues(row, slot->tts_values, slot->tts_isnull, Catalog.key_attnums);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
-	return found;
+	return BenefitsIndexFetch(Catalog.keys_relid, Catalog.keys_indexid, skey, 2, ReadKeyRow, row);
 }
 
 /* Whether the database's activations keep history (0.2.0's schema). */
@@ -440,6 +428,32 @@ ActivationMatches(TupleTableSlot *slot, const pg_uuid_t *license_key_id, text *f
 		memcmp(VARDATA_ANY(stored), VARDATA_ANY(fingerprint), VARSIZE_ANY_EXHDR(stored)) == 0;
 }
 
+/* What ActivationFetch looks for and receives. */
+typedef struct ActivationWanted
+{
+	const pg_uuid_t *license_key_id;
+	text	   *fingerprint;
+	pg_uuid_t  *found_id;
+	Jsonb	  **conditions;
+} ActivationWanted;
+
+/* BenefitsIndexFetch's reader of an activation: the wanted one, live. */
+static bool
+ReadActivation(TupleTableSlot *slot, void *arg)
+{
+	ActivationWanted *wanted = arg;
+	bool		isnull;
+	Datum		value;
+
+	if (!ActivationMatches(slot, wanted->license_key_id, wanted->fingerprint))
+		return false;
+	value = slot_getattr(slot, Catalog.act_id, &isnull);
+	memcpy(wanted->found_id, DatumGetUUIDP(value), sizeof(pg_uuid_t));
+	value = slot_getattr(slot, Catalog.act_conditions, &isnull);
+	*wanted->conditions = isnull ? NULL : DatumGetJsonbPCopy(value);
+	return true;
+}
+
 /*
  * A live activation of the given key by a direct index scan: by its id (the
  * primary key) or, without one, by its fingerprint (the unique index of live
@@ -452,51 +466,21 @@ static bool
 ActivationFetch(const pg_uuid_t *activation_id, text *fingerprint,
 				const pg_uuid_t *license_key_id, pg_uuid_t *found_id, Jsonb **conditions)
 {
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
+	ActivationWanted wanted = {license_key_id, fingerprint, found_id, conditions};
 	ScanKeyData skey[2];
-	TupleTableSlot *slot;
-	bool		found;
-	int			nkeys;
 
 	CatalogLoad();
-	rel = table_open(Catalog.activations_relid, AccessShareLock);
 	if (activation_id != NULL)
 	{
-		index = index_open(Catalog.activations_indexid, AccessShareLock);
-		ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ,
-					UUIDPGetDatum(activation_id));
-		nkeys = 1;
+		ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(activation_id));
+		return BenefitsIndexFetch(Catalog.activations_relid, Catalog.activations_indexid, skey, 1,
+								  ReadActivation, &wanted);
 	}
-	else
-	{
-		index = index_open(Catalog.fingerprint_indexid, AccessShareLock);
-		ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ,
-					UUIDPGetDatum(license_key_id));
-		ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-							   index->rd_indcollation[1], F_TEXTEQ, PointerGetDatum(fingerprint));
-		nkeys = 2;
-	}
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), nkeys, 0);
-	index_rescan(scan, skey, nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot) &&
-		ActivationMatches(slot, license_key_id, fingerprint);
-	if (found)
-	{
-		bool		isnull;
-		Datum		value = slot_getattr(slot, Catalog.act_id, &isnull);
-
-		memcpy(found_id, DatumGetUUIDP(value), sizeof(pg_uuid_t));
-		value = slot_getattr(slot, Catalog.act_conditions, &isnull);
-		*conditions = isnull ? NULL : DatumGetJsonbPCopy(value);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
-	return found;
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(license_key_id));
+	ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   Catalog.fingerprint_collation, F_TEXTEQ, PointerGetDatum(fingerprint));
+	return BenefitsIndexFetch(Catalog.activations_relid, Catalog.fingerprint_indexid, skey, 2,
+							  ReadActivation, &wanted);
 }
 
 /*
@@ -761,6 +745,18 @@ ValidationNotFound(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 	return ResultTuple(fcinfo, &ValidationResult, values, nulls);
 }
 
+/* BenefitsIndexFetch's reader of a benefit's conditions_match (into *subset). */
+static bool
+ReadConditionsMatch(TupleTableSlot *slot, void *subset)
+{
+	bool		isnull;
+	Datum		value = slot_getattr(slot, Catalog.benefit_properties, &isnull);
+	char	   *rule = isnull ? NULL : BenefitsJsonText(DatumGetJsonbP(value), "conditions_match");
+
+	*(bool *) subset = rule != NULL && strcmp(rule, "subset") == 0;
+	return true;
+}
+
 /*
  * Whether the benefit matches conditions as a subset (its properties'
  * conditions_match), by a direct primary-key scan: read only when the exact
@@ -769,32 +765,13 @@ ValidationNotFound(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 static bool
 BenefitMatchesSubset(const pg_uuid_t *benefit_id)
 {
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
 	ScanKeyData skey[1];
-	TupleTableSlot *slot;
 	bool		subset = false;
 
 	CatalogLoad();
-	rel = table_open(Catalog.benefits_relid, AccessShareLock);
-	index = index_open(Catalog.benefits_indexid, AccessShareLock);
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(benefit_id));
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, skey, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		value = slot_getattr(slot, Catalog.benefit_properties, &isnull);
-		char	   *rule = isnull ? NULL : BenefitsJsonText(DatumGetJsonbP(value), "conditions_match");
-
-		subset = rule != NULL && strcmp(rule, "subset") == 0;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
+	(void) BenefitsIndexFetch(Catalog.benefits_relid, Catalog.benefits_indexid, skey, 1,
+							  ReadConditionsMatch, &subset);
 	return subset;
 }
 
