@@ -349,6 +349,11 @@ ALTER TABLE benefits.customer_accounts
     ADD COLUMN token_expires_at timestamptz,
     ADD COLUMN scopes text[] CONSTRAINT customer_accounts_scopes_shape CHECK (cardinality(scopes) <= 20);
 GRANT SELECT (token_expires_at, scopes) ON benefits.customer_accounts TO benefits_admin, benefits_app;
+-- The live grants of a benefit delivered to one GitHub or Discord account,
+-- whichever customer holds them (two customers may link the same account):
+-- its access is removed only when the last of them goes.
+CREATE INDEX grants_live_delivered_account ON benefits.grants (benefit_id, (properties->>'account_id'))
+    WHERE state <> 'revoked' AND properties ? 'account_id';
 ALTER TABLE benefits.outbox DROP CONSTRAINT outbox_kind_check,
     ADD CONSTRAINT outbox_kind_check CHECK (kind IN ('webhook', 'github', 'discord', 'oauth'));
 DROP FUNCTION benefits.link_account(uuid, text, text, text, text);
@@ -433,10 +438,11 @@ COMMENT ON FUNCTION benefits.portal_link_callback(text, text, text, text) IS
     'Check and consume an OAuth state and queue the exchange of the code; returns pending, or failed when access was refused';
 
 -- Per platform: unlinked, pending, linked or failed, the account's name and
--- what went wrong.
+-- what went wrong.  SECURITY DEFINER: it reads the state of the link's job
+-- in the outbox, which benefits_app (to which it is granted) cannot read.
 CREATE FUNCTION benefits.account_link_status(customer_id uuid)
     RETURNS TABLE (platform text, status text, username text, error text)
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT p.platform,
            CASE WHEN o.state IN ('pending', 'running') THEN 'pending'

@@ -131,17 +131,6 @@ RequireClientId(const OAuthProvider *provider)
 	return client_id;
 }
 
-/* The stored form of a state: its SHA-256 as bytea. */
-static bytea *
-StateHash(const char *state, size_t len)
-{
-	bytea	   *hash = palloc(VARHDRSZ + crypto_hash_sha256_BYTES);
-
-	SET_VARSIZE(hash, VARHDRSZ + crypto_hash_sha256_BYTES);
-	crypto_hash_sha256((unsigned char *) VARDATA(hash), (const unsigned char *) state, len);
-	return hash;
-}
-
 /*
  * A fresh state for the session's customer and platform, stored as its
  * hash; the customer's expired states, and live ones beyond the newest
@@ -162,7 +151,7 @@ IssueState(pg_uuid_t session_id, pg_uuid_t customer_id, const char *platform, co
 					  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(random, sizeof(random));
 
-	values[0] = PointerGetDatum(StateHash(encoded, strlen(encoded)));
+	values[0] = PointerGetDatum(BenefitsSha256(encoded, strlen(encoded)));
 	values[1] = UuidGetDatum(&session_id);
 	values[2] = UuidGetDatum(&customer_id);
 	values[3] = CStringGetTextDatum(platform);
@@ -170,8 +159,10 @@ IssueState(pg_uuid_t session_id, pg_uuid_t customer_id, const char *platform, co
 	values[5] = Int32GetDatum(STATE_TTL_SECONDS);
 	BenefitsExec(BenefitsPlan(&insert_plan,
 							  "INSERT INTO benefits.oauth_states"
-							  "       (state_hash, session_id, customer_id, platform, redirect_uri, expires_at)"
-							  " VALUES ($1, $2, $3, $4, $5, pg_catalog.now() + pg_catalog.make_interval(secs => $6))",
+							  "       (state_hash, session_id, customer_id, platform, redirect_uri, created_at, expires_at)"
+							  " SELECT $1, $2, $3, $4, $5, c.t, c.t + pg_catalog.make_interval(secs => $6)"
+							  /* the clock, not now(): states issued in one transaction keep their order */
+							  "   FROM (SELECT pg_catalog.clock_timestamp() AS t) c",
 							  6, types),
 				 values, NULL, false, 0);
 	values[3] = Int32GetDatum(STATES_PER_CUSTOMER);
@@ -266,7 +257,7 @@ ConsumeState(text *state, pg_uuid_t session_id, const char *platform, char **sta
 
 	if (len == 0 || len > 128)
 		LinkStateInvalid();
-	values[0] = PointerGetDatum(StateHash(VARDATA_ANY(state), len));
+	values[0] = PointerGetDatum(BenefitsSha256(VARDATA_ANY(state), len));
 	values[1] = UuidGetDatum(&session_id);
 	values[2] = platform ? CStringGetTextDatum(platform) : (Datum) 0;
 	nulls[2] = platform ? ' ' : 'n';

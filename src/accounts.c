@@ -322,97 +322,79 @@ AccountReplaced(pg_uuid_t customer_id, const char *platform, const char *account
 							  "   AND (a.account_id <> $3"
 							  "        OR ($2 = 'github' AND pg_catalog.lower(a.username) IS DISTINCT FROM pg_catalog.lower($4)))",
 							  4, types),
-				 values, nulls, true, 1);
+				 values, nulls, false, 1);	/* a snapshot taken after the customer lock */
 	return SPI_processed > 0;
-}
-
-/*
- * StoreAccount for a database still at 0.1.0's schema, whose link_account
- * takes five arguments and whose accounts keep no refresh token.
- */
-static void
-StoreAccountWithoutRenewal(FunctionCallInfo fcinfo, pg_uuid_t customer_id, const char *platform, bool replaced)
-{
-	static SPIPlanPtr plan;
-	Oid			types[6] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-
-	values[0] = UuidGetDatum(&customer_id);
-	values[1] = CStringGetTextDatum(platform);
-	for (int i = ARG_ACCOUNT_ID; i <= ARG_ACCESS_TOKEN; i++)
-	{
-		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
-	}
-	values[5] = BoolGetDatum(replaced);
-	BenefitsExec(BenefitsPlan(&plan,
-							  "INSERT INTO benefits.customer_accounts AS a (customer_id, platform, account_id, username, access_token)"
-							  " SELECT c.id, $2, $3, $4, $5 FROM benefits.customers c WHERE c.id = $1"
-							  " ON CONFLICT (customer_id, platform) DO UPDATE"
-							  "    SET account_id = EXCLUDED.account_id, username = EXCLUDED.username,"
-							  "        access_token = CASE WHEN $6 THEN EXCLUDED.access_token"
-							  "                            ELSE COALESCE(EXCLUDED.access_token, a.access_token) END,"
-							  "        modified_at = pg_catalog.now()",
-							  6, types),
-				 values, nulls, false, 0);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("customer_id %s does not exist", BenefitsUuidText(&customer_id)));
 }
 
 /*
  * Stores the account.  The same account keeps the tokens it is not given
  * again (an application linking without a token); another account gets
- * exactly the ones given.
+ * exactly the ones given.  The customer is locked, so it exists.  A database
+ * still at 0.1.0's schema (link_account declared with five arguments) keeps
+ * no renewal token.
  */
 static void
 StoreAccount(FunctionCallInfo fcinfo, pg_uuid_t customer_id, const char *platform, bool replaced)
 {
 	static SPIPlanPtr plan;
-	Oid			types[9] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
-							TEXTARRAYOID, BOOLOID};
-	Datum		values[9];
-	char		nulls[9];
+	static SPIPlanPtr plan_without_renewal;
+	bool		renewal = PG_NARGS() >= LINK_ARGS;
+	int			nargs = (renewal ? LINK_ARGS : ARG_REFRESH_TOKEN) + 1;
+	Oid			types[LINK_ARGS + 1] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+										TEXTARRAYOID, BOOLOID};
+	Datum		values[LINK_ARGS + 1];
+	char		nulls[LINK_ARGS + 1];
+	SPIPlanPtr	store;
 
-	values[0] = UuidGetDatum(&customer_id);
-	values[1] = CStringGetTextDatum(platform);
-	for (int i = ARG_ACCOUNT_ID; i < LINK_ARGS; i++)
+	values[ARG_CUSTOMER] = UuidGetDatum(&customer_id);
+	values[ARG_PLATFORM] = CStringGetTextDatum(platform);
+	nulls[ARG_CUSTOMER] = nulls[ARG_PLATFORM] = ' ';
+	for (int i = ARG_ACCOUNT_ID; i < nargs - 1; i++)
 	{
-		bool		given = PG_NARGS() > i && !PG_ARGISNULL(i);
+		bool		given = !PG_ARGISNULL(i);
 
 		values[i] = given ? PG_GETARG_DATUM(i) : (Datum) 0;
 		nulls[i] = given ? ' ' : 'n';
 	}
-	nulls[0] = nulls[1] = ' ';
-	values[8] = BoolGetDatum(replaced);
-	nulls[8] = ' ';
-	BenefitsExec(BenefitsPlan(&plan,
-							  "INSERT INTO benefits.customer_accounts AS a"
-							  "       (customer_id, platform, account_id, username, access_token,"
-							  "        refresh_token, token_expires_at, scopes)"
-							  " SELECT c.id, $2, $3, $4, $5, $6, $7, $8 FROM benefits.customers c WHERE c.id = $1"
-							  " ON CONFLICT (customer_id, platform) DO UPDATE"
-							  "    SET account_id = EXCLUDED.account_id, username = EXCLUDED.username,"
-							  "        access_token = CASE WHEN $9 THEN EXCLUDED.access_token"
-							  "                            ELSE COALESCE(EXCLUDED.access_token, a.access_token) END,"
-							  "        refresh_token = CASE WHEN $9 OR EXCLUDED.access_token IS NOT NULL"
-							  "                             THEN EXCLUDED.refresh_token ELSE a.refresh_token END,"
-							  "        token_expires_at = CASE WHEN $9 OR EXCLUDED.access_token IS NOT NULL"
-							  "                                THEN EXCLUDED.token_expires_at ELSE a.token_expires_at END,"
-							  "        scopes = CASE WHEN $9 OR EXCLUDED.access_token IS NOT NULL"
-							  "                      THEN EXCLUDED.scopes ELSE a.scopes END,"
-							  "        modified_at = pg_catalog.now()",
-							  9, types),
-				 values, nulls, false, 0);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("customer_id %s does not exist", BenefitsUuidText(&customer_id)));
+	types[nargs - 1] = BOOLOID;
+	values[nargs - 1] = BoolGetDatum(replaced);
+	nulls[nargs - 1] = ' ';
+	if (renewal)
+		store = BenefitsPlan(&plan,
+							 "INSERT INTO benefits.customer_accounts AS a"
+							 "       (customer_id, platform, account_id, username, access_token,"
+							 "        refresh_token, token_expires_at, scopes)"
+							 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+							 " ON CONFLICT (customer_id, platform) DO UPDATE"
+							 "    SET account_id = EXCLUDED.account_id, username = EXCLUDED.username,"
+							 "        access_token = CASE WHEN $9 THEN EXCLUDED.access_token"
+							 "                            ELSE COALESCE(EXCLUDED.access_token, a.access_token) END,"
+							 "        refresh_token = CASE WHEN $9 OR EXCLUDED.access_token IS NOT NULL"
+							 "                             THEN EXCLUDED.refresh_token ELSE a.refresh_token END,"
+							 "        token_expires_at = CASE WHEN $9 OR EXCLUDED.access_token IS NOT NULL"
+							 "                                THEN EXCLUDED.token_expires_at ELSE a.token_expires_at END,"
+							 "        scopes = CASE WHEN $9 OR EXCLUDED.access_token IS NOT NULL"
+							 "                      THEN EXCLUDED.scopes ELSE a.scopes END,"
+							 "        modified_at = pg_catalog.now()",
+							 nargs, types);
+	else
+		store = BenefitsPlan(&plan_without_renewal,
+							 "INSERT INTO benefits.customer_accounts AS a (customer_id, platform, account_id, username, access_token)"
+							 " VALUES ($1, $2, $3, $4, $5)"
+							 " ON CONFLICT (customer_id, platform) DO UPDATE"
+							 "    SET account_id = EXCLUDED.account_id, username = EXCLUDED.username,"
+							 "        access_token = CASE WHEN $6 THEN EXCLUDED.access_token"
+							 "                            ELSE COALESCE(EXCLUDED.access_token, a.access_token) END,"
+							 "        modified_at = pg_catalog.now()",
+							 nargs, types);
+	BenefitsExec(store, values, nulls, false, 0);
 }
 
-/* A link failure the customer was shown is over once an account is linked. */
+/*
+ * A link failure the customer was shown is over once an account is linked:
+ * one with an error, or whose job died without an answer (no error, the job
+ * dead).  A link whose job is still to run is left to finish.
+ */
 static void
 ClearLinkFailure(pg_uuid_t customer_id, const char *platform)
 {
@@ -424,7 +406,10 @@ ClearLinkFailure(pg_uuid_t customer_id, const char *platform)
 	values[1] = CStringGetTextDatum(platform);
 	BenefitsExec(BenefitsPlan(&plan,
 							  "DELETE FROM benefits.account_links l"
-							  " WHERE l.customer_id = $1 AND l.platform = $2 AND l.error IS NOT NULL",
+							  " WHERE l.customer_id = $1 AND l.platform = $2"
+							  "   AND (l.error IS NOT NULL"
+							  "        OR NOT EXISTS (SELECT FROM benefits.outbox o"
+							  "                        WHERE o.id = l.job_id AND o.state IN ('pending', 'running')))",
 							  2, types),
 				 values, NULL, false, 0);
 }
@@ -478,10 +463,7 @@ link_account(PG_FUNCTION_ARGS)
 	replaced = AccountReplaced(customer_id, platform, account_id, username);
 	if (replaced)
 		RemoveDeliveredAccess(customer_id, type);
-	if (PG_NARGS() < LINK_ARGS)
-		StoreAccountWithoutRenewal(fcinfo, customer_id, platform, replaced);
-	else
-		StoreAccount(fcinfo, customer_id, platform, replaced);
+	StoreAccount(fcinfo, customer_id, platform, replaced);
 	if (BenefitsHasRelation("account_links"))
 		ClearLinkFailure(customer_id, platform);
 	DeliverWaitingGrants(customer_id, type);

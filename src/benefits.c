@@ -259,6 +259,17 @@ BenefitsGrantsKeepHistory(void)
 	return OidIsValid(grants) && get_attnum(grants, "source_subscription_id") != InvalidAttrNumber;
 }
 
+/* The SHA-256 of len bytes as a bytea: how secrets handed out (tokens, states) are stored. */
+bytea *
+BenefitsSha256(const char *data, size_t len)
+{
+	bytea	   *hash = palloc(VARHDRSZ + crypto_hash_sha256_BYTES);
+
+	SET_VARSIZE(hash, VARHDRSZ + crypto_hash_sha256_BYTES);
+	crypto_hash_sha256((unsigned char *) VARDATA(hash), (const unsigned char *) data, len);
+	return hash;
+}
+
 /*
  * Whether the benefits schema has relation name: a database still at an
  * older version's schema may not (the library serves every version it ships

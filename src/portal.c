@@ -50,17 +50,6 @@ PortalInit(void)
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 }
 
-/* The stored form of a token: its SHA-256 as bytea. */
-static bytea *
-TokenHash(const char *token, size_t len)
-{
-	bytea	   *hash = palloc(VARHDRSZ + crypto_hash_sha256_BYTES);
-
-	SET_VARSIZE(hash, VARHDRSZ + crypto_hash_sha256_BYTES);
-	crypto_hash_sha256((unsigned char *) VARDATA(hash), (const unsigned char *) token, len);
-	return hash;
-}
-
 void
 CustomerSessionInvalid(void)
 {
@@ -83,7 +72,7 @@ CustomerSessionTokenHash(text *token)
 	if (len < strlen(SESSION_TOKEN_PREFIX) + 16 || len > 128 ||
 		memcmp(data, SESSION_TOKEN_PREFIX, strlen(SESSION_TOKEN_PREFIX)) != 0)
 		CustomerSessionInvalid();
-	return TokenHash(data, len);
+	return BenefitsSha256(data, len);
 }
 
 /*
@@ -174,7 +163,7 @@ create_customer_session(PG_FUNCTION_ARGS)
 	token = psprintf("%s%s", SESSION_TOKEN_PREFIX, encoded);
 
 	values[1] = customer;
-	values[2] = PointerGetDatum(TokenHash(token, strlen(token)));
+	values[2] = PointerGetDatum(BenefitsSha256(token, strlen(token)));
 	values[3] = Int32GetDatum(customer_session_ttl);
 	BenefitsPlan(&insert_session_plan,
 			 "INSERT INTO benefits.customer_sessions"
@@ -233,7 +222,7 @@ revoke_customer_session(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	token = PG_GETARG_TEXT_PP(0);
-	values[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
+	values[0] = PointerGetDatum(BenefitsSha256(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
 	BenefitsSpiConnect();
 	BenefitsPlan(&revoke_session_plan,
 			 "UPDATE benefits.customer_sessions SET revoked_at = pg_catalog.now()"

@@ -341,8 +341,33 @@ ProviderJobsGrantMany(GrantBatch *batch, const char *platform)
 }
 
 /*
+ * Does another customer hold a live grant of the benefit delivered to the
+ * same account (two customers linked one GitHub or Discord account)?
+ */
+static bool
+AccountSharedByAnotherCustomer(GrantChange *change, const char *account_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {UUIDOID, UUIDOID, TEXTOID};
+	Datum		values[3];
+
+	values[0] = UuidGetDatum(&change->benefit_id);
+	values[1] = UuidGetDatum(&change->customer_id);
+	values[2] = CStringGetTextDatum(account_id);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT 1 FROM benefits.grants g"
+							  " WHERE g.benefit_id = $1 AND (g.properties->>'account_id') = $3"
+							  "   AND g.state <> 'revoked' AND g.properties ? 'account_id' AND g.customer_id <> $2"
+							  " LIMIT 1",
+							  3, types),
+				 values, NULL, false, 1);	/* a fresh snapshot: what other customers committed */
+	return SPI_processed > 0;
+}
+
+/*
  * Revoke handler: removes the recorded access, only when this is the last
- * live grant of the benefit for the customer.
+ * live grant of the benefit delivered to that account, the customer's and
+ * any other customer's who linked the same account.
  */
 void
 ProviderJobsRevoke(GrantChange *change, const char *platform)
@@ -351,7 +376,7 @@ ProviderJobsRevoke(GrantChange *change, const char *platform)
 	char	   *account_id = BenefitsJsonText(props, "account_id");
 
 	change->new_properties = NULL;
-	if (!change->last_holder || account_id == NULL)
+	if (!change->last_holder || account_id == NULL || AccountSharedByAnotherCustomer(change, account_id))
 		return;
 	if (IsGithub(platform))
 		GithubJobs(change->organization_id, change->grant_id, "remove_collaborator",

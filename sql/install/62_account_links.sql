@@ -22,6 +22,12 @@ COMMENT ON FUNCTION benefits.link_account(uuid, text, text, text, text, text, ti
 GRANT EXECUTE ON FUNCTION benefits.link_account(uuid, text, text, text, text, text, timestamptz, text[])
     TO benefits_app;
 
+-- The live grants of a benefit delivered to one GitHub or Discord account,
+-- whichever customer holds them (two customers may link the same account):
+-- its access is removed only when the last of them goes.
+CREATE INDEX grants_live_delivered_account ON benefits.grants (benefit_id, (properties->>'account_id'))
+    WHERE state <> 'revoked' AND properties ? 'account_id';
+
 -- The states handed out with authorize URLs, by their SHA-256: single-use
 -- (deleted when the callback consumes them), bound to one session, customer
 -- and platform, valid for ten minutes.
@@ -81,10 +87,11 @@ COMMENT ON FUNCTION benefits.portal_link_callback(text, text, text, text) IS
     'Check and consume an OAuth state and queue the exchange of the code; returns pending, or failed when access was refused';
 
 -- Per platform: unlinked, pending, linked or failed, the account's name and
--- what went wrong.
+-- what went wrong.  SECURITY DEFINER: it reads the state of the link's job
+-- in the outbox, which benefits_app (to which it is granted) cannot read.
 CREATE FUNCTION benefits.account_link_status(customer_id uuid)
     RETURNS TABLE (platform text, status text, username text, error text)
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT p.platform,
            CASE WHEN o.state IN ('pending', 'running') THEN 'pending'

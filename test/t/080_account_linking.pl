@@ -94,8 +94,11 @@ my ($authorize, $q) = authorize('github');
 like($authorize, qr{^\Q$url\E/login/oauth/authorize\?response_type=code&client_id=gh-client&redirect_uri=http%3A%2F%2F127\.0\.0\.1%3A9%2Foauth%2Fcallback&state=[A-Za-z0-9_-]{43}$},
 	'the GitHub authorize URL carries the client id, the redirect URI and a state');
 my $t0 = last_t();
+# GitHub takes its time to answer the exchange, so the pending state is seen.
+$mock->control(delay_paths => { '/login/oauth/access_token' => 1500 });
 is(sql("SELECT benefits.portal_link_callback('$token', '$q->{state}', '$q->{code}')"), 'pending', 'the callback answers pending at once');
 is(status(), 'discord=unlinked github=pending', 'the link is pending while the worker exchanges the code');
+$mock->control(delay_paths => {});
 is(wait_q("SELECT state FROM benefits.grants WHERE benefit_id = '$gh'", 'active'), 'active',
 	'the worker exchanged the code, read the account and the invitation went out');
 is(status(), 'discord=unlinked github=linked', 'GitHub linked');
