@@ -338,3 +338,32 @@ GRANT EXECUTE ON FUNCTION benefits.track_subscriptions(regclass, uuid, text, tex
 -- update is kept.
 UPDATE benefits.tracked_tables
    SET settings = settings - '{product_expression,expression_role,expression_columns}'::text[];
+
+-- ---------------------------------------------------------------------------
+-- Manual fulfillment (custom benefits with "fulfillment": "manual"): the same
+-- objects, comments and privileges as sql/install/62_fulfillment.sql and
+-- 99_privileges.sql.  No table changes: the state lives in grant properties.
+CREATE FUNCTION benefits.complete_fulfillment(grant_id uuid, note text DEFAULT NULL)
+    RETURNS benefits.grants
+    AS 'MODULE_PATHNAME', 'complete_fulfillment' LANGUAGE C VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.complete_fulfillment(uuid, text) IS
+    'Mark a manually fulfilled grant as delivered: it becomes active, with the seller''s note';
+CREATE VIEW benefits.pending_fulfillments AS
+SELECT g.id AS grant_id, g.organization_id, g.customer_id, g.benefit_id,
+       coalesce(g.modified_at, g.created_at) AS since,
+       g.subscription_id, g.order_id,
+       c.email AS customer_email, c.name AS customer_name, b.description AS benefit_description
+  FROM benefits.grants g
+  JOIN benefits.customers c ON c.id = g.customer_id
+  JOIN benefits.benefits b ON b.id = g.benefit_id
+ WHERE g.state = 'created' AND g.properties ->> 'fulfillment' = 'pending'
+ ORDER BY since, g.id;
+COMMENT ON VIEW benefits.pending_fulfillments IS
+    'Grants of manually fulfilled benefits waiting for the seller, oldest first';
+CREATE INDEX grants_pending_fulfillment ON benefits.grants ((coalesce(modified_at, created_at)))
+    WHERE state = 'created' AND properties ->> 'fulfillment' = 'pending';
+REVOKE ALL ON benefits.pending_fulfillments FROM PUBLIC;
+GRANT SELECT ON benefits.pending_fulfillments TO benefits_admin;
+REVOKE EXECUTE ON FUNCTION benefits.complete_fulfillment(uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.complete_fulfillment(uuid, text) TO benefits_admin;

@@ -65,6 +65,11 @@ struct BenefitType
 	const char *portal_key;
 	void		(*portal_collect) (PortalBuild *ctx, PortalBenefit **benefits, int n);
 	void		(*portal_member) (PortalBuild *ctx, PortalBenefit *b);
+	/*
+	 * Members of the shown grant's own (key and value pushed), after the
+	 * others, or NULL: none.
+	 */
+	void		(*portal_grant) (PortalBuild *ctx, PortalBenefit *b);
 
 	/*
 	 * The customer portal page: the label of its cards, and its section of
