@@ -16,6 +16,7 @@ static const JobOperation operations[] = {
 	{"discord", "add_role", DiscordAddRole, ProviderJudge},
 	{"discord", "remove_role", DiscordRemoveRole, ProviderJudge},
 	{"discord", "kick_member", DiscordKickMember, ProviderJudge},
+	{"discord", "post_welcome", DiscordPostWelcome, ProviderJudge},
 };
 
 /* Builds nothing: the job names no known operation. */

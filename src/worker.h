@@ -145,6 +145,7 @@ extern bool DiscordAddMember(OutboxJob *job);
 extern bool DiscordAddRole(OutboxJob *job);
 extern bool DiscordRemoveRole(OutboxJob *job);
 extern bool DiscordKickMember(OutboxJob *job);
+extern bool DiscordPostWelcome(OutboxJob *job);
 extern void DiscordAddMemberJudge(OutboxJob *job);
 /* A member of the job's payload as text (NULL: absent); an integer member (dflt: absent). */
 extern char *JobPayloadText(const OutboxJob *job, const char *key);
