@@ -367,3 +367,24 @@ REVOKE ALL ON benefits.pending_fulfillments FROM PUBLIC;
 GRANT SELECT ON benefits.pending_fulfillments TO benefits_admin;
 REVOKE EXECUTE ON FUNCTION benefits.complete_fulfillment(uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION benefits.complete_fulfillment(uuid, text) TO benefits_admin;
+
+-- ---------------------------------------------------------------------------
+-- Customer email (the worker sends it over SMTP): the same columns and
+-- constraints as sql/install/00_core.sql (at the ends of organizations and
+-- customers) and the outbox's new job kind, as sql/install/40_outbox.sql.
+ALTER TABLE benefits.organizations
+    ADD COLUMN email_from text CONSTRAINT organizations_email_from_check
+        CHECK (length(email_from) <= 254 AND email_from ~ '^[!-~]+$'
+               AND email_from ~ '^[^@<>()\[\]\\,;:"]+@[^@<>()\[\]\\,;:"]+$'),
+    ADD COLUMN support_email text CONSTRAINT organizations_support_email_check
+        CHECK (length(support_email) <= 254 AND support_email ~ '^[!-~]+$'
+               AND support_email ~ '^[^@<>()\[\]\\,;:"]+@[^@<>()\[\]\\,;:"]+$'),
+    ADD COLUMN portal_url text CONSTRAINT organizations_portal_url_check
+        CHECK (portal_url ~ '^https?://[!-~]+$' AND length(portal_url) <= 2048),
+    ADD COLUMN email_disabled text[] NOT NULL DEFAULT '{}' CONSTRAINT organizations_email_disabled_check
+        CHECK (email_disabled <@ ARRAY['benefits_granted', 'benefits_removed', 'fulfillment_completed',
+                                       'revocation_warning']::text[]);
+ALTER TABLE benefits.customers ADD COLUMN email_opt_out boolean NOT NULL DEFAULT false;
+ALTER TABLE benefits.outbox
+    DROP CONSTRAINT outbox_kind_check,
+    ADD CONSTRAINT outbox_kind_check CHECK (kind IN ('webhook', 'github', 'discord', 'email'));

@@ -15,6 +15,7 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+#include "email.h"
 #include "grants.h"
 #include "portal_json.h"
 #include "portal_page.h"
@@ -77,6 +78,12 @@ struct BenefitType
 	 */
 	const char *portal_label;
 	void		(*portal_html) (PortalPage *page, JsonbContainer *benefit);
+
+	/*
+	 * A customer email listing a grant of the type: how to reach what it
+	 * gives (email_text.c writes both parts).  NULL: the description alone.
+	 */
+	void		(*email_instructions) (EmailBody *body, const EmailGrant *grant);
 };
 
 /* The type of a name or alias, or NULL. */

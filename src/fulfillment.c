@@ -7,8 +7,8 @@
  * {"fulfillment": "pending"} (benefits.pending_fulfillments lists them).
  * Completing it makes it active, stores the seller's note in its properties
  * ({"fulfillment": "completed", "fulfillment_note": ...}) and writes
- * benefit_grant.updated with the previous properties, in the caller's
- * transaction.
+ * benefit_grant.updated with the previous properties and the customer's
+ * email (email.c), in the caller's transaction.
  *
  * Concurrency: the customer's row is locked first (GrantLockCustomer, the
  * order every grant change takes), then the grant row FOR UPDATE; the state
@@ -28,6 +28,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "email.h"
 #include "engine.h"
 #include "grants.h"
 
@@ -166,6 +167,7 @@ complete_fulfillment(PG_FUNCTION_ARGS)
 								false, -1);
 	}
 	EventsEnqueueGrant(*DatumGetUUIDP(grant_id), EVENT_GRANT_UPDATED, previous);
+	EmailsForGrants(DatumGetUUIDP(grant_id), 1, EMAIL_FULFILLMENT_COMPLETED);
 	SPI_finish();
 	PG_RETURN_DATUM(row);
 }

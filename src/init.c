@@ -17,6 +17,7 @@
 #include "utils/guc.h"
 
 #include "benefits.h"
+#include "email.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -32,6 +33,7 @@ _PG_init(void)
 				 errmsg("could not initialize libsodium")));
 
 	PortalInit();
+	EmailInit();
 	LicenseStatsInit();
 	WorkerGucInit();
 	if (process_shared_preload_libraries_in_progress)

@@ -17,6 +17,10 @@ static const JobOperation operations[] = {
 	{"discord", "remove_role", DiscordRemoveRole, ProviderJudge},
 	{"discord", "kick_member", DiscordKickMember, ProviderJudge},
 	{"discord", "post_welcome", DiscordPostWelcome, ProviderJudge},
+	{"email", "benefits_granted", EmailBuildRequest, EmailJudge},
+	{"email", "benefits_removed", EmailBuildRequest, EmailJudge},
+	{"email", "fulfillment_completed", EmailBuildRequest, EmailJudge},
+	{"email", "revocation_warning", EmailBuildRequest, EmailJudge},
 };
 
 /* Builds nothing: the job names no known operation. */

@@ -333,6 +333,7 @@ OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt)
 		jobs = lappend(jobs, job);
 		MemoryContextSwitchTo(old);
 	}
+	EmailRenderClaimed(jobs);
 	return jobs;
 }
 

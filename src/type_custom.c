@@ -161,6 +161,25 @@ CustomPortalHtml(PortalPage *page, JsonbContainer *benefit)
 		NoteParagraph(page, "note fulfillment-note", "Delivered: ", PageText(fulfillment, "note"));
 }
 
+/*
+ * The note, as written; for a manual grant, that the seller is preparing it,
+ * or the seller's note once delivered.
+ */
+static void
+CustomEmail(EmailBody *body, const EmailGrant *grant)
+{
+	char	   *note = BenefitsJsonText(grant->benefit_properties, "note");
+	char	   *fulfillment = BenefitsJsonText(grant->grant_properties, "fulfillment");
+	char	   *delivered = BenefitsJsonText(grant->grant_properties, "fulfillment_note");
+
+	if (note && note[0] != '\0')
+		EmailLine(body, note);
+	if (fulfillment && strcmp(fulfillment, "pending") == 0)
+		EmailLine(body, "The seller is preparing this for you; you will get an email when it is ready.");
+	if (delivered && delivered[0] != '\0')
+		EmailLine(body, psprintf("From the seller: %s", delivered));
+}
+
 const BenefitType CustomBenefit = {
 	.name = "custom",
 	.webhook_name = "custom",
@@ -173,4 +192,5 @@ const BenefitType CustomBenefit = {
 	.portal_grant = CustomPortalGrant,
 	.portal_label = "Note from the seller",
 	.portal_html = CustomPortalHtml,
+	.email_instructions = CustomEmail,
 };

@@ -287,6 +287,34 @@ DiscordPortalHtml(PortalPage *page, JsonbContainer *benefit)
 	PageAccessStatus(page->buf, x);
 }
 
+/* The server and roles, and what to do: connect a Discord account first. */
+static void
+DiscordEmail(EmailBody *body, const EmailGrant *grant)
+{
+	char	   *action = BenefitsJsonText(grant->grant_error, "action");
+	JsonbValue *list = getKeyJsonValueFromContainer(&grant->benefit_properties->root, "roles",
+													strlen("roles"), NULL);
+	JsonbContainer *roles = list && list->type == jbvBinary ? list->val.binary.data : NULL;
+	StringInfoData names;
+
+	initStringInfo(&names);
+	for (int i = 0; roles != NULL && i < (int) JsonContainerSize(roles); i++)
+	{
+		JsonbValue *v = getIthJsonbValueFromContainer(roles, i);
+		Jsonb	   *role = v->type == jbvBinary ? JsonbValueToJsonb(v) : NULL;
+		char	   *name = BenefitsJsonText(role, "name");
+
+		if (name)
+			appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", name);
+	}
+	if (action != NULL && strcmp(action, "link_discord") == 0)
+		EmailPortalLink(body, grant, "Connect your Discord account to join the server");
+	else
+		EmailLine(body, "You are being added to the Discord server with your linked account.");
+	if (names.len > 0)
+		EmailLine(body, psprintf("Roles: %s.", names.data));
+}
+
 const BenefitType DiscordBenefit = {
 	.name = "discord",
 	.webhook_name = "discord",
@@ -301,4 +329,5 @@ const BenefitType DiscordBenefit = {
 	.portal_member = DiscordPortalMember,
 	.portal_label = "Discord server access",
 	.portal_html = DiscordPortalHtml,
+	.email_instructions = DiscordEmail,
 };

@@ -246,6 +246,41 @@ GithubPortalHtml(PortalPage *page, JsonbContainer *benefit)
 	PageAccessStatus(page->buf, x);
 }
 
+/*
+ * The repositories, and what to do: connect a GitHub account first, or
+ * accept the invitation GitHub sends.
+ */
+static void
+GithubEmail(EmailBody *body, const EmailGrant *grant)
+{
+	char	   *action = BenefitsJsonText(grant->grant_error, "action");
+	JsonbValue *list = getKeyJsonValueFromContainer(&grant->benefit_properties->root, "repositories",
+													strlen("repositories"), NULL);
+	JsonbContainer *repos = list && list->type == jbvBinary ? list->val.binary.data : NULL;
+	int			n = repos ? (int) JsonContainerSize(repos) : 0;
+	bool		link = action != NULL && strcmp(action, "link_github") == 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *v = getIthJsonbValueFromContainer(repos, i);
+		Jsonb	   *repo = v->type == jbvBinary ? JsonbValueToJsonb(v) : NULL;
+		char	   *owner = BenefitsJsonText(repo, "owner");
+		char	   *name = BenefitsJsonText(repo, "name");
+
+		if (owner == NULL || name == NULL)
+			continue;
+		if (link)
+			EmailLine(body, psprintf("Repository %s/%s (%s access).", owner, name,
+									 BenefitsJsonText(repo, "permission")));
+		else
+			EmailLink(body, psprintf("Accept the invitation to %s/%s (%s access)", owner, name,
+									 BenefitsJsonText(repo, "permission")),
+					  psprintf("https://github.com/%s/%s/invitations", owner, name));
+	}
+	if (link)
+		EmailPortalLink(body, grant, "Connect your GitHub account to get access");
+}
+
 const BenefitType GithubRepositoryBenefit = {
 	.name = "github_repository",
 	.webhook_name = "github_repository",
@@ -260,4 +295,5 @@ const BenefitType GithubRepositoryBenefit = {
 	.portal_member = GithubPortalMember,
 	.portal_label = "GitHub repository access",
 	.portal_html = GithubPortalHtml,
+	.email_instructions = GithubEmail,
 };

@@ -633,6 +633,36 @@ MeterCreditsPortalHtml(PortalPage *page, JsonbContainer *benefit)
 	appendStringInfoString(page->buf, "</strong></p>\n");
 }
 
+/* The credits granted and the customer's balance now. */
+static void
+MeterCreditsEmail(EmailBody *body, const EmailGrant *grant)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		values[2];
+	char	   *meter_id = BenefitsJsonText(grant->benefit_properties, "meter_id");
+	pg_uuid_t	meter;
+	TupleDesc	desc;
+
+	if (meter_id == NULL || !PropParseUuid(meter_id, &meter))
+		return;
+	values[0] = UuidGetDatum(&meter);
+	values[1] = UuidGetDatum(&grant->customer_id);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT m.name, COALESCE((SELECT b.balance FROM benefits.meter_balances b"
+							  "                          WHERE b.meter_id = m.id AND b.customer_id = $2), 0) AS balance"
+							  "  FROM benefits.meters m WHERE m.id = $1",
+							  2, types),
+				 values, NULL, true, 1);
+	if (SPI_processed == 0)
+		return;
+	desc = SPI_tuptable->tupdesc;
+	EmailLine(body, psprintf("%s credits of %s. Your balance is now %s.",
+							 BenefitsJsonText(grant->benefit_properties, "units"),
+							 SPI_getvalue(SPI_tuptable->vals[0], desc, SPI_fnumber(desc, "name")),
+							 SPI_getvalue(SPI_tuptable->vals[0], desc, SPI_fnumber(desc, "balance"))));
+}
+
 const BenefitType MeterCreditsBenefit = {
 	.name = "meter_credits",
 	.alias = "meter_credit",
@@ -647,4 +677,5 @@ const BenefitType MeterCreditsBenefit = {
 	.portal_member = MeterCreditsPortalMember,
 	.portal_label = "Credits",
 	.portal_html = MeterCreditsPortalHtml,
+	.email_instructions = MeterCreditsEmail,
 };

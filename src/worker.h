@@ -70,6 +70,12 @@ typedef struct OutboxJob
 	Jsonb	   *payload_json;	/* the payload, read by the job's operation */
 	char	   *access_token;	/* Discord add_member: the customer's OAuth token */
 
+	/* email: the message rendered at claim time (body), or why not */
+	char	   *mail_from;		/* envelope sender and recipient */
+	char	   *rcpt;
+	char	   *render_error;
+	size_t		upload_offset;	/* how much of the body libcurl has read */
+
 	/* the request */
 	const char *method;
 	char	   *url;
@@ -150,6 +156,11 @@ extern void DiscordAddMemberJudge(OutboxJob *job);
 /* A member of the job's payload as text (NULL: absent); an integer member (dflt: absent). */
 extern char *JobPayloadText(const OutboxJob *job, const char *key);
 extern int	JobPayloadInt(const OutboxJob *job, const char *key, int dflt);
+
+/* email_send.c: customer email over SMTP */
+extern void EmailRenderClaimed(List *jobs);
+extern bool EmailBuildRequest(OutboxJob *job);
+extern void EmailJudge(OutboxJob *job);
 
 /* webhooks.c */
 extern bool WebhookBuildRequest(OutboxJob *job);

@@ -21,7 +21,7 @@ CREATE TABLE benefits.outbox (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     organization_id  uuid NOT NULL,
     -- webhook: a delivery to endpoint_id; github/discord: a provider call.
-    kind             text NOT NULL CHECK (kind IN ('webhook', 'github', 'discord')),
+    kind             text NOT NULL CHECK (kind IN ('webhook', 'github', 'discord', 'email')),
     -- Jobs of one grant run in id order: a revoke never overtakes its grant.
     grant_id         uuid,
     endpoint_id      uuid REFERENCES benefits.webhook_endpoints ON DELETE CASCADE,
