@@ -30,7 +30,9 @@ static const char *job_sql =
 "       org.support_email, org.portal_url, o.payload->>'ends_at' AS ends_at"
 "  FROM benefits.outbox o"
 "  JOIN benefits.organizations org ON org.id = o.organization_id"
-"  LEFT JOIN benefits.customers c ON c.id::text = o.payload->>'customer_id' AND c.deleted_at IS NULL"
+"  LEFT JOIN benefits.customers c ON c.deleted_at IS NULL AND c.id = CASE"
+"       WHEN o.payload->>'customer_id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"
+"       THEN (o.payload->>'customer_id')::uuid END"
 " WHERE o.id = $1 AND o.kind = 'email'";
 
 /* The listed grants, in the message's order. */
@@ -38,7 +40,7 @@ static const char *grants_sql =
 "SELECT g.customer_id, g.state, g.properties, g.error, b.type, b.description,"
 "       b.properties AS benefit_properties, b.metadata"
 "  FROM pg_catalog.jsonb_array_elements_text($1) WITH ORDINALITY AS u(id, n)"
-"  JOIN benefits.grants g ON g.id::text = u.id"
+"  JOIN benefits.grants g ON g.id = u.id::uuid"
 "  JOIN benefits.benefits b ON b.id = g.benefit_id"
 " ORDER BY u.n";
 

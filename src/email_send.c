@@ -26,10 +26,18 @@ RenderJob(OutboxJob *job)
 	ResourceOwner owner = CurrentResourceOwner;
 
 	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(job->cxt);
 	PG_TRY();
 	{
-		job->body = EmailRender(job->id, &job->mail_from, &job->rcpt, &job->render_error);
+		char	   *mail_from = NULL;
+		char	   *rcpt = NULL;
+		char	   *error = NULL;
+		char	   *body = EmailRender(job->id, &mail_from, &rcpt, &error);
+
+		/* SPI leaves its procedure context current: copy what the job keeps */
+		job->body = body ? MemoryContextStrdup(job->cxt, body) : NULL;
+		job->mail_from = mail_from ? MemoryContextStrdup(job->cxt, mail_from) : NULL;
+		job->rcpt = rcpt ? MemoryContextStrdup(job->cxt, rcpt) : NULL;
+		job->render_error = error ? MemoryContextStrdup(job->cxt, error) : NULL;
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
