@@ -369,9 +369,9 @@ REVOKE EXECUTE ON FUNCTION benefits.complete_fulfillment(uuid, text) FROM PUBLIC
 GRANT EXECUTE ON FUNCTION benefits.complete_fulfillment(uuid, text) TO benefits_admin;
 
 -- ---------------------------------------------------------------------------
--- Customer email (the worker sends it over SMTP): the same columns and
--- constraints as sql/install/00_core.sql (at the ends of organizations and
--- customers) and the outbox's new job kind, as sql/install/40_outbox.sql.
+-- Customer email (the worker sends it over SMTP): the same objects as
+-- sql/install/65_email.sql, and the outbox's new job kind, as
+-- sql/install/40_outbox.sql.
 ALTER TABLE benefits.organizations
     ADD COLUMN email_from text CONSTRAINT organizations_email_from_check
         CHECK (length(email_from) <= 254 AND email_from ~ '^[!-~]+$'
@@ -383,8 +383,21 @@ ALTER TABLE benefits.organizations
         CHECK (portal_url ~ '^https?://[!-~]+$' AND length(portal_url) <= 2048),
     ADD COLUMN email_disabled text[] NOT NULL DEFAULT '{}' CONSTRAINT organizations_email_disabled_check
         CHECK (email_disabled <@ ARRAY['benefits_granted', 'benefits_removed', 'fulfillment_completed',
-                                       'revocation_warning']::text[]);
+                                       'revocation_warning', 'credits_low']::text[]);
 ALTER TABLE benefits.customers ADD COLUMN email_opt_out boolean NOT NULL DEFAULT false;
+ALTER TABLE benefits.subscriptions ADD COLUMN revocation_warning_for timestamptz;
+COMMENT ON COLUMN benefits.customers.email_opt_out IS
+    'No email the customer may decline (credits running low); access changes are still sent';
+COMMENT ON COLUMN benefits.subscriptions.revocation_warning_for IS
+    'The end of access the customer was last warned about (run_maintenance)';
 ALTER TABLE benefits.outbox
     DROP CONSTRAINT outbox_kind_check,
     ADD CONSTRAINT outbox_kind_check CHECK (kind IN ('webhook', 'github', 'discord', 'email'));
+-- A new webhook event type, sent only to endpoints that list it: the
+-- warning before a subscription's benefits are revoked (run_maintenance).
+CREATE OR REPLACE FUNCTION benefits.webhook_event_types() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ARRAY['benefit.created', 'benefit.updated',
+                 'benefit_grant.created', 'benefit_grant.updated',
+                 'benefit_grant.cycled', 'benefit_grant.revoked',
+                 'meter.low_balance', 'benefit_grant.revocation_scheduled'];

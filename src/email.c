@@ -4,6 +4,9 @@
  * message, action naming what it says).  The worker renders each message
  * when it claims it (email_render.c) and sends it over SMTP (email_send.c).
  *
+ * A customer may decline the messages not about their access (credits
+ * running low: customers.email_opt_out).
+ *
  * A message about grants covers every grant of one customer and one source
  * (subscription or order; manual grants together) changed by the same
  * statement, in attachment order: one "benefits granted" message per
@@ -103,21 +106,30 @@ DefaultSender(char *null_flag)
 void
 EmailsForGrants(const pg_uuid_t *grant_ids, int n, const char *kind)
 {
+	EmailsForGrantsWith(grant_ids, n, kind, NULL);
+}
+
+/* EmailsForGrants with more members in each message's payload (extra, or NULL). */
+void
+EmailsForGrantsWith(const pg_uuid_t *grant_ids, int n, const char *kind, Jsonb *extra)
+{
 	static SPIPlanPtr plan;
-	Oid			types[3] = {UUIDARRAYOID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Oid			types[4] = {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 
 	if (n == 0 || !EmailEnabled())
 		return;
 	values[0] = BenefitsUuidArray(grant_ids, n);
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = DefaultSender(&nulls[2]);
+	values[3] = extra ? JsonbPGetDatum(extra) : (Datum) 0;
+	nulls[3] = extra ? ' ' : 'n';
 	BenefitsExec(BenefitsPlan(&plan,
 							  "INSERT INTO benefits.outbox (organization_id, kind, action, message_id, payload)"
 							  " SELECT x.organization_id, 'email', $2, " SQL_MESSAGE_ID ","
-							  "        pg_catalog.jsonb_build_object('customer_id', x.customer_id,"
-							  "            'grant_ids', x.grant_ids, 'date', benefits.rfc3339(pg_catalog.now()))"
+							  "        pg_catalog.jsonb_build_object('customer_id', x.customer_id, 'grant_ids', x.grant_ids)"
+							  "        || COALESCE($4, '{}')"
 							  "   FROM (SELECT g.organization_id, g.customer_id,"
 							  "                pg_catalog.jsonb_agg(g.id ORDER BY u.n) AS grant_ids"
 							  "           FROM pg_catalog.unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)"
@@ -130,6 +142,38 @@ EmailsForGrants(const pg_uuid_t *grant_ids, int n, const char *kind)
 							  "          GROUP BY g.organization_id, g.customer_id,"
 							  "                   COALESCE(g.subscription_id, g.order_id,"
 							  "                            g.source_subscription_id, g.source_order_id)) x",
-							  3, types),
+							  4, types),
+				 values, nulls, false, 0);
+}
+
+/*
+ * Writes one message of kind to a customer, its payload the given members
+ * and the customer's id.  Kinds a customer may decline (credits_low: not
+ * about their access) are not written for customers with email_opt_out.
+ */
+void
+EmailForCustomer(pg_uuid_t customer_id, const char *kind, Jsonb *payload)
+{
+	static SPIPlanPtr plan;
+	Oid			types[5] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID, BOOLOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	if (!EmailEnabled())
+		return;
+	values[0] = UuidGetDatum(&customer_id);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = DefaultSender(&nulls[2]);
+	values[3] = JsonbPGetDatum(payload);
+	values[4] = BoolGetDatum(strcmp(kind, EMAIL_CREDITS_LOW) == 0);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "INSERT INTO benefits.outbox (organization_id, kind, action, message_id, payload)"
+							  " SELECT c.organization_id, 'email', $2, " SQL_MESSAGE_ID ","
+							  "        $4 || pg_catalog.jsonb_build_object('customer_id', c.id)"
+							  "   FROM benefits.customers c JOIN benefits.organizations o ON o.id = c.organization_id"
+							  "  WHERE c.id = $1 AND c.email IS NOT NULL AND c.deleted_at IS NULL"
+							  "    AND NOT ($2 = ANY (o.email_disabled)) AND COALESCE(o.email_from, $3) IS NOT NULL"
+							  "    AND NOT (c.email_opt_out AND $5)",
+							  5, types),
 				 values, nulls, false, 0);
 }

@@ -19,6 +19,7 @@
 #define EMAIL_BENEFITS_REMOVED		"benefits_removed"
 #define EMAIL_FULFILLMENT_COMPLETED	"fulfillment_completed"
 #define EMAIL_REVOCATION_WARNING	"revocation_warning"
+#define EMAIL_CREDITS_LOW			"credits_low"
 
 /* Settings (email.c). */
 extern char *benefits_smtp_url;
@@ -69,6 +70,11 @@ extern char *EmailDate(TimestampTz ts);
 /* email.c: messages written in the causing transaction */
 extern bool EmailEnabled(void);
 extern void EmailsForGrants(const pg_uuid_t *grant_ids, int n, const char *kind);
+extern void EmailsForGrantsWith(const pg_uuid_t *grant_ids, int n, const char *kind, Jsonb *extra);
+extern void EmailForCustomer(pg_uuid_t customer_id, const char *kind, Jsonb *payload);
+
+/* revocation_warnings.c: run_maintenance's warnings before access ends */
+extern int	RevocationWarningsDue(void);
 
 /* email_render.c: the message of an email job, or NULL (*error says why) */
 extern char *EmailRender(int64 job_id, char **mail_from, char **rcpt, char **error);

@@ -27,7 +27,9 @@
 static const char *job_sql =
 "SELECT o.action, o.message_id, o.created_at, o.payload->'grant_ids' AS grant_ids,"
 "       c.email, c.name, org.name AS organization_name, COALESCE(org.email_from, $2) AS sender,"
-"       org.support_email, org.portal_url, o.payload->>'ends_at' AS ends_at"
+"       org.support_email, org.portal_url, o.payload->>'ends_at' AS ends_at,"
+"       o.payload->>'balance' AS balance, o.payload->>'low_balance_threshold' AS threshold,"
+"       (SELECT m.name FROM benefits.meters m WHERE m.id::text = o.payload->>'meter_id') AS meter"
 "  FROM benefits.outbox o"
 "  JOIN benefits.organizations org ON org.id = o.organization_id"
 "  LEFT JOIN benefits.customers c ON c.deleted_at IS NULL AND c.id = CASE"
@@ -58,6 +60,9 @@ typedef struct EmailJob
 	char	   *support;
 	char	   *portal_url;
 	char	   *ends_at;
+	char	   *balance;		/* credits_low: the balance, threshold and meter */
+	char	   *threshold;
+	char	   *meter;
 } EmailJob;
 
 /* A text column of the first row by name, or NULL. */
@@ -111,6 +116,9 @@ LoadJob(int64 job_id, EmailJob *job, char **error)
 	job->support = Column("support_email");
 	job->portal_url = Column("portal_url");
 	job->ends_at = Column("ends_at");
+	job->balance = Column("balance");
+	job->threshold = Column("threshold");
+	job->meter = Column("meter");
 	if (job->to == NULL)
 		*error = pstrdup("the customer is gone or has no email address");
 	else if (!EmailAddressValid(job->to))
@@ -143,6 +151,12 @@ Opening(const EmailJob *job, EmailBody *body, const char *first_benefit)
 								 job->ends_at ? job->ends_at : "the end of your subscription"));
 		return psprintf("Your benefits from %s end on %s", job->organization,
 						job->ends_at ? job->ends_at : "the end of your subscription");
+	}
+	if (strcmp(job->action, EMAIL_CREDITS_LOW) == 0)
+	{
+		EmailLine(body, psprintf("Your balance of %s is %s, below %s.", job->meter ? job->meter : "credits",
+								 job->balance ? job->balance : "low", job->threshold ? job->threshold : "its threshold"));
+		return psprintf("Your %s credits are running low", job->meter ? job->meter : "");
 	}
 	if (strcmp(job->action, EMAIL_FULFILLMENT_COMPLETED) == 0)
 	{

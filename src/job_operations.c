@@ -21,6 +21,7 @@ static const JobOperation operations[] = {
 	{"email", "benefits_removed", EmailBuildRequest, EmailJudge},
 	{"email", "fulfillment_completed", EmailBuildRequest, EmailJudge},
 	{"email", "revocation_warning", EmailBuildRequest, EmailJudge},
+	{"email", "credits_low", EmailBuildRequest, EmailJudge},
 };
 
 /* Builds nothing: the job names no known operation. */

@@ -44,6 +44,7 @@
 
 #include "benefits.h"
 #include "benefit_type.h"
+#include "email.h"
 #include "engine.h"
 #include "trigger_guard.h"
 
@@ -453,6 +454,9 @@ run_maintenance(PG_FUNCTION_ARGS)
 		ids[i] = BenefitsResultUuid(i, 1);
 	for (int i = 0; i < n; i++)
 		EngineSyncSubscription(ids[i]);
+	/* and tell the customers whose access ends soon (revocation_warnings.c) */
+	if (BenefitsGrantsKeepHistory())
+		RevocationWarningsDue();
 	SPI_finish();
 	PG_RETURN_INT32(n);
 }

@@ -26,7 +26,8 @@
  * request the balance cannot cover raises 23514 (check_violation).  When a
  * balance falls below the highest low_balance_threshold of the customer's
  * live meter_credits benefits on that meter, a "meter.low_balance" webhook
- * event and a NOTIFY on channel benefits_low_balance go out with the commit.
+ * event, the customer's email (unless they opted out) and a NOTIFY on
+ * channel benefits_low_balance go out with the commit.
  */
 #include "postgres.h"
 
@@ -41,6 +42,7 @@
 
 #include "benefits.h"
 #include "benefit_type.h"
+#include "email.h"
 #include "engine.h"
 #include "properties.h"
 
@@ -393,6 +395,7 @@ LowBalance(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t meter_id,
 					 balance, threshold);
 	json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data)));
 	EventsEnqueue(organization_id, EVENT_METER_LOW_BALANCE, json);
+	EmailForCustomer(customer_id, EMAIL_CREDITS_LOW, json);
 	Async_Notify("benefits_low_balance", data.data);
 }
 

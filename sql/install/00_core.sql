@@ -48,21 +48,7 @@ CREATE TABLE benefits.organizations (
     -- How long past_due/unpaid subscriptions keep their benefits.
     grace_period    interval NOT NULL DEFAULT '0 days' CHECK (grace_period >= '0 days'),
     created_at      timestamptz NOT NULL DEFAULT now(),
-    modified_at     timestamptz,
-    -- Customer email: the sender (else benefits.email_from), the support
-    -- contact and the portal's address named in every message, and the kinds
-    -- of message the organization does not send.
-    email_from      text CONSTRAINT organizations_email_from_check
-                        CHECK (length(email_from) <= 254 AND email_from ~ '^[!-~]+$'
-                               AND email_from ~ '^[^@<>()\[\]\\,;:"]+@[^@<>()\[\]\\,;:"]+$'),
-    support_email   text CONSTRAINT organizations_support_email_check
-                        CHECK (length(support_email) <= 254 AND support_email ~ '^[!-~]+$'
-                               AND support_email ~ '^[^@<>()\[\]\\,;:"]+@[^@<>()\[\]\\,;:"]+$'),
-    portal_url      text CONSTRAINT organizations_portal_url_check
-                        CHECK (portal_url ~ '^https?://[!-~]+$' AND length(portal_url) <= 2048),
-    email_disabled  text[] NOT NULL DEFAULT '{}' CONSTRAINT organizations_email_disabled_check
-                        CHECK (email_disabled <@ ARRAY['benefits_granted', 'benefits_removed', 'fulfillment_completed',
-                                                       'revocation_warning']::text[])
+    modified_at     timestamptz
 );
 
 CREATE TABLE benefits.products (
@@ -115,9 +101,6 @@ CREATE TABLE benefits.customers (
     created_at      timestamptz NOT NULL DEFAULT now(),
     modified_at     timestamptz,
     deleted_at      timestamptz,
-    -- No email the customer may decline (revocation warnings and removals
-    -- still go unless the organization turned them off).
-    email_opt_out   boolean NOT NULL DEFAULT false,
     UNIQUE (organization_id, external_id),
     UNIQUE (id, organization_id)
 );
