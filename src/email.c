@@ -126,22 +126,22 @@ EmailsForGrantsWith(const pg_uuid_t *grant_ids, int n, const char *kind, Jsonb *
 	values[3] = extra ? JsonbPGetDatum(extra) : (Datum) 0;
 	nulls[3] = extra ? ' ' : 'n';
 	BenefitsExec(BenefitsPlan(&plan,
+							  "WITH x AS ("
+							  "  SELECT g.organization_id, g.customer_id,"
+							  "         pg_catalog.jsonb_agg(g.id ORDER BY u.n) AS grant_ids"
+							  "    FROM pg_catalog.unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)"
+							  "    JOIN benefits.grants g ON g.id = u.id"
+							  "   GROUP BY g.organization_id, g.customer_id,"
+							  "            COALESCE(g.subscription_id, g.order_id, g.source_subscription_id, g.source_order_id))"
 							  "INSERT INTO benefits.outbox (organization_id, kind, action, message_id, payload)"
 							  " SELECT x.organization_id, 'email', $2, " SQL_MESSAGE_ID ","
 							  "        pg_catalog.jsonb_build_object('customer_id', x.customer_id, 'grant_ids', x.grant_ids)"
 							  "        || COALESCE($4, '{}')"
-							  "   FROM (SELECT g.organization_id, g.customer_id,"
-							  "                pg_catalog.jsonb_agg(g.id ORDER BY u.n) AS grant_ids"
-							  "           FROM pg_catalog.unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)"
-							  "           JOIN benefits.grants g ON g.id = u.id"
-							  "           JOIN benefits.customers c ON c.id = g.customer_id"
-							  "           JOIN benefits.organizations o ON o.id = g.organization_id"
-							  "          WHERE c.email IS NOT NULL AND c.deleted_at IS NULL"
-							  "            AND NOT ($2 = ANY (o.email_disabled))"
-							  "            AND COALESCE(o.email_from, $3) IS NOT NULL"
-							  "          GROUP BY g.organization_id, g.customer_id,"
-							  "                   COALESCE(g.subscription_id, g.order_id,"
-							  "                            g.source_subscription_id, g.source_order_id)) x",
+							  "   FROM x"
+							  "   JOIN benefits.customers c ON c.id = x.customer_id"
+							  "   JOIN benefits.organizations o ON o.id = x.organization_id"
+							  "  WHERE c.email IS NOT NULL AND c.deleted_at IS NULL"
+							  "    AND NOT ($2 = ANY (o.email_disabled)) AND COALESCE(o.email_from, $3) IS NOT NULL",
 							  4, types),
 				 values, nulls, false, 0);
 }
