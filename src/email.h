@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -57,6 +58,10 @@ extern void EmailHeading(EmailBody *body, const char *text);
 extern void EmailLine(EmailBody *body, const char *text);
 extern void EmailValue(EmailBody *body, const char *label, const char *value);
 extern void EmailLink(EmailBody *body, const char *text, const char *url);
+/* The objects of an array member of a JSON object (a List of Jsonb *). */
+extern List *EmailObjects(Jsonb *object, const char *key);
+/* Does the grant wait for the customer to take this action (its error's action)? */
+extern bool EmailAwaits(const EmailGrant *grant, const char *action);
 /* The portal link of a grant's instructions, or a line saying to open it. */
 extern void EmailPortalLink(EmailBody *body, const EmailGrant *grant, const char *text);
 

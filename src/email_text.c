@@ -112,6 +112,35 @@ EmailLink(EmailBody *body, const char *text, const char *url)
 	appendStringInfoString(&body->html, "</p>\n");
 }
 
+List *
+EmailObjects(Jsonb *object, const char *key)
+{
+	JsonbValue *v = object && JB_ROOT_IS_OBJECT(object)
+		? getKeyJsonValueFromContainer(&object->root, key, strlen(key), NULL) : NULL;
+	JsonbContainer *array = v && v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data)
+		? v->val.binary.data : NULL;
+	List	   *objects = NIL;
+
+	for (int i = 0; array != NULL && i < (int) JsonContainerSize(array); i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(array, i);
+
+		if (e->type == jbvBinary && JsonContainerIsObject(e->val.binary.data))
+			objects = lappend(objects, JsonbValueToJsonb(e));
+	}
+	return objects;
+}
+
+bool
+EmailAwaits(const EmailGrant *grant, const char *action)
+{
+	JsonbValue *v = grant->grant_error && JB_ROOT_IS_OBJECT(grant->grant_error)
+		? getKeyJsonValueFromContainer(&grant->grant_error->root, "action", strlen("action"), NULL) : NULL;
+
+	return v != NULL && v->type == jbvString && strlen(action) == (size_t) v->val.string.len &&
+		strncmp(v->val.string.val, action, v->val.string.len) == 0;
+}
+
 void
 EmailPortalLink(EmailBody *body, const EmailGrant *grant, const char *text)
 {

@@ -291,23 +291,18 @@ DiscordPortalHtml(PortalPage *page, JsonbContainer *benefit)
 static void
 DiscordEmail(EmailBody *body, const EmailGrant *grant)
 {
-	char	   *action = BenefitsJsonText(grant->grant_error, "action");
-	JsonbValue *list = getKeyJsonValueFromContainer(&grant->benefit_properties->root, "roles",
-													strlen("roles"), NULL);
-	JsonbContainer *roles = list && list->type == jbvBinary ? list->val.binary.data : NULL;
 	StringInfoData names;
+	ListCell   *lc;
 
 	initStringInfo(&names);
-	for (int i = 0; roles != NULL && i < (int) JsonContainerSize(roles); i++)
+	foreach(lc, EmailObjects(grant->benefit_properties, "roles"))
 	{
-		JsonbValue *v = getIthJsonbValueFromContainer(roles, i);
-		Jsonb	   *role = v->type == jbvBinary ? JsonbValueToJsonb(v) : NULL;
-		char	   *name = BenefitsJsonText(role, "name");
+		char	   *name = BenefitsJsonText((Jsonb *) lfirst(lc), "name");
 
 		if (name)
 			appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", name);
 	}
-	if (action != NULL && strcmp(action, "link_discord") == 0)
+	if (EmailAwaits(grant, "link_discord"))
 		EmailPortalLink(body, grant, "Connect your Discord account to join the server");
 	else
 		EmailLine(body, "You are being added to the Discord server with your linked account.");

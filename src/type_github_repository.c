@@ -253,28 +253,20 @@ GithubPortalHtml(PortalPage *page, JsonbContainer *benefit)
 static void
 GithubEmail(EmailBody *body, const EmailGrant *grant)
 {
-	char	   *action = BenefitsJsonText(grant->grant_error, "action");
-	JsonbValue *list = getKeyJsonValueFromContainer(&grant->benefit_properties->root, "repositories",
-													strlen("repositories"), NULL);
-	JsonbContainer *repos = list && list->type == jbvBinary ? list->val.binary.data : NULL;
-	int			n = repos ? (int) JsonContainerSize(repos) : 0;
-	bool		link = action != NULL && strcmp(action, "link_github") == 0;
+	bool		link = EmailAwaits(grant, "link_github");
+	ListCell   *lc;
 
-	for (int i = 0; i < n; i++)
+	foreach(lc, EmailObjects(grant->benefit_properties, "repositories"))
 	{
-		JsonbValue *v = getIthJsonbValueFromContainer(repos, i);
-		Jsonb	   *repo = v->type == jbvBinary ? JsonbValueToJsonb(v) : NULL;
+		Jsonb	   *repo = (Jsonb *) lfirst(lc);
 		char	   *owner = BenefitsJsonText(repo, "owner");
 		char	   *name = BenefitsJsonText(repo, "name");
+		char	   *what = psprintf("%s/%s (%s access)", owner, name, BenefitsJsonText(repo, "permission"));
 
-		if (owner == NULL || name == NULL)
-			continue;
 		if (link)
-			EmailLine(body, psprintf("Repository %s/%s (%s access).", owner, name,
-									 BenefitsJsonText(repo, "permission")));
+			EmailLine(body, psprintf("Repository %s.", what));
 		else
-			EmailLink(body, psprintf("Accept the invitation to %s/%s (%s access)", owner, name,
-									 BenefitsJsonText(repo, "permission")),
+			EmailLink(body, psprintf("Accept the invitation to %s", what),
 					  psprintf("https://github.com/%s/%s/invitations", owner, name));
 	}
 	if (link)

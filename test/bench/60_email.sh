@@ -63,28 +63,18 @@ SELECT id, CASE WHEN external_id::text > 'user-' AND substr(external_id, 6)::int
                 THEN '0e000000-0000-0000-0000-0000000000b2' ELSE '0e000000-0000-0000-0000-0000000000b1' END::uuid,
        'incomplete'
   FROM benefits.customers WHERE organization_id = '0e000000-0000-0000-0000-00000000000a';
--- This backend's CPU time so far, in clock ticks (utime + stime of /proc/PID/stat).
-CREATE FUNCTION email_bench.cpu_ticks() RETURNS bigint LANGUAGE sql AS $$
-    SELECT split_part(s, ' ', 14)::bigint + split_part(s, ' ', 15)::bigint
-      FROM pg_read_file('/proc/' || pg_backend_pid() || '/stat') AS s
-$$;
 VACUUM ANALYZE;
 SQL
 
-# Wall and CPU milliseconds of the activation, email on or off, rolled back.
+cpu_ticks_sql email_bench | "${psql[@]}"
+
+# Wall and CPU milliseconds of the activation, email on or off, rolled back,
+# and the messages it wrote.
 timed() {  # timed SMTP_URL -> "wall_ms cpu_ms messages"
-    "${psql[@]}" -A -t <<SQL | tail -n 1
-BEGIN;
-SET LOCAL benefits.smtp_url = '$1';
-SELECT set_config('email_bench.t0', clock_timestamp()::text, true),
-       set_config('email_bench.cpu0', email_bench.cpu_ticks()::text, true);
-UPDATE benefits.subscriptions SET status = 'active'
- WHERE product_id = '0e000000-0000-0000-0000-0000000000b1' AND status = 'incomplete';
-SELECT round(extract(epoch FROM clock_timestamp() - current_setting('email_bench.t0')::timestamptz) * 1000)
-       || ' ' || (email_bench.cpu_ticks() - current_setting('email_bench.cpu0')::bigint) * 1000 / $(getconf CLK_TCK)
-       || ' ' || (SELECT count(*) FROM benefits.outbox WHERE kind = 'email' AND organization_id = '0e000000-0000-0000-0000-00000000000a');
-ROLLBACK;
-SQL
+    timed_rolled_back email_bench "SET LOCAL benefits.smtp_url = '$1'" \
+        "UPDATE benefits.subscriptions SET status = 'active'
+          WHERE product_id = '0e000000-0000-0000-0000-0000000000b1' AND status = 'incomplete'" \
+        "SELECT count(*) FROM benefits.outbox WHERE kind = 'email' AND organization_id = '0e000000-0000-0000-0000-00000000000a'"
 }
 on_ms=(); off_ms=(); on_cpu=(); off_cpu=()
 for _ in $(seq "$ROUNDS"); do

@@ -116,6 +116,20 @@ sql("UPDATE benefits.organizations SET email_disabled = '{credits_low}' WHERE id
 sql("SELECT benefits.record_usage('$cy', '$meter', 1)");
 is(sql("SELECT count(*) FROM benefits.outbox WHERE action = 'credits_low'"), '1', 'an organization that turned credits_low off sends none');
 
+# The address guard applies to the SMTP server as to every connection: with
+# benefits.allow_private_network off, loopback is refused and nothing is sent.
+sql("ALTER SYSTEM SET benefits.allow_private_network = off");
+sql("SELECT pg_reload_conf()");
+sleep 1;
+my $before = scalar($smtp->messages);
+my $eve = customer('eve');
+sql("SELECT benefits.grant_benefit('$eve', '$note')");
+is(wait_q("SELECT state FROM benefits.outbox WHERE kind = 'email' AND payload->>'customer_id' = '$eve'", 'dead'),
+	'dead', 'allow_private_network off: the message to a loopback SMTP server is dead');
+like(sql("SELECT last_error FROM benefits.outbox WHERE kind = 'email' AND payload->>'customer_id' = '$eve'"),
+	qr/refused to connect to 127\.0\.0\.1/, 'refused by the address guard');
+is(scalar($smtp->messages), $before, 'and the server received nothing');
+
 $node->stop;
 $smtp->stop;
 done_testing();
