@@ -48,7 +48,8 @@ SELECT benefits.update_product_benefits('e1000000-0000-0000-0000-0000000000b1', 
 CREATE FUNCTION pg_temp.emails() RETURNS TABLE (action text, customer text, benefits text, message_id_ok boolean)
     LANGUAGE sql AS $$
     SELECT o.action, c.external_id,
-           (SELECT string_agg(b.description, ', ' ORDER BY u.n)
+           -- (in a removal the order of revocation, which is not attachment order: sorted here)
+           (SELECT string_agg(b.description, ', ' ORDER BY CASE WHEN o.action = 'benefits_removed' THEN b.description END, u.n)
               FROM jsonb_array_elements_text(o.payload->'grant_ids') WITH ORDINALITY u(id, n)
               JOIN benefits.grants g ON g.id = u.id::uuid JOIN benefits.benefits b ON b.id = g.benefit_id),
            o.message_id ~ '^msg_[0-9a-f]{32}$' AND o.endpoint_id IS NULL

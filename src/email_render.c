@@ -259,6 +259,10 @@ Assemble(const EmailJob *job, const char *subject, EmailBody *body)
 	return m.data;
 }
 
+/*
+ * The message of email job job_id and its envelope (*mail_from, *rcpt), in
+ * SPI's procedure context; NULL with *error when it cannot be sent.
+ */
 char *
 EmailRender(int64 job_id, char **mail_from, char **rcpt, char **error)
 {

@@ -22,6 +22,7 @@
 /* Base64 body lines (RFC 2045: at most 76 characters). */
 #define BASE64_LINE 76
 
+/* An empty body, both parts in the current memory context. */
 void
 EmailBodyInit(EmailBody *body)
 {
@@ -112,6 +113,7 @@ EmailLink(EmailBody *body, const char *text, const char *url)
 	appendStringInfoString(&body->html, "</p>\n");
 }
 
+/* The objects of the array member key of object (others are passed over). */
 List *
 EmailObjects(Jsonb *object, const char *key)
 {
@@ -131,6 +133,7 @@ EmailObjects(Jsonb *object, const char *key)
 	return objects;
 }
 
+/* Does the grant's error name this action (link_github, link_discord)? */
 bool
 EmailAwaits(const EmailGrant *grant, const char *action)
 {
@@ -141,6 +144,7 @@ EmailAwaits(const EmailGrant *grant, const char *action)
 		strncmp(v->val.string.val, action, v->val.string.len) == 0;
 }
 
+/* A link to the portal, or where there is none, a line pointing to it. */
 void
 EmailPortalLink(EmailBody *body, const EmailGrant *grant, const char *text)
 {

@@ -50,7 +50,7 @@ GrantLocal(GrantChange *change)
 	change->new_state = "active";
 }
 
-/* GrantLocal for a batch: the grants alone, active at once. */
+/* GrantLocal for a batch: the grants alone, active at once, properties {}. */
 void
 GrantLocalMany(GrantBatch *batch)
 {
