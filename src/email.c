@@ -34,6 +34,7 @@ char	   *benefits_smtp_username = NULL;
 char	   *benefits_smtp_password = NULL;
 char	   *benefits_email_from = NULL;
 int			benefits_revocation_warning_before = 3 * 86400;
+int			benefits_license_expiry_warning_before = 7 * 86400;
 
 /* benefits.smtp_url: empty, or an smtp:// or smtps:// URL. */
 static bool
@@ -79,6 +80,10 @@ EmailInit(void)
 	DefineCustomIntVariable("benefits.revocation_warning_before",
 							"How long before a subscription loses its benefits the customer is warned.",
 							NULL, &benefits_revocation_warning_before, 3 * 86400, 0, 365 * 86400,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("benefits.license_expiry_warning_before",
+							"How long before a license key expires the customer is warned.",
+							NULL, &benefits_license_expiry_warning_before, 7 * 86400, 0, 365 * 86400,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 }
 

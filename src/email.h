@@ -21,6 +21,7 @@
 #define EMAIL_FULFILLMENT_COMPLETED	"fulfillment_completed"
 #define EMAIL_REVOCATION_WARNING	"revocation_warning"
 #define EMAIL_CREDITS_LOW			"credits_low"
+#define EMAIL_LICENSE_EXPIRING		"license_expiring"
 
 /* Settings (email.c). */
 extern char *benefits_smtp_url;
@@ -28,6 +29,7 @@ extern char *benefits_smtp_username;
 extern char *benefits_smtp_password;
 extern char *benefits_email_from;
 extern int	benefits_revocation_warning_before;	/* s */
+extern int	benefits_license_expiry_warning_before;	/* s */
 extern void EmailInit(void);
 
 /*
@@ -80,6 +82,7 @@ extern void EmailForCustomer(pg_uuid_t customer_id, const char *kind, Jsonb *pay
 
 /* revocation_warnings.c: run_maintenance's warnings before access ends */
 extern int	RevocationWarningsDue(void);
+extern int	LicenseExpiryWarningsDue(void);
 
 /* email_render.c: the message of an email job, or NULL (*error says why) */
 extern char *EmailRender(int64 job_id, char **mail_from, char **rcpt, char **error);

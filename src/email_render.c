@@ -158,6 +158,12 @@ Opening(const EmailJob *job, EmailBody *body, const char *first_benefit)
 								 job->balance ? job->balance : "low", job->threshold ? job->threshold : "its threshold"));
 		return psprintf("Your %s credits are running low", job->meter ? job->meter : "");
 	}
+	if (strcmp(job->action, EMAIL_LICENSE_EXPIRING) == 0)
+	{
+		EmailLine(body, psprintf("Your license key expires on %s (UTC); renew to keep using it:",
+								 job->ends_at ? job->ends_at : "soon"));
+		return psprintf("Your license key expires on %s", job->ends_at ? job->ends_at : "soon");
+	}
 	if (strcmp(job->action, EMAIL_FULFILLMENT_COMPLETED) == 0)
 	{
 		EmailLine(body, psprintf("%s has delivered what you were waiting for:", job->organization));

@@ -22,6 +22,7 @@ static const JobOperation operations[] = {
 	{"email", "fulfillment_completed", EmailBuildRequest, EmailJudge},
 	{"email", "revocation_warning", EmailBuildRequest, EmailJudge},
 	{"email", "credits_low", EmailBuildRequest, EmailJudge},
+	{"email", "license_expiring", EmailBuildRequest, EmailJudge},
 };
 
 /* Builds nothing: the job names no known operation. */

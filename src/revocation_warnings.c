@@ -8,7 +8,9 @@
  * grant (to endpoints that list that type).  subscriptions
  * .revocation_warning_for records the end warned about: a subscription that
  * recovers is not warned (it no longer matches), and one that is set to end
- * again at another time is warned again.
+ * again at another time is warned again.  License keys likewise: a granted
+ * key whose expires_at is within benefits.license_expiry_warning_before gets
+ * one license_expiring email per expiry (license_keys.expiry_warning_for).
  *
  * Concurrency: the UPDATE that records the warning takes each
  * subscription's row lock, so two maintenance runs at once warn once; the
@@ -131,5 +133,54 @@ RevocationWarningsDue(void)
 	}
 	for (int i = 0; i < n; i++)
 		WarnSubscription(&due[i]);
+	return n;
+}
+
+/*
+ * Records the license expiry warnings due now and writes their emails;
+ * returns how many keys were warned about.
+ */
+int
+LicenseExpiryWarningsDue(void)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {INT4OID};
+	Datum		value = Int32GetDatum(benefits_license_expiry_warning_before);
+	int			n;
+	pg_uuid_t  *grant_ids;
+	Jsonb	  **extras;
+
+	if (benefits_license_expiry_warning_before <= 0)
+		return 0;
+	BenefitsExec(BenefitsPlan(&plan,
+							  "WITH due AS ("
+							  "  SELECT k.id, g.id AS grant_id FROM benefits.license_keys k"
+							  "    JOIN LATERAL (SELECT g.id FROM benefits.grants g"
+							  "                   WHERE g.customer_id = k.customer_id AND g.benefit_id = k.benefit_id"
+							  "                     AND g.state = 'active' AND g.properties->>'license_key_id' = k.id::text"
+							  "                   LIMIT 1) g ON true"
+							  "   WHERE k.status = 'granted' AND k.expires_at IS NOT NULL"
+							  "     AND k.expires_at > pg_catalog.now()"
+							  "     AND k.expires_at <= pg_catalog.now() + $1 * interval '1 second'"
+							  "     AND k.expiry_warning_for IS DISTINCT FROM k.expires_at)"
+							  " UPDATE benefits.license_keys k SET expiry_warning_for = k.expires_at"
+							  "   FROM due WHERE k.id = due.id"
+							  " RETURNING due.grant_id, pg_catalog.jsonb_build_object('license_key_id', k.id,"
+							  "   'ends_at', pg_catalog.to_char(k.expires_at AT TIME ZONE 'UTC', 'FMDD Mon YYYY HH24:MI')) AS extra",
+							  1, types),
+				 &value, NULL, false, 0);
+	n = (int) SPI_processed;
+	grant_ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	extras = palloc(sizeof(Jsonb *) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		grant_ids[i] = BenefitsResultUuid(i, SPI_fnumber(SPI_tuptable->tupdesc, "grant_id"));
+		extras[i] = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+													 SPI_fnumber(SPI_tuptable->tupdesc, "extra"), &isnull));
+	}
+	for (int i = 0; i < n; i++)
+		EmailsForGrantsWith(&grant_ids[i], 1, EMAIL_LICENSE_EXPIRING, extras[i]);
 	return n;
 }

@@ -456,7 +456,10 @@ run_maintenance(PG_FUNCTION_ARGS)
 		EngineSyncSubscription(ids[i]);
 	/* and tell the customers whose access ends soon (revocation_warnings.c) */
 	if (BenefitsGrantsKeepHistory())
+	{
 		RevocationWarningsDue();
+		LicenseExpiryWarningsDue();
+	}
 	SPI_finish();
 	PG_RETURN_INT32(n);
 }

@@ -4,7 +4,9 @@
 # run_maintenance and the period end), none while it is further away, none
 # when it is reactivated first, then the removal message at the end; the
 # benefit_grant.revocation_scheduled event goes only to endpoints that list
-# it.  Credits running low: a message, not for a customer who opted out.
+# it.  Credits running low: a message, not for a customer who opted out.  A
+# license key about to expire: one message per expiry.  The address guard
+# refuses a loopback SMTP server unless allow_private_network is on.
 use strict;
 use warnings;
 use utf8;
@@ -115,6 +117,25 @@ is(scalar(to('dee@example.com')), 1, 'Dee opted out: the benefits message only')
 sql("UPDATE benefits.organizations SET email_disabled = '{credits_low}' WHERE id = '$org'");
 sql("SELECT benefits.record_usage('$cy', '$meter', 1)");
 is(sql("SELECT count(*) FROM benefits.outbox WHERE action = 'credits_low'"), '1', 'an organization that turned credits_low off sends none');
+
+# A license key expiring within benefits.license_expiry_warning_before (7
+# days by default): one message per expiry.
+my $expiring = sql(qq{SELECT id FROM benefits.create_benefit('license_keys', '$org', 'Yearly license',
+    '{"expires": {"ttl": 1, "timeframe": "year"}}')});
+my $kim = customer('kim');
+sql("SELECT benefits.grant_benefit('$kim', '$expiring')");
+sql("SELECT benefits.run_maintenance()");
+is(sql("SELECT count(*) FROM benefits.outbox WHERE action = 'license_expiring'"), '0', 'a key expiring in a year: no warning');
+sql("UPDATE benefits.license_keys SET expires_at = now() + interval '3 days' WHERE customer_id = '$kim'");
+sql("SELECT benefits.run_maintenance()");
+sql("SELECT benefits.run_maintenance()");
+is(sql("SELECT count(*) FROM benefits.outbox WHERE action = 'license_expiring'"), '1', 'three days before: one warning, even after two runs');
+idle();
+my @kim = to('kim@example.com');
+my $kim_key = sql("SELECT key FROM benefits.license_keys WHERE customer_id = '$kim'");
+my $expires = sql("SELECT to_char(expires_at AT TIME ZONE 'UTC', 'FMDD Mon YYYY HH24:MI') FROM benefits.license_keys WHERE customer_id = '$kim'");
+is($kim[-1]{headers}{Subject}, "Your license key expires on $expires", 'the license_expiring message says when');
+like(part($kim[-1], 'text/plain'), qr/== Yearly license ==.*Your license key: \Q$kim_key\E/s, 'with the key');
 
 # The address guard applies to the SMTP server as to every connection: with
 # benefits.allow_private_network off, loopback is refused and nothing is sent.
