@@ -186,6 +186,19 @@ SELECT count(*) AS still_waiting FROM benefits.pending_fulfillments;
 SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS delivered;
 SELECT action, payload->>'content' AS message, state FROM benefits.outbox
  WHERE kind = 'discord' AND payload->>'user_id' = '700000000000000001' ORDER BY id;
+\echo '   Grace also buys a yearly key and starter credits; the key will expire in two days and'
+\echo '   she uses 45 of her 50 credits (threshold 10): run_maintenance and record_usage tell her'
+SELECT id AS yearly_benefit FROM benefits.create_benefit('license_keys', '0a000000-0000-4000-8000-000000000001',
+    'Yearly key', '{"prefix": "YEAR", "expires": {"ttl": 1, "timeframe": "year"}}') \gset
+SELECT id AS starter_benefit FROM benefits.create_benefit('meter_credits', '0a000000-0000-4000-8000-000000000001',
+    'Starter credits', '{"meter_id": "0e000000-0000-4000-8000-000000000001", "units": 50, "low_balance_threshold": 10}') \gset
+\o /dev/null
+SELECT benefits.grant_benefit('0d000000-0000-4000-8000-000000000002', :'yearly_benefit');
+SELECT benefits.grant_benefit('0d000000-0000-4000-8000-000000000002', :'starter_benefit');
+UPDATE benefits.license_keys SET expires_at = now() + interval '2 days'
+ WHERE customer_id = '0d000000-0000-4000-8000-000000000002';
+SELECT benefits.record_usage('0d000000-0000-4000-8000-000000000002', '0e000000-0000-4000-8000-000000000001', 45);
+\o
 \echo '   Grace sets her subscription to end in two days: run_maintenance warns her once'
 \echo '   (benefits.revocation_warning_before, 3 days by default):'
 UPDATE benefits.subscriptions SET cancel_at_period_end = true, current_period_end = now() + interval '2 days'
