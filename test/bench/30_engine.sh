@@ -120,7 +120,6 @@ for _ in $(seq "$ROUNDS"); do
     read -r w c < <(timed "$activate"); engine_ms+=("$w"); engine_cpu+=("$c")
     "${psql[@]}" -c 'VACUUM benefits.grants, benefits.outbox, benefits.subscriptions, benefits.license_keys, benefits.meter_credits, benefits.meter_balances'
 done
-median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 e=$(median "${engine_ms[@]}"); b=$(median "${baseline_ms[@]}")
 ec=$(median "${engine_cpu[@]}"); bc=$(median "${baseline_cpu[@]}")
 echo "activate $N subscriptions x 4 benefits in one UPDATE: $grants grants, $webhooks webhook rows, $jobs GitHub jobs"

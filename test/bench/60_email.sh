@@ -82,7 +82,6 @@ for _ in $(seq "$ROUNDS"); do
     read -r w c messages < <(timed "smtp://127.0.0.1:$port"); on_ms+=("$w"); on_cpu+=("$c")
     "${psql[@]}" -c 'VACUUM benefits.grants, benefits.outbox, benefits.subscriptions, benefits.license_keys, benefits.meter_credits, benefits.meter_balances'
 done
-median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 e=$(median "${on_ms[@]}"); b=$(median "${off_ms[@]}")
 ec=$(median "${on_cpu[@]}"); bc=$(median "${off_cpu[@]}")
 echo "activate $N subscriptions x 3 benefits in one UPDATE: $messages messages written with email on"

@@ -43,3 +43,6 @@ SELECT round(extract(epoch FROM clock_timestamp() - current_setting('$1.t0')::ti
 ROLLBACK;
 SQL
 }
+
+# median N...: the median of the numbers given.
+median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
