@@ -227,6 +227,23 @@ Closing(const EmailJob *job, EmailBody *body)
 	EmailLine(body, psprintf("You receive this email because you hold benefits from %s.", job->organization));
 }
 
+/*
+ * A URL inside <...> of a header: angle brackets percent-encoded, so the
+ * URL cannot close the bracket and add another (the stored URL is checked
+ * printable ASCII without spaces).
+ */
+static void
+HeaderUrl(StringInfo buf, const char *url)
+{
+	for (const char *c = url; *c; c++)
+	{
+		if (*c == '<' || *c == '>')
+			appendStringInfo(buf, "%%%02X", (unsigned char) *c);
+		else
+			appendStringInfoChar(buf, *c);
+	}
+}
+
 /* The headers and both parts. */
 static char *
 Assemble(const EmailJob *job, const char *subject, EmailBody *body)
@@ -252,7 +269,11 @@ Assemble(const EmailJob *job, const char *subject, EmailBody *body)
 	if (job->support)
 		appendStringInfo(&m, "Reply-To: <%s>\r\n", job->support);
 	if (job->portal_url)
-		appendStringInfo(&m, "List-Unsubscribe: <%s>\r\n", job->portal_url);
+	{
+		appendStringInfoString(&m, "List-Unsubscribe: <");
+		HeaderUrl(&m, job->portal_url);
+		appendStringInfoString(&m, ">\r\n");
+	}
 	appendStringInfo(&m, "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
 					 "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n", boundary);
 	appendStringInfo(&m, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n"

@@ -75,7 +75,8 @@ like($m->{raw_headers}{Subject}, qr/^=\?UTF-8\?B\?/, 'and is RFC 2047 encoded on
 unlike($m->{raw_headers}{Subject}, qr/[^\x20-\x7e\r\n\t]/, 'with only ASCII in the header');
 is($m->{headers}{To}, '"Eve \\"<script>x</script>\\" Ōkami" <eve@example.com>', 'To: the customer\'s name and address');
 like($m->{headers}{From}, qr/<shop\@example\.com>$/, 'From: the organization\'s sender');
-is($m->{headers}{'List-Unsubscribe'}, '<https://app.example.com/portal?a=1&b=<2>>', 'List-Unsubscribe points to the portal');
+is($m->{headers}{'List-Unsubscribe'}, '<https://app.example.com/portal?a=1&b=%3C2%3E>',
+	'List-Unsubscribe points to the portal (angle brackets encoded, so the URL cannot close its own)');
 is($m->{headers}{'Reply-To'}, 'help@example.com', 'Reply-To: the support contact');
 my $date = `python3 -c "import email.utils,sys; print(int(email.utils.parsedate_to_datetime(sys.argv[1]).timestamp()))" '$m->{headers}{Date}'`;
 chomp $date;
