@@ -9,8 +9,11 @@
  *
  * A message about grants covers every grant of one customer and one source
  * (subscription or order; manual grants together) changed by the same
- * statement, in attachment order: one "benefits granted" message per
- * activation, not one per benefit.  Its Message-ID and Date are fixed here,
+ * statement, in attachment order (the aggregate reads them from a subquery
+ * sorted in that order: an ordered aggregate would sort every message's
+ * grants on its own; each grant is one index lookup, which the planner,
+ * unable to estimate the array, would otherwise trade for a scan): one "benefits granted" message per activation, not
+ * one per benefit.  Its Message-ID and Date are fixed here,
  * so a resend after a crash is the same message.  Nothing is written while
  * benefits.smtp_url is empty, for customers without an email address, for
  * organizations that turned the kind off (organizations.email_disabled) or
@@ -132,12 +135,13 @@ EmailsForGrantsWith(const pg_uuid_t *grant_ids, int n, const char *kind, Jsonb *
 	nulls[3] = extra ? ' ' : 'n';
 	BenefitsExec(BenefitsPlan(&plan,
 							  "WITH x AS ("
-							  "  SELECT g.organization_id, g.customer_id,"
-							  "         pg_catalog.jsonb_agg(g.id ORDER BY u.n) AS grant_ids"
-							  "    FROM pg_catalog.unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)"
-							  "    JOIN benefits.grants g ON g.id = u.id"
-							  "   GROUP BY g.organization_id, g.customer_id,"
-							  "            COALESCE(g.subscription_id, g.order_id, g.source_subscription_id, g.source_order_id))"
+							  "  SELECT s.organization_id, s.customer_id, pg_catalog.jsonb_agg(s.id) AS grant_ids"
+							  "    FROM (SELECT g.organization_id, g.customer_id, g.id, COALESCE(g.subscription_id,"
+							  "                 g.order_id, g.source_subscription_id, g.source_order_id) AS source"
+							  "            FROM pg_catalog.unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)"
+							  "           CROSS JOIN LATERAL (SELECT * FROM benefits.grants g WHERE g.id = u.id OFFSET 0) g"
+							  "           ORDER BY u.n) s"
+							  "   GROUP BY s.organization_id, s.customer_id, s.source)"
 							  "INSERT INTO benefits.outbox (organization_id, kind, action, message_id, payload)"
 							  " SELECT x.organization_id, 'email', $2, " SQL_MESSAGE_ID ","
 							  "        pg_catalog.jsonb_build_object('customer_id', x.customer_id, 'grant_ids', x.grant_ids)"
