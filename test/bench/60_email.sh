@@ -4,8 +4,8 @@
 # 1. Activating N subscriptions (default 10,000) to a product with three
 #    benefits in one UPDATE with email on (benefits.smtp_url set: one
 #    message per activation written in the statement), against the same
-#    statement with email off, alternated in the same run, each rolled back.
-#    Target: ratio <= 1.3.
+#    statement with email off, alternated in the same run, each rolled back;
+#    the figure is the median of the rounds' ratios.  Target: ratio <= 1.3.
 # 2. Messages delivered per second by the worker to a local SMTP server
 #    (test/mock/smtp_server.py, aiosmtpd) for M committed activations
 #    (default 2,000), against Python's smtplib sending the same number of
@@ -84,11 +84,18 @@ for _ in $(seq "$ROUNDS"); do
 done
 e=$(median "${on_ms[@]}"); b=$(median "${off_ms[@]}")
 ec=$(median "${on_cpu[@]}"); bc=$(median "${off_cpu[@]}")
+# Each round runs both statements back to back: the ratio of each round
+# cancels most of what other work on the machine adds, and their median is
+# the figure.
+wall_ratios=(); cpu_ratios=()
+for i in "${!on_ms[@]}"; do
+    wall_ratios+=("$(ratio "${on_ms[$i]}" "${off_ms[$i]}")")
+    cpu_ratios+=("$(ratio "${on_cpu[$i]}" "${off_cpu[$i]}")")
+done
 echo "activate $N subscriptions x 3 benefits in one UPDATE: $messages messages written with email on"
 echo "  email on:  ${e} ms wall, ${ec} ms CPU (runs: ${on_ms[*]} / ${on_cpu[*]})"
 echo "  email off: ${b} ms wall, ${bc} ms CPU (runs: ${off_ms[*]} / ${off_cpu[*]})"
-awk -v e="$e" -v b="$b" -v ec="$ec" -v bc="$bc" \
-    'BEGIN { printf "  ratio on/off: %.2f wall, %.2f CPU (target <= 1.3)\n", e / b, (bc > 0 ? ec / bc : 0) }'
+echo "  ratio on/off, median of the rounds: $(median "${wall_ratios[@]}") wall, $(median "${cpu_ratios[@]}") CPU (target <= 1.3; rounds: ${cpu_ratios[*]})"
 
 # 2. Delivery: M activations committed with email on; the worker renders and
 # sends every message.  Timed from the commit to the last message done.
