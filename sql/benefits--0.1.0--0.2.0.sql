@@ -398,11 +398,12 @@ COMMENT ON COLUMN benefits.license_keys.expiry_warning_for IS
 ALTER TABLE benefits.outbox
     DROP CONSTRAINT outbox_kind_check,
     ADD CONSTRAINT outbox_kind_check CHECK (kind IN ('webhook', 'github', 'discord', 'email'));
--- A new webhook event type, sent only to endpoints that list it: the
--- warning before a subscription's benefits are revoked (run_maintenance).
+-- New webhook event types, sent only to endpoints that list them: the
+-- warnings before a subscription's benefits are revoked and before a license
+-- key expires (run_maintenance).
 CREATE OR REPLACE FUNCTION benefits.webhook_event_types() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN ARRAY['benefit.created', 'benefit.updated',
                  'benefit_grant.created', 'benefit_grant.updated',
                  'benefit_grant.cycled', 'benefit_grant.revoked',
-                 'meter.low_balance', 'benefit_grant.revocation_scheduled'];
+                 'meter.low_balance', 'benefit_grant.revocation_scheduled', 'license_key.expiring'];

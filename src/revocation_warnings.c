@@ -10,7 +10,8 @@
  * recovers is not warned (it no longer matches), and one that is set to end
  * again at another time is warned again.  License keys likewise: a granted
  * key whose expires_at is within benefits.license_expiry_warning_before gets
- * one license_expiring email per expiry (license_keys.expiry_warning_for).
+ * one license_expiring email and license_key.expiring event per expiry
+ * (license_keys.expiry_warning_for).
  *
  * Concurrency: the UPDATE that records the warning takes each
  * subscription's row lock, so two maintenance runs at once warn once; the
@@ -27,8 +28,9 @@
 #include "email.h"
 #include "engine.h"
 
-/* The webhook event of a grant whose revocation is scheduled. */
+/* The webhook events of a grant whose revocation is scheduled, of a key about to expire. */
 #define EVENT_GRANT_REVOCATION_SCHEDULED "benefit_grant.revocation_scheduled"
+#define EVENT_LICENSE_KEY_EXPIRING "license_key.expiring"
 
 /* A subscription due for its warning (copied out of SPI). */
 typedef struct DueWarning
@@ -137,8 +139,8 @@ RevocationWarningsDue(void)
 }
 
 /*
- * Records the license expiry warnings due now and writes their emails;
- * returns how many keys were warned about.
+ * Records the license expiry warnings due now and writes their emails and
+ * events; returns how many keys were warned about.
  */
 int
 LicenseExpiryWarningsDue(void)
@@ -148,7 +150,9 @@ LicenseExpiryWarningsDue(void)
 	Datum		value = Int32GetDatum(benefits_license_expiry_warning_before);
 	int			n;
 	pg_uuid_t  *grant_ids;
+	pg_uuid_t  *organization_ids;
 	Jsonb	  **extras;
+	Jsonb	  **events;
 
 	if (benefits_license_expiry_warning_before <= 0)
 		return 0;
@@ -165,22 +169,34 @@ LicenseExpiryWarningsDue(void)
 							  "     AND k.expiry_warning_for IS DISTINCT FROM k.expires_at)"
 							  " UPDATE benefits.license_keys k SET expiry_warning_for = k.expires_at"
 							  "   FROM due WHERE k.id = due.id"
-							  " RETURNING due.grant_id, pg_catalog.jsonb_build_object('license_key_id', k.id,"
-							  "   'ends_at', pg_catalog.to_char(k.expires_at AT TIME ZONE 'UTC', 'FMDD Mon YYYY HH24:MI')) AS extra",
+							  " RETURNING due.grant_id, k.organization_id, pg_catalog.jsonb_build_object('license_key_id', k.id,"
+							  "   'ends_at', pg_catalog.to_char(k.expires_at AT TIME ZONE 'UTC', 'FMDD Mon YYYY HH24:MI')) AS extra,"
+							  "   pg_catalog.jsonb_build_object('license_key_id', k.id, 'grant_id', due.grant_id,"
+							  "     'customer_id', k.customer_id, 'benefit_id', k.benefit_id, 'display_key', k.display_key,"
+							  "     'expires_at', benefits.rfc3339(k.expires_at)) AS event",
 							  1, types),
 				 &value, NULL, false, 0);
 	n = (int) SPI_processed;
 	grant_ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	organization_ids = palloc(sizeof(pg_uuid_t) * (n + 1));
 	extras = palloc(sizeof(Jsonb *) * (n + 1));
+	events = palloc(sizeof(Jsonb *) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 
-		grant_ids[i] = BenefitsResultUuid(i, SPI_fnumber(SPI_tuptable->tupdesc, "grant_id"));
-		extras[i] = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-													 SPI_fnumber(SPI_tuptable->tupdesc, "extra"), &isnull));
+		grant_ids[i] = BenefitsResultUuid(i, SPI_fnumber(desc, "grant_id"));
+		organization_ids[i] = BenefitsResultUuid(i, SPI_fnumber(desc, "organization_id"));
+		extras[i] = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[i], desc,
+													 SPI_fnumber(desc, "extra"), &isnull));
+		events[i] = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[i], desc,
+													 SPI_fnumber(desc, "event"), &isnull));
 	}
 	for (int i = 0; i < n; i++)
+	{
+		EventsEnqueue(organization_ids[i], EVENT_LICENSE_KEY_EXPIRING, events[i]);
 		EmailsForGrantsWith(&grant_ids[i], 1, EMAIL_LICENSE_EXPIRING, extras[i]);
+	}
 	return n;
 }

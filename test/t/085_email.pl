@@ -208,6 +208,8 @@ for (1 .. 600)
 	usleep(100_000);
 }
 is($took_over, '1', 'a new worker took over after the SIGKILL');
+# (The new worker logs the leases it released just after it starts.)
+$node->wait_for_log(qr/released \d+ jobs leased by a previous worker/);
 like(slurp_file($node->logfile), qr/released \d+ jobs leased by a previous worker/, 'and released the killed worker\'s leases');
 is(idle(180), '0', 'the queue drained');
 is(sql("SELECT count(*) FROM benefits.outbox WHERE kind = 'email' AND state <> 'done' AND payload->>'customer_id' IN (SELECT id::text FROM benefits.customers WHERE external_id LIKE 'bulk%')"),

@@ -36,7 +36,7 @@ sub part { my ($m, $type) = @_; my ($p) = grep { $_->{content_type} eq $type } @
 
 my $org = sql("INSERT INTO benefits.organizations (name, email_from, portal_url) VALUES ('Acme', 'shop\@example.com', 'https://acme.example.com/portal') RETURNING id");
 sql("INSERT INTO benefits.webhook_endpoints (organization_id, url, secret, events) VALUES
-    ('$org', 'https://hooks.example.com/asks', 'whsec_dGVzdA==', ARRAY['benefit_grant.revocation_scheduled']),
+    ('$org', 'https://hooks.example.com/asks', 'whsec_dGVzdA==', ARRAY['benefit_grant.revocation_scheduled', 'license_key.expiring']),
     ('$org', 'https://hooks.example.com/polar', 'whsec_dGVzdA==', ARRAY['benefit_grant.created', 'benefit_grant.revoked'])");
 my $meter = sql("INSERT INTO benefits.meters (organization_id, name) VALUES ('$org', 'Tokens') RETURNING id");
 my $key = sql(qq{SELECT id FROM benefits.create_benefit('license_keys', '$org', 'App license', '{"expires": false, "activations": 1}')});
@@ -136,6 +136,12 @@ my $kim_key = sql("SELECT key FROM benefits.license_keys WHERE customer_id = '$k
 my $expires = sql("SELECT to_char(expires_at AT TIME ZONE 'UTC', 'FMDD Mon YYYY HH24:MI') FROM benefits.license_keys WHERE customer_id = '$kim'");
 is($kim[-1]{headers}{Subject}, "Your license key expires on $expires", 'the license_expiring message says when');
 like(part($kim[-1], 'text/plain'), qr/== Yearly license ==.*Your license key: \Q$kim_key\E/s, 'with the key');
+is(sql("SELECT string_agg(e.url || ' ' || (o.payload #>> '{data,display_key}') || ' ' || ((o.payload #>> '{data,expires_at}')::timestamptz
+            = (SELECT expires_at FROM benefits.license_keys WHERE customer_id = '$kim')), ',')
+          FROM benefits.outbox o JOIN benefits.webhook_endpoints e ON e.id = o.endpoint_id
+         WHERE o.event_type = 'license_key.expiring'"),
+	'https://hooks.example.com/asks ' . sql("SELECT display_key FROM benefits.license_keys WHERE customer_id = '$kim'") . ' true',
+	'one license_key.expiring event, only to the endpoint that lists it, with the display key (never the key) and the expiry');
 
 # The address guard applies to the SMTP server as to every connection: with
 # benefits.allow_private_network off, loopback is refused and nothing is sent.
