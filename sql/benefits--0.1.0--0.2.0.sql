@@ -954,3 +954,73 @@ ALTER TABLE benefits.license_keys
     DROP CONSTRAINT license_keys_customer_id_benefit_id_key,
     ADD CONSTRAINT license_keys_holder_key UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, grant_id);
 CREATE INDEX ON benefits.license_keys (grant_id) WHERE grant_id IS NOT NULL;
+
+-- ---------------------------------------------------------------------------
+-- Manual fulfillment (custom benefits with "fulfillment": "manual"): the same
+-- objects, comments and privileges as sql/install/62_fulfillment.sql and
+-- 99_privileges.sql.  No table changes: the state lives in grant properties.
+CREATE FUNCTION benefits.complete_fulfillment(grant_id uuid, note text DEFAULT NULL)
+    RETURNS benefits.grants
+    AS 'MODULE_PATHNAME', 'complete_fulfillment' LANGUAGE C VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.complete_fulfillment(uuid, text) IS
+    'Mark a manually fulfilled grant as delivered: it becomes active, with the seller''s note';
+CREATE VIEW benefits.pending_fulfillments AS
+SELECT g.id AS grant_id, g.organization_id, g.customer_id, g.benefit_id,
+       coalesce(g.modified_at, g.created_at) AS since,
+       g.subscription_id, g.order_id,
+       c.email AS customer_email, c.name AS customer_name, b.description AS benefit_description
+  FROM benefits.grants g
+  JOIN benefits.customers c ON c.id = g.customer_id
+  JOIN benefits.benefits b ON b.id = g.benefit_id
+ WHERE g.state = 'created' AND g.properties ->> 'fulfillment' = 'pending'
+ ORDER BY since, g.id;
+COMMENT ON VIEW benefits.pending_fulfillments IS
+    'Grants of manually fulfilled benefits waiting for the seller, oldest first';
+CREATE INDEX grants_pending_fulfillment ON benefits.grants ((coalesce(modified_at, created_at)))
+    WHERE state = 'created' AND properties ->> 'fulfillment' = 'pending';
+REVOKE ALL ON benefits.pending_fulfillments FROM PUBLIC;
+GRANT SELECT ON benefits.pending_fulfillments TO benefits_admin;
+REVOKE EXECUTE ON FUNCTION benefits.complete_fulfillment(uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.complete_fulfillment(uuid, text) TO benefits_admin;
+
+-- ---------------------------------------------------------------------------
+-- Customer email (the worker sends it over SMTP): the same objects as
+-- sql/install/65_email.sql, and the outbox's new job kind, as
+-- sql/install/40_outbox.sql.
+ALTER TABLE benefits.organizations
+    ADD COLUMN email_from text CONSTRAINT organizations_email_from_check
+        CHECK (length(email_from) <= 254 AND email_from ~ '^[!-~]+$'
+               AND email_from ~ '^[^@<>()\[\]\\,;:"]+@[^@<>()\[\]\\,;:"]+$'),
+    ADD COLUMN support_email text CONSTRAINT organizations_support_email_check
+        CHECK (length(support_email) <= 254 AND support_email ~ '^[!-~]+$'
+               AND support_email ~ '^[^@<>()\[\]\\,;:"]+@[^@<>()\[\]\\,;:"]+$'),
+    ADD COLUMN portal_url text CONSTRAINT organizations_portal_url_check
+        CHECK (portal_url ~ '^https?://[!-~]+$' AND length(portal_url) <= 2048),
+    ADD COLUMN email_disabled text[] NOT NULL DEFAULT '{}' CONSTRAINT organizations_email_disabled_check
+        CHECK (email_disabled <@ ARRAY['benefits_granted', 'benefits_removed', 'fulfillment_completed',
+                                       'revocation_warning', 'credits_low', 'license_expiring']::text[]);
+ALTER TABLE benefits.customers ADD COLUMN email_opt_out boolean NOT NULL DEFAULT false;
+ALTER TABLE benefits.subscriptions ADD COLUMN revocation_warning_for timestamptz;
+ALTER TABLE benefits.license_keys ADD COLUMN expiry_warning_for timestamptz;
+CREATE INDEX license_keys_expiring ON benefits.license_keys (expires_at)
+    WHERE status = 'granted' AND expires_at IS NOT NULL;
+COMMENT ON COLUMN benefits.customers.email_opt_out IS
+    'No email the customer may decline (credits running low); access changes are still sent';
+COMMENT ON COLUMN benefits.subscriptions.revocation_warning_for IS
+    'The end of access the customer was last warned about (run_maintenance)';
+COMMENT ON COLUMN benefits.license_keys.expiry_warning_for IS
+    'The expiry the customer was last warned about (run_maintenance)';
+ALTER TABLE benefits.outbox
+    DROP CONSTRAINT outbox_kind_check,
+    ADD CONSTRAINT outbox_kind_check CHECK (kind IN ('webhook', 'github', 'discord', 'oauth', 'email'));
+-- New webhook event types, sent only to endpoints that list them: the
+-- warnings before a subscription's benefits are revoked and before a license
+-- key expires (run_maintenance).
+CREATE OR REPLACE FUNCTION benefits.webhook_event_types() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ARRAY['benefit.created', 'benefit.updated',
+                 'benefit_grant.created', 'benefit_grant.updated',
+                 'benefit_grant.cycled', 'benefit_grant.revoked',
+                 'meter.low_balance', 'license_key.activation_released',
+                 'benefit_grant.revocation_scheduled', 'license_key.expiring'];

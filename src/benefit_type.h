@@ -15,6 +15,7 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+#include "email.h"
 #include "grants.h"
 #include "portal_json.h"
 #include "portal_page.h"
@@ -71,6 +72,11 @@ struct BenefitType
 	const char *portal_key;
 	void		(*portal_collect) (PortalBuild *ctx, PortalBenefit **benefits, int n);
 	void		(*portal_member) (PortalBuild *ctx, PortalBenefit *b);
+	/*
+	 * Members of the shown grant's own (key and value pushed), after the
+	 * others, or NULL: none.
+	 */
+	void		(*portal_grant) (PortalBuild *ctx, PortalBenefit *b);
 
 	/*
 	 * The customer portal page: the label of its cards, and its section of
@@ -78,6 +84,12 @@ struct BenefitType
 	 */
 	const char *portal_label;
 	void		(*portal_html) (PortalPage *page, JsonbContainer *benefit);
+
+	/*
+	 * A customer email listing a grant of the type: how to reach what it
+	 * gives (email_text.c writes both parts).  NULL: the description alone.
+	 */
+	void		(*email_instructions) (EmailBody *body, const EmailGrant *grant);
 };
 
 /* The type of a name or alias, or NULL. */

@@ -28,6 +28,7 @@
 
 #include "benefits.h"
 #include "benefit_type.h"
+#include "email.h"
 #include "engine.h"
 #include "xact_queue.h"
 
@@ -280,6 +281,11 @@ EventsEnqueueGrants(const pg_uuid_t *grant_ids, int n, const char *event_type,
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 
+	/* the customer's email about the same change (email.c) */
+	if (strcmp(event_type, EVENT_GRANT_CREATED) == 0)
+		EmailsForGrants(grant_ids, n, EMAIL_BENEFITS_GRANTED);
+	else if (strcmp(event_type, EVENT_GRANT_REVOKED) == 0)
+		EmailsForGrants(grant_ids, n, EMAIL_BENEFITS_REMOVED);
 	if (n == 0 || (n == 1 && !GrantEventSubscribed(grant_ids[0], event_type)))
 		return 0;
 	values[0] = BenefitsUuidArray(grant_ids, n);

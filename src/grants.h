@@ -96,6 +96,7 @@ typedef struct GrantBatch
 extern void GrantBatchArgs(const GrantBatch *batch, Oid *types, Datum *values);
 extern void GrantLocal(GrantChange *change);
 extern void GrantLocalMany(GrantBatch *batch);
+extern void GrantLocalManyAs(GrantBatch *batch, const char *state, const char *properties);
 
 /* grants.c */
 /*

@@ -50,18 +50,32 @@ GrantLocal(GrantChange *change)
 	change->new_state = "active";
 }
 
-/* GrantLocal for a batch: the grants alone, active at once. */
+/* GrantLocal for a batch: the grants alone, active at once, properties {}. */
 void
 GrantLocalMany(GrantBatch *batch)
 {
+	GrantLocalManyAs(batch, "active", "{}");
+}
+
+/*
+ * The grants alone, in a state (active or created) with the same properties
+ * (jsonb text), for types whose grants deliver nothing.
+ */
+void
+GrantLocalManyAs(GrantBatch *batch, const char *state, const char *properties)
+{
 	static SPIPlanPtr plan;
-	Oid			types[GRANT_BATCH_NARGS];
-	Datum		values[GRANT_BATCH_NARGS];
+	Oid			types[GRANT_BATCH_NARGS + 2];
+	Datum		values[GRANT_BATCH_NARGS + 2];
 
 	GrantBatchArgs(batch, types, values);
+	types[GRANT_BATCH_NARGS] = TEXTOID;
+	values[GRANT_BATCH_NARGS] = CStringGetTextDatum(state);
+	types[GRANT_BATCH_NARGS + 1] = TEXTOID;
+	values[GRANT_BATCH_NARGS + 1] = CStringGetTextDatum(properties);
 	BenefitsExec(BenefitsPlan(&plan,
-							  GRANT_BATCH_INSERT("'active'", "'{}'", "NULL") "FROM " GRANT_BATCH_ROWS,
-							  GRANT_BATCH_NARGS, types),
+							  GRANT_BATCH_INSERT("$7", "$8::jsonb", "NULL") "FROM " GRANT_BATCH_ROWS,
+							  GRANT_BATCH_NARGS + 2, types),
 				 values, NULL, false, 0);
 	if (SPI_processed != (uint64) batch->n)
 		elog(ERROR, "could not write grants");

@@ -3,8 +3,9 @@
  * requests in flight at once over kept-alive connections.
  *
  * Runs outside any transaction.  Redirects are never followed, only http and
- * https are spoken, and every new connection's resolved address passes
- * through urlguard.c first.  Callbacks allocate with MCXT_ALLOC_NO_OOM so an
+ * https are spoken (smtp and smtps for customer email, benefits.smtp_url),
+ * and every new connection's resolved address passes through urlguard.c
+ * first.  Callbacks allocate with MCXT_ALLOC_NO_OOM so an
  * out-of-memory condition aborts one transfer instead of longjmp'ing through
  * libcurl.
  */
@@ -19,6 +20,7 @@
 
 #include "utils/memutils.h"
 
+#include "email.h"
 #include "worker.h"
 
 /* Response bodies are kept only up to this size (enough for error messages
@@ -219,42 +221,33 @@ HttpEscape(const char *segment)
 	return result;
 }
 
-/* Put a built request in flight. */
-void
-HttpStart(OutboxJob *job)
+/* A list of curl strings: the items, or NULL (no memory). */
+static struct curl_slist *
+CurlList(List *items, struct curl_slist *list)
 {
-	CURL	   *easy;
-	struct curl_slist *headers = NULL;
 	ListCell   *lc;
 
-	MemoryContext oldcxt;
-
-	HttpConfigure();
-	oldcxt = MemoryContextSwitchTo(job->cxt);
-	easy = nspare > 0 ? spare[--nspare] : curl_easy_init();
-	if (easy == NULL)
-		ereport(ERROR, (errmsg("benefits: could not create a libcurl handle")));
-	/* no "Expect: 100-continue" round trip before bodies */
-	headers = curl_slist_append(headers, "Expect:");
-	foreach(lc, job->headers)
+	foreach(lc, items)
 	{
-		struct curl_slist *h = curl_slist_append(headers, (char *) lfirst(lc));
+		struct curl_slist *l = curl_slist_append(list, (char *) lfirst(lc));
 
-		if (h == NULL)
+		if (l == NULL)
 		{
-			curl_slist_free_all(headers);
-			curl_easy_cleanup(easy);
+			curl_slist_free_all(list);
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 		}
-		headers = h;
+		list = l;
 	}
-	initStringInfo(&job->response);
-	job->retry_after = -1;
-	job->ratelimit_reset = -1;
-	job->ratelimit_remaining = -1;
-	job->curl_error[0] = '\0';
+	return list;
+}
 
-	curl_easy_setopt(easy, CURLOPT_URL, job->url);
+/* The options of an HTTP request; returns its header list. */
+static struct curl_slist *
+HttpOptions(CURL *easy, OutboxJob *job)
+{
+	/* no "Expect: 100-continue" round trip before bodies */
+	struct curl_slist *headers = CurlList(job->headers, curl_slist_append(NULL, "Expect:"));
+
 	curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, job->method);
 	if (job->body != NULL)
 	{
@@ -271,15 +264,82 @@ HttpStart(OutboxJob *job)
 	}
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "benefits/0.2.0 (PostgreSQL extension)");
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	/* send the path as built: libcurl would otherwise fold "/../" segments */
 	curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	return headers;
+}
+
+/* libcurl reads an email's message from the job's body. */
+static size_t
+SmtpReadBody(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	OutboxJob  *job = (OutboxJob *) userdata;
+	size_t		left = strlen(job->body + job->upload_offset);
+	size_t		n = Min(left, size * nitems);
+
+	memcpy(buffer, job->body + job->upload_offset, n);
+	job->upload_offset += n;
+	return n;
+}
+
+/*
+ * The options of an email: the envelope, the message, authentication, and
+ * TLS: smtps:// is TLS from the start; smtp:// must upgrade with STARTTLS
+ * unless benefits.allow_private_network is on (a local test server without
+ * TLS), then STARTTLS is used when offered.  Returns the recipient list.
+ */
+static struct curl_slist *
+SmtpOptions(CURL *easy, OutboxJob *job)
+{
+	struct curl_slist *rcpt = CurlList(list_make1(psprintf("<%s>", job->rcpt)), NULL);
+
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+	curl_easy_setopt(easy, CURLOPT_MAIL_FROM, psprintf("<%s>", job->mail_from));
+	curl_easy_setopt(easy, CURLOPT_MAIL_RCPT, rcpt);
+	curl_easy_setopt(easy, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(easy, CURLOPT_READFUNCTION, SmtpReadBody);
+	curl_easy_setopt(easy, CURLOPT_READDATA, job);
+	curl_easy_setopt(easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t) strlen(job->body));
+	job->upload_offset = 0;
+	if (strncmp(job->url, "smtp://", 7) == 0)
+		curl_easy_setopt(easy, CURLOPT_USE_SSL,
+						 benefits_allow_private_network ? (long) CURLUSESSL_TRY : (long) CURLUSESSL_ALL);
+	if (benefits_smtp_username[0] != '\0')
+	{
+		curl_easy_setopt(easy, CURLOPT_USERNAME, benefits_smtp_username);
+		curl_easy_setopt(easy, CURLOPT_PASSWORD, benefits_smtp_password);
+	}
+	return rcpt;
+}
+
+/* Put a built request (HTTP, or an email when job->mail_from is set) in flight. */
+void
+HttpStart(OutboxJob *job)
+{
+	CURL	   *easy;
+	struct curl_slist *list;
+	MemoryContext oldcxt;
+
+	HttpConfigure();
+	oldcxt = MemoryContextSwitchTo(job->cxt);
+	easy = nspare > 0 ? spare[--nspare] : curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR, (errmsg("benefits: could not create a libcurl handle")));
+	initStringInfo(&job->response);
+	job->retry_after = -1;
+	job->ratelimit_reset = -1;
+	job->ratelimit_remaining = -1;
+	job->curl_error[0] = '\0';
+
+	curl_easy_setopt(easy, CURLOPT_URL, job->url);
+	list = job->mail_from ? SmtpOptions(easy, job) : HttpOptions(easy, job);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	/* never through a proxy from the server's environment (http_proxy,
 	 * ALL_PROXY): the address guard must see the real destination */
 	curl_easy_setopt(easy, CURLOPT_PROXY, "");
 	curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) benefits_http_connect_timeout);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) benefits_http_timeout);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -293,13 +353,13 @@ HttpStart(OutboxJob *job)
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, job);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->curl_error);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
-	/* the header list is freed with the handle (see HttpFinish) */
+	/* the header (or recipient) list is freed with the handle (see HttpFinish) */
 	job->easy = easy;
-	job->headers = list_make1(headers);
+	job->headers = list_make1(list);
 
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
 	{
-		curl_slist_free_all(headers);
+		curl_slist_free_all(list);
 		curl_easy_cleanup(easy);
 		job->easy = NULL;
 		ereport(ERROR, (errmsg("benefits: could not start an HTTP request")));
@@ -318,7 +378,8 @@ HttpFinish(CURL *easy, CURLcode code)
 	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &job);
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	job->curl_code = (int) code;
-	job->status = (code == CURLE_OK) ? status : 0;
+	/* an SMTP server's reply code stands even when the transfer failed */
+	job->status = (code == CURLE_OK || job->mail_from != NULL) ? status : 0;
 	if (code != CURLE_OK && job->curl_error[0] == '\0')
 		strlcpy(job->curl_error, curl_easy_strerror(code), sizeof(job->curl_error));
 	curl_multi_remove_handle(multi, easy);

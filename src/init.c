@@ -17,6 +17,7 @@
 #include "utils/guc.h"
 
 #include "benefits.h"
+#include "email.h"
 #include "oauth.h"
 #include "worker.h"
 
@@ -33,6 +34,7 @@ _PG_init(void)
 				 errmsg("could not initialize libsodium")));
 
 	PortalInit();
+	EmailInit();
 	LicenseStatsInit();
 	WorkerGucInit();
 	OAuthInit();

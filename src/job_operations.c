@@ -19,6 +19,13 @@ static const JobOperation operations[] = {
 	{"discord", "remove_role", DiscordRemoveRole, ProviderJudge},
 	{"discord", "kick_member", DiscordKickMember, ProviderJudge},
 	{"oauth", "link_account", OAuthLinkAccount, OAuthAnswerJudge},
+	{"discord", "post_welcome", DiscordPostWelcome, ProviderJudge},
+	{"email", "benefits_granted", EmailBuildRequest, EmailJudge},
+	{"email", "benefits_removed", EmailBuildRequest, EmailJudge},
+	{"email", "fulfillment_completed", EmailBuildRequest, EmailJudge},
+	{"email", "revocation_warning", EmailBuildRequest, EmailJudge},
+	{"email", "credits_low", EmailBuildRequest, EmailJudge},
+	{"email", "license_expiring", EmailBuildRequest, EmailJudge},
 };
 
 /* Builds nothing: the job names no known operation. */

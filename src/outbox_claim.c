@@ -343,6 +343,7 @@ OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt)
 		MemoryContextSwitchTo(old);
 	}
 	ReadCredentials(jobs);
+	EmailRenderClaimed(jobs);
 	return jobs;
 }
 

@@ -30,7 +30,8 @@
  *        expires_at, customer_admin, activations: [{id, label, meta, created_at}]}
  *      downloadable: files [{id, name, size, mime_type, checksum_sha256,
  *        download_url, download_expires_at}]
- *      custom: note
+ *      custom: note, and for a manually fulfilled grant fulfillment
+ *        {state: pending|completed, note}
  *      meter_credits: meter {id, name, units, rollover, balance}
  *      github_repository: github {repositories, account, delivery, action, message, link}
  *      discord: discord {guild_id, roles, account, delivery, action, message, link}]}
@@ -82,7 +83,7 @@ enum
  */
 #define HELD_SQL \
 	"SELECT g.id, g.benefit_id, b.type, b.description, g.state, g.granted_at, g.error, b.properties," \
-	"       coalesce(g.subscription_id, g.order_id), b.metadata" \
+	"       coalesce(g.subscription_id, g.order_id), b.metadata, g.properties" \
 	"  FROM benefits.grants g" \
 	"  JOIN benefits.benefits b ON b.id = g.benefit_id AND b.deleted_at IS NULL" \
 	" WHERE g.customer_id = $1 AND g.state <> 'revoked'"
@@ -319,6 +320,8 @@ BenefitObject(PortalBuild *ctx, PortalBenefit *b)
 		else
 			DocStr(&ctx->doc, b->type);
 	}
+	if (bt->portal_grant)
+		bt->portal_grant(ctx, b);
 	DocEndObject(&ctx->doc);
 }
 

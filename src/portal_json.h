@@ -76,7 +76,7 @@ extern bool PortalKeyBefore(const char *a, const char *b);
 enum
 {
 	HELD_GRANT_ID = 1, HELD_BENEFIT_ID, HELD_TYPE, HELD_DESCRIPTION, HELD_STATE, HELD_GRANTED_AT,
-	HELD_ERROR, HELD_PROPERTIES, HELD_SOURCE_ID, HELD_METADATA
+	HELD_ERROR, HELD_PROPERTIES, HELD_SOURCE_ID, HELD_METADATA, HELD_GRANT_PROPERTIES
 };
 
 /* One benefit shown in the document: its grant row and its type's data. */

@@ -24,6 +24,12 @@
  * remove_role {guild_id, user_id, role_id}, kick_member {guild_id, user_id}.
  * add_member carries the roles for a user who is not yet in the guild;
  * Discord ignores them for a member, so each role also gets add_role.
+ * A benefit with a welcome message adds, after those, post_welcome
+ * {guild_id, user_id, channel_id, content}: the message rendered when the
+ * job is written ({username} as a mention of the member, {roles} as the role
+ * names), once per grant: the grant's properties then carry "welcomed": true,
+ * which a revoke keeps, so a grant granted again is not welcomed twice; and
+ * not while another live grant of the benefit has welcomed the customer.
  */
 #include "postgres.h"
 
@@ -71,6 +77,23 @@ IsGithub(const char *platform)
 	" 'customer_id', " customer ")"
 #define SQL_DISCORD_ROLE_PAYLOAD(guild, user, role) \
 	"pg_catalog.jsonb_build_object('guild_id', " guild ", 'user_id', " user ", 'role_id', " role " #>> '{}')"
+
+/*
+ * A welcome message's payload from the benefit's properties and the member's
+ * id: the template with {username} replaced by a mention of the member, then
+ * {roles} by the role names (or role mentions for unnamed roles), so a role
+ * name cannot inject a placeholder; cut to Discord's 2000 characters.
+ */
+#define SQL_DISCORD_WELCOMED_ELSEWHERE(customer, benefit, grant) \
+	"EXISTS (SELECT 1 FROM benefits.grants w WHERE w.customer_id = " customer " AND w.benefit_id = " benefit \
+	"        AND w.id <> " grant " AND w.state <> 'revoked' AND w.properties->>'welcomed' = 'true')"
+#define SQL_DISCORD_WELCOME_PAYLOAD(bprops, user) \
+	"pg_catalog.jsonb_build_object('guild_id', " bprops "->>'guild_id', 'user_id', " user "," \
+	" 'channel_id', " bprops "->>'welcome_channel_id', 'content', pg_catalog.left(pg_catalog.replace(" \
+	"   pg_catalog.replace(" bprops "->>'welcome_message', '{username}', '<@' || " user " || '>'), '{roles}'," \
+	"   (SELECT COALESCE(pg_catalog.string_agg(COALESCE(r.value->>'name', '<@&' || (r.value->>'role_id') || '>')," \
+	"                                          ', ' ORDER BY r.n), '')" \
+	"      FROM pg_catalog.jsonb_array_elements(" bprops "->'roles') WITH ORDINALITY AS r(value, n))), 2000))"
 
 /*
  * The SQL of a job list: $5 is the array itself, or (with $6 set) an object
@@ -227,6 +250,39 @@ LinkedAccount(GrantChange *change, const char *platform, char **account_id, char
 	return true;
 }
 
+/*
+ * The welcome message of a grant whose member was just added, when the
+ * benefit has one and the grant was never welcomed: its job (after the
+ * member's and roles' jobs) and the grant's properties marked welcomed.
+ */
+static Jsonb *
+DiscordWelcomeJob(GrantChange *change, const char *user_id, Jsonb *props)
+{
+	static SPIPlanPtr plan;
+	Oid			types[6] = {UUIDOID, UUIDOID, JSONBOID, TEXTOID, UUIDOID, UUIDOID};
+	Datum		values[6];
+	char	   *welcomed = BenefitsJsonText(props, "welcomed");
+
+	if (BenefitsJsonText(change->benefit_properties, "welcome_channel_id") == NULL ||
+		(welcomed != NULL && strcmp(welcomed, "true") == 0))
+		return props;
+	values[0] = UuidGetDatum(&change->organization_id);
+	values[1] = UuidGetDatum(&change->grant_id);
+	values[2] = JsonbPGetDatum(change->benefit_properties);
+	values[3] = CStringGetTextDatum(user_id);
+	values[4] = UuidGetDatum(&change->customer_id);
+	values[5] = UuidGetDatum(&change->benefit_id);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "INSERT INTO benefits.outbox (organization_id, kind, grant_id, action, payload)"
+							  " SELECT $1, 'discord', $2, 'post_welcome', "
+							  SQL_DISCORD_WELCOME_PAYLOAD("$3", "$4")
+							  " WHERE NOT " SQL_DISCORD_WELCOMED_ELSEWHERE("$5", "$6", "$2"),
+							  6, types),
+				 values, NULL, false, 0);
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(props),
+											  DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"welcomed\": true}"))));
+}
+
 /* The error a grant carries while the customer has no linked account. */
 static Jsonb *
 LinkError(const char *platform)
@@ -317,9 +373,12 @@ ProviderJobsGrant(GrantChange *change, const char *platform)
 		GithubJobs(change->organization_id, change->grant_id, "add_collaborator", username,
 				   props, "repositories");
 	else
+	{
 		DiscordJobs(change->organization_id, change->grant_id, "add_member",
 					BenefitsJsonText(props, "guild_id"), account_id, props, "role_ids",
 					change->customer_id);
+		props = DiscordWelcomeJob(change, account_id, props);
+	}
 	change->new_state = "created";
 	change->new_properties = props;
 }
@@ -375,11 +434,17 @@ ProviderJobsGrantMany(GrantBatch *batch, const char *platform)
 							"    SELECT u.n, r.n, 'discord', u.id, 'add_role', "
 							SQL_DISCORD_ROLE_PAYLOAD("u.access->>'guild_id'", "u.account_id", "r.value")
 							"      FROM u, pg_catalog.jsonb_array_elements(u.access->'role_ids') WITH ORDINALITY r(value, n)"
-							"     WHERE $7 = 'discord') j"
+							"     WHERE $7 = 'discord'"
+							"    UNION ALL"
+							"    SELECT u.n, 2147483647, 'discord', u.id, 'post_welcome', "
+							SQL_DISCORD_WELCOME_PAYLOAD("$8", "u.account_id")
+							"      FROM u WHERE $7 = 'discord' AND u.access IS NOT NULL AND $8 ? 'welcome_channel_id'"
+							"       AND NOT " SQL_DISCORD_WELCOMED_ELSEWHERE("u.customer_id", "$2", "u.id") ") j"
 							"  ORDER BY j.n, j.m) "
 							GRANT_BATCH_INSERT("CASE WHEN u.account_id IS NOT NULL AND u.shared IS NOT NULL"
 											   " THEN 'active' ELSE 'created' END",
-											   "COALESCE(u.shared, u.access, '{}')",
+											   "COALESCE(u.shared, u.access || CASE WHEN $8 ? 'welcome_channel_id'"
+											   " THEN '{\"welcomed\": true}'::jsonb ELSE '{}' END, '{}')",
 											   "CASE WHEN u.account_id IS NULL THEN $10 END")
 							"FROM u",
 							GRANT_BATCH_NARGS + 4, types),

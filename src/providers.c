@@ -19,13 +19,17 @@
  * user_id, role_ids, customer_id} for add_member (the OAuth token is read
  * from customer_accounts at claim time, never stored in the outbox),
  * {guild_id, user_id, role_id} for add_role and remove_role, {guild_id,
- * user_id} for kick_member.  Every value that becomes a path segment is
+ * user_id} for kick_member, {guild_id, user_id, channel_id, content} for
+ * post_welcome (POST /channels/{channel}/messages, with mentions limited to
+ * the member and the job's id as an enforced nonce, so Discord drops a
+ * resend after a crash).  Every value that becomes a path segment is
  * checked against its shape here, just before it is sent.
  */
 #include "postgres.h"
 
 #include <curl/curl.h>
 
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -341,6 +345,43 @@ DiscordKickMember(OutboxJob *job)
 		return false;
 	job->method = "DELETE";
 	job->url = JobUrl(benefits_discord_api_url, member_path);
+	return true;
+}
+
+/* The most characters Discord takes in a message's content. */
+#define DISCORD_CONTENT_MAX 2000
+
+/*
+ * POST /channels/{channel}/messages: the welcome message, mentioning no one
+ * but the member (allowed_mentions), with the job's id as nonce.
+ */
+bool
+DiscordPostWelcome(OutboxJob *job)
+{
+	char	   *member_path = DiscordMemberPath(job);
+	char	   *channel = member_path ? PathSegment(job, "channel_id", SnowflakeShape) : NULL;
+	char	   *user = JobPayloadText(job, "user_id");
+	char	   *content = JobPayloadText(job, "content");
+	StringInfoData body;
+
+	if (channel == NULL)
+		return false;
+	if (content == NULL || content[0] == '\0' ||
+		pg_mbstrlen(content) > DISCORD_CONTENT_MAX)
+	{
+		job->outcome = JOB_PERMANENT;
+		job->error = psprintf("discord post_welcome: payload.content must be 1 to %d characters; not sent",
+							  DISCORD_CONTENT_MAX);
+		return false;
+	}
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"content\":");
+	escape_json(&body, content);
+	appendStringInfo(&body, ",\"allowed_mentions\":{\"parse\":[],\"users\":[\"%s\"]},"
+					 "\"nonce\":\"" INT64_FORMAT "\",\"enforce_nonce\":true}", user, job->id);
+	job->method = "POST";
+	job->url = JobUrl(benefits_discord_api_url, psprintf("/channels/%s/messages", channel));
+	job->body = body.data;
 	return true;
 }
 

@@ -88,6 +88,12 @@ RetryJudgeFailure(OutboxJob *job, const char *what)
 		appendStringInfo(&msg, "%s: %s", what, job->refused_detail);
 		job->outcome = JOB_PERMANENT;
 	}
+	else if (job->curl_code != CURLE_OK && job->mail_from != NULL && job->status >= 400)
+	{
+		/* an SMTP server's reply (RFC 5321): 4xx transient, 5xx permanent */
+		appendStringInfo(&msg, "%s: SMTP %ld: %s", what, job->status, job->curl_error);
+		job->outcome = job->status >= 500 ? JOB_PERMANENT : JOB_RETRY;
+	}
 	else if (job->curl_code != CURLE_OK)
 	{
 		appendStringInfo(&msg, "%s: %s", what, job->curl_error);

@@ -44,6 +44,7 @@
 
 #include "benefits.h"
 #include "benefit_type.h"
+#include "email.h"
 #include "engine.h"
 #include "license.h"
 #include "trigger_guard.h"
@@ -457,6 +458,12 @@ run_maintenance(PG_FUNCTION_ARGS)
 		EngineSyncSubscription(ids[i]);
 	/* License activations that missed their heartbeat window (license_machines.c). */
 	(void) LicenseReleaseSilentActivations();
+	/* and tell the customers whose access ends soon (revocation_warnings.c) */
+	if (BenefitsGrantsKeepHistory())
+	{
+		RevocationWarningsDue();
+		LicenseExpiryWarningsDue();
+	}
 	SPI_finish();
 	PG_RETURN_INT32(n);
 }

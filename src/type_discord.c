@@ -4,7 +4,10 @@
  *
  * Properties: {guild_id, role_id} or {guild_id, roles: [{role_id, name}]},
  * optional kick_member, normalized to {"guild_id", "roles": [{"role_id",
- * "name"|null}], "kick_member": bool} plus role_id in the single form.  Ids
+ * "name"|null}], "kick_member": bool} plus role_id in the single form.
+ * Optional welcome_channel_id and welcome_message (given together): once
+ * the member and roles are added, the worker posts the message, with
+ * {username} and {roles} filled in, to that channel, once per grant.  Ids
  * are Discord snowflakes (provider_names.c): they become path segments of the
  * worker's requests.  Grants wait for a linked Discord account with an OAuth
  * token; the access is delivered by outbox jobs (provider_jobs.c).
@@ -47,14 +50,70 @@ SnowflakeAt(JsonbValue *v, const char *path)
 	return s;
 }
 
+/* The longest welcome message template, in characters (Discord takes 2000). */
+#define WELCOME_MESSAGE_MAX 1000
+
 /*
- * guild_id with one role (role_id) or several (roles: [{role_id, name}]), and
- * whether revoking kicks the member from the guild.
+ * A welcome message template: 1 to WELCOME_MESSAGE_MAX characters, no
+ * control character but line breaks, and no placeholder other than
+ * {username} and {roles} (a misspelt one would reach the customer as is).
+ */
+static char *
+WelcomeMessageAt(JsonbValue *v)
+{
+	static const char *const placeholders[] = {"{username}", "{roles}", NULL};
+	char	   *s = PropStringOf(v);
+
+	if (s == NULL || s[0] == '\0' || pg_mbstrlen(s) > WELCOME_MESSAGE_MAX)
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("properties.welcome_message must be a string of 1 to %d characters", WELCOME_MESSAGE_MAX));
+	for (const char *c = s; *c; c++)
+	{
+		if (((unsigned char) *c < 0x20 && *c != '\n') || *c == 0x7f)
+			ereport(ERROR, PROPERTY_ERROR,
+					errmsg("properties.welcome_message must not contain control characters other than line breaks"));
+		if (*c == '{')
+		{
+			const char *end = strchr(c, '}');
+			char	   *word = end ? pnstrdup(c, end - c + 1) : pstrdup(c);
+
+			if (end == NULL || !PropInList(word, placeholders))
+				ereport(ERROR, PROPERTY_ERROR,
+						errmsg("properties.welcome_message has an unknown placeholder \"%s\"", word),
+						errhint("The placeholders are {username} and {roles}."));
+			c = end;
+		}
+	}
+	return s;
+}
+
+/* welcome_channel_id and welcome_message, both or neither, pushed when given. */
+static void
+NormalizeWelcome(PropertiesState *state, JsonbContainer *root)
+{
+	JsonbValue *channel = PropField(root, "welcome_channel_id");
+	JsonbValue *message = PropField(root, "welcome_message");
+
+	if (channel == NULL && message == NULL)
+		return;
+	if (channel == NULL || message == NULL)
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("properties.%s is required with properties.%s",
+					   channel ? "welcome_message" : "welcome_channel_id",
+					   channel ? "welcome_channel_id" : "welcome_message"));
+	PropPutKeyString(state, "welcome_channel_id", SnowflakeAt(channel, "properties.welcome_channel_id"));
+	PropPutKeyString(state, "welcome_message", WelcomeMessageAt(message));
+}
+
+/*
+ * guild_id with one role (role_id) or several (roles: [{role_id, name}]),
+ * whether revoking kicks the member from the guild, and the welcome message.
  */
 static void
 NormalizeDiscord(PropertiesState *state, JsonbContainer *root)
 {
-	static const char *const keys[] = {"guild_id", "role_id", "roles", "kick_member", NULL};
+	static const char *const keys[] = {"guild_id", "role_id", "roles", "kick_member",
+	"welcome_channel_id", "welcome_message", NULL};
 	static const char *const role_keys[] = {"role_id", "name", NULL};
 	char	   *guild_id;
 	JsonbValue *single;
@@ -143,6 +202,7 @@ NormalizeDiscord(PropertiesState *state, JsonbContainer *root)
 	pushJsonbValue(&state->out, WJB_END_ARRAY, NULL);
 	PropPutKey(state, "kick_member");
 	PropPutBool(state, kick_member);
+	NormalizeWelcome(state, root);
 }
 
 static void
@@ -235,6 +295,29 @@ DiscordPortalHtml(PortalPage *page, JsonbContainer *benefit)
 	PageAccessStatus(page, x, PROVIDER_DISCORD);
 }
 
+/* The server and roles, and what to do: connect a Discord account first. */
+static void
+DiscordEmail(EmailBody *body, const EmailGrant *grant)
+{
+	StringInfoData names;
+	ListCell   *lc;
+
+	initStringInfo(&names);
+	foreach(lc, EmailObjects(grant->benefit_properties, "roles"))
+	{
+		char	   *name = BenefitsJsonText((Jsonb *) lfirst(lc), "name");
+
+		if (name)
+			appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", name);
+	}
+	if (EmailAwaits(grant, "link_discord"))
+		EmailPortalLink(body, grant, "Connect your Discord account to join the server");
+	else
+		EmailLine(body, "You are being added to the Discord server with your linked account.");
+	if (names.len > 0)
+		EmailLine(body, psprintf("Roles: %s.", names.data));
+}
+
 const BenefitType DiscordBenefit = {
 	.name = "discord",
 	.webhook_name = "discord",
@@ -250,4 +333,5 @@ const BenefitType DiscordBenefit = {
 	.portal_member = DiscordPortalMember,
 	.portal_label = "Discord server access",
 	.portal_html = DiscordPortalHtml,
+	.email_instructions = DiscordEmail,
 };

@@ -453,6 +453,13 @@ DownloadablePortalHtml(PortalPage *page, JsonbContainer *benefit)
 	FilesSection(page->buf, PageContainer(benefit, "files"), &page->link_expiry);
 }
 
+/* Files are downloaded from the portal (its links are signed there, fresh). */
+static void
+DownloadableEmail(EmailBody *body, const EmailGrant *grant)
+{
+	EmailPortalLink(body, grant, "Download your files from your portal");
+}
+
 const BenefitType DownloadableBenefit = {
 	.name = "downloadable",
 	.alias = "downloadables",
@@ -465,4 +472,5 @@ const BenefitType DownloadableBenefit = {
 	.portal_member = DownloadablePortalMember,
 	.portal_label = "Downloads",
 	.portal_html = DownloadablePortalHtml,
+	.email_instructions = DownloadableEmail,
 };

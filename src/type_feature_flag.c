@@ -184,6 +184,16 @@ FeatureFlagPortalHtml(PortalPage *page, JsonbContainer *benefit)
 	appendStringInfoString(page->buf, "</code></p>\n");
 }
 
+/* The feature now available. */
+static void
+FeatureFlagEmail(EmailBody *body, const EmailGrant *grant)
+{
+	char	   *feature = BenefitsJsonText(grant->benefit_metadata, "feature");
+
+	if (feature)
+		EmailValue(body, "Now available in your account", feature);
+}
+
 const BenefitType FeatureFlagBenefit = {
 	.name = "feature_flag",
 	.webhook_name = "feature_flag",
@@ -195,4 +205,5 @@ const BenefitType FeatureFlagBenefit = {
 	.portal_member = FeatureFlagPortalMember,
 	.portal_label = "Feature",
 	.portal_html = FeatureFlagPortalHtml,
+	.email_instructions = FeatureFlagEmail,
 };

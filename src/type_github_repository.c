@@ -254,6 +254,33 @@ GithubPortalHtml(PortalPage *page, JsonbContainer *benefit)
 	PageAccessStatus(page, x, PROVIDER_GITHUB);
 }
 
+/*
+ * The repositories, and what to do: connect a GitHub account first, or
+ * accept the invitation GitHub sends.
+ */
+static void
+GithubEmail(EmailBody *body, const EmailGrant *grant)
+{
+	bool		link = EmailAwaits(grant, "link_github");
+	ListCell   *lc;
+
+	foreach(lc, EmailObjects(grant->benefit_properties, "repositories"))
+	{
+		Jsonb	   *repo = (Jsonb *) lfirst(lc);
+		char	   *owner = BenefitsJsonText(repo, "owner");
+		char	   *name = BenefitsJsonText(repo, "name");
+		char	   *what = psprintf("%s/%s (%s access)", owner, name, BenefitsJsonText(repo, "permission"));
+
+		if (link)
+			EmailLine(body, psprintf("Repository %s.", what));
+		else
+			EmailLink(body, psprintf("Accept the invitation to %s", what),
+					  psprintf("https://github.com/%s/%s/invitations", owner, name));
+	}
+	if (link)
+		EmailPortalLink(body, grant, "Connect your GitHub account to get access");
+}
+
 const BenefitType GithubRepositoryBenefit = {
 	.name = "github_repository",
 	.webhook_name = "github_repository",
@@ -269,4 +296,5 @@ const BenefitType GithubRepositoryBenefit = {
 	.portal_member = GithubPortalMember,
 	.portal_label = "GitHub repository access",
 	.portal_html = GithubPortalHtml,
+	.email_instructions = GithubEmail,
 };

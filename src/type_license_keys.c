@@ -687,6 +687,45 @@ LicenseKeysPortalHtml(PortalPage *page, JsonbContainer *benefit)
 		LicenseKeySection(page->buf, lk, page->index, page->action_url);
 }
 
+/* The key and its limits, in a customer email. */
+static void
+LicenseKeysEmail(EmailBody *body, const EmailGrant *grant)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {UUIDOID};
+	char	   *key_id = BenefitsJsonText(grant->grant_properties, "license_key_id");
+	pg_uuid_t	id;
+	Datum		value;
+	TupleDesc	desc;
+	HeapTuple	row;
+	char	   *activations;
+	char	   *usage;
+	char	   *expires;
+
+	if (key_id == NULL || !PropParseUuid(key_id, &id))
+		return;
+	value = UuidGetDatum(&id);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT key, limit_activations, limit_usage,"
+							  "       pg_catalog.to_char(expires_at AT TIME ZONE 'UTC', 'FMDD Mon YYYY') AS expires"
+							  "  FROM benefits.license_keys WHERE id = $1",
+							  1, types),
+				 &value, NULL, true, 1);
+	if (SPI_processed == 0)
+		return;
+	desc = SPI_tuptable->tupdesc;
+	row = SPI_tuptable->vals[0];
+	EmailValue(body, "Your license key", SPI_getvalue(row, desc, SPI_fnumber(desc, "key")));
+	activations = SPI_getvalue(row, desc, SPI_fnumber(desc, "limit_activations"));
+	usage = SPI_getvalue(row, desc, SPI_fnumber(desc, "limit_usage"));
+	expires = SPI_getvalue(row, desc, SPI_fnumber(desc, "expires"));
+	if (activations)
+		EmailLine(body, psprintf("It can be activated on up to %s devices.", activations));
+	if (usage)
+		EmailLine(body, psprintf("It allows %s uses.", usage));
+	EmailLine(body, expires ? psprintf("It is valid until %s (UTC).", expires) : "It does not expire.");
+}
+
 const BenefitType LicenseKeysBenefit = {
 	.name = "license_keys",
 	.webhook_name = "license_keys",
@@ -700,4 +739,5 @@ const BenefitType LicenseKeysBenefit = {
 	.portal_member = LicenseKeysPortalMember,
 	.portal_label = "License key",
 	.portal_html = LicenseKeysPortalHtml,
+	.email_instructions = LicenseKeysEmail,
 };

@@ -26,7 +26,8 @@
  * request the balance cannot cover raises 23514 (check_violation).  When a
  * balance falls below the highest low_balance_threshold of the customer's
  * live meter_credits benefits on that meter, a "meter.low_balance" webhook
- * event and a NOTIFY on channel benefits_low_balance go out with the commit.
+ * event, the customer's email (unless they opted out) and a NOTIFY on
+ * channel benefits_low_balance go out with the commit.
  */
 #include "postgres.h"
 
@@ -41,6 +42,7 @@
 
 #include "benefits.h"
 #include "benefit_type.h"
+#include "email.h"
 #include "engine.h"
 #include "properties.h"
 
@@ -393,6 +395,7 @@ LowBalance(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t meter_id,
 					 balance, threshold);
 	json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data)));
 	EventsEnqueue(organization_id, EVENT_METER_LOW_BALANCE, json);
+	EmailForCustomer(customer_id, EMAIL_CREDITS_LOW, json);
 	Async_Notify("benefits_low_balance", data.data);
 }
 
@@ -633,6 +636,36 @@ MeterCreditsPortalHtml(PortalPage *page, JsonbContainer *benefit)
 	appendStringInfoString(page->buf, "</strong></p>\n");
 }
 
+/* The credits granted and the customer's balance now. */
+static void
+MeterCreditsEmail(EmailBody *body, const EmailGrant *grant)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		values[2];
+	char	   *meter_id = BenefitsJsonText(grant->benefit_properties, "meter_id");
+	pg_uuid_t	meter;
+	TupleDesc	desc;
+
+	if (meter_id == NULL || !PropParseUuid(meter_id, &meter))
+		return;
+	values[0] = UuidGetDatum(&meter);
+	values[1] = UuidGetDatum(&grant->customer_id);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT m.name, COALESCE((SELECT b.balance FROM benefits.meter_balances b"
+							  "                          WHERE b.meter_id = m.id AND b.customer_id = $2), 0) AS balance"
+							  "  FROM benefits.meters m WHERE m.id = $1",
+							  2, types),
+				 values, NULL, true, 1);
+	if (SPI_processed == 0)
+		return;
+	desc = SPI_tuptable->tupdesc;
+	EmailLine(body, psprintf("%s credits of %s. Your balance is now %s.",
+							 BenefitsJsonText(grant->benefit_properties, "units"),
+							 SPI_getvalue(SPI_tuptable->vals[0], desc, SPI_fnumber(desc, "name")),
+							 SPI_getvalue(SPI_tuptable->vals[0], desc, SPI_fnumber(desc, "balance"))));
+}
+
 const BenefitType MeterCreditsBenefit = {
 	.name = "meter_credits",
 	.alias = "meter_credit",
@@ -647,4 +680,5 @@ const BenefitType MeterCreditsBenefit = {
 	.portal_member = MeterCreditsPortalMember,
 	.portal_label = "Credits",
 	.portal_html = MeterCreditsPortalHtml,
+	.email_instructions = MeterCreditsEmail,
 };

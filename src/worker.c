@@ -323,6 +323,9 @@ benefits_worker_main(Datum main_arg)
 	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	/* its statements are short index lookups, run again and again: JIT
+	 * compiling one costs more than running it many times */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/*
 	 * The worker runs as the bootstrap superuser: resolve every name in
 	 * pg_catalog only, whatever search_path the database or a role sets, so

@@ -72,6 +72,12 @@ typedef struct OutboxJob
 	char	   *access_token;	/* add_member, oauth: the OAuth token to send */
 	char	   *refresh_token;	/* add_member: set when the token must be renewed first */
 
+	/* email: the message rendered at claim time (body), or why not */
+	char	   *mail_from;		/* envelope sender and recipient */
+	char	   *rcpt;
+	char	   *render_error;
+	size_t		upload_offset;	/* how much of the body libcurl has read */
+
 	/* the request */
 	const char *method;
 	char	   *url;
@@ -159,6 +165,7 @@ extern bool DiscordAddMember(OutboxJob *job);
 extern bool DiscordAddRole(OutboxJob *job);
 extern bool DiscordRemoveRole(OutboxJob *job);
 extern bool DiscordKickMember(OutboxJob *job);
+extern bool DiscordPostWelcome(OutboxJob *job);
 extern void DiscordAddMemberJudge(OutboxJob *job);
 
 /* oauth_jobs.c: linking accounts, renewing tokens */
@@ -167,6 +174,11 @@ extern bool OAuthRefreshRequest(OutboxJob *job, const char *platform);
 extern bool OAuthCanRefresh(const OutboxJob *job, const char *platform);
 extern void OAuthAnswerJudge(OutboxJob *job);
 
+
+/* email_send.c: customer email over SMTP */
+extern void EmailRenderClaimed(List *jobs);
+extern bool EmailBuildRequest(OutboxJob *job);
+extern void EmailJudge(OutboxJob *job);
 
 /* webhooks.c */
 extern bool WebhookBuildRequest(OutboxJob *job);

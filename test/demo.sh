@@ -9,8 +9,14 @@ work=$(mktemp -d /tmp/benefits-demo.XXXXXX)
 python3 "$root/test/mock/providers.py" --port-file "$work/port" --log "$work/requests.jsonl" \
     >"$work/mock.log" 2>&1 &
 mock=$!
-trap 'kill $mock 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+# A real SMTP server for the customer email (Debian's python3-aiosmtpd).
+smtp_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo '{}' >"$work/smtp_control.json"
+/usr/bin/python3 "$root/test/mock/smtp_server.py" --port "$smtp_port" --log "$work/mail.jsonl" \
+    --control "$work/smtp_control.json" >"$work/smtp.log" 2>&1 &
+smtp=$!
+trap 'kill $mock $smtp 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/port" ] && grep -q ready "$work/mail.jsonl" 2>/dev/null && break; sleep 0.05; done
 url="http://127.0.0.1:$(cat "$work/port")"
 
 export CLUSTER_CONF="benefits.database_names = 'postgres'
@@ -22,6 +28,7 @@ benefits.github_oauth_client_secret = 'demo-client-secret'
 benefits.discord_api_url = '$url'
 benefits.discord_bot_token = 'demo-discord-token'
 benefits.allow_private_network = on
+benefits.smtp_url = 'smtp://127.0.0.1:$smtp_port'
 benefits.validation_flush_interval = '200ms'"
 BENEFITS_ROOT="$root" "$root/test/cluster.sh" demo \
     psql -X -q -v ON_ERROR_STOP=1 -v mock="$url" -v secretfile="$work/secret" -P pager=off \
@@ -29,7 +36,7 @@ BENEFITS_ROOT="$root" "$root/test/cluster.sh" demo \
         -d postgres -f "$root/test/demo.sql"
 
 echo
-echo "== 12. What the receivers saw (test/mock/providers.py's request log)"
+echo "== 13. What the receivers saw (test/mock/providers.py's request log, the SMTP server's mailbox)"
 python3 - "$work/requests.jsonl" "$work/secret" <<'PY'
 import base64, hashlib, hmac, json, sys
 secret = open(sys.argv[2]).read().strip()
@@ -44,17 +51,35 @@ for r in hooks:
 for r in requests:
     if r not in hooks:
         path = r["path"].split("?")[0]
-        who = "GitHub" if path.startswith("/repos/") else "OAuth "
-        print(f"   {who}   {r['method']:6} {path}  -> {r['answer']}")
+        who = ("GitHub " if path.startswith("/repos/")
+               else "Discord" if path.startswith(("/channels/", "/guilds/", "/api/")) else "OAuth  ")
+        print(f"   {who}  {r['method']:6} {path}  -> {r['answer']}")
 print(f"   Webhooks {len(hooks)} received, {valid} signatures verified with the receiver's copy of the secret")
 first = json.loads(hooks[0]["body"])
 data = first["data"]
 print(f"   First event: {first['type']} for benefit {data['benefit']['type']!r}, "
       f"customer {data['customer']['email']}, properties {json.dumps(data['properties'])}")
 PY
+/usr/bin/python3 "$root/test/mock/smtp_server.py" --parse "$work/mail.jsonl" >"$work/mail.json"
+python3 - "$work/mail.json" <<'PY'
+import json, sys
+mail = json.load(open(sys.argv[1]))
+print(f"   Email    {len(mail)} messages received (multipart/alternative: plain text and HTML), among them:")
+for m in mail:
+    h = m["headers"]
+    if "legacy" not in h["To"]:
+        print(f"     {h['To']:<28} {h['Subject']}")
+grace = [m for m in mail if "grace@" in m["headers"]["To"]]
+text = next(p["text"] for p in grace[0]["parts"] if p["content_type"] == "text/plain")
+print("   Grace's first one, as plain text:")
+for line in text.strip().splitlines():
+    if line.strip():
+        print("     | " + line)
+PY
+
 
 echo
-echo "== 13. MyApp verifies the studio PC's license file offline (the README's Node code, Node's own crypto)"
+echo "== 14. MyApp verifies the studio PC's license file offline (the README's Node code, Node's own crypto)"
 # The README's verification code, as written there.
 python3 - "$root/README.md" >"$work/verify-license.mjs" <<'PY'
 import sys

@@ -18,7 +18,9 @@ END $$;
 
 \echo
 \echo '== 1. Acme sells "MyApp Pro" with five benefits (catalog functions validate every property in C)'
-INSERT INTO benefits.organizations (id, name) VALUES ('0a000000-0000-4000-8000-000000000001', 'Acme Software');
+INSERT INTO benefits.organizations (id, name, email_from, support_email, portal_url)
+    VALUES ('0a000000-0000-4000-8000-000000000001', 'Acme Software', 'shop@acme.test', 'support@acme.test',
+            'https://app.acme.test/account');
 INSERT INTO benefits.products (id, organization_id, name, external_id)
     VALUES ('0b000000-0000-4000-8000-000000000001', '0a000000-0000-4000-8000-000000000001', 'MyApp Pro', 'prod_myapp');
 INSERT INTO benefits.meters (id, organization_id, name)
@@ -206,7 +208,61 @@ SELECT b.description AS benefit, g.state, g.error->>'action' AS waiting_for, cou
 SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS their_events_delivered;
 
 \echo
-\echo '== 11. What the worker sent (every call made after commit, from the outbox)'
+\echo '== 11. Telling customers: every grant above was also an email (one per activation); now a'
+\echo '       benefit delivered by hand, a Discord welcome message, and a warning before access ends'
+INSERT INTO benefits.products (id, organization_id, name)
+    VALUES ('0b000000-0000-4000-8000-000000000002', '0a000000-0000-4000-8000-000000000001', 'Coaching');
+SELECT id AS call_benefit FROM benefits.create_benefit('custom', '0a000000-0000-4000-8000-000000000001',
+    'Onboarding call', '{"note": "We will book a call with you.", "fulfillment": "manual"}') \gset
+SELECT id AS discord_benefit FROM benefits.create_benefit('discord', '0a000000-0000-4000-8000-000000000001',
+    'Community', '{"guild_id": "100000000000000111", "roles": [{"role_id": "100000000000000201", "name": "Pro"}],
+                   "welcome_channel_id": "100000000000000777", "welcome_message": "Welcome {username}! You are now {roles}."}') \gset
+\o /dev/null
+SELECT benefits.update_product_benefits('0b000000-0000-4000-8000-000000000002', ARRAY[:'call_benefit', :'discord_benefit']::uuid[]);
+INSERT INTO benefits.customers (id, organization_id, external_id, email, name)
+    VALUES ('0d000000-0000-4000-8000-000000000002', '0a000000-0000-4000-8000-000000000001', 'user_7', 'grace@example.com', 'Grace');
+SELECT benefits.link_account('0d000000-0000-4000-8000-000000000002', 'discord', '700000000000000001', 'grace', 'grace-oauth-token');
+\o
+INSERT INTO benefits.subscriptions (id, customer_id, product_id, status, current_period_end)
+    VALUES ('05000000-0000-4000-8000-000000000002', '0d000000-0000-4000-8000-000000000002',
+            '0b000000-0000-4000-8000-000000000002', 'active', now() + interval '1 month');
+\echo '   The call waits for the seller (state created), listed for benefits_admin:'
+SELECT c.name AS customer, p.benefit_description AS waiting, p.since IS NOT NULL AS since_known
+  FROM benefits.pending_fulfillments p JOIN benefits.customers c ON c.id = p.customer_id;
+\echo '   The seller books it and completes the grant with a note for the customer:'
+SELECT state, properties FROM benefits.complete_fulfillment(
+    (SELECT grant_id FROM benefits.pending_fulfillments), 'Booked: Monday 10:00, the invite is in your calendar.');
+SELECT count(*) AS still_waiting FROM benefits.pending_fulfillments;
+\echo '   The worker adds Grace to the server with her role, then posts the welcome (mentions: her only):'
+SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS delivered;
+SELECT action, payload->>'content' AS message, state FROM benefits.outbox
+ WHERE kind = 'discord' AND payload->>'user_id' = '700000000000000001' ORDER BY id;
+\echo '   Grace also buys a yearly key and starter credits; the key will expire in two days and'
+\echo '   she uses 45 of her 50 credits (threshold 10): run_maintenance and record_usage tell her'
+SELECT id AS yearly_benefit FROM benefits.create_benefit('license_keys', '0a000000-0000-4000-8000-000000000001',
+    'Yearly key', '{"prefix": "YEAR", "expires": {"ttl": 1, "timeframe": "year"}}') \gset
+SELECT id AS starter_benefit FROM benefits.create_benefit('meter_credits', '0a000000-0000-4000-8000-000000000001',
+    'Starter credits', '{"meter_id": "0e000000-0000-4000-8000-000000000001", "units": 50, "low_balance_threshold": 10}') \gset
+\o /dev/null
+SELECT benefits.grant_benefit('0d000000-0000-4000-8000-000000000002', :'yearly_benefit');
+SELECT benefits.grant_benefit('0d000000-0000-4000-8000-000000000002', :'starter_benefit');
+UPDATE benefits.license_keys SET expires_at = now() + interval '2 days'
+ WHERE customer_id = '0d000000-0000-4000-8000-000000000002';
+SELECT benefits.record_usage('0d000000-0000-4000-8000-000000000002', '0e000000-0000-4000-8000-000000000001', 45);
+\o
+\echo '   Grace sets her subscription to end in two days: run_maintenance warns her once'
+\echo '   (benefits.revocation_warning_before, 3 days by default):'
+UPDATE benefits.subscriptions SET cancel_at_period_end = true, current_period_end = now() + interval '2 days'
+ WHERE id = '05000000-0000-4000-8000-000000000002';
+\o /dev/null
+SELECT benefits.run_maintenance();
+SELECT benefits.run_maintenance();
+\o
+SELECT action AS email, count(*) FROM benefits.outbox WHERE kind = 'email' GROUP BY action ORDER BY min(id);
+SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state <> 'done'$$) AS emails_sent;
+
+\echo
+\echo '== 12. What the worker sent (every call made after commit, from the outbox)'
 SELECT kind, coalesce(event_type, action) AS what, state, count(*) AS jobs, max(attempts) AS max_attempts,
        min(last_status) AS status
   FROM benefits.outbox GROUP BY kind, coalesce(event_type, action), state ORDER BY min(id);

@@ -21,8 +21,9 @@ CREATE TABLE benefits.outbox (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     organization_id  uuid NOT NULL,
     -- webhook: a delivery to endpoint_id; github/discord: a provider call;
-    -- oauth: linking a customer's account (exchange the code, read the account).
-    kind             text NOT NULL CHECK (kind IN ('webhook', 'github', 'discord', 'oauth')),
+    -- oauth: linking a customer's account (exchange the code, read the account);
+    -- email: a message to the customer over SMTP.
+    kind             text NOT NULL CHECK (kind IN ('webhook', 'github', 'discord', 'oauth', 'email')),
     -- Jobs of one grant run in id order: a revoke never overtakes its grant.
     grant_id         uuid,
     endpoint_id      uuid REFERENCES benefits.webhook_endpoints ON DELETE CASCADE,

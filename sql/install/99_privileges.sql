@@ -33,6 +33,9 @@ GRANT EXECUTE ON FUNCTION benefits.list_grants(uuid, uuid, boolean) TO benefits_
 -- delete, which sends nothing.
 REVOKE INSERT, UPDATE ON benefits.outbox, benefits.webhook_endpoints FROM benefits_admin;
 REVOKE INSERT, UPDATE, DELETE ON benefits.tracked_tables FROM benefits_admin;
+-- Manual fulfillment: the list is read, and grants complete through
+-- complete_fulfillment.
+REVOKE INSERT, UPDATE, DELETE ON benefits.pending_fulfillments FROM benefits_admin;
 
 -- Linked accounts: the customers' OAuth tokens are readable by the
 -- extension's owner only, and accounts are written through link_account,

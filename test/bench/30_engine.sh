@@ -10,6 +10,8 @@
 #    triggers.
 set -euo pipefail
 
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 N=${BENCH_SUBSCRIPTIONS:-10000}
 SECONDS_PER_RUN=${BENCH_SECONDS:-8}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -49,27 +51,14 @@ CREATE TABLE engine_bench.ids AS
     SELECT row_number() OVER (ORDER BY id)::int AS n, id FROM benefits.subscriptions
      WHERE organization_id = '0b000000-0000-0000-0000-00000000000a';
 ALTER TABLE engine_bench.ids ADD PRIMARY KEY (n);
--- This backend's CPU time so far, in clock ticks (utime + stime of /proc/PID/stat).
-CREATE FUNCTION engine_bench.cpu_ticks() RETURNS bigint LANGUAGE sql AS $$
-    SELECT split_part(s, ' ', 14)::bigint + split_part(s, ' ', 15)::bigint
-      FROM pg_read_file('/proc/' || pg_backend_pid() || '/stat') AS s
-$$;
 VACUUM ANALYZE;
 SQL
 
-# Wall-clock and CPU milliseconds of a statement run in a transaction that
-# is rolled back.  CPU time is the backend's own (utime + stime from /proc),
-# which a machine shared with other work disturbs far less than wall time.
+cpu_ticks_sql engine_bench | "${psql[@]}"
+
+# Wall-clock and CPU milliseconds of a statement, rolled back (common.sh).
 timed() {  # timed SQL -> "wall_ms cpu_ms"
-    "${psql[@]}" -A -t <<SQL | tail -n 1
-BEGIN;
-SELECT set_config('engine_bench.t0', clock_timestamp()::text, true),
-       set_config('engine_bench.cpu0', engine_bench.cpu_ticks()::text, true);
-$1;
-SELECT round(extract(epoch FROM clock_timestamp() - current_setting('engine_bench.t0')::timestamptz) * 1000)
-       || ' ' || (engine_bench.cpu_ticks() - current_setting('engine_bench.cpu0')::bigint) * 1000 / $(getconf CLK_TCK);
-ROLLBACK;
-SQL
+    timed_rolled_back engine_bench "" "$1"
 }
 
 activate="UPDATE benefits.subscriptions SET status = 'active'
@@ -131,7 +120,6 @@ for _ in $(seq "$ROUNDS"); do
     read -r w c < <(timed "$activate"); engine_ms+=("$w"); engine_cpu+=("$c")
     "${psql[@]}" -c 'VACUUM benefits.grants, benefits.outbox, benefits.subscriptions, benefits.license_keys, benefits.meter_credits, benefits.meter_balances'
 done
-median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 e=$(median "${engine_ms[@]}"); b=$(median "${baseline_ms[@]}")
 ec=$(median "${engine_cpu[@]}"); bc=$(median "${baseline_cpu[@]}")
 echo "activate $N subscriptions x 4 benefits in one UPDATE: $grants grants, $webhooks webhook rows, $jobs GitHub jobs"

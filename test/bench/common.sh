@@ -51,3 +51,34 @@ pgbench_cpu() {
     python3 -c "import os, sys; tck = os.sysconf('SC_CLK_TCK'); print(sys.argv[1], '%.1f' % ((int(sys.argv[3]) - int(sys.argv[2])) / tck * 1e6 / int(sys.argv[4])))" \
         "$tps" "$before" "$after" "$tx"
 }
+
+# cpu_ticks_sql SCHEMA: the SQL creating SCHEMA.cpu_ticks(), this backend's
+# CPU time so far in clock ticks (utime + stime of /proc/PID/stat).
+cpu_ticks_sql() {
+    cat <<SQL
+CREATE FUNCTION $1.cpu_ticks() RETURNS bigint LANGUAGE sql AS \$\$
+    SELECT split_part(s, ' ', 14)::bigint + split_part(s, ' ', 15)::bigint
+      FROM pg_read_file('/proc/' || pg_backend_pid() || '/stat') AS s
+\$\$;
+SQL
+}
+
+# timed_rolled_back SCHEMA PRELUDE STATEMENT [MORE]: "wall_ms cpu_ms[ more]"
+# of STATEMENT run after PRELUDE in a transaction that is rolled back; MORE
+# is an SQL expression appended to the figures.  CPU time is the backend's
+# own (SCHEMA.cpu_ticks()), which a machine shared with other work disturbs
+# far less than wall time.
+timed_rolled_back() {
+    psql -X -q -v ON_ERROR_STOP=1 -A -t <<SQL | tail -n 1
+BEGIN;
+$2;
+SELECT set_config('$1.t0', clock_timestamp()::text, true),
+       set_config('$1.cpu0', $1.cpu_ticks()::text, true);
+$3;
+SELECT round(extract(epoch FROM clock_timestamp() - current_setting('$1.t0')::timestamptz) * 1000)
+       || ' ' || ($1.cpu_ticks() - current_setting('$1.cpu0')::bigint) * 1000 / $(getconf CLK_TCK)
+       ${4:+|| ' ' || ($4)};
+ROLLBACK;
+SQL
+}
+

@@ -7,7 +7,9 @@ answer given.  Routes:
 
   GitHub   PUT/DELETE /repos/{o}/{r}/collaborators/{u}, GET /repos/{o}/{r}/invitations,
            DELETE /repos/{o}/{r}/invitations/{id}   (PUT creates a pending invitation)
-  Discord  PUT/DELETE /guilds/{g}/members/{u}, PUT/DELETE /guilds/{g}/members/{u}/roles/{r}
+  Discord  PUT/DELETE /guilds/{g}/members/{u}, PUT/DELETE /guilds/{g}/members/{u}/roles/{r},
+           POST /channels/{c}/messages (a nonce with enforce_nonce is answered with the
+           message it created before, as Discord does; messages kept in /__state)
   OAuth    GitHub GET /login/oauth/authorize, POST /login/oauth/access_token, GET /user;
            Discord GET /oauth2/authorize, POST /oauth2/token (codes and refresh tokens),
            GET /users/@me.  The authorize pages redirect at once to redirect_uri with a
@@ -30,6 +32,7 @@ Control (not logged):
       delay_paths    {path: ms} added to the answers to that path (query ignored)
       status         {path: status} fixed answers (e.g. 410 for a webhook path)
       status_once    {path: status} answered once (with Retry-After: retry_after), then forgotten
+                     (for POST: only to Discord's channel messages)
       raw            {path: text} a fixed 200 answer to GET path whose body is text
                      encoded as Latin-1 (so "\u00ff" sends the byte 0xff)
       accept_invitations  true: every pending GitHub invitation is accepted now
@@ -59,6 +62,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
+CHANNEL_MESSAGES = re.compile(r"(?:/api/v\d+)?/channels/([^/]+)/messages")
 settings = {"fail_every": 0, "fail_modes": ["500"], "retry_after": 1, "hang_seconds": 3,
             "delay_ms": 0, "delay_paths": {}, "status": {}, "status_once": {}, "raw": {}, "secrets": {},
             "oauth_users": {"github": {"id": 1001, "login": "octo-ada"},
@@ -69,6 +73,7 @@ counter = {"n": 0, "failures": 0}
 collaborators = {}   # "owner/repo" -> {login: permission}
 invitations = {}     # "owner/repo" -> {login: {"id": n, "permission": p}}
 members = {}         # guild -> {user: set(roles)}
+messages = []        # Discord channel messages: {id, channel_id, nonce, content, allowed_mentions}
 next_invitation = [1000]
 oauth_codes = {}     # code -> {"platform", "user", "redirect_uri"}
 oauth_tokens = {}    # access token -> {"platform", "user", "expires"}
@@ -137,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 state = {"collaborators": collaborators, "invitations": invitations,
                          "members": {g: {u: sorted(r) for u, r in m.items()} for g, m in members.items()},
-                         "requests": counter["n"], "failures": counter["failures"],
+                         "messages": messages, "requests": counter["n"], "failures": counter["failures"],
                          "oauth_codes": len(oauth_codes), "oauth_tokens": len(oauth_tokens)}
                 self.answer(200, state)
             return
@@ -183,7 +188,8 @@ class Handler(BaseHTTPRequestHandler):
                                           {"X-RateLimit-Remaining": 0, "X-RateLimit-Reset": reset}))
             return
         with lock:
-            once = settings["status_once"].pop(path, None) if self.command != "POST" else None
+            once = (settings["status_once"].pop(path, None)
+                    if self.command != "POST" or CHANNEL_MESSAGES.fullmatch(path) else None)
         if once:
             ra = settings["retry_after"]
             self.record(body, self.answer(once, {"message": "rate limited", "retry_after": ra, "global": False},
@@ -365,6 +371,21 @@ class Handler(BaseHTTPRequestHandler):
                 if self.command == "DELETE":
                     g[user].discard(role)
                     return self.answer(204), {"effect": f"role-:{user}:{role}"}
+        m = CHANNEL_MESSAGES.fullmatch(path)
+        if m and self.command == "POST":
+            req = json.loads(body or b"{}")
+            if not (self.headers.get("Authorization") or "").startswith("Bot "):
+                return self.answer(401, {"message": "401: Unauthorized", "code": 0}), None
+            with lock:
+                if req.get("enforce_nonce") and req.get("nonce"):
+                    for old in messages:
+                        if old["channel_id"] == m[1] and old["nonce"] == req["nonce"]:
+                            return self.answer(200, old), {"effect": f"message-again:{m[1]}"}
+                msg = {"id": str(900000000000000000 + len(messages)), "channel_id": m[1],
+                       "nonce": req.get("nonce"), "content": req.get("content"),
+                       "allowed_mentions": req.get("allowed_mentions")}
+                messages.append(msg)
+            return self.answer(200, msg), {"effect": f"message:{m[1]}"}
         if self.command == "POST":
             with lock:
                 status = settings["status"].get(path, 204)

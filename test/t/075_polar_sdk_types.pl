@@ -76,7 +76,8 @@ benefit(gh_many => 'github_repository', 'Two repositories',
 	'{"repositories": [{"owner": "acme", "name": "docs", "permission": "triage"}, {"owner": "acme", "name": "site", "permission": "push"}]}');
 benefit(dc_one => 'discord', 'One role', '{"guild_id": "100000000000000111", "role_id": "100000000000000201"}');
 benefit(dc_many => 'discord', 'Two roles',
-	'{"guild_id": "100000000000000111", "roles": [{"role_id": "100000000000000202", "name": "Sponsor"}, {"role_id": "100000000000000203"}], "kick_member": true}');
+	'{"guild_id": "100000000000000111", "roles": [{"role_id": "100000000000000202", "name": "Sponsor"}, {"role_id": "100000000000000203"}], "kick_member": true,
+      "welcome_channel_id": "100000000000000777", "welcome_message": "Welcome {username}: {roles}"}');
 benefit(dl => 'downloadable', 'Files', '{"files": [{"name": "Manual.pdf", "size": 2048}, {"name": "App.zip", "size": 4096}]}');
 benefit(mc => 'meter_credits', 'Credits', qq{{"meter_id": "$meter", "units": 100, "low_balance_threshold": 20}});
 benefit(mc_roll => 'meter_credits', 'Rolling credits', qq{{"meter_id": "$meter", "units": 5, "rollover": true}});
@@ -114,6 +115,13 @@ is(wait_q("SELECT count(*) FROM benefits.grants g JOIN benefits.benefits b ON b.
             WHERE g.customer_id = '$bob' AND b.type = 'github_repository' AND g.state = 'active'", '2'),
 	'2', "Bob's GitHub grants are active once he linked his account");
 settle('linked account');
+
+# A custom benefit fulfilled by hand: created, then completed with a note
+# (benefit_grant.created, then benefit_grant.updated).
+benefit(note_manual => 'custom', 'By hand', '{"note": "We will deliver it.", "fulfillment": "manual"}');
+my $manual_grant = sql("SELECT id FROM benefits.grant_benefit('$alice', '$b{note_manual}')");
+sql("SELECT benefits.complete_fulfillment('$manual_grant', 'Delivered on Monday.')");
+settle('manual fulfillment');
 
 # Metadata Polar's types do not take (nested values, null) is sent as Polar's
 # flat metadata: nested values as their JSON text, nulls left out.
@@ -164,7 +172,10 @@ sql("UPDATE benefits.orders SET status = 'refunded' WHERE customer_id = '$bob'")
 settle('revocations');
 
 # What the receivers got.
-my @posts = grep { $_->{method} eq 'POST' } $mock->requests;
+# (Webhooks: every POST but the Discord welcome message to its channel.)
+my @posts = grep { $_->{method} eq 'POST' && $_->{path} !~ m{^/api/v10/channels/} } $mock->requests;
+is(scalar(grep { $_->{method} eq 'POST' && $_->{path} eq '/api/v10/channels/100000000000000777/messages' } $mock->requests),
+	1, 'Alice was welcomed on Discord once');
 my $json = JSON::PP->new->canonical;
 my %by_path;
 push @{ $by_path{ $_->{path} } }, $_ for @posts;

@@ -64,6 +64,11 @@ const EXTENSIONS = [
   { at: "benefit.properties.activations", benefit: "license_keys", key: "heartbeat", json: "string" },
   { at: "benefit.properties", benefit: "license_keys", key: "key_per", json: "string" },
   { at: "benefit.properties", benefit: "license_keys", key: "conditions_match", json: "string" },
+  // Discord welcome messages (README, Catalog).
+  { at: "benefit.properties", benefit: "discord", key: "welcome_channel_id", json: "string" },
+  { at: "benefit.properties", benefit: "discord", key: "welcome_message", json: "string" },
+  // Manual fulfillment of custom benefits (README, Grants).
+  { at: "benefit.properties", benefit: "custom", key: "fulfillment", json: "string" },
   // The low-balance warning of a meter (README, Grants).
   { at: "benefit.properties", benefit: "meter_credit", key: "low_balance_threshold", json: "number" },
   // What a GitHub or Discord grant delivered (src/provider_jobs.c): the
@@ -72,6 +77,11 @@ const EXTENSIONS = [
   { at: "grant.properties", benefit: "github_repository", key: "repositories", json: "array" },
   { at: "grant.properties", benefit: "discord", key: "username", json: "string|null" },
   { at: "grant.properties", benefit: "discord", key: "role_ids", json: "array" },
+  // A Discord grant whose member was sent the benefit's welcome message.
+  { at: "grant.properties", benefit: "discord", key: "welcomed", json: "boolean" },
+  // A manually fulfilled custom grant: pending or completed, the seller's note.
+  { at: "grant.properties", benefit: "custom", key: "fulfillment", json: "string" },
+  { at: "grant.properties", benefit: "custom", key: "fulfillment_note", json: "null|string" },
   // The grant's error (README, Grants; Delivery): the action the customer
   // must take (link_github, link_discord) or, for a provider's refusal, the
   // job's action, provider, HTTP status and outbox job id.
