@@ -2,7 +2,7 @@
 -- clamp, NULL instead of a file for every code but valid, signing keys
 -- (created on first use, rotated, the secret readable by the owner only),
 -- and every error.  The signatures themselves are verified by Node's crypto
--- in test/t/085_license_files.pl.
+-- in test/t/087_license_files.pl.
 \set SHOW_CONTEXT never
 
 INSERT INTO benefits.organizations (name) VALUES ('Offline Org') RETURNING id AS org \gset
