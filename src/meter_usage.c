@@ -177,7 +177,7 @@ UsageByKey(pg_uuid_t customer_id, pg_uuid_t meter_id, const char *key, int64 uni
 	if (first_units != units)
 		KeyConflict(key, "units", psprintf(INT64_FORMAT, first_units), psprintf(INT64_FORMAT, units));
 	if (has_time && first_time != occurred_at)
-		KeyConflict(key, "occurred_at", timestamptz_to_str(first_time), timestamptz_to_str(occurred_at));
+		KeyConflict(key, "occurred_at", pstrdup(timestamptz_to_str(first_time)), pstrdup(timestamptz_to_str(occurred_at)));
 	*balance = DatumGetInt64(SPI_getbinval(row, desc, SPI_fnumber(desc, "balance_after"), &isnull));
 	return true;
 }

@@ -252,7 +252,7 @@ PeriodEnd(const pg_uuid_t *subscription_id, pg_uuid_t grant_id, TimestampTz *end
 							  " WHERE s.id = COALESCE($1, (SELECT g.subscription_id FROM benefits.grants g WHERE g.id = $2))"
 							  "   AND s.current_period_end > pg_catalog.now()",
 							  2, types),
-				 values, nulls, true, 1);
+				 values, nulls, false, 1);
 	if (SPI_processed == 0)
 		return false;
 	*end = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
