@@ -277,7 +277,7 @@ UsageChart(PortalPage *page, JsonbContainer *meter)
 		}
 	}
 	appendStringInfo(buf,
-					 "<svg class=\"usage-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"100\""
+					 "<svg class=\"usage-chart\" width=\"%d\" height=\"100\""
 					 " viewBox=\"0 0 %d 100\" role=\"img\" aria-labelledby=\"usage-title-%d usage-desc-%d\">"
 					 "<title id=\"usage-title-%d\">",
 					 n * CHART_SLOT, n * CHART_SLOT, page->index, page->index, page->index);
