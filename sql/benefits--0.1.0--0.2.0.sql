@@ -377,7 +377,14 @@ CREATE UNIQUE INDEX meter_credits_idempotency ON benefits.meter_credits (custome
     WHERE idempotency_key IS NOT NULL;
 ALTER TABLE benefits.meter_usage
     ADD COLUMN idempotency_key text,
-    ADD COLUMN occurred_at timestamptz NOT NULL DEFAULT now();
+    ADD COLUMN occurred_at timestamptz NOT NULL DEFAULT now(),
+    DROP CONSTRAINT meter_usage_customer_id_fkey,
+    DROP CONSTRAINT meter_usage_meter_id_fkey;
+CREATE FUNCTION benefits.meter_balance_deleted() RETURNS trigger
+AS 'MODULE_PATHNAME', 'meter_balance_deleted'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
+CREATE TRIGGER usage_cascade AFTER DELETE ON benefits.meter_balances
+    FOR EACH ROW EXECUTE FUNCTION benefits.meter_balance_deleted();
 CREATE INDEX meter_usage_history ON benefits.meter_usage (customer_id, meter_id, occurred_at);
 CREATE UNIQUE INDEX meter_usage_idempotency ON benefits.meter_usage (customer_id, meter_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -476,6 +483,7 @@ GRANT EXECUTE ON FUNCTION benefits.record_usage(uuid, uuid, bigint, text, timest
 GRANT SELECT ON benefits.meter_lots TO benefits_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON benefits.meter_lots TO benefits_admin;
 GRANT USAGE ON SEQUENCE benefits.meter_lots_id_seq TO benefits_admin;
+REVOKE EXECUTE ON FUNCTION benefits.meter_balance_deleted() FROM PUBLIC;
 
 -- 0.1.0's data.  Usage happened when it was recorded.  A balance becomes
 -- lots: what is left of each live grant's last credit, as 0.1.0 counted it

@@ -323,5 +323,23 @@ SELECT * FROM benefits.meter_usage_history('c1400000-0000-0000-0000-0000000000d3
 SELECT count(*) FROM benefits.meter_lots;
 RESET ROLE;
 
+-- 16. Deleting a customer removes its balances, lots and usage with it.
+SELECT (SELECT count(*) FROM benefits.meter_usage WHERE customer_id = 'c1400000-0000-0000-0000-0000000000d3') AS usage_rows,
+       (SELECT count(*) FROM benefits.meter_lots WHERE customer_id = 'c1400000-0000-0000-0000-0000000000d3') AS lots;
+DELETE FROM benefits.customers WHERE id = 'c1400000-0000-0000-0000-0000000000d3';
+SELECT (SELECT count(*) FROM benefits.meter_usage WHERE customer_id = 'c1400000-0000-0000-0000-0000000000d3') AS usage_rows,
+       (SELECT count(*) FROM benefits.meter_lots WHERE customer_id = 'c1400000-0000-0000-0000-0000000000d3') AS lots,
+       (SELECT count(*) FROM benefits.meter_balances WHERE customer_id = 'c1400000-0000-0000-0000-0000000000d3') AS balances;
+-- The cascade's trigger function runs only as that trigger.
+SELECT benefits.meter_balance_deleted();
+CREATE TABLE public.not_balances (customer_id uuid, meter_id uuid);
+CREATE TRIGGER t AFTER DELETE ON public.not_balances FOR EACH ROW EXECUTE FUNCTION benefits.meter_balance_deleted();
+INSERT INTO public.not_balances VALUES (NULL, NULL);
+DELETE FROM public.not_balances;
+DROP TABLE public.not_balances;
+SET ROLE benefits_admin;
+SELECT has_function_privilege('benefits.meter_balance_deleted()', 'EXECUTE') AS admin_may_execute;
+RESET ROLE;
+
 -- Leave no events for the tests after this one, which count them.
 DELETE FROM benefits.outbox WHERE organization_id = 'c1400000-0000-0000-0000-00000000000a';

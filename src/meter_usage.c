@@ -33,10 +33,12 @@
 #include "engine.h"
 #include "meter_ledger.h"
 #include "properties.h"
+#include "trigger_guard.h"
 
 PG_FUNCTION_INFO_V1(meter_balance);
 PG_FUNCTION_INFO_V1(record_usage);
 PG_FUNCTION_INFO_V1(adjust_credits);
+PG_FUNCTION_INFO_V1(meter_balance_deleted);
 
 /* The longest idempotency key and adjustment reason accepted. */
 #define METER_KEY_MAX 200
@@ -183,10 +185,12 @@ UsageByKey(pg_uuid_t customer_id, pg_uuid_t meter_id, const char *key, int64 uni
 }
 
 /*
- * The usage statements: the balance row's update (or, for a meter allowing
- * overage without a balance yet, its creation below zero) and the usage row.
- * The short form is the hot path and 0.1.0's schema; the long one carries
- * the idempotency key ($4) and occurred_at ($5).
+ * The usage statements: the balance row's update when the balance covers
+ * the usage (the hot path: one row, no other table read), or, on a meter
+ * that allows overage, the update or creation of the balance row without
+ * that condition; each writes the usage row.  The short form is the hot
+ * path and 0.1.0's schema; the long one carries the idempotency key ($4) and
+ * occurred_at ($5).
  */
 #define USAGE_ROW_SHORT \
 	" i AS (INSERT INTO benefits.meter_usage (customer_id, meter_id, units, balance_after)" \
@@ -199,9 +203,7 @@ UsageByKey(pg_uuid_t customer_id, pg_uuid_t meter_id, const char *key, int64 uni
 	"WITH u AS (" \
 	"  UPDATE benefits.meter_balances m" \
 	"     SET balance = m.balance - $3, consumed = m.consumed + $3, modified_at = pg_catalog.now()" \
-	"    FROM benefits.meters mt" \
-	"   WHERE m.customer_id = $1 AND m.meter_id = $2 AND mt.id = m.meter_id" \
-	"     AND (mt.allow_overage OR m.balance >= $3)" \
+	"   WHERE m.customer_id = $1 AND m.meter_id = $2 AND m.balance >= $3" \
 	"  RETURNING m.balance, m.low_balance_threshold, m.organization_id)," row \
 	"SELECT balance, low_balance_threshold, organization_id FROM u"
 #define USAGE_OVERAGE(row) \
@@ -213,9 +215,28 @@ UsageByKey(pg_uuid_t customer_id, pg_uuid_t meter_id, const char *key, int64 uni
 	"  RETURNING m.balance, m.low_balance_threshold, m.organization_id)," row \
 	"SELECT balance, low_balance_threshold, organization_id FROM u"
 
+/* The balance the usage could not take from, in its refusal (and a usage of 0 returns it). */
+static int64
+CurrentBalance(pg_uuid_t customer_id, pg_uuid_t meter_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		values[2] = {UuidGetDatum(&customer_id), UuidGetDatum(&meter_id)};
+	bool		isnull;
+
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT balance FROM benefits.meter_balances WHERE customer_id = $1 AND meter_id = $2",
+							  2, types),
+				 values, NULL, false, 1);
+	if (SPI_processed == 0)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 /*
- * Records the usage; raises 23514 when the balance cannot cover it.  Returns
- * the new balance; the low-balance event is sent when it crosses.
+ * Records the usage; raises 23514 when the balance cannot cover it and the
+ * meter allows no overage.  Returns the new balance; the low-balance event
+ * is sent when it crosses.
  */
 static int64
 Consume(pg_uuid_t customer_id, pg_uuid_t meter_id, int64 units, const char *key,
@@ -223,7 +244,6 @@ Consume(pg_uuid_t customer_id, pg_uuid_t meter_id, int64 units, const char *key,
 {
 	static SPIPlanPtr update_plans[2];
 	static SPIPlanPtr overage_plans[2];
-	static SPIPlanPtr balance_plan;
 	static const char *const update_sql[2] = {USAGE_UPDATE(USAGE_ROW_SHORT), USAGE_UPDATE(USAGE_ROW_LONG)};
 	static const char *const overage_sql[2] = {USAGE_OVERAGE(USAGE_ROW_SHORT), USAGE_OVERAGE(USAGE_ROW_LONG)};
 	bool		lng = key != NULL || has_time;
@@ -246,17 +266,11 @@ Consume(pg_uuid_t customer_id, pg_uuid_t meter_id, int64 units, const char *key,
 	if (SPI_processed == 0)
 	{
 		pg_uuid_t	organization_id;
-		bool		allow_overage = MeterCheckCustomer(customer_id, meter_id, &organization_id);
-		int64		current = 0;
 
-		BenefitsExec(BenefitsPlan(&balance_plan,
-								  "SELECT balance FROM benefits.meter_balances WHERE customer_id = $1 AND meter_id = $2",
-								  2, types),
-					 values, NULL, false, 1);
-		if (SPI_processed > 0)
-			current = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		if (!allow_overage || SPI_processed > 0)
+		if (!MeterCheckCustomer(customer_id, meter_id, &organization_id))
 		{
+			int64		current = CurrentBalance(customer_id, meter_id);
+
 			if (units == 0)
 				return current;
 			ereport(ERROR,
@@ -266,7 +280,7 @@ Consume(pg_uuid_t customer_id, pg_uuid_t meter_id, int64 units, const char *key,
 							  current, units),
 					errhint("Grant more meter credits, or set allow_overage on the meter."));
 		}
-		/* Overage allowed and no balance row yet: start one below zero. */
+		/* Overage allowed: below zero, starting the balance row if there is none. */
 		BenefitsExec(BenefitsPlan(&overage_plans[lng], overage_sql[lng], lng ? 5 : 3, types),
 					 values, nulls, false, 0);
 	}
@@ -447,4 +461,28 @@ adjust_credits(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_INT64(balance);
+}
+
+/*
+ * AFTER DELETE on benefits.meter_balances (trigger usage_cascade): the
+ * balance's usage rows go with it, as a foreign key would cascade them,
+ * without a foreign key check on every usage recorded.
+ */
+Datum
+meter_balance_deleted(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan;
+	TriggerData *trigdata = TriggerGuard(fcinfo, "meter_balance_deleted", FIRES_AFTER_ROW, "meter_balances");
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		values[2];
+
+	values[0] = TriggerColumn(trigdata, trigdata->tg_trigtuple, "customer_id");
+	values[1] = TriggerColumn(trigdata, trigdata->tg_trigtuple, "meter_id");
+	BenefitsSpiConnect();
+	BenefitsExec(BenefitsPlan(&plan,
+							  "DELETE FROM benefits.meter_usage WHERE customer_id = $1 AND meter_id = $2",
+							  2, types),
+				 values, NULL, false, 0);
+	SPI_finish();
+	return PointerGetDatum(NULL);
 }

@@ -42,10 +42,21 @@ CREATE UNIQUE INDEX meter_credits_idempotency ON benefits.meter_credits (custome
     WHERE idempotency_key IS NOT NULL;
 
 -- Usage: when it happened (late events carry their own time) and the
--- caller's idempotency key.
+-- caller's idempotency key.  A usage row belongs to its balance row, which
+-- goes with its customer and meter, and goes with it (usage_cascade): no
+-- foreign key is checked on every usage, which would share-lock the
+-- customer and meter rows from every concurrent caller.  Only the
+-- extension writes usage, always with its balance row.
 ALTER TABLE benefits.meter_usage
     ADD COLUMN idempotency_key text,
-    ADD COLUMN occurred_at timestamptz NOT NULL DEFAULT now();
+    ADD COLUMN occurred_at timestamptz NOT NULL DEFAULT now(),
+    DROP CONSTRAINT meter_usage_customer_id_fkey,
+    DROP CONSTRAINT meter_usage_meter_id_fkey;
+CREATE FUNCTION benefits.meter_balance_deleted() RETURNS trigger
+AS 'MODULE_PATHNAME', 'meter_balance_deleted'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
+CREATE TRIGGER usage_cascade AFTER DELETE ON benefits.meter_balances
+    FOR EACH ROW EXECUTE FUNCTION benefits.meter_balance_deleted();
 CREATE INDEX meter_usage_history ON benefits.meter_usage (customer_id, meter_id, occurred_at);
 CREATE UNIQUE INDEX meter_usage_idempotency ON benefits.meter_usage (customer_id, meter_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
