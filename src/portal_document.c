@@ -31,7 +31,9 @@
  *      downloadable: files [{id, name, size, mime_type, checksum_sha256,
  *        download_url, download_expires_at}]
  *      custom: note
- *      meter_credits: meter {id, name, units, rollover, balance}
+ *      meter_credits: meter {id, name, units, rollover, recurring, balance,
+ *        period_start, credited_in_period, used_in_period, credits_expire_at,
+ *        expiring, recent: [{at, kind, units, balance_after}], daily: [{date, used}]}
  *      github_repository: github {repositories, account, delivery, action, message}
  *      discord: discord {guild_id, roles, account, delivery, action, message}]}
  * Times are RFC 3339 in UTC with a Z.  delivery is granted, pending,
