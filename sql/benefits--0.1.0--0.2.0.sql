@@ -375,9 +375,15 @@ ALTER TABLE benefits.meter_credits
     ADD COLUMN note text;
 CREATE UNIQUE INDEX meter_credits_idempotency ON benefits.meter_credits (customer_id, meter_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- Usage happened when it was recorded (no default while the column is
+-- filled, so no stored "missing value" differs from a fresh install's).
 ALTER TABLE benefits.meter_usage
     ADD COLUMN idempotency_key text,
-    ADD COLUMN occurred_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN occurred_at timestamptz;
+UPDATE benefits.meter_usage SET occurred_at = created_at;
+ALTER TABLE benefits.meter_usage
+    ALTER COLUMN occurred_at SET DEFAULT now(),
+    ALTER COLUMN occurred_at SET NOT NULL,
     DROP CONSTRAINT meter_usage_customer_id_fkey,
     DROP CONSTRAINT meter_usage_meter_id_fkey;
 CREATE FUNCTION benefits.meter_balance_deleted() RETURNS trigger
@@ -491,7 +497,6 @@ REVOKE EXECUTE ON FUNCTION benefits.meter_balance_deleted() FROM PUBLIC;
 -- the subscription's period end as expiry when the benefit has no rollover,
 -- and what no grant accounts for as one adjustment lot.  All usage so far is
 -- in those amounts.
-UPDATE benefits.meter_usage SET occurred_at = created_at;
 WITH g AS (
     SELECT g.id AS grant_id, g.organization_id, g.customer_id,
            (g.properties ->> 'last_credited_meter_id')::uuid AS meter_id,

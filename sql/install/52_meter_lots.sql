@@ -49,7 +49,9 @@ CREATE UNIQUE INDEX meter_credits_idempotency ON benefits.meter_credits (custome
 -- extension writes usage, always with its balance row.
 ALTER TABLE benefits.meter_usage
     ADD COLUMN idempotency_key text,
-    ADD COLUMN occurred_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN occurred_at timestamptz,
+    ALTER COLUMN occurred_at SET DEFAULT now(),
+    ALTER COLUMN occurred_at SET NOT NULL,
     DROP CONSTRAINT meter_usage_customer_id_fkey,
     DROP CONSTRAINT meter_usage_meter_id_fkey;
 CREATE FUNCTION benefits.meter_balance_deleted() RETURNS trigger
