@@ -53,6 +53,14 @@ ResultInt64(const char *column)
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
+/* A text argument of a statement, or its null. */
+static Datum
+TextOrNull(const char *value, char *null)
+{
+	*null = value ? ' ' : 'n';
+	return value ? CStringGetTextDatum(value) : (Datum) 0;
+}
+
 /*
  * Takes usage not yet taken, plus extra units, from the lots in consumption
  * order, and marks the usage taken.  The balance row must be locked.
@@ -171,14 +179,8 @@ MeterCreditLot(const MeterCredit *c)
 	values[6] = CStringGetTextDatum(c->source);
 	values[7] = TimestampTzGetDatum(c->expires_at);
 	nulls[7] = c->has_expiry ? ' ' : 'n';
-	if (c->idempotency_key)
-		values[8] = CStringGetTextDatum(c->idempotency_key);
-	else
-		nulls[8] = 'n';
-	if (c->note)
-		values[9] = CStringGetTextDatum(c->note);
-	else
-		nulls[9] = 'n';
+	values[8] = TextOrNull(c->idempotency_key, &nulls[8]);
+	values[9] = TextOrNull(c->note, &nulls[9]);
 	BenefitsExec(BenefitsPlan(&plan,
 							  "WITH b AS ("
 							  "  UPDATE benefits.meter_balances m"
@@ -252,14 +254,8 @@ MeterDebit(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t meter_id,
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	Settle(customer_id, meter_id, units);
-	if (idempotency_key)
-		values[4] = CStringGetTextDatum(idempotency_key);
-	else
-		nulls[4] = 'n';
-	if (note)
-		values[5] = CStringGetTextDatum(note);
-	else
-		nulls[5] = 'n';
+	values[4] = TextOrNull(idempotency_key, &nulls[4]);
+	values[5] = TextOrNull(note, &nulls[5]);
 	BenefitsExec(BenefitsPlan(&plan,
 							  "WITH b AS ("
 							  "  UPDATE benefits.meter_balances m SET balance = m.balance - $4, modified_at = pg_catalog.now()"

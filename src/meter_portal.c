@@ -101,11 +101,29 @@ Col(const Rows *r, const char *name)
 	return col;
 }
 
-/* The last 20 credit and usage rows, newest first (none under 0.1.0's schema). */
-static void
-RecentRows(Doc *doc, Datum *args, bool lots)
+/* One member of a row object: its key, the column of the same name, and how it is written. */
+typedef struct RowMember
 {
-	static SPIPlanPtr plan;
+	const char *key;
+	void		(*write) (Doc *doc, const Rows *r, int row, int col);
+} RowMember;
+
+/* The last 20 credit and usage rows, newest first. */
+static const RowMember recent_members[] = {
+	{"at", DocTimeCol}, {"kind", DocTextCol}, {"units", DocIntCol}, {"balance_after", DocIntCol},
+};
+
+/* The usage of each of the last 30 days. */
+static const RowMember daily_members[] = {{"date", DocTextCol}, {"used", DocIntCol}};
+
+/*
+ * A query's rows (arguments: meter, customer) as an array of objects whose
+ * members are given in key order; empty under 0.1.0's schema.
+ */
+static void
+RowsArray(Doc *doc, SPIPlanPtr *plan, const char *sql, Datum *args, bool lots,
+		  const RowMember *members, int nmembers)
+{
 	Oid			types[2] = {UUIDOID, UUIDOID};
 	Rows		r;
 
@@ -114,46 +132,16 @@ RecentRows(Doc *doc, Datum *args, bool lots)
 		DocEmptyArray(doc);
 		return;
 	}
-	r = RowsFetch(BenefitsGenericPlan(&plan, recent_sql, 2, types), args);
+	r = RowsFetch(BenefitsGenericPlan(plan, sql, 2, types), args);
 	DocBeginArray(doc);
 	for (int i = 0; i < r.n; i++)
 	{
 		DocBeginObject(doc);
-		DocKey(doc, "at");
-		DocTimeCol(doc, &r, i, Col(&r, "at"));
-		DocKey(doc, "kind");
-		DocTextCol(doc, &r, i, Col(&r, "kind"));
-		DocKey(doc, "units");
-		DocIntCol(doc, &r, i, Col(&r, "units"));
-		DocKey(doc, "balance_after");
-		DocIntCol(doc, &r, i, Col(&r, "balance_after"));
-		DocEndObject(doc);
-	}
-	DocEndArray(doc);
-}
-
-/* The usage of each of the last 30 days (none under 0.1.0's schema). */
-static void
-DailyUsage(Doc *doc, Datum *args, bool lots)
-{
-	static SPIPlanPtr plan;
-	Oid			types[2] = {UUIDOID, UUIDOID};
-	Rows		r;
-
-	if (!lots)
-	{
-		DocEmptyArray(doc);
-		return;
-	}
-	r = RowsFetch(BenefitsGenericPlan(&plan, daily_sql, 2, types), args);
-	DocBeginArray(doc);
-	for (int i = 0; i < r.n; i++)
-	{
-		DocBeginObject(doc);
-		DocKey(doc, "date");
-		DocTextCol(doc, &r, i, Col(&r, "date"));
-		DocKey(doc, "used");
-		DocIntCol(doc, &r, i, Col(&r, "used"));
+		for (int m = 0; m < nmembers; m++)
+		{
+			DocKey(doc, members[m].key);
+			members[m].write(doc, &r, i, Col(&r, members[m].key));
+		}
 		DocEndObject(doc);
 	}
 	DocEndArray(doc);
@@ -164,6 +152,8 @@ void
 MeterPortalMember(Doc *doc, JsonbContainer *properties, Datum customer_id)
 {
 	static SPIPlanPtr plans[2];
+	static SPIPlanPtr recent_plan;
+	static SPIPlanPtr daily_plan;
 	char	   *meter_id = BenefitsJsonbValueText(JsonMember(properties, "meter_id"));
 	Oid			types[2] = {UUIDOID, UUIDOID};
 	Datum		args[2];
@@ -190,11 +180,11 @@ MeterPortalMember(Doc *doc, JsonbContainer *properties, Datum customer_id)
 	DocKey(doc, "name");
 	DocTextCol(doc, &m, 0, Col(&m, "name"));
 	DocKey(doc, "daily");
-	DailyUsage(doc, args, lots);
+	RowsArray(doc, &daily_plan, daily_sql, args, lots, daily_members, lengthof(daily_members));
 	DocKey(doc, "units");
 	DocJson(doc, JsonMember(properties, "units"));
 	DocKey(doc, "recent");
-	RecentRows(doc, args, lots);
+	RowsArray(doc, &recent_plan, recent_sql, args, lots, recent_members, lengthof(recent_members));
 	DocKey(doc, "balance");
 	DocIntCol(doc, &m, 0, Col(&m, "balance"));
 	DocKey(doc, "expiring");

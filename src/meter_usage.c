@@ -148,39 +148,55 @@ KeyConflict(const char *key, const char *what, const char *first, const char *no
 }
 
 /*
- * The usage recorded earlier with this key (the balance row locked): checks
- * that it had the same units (and occurred_at, when given) and returns true
- * with its balance, or false when the key is new.
+ * The row an earlier call wrote with this key, the balance row locked (so a
+ * concurrent first call has committed or rolled back), or NULL.  The query's
+ * arguments are the customer, the meter and the key.
+ */
+static HeapTuple
+RowByKey(SPIPlanPtr *plan, const char *sql, pg_uuid_t customer_id, pg_uuid_t meter_id, const char *key)
+{
+	Oid			types[3] = {UUIDOID, UUIDOID, TEXTOID};
+	Datum		values[3] = {UuidGetDatum(&customer_id), UuidGetDatum(&meter_id), CStringGetTextDatum(key)};
+
+	BenefitsExec(BenefitsPlan(plan, sql, 3, types), values, NULL, false, 1);
+	return SPI_processed == 0 ? NULL : SPI_tuptable->vals[0];
+}
+
+/* A non-null column of RowByKey's row. */
+static Datum
+KeyedColumn(HeapTuple row, const char *column)
+{
+	bool		isnull;
+
+	return SPI_getbinval(row, SPI_tuptable->tupdesc, SPI_fnumber(SPI_tuptable->tupdesc, column), &isnull);
+}
+
+/*
+ * The usage recorded earlier with this key: checks that it had the same
+ * units (and occurred_at, when given) and returns true with its balance, or
+ * false when the key is new.
  */
 static bool
 UsageByKey(pg_uuid_t customer_id, pg_uuid_t meter_id, const char *key, int64 units,
 		   bool has_time, TimestampTz occurred_at, int64 *balance)
 {
 	static SPIPlanPtr plan;
-	Oid			types[3] = {UUIDOID, UUIDOID, TEXTOID};
-	Datum		values[3] = {UuidGetDatum(&customer_id), UuidGetDatum(&meter_id), CStringGetTextDatum(key)};
-	TupleDesc	desc;
-	HeapTuple	row;
-	bool		isnull;
+	HeapTuple	row = RowByKey(&plan,
+							   "SELECT units, balance_after, occurred_at FROM benefits.meter_usage"
+							   " WHERE customer_id = $1 AND meter_id = $2 AND idempotency_key = $3",
+							   customer_id, meter_id, key);
 	int64		first_units;
 	TimestampTz first_time;
 
-	BenefitsExec(BenefitsPlan(&plan,
-							  "SELECT units, balance_after, occurred_at FROM benefits.meter_usage"
-							  " WHERE customer_id = $1 AND meter_id = $2 AND idempotency_key = $3",
-							  3, types),
-				 values, NULL, false, 1);
-	if (SPI_processed == 0)
+	if (row == NULL)
 		return false;
-	desc = SPI_tuptable->tupdesc;
-	row = SPI_tuptable->vals[0];
-	first_units = DatumGetInt64(SPI_getbinval(row, desc, SPI_fnumber(desc, "units"), &isnull));
-	first_time = DatumGetTimestampTz(SPI_getbinval(row, desc, SPI_fnumber(desc, "occurred_at"), &isnull));
+	first_units = DatumGetInt64(KeyedColumn(row, "units"));
+	first_time = DatumGetTimestampTz(KeyedColumn(row, "occurred_at"));
 	if (first_units != units)
 		KeyConflict(key, "units", psprintf(INT64_FORMAT, first_units), psprintf(INT64_FORMAT, units));
 	if (has_time && first_time != occurred_at)
 		KeyConflict(key, "occurred_at", pstrdup(timestamptz_to_str(first_time)), pstrdup(timestamptz_to_str(occurred_at)));
-	*balance = DatumGetInt64(SPI_getbinval(row, desc, SPI_fnumber(desc, "balance_after"), &isnull));
+	*balance = DatumGetInt64(KeyedColumn(row, "balance_after"));
 	return true;
 }
 
@@ -346,38 +362,30 @@ record_usage(PG_FUNCTION_ARGS)
 }
 
 /*
- * The adjustment made earlier with this key (the balance row locked): checks
- * its units and reason and returns true with its balance, or false.
+ * The adjustment made earlier with this key: checks its units and reason and
+ * returns true with its balance, or false when the key is new.
  */
 static bool
 AdjustmentByKey(pg_uuid_t customer_id, pg_uuid_t meter_id, const char *key, int64 units,
 				const char *reason, int64 *balance)
 {
 	static SPIPlanPtr plan;
-	Oid			types[3] = {UUIDOID, UUIDOID, TEXTOID};
-	Datum		values[3] = {UuidGetDatum(&customer_id), UuidGetDatum(&meter_id), CStringGetTextDatum(key)};
-	TupleDesc	desc;
-	HeapTuple	row;
-	bool		isnull;
+	HeapTuple	row = RowByKey(&plan,
+							   "SELECT units, balance_after, coalesce(note, '') AS note FROM benefits.meter_credits"
+							   " WHERE customer_id = $1 AND meter_id = $2 AND idempotency_key = $3",
+							   customer_id, meter_id, key);
 	int64		first_units;
 	char	   *first_reason;
 
-	BenefitsExec(BenefitsPlan(&plan,
-							  "SELECT units, balance_after, note FROM benefits.meter_credits"
-							  " WHERE customer_id = $1 AND meter_id = $2 AND idempotency_key = $3",
-							  3, types),
-				 values, NULL, false, 1);
-	if (SPI_processed == 0)
+	if (row == NULL)
 		return false;
-	desc = SPI_tuptable->tupdesc;
-	row = SPI_tuptable->vals[0];
-	first_units = DatumGetInt64(SPI_getbinval(row, desc, SPI_fnumber(desc, "units"), &isnull));
-	first_reason = SPI_getvalue(row, desc, SPI_fnumber(desc, "note"));
+	first_units = DatumGetInt64(KeyedColumn(row, "units"));
+	first_reason = TextDatumGetCString(KeyedColumn(row, "note"));
 	if (first_units != units)
 		KeyConflict(key, "units", psprintf(INT64_FORMAT, first_units), psprintf(INT64_FORMAT, units));
-	if (first_reason == NULL || strcmp(first_reason, reason) != 0)
-		KeyConflict(key, "reason", quote_literal_cstr(first_reason ? first_reason : ""), quote_literal_cstr(reason));
-	*balance = DatumGetInt64(SPI_getbinval(row, desc, SPI_fnumber(desc, "balance_after"), &isnull));
+	if (strcmp(first_reason, reason) != 0)
+		KeyConflict(key, "reason", quote_literal_cstr(first_reason), quote_literal_cstr(reason));
+	*balance = DatumGetInt64(KeyedColumn(row, "balance_after"));
 	return true;
 }
 

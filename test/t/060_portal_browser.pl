@@ -11,6 +11,7 @@ use IPC::Run;
 use File::Copy;
 use Digest::SHA qw(sha256_hex);
 use BenefitsNode;
+use Chromium;
 use S3Mock;
 
 my $s3 = S3Mock::start(bucket => 'downloads');
@@ -70,20 +71,8 @@ open($fh, '>:raw', "$tmp/portal.html") or die;
 print $fh $html;
 close $fh;
 
-# Headless Chromium with a fresh profile, no network services of its own.
-sub chromium
-{
-	my (@args) = @_;
-	my ($stdout, $stderr) = ('', '');
-	local $ENV{HOME} = $tmp;
-	my $ok = IPC::Run::run(
-		[ 'chromium', '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-			'--disable-background-networking', '--disable-component-update', '--disable-sync',
-			"--user-data-dir=$tmp/profile-" . int(rand(1e9)), @args, "file://$tmp/portal.html" ],
-		'>', \$stdout, '2>', \$stderr, IPC::Run::timeout(120));
-	diag($stderr) unless $ok;
-	return ($ok, $stdout);
-}
+# Headless Chromium on the page (test/t/Chromium.pm).
+sub chromium { return Chromium::run($tmp, "$tmp/portal.html", @_); }
 
 my ($ok, $dom) = chromium('--dump-dom');
 ok($ok, 'Chromium rendered the page');

@@ -11,6 +11,7 @@ use Test::More;
 use IPC::Run;
 use File::Copy;
 use BenefitsNode;
+use Chromium;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $node = BenefitsNode::new_node('chart');
@@ -47,21 +48,8 @@ open(my $fh, '>:raw', "$tmp/portal.html") or die;
 print $fh $html;
 close $fh;
 
-# Headless Chromium with a fresh profile, no network services of its own.
-sub chromium
-{
-	my (@args) = @_;
-	my ($stdout, $stderr) = ('', '');
-	local $ENV{HOME} = $tmp;
-	my $ok = IPC::Run::run(
-		[ 'chromium', '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-			'--disable-background-networking', '--disable-component-update', '--disable-sync',
-			'--force-device-scale-factor=1', '--force-color-profile=srgb',
-			"--user-data-dir=$tmp/profile-" . int(rand(1e9)), @args, "file://$tmp/portal.html" ],
-		'>', \$stdout, '2>', \$stderr, IPC::Run::timeout(120));
-	diag($stderr) unless $ok;
-	return ($ok, $stdout);
-}
+# Headless Chromium on the page (test/t/Chromium.pm).
+sub chromium { return Chromium::run($tmp, "$tmp/portal.html", @_); }
 
 my ($ok, $dom) = chromium('--dump-dom');
 ok($ok, 'Chromium rendered the page');
