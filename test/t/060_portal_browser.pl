@@ -63,18 +63,10 @@ is($node->safe_psql('postgres', qq{
 SELECT ok FROM benefits.activate_license('$key', '00000000-0000-0000-0000-0000000000a1', 'Ada''s MacBook')}),
 	't', 'key activated on a device');
 
-my $token = $node->safe_psql('postgres',
-	q{SELECT benefits.create_customer_session('00000000-0000-0000-0000-0000000000a1', 'ada')});
-my $html = $node->safe_psql('postgres',
-	qq{SELECT benefits.customer_portal_html('$token', '/portal/deactivate')});
-open($fh, '>:raw', "$tmp/portal.html") or die;
-print $fh $html;
-close $fh;
+# Ada's portal page, and headless Chromium on it (test/t/Chromium.pm).
+my $chromium = Chromium::portal($node, $tmp, '00000000-0000-0000-0000-0000000000a1', 'ada', '/portal/deactivate');
 
-# Headless Chromium on the page (test/t/Chromium.pm).
-sub chromium { return Chromium::run($tmp, "$tmp/portal.html", @_); }
-
-my ($ok, $dom) = chromium('--dump-dom');
+my ($ok, $dom) = $chromium->('--dump-dom');
 ok($ok, 'Chromium rendered the page');
 like($dom, qr{<h1>Your purchases</h1>}, 'the page has its heading');
 like($dom, qr{<code class="key"[^>]*>\Q$key\E</code>}, 'the rendered page shows the license key');
@@ -96,7 +88,7 @@ like(slurp_file("$tmp/headers"), qr/^content-disposition: attachment; filename="
 
 # A screenshot of the page.
 my $png = "$tmp/portal.png";
-($ok) = chromium('--hide-scrollbars', '--window-size=1000,1400', "--screenshot=$png");
+($ok) = $chromium->('--hide-scrollbars', '--window-size=1000,1400', "--screenshot=$png");
 ok($ok && -s $png, 'screenshot taken');
 open($fh, '<:raw', $png) or die;
 read($fh, my $magic, 8);

@@ -41,17 +41,10 @@ is($node->safe_psql('postgres',
 	q{SELECT benefits.meter_balance('00000000-0000-0000-0000-0000000014c1', '00000000-0000-0000-0000-0000000014e1')}),
 	'900', 'the customer has used 100 of 1000 credits');
 
-my $token = $node->safe_psql('postgres',
-	q{SELECT benefits.create_customer_session('00000000-0000-0000-0000-0000000014a1', 'ada')});
-my $html = $node->safe_psql('postgres', qq{SELECT benefits.customer_portal_html('$token')});
-open(my $fh, '>:raw', "$tmp/portal.html") or die;
-print $fh $html;
-close $fh;
+# Her portal page, and headless Chromium on it (test/t/Chromium.pm).
+my $chromium = Chromium::portal($node, $tmp, '00000000-0000-0000-0000-0000000014a1', 'ada');
 
-# Headless Chromium on the page (test/t/Chromium.pm).
-sub chromium { return Chromium::run($tmp, "$tmp/portal.html", @_); }
-
-my ($ok, $dom) = chromium('--dump-dom');
+my ($ok, $dom) = $chromium->('--dump-dom');
 ok($ok, 'Chromium rendered the page');
 my ($svg) = $dom =~ m{(<svg class="usage-chart".*?</svg>)}s;
 ok(defined $svg, 'the rendered page has the usage chart as inline SVG');
@@ -70,7 +63,7 @@ unlike($svg, qr{(?:href|src)=}, 'the chart loads nothing');
 
 # The screenshot: the bars are drawn, in day order and sized by the data.
 my $png = "$tmp/portal.png";
-($ok) = chromium('--hide-scrollbars', '--window-size=1000,1000', "--screenshot=$png");
+($ok) = $chromium->('--hide-scrollbars', '--window-size=1000,1000', "--screenshot=$png");
 ok($ok && -s $png, 'screenshot taken');
 my ($bars, $err) = ('', '');
 IPC::Run::run([ 'python3', "$ENV{BENEFITS_ROOT}/test/tools/png_bars.py", $png, '2f6fdb' ], '>', \$bars, '2>', \$err);

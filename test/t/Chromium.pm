@@ -24,4 +24,19 @@ sub run
 	return ($ok, $stdout);
 }
 
+# portal(NODE, DIR, ORGANIZATION, EXTERNAL_ID[, ACTION_URL]): the customer's
+# portal page (a fresh session's customer_portal_html) written to
+# DIR/portal.html, and a function running Chromium on it with more ARGS.
+sub portal
+{
+	my ($node, $dir, $org, $external_id, $action_url) = @_;
+	my $token = $node->safe_psql('postgres', "SELECT benefits.create_customer_session('$org', '$external_id')");
+	my $action = defined $action_url ? ", '$action_url'" : '';
+	my $html = $node->safe_psql('postgres', "SELECT benefits.customer_portal_html('$token'$action)");
+	open(my $fh, '>:raw', "$dir/portal.html") or die "$dir/portal.html: $!";
+	print $fh $html;
+	close $fh;
+	return sub { return run($dir, "$dir/portal.html", @_); };
+}
+
 1;
