@@ -341,5 +341,30 @@ SET ROLE benefits_admin;
 SELECT has_function_privilege('benefits.meter_balance_deleted()', 'EXECUTE') AS admin_may_execute;
 RESET ROLE;
 
+-- 17. A statement activating several subscriptions grants set-based: the
+--     same lots, after the usage not yet taken from the lots is settled.
+INSERT INTO benefits.customers (id, organization_id, external_id) VALUES
+    ('c1400000-0000-0000-0000-0000000000d5', 'c1400000-0000-0000-0000-00000000000a', 'lots-5'),
+    ('c1400000-0000-0000-0000-0000000000d6', 'c1400000-0000-0000-0000-00000000000a', 'lots-6');
+SELECT benefits.adjust_credits('c1400000-0000-0000-0000-0000000000d5', 'c1400000-0000-0000-0000-0000000000a1',
+    10, 'before subscribing');
+SELECT benefits.record_usage('c1400000-0000-0000-0000-0000000000d5', 'c1400000-0000-0000-0000-0000000000a1', 4);
+SET client_min_messages = debug1;
+INSERT INTO benefits.subscriptions (customer_id, product_id, status, current_period_end) VALUES
+    ('c1400000-0000-0000-0000-0000000000d5', 'c1400000-0000-0000-0000-0000000000b1', 'active', now() + interval '30 days'),
+    ('c1400000-0000-0000-0000-0000000000d6', 'c1400000-0000-0000-0000-0000000000b1', 'active', now() + interval '30 days');
+RESET client_min_messages;
+SELECT c.external_id, l.source, l.units, l.remaining, l.expires_at = s.current_period_end AS expires_at_period_end
+  FROM benefits.meter_lots l JOIN benefits.customers c ON c.id = l.customer_id
+  LEFT JOIN benefits.grants g ON g.id = l.grant_id LEFT JOIN benefits.subscriptions s ON s.id = g.subscription_id
+ WHERE l.customer_id IN ('c1400000-0000-0000-0000-0000000000d5', 'c1400000-0000-0000-0000-0000000000d6')
+ ORDER BY c.external_id, l.id;
+SELECT c.external_id, m.balance, m.consumed - m.settled_consumed AS not_yet_taken,
+       (SELECT string_agg(reason || ' ' || units, ', ' ORDER BY id) FROM benefits.meter_credits x
+         WHERE x.customer_id = c.id) AS ledger
+  FROM benefits.meter_balances m JOIN benefits.customers c ON c.id = m.customer_id
+ WHERE m.customer_id IN ('c1400000-0000-0000-0000-0000000000d5', 'c1400000-0000-0000-0000-0000000000d6')
+ ORDER BY c.external_id;
+
 -- Leave no events for the tests after this one, which count them.
 DELETE FROM benefits.outbox WHERE organization_id = 'c1400000-0000-0000-0000-00000000000a';

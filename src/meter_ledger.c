@@ -132,28 +132,20 @@ MeterLockMany(pg_uuid_t organization_id, Datum customer_ids, pg_uuid_t meter_id)
 	pg_uuid_t  *pending;
 
 	BenefitsExec(BenefitsPlan(&plan,
-							  "INSERT INTO benefits.meter_balances AS m (customer_id, meter_id, organization_id)"
-							  " SELECT c, $2, $3 FROM pg_catalog.unnest($1::uuid[]) AS c"
-							  " ON CONFLICT (customer_id, meter_id) DO UPDATE SET modified_at = m.modified_at"
-							  " RETURNING m.customer_id, m.consumed - m.settled_consumed AS pending",
+							  "WITH l AS ("
+							  "  INSERT INTO benefits.meter_balances AS m (customer_id, meter_id, organization_id)"
+							  "  SELECT c, $2, $3 FROM pg_catalog.unnest($1::uuid[]) AS c"
+							  "  ON CONFLICT (customer_id, meter_id) DO UPDATE SET modified_at = m.modified_at"
+							  "  RETURNING m.customer_id, m.consumed <> m.settled_consumed AS pending)"
+							  "SELECT customer_id FROM l WHERE pending",
 							  3, types),
 				 values, NULL, false, 0);
 	n = SPI_processed;
 	pending = palloc(sizeof(pg_uuid_t) * (n + 1));
-	{
-		int			col = SPI_fnumber(SPI_tuptable->tupdesc, "pending");
-		uint64		k = 0;
-
-		for (uint64 i = 0; i < n; i++)
-		{
-			bool		isnull;
-
-			if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, col, &isnull)) != 0)
-				pending[k++] = BenefitsResultUuid(i, SPI_fnumber(SPI_tuptable->tupdesc, "customer_id"));
-		}
-		for (uint64 i = 0; i < k; i++)
-			Settle(pending[i], meter_id, 0);
-	}
+	for (uint64 i = 0; i < n; i++)
+		pending[i] = BenefitsResultUuid(i, SPI_fnumber(SPI_tuptable->tupdesc, "customer_id"));
+	for (uint64 i = 0; i < n; i++)
+		Settle(pending[i], meter_id, 0);
 }
 
 /* A credit: the balance, the lot (paying a debt first) and the ledger row in one statement. */
