@@ -6,7 +6,8 @@
  * balance, what was credited and used in the current period (since the
  * latest benefit credit, a grant or a renewal), when the benefit credits
  * left expire and how many, the last 20 credit and usage rows, and the
- * usage of each of the last 30 days (UTC), from meter_usage_history.  The
+ * usage of each of the last 30 days (UTC days, as meter_usage_history's
+ * daily buckets from a midnight, in one query without its checks).  The
  * page draws those 30 days as an inline SVG bar chart: no script, no
  * external asset, a title and description for assistive technology, and
  * each bar titled with its day and units.
@@ -21,7 +22,11 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "access/xact.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/numeric.h"
 
 #include "benefits.h"
 #include "meter_ledger.h"
@@ -39,35 +44,31 @@
 #define CHART_FILL "#2f6fdb"
 
 static const char summary_sql[] =
-	"SELECT m.id, m.name, coalesce(mb.balance, 0) AS balance, p.start AS period_start,"
+	"SELECT m.id, m.name, coalesce(mb.balance, 0) AS balance, p.created_at AS period_start,"
+	"       coalesce(mb.consumed - mb.settled_consumed, 0) AS pending,"
 	"       (SELECT coalesce(sum(c.units), 0)::bigint FROM benefits.meter_credits c"
-	"         WHERE c.customer_id = $2 AND c.meter_id = m.id AND c.units > 0"
-	"           AND c.created_at >= coalesce(p.start, '-infinity')) AS credited,"
+	"         WHERE c.customer_id = $2 AND c.meter_id = m.id AND c.id >= coalesce(p.id, 0)"
+	"           AND c.units > 0) AS credited,"
 	"       (SELECT coalesce(sum(u.units), 0)::bigint FROM benefits.meter_usage u"
 	"         WHERE u.customer_id = $2 AND u.meter_id = m.id"
-	"           AND u.occurred_at >= coalesce(p.start, '-infinity')) AS used,"
-	"       e.expires_at, e.units AS expiring"
+	"           AND u.occurred_at >= coalesce(p.created_at, '-infinity')) AS used"
 	"  FROM benefits.meters m"
 	"  LEFT JOIN benefits.meter_balances mb ON mb.customer_id = $2 AND mb.meter_id = m.id"
-	"  LEFT JOIN LATERAL (SELECT max(x.created_at) AS start FROM benefits.meter_lots x"
-	"                      WHERE x.customer_id = $2 AND x.meter_id = m.id"
-	"                        AND x.source IN ('grant', 'cycle')) p ON true"
-	"  LEFT JOIN LATERAL ("
-	"    SELECT l.expires_at, sum(l.live)::bigint AS units FROM ("
-	"      SELECT x.expires_at, x.remaining - LEAST(x.remaining, GREATEST("
-	"               coalesce(mb.consumed - mb.settled_consumed, 0)"
-	"               - (sum(x.remaining) OVER (ORDER BY x.expires_at NULLS LAST, x.id) - x.remaining), 0)) AS live"
-	"        FROM benefits.meter_lots x"
-	"       WHERE x.customer_id = $2 AND x.meter_id = m.id AND x.remaining > 0) l"
-	"     WHERE l.live > 0 AND l.expires_at IS NOT NULL"
-	"     GROUP BY l.expires_at ORDER BY l.expires_at LIMIT 1) e ON true"
+	"  LEFT JOIN LATERAL (SELECT c.id, c.created_at FROM benefits.meter_credits c"
+	"                      WHERE c.customer_id = $2 AND c.meter_id = m.id AND c.reason IN ('grant', 'cycle')"
+	"                      ORDER BY c.id DESC LIMIT 1) p ON true"
 	" WHERE m.id = $1";
+
+/* The lots left, in the order usage takes them (meter_ledger.c). */
+static const char lots_sql[] =
+	"SELECT x.expires_at, x.remaining FROM benefits.meter_lots x"
+	" WHERE x.customer_id = $2 AND x.meter_id = $1 AND x.remaining > 0"
+	" ORDER BY x.expires_at NULLS LAST, x.id";
 
 /* 0.1.0's schema: the balance alone, the same columns. */
 static const char summary_sql_0_1[] =
 	"SELECT m.id, m.name, coalesce(mb.balance, 0) AS balance, NULL::timestamptz AS period_start,"
-	"       NULL::bigint AS credited, NULL::bigint AS used, NULL::timestamptz AS expires_at,"
-	"       NULL::bigint AS expiring"
+	"       0::bigint AS pending, NULL::bigint AS credited, NULL::bigint AS used"
 	"  FROM benefits.meters m"
 	"  LEFT JOIN benefits.meter_balances mb ON mb.customer_id = $2 AND mb.meter_id = m.id"
 	" WHERE m.id = $1";
@@ -76,19 +77,19 @@ static const char recent_sql[] =
 	"SELECT r.at, r.kind, r.units, r.balance_after FROM ("
 	"  (SELECT u.occurred_at AS at, 'usage' AS kind, -u.units AS units, u.balance_after, u.id, 0 AS o"
 	"     FROM benefits.meter_usage u WHERE u.customer_id = $2 AND u.meter_id = $1"
-	"    ORDER BY u.occurred_at DESC, u.id DESC LIMIT " RECENT_ROWS ")"
+	"    ORDER BY u.occurred_at DESC LIMIT " RECENT_ROWS ")"
 	"  UNION ALL"
 	"  (SELECT c.created_at, c.reason, c.units, c.balance_after, c.id, 1"
 	"     FROM benefits.meter_credits c WHERE c.customer_id = $2 AND c.meter_id = $1"
 	"    ORDER BY c.id DESC LIMIT " RECENT_ROWS ")) r"
 	" ORDER BY r.at DESC, r.o, r.id DESC LIMIT " RECENT_ROWS;
 
+/* The days (UTC) with usage since $3, and their units. */
 static const char daily_sql[] =
-	"SELECT pg_catalog.to_char(h.bucket_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS date, h.used"
-	"  FROM benefits.meter_usage_history($2, $1,"
-	"       (pg_catalog.date_trunc('day', pg_catalog.now() AT TIME ZONE 'UTC') - interval '29 days') AT TIME ZONE 'UTC',"
-	"       (pg_catalog.date_trunc('day', pg_catalog.now() AT TIME ZONE 'UTC') + interval '1 day') AT TIME ZONE 'UTC') h"
-	" ORDER BY h.bucket_start";
+	"SELECT (x.occurred_at AT TIME ZONE 'UTC')::date AS day, sum(x.units)::bigint AS used"
+	"  FROM benefits.meter_usage x"
+	" WHERE x.customer_id = $2 AND x.meter_id = $1 AND x.occurred_at >= $3"
+	" GROUP BY 1";
 
 /* A column's number in fetched rows, by name. */
 static int
@@ -113,8 +114,6 @@ static const RowMember recent_members[] = {
 	{"at", DocTimeCol}, {"kind", DocTextCol}, {"units", DocIntCol}, {"balance_after", DocIntCol},
 };
 
-/* The usage of each of the last 30 days. */
-static const RowMember daily_members[] = {{"date", DocTextCol}, {"used", DocIntCol}};
 
 /*
  * A query's rows (arguments: meter, customer) as an array of objects whose
@@ -147,19 +146,119 @@ RowsArray(Doc *doc, SPIPlanPtr *plan, const char *sql, Datum *args, bool lots,
 	DocEndArray(doc);
 }
 
+/* An integer member's value, or null when absent. */
+static void
+DocOptionalInt(Doc *doc, bool present, int64 value)
+{
+	JsonbValue	v;
+
+	if (!present)
+	{
+		DocNull(doc);
+		return;
+	}
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(value);
+	DocPush(doc, WJB_VALUE, &v);
+}
+
+/*
+ * The usage of each of the last 30 days (UTC), today last, as [{date,
+ * used}]: the days with usage from one query, the others 0.  Empty under
+ * 0.1.0's schema.
+ */
+static void
+DailyUsage(Doc *doc, Datum *args, bool lots)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {UUIDOID, UUIDOID, TIMESTAMPTZOID};
+	Datum		values[3] = {args[0], args[1], 0};
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	int			first = (int) (now / USECS_PER_DAY) - (CHART_DAYS - 1);	/* days since 2000-01-01 */
+	int64		used[CHART_DAYS] = {0};
+	Rows		r;
+
+	if (!lots)
+	{
+		DocEmptyArray(doc);
+		return;
+	}
+	values[2] = TimestampTzGetDatum((TimestampTz) first * USECS_PER_DAY);
+	r = RowsFetch(BenefitsGenericPlan(&plan, daily_sql, 3, types), values);
+	for (int i = 0; i < r.n; i++)
+	{
+		int			day = DatumGetDateADT(RowsGet(&r, i, Col(&r, "day"))) - first;
+
+		if (day >= 0 && day < CHART_DAYS)
+			used[day] = DatumGetInt64(RowsGet(&r, i, Col(&r, "used")));
+	}
+	DocBeginArray(doc);
+	for (int i = 0; i < CHART_DAYS; i++)
+	{
+		int			year,
+					month,
+					mday;
+
+		j2date(first + i + POSTGRES_EPOCH_JDATE, &year, &month, &mday);
+		DocBeginObject(doc);
+		DocKey(doc, "date");
+		DocStr(doc, psprintf("%04d-%02d-%02d", year, month, mday));
+		DocKey(doc, "used");
+		DocOptionalInt(doc, true, used[i]);
+		DocEndObject(doc);
+	}
+	DocEndArray(doc);
+}
+
+/*
+ * When the benefit credits left first expire and how many expire then: the
+ * lots with the usage not yet taken from them (pending) applied in the
+ * order usage takes them.  False when none is left that expires.
+ */
+static bool
+Expiry(Datum *args, int64 pending, TimestampTz *expires_at, int64 *units)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Rows		r = RowsFetch(BenefitsGenericPlan(&plan, lots_sql, 2, types), args);
+	int64		due = pending;
+	bool		found = false;
+
+	*units = 0;
+	for (int i = 0; i < r.n; i++)
+	{
+		int64		remaining = DatumGetInt64(RowsGet(&r, i, Col(&r, "remaining")));
+		int64		live = remaining - Min(remaining, Max(due, 0));
+		TimestampTz at;
+
+		due -= remaining - live;
+		if (live == 0 || RowsIsNull(&r, i, Col(&r, "expires_at")))
+			continue;
+		at = DatumGetTimestampTz(RowsGet(&r, i, Col(&r, "expires_at")));
+		if (found && at != *expires_at)
+			break;
+		found = true;
+		*expires_at = at;
+		*units += live;
+	}
+	return found;
+}
+
 /* See meter_portal.h; members in jsonb's key order (portal_json.h). */
 void
 MeterPortalMember(Doc *doc, JsonbContainer *properties, Datum customer_id)
 {
 	static SPIPlanPtr plans[2];
 	static SPIPlanPtr recent_plan;
-	static SPIPlanPtr daily_plan;
 	char	   *meter_id = BenefitsJsonbValueText(JsonMember(properties, "meter_id"));
 	Oid			types[2] = {UUIDOID, UUIDOID};
 	Datum		args[2];
 	bool		lots = MeterLotsInstalled();
 	JsonbValue *recurring = JsonMember(properties, "recurring");
 	Rows		m;
+	bool		expires = false;
+	TimestampTz expires_at = 0;
+	int64		expiring = 0;
 
 	if (meter_id == NULL)
 	{
@@ -174,13 +273,15 @@ MeterPortalMember(Doc *doc, JsonbContainer *properties, Datum customer_id)
 		DocNull(doc);
 		return;
 	}
+	if (lots)
+		expires = Expiry(args, DatumGetInt64(RowsGet(&m, 0, Col(&m, "pending"))), &expires_at, &expiring);
 	DocBeginObject(doc);
 	DocKey(doc, "id");
 	DocUuidCol(doc, &m, 0, Col(&m, "id"));
 	DocKey(doc, "name");
 	DocTextCol(doc, &m, 0, Col(&m, "name"));
 	DocKey(doc, "daily");
-	RowsArray(doc, &daily_plan, daily_sql, args, lots, daily_members, lengthof(daily_members));
+	DailyUsage(doc, args, lots);
 	DocKey(doc, "units");
 	DocJson(doc, JsonMember(properties, "units"));
 	DocKey(doc, "recent");
@@ -188,7 +289,7 @@ MeterPortalMember(Doc *doc, JsonbContainer *properties, Datum customer_id)
 	DocKey(doc, "balance");
 	DocIntCol(doc, &m, 0, Col(&m, "balance"));
 	DocKey(doc, "expiring");
-	DocIntCol(doc, &m, 0, Col(&m, "expiring"));
+	DocOptionalInt(doc, expires, expiring);
 	DocKey(doc, "rollover");
 	DocBool(doc, JsonMemberFlag(properties, "rollover"));
 	DocKey(doc, "recurring");
@@ -198,7 +299,7 @@ MeterPortalMember(Doc *doc, JsonbContainer *properties, Datum customer_id)
 	DocKey(doc, "used_in_period");
 	DocIntCol(doc, &m, 0, Col(&m, "used"));
 	DocKey(doc, "credits_expire_at");
-	DocTimeCol(doc, &m, 0, Col(&m, "expires_at"));
+	DocStr(doc, expires ? PortalTimeText(expires_at) : NULL);
 	DocKey(doc, "credited_in_period");
 	DocIntCol(doc, &m, 0, Col(&m, "credited"));
 	DocEndObject(doc);
