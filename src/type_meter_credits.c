@@ -30,7 +30,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -38,7 +37,6 @@
 
 #include "benefits.h"
 #include "benefit_type.h"
-#include "engine.h"
 #include "meter_ledger.h"
 #include "meter_portal.h"
 #include "properties.h"
