@@ -47,6 +47,12 @@ struct BenefitType
 	void		(*grant_many) (GrantBatch *batch);
 	/* Undo what the grant delivered (change->last_holder says if it may). */
 	void		(*revoke) (GrantChange *change);
+	/*
+	 * The customer's account_platform account is gone (unlinked, or replaced
+	 * by another): remove what the live grant delivered to it, as revoke
+	 * does, and set the properties and error of a grant waiting for a link.
+	 */
+	void		(*account_gone) (GrantChange *change);
 	/* A paid renewal: the grant's new properties. */
 	Jsonb	   *(*cycle) (pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 						  Jsonb *benefit_properties, Jsonb *grant_properties);

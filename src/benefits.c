@@ -7,7 +7,11 @@
 
 #include <sodium.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
@@ -20,6 +24,8 @@
 #include "utils/jsonb.h"
 #include "utils/guc.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/uuid.h"
 
@@ -160,6 +166,25 @@ BenefitsRestoreCaller(const OwnerSwitch *saved)
 	SetUserIdAndSecContext(saved->user, saved->context);
 }
 
+/* See benefits.h: one visible tuple by a unique index, read in place. */
+bool
+BenefitsIndexFetch(Oid relid, Oid indexid, ScanKey keys, int nkeys, BenefitsSlotReader reader, void *arg)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	index = index_open(indexid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan = index_beginscan(rel, index, GetActiveSnapshot(), nkeys, 0);
+	bool		found;
+
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot) && reader(slot, arg);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
 /* Executes a kept plan, raising on any SPI failure. */
 int
 BenefitsExec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count)
@@ -232,6 +257,30 @@ BenefitsGrantsKeepHistory(void)
 	Oid			grants = OidIsValid(schema) ? get_relname_relid("grants", schema) : InvalidOid;
 
 	return OidIsValid(grants) && get_attnum(grants, "source_subscription_id") != InvalidAttrNumber;
+}
+
+/* The SHA-256 of len bytes as a bytea: how secrets handed out (tokens, states) are stored. */
+bytea *
+BenefitsSha256(const char *data, size_t len)
+{
+	bytea	   *hash = palloc(VARHDRSZ + crypto_hash_sha256_BYTES);
+
+	SET_VARSIZE(hash, VARHDRSZ + crypto_hash_sha256_BYTES);
+	crypto_hash_sha256((unsigned char *) VARDATA(hash), (const unsigned char *) data, len);
+	return hash;
+}
+
+/*
+ * Whether the benefits schema has relation name: a database still at an
+ * older version's schema may not (the library serves every version it ships
+ * a script for).
+ */
+bool
+BenefitsHasRelation(const char *name)
+{
+	Oid			schema = get_namespace_oid(BENEFITS_SCHEMA, true);
+
+	return OidIsValid(schema) && OidIsValid(get_relname_relid(name, schema));
 }
 
 /* A relation of the benefits schema, which must exist. */

@@ -8,7 +8,9 @@
 
 #define BENEFITS_SCHEMA "benefits"
 
+#include "access/skey.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -34,6 +36,8 @@ extern pg_uuid_t BenefitsRandomUuid(void);
 extern Datum BenefitsUuidArray(const pg_uuid_t *uuids, int n);
 extern char *BenefitsJsonbValueText(JsonbValue *v);
 /* A relation of the benefits schema and a column of it, which must exist. */
+extern bool BenefitsHasRelation(const char *name);
+extern bytea *BenefitsSha256(const char *data, size_t len);
 extern Oid	BenefitsRelid(const char *name);
 extern AttrNumber BenefitsColumnNumber(Oid relid, const char *name);
 /* Whether the installed schema keeps grants of deleted sources (0.2.0). */
@@ -48,6 +52,15 @@ extern pg_uuid_t BenefitsResultUuid(int row, int col);
 /* A member of a JSON object as text, or NULL; a uuid as text. */
 extern char *BenefitsJsonText(Jsonb *json, const char *key);
 extern char *BenefitsUuidText(const pg_uuid_t *uuid);
+/*
+ * A direct lookup through a unique index, without SPI or the executor: the
+ * first tuple of relid that the scan of indexid with keys finds under the
+ * active snapshot, handed to reader (which says whether it counts).  It
+ * checks no privileges: callers read only what their function may show.
+ */
+typedef bool (*BenefitsSlotReader) (TupleTableSlot *slot, void *arg);
+extern bool BenefitsIndexFetch(Oid relid, Oid indexid, ScanKey keys, int nkeys,
+							   BenefitsSlotReader reader, void *arg);
 /* The caller's identity and search path while a function runs as its owner. */
 typedef struct OwnerSwitch
 {

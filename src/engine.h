@@ -16,7 +16,7 @@
 
 #include "grants.h"
 
-/* Webhook event types (Polar's names) and the extension's own low-balance event. */
+/* Webhook event types (Polar's names) and the extension's own events. */
 #define EVENT_GRANT_CREATED		"benefit_grant.created"
 #define EVENT_GRANT_UPDATED		"benefit_grant.updated"
 #define EVENT_GRANT_CYCLED		"benefit_grant.cycled"
@@ -24,6 +24,8 @@
 #define EVENT_BENEFIT_CREATED	"benefit.created"
 #define EVENT_BENEFIT_UPDATED	"benefit.updated"
 #define EVENT_METER_LOW_BALANCE "meter.low_balance"
+/* The extension's own: an activation released for a missed heartbeat (license_machines.c). */
+#define EVENT_LICENSE_ACTIVATION_RELEASED "license_key.activation_released"
 
 /* What a subscription's or order's state means for its product's benefits. */
 typedef enum AccessDecision
@@ -56,6 +58,9 @@ extern AccessDecision OrderDecision(const char *billing_reason, const char *stat
 extern void EngineSyncSubscription(pg_uuid_t subscription_id);
 extern void EngineSyncOrder(pg_uuid_t order_id);
 extern void EngineActivateSubscription(pg_uuid_t subscription_id);
+
+/* accounts.c: a linked account removed (the customer locked by the caller) */
+extern bool AccountUnlink(pg_uuid_t customer_id, const char *platform);
 
 /* subscriptions.c */
 extern void EngineProductBenefitsChanged(pg_uuid_t product_id);
@@ -103,6 +108,7 @@ extern int	EventsEnqueueBenefit(pg_uuid_t benefit_id, const char *event_type);
 extern void ProviderJobsGrant(GrantChange *change, const char *platform);
 extern void ProviderJobsGrantMany(GrantBatch *batch, const char *platform);
 extern void ProviderJobsRevoke(GrantChange *change, const char *platform);
+extern void ProviderJobsAccountGone(GrantChange *change, const char *platform);
 extern Jsonb *ProviderJobsUpdate(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 								 const char *platform,
 								 Jsonb *benefit_properties, Jsonb *grant_properties, bool enqueue);

@@ -17,6 +17,7 @@
 #include "utils/guc.h"
 
 #include "benefits.h"
+#include "oauth.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -34,6 +35,7 @@ _PG_init(void)
 	PortalInit();
 	LicenseStatsInit();
 	WorkerGucInit();
+	OAuthInit();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		WorkerShmemInit();

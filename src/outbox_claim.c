@@ -26,6 +26,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "benefits.h"
 #include "worker.h"
 
 #define UUID_PATTERN "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"
@@ -141,11 +142,19 @@ static const char *prune_sql =
 "   WHERE state = 'done' AND finished_at < now() - $1 * interval '1 second'"
 "   ORDER BY finished_at LIMIT 10000)";
 
+/* The OAuth tokens the claimed jobs' requests need (0.2.0 and later). */
+static const char *credentials_sql =
+"SELECT c.job_id, c.access_token, c.refresh_token FROM benefits.job_credentials($1) c";
+
+static SPIPlanPtr credentials_plan;
 static SPIPlanPtr prune_plan, defer_plan, claim_plan, done_plan, fail_plan, step_plan, invitation_plan,
 			activate_plan, grant_error_plan, endpoint_ok_plan, endpoint_failed_plan,
 			next_due_plan, reset_stale_plan;
 
 static bool OutboxPrepareLocked(bool wait);
+static void ReadCredentials(List *jobs);
+static void RecordFailure(OutboxJob *job);
+static void RecordStep(OutboxJob *job);
 
 /* Prepare a statement once and keep it for the life of the worker. */
 static SPIPlanPtr
@@ -333,7 +342,62 @@ OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt)
 		jobs = lappend(jobs, job);
 		MemoryContextSwitchTo(old);
 	}
+	ReadCredentials(jobs);
 	return jobs;
+}
+
+/* Does the job's request need a token that is not in its payload? */
+static bool
+NeedsCredentials(const OutboxJob *job)
+{
+	return strcmp(job->kind, "oauth") == 0 ||
+		(strcmp(job->kind, "discord") == 0 && strcmp(job->action, "add_member") == 0);
+}
+
+/*
+ * Reads the OAuth tokens of the claimed jobs that need one: the token of an
+ * oauth job's exchange, and for add_member the customer's refresh token when
+ * the access token is about to expire.  Databases still on 0.1.0 have no
+ * job_credentials: their add_member jobs keep the token of the claim.
+ */
+static void
+ReadCredentials(List *jobs)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * list_length(jobs));
+	int			n = 0;
+	Datum		values[1];
+	ListCell   *lc;
+
+	foreach(lc, jobs)
+		if (NeedsCredentials((OutboxJob *) lfirst(lc)))
+			ids[n++] = Int64GetDatum(((OutboxJob *) lfirst(lc))->id);
+	if (n == 0 || !WorkerExtensionFunction("job_credentials"))
+		return;
+	if (credentials_plan == NULL)
+		credentials_plan = Prepare(credentials_sql, 1, (Oid[]) {INT8ARRAYOID});
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(credentials_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "benefits: reading the jobs' credentials failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, SPI_fnumber(desc, "job_id"), &isnull));
+
+		foreach(lc, jobs)
+		{
+			OutboxJob  *job = (OutboxJob *) lfirst(lc);
+			MemoryContext old;
+
+			if (job->id != id)
+				continue;
+			old = MemoryContextSwitchTo(job->cxt);
+			job->access_token = GetText(tup, desc, SPI_fnumber(desc, "access_token"));
+			job->refresh_token = GetText(tup, desc, SPI_fnumber(desc, "refresh_token"));
+			MemoryContextSwitchTo(old);
+		}
+	}
 }
 
 /* Milliseconds until the next pending job is due, or -1 if none is waiting. */
@@ -370,6 +434,29 @@ ActivateGrant(const char *grant_id)
 	}
 }
 
+/*
+ * An oauth job is dead: its code and the tokens its exchange obtained (if it
+ * got that far) are of no more use, and must not outlive it.
+ */
+static void
+ForgetExchange(OutboxJob *job)
+{
+	static SPIPlanPtr tokens_plan;
+	static SPIPlanPtr code_plan;
+	Datum		values[1];
+
+	if (tokens_plan == NULL)
+	{
+		tokens_plan = Prepare("DELETE FROM benefits.oauth_exchanges WHERE job_id = $1", 1, (Oid[]) {INT8OID});
+		code_plan = Prepare("UPDATE benefits.outbox SET payload = payload - 'code' WHERE id = $1 AND payload ? 'code'",
+							1, (Oid[]) {INT8OID});
+	}
+	values[0] = Int64GetDatum(job->id);
+	if (SPI_execute_plan(tokens_plan, values, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_plan(code_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "benefits: forgetting the code and tokens of job " INT64_FORMAT " failed", job->id);
+}
+
 /* Record a failed attempt: retry later, or dead. */
 static void
 RecordFailure(OutboxJob *job)
@@ -388,6 +475,8 @@ RecordFailure(OutboxJob *job)
 	if (SPI_execute_plan(fail_plan, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "benefits: recording the failure of job " INT64_FORMAT " failed", job->id);
 
+	if (dead && strcmp(job->kind, "oauth") == 0)
+		ForgetExchange(job);
 	if (strcmp(job->kind, "webhook") == 0)
 	{
 		Datum		ev[4];
@@ -466,6 +555,70 @@ RecordStep(OutboxJob *job)
 		elog(ERROR, "benefits: recording a step of job " INT64_FORMAT " failed", job->id);
 }
 
+/*
+ * Record an answer that the job's answer function reads: it returns the
+ * verdict ({"outcome": "step" with "patch", "done", "dead" or "retry" with
+ * "error"}), applied here like a verdict judged in C.
+ */
+static void
+RecordAnswer(OutboxJob *job)
+{
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	const char *body = job->response.data ? job->response.data : "";
+	Jsonb	   *verdict;
+	char	   *outcome;
+	bool		isnull;
+	Datum		d;
+
+	if (!WorkerExtensionFunction(job->answer_function))
+	{
+		job->outcome = JOB_PERMANENT;
+		job->error = psprintf("%s %s: benefits.%s() is missing", job->kind, job->action, job->answer_function);
+		RecordFailure(job);
+		return;
+	}
+	values[0] = Int64GetDatum(job->id);
+	values[1] = Int32GetDatum((int32) job->status);
+	values[2] = CStringGetTextDatum(body);
+	/* a body that is not valid text is no answer the functions can read */
+	if (!pg_verifymbstr(body, strlen(body), true))
+		nulls[2] = 'n';
+	if (SPI_execute_with_args(psprintf("SELECT benefits.%s($1, $2, $3)", quote_identifier(job->answer_function)),
+							  3, (Oid[]) {INT8OID, INT4OID, TEXTOID}, values, nulls, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "benefits: %s failed for job " INT64_FORMAT, job->answer_function, job->id);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	verdict = isnull ? NULL : DatumGetJsonbPCopy(d);
+	outcome = BenefitsJsonText(verdict, "outcome");
+	job->error = BenefitsJsonText(verdict, "error");
+	if (outcome != NULL && strcmp(outcome, "step") == 0)
+	{
+		JsonbValue *patch = getKeyJsonValueFromContainer(&verdict->root, "patch", 5, NULL);
+
+		job->step_patch = patch ? JsonbToCString(NULL, patch->val.binary.data, patch->val.binary.len) : "{}";
+		RecordStep(job);
+	}
+	else if (outcome != NULL && strcmp(outcome, "done") == 0)
+	{
+		Datum		done[2];
+
+		done[0] = PointerGetDatum(construct_array(&values[0], 1, INT8OID, 8, true, TYPALIGN_DOUBLE));
+		done[1] = PointerGetDatum(construct_array(&values[1], 1, INT4OID, 4, true, TYPALIGN_INT));
+		if (SPI_execute_plan(done_plan, done, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "benefits: recording job " INT64_FORMAT " failed", job->id);
+	}
+	else
+	{
+		job->outcome = outcome != NULL && strcmp(outcome, "retry") == 0 ? JOB_RETRY : JOB_PERMANENT;
+		if (job->error == NULL)
+			job->error = psprintf("%s %s: benefits.%s() gave no verdict", job->kind, job->action,
+								  job->answer_function);
+		job->delay_ms = RetryDelayMs(job);
+		RecordFailure(job);
+	}
+}
+
 /* Record the results of finished jobs, in the caller's transaction. */
 void
 OutboxRecord(List *jobs)
@@ -496,6 +649,9 @@ OutboxRecord(List *jobs)
 				break;
 			case JOB_STEP:
 				RecordStep(job);
+				break;
+			case JOB_ANSWER:
+				RecordAnswer(job);
 				break;
 			case JOB_DEFERRED:
 				{

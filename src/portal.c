@@ -50,17 +50,6 @@ PortalInit(void)
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 }
 
-/* The stored form of a token: its SHA-256 as bytea. */
-static bytea *
-TokenHash(const char *token, size_t len)
-{
-	bytea	   *hash = palloc(VARHDRSZ + crypto_hash_sha256_BYTES);
-
-	SET_VARSIZE(hash, VARHDRSZ + crypto_hash_sha256_BYTES);
-	crypto_hash_sha256((unsigned char *) VARDATA(hash), (const unsigned char *) token, len);
-	return hash;
-}
-
 void
 CustomerSessionInvalid(void)
 {
@@ -83,34 +72,42 @@ CustomerSessionTokenHash(text *token)
 	if (len < strlen(SESSION_TOKEN_PREFIX) + 16 || len > 128 ||
 		memcmp(data, SESSION_TOKEN_PREFIX, strlen(SESSION_TOKEN_PREFIX)) != 0)
 		CustomerSessionInvalid();
-	return TokenHash(data, len);
+	return BenefitsSha256(data, len);
 }
 
 /*
- * The customer a session token belongs to.  Runs inside the caller's SPI
- * connection.
+ * The customer a session token belongs to, and (session_id, when not NULL)
+ * the session's id.  Runs inside the caller's SPI connection.
  */
 pg_uuid_t
-CustomerSessionResolve(text *token)
+CustomerSessionOpen(text *token, pg_uuid_t *session_id)
 {
 	Oid			argtypes[1] = {BYTEAOID};
 	Datum		values[1];
+	TupleDesc	desc;
 	bool		isnull;
-	Datum		d;
-	pg_uuid_t	customer;
 
 	values[0] = PointerGetDatum(CustomerSessionTokenHash(token));
 	BenefitsPlan(&resolve_session_plan,
-				 "SELECT s.customer_id" CUSTOMER_SESSION_JOIN_SQL
+				 "SELECT s.customer_id, s.id AS session_id" CUSTOMER_SESSION_JOIN_SQL
 				 " WHERE " CUSTOMER_SESSION_LIVE_SQL,
 				 1, argtypes);
 	if (SPI_execute_plan(resolve_session_plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "customer session lookup failed");
 	if (SPI_processed != 1)
 		CustomerSessionInvalid();
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	customer = *DatumGetUUIDP(d);
-	return customer;
+	desc = SPI_tuptable->tupdesc;
+	if (session_id != NULL)
+		*session_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], desc,
+												   SPI_fnumber(desc, "session_id"), &isnull));
+	return *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], desc, SPI_fnumber(desc, "customer_id"), &isnull));
+}
+
+/* The customer a session token belongs to; inside the caller's SPI connection. */
+pg_uuid_t
+CustomerSessionResolve(text *token)
+{
+	return CustomerSessionOpen(token, NULL);
 }
 
 PG_FUNCTION_INFO_V1(create_customer_session);
@@ -166,7 +163,7 @@ create_customer_session(PG_FUNCTION_ARGS)
 	token = psprintf("%s%s", SESSION_TOKEN_PREFIX, encoded);
 
 	values[1] = customer;
-	values[2] = PointerGetDatum(TokenHash(token, strlen(token)));
+	values[2] = PointerGetDatum(BenefitsSha256(token, strlen(token)));
 	values[3] = Int32GetDatum(customer_session_ttl);
 	BenefitsPlan(&insert_session_plan,
 			 "INSERT INTO benefits.customer_sessions"
@@ -225,7 +222,7 @@ revoke_customer_session(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	token = PG_GETARG_TEXT_PP(0);
-	values[0] = PointerGetDatum(TokenHash(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
+	values[0] = PointerGetDatum(BenefitsSha256(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)));
 	BenefitsSpiConnect();
 	BenefitsPlan(&revoke_session_plan,
 			 "UPDATE benefits.customer_sessions SET revoked_at = pg_catalog.now()"

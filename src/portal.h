@@ -11,6 +11,8 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+#include "portal_page.h"
+
 /*
  * A live session: customer_sessions s joined to its customer c (not deleted),
  * with the token hash as $1.  The session lookups of portal.c and of
@@ -26,6 +28,8 @@
 extern bytea *CustomerSessionTokenHash(text *token);
 /* The customer of a live session token; the one 28000 error otherwise. */
 extern pg_uuid_t CustomerSessionResolve(text *token);
+/* The same, with the session's id (*session_id). */
+extern pg_uuid_t CustomerSessionOpen(text *token, pg_uuid_t *session_id);
 extern void CustomerSessionInvalid(void) pg_attribute_noreturn();
 
 /* The portal document of a customer, or NULL; inside an SPI connection. */
@@ -34,6 +38,9 @@ extern Jsonb *PortalDocument(Datum customer_id);
 extern Jsonb *PortalDocumentForSession(text *token);
 
 /* portal_html.c */
-extern char *PortalHtml(Jsonb *doc, const char *action_url);
+extern char *PortalHtml(Jsonb *doc, const char *action_url, const PortalLinkUrl *link_urls, int nlink_urls);
+
+/* account_links.c: the authorize URL of each platform the page offers to connect */
+extern PortalLinkUrl *PortalLinkUrls(text *token, Jsonb *doc, const char *redirect_uri, int *n);
 
 #endif

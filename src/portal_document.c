@@ -34,11 +34,12 @@
  *      meter_credits: meter {id, name, units, rollover, recurring, balance,
  *        period_start, credited_in_period, used_in_period, credits_expire_at,
  *        expiring, recent: [{at, kind, units, balance_after}], daily: [{date, used}]}
- *      github_repository: github {repositories, account, delivery, action, message}
- *      discord: discord {guild_id, roles, account, delivery, action, message}]}
+ *      github_repository: github {repositories, account, delivery, action, message, link}
+ *      discord: discord {guild_id, roles, account, delivery, action, message, link}]}
  * Times are RFC 3339 in UTC with a Z.  delivery is granted, pending,
  * action_required (with the action the engine recorded, e.g. link_github)
- * or failed.
+ * or failed.  link is the customer's account of the platform: {status:
+ * unlinked | pending | linked | failed, error}.
  */
 #include "postgres.h"
 

@@ -28,6 +28,7 @@
 #include "benefit_type.h"
 #include "portal.h"
 #include "portal_page.h"
+#include "uri.h"
 
 static const char page_head[] =
 	"<!DOCTYPE html>\n"
@@ -35,7 +36,7 @@ static const char page_head[] =
 	"<head>\n"
 	"<meta charset=\"utf-8\">\n"
 	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-	"<meta name=\"referrer\" content=\"no-referrer\">\n"
+	"<meta name=\"referrer\" content=\"same-origin\">\n"
 	"<meta name=\"robots\" content=\"noindex, nofollow\">\n"
 	"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'";
 
@@ -76,6 +77,7 @@ static const char page_style[] =
 	".ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}\n"
 	".badge{display:inline-block;font-size:.8rem;border:1px solid var(--line);border-radius:1rem;padding:0 .5rem;margin-left:.25rem}\n"
 	"button{font:inherit;font-size:.875rem;padding:.2rem .6rem;border:1px solid var(--line);border-radius:.375rem;background:var(--bg);color:var(--fg);cursor:pointer}\n"
+	"form.account{margin:.75rem 0 0}\n"
 	".visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\n"
 	".skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:var(--card);padding:.5rem}\n"
 	"footer{margin-top:2rem;font-size:.875rem;color:var(--muted)}\n"
@@ -87,71 +89,11 @@ static const char page_style[] =
 	"<header>\n"
 	"<p class=\"org\">";
 
-/* Letters, digits and hyphens: what a Content-Security-Policy host may hold. */
-static bool
-IsHostChar(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-}
-
-/* The end of the dotted host name at P, so a CSP source can name it; or NULL. */
-static const char *
-HostNameEnd(const char *p)
-{
-	for (;;)
-	{
-		const char *label = p;
-
-		while (IsHostChar(*p))
-			p++;
-		if (p == label)
-			return NULL;
-		if (*p != '.')
-			return p;
-		p++;
-	}
-}
-
-/* The end of the optional ":port" (1 to 65535) at P, or NULL when malformed. */
-static const char *
-PortEnd(const char *p)
-{
-	const char *digits;
-	int			port;
-
-	if (*p != ':')
-		return p;
-	digits = ++p;
-	while (*p >= '0' && *p <= '9')
-		p++;
-	if (p == digits || p - digits > 5)
-		return NULL;
-	port = atoi(digits);
-	return port >= 1 && port <= 65535 ? p : NULL;
-}
-
-/*
- * The length of the "https://host[:port]" origin URL starts with, when only
- * a path (or nothing) follows it; 0 otherwise.  The form-action source.
- */
-static size_t
-HttpsOriginLength(const char *url)
-{
-	const char *p;
-
-	if (pg_strncasecmp(url, "https://", 8) != 0)
-		return 0;
-	p = HostNameEnd(url + 8);
-	if (p != NULL)
-		p = PortEnd(p);
-	return p != NULL && (*p == '\0' || *p == '/') ? p - url : 0;
-}
-
 /* Lets forms post to an https action_url's origin besides the page's own. */
 static void
 AppendFormActionOrigin(StringInfo buf, const char *action_url)
 {
-	size_t		origin_len = action_url ? HttpsOriginLength(action_url) : 0;
+	size_t		origin_len = action_url ? UriOriginLength(action_url, "https") : 0;
 
 	if (origin_len > 0)
 	{
@@ -160,9 +102,12 @@ AppendFormActionOrigin(StringInfo buf, const char *action_url)
 	}
 }
 
-/* The page of a portal document.  ACTION_URL is NULL or passed CheckActionUrl. */
+/*
+ * The page of a portal document.  ACTION_URL is NULL or passed
+ * CheckActionUrl; LINK_URLS are the connect links (PortalLinkUrls).
+ */
 char *
-PortalHtml(Jsonb *doc, const char *action_url)
+PortalHtml(Jsonb *doc, const char *action_url, const PortalLinkUrl *link_urls, int nlink_urls)
 {
 	JsonbContainer *root = &doc->root;
 	JsonbContainer *org = PageContainer(root, "organization");
@@ -172,7 +117,7 @@ PortalHtml(Jsonb *doc, const char *action_url)
 	char	   *name = PageText(customer, "name");
 	char	   *email = PageText(customer, "email");
 	StringInfoData buf;
-	PortalPage	page = {&buf, 0, action_url, NULL};
+	PortalPage	page = {&buf, 0, action_url, NULL, link_urls, nlink_urls};
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, page_head);
@@ -298,7 +243,7 @@ ActionUrlProblem(const char *url)
 		return url[1] == '/' ? "It starts with \"//\", which names another host." : NULL;
 	if (pg_strncasecmp(url, "https://", 8) != 0)
 		return "It is neither a path starting with \"/\" nor an https:// URL.";
-	if (HttpsOriginLength(url) == 0)
+	if (UriOriginLength(url, "https") == 0)
 		return "After https:// it has no plain host name, optional port and path.";
 	return NULL;
 }
@@ -329,20 +274,24 @@ portal_html(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	CheckActionUrl(action_url);
-	PG_RETURN_TEXT_P(cstring_to_text(PortalHtml(PG_GETARG_JSONB_P(0), action_url)));
+	PG_RETURN_TEXT_P(cstring_to_text(PortalHtml(PG_GETARG_JSONB_P(0), action_url, NULL, 0)));
 }
 
 PG_FUNCTION_INFO_V1(customer_portal_html);
 
 /*
- * customer_portal_html(token, action_url): the session customer's portal as
- * a page an application can serve as it is.
+ * customer_portal_html(token, action_url, link_redirect_uri): the session
+ * customer's portal as a page an application can serve as it is.  (The
+ * 0.1.0 declaration has no link_redirect_uri.)
  */
 Datum
 customer_portal_html(PG_FUNCTION_ARGS)
 {
 	char	   *action_url = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *redirect_uri = PG_NARGS() > 2 && !PG_ARGISNULL(2) ? text_to_cstring(PG_GETARG_TEXT_PP(2)) : NULL;
 	Jsonb	   *doc;
+	PortalLinkUrl *link_urls = NULL;
+	int			nlink_urls = 0;
 	char	   *html;
 	text	   *result;
 
@@ -351,7 +300,9 @@ customer_portal_html(PG_FUNCTION_ARGS)
 	CheckActionUrl(action_url);
 	BenefitsSpiConnect();
 	doc = PortalDocumentForSession(PG_GETARG_TEXT_PP(0));
-	html = PortalHtml(doc, action_url);
+	if (redirect_uri != NULL)
+		link_urls = PortalLinkUrls(PG_GETARG_TEXT_PP(0), doc, redirect_uri, &nlink_urls);
+	html = PortalHtml(doc, action_url, link_urls, nlink_urls);
 	result = SPI_palloc(VARHDRSZ + strlen(html));
 	SET_VARSIZE(result, VARHDRSZ + strlen(html));
 	memcpy(VARDATA(result), html, strlen(html));

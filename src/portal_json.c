@@ -356,12 +356,12 @@ PortalDelivery(const PortalBuild *ctx, const PortalBenefit *b, char **action, ch
 
 	*action = BenefitsJsonbValueText(JsonMember(error, "action"));
 	*message = BenefitsJsonbValueText(JsonMember(error, "message"));
-	if (strcmp(RowsText(ctx->held, b->chosen, HELD_STATE), "active") == 0)
-		return "granted";
 	/* a provider's refusal names the job's action too: that is a failure */
 	if (*action != NULL && (type == NULL || strcmp(type, "provider_error") != 0))
 		return "action_required";
 	*action = NULL;
+	if (strcmp(RowsText(ctx->held, b->chosen, HELD_STATE), "active") == 0)
+		return "granted";
 	if (error != NULL)
 		return "failed";
 	return "pending";
@@ -393,6 +393,51 @@ PortalAccount(PortalBuild *ctx, const char *platform)
 			DocTextCol(&ctx->doc, &ctx->accounts, i, 3);
 			DocKey(&ctx->doc, "account_id");
 			DocTextCol(&ctx->doc, &ctx->accounts, i, 2);
+			DocEndObject(&ctx->doc);
+			return;
+		}
+	}
+	DocNull(&ctx->doc);
+}
+
+/* Columns of benefits.account_link_status as PortalLink reads them. */
+enum
+{
+	LINK_PLATFORM = 1, LINK_STATUS, LINK_ERROR
+};
+
+void
+PortalLink(PortalBuild *ctx, const char *platform)
+{
+	static SPIPlanPtr links_plan;
+
+	/* a database still at 0.1.0's schema keeps no link states */
+	if (!ctx->have_links && !BenefitsHasRelation("account_links"))
+	{
+		DocNull(&ctx->doc);
+		return;
+	}
+	if (!ctx->have_links)
+	{
+		Oid			one_uuid[1] = {UUIDOID};
+
+		BenefitsGenericPlan(&links_plan,
+							"SELECT l.platform, l.status, l.error FROM benefits.account_link_status($1) l",
+							1, one_uuid);
+		ctx->links = RowsFetch(links_plan, &ctx->customer_id);
+		ctx->have_links = true;
+	}
+	for (int i = 0; i < ctx->links.n; i++)
+	{
+		char	   *p = RowsText(&ctx->links, i, LINK_PLATFORM);
+
+		if (p && strcmp(p, platform) == 0)
+		{
+			DocBeginObject(&ctx->doc);
+			DocKey(&ctx->doc, "error");
+			DocTextCol(&ctx->doc, &ctx->links, i, LINK_ERROR);
+			DocKey(&ctx->doc, "status");
+			DocTextCol(&ctx->doc, &ctx->links, i, LINK_STATUS);
 			DocEndObject(&ctx->doc);
 			return;
 		}

@@ -100,6 +100,8 @@ typedef struct PortalBuild
 	const Rows *held;			/* the customer's live grants (HELD_*) */
 	Rows		accounts;		/* linked accounts, once asked for */
 	bool		have_accounts;
+	Rows		links;			/* link states per platform, once asked for */
+	bool		have_links;
 } PortalBuild;
 
 /*
@@ -111,5 +113,10 @@ extern const char *PortalDelivery(const PortalBuild *ctx, const PortalBenefit *b
 								  char **action, char **message);
 /* The customer's linked account on a platform as {username, account_id}, or null. */
 extern void PortalAccount(PortalBuild *ctx, const char *platform);
+/*
+ * The customer's link of a platform as {error, status}: status unlinked,
+ * pending, linked or failed (account_link_status), error what went wrong.
+ */
+extern void PortalLink(PortalBuild *ctx, const char *platform);
 
 #endif

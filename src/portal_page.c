@@ -11,6 +11,7 @@
 
 #include "benefits.h"
 #include "html.h"
+#include "oauth.h"
 #include "portal_page.h"
 
 /* The value of KEY in an object container, or NULL when absent or JSON null. */
@@ -98,13 +99,70 @@ PageEsc(StringInfo buf, const char *s)
 }
 
 
+/* The page's connect link for a platform, or NULL. */
+static const char *
+PageLinkUrl(const PortalPage *page, const char *platform)
+{
+	for (int i = 0; i < page->nlink_urls; i++)
+		if (strcmp(page->link_urls[i].platform, platform) == 0)
+			return page->link_urls[i].url;
+	return NULL;
+}
+
+/*
+ * The platform's account as the document's link member of x says: a link to
+ * the provider to connect one (unlinked, failed), or a form to disconnect it
+ * (linked), posting action=portal_unlink_account and the platform.
+ */
+static void
+PageAccountActions(PortalPage *page, JsonbContainer *x, const char *platform)
+{
+	JsonbContainer *link = PageContainer(x, "link");
+	char	   *status = PageText(link, "status");
+	char	   *error = PageText(link, "error");
+	const OAuthProvider *provider = OAuthProviderFor(platform);
+	const char *name = provider ? provider->display_name : platform;
+	const char *url = PageLinkUrl(page, platform);
+	StringInfo	buf = page->buf;
+
+	if (status == NULL)
+		return;
+	if (strcmp(status, "failed") == 0 && error)
+	{
+		appendStringInfoString(buf, "<p class=\"status bad\">");
+		PageEsc(buf, error);
+		appendStringInfoString(buf, "</p>\n");
+	}
+	if ((strcmp(status, "unlinked") == 0 || strcmp(status, "failed") == 0) && url)
+	{
+		appendStringInfoString(buf, "<p><a class=\"connect\" href=\"");
+		PageEsc(buf, url);
+		appendStringInfo(buf, "\">Connect %s</a></p>\n", name);
+	}
+	else if (strcmp(status, "pending") == 0)
+		appendStringInfo(buf, "<p class=\"muted\">Connecting your %s account…</p>\n", name);
+	/* a linked account whose link failed (a refused renewal) can go too */
+	if ((strcmp(status, "linked") == 0 || (strcmp(status, "failed") == 0 && PageContainer(x, "account")))
+		&& page->action_url)
+	{
+		appendStringInfoString(buf, "<form class=\"account\" method=\"post\" action=\"");
+		PageEsc(buf, page->action_url);
+		appendStringInfoString(buf, "\"><input type=\"hidden\" name=\"action\" value=\"portal_unlink_account\">"
+							   "<input type=\"hidden\" name=\"platform\" value=\"");
+		PageEsc(buf, platform);
+		appendStringInfo(buf, "\"><button type=\"submit\">Disconnect %s</button></form>\n", name);
+	}
+}
+
 /*
  * Where delivery of GitHub or Discord access stands (the document's
- * delivery, account and message members of x), in words for the customer.
+ * delivery, account and message members of x), in words for the customer,
+ * then what they can do about the account.
  */
 void
-PageAccessStatus(StringInfo buf, JsonbContainer *x)
+PageAccessStatus(PortalPage *page, JsonbContainer *x, const char *platform)
 {
+	StringInfo	buf = page->buf;
 	char	   *delivery = PageText(x, "delivery");
 	JsonbContainer *account = PageContainer(x, "account");
 	char	   *who = account ? PageText(account, "username") : NULL;
@@ -125,6 +183,14 @@ PageAccessStatus(StringInfo buf, JsonbContainer *x)
 	}
 	else if (delivery && strcmp(delivery, "action_required") == 0)
 	{
+		char	   *link = PageText(PageContainer(x, "link"), "status");
+
+		/* a link in progress or failed says so itself, below */
+		if (link && (strcmp(link, "pending") == 0 || strcmp(link, "failed") == 0))
+		{
+			PageAccountActions(page, x, platform);
+			return;
+		}
 		appendStringInfoString(buf, "<p class=\"status warn\" role=\"status\">Action needed: ");
 		PageEsc(buf, message ? message : "link your account to receive access.");
 		appendStringInfoString(buf, "</p>\n");
@@ -149,4 +215,5 @@ PageAccessStatus(StringInfo buf, JsonbContainer *x)
 		}
 		appendStringInfoString(buf, ".</p>\n");
 	}
+	PageAccountActions(page, x, platform);
 }

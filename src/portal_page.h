@@ -10,6 +10,13 @@
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
+/* Where the page sends the customer to connect an account of a platform. */
+typedef struct PortalLinkUrl
+{
+	const char *platform;
+	char	   *url;			/* the provider's authorize URL */
+} PortalLinkUrl;
+
 /* The page being rendered, as a benefit type's section sees it. */
 typedef struct PortalPage
 {
@@ -17,6 +24,8 @@ typedef struct PortalPage
 	int			index;			/* the benefit's number on the page, for element ids */
 	const char *action_url;		/* where forms post, or NULL */
 	char	   *link_expiry;	/* when the download links shown expire, or NULL */
+	const PortalLinkUrl *link_urls; /* connect links, per platform */
+	int			nlink_urls;
 } PortalPage;
 
 /* A member of an object (NULL when absent or JSON null); as text; as a boolean. */
@@ -31,7 +40,10 @@ extern JsonbContainer *PageElement(JsonbContainer *arr, int i);
 extern char *PageDate(const char *rfc3339);
 extern const char *const PageMonthNames[];
 extern void PageEsc(StringInfo buf, const char *s);
-/* Where delivery of provider access stands, for the customer. */
-extern void PageAccessStatus(StringInfo buf, JsonbContainer *x);
+/*
+ * Where delivery of provider access stands, for the customer, and the
+ * platform's account: a link to connect one, or a form to disconnect it.
+ */
+extern void PageAccessStatus(PortalPage *page, JsonbContainer *x, const char *platform);
 
 #endif

@@ -11,7 +11,8 @@
  *     (step 0, page by page); delete the customer's invitation if there is
  *     one (step 1), else remove the collaborator (step 2).
  *   - Discord add_member: PUT the member with the customer's OAuth token and
- *     roles (step 0).  If they were already a member Discord ignores the
+ *     roles (step 0), after renewing the token when it is about to expire
+ *     (oauth_jobs.c).  If they were already a member Discord ignores the
  *     roles, so steps 1..n PUT each role.
  *
  * Payloads: GitHub {owner, repo, username, permission}; Discord {guild_id,
@@ -34,25 +35,6 @@
 #include "provider_names.h"
 #include "worker.h"
 
-char *
-JobPayloadText(const OutboxJob *job, const char *key)
-{
-	return BenefitsJsonText(job->payload_json, key);
-}
-
-int
-JobPayloadInt(const OutboxJob *job, const char *key, int dflt)
-{
-	JsonbValue *v;
-
-	if (job->payload_json == NULL || !JB_ROOT_IS_OBJECT(job->payload_json))
-		return dflt;
-	v = getKeyJsonValueFromContainer(&job->payload_json->root, key, strlen(key), NULL);
-	if (v == NULL || v->type != jbvNumeric)
-		return dflt;
-	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
-}
-
 /* The payload's array member key (role ids), or NULL. */
 static JsonbContainer *
 PayloadArray(const OutboxJob *job, const char *key)
@@ -65,17 +47,6 @@ PayloadArray(const OutboxJob *job, const char *key)
 	if (v == NULL || v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
 		return NULL;
 	return v->val.binary.data;
-}
-
-/* Join a base URL and a path without a doubled slash. */
-static char *
-JoinUrl(const char *base, const char *path)
-{
-	size_t		n = strlen(base);
-
-	while (n > 0 && base[n - 1] == '/')
-		n--;
-	return psprintf("%.*s%s", (int) n, base, path);
 }
 
 /* Fail the job permanently for a missing payload field. */
@@ -162,7 +133,7 @@ GithubAddCollaborator(OutboxJob *job)
 	escape_json(&body, permission ? permission : "pull");
 	appendStringInfoChar(&body, '}');
 	job->method = "PUT";
-	job->url = JoinUrl(benefits_github_api_url, psprintf("%s/collaborators/%s", repo_path, username));
+	job->url = JobUrl(benefits_github_api_url, psprintf("%s/collaborators/%s", repo_path, username));
 	job->body = body.data;
 	job->headers = lappend(job->headers, pstrdup("Content-Type: application/json"));
 	return true;
@@ -180,7 +151,7 @@ GithubRemoveCollaborator(OutboxJob *job)
 		return false;
 	job->method = step == 0 ? "GET" : "DELETE";
 	if (step == 0)
-		job->url = JoinUrl(benefits_github_api_url,
+		job->url = JobUrl(benefits_github_api_url,
 						   psprintf("%s/invitations?per_page=100&page=%d", repo_path,
 									Max(JobPayloadInt(job, "_invitation_page", 1), 1)));
 	else if (step == 1 && JobPayloadText(job, "_invitation_id") != NULL)
@@ -189,10 +160,10 @@ GithubRemoveCollaborator(OutboxJob *job)
 
 		if (invitation == NULL)
 			return false;
-		job->url = JoinUrl(benefits_github_api_url, psprintf("%s/invitations/%s", repo_path, invitation));
+		job->url = JobUrl(benefits_github_api_url, psprintf("%s/invitations/%s", repo_path, invitation));
 	}
 	else
-		job->url = JoinUrl(benefits_github_api_url, psprintf("%s/collaborators/%s", repo_path, username));
+		job->url = JobUrl(benefits_github_api_url, psprintf("%s/collaborators/%s", repo_path, username));
 	return true;
 }
 
@@ -290,7 +261,7 @@ DiscordRoleRequest(OutboxJob *job, const char *method, const char *role_field)
 	if (role == NULL)
 		return false;
 	job->method = method;
-	job->url = JoinUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member_path, role));
+	job->url = JobUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member_path, role));
 	return true;
 }
 
@@ -321,11 +292,14 @@ DiscordAddMember(OutboxJob *job)
 		if (role == NULL)
 			return false;
 		job->method = "PUT";
-		job->url = JoinUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member, role));
+		job->url = JobUrl(benefits_discord_api_url, psprintf("%s/roles/%s", member, role));
 		return true;
 	}
 	if ((member_path = DiscordMemberPath(job)) == NULL)
 		return false;
+	/* a token about to expire is renewed first (then this step runs again) */
+	if (OAuthCanRefresh(job, "discord"))
+		return OAuthRefreshRequest(job, "discord");
 	if (job->access_token == NULL)
 	{
 		job->outcome = JOB_PERMANENT;
@@ -340,7 +314,7 @@ DiscordAddMember(OutboxJob *job)
 	escape_json(&body, job->access_token);
 	appendStringInfo(&body, ",\"roles\":%s}", roles);
 	job->method = "PUT";
-	job->url = JoinUrl(benefits_discord_api_url, member_path);
+	job->url = JobUrl(benefits_discord_api_url, member_path);
 	job->body = body.data;
 	return true;
 }
@@ -366,7 +340,7 @@ DiscordKickMember(OutboxJob *job)
 	if (member_path == NULL)
 		return false;
 	job->method = "DELETE";
-	job->url = JoinUrl(benefits_discord_api_url, member_path);
+	job->url = JobUrl(benefits_discord_api_url, member_path);
 	return true;
 }
 
@@ -379,6 +353,11 @@ DiscordAddMemberJudge(OutboxJob *job)
 	int			nroles = ids ? (int) JsonContainerSize(ids) : 0;
 	int			next;
 
+	if (job->answer_function != NULL)
+	{
+		OAuthAnswerJudge(job);
+		return;
+	}
 	if (!ProviderAnswer(job))
 		return;
 	next = step == 0 ? (job->status == 204 ? 1 : 0) : step + 1;

@@ -36,6 +36,7 @@
 
 #include "benefits.h"
 #include "s3.h"
+#include "uri.h"
 
 static char *s3_endpoint = NULL;
 static char *s3_region = NULL;
@@ -149,28 +150,6 @@ S3HexEncode(const unsigned char *bytes, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-/* SigV4's URI encoding: RFC 3986 unreserved characters stay, the rest is %XX. */
-static void
-UriEncode(StringInfo buf, const char *s, bool keep_slash)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-	{
-		unsigned char c = *p;
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			(c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-			c == '~' || (keep_slash && c == '/'))
-			appendStringInfoChar(buf, (char) c);
-		else
-		{
-			appendStringInfoChar(buf, '%');
-			appendStringInfoChar(buf, hex[c >> 4]);
-			appendStringInfoChar(buf, hex[c & 0x0f]);
-		}
-	}
-}
 
 static void
 HmacSha256(const unsigned char *key, size_t keylen, const char *msg,

@@ -163,6 +163,12 @@ DiscordRevoke(GrantChange *change)
 	ProviderJobsRevoke(change, PROVIDER_DISCORD);
 }
 
+static void
+DiscordAccountGone(GrantChange *change)
+{
+	ProviderJobsAccountGone(change, PROVIDER_DISCORD);
+}
+
 static Jsonb *
 DiscordGrantUpdated(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 					Jsonb *benefit_properties, Jsonb *grant_properties, bool first)
@@ -172,7 +178,7 @@ DiscordGrantUpdated(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cus
 }
 
 /*
- * The portal: {roles, action, account, message, delivery, guild_id} (in
+ * The portal: {link, roles, action, account, message, delivery, guild_id} (in
  * jsonb key order), what the customer needs to see and do.
  */
 static void
@@ -184,6 +190,8 @@ DiscordPortalMember(PortalBuild *ctx, PortalBenefit *b)
 	JsonbValue *roles = JsonMember(b->properties, "roles");
 
 	DocBeginObject(&ctx->doc);
+	DocKey(&ctx->doc, "link");
+	PortalLink(ctx, PROVIDER_DISCORD);
 	DocKey(&ctx->doc, "roles");
 	if (roles != NULL)
 		DocJson(&ctx->doc, roles);
@@ -224,7 +232,7 @@ DiscordPortalHtml(PortalPage *page, JsonbContainer *benefit)
 		PageEsc(page->buf, name ? name : PageText(role, "role_id"));
 	}
 	appendStringInfoString(page->buf, "</p>\n");
-	PageAccessStatus(page->buf, x);
+	PageAccessStatus(page, x, PROVIDER_DISCORD);
 }
 
 const BenefitType DiscordBenefit = {
@@ -236,6 +244,7 @@ const BenefitType DiscordBenefit = {
 	.grant = DiscordGrant,
 	.grant_many = DiscordGrantMany,
 	.revoke = DiscordRevoke,
+	.account_gone = DiscordAccountGone,
 	.grant_updated = DiscordGrantUpdated,
 	.portal_key = "discord",
 	.portal_member = DiscordPortalMember,

@@ -182,6 +182,12 @@ GithubRevoke(GrantChange *change)
 	ProviderJobsRevoke(change, PROVIDER_GITHUB);
 }
 
+static void
+GithubAccountGone(GrantChange *change)
+{
+	ProviderJobsAccountGone(change, PROVIDER_GITHUB);
+}
+
 static Jsonb *
 GithubGrantUpdated(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
 				   Jsonb *benefit_properties, Jsonb *grant_properties, bool first)
@@ -191,7 +197,7 @@ GithubGrantUpdated(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t cust
 }
 
 /*
- * The portal: {action, account, message, delivery, repositories} (in jsonb
+ * The portal: {link, action, account, message, delivery, repositories} (in jsonb
  * key order), what the customer needs to see and do.
  */
 static void
@@ -203,6 +209,8 @@ GithubPortalMember(PortalBuild *ctx, PortalBenefit *b)
 	JsonbValue *repositories = JsonMember(b->properties, "repositories");
 
 	DocBeginObject(&ctx->doc);
+	DocKey(&ctx->doc, "link");
+	PortalLink(ctx, PROVIDER_GITHUB);
 	DocKey(&ctx->doc, "action");
 	DocStr(&ctx->doc, action);
 	DocKey(&ctx->doc, "account");
@@ -243,7 +251,7 @@ GithubPortalHtml(PortalPage *page, JsonbContainer *benefit)
 		appendStringInfoString(page->buf, "</span></li>\n");
 	}
 	appendStringInfoString(page->buf, "</ul>\n");
-	PageAccessStatus(page->buf, x);
+	PageAccessStatus(page, x, PROVIDER_GITHUB);
 }
 
 const BenefitType GithubRepositoryBenefit = {
@@ -255,6 +263,7 @@ const BenefitType GithubRepositoryBenefit = {
 	.grant = GithubGrant,
 	.grant_many = GithubGrantMany,
 	.revoke = GithubRevoke,
+	.account_gone = GithubAccountGone,
 	.grant_updated = GithubGrantUpdated,
 	.portal_key = "github",
 	.portal_member = GithubPortalMember,

@@ -43,7 +43,8 @@ typedef enum JobOutcome
 	JOB_RETRY,					/* transient failure: try again later */
 	JOB_PERMANENT,				/* permanent failure: the job is dead */
 	JOB_STEP,					/* a step of a multi-step job succeeded */
-	JOB_DEFERRED				/* not sent: its host is rate limited */
+	JOB_DEFERRED,				/* not sent: its host is rate limited */
+	JOB_ANSWER					/* answered: job->answer_function reads the answer */
 } JobOutcome;
 
 /*
@@ -68,7 +69,8 @@ typedef struct OutboxJob
 	bool		endpoint_enabled;
 
 	Jsonb	   *payload_json;	/* the payload, read by the job's operation */
-	char	   *access_token;	/* Discord add_member: the customer's OAuth token */
+	char	   *access_token;	/* add_member, oauth: the OAuth token to send */
+	char	   *refresh_token;	/* add_member: set when the token must be renewed first */
 
 	/* the request */
 	const char *method;
@@ -94,6 +96,7 @@ typedef struct OutboxJob
 	double		delay_ms;		/* JOB_RETRY, JOB_DEFERRED: when to try again */
 	char	   *error;			/* human-readable last error */
 	char	   *step_patch;		/* JOB_STEP: JSON merged into the payload */
+	const char *answer_function;	/* JOB_ANSWER: benefits.NAME(job, status, body) */
 	bool		endpoint_gone;	/* webhook answered 410 */
 } OutboxJob;
 
@@ -135,6 +138,17 @@ typedef struct JobOperation
 	void		(*judge) (OutboxJob *job);
 } JobOperation;
 extern const JobOperation *JobOperationOf(const OutboxJob *job);
+/* The job's request built (false: not sent, the job judged already). */
+extern bool JobBuildRequest(OutboxJob *job);
+
+/*
+ * job_payload.c: a member of the job's payload as text (NULL: absent); an
+ * integer member (dflt: absent); a base URL and a path joined without a
+ * doubled slash.
+ */
+extern char *JobPayloadText(const OutboxJob *job, const char *key);
+extern int	JobPayloadInt(const OutboxJob *job, const char *key, int dflt);
+extern char *JobUrl(const char *base, const char *path);
 
 /* providers.c: GitHub and Discord requests, and their answers */
 extern bool GithubAddCollaborator(OutboxJob *job);
@@ -146,9 +160,13 @@ extern bool DiscordAddRole(OutboxJob *job);
 extern bool DiscordRemoveRole(OutboxJob *job);
 extern bool DiscordKickMember(OutboxJob *job);
 extern void DiscordAddMemberJudge(OutboxJob *job);
-/* A member of the job's payload as text (NULL: absent); an integer member (dflt: absent). */
-extern char *JobPayloadText(const OutboxJob *job, const char *key);
-extern int	JobPayloadInt(const OutboxJob *job, const char *key, int dflt);
+
+/* oauth_jobs.c: linking accounts, renewing tokens */
+extern bool OAuthLinkAccount(OutboxJob *job);
+extern bool OAuthRefreshRequest(OutboxJob *job, const char *platform);
+extern bool OAuthCanRefresh(const OutboxJob *job, const char *platform);
+extern void OAuthAnswerJudge(OutboxJob *job);
+
 
 /* webhooks.c */
 extern bool WebhookBuildRequest(OutboxJob *job);

@@ -16,12 +16,16 @@ url="http://127.0.0.1:$(cat "$work/port")"
 export CLUSTER_CONF="benefits.database_names = 'postgres'
 benefits.github_api_url = '$url'
 benefits.github_token = 'demo-github-token'
+benefits.github_oauth_url = '$url'
+benefits.github_oauth_client_id = 'demo-client'
+benefits.github_oauth_client_secret = 'demo-client-secret'
 benefits.discord_api_url = '$url'
 benefits.discord_bot_token = 'demo-discord-token'
 benefits.allow_private_network = on
 benefits.validation_flush_interval = '200ms'"
 BENEFITS_ROOT="$root" "$root/test/cluster.sh" demo \
     psql -X -q -v ON_ERROR_STOP=1 -v mock="$url" -v secretfile="$work/secret" -P pager=off \
+        -v licensefile="$work/license.txt" -v keysfile="$work/public_keys.json" \
         -d postgres -f "$root/test/demo.sql"
 
 echo
@@ -31,18 +35,52 @@ import base64, hashlib, hmac, json, sys
 secret = open(sys.argv[2]).read().strip()
 key = base64.b64decode(secret[len("whsec_"):])
 requests = [json.loads(line) for line in open(sys.argv[1])]
-hooks = [r for r in requests if r["method"] == "POST"]
+hooks = [r for r in requests if r["method"] == "POST" and "webhook-id" in r["headers"]]
 valid = 0
 for r in hooks:
     h = r["headers"]
     mac = hmac.new(key, f"{h['webhook-id']}.{h['webhook-timestamp']}.{r['body']}".encode(), hashlib.sha256)
     valid += ("v1," + base64.b64encode(mac.digest()).decode()) in h["webhook-signature"].split()
 for r in requests:
-    if r["method"] != "POST":
-        print(f"   GitHub   {r['method']:6} {r['path']}  -> {r['answer']}")
+    if r not in hooks:
+        path = r["path"].split("?")[0]
+        who = "GitHub" if path.startswith("/repos/") else "OAuth "
+        print(f"   {who}   {r['method']:6} {path}  -> {r['answer']}")
 print(f"   Webhooks {len(hooks)} received, {valid} signatures verified with the receiver's copy of the secret")
 first = json.loads(hooks[0]["body"])
 data = first["data"]
 print(f"   First event: {first['type']} for benefit {data['benefit']['type']!r}, "
       f"customer {data['customer']['email']}, properties {json.dumps(data['properties'])}")
 PY
+
+echo
+echo "== 13. MyApp verifies the studio PC's license file offline (the README's Node code, Node's own crypto)"
+# The README's verification code, as written there.
+python3 - "$root/README.md" >"$work/verify-license.mjs" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+start = lines.index("    // verify-license.mjs")
+for line in lines[start:]:
+    print(line[4:])
+    if line == "    }":
+        break
+PY
+(cd "$work" && node --input-type=module -e '
+import { readFileSync } from "node:fs";
+import { verifyLicense } from "./verify-license.mjs";
+const file = readFileSync("license.txt", "utf8");
+const keys = JSON.parse(readFileSync("public_keys.json", "utf8"));
+const license = verifyLicense(file, keys);
+console.log(`   valid: key ${license.license_key.display_key}, machine ${license.activation.label} (${license.activation.fingerprint}), features ${JSON.stringify(license.features)}, until ${license.expires_at}`);
+const [begin, ...rest] = file.split("\n");
+const body = Buffer.from(rest.filter((l) => l && !l.startsWith("-----")).join(""), "base64").toString();
+const envelope = JSON.parse(body);
+const payload = JSON.parse(Buffer.from(envelope.payload, "base64"));
+payload.license_key.limit_activations = 99;
+envelope.payload = Buffer.from(JSON.stringify(payload)).toString("base64");
+const forged = `${begin}\n${Buffer.from(JSON.stringify(envelope)).toString("base64")}\n-----END BENEFITS LICENSE-----\n`;
+try { verifyLicense(forged, keys); console.log("   forged file accepted?!"); process.exit(1); }
+catch (e) { console.log(`   a copy raised to 99 activations: rejected (${e.message})`); }
+try { verifyLicense(file, keys, new Date(Date.parse(license.expires_at) + 1000)); process.exit(1); }
+catch (e) { console.log(`   the same file a second after its expires_at: rejected (${e.message})`); }
+')

@@ -95,12 +95,65 @@ SELECT pg_temp.wait_until($$SELECT validations >= 2 FROM benefits.license_keys$$
 SELECT validations, last_validated_at IS NOT NULL AS seen FROM benefits.license_keys;
 
 \echo
-\echo '== 5. GitHub access waits for a linked account; linking it lets the worker invite Ada'
+\echo '== 4b. Machines: fingerprints, deactivation history, heartbeats; a signed offline license'
+\echo '   The desktop is deactivated: its row stays as history and its seat is free.'
+SELECT benefits.deactivate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001',
+    (SELECT id FROM benefits.license_key_activations WHERE label = 'desktop')) AS desktop_deactivated;
+\echo '   The studio PC activates with its fingerprint; a reinstall gets the same activation, no new seat:'
+SELECT label, code, activations
+  FROM benefits.activate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', 'studio',
+                                 fingerprint => 'fp-7f3a-studio');
+SELECT id AS studio_act FROM benefits.license_key_activations WHERE fingerprint = 'fp-7f3a-studio' \gset
+SELECT label, code, activations, activation_id = :'studio_act' AS same_activation
+  FROM benefits.activate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', 'studio (reinstalled)',
+                                 fingerprint => 'fp-7f3a-studio');
+SELECT valid, code, activation_id = :'studio_act' AS studio
+  FROM benefits.validate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', fingerprint => 'fp-7f3a-studio');
+SELECT label, fingerprint, deactivated_at IS NOT NULL AS deactivated
+  FROM benefits.license_key_activations ORDER BY created_at;
+\echo '   Acme now asks every machine for a heartbeat each 15 minutes; the endpoint subscribes to releases.'
 \o /dev/null
-SELECT benefits.link_account('0d000000-0000-4000-8000-000000000001', 'github', '583231', 'ada-lovelace');
+SELECT benefits.update_benefit(:'license_benefit', properties =>
+    '{"prefix": "MYAPP", "expires": false, "activations": {"limit": 2, "heartbeat": "15 minutes"}, "limit_usage": false}');
+SELECT benefits.update_webhook_endpoint(:'endpoint', events => ARRAY['benefit_grant.created', 'benefit_grant.updated',
+                                        'benefit_grant.revoked', 'license_key.activation_released']);
 \o
+SELECT valid, code FROM benefits.heartbeat_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', :'studio_act');
+\echo '   The laptop stays silent for 31 minutes (simulated): run_maintenance releases it, with an event.'
+UPDATE benefits.license_key_activations SET created_at = now() - interval '31 minutes' WHERE label = 'laptop';
+SELECT benefits.run_maintenance() >= 0 AS maintenance_ran;
+SELECT label, deactivated_at IS NOT NULL AS released FROM benefits.license_key_activations
+ WHERE deactivated_at IS NULL OR label = 'laptop' ORDER BY created_at;
+SELECT event_type, payload->'data'->>'label' AS label, payload->'data'->>'heartbeat' AS heartbeat
+  FROM benefits.outbox WHERE event_type = 'license_key.activation_released';
+\echo '   An offline license file for the studio PC, valid 7 days, signed with Acme''s Ed25519 key:'
+\pset tuples_only on
+\pset format unaligned
+\o :licensefile
+SELECT benefits.checkout_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', :'studio_act', ttl => '7 days');
+\o :keysfile
+SELECT json_object_agg(kid, public_key) FROM benefits.license_public_keys('0a000000-0000-4000-8000-000000000001');
+\o
+\pset tuples_only off
+\pset format aligned
+SELECT kid, public_key, retired_at FROM benefits.license_public_keys('0a000000-0000-4000-8000-000000000001');
+SELECT split_part(f, E'\n', 1) AS first_line, length(f) AS bytes, array_length(string_to_array(rtrim(f, E'\n'), E'\n'), 1) AS lines
+  FROM benefits.checkout_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', :'studio_act', ttl => '7 days') AS f;
+\echo '   A key that does not validate gets no file (NULL), whatever the reason:'
+SELECT benefits.checkout_license('MYAPP-NOT-A-REAL-KEY', '0a000000-0000-4000-8000-000000000001') AS unknown_key;
+
+\echo
+\echo '== 5. GitHub access waits for a linked account: Ada connects GitHub from the portal (OAuth)'
+SELECT benefits.create_customer_session('0a000000-0000-4000-8000-000000000001', 'user_42') AS token \gset
+SELECT platform, status FROM benefits.portal_link_status(:'token');
+-- test/demo_link.py plays the browser and the application's redirect handler.
+\setenv BENEFITS_TOKEN :token
+\! /usr/bin/python3 "$BENEFITS_ROOT/test/demo_link.py"
 SELECT pg_temp.wait_until(format($$SELECT state = 'active' FROM benefits.grants WHERE benefit_id = %L$$, :'github_benefit')) AS delivered;
-SELECT kind, action, payload->>'username' AS username, state, attempts FROM benefits.outbox WHERE kind = 'github';
+SELECT platform, status, username FROM benefits.portal_link_status(:'token') WHERE platform = 'github';
+SELECT kind, action, coalesce(payload->>'username', payload->>'platform') AS "for", state, attempts
+  FROM benefits.outbox WHERE kind IN ('oauth', 'github') ORDER BY id;
+\echo '   The code left the outbox once used; the tokens are readable by the extension''s owner only.'
 
 \echo
 \echo '== 6. Usage draws down the credits'
@@ -129,10 +182,8 @@ SELECT bucket_start::date AS day, credited, used
 
 \echo
 \echo '== 7. Ada opens the customer portal with a session token (only its hash is stored)'
-SELECT benefits.create_customer_session('0a000000-0000-4000-8000-000000000001', 'user_42') AS token \gset
 SELECT left(:'token', 4) || '…' AS token, count(*) AS stored_sessions FROM benefits.customer_sessions;
 -- The application passes the token as a bind parameter (test/demo_portal.py, run by Debian's python3, which has psycopg).
-\setenv BENEFITS_TOKEN :token
 \! /usr/bin/python3 "$BENEFITS_ROOT/test/demo_portal.py"
 
 \echo

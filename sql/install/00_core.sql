@@ -105,8 +105,9 @@ CREATE TABLE benefits.customers (
     UNIQUE (id, organization_id)
 );
 
--- Linked GitHub/Discord identities.  access_token is the customer's Discord
--- OAuth token with the guilds.join scope, needed to add them to a server.
+-- Linked GitHub/Discord identities.  access_token is the customer's OAuth
+-- token (for Discord with the guilds.join scope, needed to add them to a
+-- server).
 CREATE TABLE benefits.customer_accounts (
     customer_id     uuid NOT NULL REFERENCES benefits.customers ON DELETE CASCADE,
     platform        text NOT NULL CHECK (platform IN ('github', 'discord')),
@@ -115,6 +116,13 @@ CREATE TABLE benefits.customer_accounts (
     access_token    text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     modified_at     timestamptz,
+    -- Discord's OAuth tokens expire: the worker renews the access token with
+    -- the refresh token before it adds a member (src/oauth_jobs.c).
+    refresh_token   text CONSTRAINT customer_accounts_refresh_token_shape
+                         CHECK (refresh_token <> '' AND octet_length(refresh_token) <= 2048
+                                AND refresh_token !~ '[[:cntrl:]]'),
+    token_expires_at timestamptz,
+    scopes          text[] CONSTRAINT customer_accounts_scopes_shape CHECK (cardinality(scopes) <= 20),
     PRIMARY KEY (customer_id, platform),
     -- The GitHub login and the Discord user id become path segments of
     -- provider requests: only their documented shapes are stored (the same

@@ -20,8 +20,9 @@ CREATE INDEX ON benefits.webhook_endpoints (organization_id) WHERE enabled;
 CREATE TABLE benefits.outbox (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     organization_id  uuid NOT NULL,
-    -- webhook: a delivery to endpoint_id; github/discord: a provider call.
-    kind             text NOT NULL CHECK (kind IN ('webhook', 'github', 'discord')),
+    -- webhook: a delivery to endpoint_id; github/discord: a provider call;
+    -- oauth: linking a customer's account (exchange the code, read the account).
+    kind             text NOT NULL CHECK (kind IN ('webhook', 'github', 'discord', 'oauth')),
     -- Jobs of one grant run in id order: a revoke never overtakes its grant.
     grant_id         uuid,
     endpoint_id      uuid REFERENCES benefits.webhook_endpoints ON DELETE CASCADE,
@@ -29,7 +30,7 @@ CREATE TABLE benefits.outbox (
     event_type       text,
     message_id       text,
     -- Webhooks: 'deliver'.  GitHub: add_collaborator, remove_collaborator.
-    -- Discord: add_member, add_role, remove_role, kick_member.
+    -- Discord: add_member, add_role, remove_role, kick_member.  OAuth: link_account.
     action           text NOT NULL,
     payload          jsonb NOT NULL,
     state            text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done', 'dead')),

@@ -80,14 +80,6 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'enqueue_benefit_event'
 LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
--- Linked accounts ---------------------------------------------------------------
-
-CREATE FUNCTION benefits.link_account(customer_id uuid, platform text, account_id text,
-                                      username text DEFAULT NULL, access_token text DEFAULT NULL)
-RETURNS void
-AS 'MODULE_PATHNAME', 'link_account'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
-
 -- Subscriptions and orders --------------------------------------------------------
 
 -- Grace periods of past_due/unpaid subscriptions run from past_due_at, which
@@ -148,8 +140,7 @@ AS 'MODULE_PATHNAME', 'run_maintenance'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 GRANT EXECUTE ON FUNCTION benefits.meter_balance(uuid, uuid),
-                          benefits.record_usage(uuid, uuid, bigint, text, timestamptz),
-                          benefits.link_account(uuid, text, text, text, text)
+                          benefits.record_usage(uuid, uuid, bigint, text, timestamptz)
     TO benefits_app;
 GRANT SELECT ON benefits.meter_balances, benefits.meter_credits, benefits.meter_usage TO benefits_app;
 
@@ -229,8 +220,6 @@ COMMENT ON FUNCTION benefits.record_usage(uuid, uuid, bigint, text, timestamptz)
     'Consume meter units and return the new balance; never below zero unless the meter allows overage (23514 otherwise); a repeated idempotency key returns the first result';
 COMMENT ON FUNCTION benefits.meter_balance(uuid, uuid) IS
     'The customer''s balance on a meter (0 before any credit)';
-COMMENT ON FUNCTION benefits.link_account(uuid, text, text, text, text) IS
-    'Record a customer''s GitHub or Discord account and queue the provider jobs of the grants that waited for it';
 COMMENT ON FUNCTION benefits.enqueue_grant_event(uuid, text, jsonb) IS
     'Write a benefit_grant.* webhook event of a grant to every subscribed endpoint (the worker calls it when a provider confirms)';
 COMMENT ON FUNCTION benefits.track_subscriptions(regclass, uuid, text, text, text, text, jsonb, text, text, text, text) IS

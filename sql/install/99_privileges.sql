@@ -38,8 +38,15 @@ REVOKE INSERT, UPDATE, DELETE ON benefits.tracked_tables FROM benefits_admin;
 -- extension's owner only, and accounts are written through link_account,
 -- which checks them.
 REVOKE ALL ON benefits.customer_accounts FROM benefits_admin, benefits_app;
-GRANT SELECT (customer_id, platform, account_id, username, created_at, modified_at), DELETE
+GRANT SELECT (customer_id, platform, account_id, username, created_at, modified_at,
+               token_expires_at, scopes), DELETE
     ON benefits.customer_accounts TO benefits_admin, benefits_app;
+-- Link attempts are written by the portal functions and the worker: the
+-- states and the tokens of an exchange are the owner's alone.
+REVOKE ALL ON benefits.oauth_states, benefits.oauth_exchanges, benefits.account_links
+    FROM benefits_admin, benefits_app;
+GRANT SELECT, DELETE ON benefits.account_links TO benefits_admin;
+GRANT SELECT ON benefits.account_links TO benefits_app;
 
 -- Trigger functions and the worker's own calls are executed by nobody but
 -- the owner (a trigger fires without an EXECUTE check; without EXECUTE
@@ -51,5 +58,16 @@ REVOKE EXECUTE ON FUNCTION
     benefits.track_trigger(), benefits.meter_balance_deleted(),
     benefits.webhook_endpoint_failed(uuid, boolean, text, integer),
     benefits.github_invitation_step(text, text, boolean, integer),
-    benefits.enqueue_grant_event(uuid, text, jsonb), benefits.enqueue_benefit_event(uuid, text)
+    benefits.enqueue_grant_event(uuid, text, jsonb), benefits.enqueue_benefit_event(uuid, text),
+    benefits.oauth_code_answer(bigint, integer, text), benefits.oauth_account_answer(bigint, integer, text),
+    benefits.discord_refresh_answer(bigint, integer, text), benefits.oauth_link_failed(bigint, uuid, text, text),
+    benefits.job_credentials(bigint[]), benefits.oauth_token_response(text), benefits.oauth_error_of(text)
     FROM benefits_admin;
+
+-- License signing keys: the Ed25519 secret keys are readable by the
+-- extension's owner only (checkout_license and rotate_license_signing_key
+-- run as the owner); benefits_admin sees the other columns and changes
+-- nothing but through rotate_license_signing_key.
+REVOKE ALL ON benefits.license_signing_keys FROM benefits_admin;
+GRANT SELECT (kid, organization_id, public_key, created_at, retired_at)
+    ON benefits.license_signing_keys TO benefits_admin;

@@ -8,6 +8,13 @@ answer given.  Routes:
   GitHub   PUT/DELETE /repos/{o}/{r}/collaborators/{u}, GET /repos/{o}/{r}/invitations,
            DELETE /repos/{o}/{r}/invitations/{id}   (PUT creates a pending invitation)
   Discord  PUT/DELETE /guilds/{g}/members/{u}, PUT/DELETE /guilds/{g}/members/{u}/roles/{r}
+  OAuth    GitHub GET /login/oauth/authorize, POST /login/oauth/access_token, GET /user;
+           Discord GET /oauth2/authorize, POST /oauth2/token (codes and refresh tokens),
+           GET /users/@me.  The authorize pages redirect at once to redirect_uri with a
+           code (or error=access_denied) and the state, as if the customer signed in as
+           the identity oauth_users names and allowed access.  Codes and refresh tokens
+           are single-use; Discord access tokens expire after discord_token_ttl, and
+           a member PUT with an expired or unknown mock token is refused (403).
   Webhooks POST anything else: 204, after checking the Standard Webhooks
            signature against the receiver's copy of the secret (see /__control)
 
@@ -27,6 +34,14 @@ Control (not logged):
                      encoded as Latin-1 (so "\u00ff" sends the byte 0xff)
       accept_invitations  true: every pending GitHub invitation is accepted now
       secrets        {path: "whsec_..."} the receiver's copies of the secrets
+      oauth_users    {"github": {"id": n, "login": s}, "discord": {"id": s, "username": s}}:
+                     who signs in at the next authorize
+      oauth_clients  {"github": [client_id, secret], ...}: the token endpoints check them
+      oauth_deny     true: the authorize pages answer error=access_denied
+      oauth_fail     {path: [status, ...]}: answers given first, in order, to that path
+      discord_token_ttl  expires_in of Discord access tokens (seconds)
+      refuse_refresh true: Discord refuses every refresh token
+      expire_tokens  true: every Discord access token issued so far expires now
   GET /__state     the providers' state: collaborators, invitations, members
 """
 import argparse
@@ -35,6 +50,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import socket
 import struct
 import threading
@@ -44,12 +60,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 settings = {"fail_every": 0, "fail_modes": ["500"], "retry_after": 1, "hang_seconds": 3,
-            "delay_ms": 0, "delay_paths": {}, "status": {}, "status_once": {}, "raw": {}, "secrets": {}}
+            "delay_ms": 0, "delay_paths": {}, "status": {}, "status_once": {}, "raw": {}, "secrets": {},
+            "oauth_users": {"github": {"id": 1001, "login": "octo-ada"},
+                            "discord": {"id": "80351110224678912", "username": "ada"}},
+            "oauth_clients": {}, "oauth_deny": False, "oauth_fail": {}, "discord_token_ttl": 604800,
+            "refuse_refresh": False}
 counter = {"n": 0, "failures": 0}
 collaborators = {}   # "owner/repo" -> {login: permission}
 invitations = {}     # "owner/repo" -> {login: {"id": n, "permission": p}}
 members = {}         # guild -> {user: set(roles)}
 next_invitation = [1000]
+oauth_codes = {}     # code -> {"platform", "user", "redirect_uri"}
+oauth_tokens = {}    # access token -> {"platform", "user", "expires"}
+oauth_refresh = {}   # refresh token -> {"user"}
 log_file = None
 
 
@@ -98,6 +121,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/__control":
             with lock:
                 update = json.loads(body or b"{}")
+                if update.pop("expire_tokens", False):
+                    for t in oauth_tokens.values():
+                        if t["platform"] == "discord":
+                            t["expires"] = 0
                 if update.pop("accept_invitations", False):
                     for repo, invs in invitations.items():
                         for login, v in list(invs.items()):
@@ -110,7 +137,8 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 state = {"collaborators": collaborators, "invitations": invitations,
                          "members": {g: {u: sorted(r) for u, r in m.items()} for g, m in members.items()},
-                         "requests": counter["n"], "failures": counter["failures"]}
+                         "requests": counter["n"], "failures": counter["failures"],
+                         "oauth_codes": len(oauth_codes), "oauth_tokens": len(oauth_tokens)}
                 self.answer(200, state)
             return
         with lock:
@@ -177,11 +205,89 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             self.record(body, 200)
             return
+        with lock:
+            queued = settings["oauth_fail"].get(path)
+            failed = queued.pop(0) if queued else None
+        if failed:
+            ra = settings["retry_after"]
+            self.record(body, self.answer(failed, {"message": "mock failure", "retry_after": ra},
+                                          {"Retry-After": ra}))
+            return
         status, extra = self.route(path, body)
         self.record(body, status, extra)
 
+    def oauth_authorize(self, platform):
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        target = q.get("redirect_uri", "")
+        sep = "&" if "?" in target else "?"
+        with lock:
+            if settings["oauth_deny"]:
+                params = {"error": "access_denied", "state": q.get("state", "")}
+            else:
+                code = secrets.token_hex(10)
+                oauth_codes[code] = {"platform": platform, "user": dict(settings["oauth_users"][platform]),
+                                     "redirect_uri": target}
+                params = {"code": code, "state": q.get("state", "")}
+        return self.answer(302, None, {"Location": target + sep + urllib.parse.urlencode(params)}), None
+
+    def oauth_client_ok(self, platform, form):
+        expected = settings["oauth_clients"].get(platform)
+        return expected is None or [form.get("client_id"), form.get("client_secret")] == list(expected)
+
+    def oauth_issue(self, platform, user):
+        token = ("mockgh_" if platform == "github" else "mockdc_") + secrets.token_hex(12)
+        oauth_tokens[token] = {"platform": platform, "user": user,
+                               "expires": time.time() + settings["discord_token_ttl"]}
+        answer = {"access_token": token, "token_type": "bearer" if platform == "github" else "Bearer"}
+        if platform == "discord":
+            rt = "mockrt_" + secrets.token_hex(12)
+            oauth_refresh[rt] = {"user": user}
+            answer.update({"expires_in": settings["discord_token_ttl"], "refresh_token": rt,
+                           "scope": "identify guilds.join"})
+        else:
+            answer["scope"] = ""
+        return answer
+
+    def oauth_token(self, platform, body):
+        form = dict(urllib.parse.parse_qsl(body.decode()))
+        with lock:
+            if not self.oauth_client_ok(platform, form):
+                return self.answer(401 if platform == "discord" else 200,
+                                   {"error": "invalid_client" if platform == "discord"
+                                    else "incorrect_client_credentials"}), None
+            grant = form.get("grant_type", "authorization_code")
+            if grant == "refresh_token" and platform == "discord":
+                entry = None if settings["refuse_refresh"] else oauth_refresh.pop(form.get("refresh_token"), None)
+                if entry is None:
+                    return self.answer(400, {"error": "invalid_grant"}), {"effect": "refresh_refused"}
+                return self.answer(200, self.oauth_issue(platform, entry["user"])), {"effect": "refreshed"}
+            entry = oauth_codes.pop(form.get("code"), None)
+            if entry is None or entry["platform"] != platform or entry["redirect_uri"] != form.get("redirect_uri"):
+                if platform == "github":
+                    return self.answer(200, {"error": "bad_verification_code",
+                                             "error_description": "The code passed is incorrect or expired."}), None
+                return self.answer(400, {"error": "invalid_grant"}), None
+            return self.answer(200, self.oauth_issue(platform, entry["user"])), {"effect": "exchanged"}
+
+    def oauth_user(self, platform):
+        auth = self.headers.get("Authorization") or ""
+        token = auth.split(" ", 1)[1] if " " in auth else ""
+        with lock:
+            t = oauth_tokens.get(token)
+            if t is None or t["platform"] != platform or t["expires"] < time.time():
+                return self.answer(401, {"message": "401: Unauthorized"}), None
+            return self.answer(200, t["user"]), None
+
     def route(self, path, body):
-        path = re.sub(r"^/api/v\d+(?=/guilds/)", "", path)   # Discord's versioned base URL
+        path = re.sub(r"^/api/v\d+(?=/(guilds|oauth2|users)/)", "", path)   # Discord's versioned base URL
+        routes = {("GET", "/login/oauth/authorize"): lambda: self.oauth_authorize("github"),
+                  ("POST", "/login/oauth/access_token"): lambda: self.oauth_token("github", body),
+                  ("GET", "/user"): lambda: self.oauth_user("github"),
+                  ("GET", "/oauth2/authorize"): lambda: self.oauth_authorize("discord"),
+                  ("POST", "/oauth2/token"): lambda: self.oauth_token("discord", body),
+                  ("GET", "/users/@me"): lambda: self.oauth_user("discord")}
+        if (self.command, path) in routes:
+            return routes[(self.command, path)]()
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/collaborators/([^/]+)", path)
         if m:
             repo, login = f"{m[1]}/{m[2]}", urllib.parse.unquote(m[3])
@@ -234,6 +340,9 @@ class Handler(BaseHTTPRequestHandler):
                     req = json.loads(body or b"{}")
                     if not req.get("access_token"):
                         return self.answer(400, {"message": "access_token required", "code": 50035}), None
+                    token = oauth_tokens.get(req["access_token"])
+                    if req["access_token"].startswith("mockdc_") and (token is None or token["expires"] < time.time()):
+                        return self.answer(403, {"message": "Invalid OAuth2 access token", "code": 50025}), None
                     if user in g:
                         return self.answer(204), None
                     g[user] = set(req.get("roles") or [])

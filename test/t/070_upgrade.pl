@@ -16,6 +16,7 @@ use Test::More;
 use Time::HiRes qw(time);
 use BenefitsNode;
 use MockProviders;
+use HTTP::Tiny;
 
 my $started = time();
 my $timeout = 30;    # seconds, for every wait below
@@ -31,6 +32,9 @@ benefits.http_timeout = '2s'
 benefits.retry_initial_delay = '100ms'
 benefits.retry_max_delay = '1s'
 benefits.maintenance_interval = '1s'
+benefits.github_oauth_url = '$url'
+benefits.github_oauth_client_id = 'gh-client'
+benefits.github_oauth_client_secret = 'gh-secret'
 });
 $node->start;
 
@@ -234,6 +238,20 @@ is(sql(qq{SELECT code FROM benefits.validate_license('$key', '$org', activation_
 	'valid', 'upgraded: with its old activation too');
 is(sql(qq{SELECT code || ':' || activations FROM benefits.activate_license('$key', '$org', 'desktop', '{"machine": "m2"}')}),
 	'activated:2', 'upgraded: a second activation of the old key');
+# Machines and offline licenses on 0.1.0's key and activation.
+is(sql(qq{SELECT code || ':' || activations FROM benefits.activate_license('$key', '$org', 'tablet', fingerprint => 'fp-upg')}),
+	'activated:3', 'upgraded: a fingerprint activation of the old key');
+is(sql(qq{SELECT code || ':' || activations FROM benefits.activate_license('$key', '$org', 'tablet again', fingerprint => 'fp-upg')}),
+	'activated:3', 'upgraded: the same fingerprint returns its activation, no new seat');
+is(sql(qq{SELECT code FROM benefits.heartbeat_license('$key', '$org', '$act')}), 'valid',
+	'upgraded: the 0.1.0 activation takes heartbeats');
+like(sql(qq{SELECT benefits.checkout_license('$key', '$org', '$act')}), qr/^-----BEGIN BENEFITS LICENSE-----\n/,
+	'upgraded: the old key and activation check out a license file');
+is(sql(qq{SELECT benefits.deactivate_license('$key', '$org', '$act')}), 't', 'upgraded: the 0.1.0 activation is deactivated');
+is(sql(qq{SELECT deactivated_at IS NOT NULL FROM benefits.license_key_activations WHERE id = '$act'}), 't',
+	'upgraded: ... and kept as history');
+is(sql(qq{SELECT code FROM benefits.validate_license('$key', '$org', activation_id => '$act', conditions => '{"machine": "m1"}')}),
+	'activation_not_found', 'upgraded: a deactivated activation no longer validates');
 is(sql("SELECT benefits.meter_balance('$cust', '$meter')"), '90', 'upgraded: the meter balance reads');
 is(sql("SELECT benefits.record_usage('$cust', '$meter', 5)"), '85', 'upgraded: usage is recorded on it');
 # 0.1.0's balances became credit lots that add up to them.
@@ -306,6 +324,25 @@ sql(qq{SELECT benefits.update_product_benefits('$product',
     ARRAY(SELECT benefit_id FROM benefits.product_benefits WHERE product_id = '$product' ORDER BY position) || '$ff'::uuid)});
 is(sql("SELECT benefits.has_feature('$cust2', 'export_pdf')"), 't', 'upgraded: a feature flag added to the old product reaches its holder');
 is(wait_q($busy, '0'), '0', 'upgraded: and its events are delivered');
+
+# 0.2.0's account linking on upgraded data: the account linked under 0.1.0
+# reads as linked, and a customer relinks GitHub through the portal.
+my $token_old = sql("SELECT benefits.create_customer_session('$org', 'user-1')");
+is(sql("SELECT status || ':' || username FROM benefits.portal_link_status('$token_old') WHERE platform = 'github'"),
+	'linked:octo-cat', 'upgraded: the GitHub account linked under 0.1.0 reads as linked');
+my $token2 = sql("SELECT benefits.create_customer_session('$org', 'user-2')");
+$mock->control(oauth_users => { github => { id => 583299, login => 'octo-new' }, discord => { id => '80351110224678913', username => 'zed' } });
+my $authorize = sql("SELECT benefits.portal_link_url('$token2', 'github', 'https://app.example/oauth/callback')");
+my ($code, $link_state) = (HTTP::Tiny->new(max_redirect => 0)->get($authorize)->{headers}{location} // '') =~ /code=(\w+)&state=([\w-]+)/;
+my $t_link = time();
+is(sql("SELECT benefits.portal_link_callback('$token2', '$link_state', '$code')"), 'pending', 'upgraded: the OAuth callback queues the exchange');
+is(wait_q("SELECT username FROM benefits.customer_accounts WHERE customer_id = '$cust2' AND platform = 'github'", 'octo-new'),
+	'octo-new', 'upgraded: the worker links the account the customer signed in with');
+is(wait_q($busy, '0'), '0', 'upgraded: the relink jobs are done');
+ok(scalar(seen('DELETE', qr{^/repos/acme/engine/invitations/\d+$}, $t_link, 1))
+	  && scalar(seen('PUT', qr{^/repos/acme/engine/collaborators/octo-new$}, $t_link, 1)),
+	'upgraded: hub-ot\'s pending invitation is deleted and octo-new invited');
+ok(!exists $mock->state->{invitations}{'acme/engine'}{'hub-ot'}, 'upgraded: hub-ot has no invitation left');
 
 # --- (d) the upgraded schema equals a fresh 0.2.0 install (database fresh) ----
 
