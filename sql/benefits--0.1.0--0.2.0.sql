@@ -1024,3 +1024,194 @@ CREATE OR REPLACE FUNCTION benefits.webhook_event_types() RETURNS text[]
                  'benefit_grant.cycled', 'benefit_grant.revoked',
                  'meter.low_balance', 'license_key.activation_released',
                  'benefit_grant.revocation_scheduled', 'license_key.expiring'];
+
+-- ---------------------------------------------------------------------------
+-- Meter credits: credit lots, top-ups, idempotent usage, usage history
+-- (src/meter_ledger.c, src/meter_usage.c, src/meter_portal.c).  The same
+-- objects as the install part 52_meter_lots.sql, then 0.1.0's balances
+-- turned into lots.
+-- ---------------------------------------------------------------------------
+
+ALTER TABLE benefits.meter_credits DROP CONSTRAINT meter_credits_reason_check,
+    ADD CONSTRAINT meter_credits_reason_check
+    CHECK (reason IN ('grant', 'cycle', 'expire', 'revoke', 'pack', 'top_up', 'adjustment'));
+DROP INDEX benefits.meter_usage_customer_id_meter_id_id_idx;
+
+CREATE TABLE benefits.meter_lots (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    organization_id  uuid NOT NULL,
+    customer_id      uuid NOT NULL,
+    meter_id         uuid NOT NULL REFERENCES benefits.meters ON DELETE CASCADE,
+    source           text NOT NULL CHECK (source IN ('grant', 'cycle', 'pack', 'top_up', 'adjustment')),
+    grant_id         uuid,
+    units            bigint NOT NULL CHECK (units > 0),
+    remaining        bigint NOT NULL CHECK (remaining >= 0 AND remaining <= units),
+    expires_at       timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    FOREIGN KEY (customer_id, organization_id) REFERENCES benefits.customers (id, organization_id) ON DELETE CASCADE
+);
+CREATE INDEX meter_lots_consume ON benefits.meter_lots (customer_id, meter_id, expires_at NULLS LAST, id)
+    WHERE remaining > 0;
+CREATE INDEX meter_lots_grant ON benefits.meter_lots (grant_id, id) WHERE grant_id IS NOT NULL;
+
+ALTER TABLE benefits.meter_balances ADD COLUMN settled_consumed bigint NOT NULL DEFAULT 0;
+ALTER TABLE benefits.meter_credits
+    ADD COLUMN lot_id bigint,
+    ADD COLUMN idempotency_key text,
+    ADD COLUMN note text;
+CREATE UNIQUE INDEX meter_credits_idempotency ON benefits.meter_credits (customer_id, meter_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- Usage happened when it was recorded (no default while the column is
+-- filled, so no stored "missing value" differs from a fresh install's).
+ALTER TABLE benefits.meter_usage
+    ADD COLUMN idempotency_key text,
+    ADD COLUMN occurred_at timestamptz;
+UPDATE benefits.meter_usage SET occurred_at = created_at;
+ALTER TABLE benefits.meter_usage
+    ALTER COLUMN occurred_at SET DEFAULT now(),
+    ALTER COLUMN occurred_at SET NOT NULL,
+    DROP CONSTRAINT meter_usage_customer_id_fkey,
+    DROP CONSTRAINT meter_usage_meter_id_fkey;
+CREATE FUNCTION benefits.meter_balance_deleted() RETURNS trigger
+AS 'MODULE_PATHNAME', 'meter_balance_deleted'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
+CREATE TRIGGER usage_cascade AFTER DELETE ON benefits.meter_balances
+    FOR EACH ROW EXECUTE FUNCTION benefits.meter_balance_deleted();
+CREATE INDEX meter_usage_history ON benefits.meter_usage (customer_id, meter_id, occurred_at);
+CREATE UNIQUE INDEX meter_usage_idempotency ON benefits.meter_usage (customer_id, meter_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+-- record_usage gains idempotency_key and occurred_at (a new signature: 0.1.0
+-- callers passing three arguments call it unchanged).
+DROP FUNCTION benefits.record_usage(uuid, uuid, bigint);
+CREATE FUNCTION benefits.record_usage(customer_id uuid, meter_id uuid, units bigint,
+                                      idempotency_key text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'record_usage'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
+COMMENT ON FUNCTION benefits.record_usage(uuid, uuid, bigint, text, timestamptz) IS
+    'Consume meter units and return the new balance; never below zero unless the meter allows overage (23514 otherwise); a repeated idempotency key returns the first result';
+
+CREATE FUNCTION benefits.adjust_credits(customer_id uuid, meter_id uuid, units bigint, reason text,
+                                        idempotency_key text DEFAULT NULL) RETURNS bigint
+AS 'MODULE_PATHNAME', 'adjust_credits'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
+COMMENT ON FUNCTION benefits.adjust_credits(uuid, uuid, bigint, text, text) IS
+    'Top up (positive units) or correct (negative) a customer''s credits on a meter and return the new balance; never below zero unless the meter allows overage (23514 otherwise); a repeated idempotency key returns the first result';
+
+-- Units credited and used per bucket of [since, until), empty buckets
+-- included, for charts.  Buckets start at since.
+CREATE FUNCTION benefits.meter_usage_history(customer_id uuid, meter_id uuid, since timestamptz, until timestamptz,
+                                             bucket interval DEFAULT '1 day')
+RETURNS TABLE (bucket_start timestamptz, credited bigint, used bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    buckets double precision;
+    step interval;
+BEGIN
+    IF customer_id IS NULL OR meter_id IS NULL OR since IS NULL OR until IS NULL OR bucket IS NULL THEN
+        RAISE EXCEPTION '% must not be null',
+            CASE WHEN customer_id IS NULL THEN 'customer_id' WHEN meter_id IS NULL THEN 'meter_id'
+                 WHEN since IS NULL THEN 'since' WHEN until IS NULL THEN 'until' ELSE 'bucket' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT isfinite(since) OR NOT isfinite(until) OR until <= since THEN
+        RAISE EXCEPTION 'until must be a finite time after since'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('since is %s and until is %s.', since, until);
+    END IF;
+    IF extract(month FROM bucket) <> 0 OR extract(year FROM bucket) <> 0 OR bucket < interval '1 minute'
+       OR bucket > interval '366 days' THEN
+        RAISE EXCEPTION 'bucket must be between 1 minute and 366 days, without months or years'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('bucket is %s.', bucket);
+    END IF;
+    -- Buckets of fixed length (a day is 24 hours), as date_bin counts them.
+    step := make_interval(secs => extract(epoch FROM bucket));
+    buckets := extract(epoch FROM until - since) / extract(epoch FROM step);
+    IF buckets > 10000 THEN
+        RAISE EXCEPTION 'since to until spans more than 10000 buckets'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s buckets of %s.', ceil(buckets), bucket);
+    END IF;
+    IF NOT EXISTS (SELECT FROM benefits.meters m WHERE m.id = meter_usage_history.meter_id) THEN
+        RAISE EXCEPTION 'meter_id % does not exist', meter_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT FROM benefits.customers c JOIN benefits.meters m ON m.organization_id = c.organization_id
+                    WHERE c.id = meter_usage_history.customer_id AND m.id = meter_usage_history.meter_id) THEN
+        RAISE EXCEPTION 'customer_id % does not exist in the meter''s organization', customer_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    WITH used AS (
+        SELECT date_bin(step, u.occurred_at, since) AS b, sum(u.units)::bigint AS units
+          FROM benefits.meter_usage u
+         WHERE u.customer_id = meter_usage_history.customer_id AND u.meter_id = meter_usage_history.meter_id
+           AND u.occurred_at >= since AND u.occurred_at < until
+         GROUP BY 1),
+    credited AS (
+        SELECT date_bin(step, c.created_at, since) AS b, sum(c.units)::bigint AS units
+          FROM benefits.meter_credits c
+         WHERE c.customer_id = meter_usage_history.customer_id AND c.meter_id = meter_usage_history.meter_id
+           AND c.created_at >= since AND c.created_at < until AND c.units > 0
+         GROUP BY 1)
+    SELECT s.b, coalesce(credited.units, 0), coalesce(used.units, 0)
+      FROM generate_series(since, until - interval '1 microsecond', step) AS s(b)
+      LEFT JOIN used ON used.b = s.b
+      LEFT JOIN credited ON credited.b = s.b
+     ORDER BY s.b;
+END
+$$;
+COMMENT ON FUNCTION benefits.meter_usage_history(uuid, uuid, timestamptz, timestamptz, interval) IS
+    'Units credited and used per bucket from since to until (empty buckets included), for charts';
+
+REVOKE EXECUTE ON FUNCTION benefits.record_usage(uuid, uuid, bigint, text, timestamptz),
+                          benefits.adjust_credits(uuid, uuid, bigint, text, text),
+                          benefits.meter_usage_history(uuid, uuid, timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.record_usage(uuid, uuid, bigint, text, timestamptz),
+                          benefits.adjust_credits(uuid, uuid, bigint, text, text),
+                          benefits.meter_usage_history(uuid, uuid, timestamptz, timestamptz, interval)
+    TO benefits_app, benefits_admin;
+GRANT SELECT ON benefits.meter_lots TO benefits_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON benefits.meter_lots TO benefits_admin;
+GRANT USAGE ON SEQUENCE benefits.meter_lots_id_seq TO benefits_admin;
+REVOKE EXECUTE ON FUNCTION benefits.meter_balance_deleted() FROM PUBLIC;
+
+-- 0.1.0's data.  Usage happened when it was recorded.  A balance becomes
+-- lots: what is left of each live grant's last credit, as 0.1.0 counted it
+-- (min(balance, last credited units), the most recent credit first), with
+-- the subscription's period end as expiry when the benefit has no rollover,
+-- and what no grant accounts for as one adjustment lot.  All usage so far is
+-- in those amounts.
+WITH g AS (
+    SELECT g.id AS grant_id, g.organization_id, g.customer_id,
+           (g.properties ->> 'last_credited_meter_id')::uuid AS meter_id,
+           (g.properties ->> 'last_credited_units')::bigint AS units,
+           (g.properties ->> 'last_credited_at')::timestamptz AS credited_at,
+           g.order_id IS NOT NULL AS pack,
+           CASE WHEN NOT coalesce((b.properties ->> 'rollover')::boolean, false) AND s.current_period_end > now()
+                THEN s.current_period_end END AS expires_at
+      FROM benefits.grants g
+      JOIN benefits.benefits b ON b.id = g.benefit_id
+      LEFT JOIN benefits.subscriptions s ON s.id = g.subscription_id
+     WHERE g.state <> 'revoked' AND b.type = 'meter_credits' AND g.properties ? 'last_credited_meter_id'),
+a AS (
+    SELECT g.*, m.balance,
+           sum(g.units) OVER (PARTITION BY g.customer_id, g.meter_id ORDER BY g.credited_at DESC, g.grant_id)
+               - g.units AS before
+      FROM g JOIN benefits.meter_balances m ON m.customer_id = g.customer_id AND m.meter_id = g.meter_id
+     WHERE m.balance > 0)
+INSERT INTO benefits.meter_lots (organization_id, customer_id, meter_id, source, grant_id, units, remaining,
+                                 expires_at, created_at)
+SELECT organization_id, customer_id, meter_id, CASE WHEN pack THEN 'pack' ELSE 'grant' END, grant_id, units,
+       LEAST(units, balance - before), expires_at, credited_at
+  FROM a
+ WHERE balance > before
+ ORDER BY credited_at, grant_id;
+INSERT INTO benefits.meter_lots (organization_id, customer_id, meter_id, source, units, remaining)
+SELECT m.organization_id, m.customer_id, m.meter_id, 'adjustment', m.balance - l.n, m.balance - l.n
+  FROM benefits.meter_balances m
+  CROSS JOIN LATERAL (SELECT coalesce(sum(x.remaining), 0) AS n FROM benefits.meter_lots x
+                       WHERE x.customer_id = m.customer_id AND x.meter_id = m.meter_id) l
+ WHERE m.balance > l.n;
+UPDATE benefits.meter_balances SET settled_consumed = consumed;

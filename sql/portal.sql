@@ -122,7 +122,9 @@ SELECT f ->> 'download_url' = benefits.file_download_url('00000000-0000-0000-000
 
 -- The note, the credit balance, and what to do for GitHub and Discord.
 SELECT jsonb_path_query(:'doc'::jsonb, '$.benefits[*] ? (@.type == "custom").note') AS notes;
-SELECT jsonb_path_query(:'doc'::jsonb, '$.benefits[*] ? (@.type == "meter_credits").meter') - 'id' AS meter;
+SELECT m - 'id' - 'daily' - 'recent' - 'period_start' AS meter,
+       jsonb_array_length(m -> 'daily') AS days, m -> 'recent' -> 0 ->> 'kind' AS last_row
+  FROM jsonb_path_query(:'doc'::jsonb, '$.benefits[*] ? (@.type == "meter_credits").meter') m;
 SELECT jsonb_path_query(:'doc'::jsonb, '$.benefits[*] ? (@.type == "github_repository").github') AS github;
 SELECT jsonb_path_query(:'doc'::jsonb, '$.benefits[*] ? (@.type == "discord").discord') AS discord;
 

@@ -32,7 +32,9 @@
  *        download_url, download_expires_at}]
  *      custom: note, and for a manually fulfilled grant fulfillment
  *        {state: pending|completed, note}
- *      meter_credits: meter {id, name, units, rollover, balance}
+ *      meter_credits: meter {id, name, units, rollover, recurring, balance,
+ *        period_start, credited_in_period, used_in_period, credits_expire_at,
+ *        expiring, recent: [{at, kind, units, balance_after}], daily: [{date, used}]}
  *      github_repository: github {repositories, account, delivery, action, message, link}
  *      discord: discord {guild_id, roles, account, delivery, action, message, link}]}
  * Times are RFC 3339 in UTC with a Z.  delivery is granted, pending,

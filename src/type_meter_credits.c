@@ -1,64 +1,59 @@
 /*
  * type_meter_credits.c — the meter_credits benefit type (Polar's
- * "meter_credit"): credits on a meter, usage and balances.
+ * "meter_credit"): credits on a meter.
  *
- * Properties: {meter_id, units (alias credits), rollover?,
+ * Properties: {meter_id, units (alias credits), rollover?, recurring?,
  * low_balance_threshold?}, normalized to {"meter_id", "units", "rollover"}
- * plus low_balance_threshold when given.
+ * plus low_balance_threshold when given and "recurring": false when given.
  *
- * Three tables: meter_credits (the ledger of credits and debits that are not
- * usage), meter_usage (what record_usage consumed) and meter_balances, one
- * row per (customer, meter) holding the running balance, so meter_balance is
- * a primary-key lookup and record_usage a single-row UPDATE.
+ * Credits: a grant credits the benefit's units as a lot (meter_ledger.c) —
+ * a "grant" lot, or a "pack" lot for a one-time order, which no renewal
+ * touches.  Each renewal of a recurring benefit credits the units again (a
+ * "cycle" lot), and without rollover first expires what is left of the
+ * grant's earlier benefit credits (never a top-up or a pack); those lots
+ * carry the subscription's period end as their expiry, so usage takes them
+ * first.  A benefit with recurring false credits once, at the grant.  A
+ * revoke (a refund of a pack too) removes what is left of the grant's last
+ * lot.  The grant records its last credit in its properties with Polar's
+ * names (last_credited_meter_id, last_credited_units, last_credited_at).
  *
- * Credits: a grant credits the benefit's units; each renewal credits them
- * again, and without rollover first expires what is left of the previous
- * credit; a revoke removes what is left of the grant's last credit.  "What
- * is left" is min(balance, last credited units), never below zero, so other
- * grants' credits and usage already recorded are never taken twice.  The
- * grant records its last credit in its properties with Polar's names
- * (last_credited_meter_id, last_credited_units, last_credited_at).
+ * A database still at 0.1.0's schema has no lots: there "what is left" is
+ * min(balance, last credited units), as 0.1.0 counted it.
  *
- * Usage: record_usage subtracts under the balance row's lock with the
- * condition "balance >= units" unless meters.allow_overage, so concurrent
- * callers can never drive a balance below zero: the second waits for the
- * first and re-checks the condition against the committed balance.  A
- * request the balance cannot cover raises 23514 (check_violation).  When a
- * balance falls below the highest low_balance_threshold of the customer's
- * live meter_credits benefits on that meter, a "meter.low_balance" webhook
- * event, the customer's email (unless they opted out) and a NOTIFY on
- * channel benefits_low_balance go out with the commit.
+ * The tables, usage and the SQL functions are meter_ledger.c's and
+ * meter_usage.c's; the portal's part is meter_portal.c's.  Every handler
+ * runs with the customer locked (grants.h) and locks the balance row
+ * (MeterLock) before it changes lots.
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
 #include "benefit_type.h"
 #include "email.h"
-#include "engine.h"
+#include "meter_ledger.h"
+#include "meter_portal.h"
 #include "properties.h"
 
-PG_FUNCTION_INFO_V1(meter_balance);
-PG_FUNCTION_INFO_V1(record_usage);
-
-/* The benefit's meter, units, rollover and threshold. */
+/* The benefit's meter, units, rollover, recurrence and threshold. */
 typedef struct MeterBenefit
 {
 	pg_uuid_t	meter_id;
 	int64		units;
 	bool		rollover;
+	bool		recurring;
 	bool		has_threshold;
 	int64		threshold;
 } MeterBenefit;
 
+/* The stored properties read back (normalized, so only shapes checked there). */
 static void
 ReadMeterBenefit(Jsonb *props, MeterBenefit *mb)
 {
@@ -66,6 +61,7 @@ ReadMeterBenefit(Jsonb *props, MeterBenefit *mb)
 	char	   *units = BenefitsJsonText(props, "units");
 	char	   *rollover = BenefitsJsonText(props, "rollover");
 	char	   *threshold = BenefitsJsonText(props, "low_balance_threshold");
+	char	   *recurring = BenefitsJsonText(props, "recurring");
 
 	if (meter == NULL || units == NULL)
 		ereport(ERROR,
@@ -74,13 +70,14 @@ ReadMeterBenefit(Jsonb *props, MeterBenefit *mb)
 	mb->meter_id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(meter)));
 	mb->units = pg_strtoint64(units);
 	mb->rollover = rollover != NULL && strcmp(rollover, "true") == 0;
+	mb->recurring = recurring == NULL || strcmp(recurring, "true") == 0;
 	mb->has_threshold = threshold != NULL;
 	mb->threshold = threshold ? pg_strtoint64(threshold) : 0;
 }
 
 /*
- * Adds (or with negative units removes) credits: balance row and ledger row
- * in one statement.  Returns the grant's properties with its last credit
+ * 0.1.0's schema: adds (or with negative units removes) credits: balance row
+ * and ledger row in one statement.  Returns the grant's properties with its last credit
  * recorded (when reason is grant or cycle) or unchanged.
  */
 static Jsonb *
@@ -135,8 +132,8 @@ Credit(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t meter_id, pg_
 }
 
 /*
- * What is left of the grant's last credit on its meter: min(balance, last
- * credited units), never negative.  Locks the balance row.
+ * 0.1.0's schema: what is left of the grant's last credit on its meter:
+ * min(balance, last credited units), never negative.  Locks the balance row.
  */
 static int64
 RemainingOfLastCredit(pg_uuid_t customer_id, Jsonb *grant_properties, pg_uuid_t *meter_id)
@@ -215,32 +212,166 @@ MeterCreditsBenefitUpdated(pg_uuid_t benefit_id, Jsonb *properties)
 			   values, NULL, false, 0);
 }
 
-/* Grant handler: credit the benefit's units; the grant is active at once. */
+/* The grant's properties with its last credit recorded, in Polar's names. */
+static Jsonb *
+LastCredited(Jsonb *grant_properties, pg_uuid_t meter_id, int64 units)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {JSONBOID, UUIDOID, INT8OID};
+	Datum		values[3] = {grant_properties ? JsonbPGetDatum(grant_properties) : (Datum) 0,
+	UuidGetDatum(&meter_id), Int64GetDatum(units)};
+	char		nulls[3] = {grant_properties ? ' ' : 'n', ' ', ' '};
+	bool		isnull;
+
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT COALESCE($1, '{}') || pg_catalog.jsonb_build_object("
+							  "  'last_credited_meter_id', $2, 'last_credited_units', $3,"
+							  "  'last_credited_at', benefits.rfc3339(pg_catalog.now()))",
+							  3, types),
+				 values, nulls, true, 1);
+	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * When benefit credits of a subscription expire: the end of its current
+ * period, when it is known and still ahead.  The subscription is given, or
+ * the grant's.
+ */
+static bool
+PeriodEnd(const pg_uuid_t *subscription_id, pg_uuid_t grant_id, TimestampTz *end)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		values[2] = {subscription_id ? UuidGetDatum(subscription_id) : (Datum) 0, UuidGetDatum(&grant_id)};
+	char		nulls[2] = {subscription_id ? ' ' : 'n', ' '};
+	bool		isnull;
+
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT s.current_period_end FROM benefits.subscriptions s"
+							  " WHERE s.id = COALESCE($1, (SELECT g.subscription_id FROM benefits.grants g WHERE g.id = $2))"
+							  "   AND s.current_period_end > pg_catalog.now()",
+							  2, types),
+				 values, nulls, false, 1);
+	if (SPI_processed == 0)
+		return false;
+	*end = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return true;
+}
+
+/*
+ * Credits the benefit's units to the grant as a lot of the given source,
+ * expiring at the subscription's period end when expiring; returns the
+ * grant's new properties.
+ */
+static Jsonb *
+CreditLot(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t grant_id, const char *source,
+		  const MeterBenefit *mb, bool expiring, const pg_uuid_t *subscription_id, Jsonb *grant_properties)
+{
+	MeterCredit credit = {0};
+
+	credit.organization_id = organization_id;
+	credit.customer_id = customer_id;
+	credit.meter_id = mb->meter_id;
+	credit.grant_id = &grant_id;
+	credit.source = source;
+	credit.units = mb->units;
+	credit.has_expiry = expiring && PeriodEnd(subscription_id, grant_id, &credit.expires_at);
+	credit.has_threshold = mb->has_threshold;
+	credit.threshold = mb->threshold;
+	MeterLock(organization_id, customer_id, mb->meter_id);
+	MeterCreditLot(&credit);
+	return LastCredited(grant_properties, mb->meter_id, mb->units);
+}
+
+/*
+ * Grant handler: credit the benefit's units (a pack for a one-time order);
+ * the grant is active at once.
+ */
 static void
 MeterCreditsGrant(GrantChange *change)
 {
 	MeterBenefit mb;
 
 	ReadMeterBenefit(change->benefit_properties, &mb);
-	change->new_properties = Credit(change->organization_id, change->customer_id, mb.meter_id,
-									change->grant_id, "grant", mb.units, &mb,
-									change->grant_properties);
+	if (MeterLotsInstalled())
+		change->new_properties = CreditLot(change->organization_id, change->customer_id, change->grant_id,
+										   change->has_order ? "pack" : "grant", &mb,
+										   change->has_subscription && mb.recurring && !mb.rollover,
+										   change->has_subscription ? &change->subscription_id : NULL,
+										   change->grant_properties);
+	else
+		change->new_properties = Credit(change->organization_id, change->customer_id, mb.meter_id,
+										change->grant_id, "grant", mb.units, &mb,
+										change->grant_properties);
 	change->new_state = "active";
 	change->error = NULL;
 }
 
+/* The balances, lots, ledger rows and grants of a batch, as MeterCreditsGrant writes them. */
+#define GRANT_MANY_LOTS_SQL \
+	"WITH b AS (" \
+	"  UPDATE benefits.meter_balances m" \
+	"     SET balance = m.balance + $8, credited = m.credited + $8," \
+	"         low_balance_threshold = GREATEST(m.low_balance_threshold, $9), modified_at = pg_catalog.now()" \
+	"    FROM pg_catalog.unnest($4::uuid[]) AS x(customer_id)" \
+	"   WHERE m.customer_id = x.customer_id AND m.meter_id = $7" \
+	"  RETURNING m.customer_id, m.balance, m.balance - $8 AS before)," \
+	" lots AS (" \
+	"  INSERT INTO benefits.meter_lots" \
+	"         (organization_id, customer_id, meter_id, source, grant_id, units, remaining, expires_at)" \
+	"  SELECT $1, u.customer_id, $7, CASE WHEN $6 = 'o' THEN 'pack' ELSE 'grant' END, u.id, $8," \
+	"         $8 - LEAST($8, GREATEST(-b.before, 0))," \
+	"         CASE WHEN $6 = 's' AND $10 THEN (SELECT s.current_period_end FROM benefits.subscriptions s" \
+	"                                           WHERE s.id = u.source_id AND s.current_period_end > pg_catalog.now()) END" \
+	"    FROM " GRANT_BATCH_ROWS " JOIN b ON b.customer_id = u.customer_id" \
+	"  RETURNING id, customer_id, grant_id, source)," \
+	" l AS (" \
+	"  INSERT INTO benefits.meter_credits" \
+	"         (organization_id, customer_id, meter_id, grant_id, reason, units, balance_after, lot_id)" \
+	"  SELECT $1, b.customer_id, $7, lots.grant_id, lots.source, $8, b.balance, lots.id" \
+	"    FROM lots JOIN b ON b.customer_id = lots.customer_id) "
+
+/* The same under 0.1.0's schema: balances and ledger rows only. */
+#define GRANT_MANY_0_1_SQL \
+	"WITH b AS (" \
+	"  INSERT INTO benefits.meter_balances AS m" \
+	"         (customer_id, meter_id, organization_id, balance, credited, low_balance_threshold)" \
+	"  SELECT x.customer_id, $7, $1, $8, GREATEST($8, 0), $9" \
+	"    FROM pg_catalog.unnest($4::uuid[]) AS x(customer_id)" \
+	"  ON CONFLICT (customer_id, meter_id) DO UPDATE" \
+	"     SET balance = m.balance + EXCLUDED.balance," \
+	"         credited = m.credited + EXCLUDED.credited," \
+	"         low_balance_threshold = GREATEST(m.low_balance_threshold, EXCLUDED.low_balance_threshold)," \
+	"         modified_at = pg_catalog.now()" \
+	"  RETURNING m.customer_id, m.balance)," \
+	" l AS (" \
+	"  INSERT INTO benefits.meter_credits" \
+	"         (organization_id, customer_id, meter_id, grant_id, reason, units, balance_after)" \
+	"  SELECT $1, u.customer_id, $7, u.id, 'grant', $8, b.balance" \
+	"    FROM " GRANT_BATCH_ROWS " JOIN b ON b.customer_id = u.customer_id) "
+
+#define GRANT_MANY_GRANTS_SQL \
+	GRANT_BATCH_INSERT("'active'", \
+					   "pg_catalog.jsonb_build_object('last_credited_meter_id', $7," \
+					   " 'last_credited_units', $8," \
+					   " 'last_credited_at', benefits.rfc3339(pg_catalog.now()))", "NULL") \
+	"FROM " GRANT_BATCH_ROWS
+
 /*
- * MeterCreditsGrant for a batch (grants_batch.c): balances, ledger rows and
- * grants in one statement, with the properties Credit records.
+ * MeterCreditsGrant for a batch (grants_batch.c): balances, lots, ledger
+ * rows and grants in one statement, after the balance rows are locked.
  */
 static void
 MeterCreditsGrantMany(GrantBatch *batch)
 {
-	static SPIPlanPtr plan;
-	Oid			types[GRANT_BATCH_NARGS + 3];
-	Datum		values[GRANT_BATCH_NARGS + 3];
-	char		nulls[GRANT_BATCH_NARGS + 3];
+	static SPIPlanPtr plans[2];
+	static const char *const sql[2] = {GRANT_MANY_0_1_SQL GRANT_MANY_GRANTS_SQL,
+	GRANT_MANY_LOTS_SQL GRANT_MANY_GRANTS_SQL};
+	Oid			types[GRANT_BATCH_NARGS + 4];
+	Datum		values[GRANT_BATCH_NARGS + 4];
+	char		nulls[GRANT_BATCH_NARGS + 4];
 	MeterBenefit mb;
+	bool		lots = MeterLotsInstalled();
 
 	ReadMeterBenefit(batch->benefit_properties, &mb);
 	GrantBatchArgs(batch, types, values);
@@ -248,58 +379,55 @@ MeterCreditsGrantMany(GrantBatch *batch)
 	types[GRANT_BATCH_NARGS] = UUIDOID;
 	types[GRANT_BATCH_NARGS + 1] = INT8OID;
 	types[GRANT_BATCH_NARGS + 2] = INT8OID;
+	types[GRANT_BATCH_NARGS + 3] = BOOLOID;
 	values[GRANT_BATCH_NARGS] = UuidGetDatum(&mb.meter_id);
 	values[GRANT_BATCH_NARGS + 1] = Int64GetDatum(mb.units);
 	values[GRANT_BATCH_NARGS + 2] = Int64GetDatum(mb.threshold);
 	nulls[GRANT_BATCH_NARGS + 2] = mb.has_threshold ? ' ' : 'n';
-	BenefitsExec(BenefitsPlan(&plan,
-							"WITH b AS ("
-							"  INSERT INTO benefits.meter_balances AS m"
-							"         (customer_id, meter_id, organization_id, balance, credited, low_balance_threshold)"
-							"  SELECT x.customer_id, $7, $1, $8, GREATEST($8, 0), $9"
-							"    FROM pg_catalog.unnest($4::uuid[]) AS x(customer_id)"
-							"  ON CONFLICT (customer_id, meter_id) DO UPDATE"
-							"     SET balance = m.balance + EXCLUDED.balance,"
-							"         credited = m.credited + EXCLUDED.credited,"
-							"         low_balance_threshold = GREATEST(m.low_balance_threshold, EXCLUDED.low_balance_threshold),"
-							"         modified_at = pg_catalog.now()"
-							"  RETURNING m.customer_id, m.balance),"
-							" l AS ("
-							"  INSERT INTO benefits.meter_credits"
-							"         (organization_id, customer_id, meter_id, grant_id, reason, units, balance_after)"
-							"  SELECT $1, u.customer_id, $7, u.id, 'grant', $8, b.balance"
-							"    FROM " GRANT_BATCH_ROWS " JOIN b ON b.customer_id = u.customer_id) "
-							GRANT_BATCH_INSERT("'active'",
-											   "pg_catalog.jsonb_build_object('last_credited_meter_id', $7,"
-											   " 'last_credited_units', $8,"
-											   " 'last_credited_at', benefits.rfc3339(pg_catalog.now()))", "NULL")
-							"FROM " GRANT_BATCH_ROWS,
-							GRANT_BATCH_NARGS + 3, types),
-			   values, nulls, false, 0);
+	values[GRANT_BATCH_NARGS + 3] = BoolGetDatum(mb.recurring && !mb.rollover);
+	if (lots)
+		MeterLockMany(batch->organization_id, values[3], mb.meter_id);
+	BenefitsExec(BenefitsPlan(&plans[lots], sql[lots], GRANT_BATCH_NARGS + (lots ? 4 : 3), types),
+				 values, nulls, false, 0);
 	if (SPI_processed != (uint64) batch->n)
 		elog(ERROR, "could not credit meters");
 }
 
-/* Revoke handler: remove what is left of the grant's last credit. */
+/* Revoke handler (a refund of a pack too): remove what is left of the grant's last credit. */
 static void
 MeterCreditsRevoke(GrantChange *change)
 {
 	MeterBenefit none = {0};
 	pg_uuid_t	meter_id;
-	int64		remaining;
+	char	   *meter = BenefitsJsonText(change->grant_properties, "last_credited_meter_id");
 
-	remaining = RemainingOfLastCredit(change->customer_id, change->grant_properties, &meter_id);
-	if (remaining > 0)
-		Credit(change->organization_id, change->customer_id, meter_id, change->grant_id,
-			   "revoke", -remaining, &none, NULL);
-	if (BenefitsJsonText(change->grant_properties, "last_credited_meter_id") != NULL)
-		RefreshThreshold(change->customer_id, meter_id, change->grant_id);
+	if (meter == NULL)
+	{
+		change->new_properties = NULL;
+		return;
+	}
+	if (MeterLotsInstalled())
+	{
+		meter_id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(meter)));
+		MeterLock(change->organization_id, change->customer_id, meter_id);
+		MeterRemoveGrantLots(change->organization_id, change->customer_id, meter_id, change->grant_id, "revoke");
+	}
+	else
+	{
+		int64		remaining = RemainingOfLastCredit(change->customer_id, change->grant_properties, &meter_id);
+
+		if (remaining > 0)
+			Credit(change->organization_id, change->customer_id, meter_id, change->grant_id,
+				   "revoke", -remaining, &none, NULL);
+	}
+	RefreshThreshold(change->customer_id, meter_id, change->grant_id);
 	change->new_properties = NULL;
 }
 
 /*
- * Renewal: without rollover what is left of the last credit expires; then
- * the units are credited again.  Returns the grant's new properties.
+ * Renewal of a recurring benefit: without rollover what is left of the
+ * grant's benefit credits expires; then the units are credited again.
+ * Returns the grant's new properties.
  */
 static Jsonb *
 MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t customer_id,
@@ -307,194 +435,32 @@ MeterCreditsCycle(pg_uuid_t grant_id, pg_uuid_t organization_id, pg_uuid_t custo
 {
 	MeterBenefit mb;
 	MeterBenefit none = {0};
+	char	   *meter = BenefitsJsonText(grant_properties, "last_credited_meter_id");
 
 	ReadMeterBenefit(benefit_properties, &mb);
-	if (!mb.rollover)
+	if (!mb.recurring)
+		return grant_properties;
+	if (!MeterLotsInstalled())
 	{
-		pg_uuid_t	meter_id;
-		int64		remaining = RemainingOfLastCredit(customer_id, grant_properties, &meter_id);
-
-		if (remaining > 0)
-			Credit(organization_id, customer_id, meter_id, grant_id, "expire", -remaining, &none, NULL);
-	}
-	return Credit(organization_id, customer_id, mb.meter_id, grant_id, "cycle", mb.units, &mb,
-				  grant_properties);
-}
-
-/* Raises 22023 unless the meter exists and belongs to the customer's organization. */
-static bool
-CheckMeterAndCustomer(pg_uuid_t customer_id, pg_uuid_t meter_id, bool *allow_overage)
-{
-	static SPIPlanPtr plan;
-	Oid			types[2] = {UUIDOID, UUIDOID};
-	Datum		values[2] = {UuidGetDatum(&customer_id), UuidGetDatum(&meter_id)};
-	bool		isnull;
-	bool		same_org;
-
-	BenefitsExec(BenefitsPlan(&plan,
-						  "SELECT mt.allow_overage, c.organization_id = mt.organization_id"
-						  "  FROM benefits.meters mt LEFT JOIN benefits.customers c ON c.id = $1"
-						  " WHERE mt.id = $2",
-						  2, types),
-			   values, NULL, true, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("meter_id %s does not exist", BenefitsUuidText(&meter_id)));
-	*allow_overage = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	same_org = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (isnull || !same_org)
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("customer_id %s does not exist in the meter's organization", BenefitsUuidText(&customer_id)));
-	return true;
-}
-
-/* SQL: benefits.meter_balance(customer_id, meter_id) — the current balance. */
-Datum
-meter_balance(PG_FUNCTION_ARGS)
-{
-	static SPIPlanPtr plan;
-	pg_uuid_t	customer_id = *PG_GETARG_UUID_P(0);
-	pg_uuid_t	meter_id = *PG_GETARG_UUID_P(1);
-	Oid			types[2] = {UUIDOID, UUIDOID};
-	Datum		values[2] = {UuidGetDatum(&customer_id), UuidGetDatum(&meter_id)};
-	int64		balance = 0;
-	bool		isnull;
-
-	BenefitsSpiConnect();
-	BenefitsExec(BenefitsPlan(&plan,
-						  "SELECT balance FROM benefits.meter_balances WHERE customer_id = $1 AND meter_id = $2",
-						  2, types),
-			   values, NULL, true, 1);
-	if (SPI_processed > 0)
-		balance = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	else
-	{
-		bool		allow_overage;
-
-		CheckMeterAndCustomer(customer_id, meter_id, &allow_overage);
-	}
-	SPI_finish();
-	PG_RETURN_INT64(balance);
-}
-
-/* The low-balance event and notification, when a balance crossed its threshold. */
-static void
-LowBalance(pg_uuid_t organization_id, pg_uuid_t customer_id, pg_uuid_t meter_id,
-		   int64 balance, int64 threshold)
-{
-	StringInfoData data;
-	Jsonb	   *json;
-
-	initStringInfo(&data);
-	appendStringInfo(&data,
-					 "{\"customer_id\": \"%s\", \"meter_id\": \"%s\", \"organization_id\": \"%s\", "
-					 "\"balance\": " INT64_FORMAT ", \"low_balance_threshold\": " INT64_FORMAT "}",
-					 BenefitsUuidText(&customer_id), BenefitsUuidText(&meter_id), BenefitsUuidText(&organization_id),
-					 balance, threshold);
-	json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data)));
-	EventsEnqueue(organization_id, EVENT_METER_LOW_BALANCE, json);
-	EmailForCustomer(customer_id, EMAIL_CREDITS_LOW, json);
-	Async_Notify("benefits_low_balance", data.data);
-}
-
-/*
- * SQL: benefits.record_usage(customer_id, meter_id, units) — consumes units
- * and returns the new balance.
- */
-Datum
-record_usage(PG_FUNCTION_ARGS)
-{
-	static SPIPlanPtr plan;
-	static SPIPlanPtr overage_plan;
-	pg_uuid_t	customer_id = *PG_GETARG_UUID_P(0);
-	pg_uuid_t	meter_id = *PG_GETARG_UUID_P(1);
-	int64		units = PG_GETARG_INT64(2);
-	Oid			types[3] = {UUIDOID, UUIDOID, INT8OID};
-	Datum		values[3];
-	int64		balance;
-	bool		isnull;
-
-	if (units < 0)
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("units must not be negative"),
-				errdetail("units is " INT64_FORMAT ".", units));
-
-	values[0] = UuidGetDatum(&customer_id);
-	values[1] = UuidGetDatum(&meter_id);
-	values[2] = Int64GetDatum(units);
-	BenefitsSpiConnect();
-	BenefitsExec(BenefitsPlan(&plan,
-						  "WITH u AS ("
-						  "  UPDATE benefits.meter_balances m"
-						  "     SET balance = m.balance - $3, consumed = m.consumed + $3, modified_at = pg_catalog.now()"
-						  "    FROM benefits.meters mt"
-						  "   WHERE m.customer_id = $1 AND m.meter_id = $2 AND mt.id = m.meter_id"
-						  "     AND (mt.allow_overage OR m.balance >= $3)"
-						  "  RETURNING m.balance, m.low_balance_threshold, m.organization_id),"
-						  " i AS (INSERT INTO benefits.meter_usage (customer_id, meter_id, units, balance_after)"
-						  "       SELECT $1, $2, $3, u.balance FROM u)"
-						  "SELECT balance, low_balance_threshold, organization_id FROM u",
-						  3, types),
-			   values, NULL, false, 0);
-	if (SPI_processed == 0)
-	{
-		bool		allow_overage;
-		int64		current = 0;
-		static SPIPlanPtr balance_plan;
-
-		CheckMeterAndCustomer(customer_id, meter_id, &allow_overage);
-		BenefitsExec(BenefitsPlan(&balance_plan,
-							  "SELECT balance FROM benefits.meter_balances WHERE customer_id = $1 AND meter_id = $2",
-							  2, types),
-				   values, NULL, false, 1);
-		if (SPI_processed > 0)
-			current = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		if (!allow_overage || SPI_processed > 0)
+		if (!mb.rollover)
 		{
-			if (units == 0)
-			{
-				SPI_finish();
-				PG_RETURN_INT64(current);
-			}
-			ereport(ERROR,
-					errcode(ERRCODE_CHECK_VIOLATION),
-					errmsg("meter balance is insufficient"),
-					errdetail("The balance is " INT64_FORMAT " and the usage is " INT64_FORMAT " units.",
-							  current, units),
-					errhint("Grant more meter credits, or set allow_overage on the meter."));
+			pg_uuid_t	meter_id;
+			int64		remaining = RemainingOfLastCredit(customer_id, grant_properties, &meter_id);
+
+			if (remaining > 0)
+				Credit(organization_id, customer_id, meter_id, grant_id, "expire", -remaining, &none, NULL);
 		}
-		/* Overage allowed and no balance row yet: start one below zero. */
-		BenefitsExec(BenefitsPlan(&overage_plan,
-							  "WITH u AS ("
-							  "  INSERT INTO benefits.meter_balances AS m (customer_id, meter_id, organization_id, balance, consumed)"
-							  "  SELECT $1, $2, c.organization_id, -$3, $3 FROM benefits.customers c WHERE c.id = $1"
-							  "  ON CONFLICT (customer_id, meter_id) DO UPDATE"
-							  "     SET balance = m.balance - $3, consumed = m.consumed + $3, modified_at = pg_catalog.now()"
-							  "  RETURNING m.balance, m.low_balance_threshold, m.organization_id),"
-							  " i AS (INSERT INTO benefits.meter_usage (customer_id, meter_id, units, balance_after)"
-							  "       SELECT $1, $2, $3, u.balance FROM u)"
-							  "SELECT balance, low_balance_threshold, organization_id FROM u",
-							  3, types),
-				   values, NULL, false, 0);
+		return Credit(organization_id, customer_id, mb.meter_id, grant_id, "cycle", mb.units, &mb,
+					  grant_properties);
 	}
-	balance = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!mb.rollover && meter != NULL)
 	{
-		Datum		t = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		pg_uuid_t	meter_id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(meter)));
 
-		if (!isnull)
-		{
-			int64		threshold = DatumGetInt64(t);
-			pg_uuid_t	org = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-
-			if (balance < threshold && balance + units >= threshold)
-				LowBalance(org, customer_id, meter_id, balance, threshold);
-		}
+		MeterLock(organization_id, customer_id, meter_id);
+		MeterRemoveGrantLots(organization_id, customer_id, meter_id, grant_id, "expire");
 	}
-	SPI_finish();
-	PG_RETURN_INT64(balance);
+	return CreditLot(organization_id, customer_id, grant_id, "cycle", &mb, !mb.rollover, NULL, grant_properties);
 }
 
 /* ---- properties ---- */
@@ -520,20 +486,22 @@ MeterExists(PropertiesState *state, pg_uuid_t *meter)
 }
 
 /*
- * {meter_id, units (alias credits), rollover, low_balance_threshold}.  Credit
- * amounts stay below 2^53 so every JSON client reads them exactly.
+ * {meter_id, units (alias credits), rollover, recurring, low_balance_threshold}.
+ * Credit amounts stay below 2^53 so every JSON client reads them exactly;
+ * recurring is kept only when false (its default is true).
  */
 static void
 NormalizeMeterCredits(PropertiesState *state, JsonbContainer *root)
 {
 	static const char *const keys[] =
-	{"meter_id", "units", "credits", "rollover", "low_balance_threshold", NULL};
+	{"meter_id", "units", "credits", "rollover", "recurring", "low_balance_threshold", NULL};
 	pg_uuid_t	meter_id;
 	JsonbValue *units;
 	JsonbValue *credits;
 	JsonbValue *threshold;
 	int64		amount;
 	bool		rollover;
+	bool		recurring;
 
 	PropCheckKeys(state, root, "properties", keys);
 	meter_id = PropUuidAt(PropRequiredField(root, "properties", "meter_id"), "properties.meter_id");
@@ -555,12 +523,18 @@ NormalizeMeterCredits(PropertiesState *state, JsonbContainer *root)
 	amount = units ? PropIntegerAt(units, "properties.units", 1, MAX_SAFE_INTEGER)
 		: PropIntegerAt(credits, "properties.credits", 1, MAX_SAFE_INTEGER);
 	rollover = PropOptionalBool(root, "properties", "rollover", false);
+	recurring = PropOptionalBool(root, "properties", "recurring", true);
 
 	PropPutKeyString(state, "meter_id", BenefitsUuidText(&meter_id));
 	PropPutKey(state, "units");
 	PropPutInteger(state, amount);
 	PropPutKey(state, "rollover");
 	PropPutBool(state, rollover);
+	if (!recurring)
+	{
+		PropPutKey(state, "recurring");
+		PropPutBool(state, false);
+	}
 	if ((threshold = PropField(root, "low_balance_threshold")) != NULL)
 	{
 		PropPutKey(state, "low_balance_threshold");
@@ -569,71 +543,23 @@ NormalizeMeterCredits(PropertiesState *state, JsonbContainer *root)
 	}
 }
 
-/* ---- the customer portal ---- */
+/* ---- the customer portal (meter_portal.c) ---- */
 
-/* A meter_credits benefit's meter with the customer's balance, or null. */
-static void
-Meter(Doc *doc, JsonbContainer *properties, Datum customer)
-{
-	char	   *meter_id = BenefitsJsonbValueText(JsonMember(properties, "meter_id"));
-	static SPIPlanPtr meter_plan;
-	Oid			two_uuids[2] = {UUIDOID, UUIDOID};
-	Datum		args[2];
-	Rows		m;
-
-	if (meter_id == NULL)
-	{
-		DocNull(doc);
-		return;
-	}
-	BenefitsGenericPlan(&meter_plan,
-						"SELECT m.id, m.name, coalesce(mb.balance, 0) FROM benefits.meters m"
-						"  LEFT JOIN benefits.meter_balances mb ON mb.customer_id = $2 AND mb.meter_id = m.id"
-						" WHERE m.id = $1", 2, two_uuids);
-	args[0] = UUIDPGetDatum(PortalUuidFromText(meter_id));
-	args[1] = customer;
-	m = RowsFetch(meter_plan, args);
-	if (m.n != 1)
-	{
-		DocNull(doc);
-		return;
-	}
-	DocBeginObject(doc);
-	DocKey(doc, "id");
-	DocUuidCol(doc, &m, 0, 1);
-	DocKey(doc, "name");
-	DocTextCol(doc, &m, 0, 2);
-	DocKey(doc, "units");
-	DocJson(doc, JsonMember(properties, "units"));
-	DocKey(doc, "balance");
-	DocIntCol(doc, &m, 0, 3);
-	DocKey(doc, "rollover");
-	DocBool(doc, JsonMemberFlag(properties, "rollover"));
-	DocEndObject(doc);
-}
-
-
+/* The benefit's meter with the customer's balance, period and history. */
 static void
 MeterCreditsPortalMember(PortalBuild *ctx, PortalBenefit *b)
 {
-	Meter(&ctx->doc, b->properties, ctx->customer_id);
+	MeterPortalMember(&ctx->doc, b->properties, ctx->customer_id);
 }
 
-/* The meter's balance. */
+/* The meter's part of the card. */
 static void
 MeterCreditsPortalHtml(PortalPage *page, JsonbContainer *benefit)
 {
 	JsonbContainer *meter = PageContainer(benefit, "meter");
-	char	   *balance;
 
-	if (meter == NULL || !JsonContainerIsObject(meter))
-		return;
-	balance = PageText(meter, "balance");
-	appendStringInfoString(page->buf, "<p>");
-	PageEsc(page->buf, PageText(meter, "name"));
-	appendStringInfoString(page->buf, " balance: <strong>");
-	PageEsc(page->buf, balance ? balance : "0");
-	appendStringInfoString(page->buf, "</strong></p>\n");
+	if (meter != NULL && JsonContainerIsObject(meter))
+		MeterPortalHtml(page, meter);
 }
 
 /* The credits granted and the customer's balance now. */

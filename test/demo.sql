@@ -160,6 +160,27 @@ SELECT kind, action, coalesce(payload->>'username', payload->>'platform') AS "fo
 \echo
 \echo '== 6. Usage draws down the credits'
 SELECT benefits.record_usage('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001', 120) AS balance_after_120_calls;
+\echo '   A usage event retried with its idempotency key is charged once; a late event keeps its own time:'
+SELECT benefits.record_usage('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001', 30, 'evt_1') AS first_try,
+       benefits.record_usage('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001', 30, 'evt_1') AS retried,
+       benefits.record_usage('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001', 50, 'evt_0',
+                             now() - interval '2 days') AS late_event;
+\echo '   Ada buys 500 more calls (adjust_credits: a credit lot of its own); the shop retries the call, nothing is added twice:'
+SELECT benefits.adjust_credits('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001',
+                               500, 'order 1001: 500 calls', 'order_1001') AS after_top_up,
+       benefits.adjust_credits('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001',
+                               500, 'order 1001: 500 calls', 'order_1001') AS retried;
+\echo '   Her credit lots, in the order usage takes them: the subscription''s credits expire at its period end, so first:'
+SELECT source, units, remaining, expires_at::date AS expires FROM benefits.meter_lots ORDER BY expires_at NULLS LAST, id;
+\echo '   The renewal (no rollover) expires what is left of last period''s credits only; the top-up stays:'
+INSERT INTO benefits.orders (customer_id, product_id, subscription_id, billing_reason)
+    VALUES ('0d000000-0000-4000-8000-000000000001', '0b000000-0000-4000-8000-000000000001',
+            '05000000-0000-4000-8000-000000000001', 'subscription_cycle');
+SELECT reason, units, balance_after, note FROM benefits.meter_credits ORDER BY id;
+\echo '   Credited and used per day, for charts (meter_usage_history; the portal draws the last 30 days):'
+SELECT bucket_start::date AS day, credited, used
+  FROM benefits.meter_usage_history('0d000000-0000-4000-8000-000000000001', '0e000000-0000-4000-8000-000000000001',
+                                    date_trunc('day', now()) - interval '2 days', date_trunc('day', now()) + interval '1 day');
 
 \echo
 \echo '== 7. Ada opens the customer portal with a session token (only its hash is stored)'

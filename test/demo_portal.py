@@ -18,7 +18,11 @@ with psycopg.connect("") as conn:
     for b in doc["benefits"]:
         seen = (b.get("license_key") or {}).get("key") or b.get("note")
         if seen is None and b.get("meter"):
-            seen = f"{b['meter']['balance']} credits left"
+            meter = b["meter"]
+            seen = f"{meter['balance']} credits left"
+            if meter.get("expiring"):
+                seen += f", {meter['expiring']} of them expire {meter['credits_expire_at'][:10]}"
+            seen += f"; used this period: {meter['used_in_period']}"
         if seen is None and b.get("feature"):
             seen = f"the {b['feature']} feature"
         if seen is None and b.get("github"):
@@ -26,7 +30,8 @@ with psycopg.connect("") as conn:
         print(f"   {b['type']:<18} {b['description']:<22} {seen}")
     html = conn.execute("SELECT benefits.customer_portal_html(%s)", [token]).fetchone()[0]
     title = html.split("<title>", 1)[1].split("</title>", 1)[0]
-    print(f"   the HTML page: {len(html)} bytes, titled {title!r}")
+    charts, bars = html.count('<svg class="usage-chart"'), html.count("<rect ")
+    print(f"   the HTML page: {len(html)} bytes, titled {title!r}, with {charts} usage chart ({bars} days with usage)")
     try:
         conn.execute("SELECT benefits.customer_portal(%s)", [token[:-4] + "xxxx"])
     except psycopg.Error as e:

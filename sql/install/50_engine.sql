@@ -11,7 +11,8 @@ RETURN pg_catalog.to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 -- Meter credits ---------------------------------------------------------------
 
 -- The ledger: every credit and debit that is not usage (grants, cycles,
--- expiry of unused credits, removal on revoke).  units is signed.
+-- credit packs, top-ups and adjustments, expiry of unused credits, removal
+-- on revoke).  units is signed.
 CREATE TABLE benefits.meter_credits (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     organization_id  uuid NOT NULL,
@@ -19,7 +20,7 @@ CREATE TABLE benefits.meter_credits (
     meter_id         uuid NOT NULL REFERENCES benefits.meters ON DELETE CASCADE,
     -- No foreign key: the handler credits before the grant row is written.
     grant_id         uuid,
-    reason           text NOT NULL CHECK (reason IN ('grant', 'cycle', 'expire', 'revoke')),
+    reason           text NOT NULL CHECK (reason IN ('grant', 'cycle', 'expire', 'revoke', 'pack', 'top_up', 'adjustment')),
     units            bigint NOT NULL,
     balance_after    bigint NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT now(),
@@ -37,7 +38,6 @@ CREATE TABLE benefits.meter_usage (
     balance_after    bigint NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX ON benefits.meter_usage (customer_id, meter_id, id);
 
 -- The running balance per (customer, meter): what meter_balance reads and
 -- what record_usage updates under the row lock.  low_balance_threshold is the
@@ -59,9 +59,13 @@ CREATE FUNCTION benefits.meter_balance(customer_id uuid, meter_id uuid) RETURNS 
 AS 'MODULE_PATHNAME', 'meter_balance'
 LANGUAGE C STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
-CREATE FUNCTION benefits.record_usage(customer_id uuid, meter_id uuid, units bigint) RETURNS bigint
+-- idempotency_key: a retry with the same key returns the first call's
+-- result; occurred_at: when the usage happened (default now).
+CREATE FUNCTION benefits.record_usage(customer_id uuid, meter_id uuid, units bigint,
+                                      idempotency_key text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL)
+RETURNS bigint
 AS 'MODULE_PATHNAME', 'record_usage'
-LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 -- Webhook events --------------------------------------------------------------
 
@@ -136,7 +140,7 @@ AS 'MODULE_PATHNAME', 'run_maintenance'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seqscan = off;
 
 GRANT EXECUTE ON FUNCTION benefits.meter_balance(uuid, uuid),
-                          benefits.record_usage(uuid, uuid, bigint)
+                          benefits.record_usage(uuid, uuid, bigint, text, timestamptz)
     TO benefits_app;
 GRANT SELECT ON benefits.meter_balances, benefits.meter_credits, benefits.meter_usage TO benefits_app;
 
@@ -212,8 +216,8 @@ LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_seq
 
 COMMENT ON FUNCTION benefits.run_maintenance() IS
     'Apply every grant change due by the clock (canceled subscriptions past their period end, past_due/unpaid past the grace period). The background worker calls it periodically; with pg_cron: SELECT cron.schedule(''benefits-maintenance'', ''* * * * *'', ''SELECT benefits.run_maintenance()'')';
-COMMENT ON FUNCTION benefits.record_usage(uuid, uuid, bigint) IS
-    'Consume meter units and return the new balance; never below zero unless the meter allows overage (23514 otherwise)';
+COMMENT ON FUNCTION benefits.record_usage(uuid, uuid, bigint, text, timestamptz) IS
+    'Consume meter units and return the new balance; never below zero unless the meter allows overage (23514 otherwise); a repeated idempotency key returns the first result';
 COMMENT ON FUNCTION benefits.meter_balance(uuid, uuid) IS
     'The customer''s balance on a meter (0 before any credit)';
 COMMENT ON FUNCTION benefits.enqueue_grant_event(uuid, text, jsonb) IS

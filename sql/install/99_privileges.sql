@@ -58,7 +58,7 @@ REVOKE EXECUTE ON FUNCTION
     benefits.default_organization_from_customer(), benefits.grants_state_guard(),
     benefits.subscriptions_before(), benefits.subscriptions_after(), benefits.orders_after(),
     benefits.grant_source_deleted(), benefits.grants_sync_events(), benefits.outbox_wake(),
-    benefits.track_trigger(),
+    benefits.track_trigger(), benefits.meter_balance_deleted(),
     benefits.webhook_endpoint_failed(uuid, boolean, text, integer),
     benefits.github_invitation_step(text, text, boolean, integer),
     benefits.enqueue_grant_event(uuid, text, jsonb), benefits.enqueue_benefit_event(uuid, text),

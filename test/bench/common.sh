@@ -7,10 +7,10 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? 
 # ratio A B: A / B to two decimals.
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 
-# pgbench_tps NAME SECONDS: tps of $work/NAME.sql, 2 clients, prepared; any
-# failed transaction fails the benchmark.
+# pgbench_tps NAME SECONDS [CLIENTS]: tps of $work/NAME.sql, 2 clients (or
+# CLIENTS) on 2 threads, prepared; any failed transaction fails the benchmark.
 pgbench_tps() {
-    pgbench -n -M prepared -c 2 -j 2 -T "$2" -f "$work/$1.sql" >"$work/$1.out" 2>&1 ||
+    pgbench -n -M prepared -c "${3:-2}" -j 2 -T "$2" -f "$work/$1.sql" >"$work/$1.out" 2>&1 ||
         { cat "$work/$1.out" >&2; exit 1; }
     grep -q "number of failed transactions: 0" "$work/$1.out" ||
         { cat "$work/$1.out" >&2; exit 1; }

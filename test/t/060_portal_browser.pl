@@ -11,6 +11,7 @@ use IPC::Run;
 use File::Copy;
 use Digest::SHA qw(sha256_hex);
 use BenefitsNode;
+use Chromium;
 use S3Mock;
 
 my $s3 = S3Mock::start(bucket => 'downloads');
@@ -62,30 +63,10 @@ is($node->safe_psql('postgres', qq{
 SELECT ok FROM benefits.activate_license('$key', '00000000-0000-0000-0000-0000000000a1', 'Ada''s MacBook')}),
 	't', 'key activated on a device');
 
-my $token = $node->safe_psql('postgres',
-	q{SELECT benefits.create_customer_session('00000000-0000-0000-0000-0000000000a1', 'ada')});
-my $html = $node->safe_psql('postgres',
-	qq{SELECT benefits.customer_portal_html('$token', '/portal/deactivate')});
-open($fh, '>:raw', "$tmp/portal.html") or die;
-print $fh $html;
-close $fh;
+# Ada's portal page, and headless Chromium on it (test/t/Chromium.pm).
+my $chromium = Chromium::portal($node, $tmp, '00000000-0000-0000-0000-0000000000a1', 'ada', '/portal/deactivate');
 
-# Headless Chromium with a fresh profile, no network services of its own.
-sub chromium
-{
-	my (@args) = @_;
-	my ($stdout, $stderr) = ('', '');
-	local $ENV{HOME} = $tmp;
-	my $ok = IPC::Run::run(
-		[ 'chromium', '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-			'--disable-background-networking', '--disable-component-update', '--disable-sync',
-			"--user-data-dir=$tmp/profile-" . int(rand(1e9)), @args, "file://$tmp/portal.html" ],
-		'>', \$stdout, '2>', \$stderr, IPC::Run::timeout(120));
-	diag($stderr) unless $ok;
-	return ($ok, $stdout);
-}
-
-my ($ok, $dom) = chromium('--dump-dom');
+my ($ok, $dom) = $chromium->('--dump-dom');
 ok($ok, 'Chromium rendered the page');
 like($dom, qr{<h1>Your purchases</h1>}, 'the page has its heading');
 like($dom, qr{<code class="key"[^>]*>\Q$key\E</code>}, 'the rendered page shows the license key');
@@ -107,7 +88,7 @@ like(slurp_file("$tmp/headers"), qr/^content-disposition: attachment; filename="
 
 # A screenshot of the page.
 my $png = "$tmp/portal.png";
-($ok) = chromium('--hide-scrollbars', '--window-size=1000,1400', "--screenshot=$png");
+($ok) = $chromium->('--hide-scrollbars', '--window-size=1000,1400', "--screenshot=$png");
 ok($ok && -s $png, 'screenshot taken');
 open($fh, '<:raw', $png) or die;
 read($fh, my $magic, 8);

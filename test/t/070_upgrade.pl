@@ -202,6 +202,17 @@ is($act_code, 'activated', '0.1.0: the key is activated once');
 is(sql(qq{SELECT code FROM benefits.validate_license('$key', '$org', activation_id => '$act', conditions => '{"machine": "m1"}')}),
 	'valid', '0.1.0: the key validates with its activation');
 is(sql("SELECT benefits.record_usage('$cust', '$meter', 10)"), '90', '0.1.0: 100 credits granted, 10 used');
+# A customer holding two manual grants on the meter (the older one of 40, the
+# newer of 25), 30 units used, and 50 units an administrator added to the
+# balance row by hand, as 0.1.0 let benefits_admin do: 85 left.
+my $cust3 = sql("INSERT INTO benefits.customers (organization_id, external_id) VALUES ('$org', 'user-3') RETURNING id");
+my @manual = map {
+	sql(qq{SELECT id FROM benefits.create_benefit('meter_credits', '$org', '$_ credits',
+    '{"meter_id": "$meter", "units": $_, "rollover": true}')})
+} (40, 25);
+sql("SELECT benefits.grant_benefit('$cust3', '$_')") for @manual;
+is(sql("SELECT benefits.record_usage('$cust3', '$meter', 30)"), '35', '0.1.0: 65 credits granted manually, 30 used');
+sql("UPDATE benefits.meter_balances SET balance = balance + 50 WHERE customer_id = '$cust3'");
 
 is(wait_q("$busy", '0'), '0', '0.1.0: the outbox is drained');
 is(sql("SELECT count(*) FILTER (WHERE state <> 'done') || ':' || (count(*) > 0) FROM benefits.outbox"), '0:true',
@@ -243,6 +254,26 @@ is(sql(qq{SELECT code FROM benefits.validate_license('$key', '$org', activation_
 	'activation_not_found', 'upgraded: a deactivated activation no longer validates');
 is(sql("SELECT benefits.meter_balance('$cust', '$meter')"), '90', 'upgraded: the meter balance reads');
 is(sql("SELECT benefits.record_usage('$cust', '$meter', 5)"), '85', 'upgraded: usage is recorded on it');
+# 0.1.0's balances became credit lots that add up to them.
+is(sql("SELECT string_agg(source || ':' || units || ':' || remaining || ':' || (expires_at IS NOT NULL), ',' ORDER BY id)
+          || '/' || (SELECT consumed - settled_consumed FROM benefits.meter_balances WHERE customer_id = '$cust')
+         FROM benefits.meter_lots WHERE customer_id = '$cust'"),
+	'grant:100:90:true/5', 'upgraded: the subscription\'s credits are a lot of 90 left, expiring at its period end; the new usage is not yet taken from it');
+is(sql("SELECT string_agg(source || ':' || units || ':' || remaining, ',' ORDER BY id) FROM benefits.meter_lots WHERE customer_id = '$cust3'"),
+	'grant:40:40,grant:25:25,adjustment:20:20',
+	'upgraded: two grants\' lots (what is left of each last credit, the newer first) and the rest as an adjustment');
+is(sql("SELECT bool_and(occurred_at = created_at) FROM benefits.meter_usage"), 't', 'upgraded: old usage occurred when it was recorded');
+# The new functions work on the old data.
+is(sql("SELECT benefits.adjust_credits('$cust', '$meter', 50, 'bought 50', 'order-1') || ',' ||
+               benefits.adjust_credits('$cust', '$meter', 50, 'bought 50', 'order-1')"), '135,135',
+	'upgraded: a top-up with an idempotency key, retried, credits once');
+is(sql("SELECT benefits.record_usage('$cust', '$meter', 1, 'evt-1') || ',' || benefits.record_usage('$cust', '$meter', 1, 'evt-1')"),
+	'134,134', 'upgraded: an idempotent usage, retried, is charged once');
+is(sql("SELECT benefits.adjust_credits('$cust3', '$meter', -12, 'correction')"), '73', 'upgraded: a correction');
+is(sql("SELECT string_agg(source || ':' || remaining, ',' ORDER BY id) FROM benefits.meter_lots WHERE customer_id = '$cust3'"),
+	'grant:28,grant:25,adjustment:20', 'upgraded: it took the oldest lot first (none expires)');
+is(sql("SELECT count(*) FROM benefits.meter_usage_history('$cust', '$meter', now() - interval '2 days', now() + interval '1 day')"),
+	'3', 'upgraded: usage history reads the old usage');
 
 # Cancellation with its period ended: every grant of the subscription is revoked.
 $mock->control(accept_invitations => JSON::PP::true);    # so revoking removes a collaborator
@@ -266,8 +297,8 @@ my @revoked = seen('POST', qr{^/hooks/acme$}, $t_cancel, 6,
 	sub { $_[0]{body} =~ /"type": "benefit_grant\.revoked"/ && $_[0]{signature_valid} });
 is(scalar(@revoked), 6, 'upgraded: six signed benefit_grant.revoked webhooks delivered');
 is(sql("SELECT benefits.meter_balance('$cust', '$meter') || ':' || string_agg(units::text, ',')
-         FROM benefits.meter_credits WHERE customer_id = '$cust' AND reason = 'revoke'"), '0:-85',
-	'upgraded: the meter balance reads 0 after the revoke, which took the 85 credits left');
+         FROM benefits.meter_credits WHERE customer_id = '$cust' AND reason = 'revoke'"), '50:-84',
+	'upgraded: the revoke took the 84 credits left of the subscription\'s lot and kept the top-up of 50');
 
 # A new customer subscribing after the upgrade is granted everything.
 my $cust2 = sql("INSERT INTO benefits.customers (organization_id, external_id) VALUES ('$org', 'user-2') RETURNING id");
