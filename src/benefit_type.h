@@ -22,6 +22,14 @@
 
 typedef struct BenefitType BenefitType;
 
+/* A top-level property the merchant's dashboard may edit in place. */
+typedef struct BenefitEditableProperty
+{
+	const char *key;
+	const char *label;
+	bool		integer;		/* a positive integer; else text */
+} BenefitEditableProperty;
+
 struct BenefitType
 {
 	const char *name;			/* stored in benefits.benefits.type */
@@ -78,6 +86,13 @@ struct BenefitType
 	 */
 	const char *portal_label;
 	void		(*portal_html) (PortalPage *page, JsonbContainer *benefit);
+
+	/*
+	 * The properties the dashboard's edit form offers (terminated by an
+	 * entry with a NULL key; NULL: none): those whose change update_benefit
+	 * applies to live grants without moving anyone's access elsewhere.
+	 */
+	const BenefitEditableProperty *admin_editable;
 };
 
 /* The type of a name or alias, or NULL. */

@@ -62,6 +62,12 @@ CustomPortalHtml(PortalPage *page, JsonbContainer *benefit)
 	}
 }
 
+/* What the dashboard may edit in place. */
+static const BenefitEditableProperty CustomEditable[] = {
+	{"note", "Note shown to customers", false},
+	{NULL, NULL, false}
+};
+
 const BenefitType CustomBenefit = {
 	.name = "custom",
 	.webhook_name = "custom",
@@ -73,4 +79,5 @@ const BenefitType CustomBenefit = {
 	.portal_member = CustomPortalMember,
 	.portal_label = "Note from the seller",
 	.portal_html = CustomPortalHtml,
+	.admin_editable = CustomEditable,
 };

@@ -517,6 +517,12 @@ LicenseKeysPortalHtml(PortalPage *page, JsonbContainer *benefit)
 		LicenseKeySection(page->buf, lk, page->index, page->action_url);
 }
 
+/* What the dashboard may edit in place. */
+static const BenefitEditableProperty LicenseKeysEditable[] = {
+	{"prefix", "Prefix of new keys", false},
+	{NULL, NULL, false}
+};
+
 const BenefitType LicenseKeysBenefit = {
 	.name = "license_keys",
 	.webhook_name = "license_keys",
@@ -530,4 +536,5 @@ const BenefitType LicenseKeysBenefit = {
 	.portal_member = LicenseKeysPortalMember,
 	.portal_label = "License key",
 	.portal_html = LicenseKeysPortalHtml,
+	.admin_editable = LicenseKeysEditable,
 };

@@ -633,6 +633,12 @@ MeterCreditsPortalHtml(PortalPage *page, JsonbContainer *benefit)
 	appendStringInfoString(page->buf, "</strong></p>\n");
 }
 
+/* What the dashboard may edit in place. */
+static const BenefitEditableProperty MeterCreditsEditable[] = {
+	{"credits", "Credits per period", true},
+	{NULL, NULL, false}
+};
+
 const BenefitType MeterCreditsBenefit = {
 	.name = "meter_credits",
 	.alias = "meter_credit",
@@ -647,4 +653,5 @@ const BenefitType MeterCreditsBenefit = {
 	.portal_member = MeterCreditsPortalMember,
 	.portal_label = "Credits",
 	.portal_html = MeterCreditsPortalHtml,
+	.admin_editable = MeterCreditsEditable,
 };
