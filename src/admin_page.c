@@ -256,11 +256,13 @@ KeyWords(AdminPage *page, const char *key, int len)
 
 static void ContainerWords(AdminPage *page, JsonbContainer *c);
 
-/* One property value in words: yes/no, numbers and text as they are, nested values in parentheses. */
+/* One property value in words: yes/no, none, numbers and text as they are, objects in parentheses. */
 static void
 ValueWords(AdminPage *page, JsonbValue *v)
 {
-	if (v->type == jbvBinary)
+	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+		ContainerWords(page, v->val.binary.data);
+	else if (v->type == jbvBinary)
 	{
 		appendStringInfoChar(page->body, '(');
 		ContainerWords(page, v->val.binary.data);

@@ -652,7 +652,7 @@ S3PresignPost(const S3Config *config, const char *key, int64 size, const char *r
 	if (size < 0 || size > S3_MAX_SINGLE_PUT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a browser upload carries at most 5 GiB"),
+				 errmsg("size must be between 0 bytes and 5 GiB for a browser upload"),
 				 errhint("Upload larger files in parts (create_file's multipart upload).")));
 	if (expires < 1 || expires > S3_MAX_EXPIRES)
 		ereport(ERROR,

@@ -635,7 +635,7 @@ MeterCreditsPortalHtml(PortalPage *page, JsonbContainer *benefit)
 
 /* What the dashboard may edit in place. */
 static const BenefitEditableProperty MeterCreditsEditable[] = {
-	{"credits", "Credits per period", true},
+	{"units", "Credits per period", true},
 	{NULL, NULL, false}
 };
 
