@@ -81,6 +81,7 @@ static const char page_style[] =
 	".ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}\n"
 	".error{white-space:pre-wrap;word-break:break-word;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem}\n"
 	"svg{display:block;max-width:100%;height:auto}svg text{font-size:11px;fill:var(--muted)}svg .bar{fill:var(--accent)}svg .low{fill:var(--bad)}\n"
+	".visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\n"
 	".skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:var(--card);padding:.5rem}\n"
 	"@media (max-width:40rem){th,td{display:block;border-top:0;padding:.1rem 0}tr{display:block;border-top:1px solid var(--line);padding:.4rem 0}thead{display:none}}\n"
 	"</style>\n";
@@ -340,36 +341,6 @@ PropertiesWords(AdminPage *page, JsonbContainer *props)
 	appendStringInfoString(page->body, "</ul>\n");
 }
 
-/* Opens a table with a caption and its column headers (NULL-terminated). */
-static void
-TableOpen(AdminPage *page, const char *caption,...)
-{
-	va_list		args;
-	const char *col;
-
-	appendStringInfoString(page->body, "<div class=\"card\"><table><caption>");
-	Esc(page, caption);
-	appendStringInfoString(page->body, "</caption>\n<thead><tr>");
-	va_start(args, caption);
-	while ((col = va_arg(args, const char *)) != NULL)
-	{
-		appendStringInfoString(page->body, "<th scope=\"col\">");
-		Esc(page, col);
-		appendStringInfoString(page->body, "</th>");
-	}
-	va_end(args);
-	appendStringInfoString(page->body, "</tr></thead>\n<tbody>\n");
-}
-
-/* A cell of TEXT. */
-static void
-Cell(AdminPage *page, const char *text)
-{
-	appendStringInfoString(page->body, "<td>");
-	Esc(page, text);
-	appendStringInfoString(page->body, "</td>");
-}
-
 /* A line saying a list is empty. */
 static void
 Empty(AdminPage *page, const char *what)
@@ -561,16 +532,98 @@ BenefitsSection(AdminPage *page)
 	}
 }
 
-/* A state name in words: "waiting_for_upload" -> "waiting for upload". */
-static void
-StateWords(AdminPage *page, const char *state)
+/* How a column of a list table shows its member. */
+typedef enum ColumnKind
 {
-	char	   *words = state ? pstrdup(state) : NULL;
+	COLUMN_TEXT,				/* as it is */
+	COLUMN_DATE,				/* an RFC 3339 time, as its date */
+	COLUMN_ERROR,				/* an error: an object's message (or the text), preformatted */
+	COLUMN_SIZE,				/* a byte count, for people */
+	COLUMN_WORDS				/* a state name, underscores as spaces */
+} ColumnKind;
 
-	for (char *p = words; p && *p; p++)
-		if (*p == '_')
-			*p = ' ';
-	Esc(page, words);
+/* A column of a list table: its header and the member of each row it shows. */
+typedef struct Column
+{
+	const char *header;
+	const char *key;
+	ColumnKind	kind;
+} Column;
+
+/* The form of a row of a list table (posting what the row stands for). */
+typedef void (*RowForm) (AdminPage *page, JsonbContainer *row);
+
+/* One cell of a list table. */
+static void
+ColumnCell(AdminPage *page, JsonbContainer *row, const Column *col)
+{
+	JsonbContainer *obj = col->kind == COLUMN_ERROR ? PageContainer(row, col->key) : NULL;
+	char	   *text = obj ? PageText(obj, "message") : NULL;
+
+	if (text == NULL)
+		text = PageText(row, col->key);
+	if (col->kind == COLUMN_DATE)
+		text = PageDate(text);
+	else if (col->kind == COLUMN_SIZE)
+		text = HumanSize(text);
+	else if (col->kind == COLUMN_WORDS && text != NULL)
+	{
+		text = pstrdup(text);
+		for (char *p = text; *p; p++)
+			if (*p == '_')
+				*p = ' ';
+	}
+	appendStringInfoString(page->body, col->kind == COLUMN_ERROR ? "<td class=\"error\">" : "<td>");
+	Esc(page, text);
+	appendStringInfoString(page->body, "</td>");
+}
+
+/*
+ * A list of the document under a heading: a table with a caption, a column
+ * per member, and (with FORM) a last cell with the row's form; EMPTY says so
+ * when there are no rows.
+ */
+static void
+ListTable(AdminPage *page, const char *heading, const char *empty, const char *caption,
+		  JsonbContainer *list, const Column *cols, int ncols, RowForm form)
+{
+	bool		forms = form != NULL;
+
+	appendStringInfoString(page->body, "<h2>");
+	Esc(page, heading);
+	appendStringInfoString(page->body, "</h2>\n");
+	if (PageArrayLength(list) == 0)
+	{
+		Empty(page, empty);
+		return;
+	}
+	appendStringInfoString(page->body, "<div class=\"card\"><table><caption>");
+	Esc(page, caption);
+	appendStringInfoString(page->body, "</caption>\n<thead><tr>");
+	for (int c = 0; c < ncols; c++)
+	{
+		appendStringInfoString(page->body, "<th scope=\"col\">");
+		Esc(page, cols[c].header);
+		appendStringInfoString(page->body, "</th>");
+	}
+	appendStringInfoString(page->body, forms ? "<th scope=\"col\"><span class=\"visually-hidden\">Action</span></th></tr></thead>\n<tbody>\n"
+						   : "</tr></thead>\n<tbody>\n");
+	for (int i = 0; i < PageArrayLength(list); i++)
+	{
+		JsonbContainer *row = PageElement(list, i);
+
+		appendStringInfoString(page->body, "<tr>");
+		for (int c = 0; c < ncols; c++)
+			ColumnCell(page, row, &cols[c]);
+		if (forms)
+		{
+			appendStringInfoString(page->body, "<td>");
+			form(page, row);
+			appendStringInfoString(page->body, "</td>");
+		}
+		appendStringInfoString(page->body, "</tr>\n");
+	}
+	appendStringInfoString(page->body, "</tbody></table></div>\n");
 }
 
 /*
@@ -639,46 +692,82 @@ UploadForm(AdminPage *page, const char *file_id, const char *name)
 	FormClose(page, "Upload", name);
 }
 
+/* A file's upload form, when it waits for its content. */
+static void
+FileUploadCell(AdminPage *page, JsonbContainer *file)
+{
+	char	   *state = PageText(file, "state");
+
+	if (state && strcmp(state, "waiting_for_upload") == 0)
+		UploadForm(page, PageText(file, "id"), PageText(file, "name"));
+}
+
+static const Column file_columns[] = {
+	{"Name", "name", COLUMN_TEXT}, {"Size", "size", COLUMN_SIZE}, {"State", "state", COLUMN_WORDS}
+};
+
 /* Files: name, size and state; upload forms for those waiting (with params.upload_redirect_url). */
 static void
 FilesSection(AdminPage *page)
 {
-	JsonbContainer *files = DocList(page, NULL, "files");
-
-	if (PageArrayLength(files) == 0)
-	{
-		Empty(page, "No files registered (benefits.create_file registers one).");
-		return;
-	}
-	TableOpen(page, "Files", "Name", "Size", "State", NULL);
-	for (int i = 0; i < PageArrayLength(files); i++)
-	{
-		JsonbContainer *f = PageElement(files, i);
-		char	   *state = PageText(f, "state");
-
-		appendStringInfoString(page->body, "<tr>");
-		Cell(page, PageText(f, "name"));
-		Cell(page, HumanSize(PageText(f, "size")));
-		appendStringInfoString(page->body, "<td>");
-		StateWords(page, state);
-		if (state && strcmp(state, "waiting_for_upload") == 0 && page->upload_redirect_url)
-			UploadForm(page, PageText(f, "id"), PageText(f, "name"));
-		appendStringInfoString(page->body, "</td></tr>\n");
-	}
-	appendStringInfoString(page->body, "</tbody></table></div>\n");
+	ListTable(page, "Files", "No files registered (benefits.create_file registers one).", "Files and their upload state",
+			  DocList(page, NULL, "files"), file_columns, lengthof(file_columns),
+			  page->upload_redirect_url ? FileUploadCell : NULL);
 	if (page->upload_redirect_url == NULL)
 		Empty(page, "Upload forms appear when the application passes params.upload_redirect_url.");
 }
 
-/* A grant's error in words: its message, or the error as JSON. */
-static char *
-ErrorText(JsonbContainer *g)
+/* A dead job's retry form (retry_job). */
+static void
+RetryForm(AdminPage *page, JsonbContainer *job)
 {
-	JsonbContainer *error = PageContainer(g, "error");
-	char	   *message = PageText(error, "message");
+	char	   *id = PageText(job, "id");
 
-	return message ? message : PageText(g, "error");
+	FormOpen(page, "retry_job", false);
+	Hidden(page, "job_id", id);
+	FormClose(page, "Retry", psprintf("job %s", id));
 }
+
+/* A disabled endpoint's enable form (enable_webhook_endpoint). */
+static void
+EnableForm(AdminPage *page, JsonbContainer *endpoint)
+{
+	FormOpen(page, "enable_webhook_endpoint", false);
+	Hidden(page, "endpoint_id", PageText(endpoint, "id"));
+	FormClose(page, "Enable", PageText(endpoint, "url"));
+}
+
+/* A waiting manual fulfillment's complete form (complete_fulfillment), with a note. */
+static void
+CompleteForm(AdminPage *page, JsonbContainer *pending)
+{
+	char	   *grant_id = PageText(pending, "grant_id");
+
+	FormOpen(page, "complete_fulfillment", false);
+	Hidden(page, "grant_id", grant_id);
+	appendStringInfo(page->body, "<label for=\"note-%s\">Note to the customer</label>"
+					 "<textarea id=\"note-%s\" name=\"note\" rows=\"2\"></textarea>\n", grant_id, grant_id);
+	FormClose(page, "Mark fulfilled", psprintf("%s for %s", PageText(pending, "benefit"), PageText(pending, "customer")));
+}
+
+static const Column job_columns[] = {
+	{"Kind", "kind", COLUMN_TEXT}, {"State", "state", COLUMN_TEXT}, {"Jobs", "count", COLUMN_TEXT}
+};
+static const Column dead_columns[] = {
+	{"Job", "id", COLUMN_TEXT}, {"Kind", "kind", COLUMN_TEXT}, {"Action", "action", COLUMN_TEXT},
+	{"Attempts", "attempts", COLUMN_TEXT}, {"HTTP status", "last_status", COLUMN_TEXT},
+	{"Last error", "last_error", COLUMN_ERROR}, {"Died", "finished_at", COLUMN_DATE}
+};
+static const Column endpoint_columns[] = {
+	{"URL", "url", COLUMN_TEXT}, {"Why", "reason", COLUMN_TEXT}, {"Disabled", "disabled_at", COLUMN_DATE}
+};
+static const Column attention_columns[] = {
+	{"Customer", "customer", COLUMN_TEXT}, {"Benefit", "benefit", COLUMN_TEXT},
+	{"State", "state", COLUMN_TEXT}, {"Error", "error", COLUMN_ERROR}
+};
+static const Column pending_columns[] = {
+	{"Benefit", "benefit", COLUMN_TEXT}, {"Customer", "customer", COLUMN_TEXT}, {"Waiting since", "since", COLUMN_DATE}
+};
 
 /*
  * Delivery: jobs by kind and state, dead jobs with a retry form, disabled
@@ -689,142 +778,21 @@ ErrorText(JsonbContainer *g)
 static void
 DeliverySection(AdminPage *page)
 {
-	JsonbContainer *jobs = DocList(page, "delivery", "jobs");
-	JsonbContainer *dead = DocList(page, "delivery", "dead_jobs");
-	JsonbContainer *endpoints = DocList(page, "delivery", "disabled_endpoints");
-	JsonbContainer *attention = DocList(page, "delivery", "attention_grants");
 	JsonbValue *pending = PageGet(PageContainer(page->doc, "delivery"), "pending_fulfillments");
 
-	appendStringInfoString(page->body, "<h2>Jobs</h2>\n");
-	if (PageArrayLength(jobs) == 0)
-		Empty(page, "No jobs yet.");
-	else
-	{
-		TableOpen(page, "Jobs by kind and state", "Kind", "State", "Jobs", NULL);
-		for (int i = 0; i < PageArrayLength(jobs); i++)
-		{
-			JsonbContainer *j = PageElement(jobs, i);
-
-			appendStringInfoString(page->body, "<tr>");
-			Cell(page, PageText(j, "kind"));
-			Cell(page, PageText(j, "state"));
-			Cell(page, PageText(j, "count"));
-			appendStringInfoString(page->body, "</tr>\n");
-		}
-		appendStringInfoString(page->body, "</tbody></table></div>\n");
-	}
-
-	appendStringInfoString(page->body, "<h2>Dead jobs</h2>\n");
-	if (PageArrayLength(dead) == 0)
-		Empty(page, "No dead jobs.");
-	else
-	{
-		TableOpen(page, "Jobs that ran out of attempts or failed for good", "Job", "Attempts", "Last error", "", NULL);
-		for (int i = 0; i < PageArrayLength(dead); i++)
-		{
-			JsonbContainer *d = PageElement(dead, i);
-			char	   *id = PageText(d, "id");
-			char	   *what = psprintf("%s %s %s", id, PageText(d, "kind"), PageText(d, "action"));
-
-			appendStringInfoString(page->body, "<tr>");
-			Cell(page, what);
-			Cell(page, PageText(d, "attempts"));
-			appendStringInfoString(page->body, "<td class=\"error\">");
-			if (PageText(d, "last_status"))
-			{
-				appendStringInfoString(page->body, "HTTP ");
-				Esc(page, PageText(d, "last_status"));
-				appendStringInfoString(page->body, ": ");
-			}
-			Esc(page, PageText(d, "last_error"));
-			appendStringInfoString(page->body, "</td><td>");
-			if (page->action_url)
-			{
-				FormOpen(page, "retry_job", false);
-				Hidden(page, "job_id", id);
-				FormClose(page, "Retry", psprintf("job %s", id));
-			}
-			appendStringInfoString(page->body, "</td></tr>\n");
-		}
-		appendStringInfoString(page->body, "</tbody></table></div>\n");
-	}
-
-	appendStringInfoString(page->body, "<h2>Disabled webhook endpoints</h2>\n");
-	if (PageArrayLength(endpoints) == 0)
-		Empty(page, "No disabled endpoints.");
-	else
-	{
-		TableOpen(page, "Endpoints disabled after failures", "URL", "Why", "", NULL);
-		for (int i = 0; i < PageArrayLength(endpoints); i++)
-		{
-			JsonbContainer *e = PageElement(endpoints, i);
-
-			appendStringInfoString(page->body, "<tr>");
-			Cell(page, PageText(e, "url"));
-			Cell(page, PageText(e, "reason"));
-			appendStringInfoString(page->body, "<td>");
-			if (page->action_url)
-			{
-				FormOpen(page, "enable_webhook_endpoint", false);
-				Hidden(page, "endpoint_id", PageText(e, "id"));
-				FormClose(page, "Enable", PageText(e, "url"));
-			}
-			appendStringInfoString(page->body, "</td></tr>\n");
-		}
-		appendStringInfoString(page->body, "</tbody></table></div>\n");
-	}
-
-	appendStringInfoString(page->body, "<h2>Grants needing attention</h2>\n");
-	if (PageArrayLength(attention) == 0)
-		Empty(page, "No grant is waiting for a linked account or failing.");
-	else
-	{
-		TableOpen(page, "Grants waiting for a linked account or failing", "Customer", "Benefit", "State", "Error", NULL);
-		for (int i = 0; i < PageArrayLength(attention); i++)
-		{
-			JsonbContainer *g = PageElement(attention, i);
-
-			appendStringInfoString(page->body, "<tr>");
-			Cell(page, PageText(g, "customer"));
-			Cell(page, PageText(g, "benefit"));
-			Cell(page, PageText(g, "state"));
-			appendStringInfoString(page->body, "<td class=\"error\">");
-			Esc(page, ErrorText(g));
-			appendStringInfoString(page->body, "</td></tr>\n");
-		}
-		appendStringInfoString(page->body, "</tbody></table></div>\n");
-	}
-
-	if (pending == NULL)
-		return;
-	appendStringInfoString(page->body, "<h2>Manual fulfillments</h2>\n");
-	if (pending->type != jbvBinary || PageArrayLength(pending->val.binary.data) == 0)
-	{
-		Empty(page, "Nothing waits for you to fulfill it.");
-		return;
-	}
-	for (int i = 0; i < PageArrayLength(pending->val.binary.data); i++)
-	{
-		JsonbContainer *f = PageElement(pending->val.binary.data, i);
-		char	   *what = psprintf("%s for %s", PageText(f, "benefit"), PageText(f, "customer"));
-
-		appendStringInfoString(page->body, "<div class=\"card\"><p><strong>");
-		Esc(page, PageText(f, "benefit"));
-		appendStringInfoString(page->body, "</strong> for ");
-		Esc(page, PageText(f, "customer"));
-		appendStringInfoString(page->body, " <span class=\"muted\">since ");
-		Esc(page, PageDate(PageText(f, "since")));
-		appendStringInfoString(page->body, "</span></p>\n");
-		if (page->action_url)
-		{
-			FormOpen(page, "complete_fulfillment", true);
-			Hidden(page, "grant_id", PageText(f, "grant_id"));
-			appendStringInfo(page->body, "<label for=\"note-%d\">Note to the customer</label>"
-							 "<textarea id=\"note-%d\" name=\"note\" rows=\"2\"></textarea>\n", i, i);
-			FormClose(page, "Mark fulfilled", what);
-		}
-		appendStringInfoString(page->body, "</div>\n");
-	}
+	ListTable(page, "Jobs", "No jobs yet.", "Jobs by kind and state",
+			  DocList(page, "delivery", "jobs"), job_columns, lengthof(job_columns), NULL);
+	ListTable(page, "Dead jobs", "No dead jobs.", "Jobs that ran out of attempts or failed for good",
+			  DocList(page, "delivery", "dead_jobs"), dead_columns, lengthof(dead_columns), page->action_url ? RetryForm : NULL);
+	ListTable(page, "Disabled webhook endpoints", "No disabled endpoints.", "Endpoints disabled after failures",
+			  DocList(page, "delivery", "disabled_endpoints"), endpoint_columns, lengthof(endpoint_columns), page->action_url ? EnableForm : NULL);
+	ListTable(page, "Grants needing attention", "No grant is waiting for a linked account or failing.",
+			  "Grants waiting for a linked account or failing",
+			  DocList(page, "delivery", "attention_grants"), attention_columns, lengthof(attention_columns), NULL);
+	if (pending != NULL)
+		ListTable(page, "Manual fulfillments", "Nothing waits for you to fulfill it.", "Grants waiting for you, oldest first",
+				  pending->type == jbvBinary ? pending->val.binary.data : NULL,
+				  pending_columns, lengthof(pending_columns), page->action_url ? CompleteForm : NULL);
 }
 
 /* The largest number member KEY of a list's objects (at least 1). */
@@ -907,6 +875,31 @@ DayChart(AdminPage *page, JsonbContainer *days)
 	appendStringInfoString(page->body, "</svg>\n");
 }
 
+static const Column top_columns[] = {
+	{"Key", "display_key", COLUMN_TEXT}, {"Customer", "customer", COLUMN_TEXT},
+	{"Validations", "validations", COLUMN_TEXT}, {"Last validated", "last_validated_at", COLUMN_DATE}
+};
+static const Column near_columns[] = {
+	{"Key", "display_key", COLUMN_TEXT}, {"Customer", "customer", COLUMN_TEXT},
+	{"Activations", "activations", COLUMN_TEXT}, {"Limit", "limit", COLUMN_TEXT}
+};
+static const Column low_columns[] = {
+	{"Customer", "customer", COLUMN_TEXT}, {"Meter", "meter", COLUMN_TEXT},
+	{"Balance", "balance", COLUMN_TEXT}, {"Threshold", "threshold", COLUMN_TEXT}
+};
+
+/* A chart in a card, when its list has rows. */
+static void
+ChartCard(AdminPage *page, const char *id, const char *title, JsonbContainer *list,
+		  const char *label, const char *value, const char *low_below)
+{
+	if (PageArrayLength(list) == 0)
+		return;
+	appendStringInfoString(page->body, "<div class=\"card\">\n");
+	BarChart(page, id, title, list, label, value, low_below);
+	appendStringInfoString(page->body, "</div>\n");
+}
+
 /*
  * Usage: validations per day and the most-validated keys (from the keys'
  * counters), keys near their activation limit, meter balances at or below
@@ -915,81 +908,22 @@ DayChart(AdminPage *page, JsonbContainer *days)
 static void
 UsageSection(AdminPage *page)
 {
-	JsonbContainer *days = DocList(page, "usage", "validations_by_day");
 	JsonbContainer *top = DocList(page, "usage", "top_keys");
-	JsonbContainer *near = DocList(page, "usage", "activations_near_limit");
 	JsonbContainer *low = DocList(page, "usage", "low_balances");
 
 	appendStringInfoString(page->body, "<h2>License validations</h2>\n<div class=\"card\">\n");
-	DayChart(page, days);
+	DayChart(page, DocList(page, "usage", "validations_by_day"));
 	appendStringInfoString(page->body, "<p class=\"muted\">The keys keep a running count and the time of their last "
 						   "validation: each day shows the counts of the keys last validated that day.</p>\n</div>\n");
-
-	appendStringInfoString(page->body, "<h2>Most-validated keys</h2>\n");
-	if (PageArrayLength(top) == 0)
-		Empty(page, "No key has been validated yet.");
-	else
-	{
-		appendStringInfoString(page->body, "<div class=\"card\">\n");
-		BarChart(page, "top", "Validations per key", top, "display_key", "validations", NULL);
-		appendStringInfoString(page->body, "</div>\n");
-		TableOpen(page, "Most-validated keys", "Key", "Customer", "Validations", "Last validated", NULL);
-		for (int i = 0; i < PageArrayLength(top); i++)
-		{
-			JsonbContainer *k = PageElement(top, i);
-
-			appendStringInfoString(page->body, "<tr>");
-			Cell(page, PageText(k, "display_key"));
-			Cell(page, PageText(k, "customer"));
-			Cell(page, PageText(k, "validations"));
-			Cell(page, PageDate(PageText(k, "last_validated_at")));
-			appendStringInfoString(page->body, "</tr>\n");
-		}
-		appendStringInfoString(page->body, "</tbody></table></div>\n");
-	}
-
-	appendStringInfoString(page->body, "<h2>Activations near their limit</h2>\n");
-	if (PageArrayLength(near) == 0)
-		Empty(page, "No key has used 80% of its activations.");
-	else
-	{
-		TableOpen(page, "Keys with at least 80% of their activations used", "Key", "Customer", "Activations", "Limit", NULL);
-		for (int i = 0; i < PageArrayLength(near); i++)
-		{
-			JsonbContainer *k = PageElement(near, i);
-
-			appendStringInfoString(page->body, "<tr>");
-			Cell(page, PageText(k, "display_key"));
-			Cell(page, PageText(k, "customer"));
-			Cell(page, PageText(k, "activations"));
-			Cell(page, PageText(k, "limit"));
-			appendStringInfoString(page->body, "</tr>\n");
-		}
-		appendStringInfoString(page->body, "</tbody></table></div>\n");
-	}
-
-	appendStringInfoString(page->body, "<h2>Low meter balances</h2>\n");
-	if (PageArrayLength(low) == 0)
-		Empty(page, "No balance is at or below its threshold.");
-	else
-	{
-		appendStringInfoString(page->body, "<div class=\"card\">\n");
-		BarChart(page, "low", "Balances at or below their threshold", low, "customer", "balance", "threshold");
-		appendStringInfoString(page->body, "</div>\n");
-		TableOpen(page, "Balances at or below their threshold", "Customer", "Meter", "Balance", "Threshold", NULL);
-		for (int i = 0; i < PageArrayLength(low); i++)
-		{
-			JsonbContainer *m = PageElement(low, i);
-
-			appendStringInfoString(page->body, "<tr>");
-			Cell(page, PageText(m, "customer"));
-			Cell(page, PageText(m, "meter"));
-			Cell(page, PageText(m, "balance"));
-			Cell(page, PageText(m, "threshold"));
-			appendStringInfoString(page->body, "</tr>\n");
-		}
-		appendStringInfoString(page->body, "</tbody></table></div>\n");
-	}
+	ListTable(page, "Most-validated keys", "No key has been validated yet.", "Most-validated keys",
+			  top, top_columns, lengthof(top_columns), NULL);
+	ChartCard(page, "top", "Validations per key", top, "display_key", "validations", NULL);
+	ListTable(page, "Activations near their limit", "No key has used 80% of its activations.",
+			  "Keys with at least 80% of their activations used",
+			  DocList(page, "usage", "activations_near_limit"), near_columns, lengthof(near_columns), NULL);
+	ListTable(page, "Low meter balances", "No balance is at or below its threshold.",
+			  "Balances at or below their threshold", low, low_columns, lengthof(low_columns), NULL);
+	ChartCard(page, "low", "Balances at or below their threshold", low, "customer", "balance", "threshold");
 }
 
 /* One figure of the overview, linking to its section. */
