@@ -173,6 +173,30 @@ SELECT html ~ '<strong>4</strong><a href="\?section=benefits">benefits</a>' AS b
        html ~ '<strong>1</strong><a href="\?section=files">files waiting for upload</a>' AS files
   FROM pages WHERE section = 'overview';
 
+-- Manual fulfillments appear when benefits.pending_fulfillments exists (it
+-- comes with manual fulfillment); a stand-in view with its columns, the
+-- custom grant waiting, shows the section and its complete form.
+SELECT position('Manual fulfillments' IN html) = 0 AS no_fulfillment_section FROM pages WHERE section = 'delivery';
+CREATE VIEW benefits.pending_fulfillments AS
+SELECT g.id AS grant_id, g.organization_id, g.customer_id, g.benefit_id,
+       coalesce(g.modified_at, g.created_at) AS since, g.subscription_id, g.order_id,
+       c.email AS customer_email, c.name AS customer_name, b.description AS benefit_description
+  FROM benefits.grants g
+  JOIN benefits.customers c ON c.id = g.customer_id
+  JOIN benefits.benefits b ON b.id = g.benefit_id
+ WHERE b.id = :'note_id';
+SELECT jsonb_array_length(benefits.admin_overview('00000000-0000-0000-0000-0000000ad0a1')->'delivery'->'pending_fulfillments') AS pending,
+       benefits.admin_overview('00000000-0000-0000-0000-0000000ad0a2')->'delivery'->'pending_fulfillments' AS other_org;
+WITH p AS (SELECT benefits.admin_page_html('00000000-0000-0000-0000-0000000ad0a1', 'delivery', '/admin/actions', 't') AS html)
+SELECT html ~ '<h2>Manual fulfillments</h2>' AS section,
+       pg_temp.escaped(html, 'Note <i>"quoted"</i>') AS benefit,
+       html ~ '<input type="hidden" name="action" value="complete_fulfillment"><input type="hidden" name="csrf_token" value="t"><input type="hidden" name="grant_id" value="[0-9a-f-]{36}"><label for="note-[0-9a-f-]{36}">Note to the customer</label><textarea id="note-[0-9a-f-]{36}" name="note" rows="2"></textarea>' AS complete_form,
+       html ~ 'aria-label="Mark fulfilled Note &lt;i&gt;&quot;quoted&quot;&lt;/i&gt; for Ada &lt;img' AS labelled
+  FROM p;
+SELECT html ~ '<strong>1</strong><a href="\?section=delivery">manual fulfillments waiting</a>' AS counted
+  FROM (SELECT benefits.admin_page_html('00000000-0000-0000-0000-0000000ad0a1') AS html) p;
+DROP VIEW benefits.pending_fulfillments;
+
 -- Without action_url the page is read-only: no form at all.
 SELECT section, position('<form' IN benefits.admin_page_html('00000000-0000-0000-0000-0000000ad0a1', section)) AS first_form
   FROM unnest(ARRAY['overview', 'products', 'benefits', 'files', 'delivery', 'usage']) section;
