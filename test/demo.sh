@@ -28,7 +28,7 @@ BENEFITS_ROOT="$root" "$root/test/cluster.sh" demo \
         -d postgres -f "$root/test/demo.sql"
 
 echo
-echo "== 12. What the receivers saw (test/mock/providers.py's request log)"
+echo "== 13. What the receivers saw (test/mock/providers.py's request log)"
 python3 - "$work/requests.jsonl" "$work/secret" <<'PY'
 import base64, hashlib, hmac, json, sys
 secret = open(sys.argv[2]).read().strip()
