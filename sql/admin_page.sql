@@ -144,8 +144,8 @@ SELECT pg_temp.escaped(html, 'Read <script>alert("n")</script> & enjoy') AS note
        html ~ '<strong>0</strong> live grants · 1 waiting' AS waiting
   FROM pages WHERE section = 'benefits';
 SELECT pg_temp.escaped(html, 'evil"><svg onload=alert(1)>.zip') AS file_name,
-       html ~ '1.5 MB' AS size, html ~ 'waiting for upload' AS waiting, html ~ '<td>uploaded</td>' AS uploaded,
-       html ~ '<td>archived</td>' AS archived,
+       html ~ '1.5 MB' AS size, html ~ 'waiting for upload' AS waiting, html ~ '<td data-label="State">uploaded</td>' AS uploaded,
+       html ~ '<td data-label="State">archived</td>' AS archived,
        (SELECT count(*) FROM regexp_matches(html, 'enctype="multipart/form-data" action="http://127.0.0.1:4568/downloads"', 'g')) AS upload_forms,
        html ~ 'form-action ''self'' http://127.0.0.1:4568">' AS csp_allows_storage,
        html ~ ('name="success_action_redirect" value="https://app.example/uploaded\?file_id=' || :'f1' || '&amp;csrf_token=tok%22%3Cen%3E"') AS redirect,
@@ -157,16 +157,16 @@ SELECT pg_temp.escaped(html, 'boom <script>alert("e")</script>') AS dead_error,
        pg_temp.escaped(html, 'Ada <img src=x onerror=alert(1)>') AS customer,
        html ~ 'name="action" value="retry_job">.*name="job_id" value="[0-9]+"' AS retry_form,
        html ~ ('name="action" value="enable_webhook_endpoint">.*name="endpoint_id" value="' || :'ep' || '"') AS enable_form,
-       html ~ '<td>Repo access</td><td>created</td>' AS waiting_grant,
-       html ~ 'webhook</td><td>dead</td><td>1</td>' AS jobs_table
+       html ~ '<td data-label="Benefit">Repo access</td><td data-label="State">created</td>' AS waiting_grant,
+       html ~ 'webhook</td><td data-label="State">dead</td><td data-label="Jobs">1</td>' AS jobs_table
   FROM pages WHERE section = 'delivery';
 SELECT html ~ '<svg role="img" aria-labelledby="days-title"' AS day_chart,
        (SELECT count(*) FROM regexp_matches(html, '<rect class="bar"', 'g')) AS bars,
        pg_temp.escaped(html, 'Ada <img src=x onerror=alert(1)>') AS customer,
-       html ~ '<td>2</td><td>2</td></tr>' AS near_limit,
+       html ~ '<td data-label="Activations">2</td><td data-label="Limit">2</td></tr>' AS near_limit,
        pg_temp.escaped(html, 'API <calls> "v2"') AS meter,
        html ~ '<rect class="low" x="220" y="3" width="321" height="16">' AS low_bar,
-       html ~ '<td>5</td><td>10</td></tr>' AS low_balance
+       html ~ '<td data-label="Balance">5</td><td data-label="Threshold">10</td></tr>' AS low_balance
   FROM pages WHERE section = 'usage';
 SELECT html ~ '<strong>4</strong><a href="\?section=benefits">benefits</a>' AS benefits,
        html ~ '<strong>1</strong><a href="\?section=delivery">dead jobs</a>' AS dead,

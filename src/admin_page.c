@@ -83,7 +83,7 @@ static const char page_style[] =
 	"svg{display:block;max-width:100%;height:auto}svg text{font-size:11px;fill:var(--muted)}svg .bar{fill:var(--accent)}svg .low{fill:var(--bad)}\n"
 	".visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\n"
 	".skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:var(--card);padding:.5rem}\n"
-	"@media (max-width:40rem){th,td{display:block;border-top:0;padding:.1rem 0}tr{display:block;border-top:1px solid var(--line);padding:.4rem 0}thead{display:none}}\n"
+	"@media (max-width:40rem){th,td{display:block;border-top:0;padding:.1rem 0}tr{display:block;border-top:1px solid var(--line);padding:.4rem 0}thead{display:none}td[data-label]::before{content:attr(data-label) \": \";color:var(--muted)}}\n"
 	"</style>\n";
 
 /* The number of the section named NAME, or an error listing the sections. */
@@ -573,14 +573,17 @@ ColumnCell(AdminPage *page, JsonbContainer *row, const Column *col)
 			if (*p == '_')
 				*p = ' ';
 	}
-	appendStringInfoString(page->body, col->kind == COLUMN_ERROR ? "<td class=\"error\">" : "<td>");
+	appendStringInfoString(page->body, col->kind == COLUMN_ERROR ? "<td class=\"error\" data-label=\"" : "<td data-label=\"");
+	Esc(page, col->header);
+	appendStringInfoString(page->body, "\">");
 	Esc(page, text);
 	appendStringInfoString(page->body, "</td>");
 }
 
 /*
  * A list of the document under a heading: a table with a caption, a column
- * per member, and (with FORM) a last cell with the row's form; EMPTY says so
+ * per member (each cell naming its column, shown on narrow screens where the
+ * rows become blocks), and (with FORM) a last cell with the row's form; EMPTY says so
  * when there are no rows.
  */
 static void
@@ -872,7 +875,7 @@ DayChart(AdminPage *page, JsonbContainer *days)
 		Esc(page, day && strlen(day) == 10 ? day + 5 : day);
 		appendStringInfoString(page->body, "</text>\n");
 	}
-	appendStringInfoString(page->body, "</svg>\n");
+	appendStringInfoString(page->body, "<line x1=\"0\" y1=\"140.5\" x2=\"600\" y2=\"140.5\" stroke=\"currentColor\" stroke-opacity=\".4\"></line>\n</svg>\n");
 }
 
 static const Column top_columns[] = {

@@ -78,6 +78,17 @@ is(MockProviders::wait_for($node, 'postgres',
 		't'), 't', 'the deliveries to the endpoint answering 400 are dead');
 my $token = $node->safe_psql('postgres', qq{SELECT benefits.create_customer_session('$org', 'ada')});
 
+# Usage: the key is validated seven times and uses all three activations.
+my $key = $node->safe_psql('postgres',
+	q{SELECT key FROM benefits.license_keys WHERE customer_id = '00000000-0000-0000-0000-0000000009c1'});
+$node->safe_psql('postgres', qq{
+SELECT benefits.validate_license('$key', '$org') FROM generate_series(1, 7);
+SELECT benefits.activate_license('$key', '$org', 'device ' || i) FROM generate_series(1, 3) i;
+});
+is(MockProviders::wait_for($node, 'postgres',
+		q{SELECT validations FROM benefits.license_keys WHERE customer_id = '00000000-0000-0000-0000-0000000009c1'}, '7'),
+	'7', 'the validation counters were flushed');
+
 # The application, connected as the node's superuser, acting as benefits_admin.
 my $csrf = 'csrf-' . join('', map { sprintf '%02x', int(rand(256)) } 1 .. 16);
 my $portfile = "$tmp/app.port";
@@ -236,6 +247,12 @@ is(MockProviders::wait_for($node, 'postgres',
 		q{SELECT count(*) FILTER (WHERE state = 'done') FROM benefits.outbox WHERE kind = 'webhook'}, '1'),
 	'1', 'the worker delivered the retried job');
 ok((grep { $_->{path} eq '/hooks/shop' && $_->{answer} =~ /^2/ } $mock->requests), 'the endpoint received it');
+
+# Usage: the counters as a chart and a table, the key at its activation limit.
+my @usage = browse({ goto => "$base/admin?section=usage" }, { texts => 'td' }, { texts => 'svg title' });
+like(join(' | ', @{ $usage[1] }), qr/\S \| Ada "<b>" Lovelace \| 7 \| \d/, 'the most-validated key, its customer (as text) and its count');
+like(join(' | ', @{ $usage[1] }), qr/Lovelace \| 3 \| 3/, 'the key using all its activations');
+ok((grep { /: 7$/ } @{ $usage[2] }), "today's column of the chart carries the count");
 
 SKIP:
 {
