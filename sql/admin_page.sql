@@ -119,7 +119,7 @@ SELECT section, pg_temp.escaped(html, 'Org <b>"Bold"</b> & Co') AS org,
        pg_temp.escaped(html, 'tok"<en>') IN ('escaped', 'MISSING: tok"<en>') AS token_never_raw,
        position('<script' IN html) = 0 AS no_script,
        html ~ '^<!DOCTYPE html>' AND html ~ '</html>\n$' AS complete,
-       html ~ '<meta http-equiv="Content-Security-Policy" content="default-src ''none''; style-src ''unsafe-inline''; img-src ''self''; base-uri ''none''; form-action ''self''' AS csp,
+       html ~ '<meta http-equiv="Content-Security-Policy" content="default-src ''none''; style-src ''unsafe-inline''; base-uri ''none''; form-action ''self''' AS csp,
        html ~ ('<a href="\?section=' || section || '" aria-current="page">') AS nav
   FROM pages ORDER BY section;
 SELECT pg_temp.escaped(html, 'Pro <script>alert("p")</script>') AS product,
@@ -269,3 +269,7 @@ SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('k', 1, 'https://app.exam
 SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('k', NULL, 'https://app.example/up')$$);
 RESET benefits.s3_bucket;
 SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('k', 1, 'https://app.example/up')$$);
+-- Without storage settings the files section still opens, without upload forms.
+SELECT position('<form' IN h) = 0 AS no_upload_form, h ~ 'once a superuser has set the benefits.s3_' AS says_why
+  FROM benefits.admin_page_html('00000000-0000-0000-0000-0000000ad0a1', 'files', NULL, NULL,
+                                '{"upload_redirect_url": "https://app.example/up"}') h;

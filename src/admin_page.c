@@ -32,6 +32,7 @@
 #include "portal.h"
 #include "portal_page.h"
 #include "properties.h"
+#include "s3.h"
 #include "uri.h"
 
 static const char *const admin_sections[] = {
@@ -709,15 +710,19 @@ static const Column file_columns[] = {
 	{"Name", "name", COLUMN_TEXT}, {"Size", "size", COLUMN_SIZE}, {"State", "state", COLUMN_WORDS}
 };
 
-/* Files: name, size and state; upload forms for those waiting (with params.upload_redirect_url). */
+/* Files: name, size and state; upload forms for those waiting (with params.upload_redirect_url and storage configured). */
 static void
 FilesSection(AdminPage *page)
 {
+	bool		uploads = page->upload_redirect_url != NULL && S3Configured();
+
 	ListTable(page, "Files", "No files registered (benefits.create_file registers one).", "Files and their upload state",
 			  DocList(page, NULL, "files"), file_columns, lengthof(file_columns),
-			  page->upload_redirect_url ? FileUploadCell : NULL);
+			  uploads ? FileUploadCell : NULL);
 	if (page->upload_redirect_url == NULL)
 		Empty(page, "Upload forms appear when the application passes params.upload_redirect_url.");
+	else if (!uploads)
+		Empty(page, "Upload forms appear once a superuser has set the benefits.s3_* storage settings.");
 }
 
 /* A dead job's retry form (retry_job). */
@@ -1009,7 +1014,7 @@ AdminHtml(AdminPage *page, int section, const char *notice)
 						   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
 						   "<meta name=\"referrer\" content=\"no-referrer\">\n<meta name=\"robots\" content=\"noindex, nofollow\">\n"
 						   "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-						   "img-src 'self'; base-uri 'none'; form-action 'self'");
+						   "base-uri 'none'; form-action 'self'");
 	PortalFormActionOrigin(&out, page->action_url);
 	HtmlEscape(&out, page->form_sources->data);
 	appendStringInfoString(&out, "\">\n<title>");
