@@ -273,3 +273,11 @@ SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('k', 1, 'https://app.exam
 SELECT position('<form' IN h) = 0 AS no_upload_form, h ~ 'once a superuser has set the benefits.s3_' AS says_why
   FROM benefits.admin_page_html('00000000-0000-0000-0000-0000000ad0a1', 'files', NULL, NULL,
                                 '{"upload_redirect_url": "https://app.example/up"}') h;
+
+-- Leave nothing behind for the tests that follow.
+DELETE FROM benefits.subscriptions WHERE organization_id IN ('00000000-0000-0000-0000-0000000ad0a1', '00000000-0000-0000-0000-0000000ad0a2');
+DELETE FROM benefits.outbox WHERE organization_id IN ('00000000-0000-0000-0000-0000000ad0a1', '00000000-0000-0000-0000-0000000ad0a2');
+DELETE FROM benefits.organizations WHERE id IN ('00000000-0000-0000-0000-0000000ad0a1', '00000000-0000-0000-0000-0000000ad0a2');
+SELECT (SELECT count(*) FROM benefits.customers) AS customers, (SELECT count(*) FROM benefits.files) AS files,
+       (SELECT count(*) FROM benefits.license_keys) AS keys, (SELECT count(*) FROM benefits.grants) AS grants,
+       (SELECT count(*) FROM benefits.outbox) AS jobs;

@@ -944,7 +944,8 @@ CREATE FUNCTION benefits.admin_page_html(organization_id uuid, section text DEFA
                                          action_url text DEFAULT NULL, csrf_token text DEFAULT NULL,
                                          params jsonb DEFAULT '{}')
     RETURNS text
-    AS 'MODULE_PATHNAME', 'admin_page_html' LANGUAGE C STABLE;
+    AS 'MODULE_PATHNAME', 'admin_page_html' LANGUAGE C STABLE
+    SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.admin_page_html(uuid, text, text, text, jsonb) IS
     'The merchant dashboard as a complete, self-contained HTML page';
 

@@ -12,7 +12,9 @@
  * stands for and a hidden "csrf_token" carrying what the application passed;
  * without action_url the page is read-only.  Upload forms post to storage
  * instead, with the fields of file_upload_form (a POST policy admits no
- * other field), and storage sends the browser back to the application.
+ * other field), and storage sends the browser back to the application.  The
+ * referrer policy is same-origin: the application's own posts carry an
+ * Origin it can check, storage gets no Referer.
  *
  * Concurrency: a read-only function of the caller's snapshot; it writes
  * nothing and takes no lock beyond the reads of admin_overview.
@@ -351,7 +353,7 @@ Empty(AdminPage *page, const char *what)
 	appendStringInfoString(page->body, "</p>\n");
 }
 
-/* A comma-free list of benefit ids as hidden benefit_ids fields, with I and J swapped (or SKIP left out). */
+/* A product's benefit ids as hidden benefit_ids fields in order, with SWAP_I and SWAP_J swapped or SKIP left out. */
 static void
 BenefitIdFields(AdminPage *page, JsonbContainer *attached, int swap_i, int swap_j, int skip)
 {
@@ -664,9 +666,10 @@ UploadForm(AdminPage *page, const char *file_id, const char *name)
 	}
 	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(file_id));
 	values[1] = CStringGetTextDatum(redirect.data);
-	BenefitsExec(BenefitsPlan(&plan, "SELECT benefits.file_upload_form($1, $2)", 2, argtypes),
+	BenefitsExec(BenefitsPlan(&plan, "SELECT benefits.file_upload_form($1, $2) AS form", 2, argtypes),
 				 values, NULL, true, 1);
-	form = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	form = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										SPI_fnumber(SPI_tuptable->tupdesc, "form"), &isnull));
 	url = BenefitsJsonText(form, "url");
 	fields = PageContainer(&form->root, "fields");
 
@@ -1012,7 +1015,7 @@ AdminHtml(AdminPage *page, int section, const char *notice)
 	initStringInfo(&out);
 	appendStringInfoString(&out, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
 						   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-						   "<meta name=\"referrer\" content=\"no-referrer\">\n<meta name=\"robots\" content=\"noindex, nofollow\">\n"
+						   "<meta name=\"referrer\" content=\"same-origin\">\n<meta name=\"robots\" content=\"noindex, nofollow\">\n"
 						   "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
 						   "base-uri 'none'; form-action 'self'");
 	PortalFormActionOrigin(&out, page->action_url);
@@ -1085,9 +1088,10 @@ admin_page_html(PG_FUNCTION_ARGS)
 
 	BenefitsSpiConnect();
 	values[0] = PG_GETARG_DATUM(0);
-	BenefitsExec(BenefitsPlan(&plan, "SELECT benefits.admin_overview($1)", 1, argtypes),
+	BenefitsExec(BenefitsPlan(&plan, "SELECT benefits.admin_overview($1) AS doc", 1, argtypes),
 				 values, NULL, true, 1);
-	page.doc = &DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull))->root;
+	page.doc = &DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											 SPI_fnumber(SPI_tuptable->tupdesc, "doc"), &isnull))->root;
 	html = AdminHtml(&page, section, notice);
 	result = SPI_palloc(VARHDRSZ + strlen(html));
 	SET_VARSIZE(result, VARHDRSZ + strlen(html));

@@ -11,7 +11,7 @@ port, written to PORT_FILE) and serves:
                                     organization, forms posting to
                                     /admin/actions, uploads redirected to
                                     /admin/uploaded
-  POST /admin/actions               checks csrf_token, calls the SQL function
+  POST /admin/actions               checks csrf_token (and Origin), calls the SQL function
                                     the form's action names with its fields,
                                     and sends the browser back to the section
                                     (303) with what happened as the notice
@@ -129,6 +129,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(404)
         if not hmac.compare_digest(fields.get("csrf_token", [""])[0], CSRF):
             return self.send(403, b"bad csrf token")
+        if self.headers.get("Origin", "http://127.0.0.1:%d" % self.server.server_port) != \
+                "http://127.0.0.1:%d" % self.server.server_port:
+            return self.send(403, b"post from another origin")
         action = fields.get("action", [""])[0]
         if action not in ACTIONS:
             return self.send(400, b"unknown action")

@@ -161,6 +161,10 @@ IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--data',
 		'action=update_product_benefits&product_id=00000000-0000-0000-0000-0000000009d1', "$base/admin/actions" ],
 	'>', \$status);
 is($status, '403', 'a post without the CSRF token is refused');
+IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Origin: https://evil.example', '--data',
+		"action=update_product_benefits&csrf_token=$csrf&product_id=00000000-0000-0000-0000-0000000009d1", "$base/admin/actions" ],
+	'>', \($status = ''));
+is($status, '403', "a post from another origin is refused (the browser's own posts carry the page's origin)");
 
 # Files: the portal offers no download before the upload.
 my ($links_before) = (browse({ goto => "$base/portal?token=$token" }, { texts => 'a[href*="/downloads/"]' }))[1];
