@@ -140,8 +140,9 @@ SELECT pg_temp.escaped(html, 'Read <script>alert("n")</script> & enjoy') AS note
        html ~ 'name="property.note" value="Read &lt;script&gt;' AS note_editable,
        html ~ 'name="property.prefix" value="ADM"' AS prefix_editable,
        position('property.repository_name' IN html) = 0 AS repository_not_editable,
-       html ~ '<strong>1</strong> live grants · 0 waiting' AS counts,
-       html ~ '<strong>0</strong> live grants · 1 waiting' AS waiting
+       html ~ 'live grants: <strong>1</strong> · waiting: 0</p>' AS counts,
+       html ~ 'live grants: <strong>0</strong> · waiting: 1</p>' AS waiting,
+       html ~ '<li>Low balance threshold: 10</li>' AS threshold_words
   FROM pages WHERE section = 'benefits';
 SELECT pg_temp.escaped(html, 'evil"><svg onload=alert(1)>.zip') AS file_name,
        html ~ '1.5 MB' AS size, html ~ 'waiting for upload' AS waiting, html ~ '<td data-label="State">uploaded</td>' AS uploaded,

@@ -260,11 +260,13 @@ KeyWords(AdminPage *page, const char *key, int len)
 
 static void ContainerWords(AdminPage *page, JsonbContainer *c);
 
-/* One property value in words: yes/no, none, numbers and text as they are, objects in parentheses. */
+/* One property value in words: yes/no, none (null or empty), numbers and text as they are, objects in parentheses. */
 static void
 ValueWords(AdminPage *page, JsonbValue *v)
 {
-	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+	if (v->type == jbvBinary && JsonContainerSize(v->val.binary.data) == 0)
+		appendStringInfoString(page->body, "none");
+	else if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
 		ContainerWords(page, v->val.binary.data);
 	else if (v->type == jbvBinary)
 	{
@@ -523,11 +525,11 @@ BenefitsSection(AdminPage *page)
 		Esc(page, PageText(b, "description"));
 		appendStringInfoString(page->body, "</h3>\n<p><span class=\"muted\">");
 		Esc(page, TypeLabel(PageText(b, "type")));
-		appendStringInfoString(page->body, "</span> · <strong>");
+		appendStringInfoString(page->body, "</span> · live grants: <strong>");
 		Esc(page, PageText(b, "live_grants"));
-		appendStringInfoString(page->body, "</strong> live grants · ");
+		appendStringInfoString(page->body, "</strong> · waiting: ");
 		Esc(page, PageText(b, "waiting_grants"));
-		appendStringInfoString(page->body, " waiting</p>\n");
+		appendStringInfoString(page->body, "</p>\n");
 		PropertiesWords(page, PageContainer(b, "properties"));
 		if (page->action_url)
 			BenefitEditForm(page, b, i);
