@@ -349,6 +349,11 @@ ALTER TABLE benefits.customer_accounts
     ADD COLUMN token_expires_at timestamptz,
     ADD COLUMN scopes text[] CONSTRAINT customer_accounts_scopes_shape CHECK (cardinality(scopes) <= 20);
 GRANT SELECT (token_expires_at, scopes) ON benefits.customer_accounts TO benefits_admin, benefits_app;
+-- The live grants of a benefit delivered to one GitHub or Discord account,
+-- whichever customer holds them (two customers may link the same account):
+-- its access is removed only when the last of them goes.
+CREATE INDEX grants_live_delivered_account ON benefits.grants (benefit_id, (properties->>'account_id'))
+    WHERE state <> 'revoked' AND properties ? 'account_id';
 ALTER TABLE benefits.outbox DROP CONSTRAINT outbox_kind_check,
     ADD CONSTRAINT outbox_kind_check CHECK (kind IN ('webhook', 'github', 'discord', 'oauth'));
 DROP FUNCTION benefits.link_account(uuid, text, text, text, text);
@@ -405,8 +410,10 @@ CREATE TABLE benefits.account_links (
 -- the account (then they move to customer_accounts).  Owner only.
 CREATE TABLE benefits.oauth_exchanges (
     job_id            bigint PRIMARY KEY REFERENCES benefits.outbox ON DELETE CASCADE,
-    access_token      text NOT NULL CHECK (octet_length(access_token) <= 2048),
-    refresh_token     text CHECK (octet_length(refresh_token) <= 2048),
+    access_token      text NOT NULL CHECK (access_token <> '' AND octet_length(access_token) <= 2048
+                                       AND access_token !~ '[[:cntrl:]]'),
+    refresh_token     text CHECK (refresh_token <> '' AND octet_length(refresh_token) <= 2048
+                                  AND refresh_token !~ '[[:cntrl:]]'),
     token_expires_at  timestamptz,
     scopes            text[],
     created_at        timestamptz NOT NULL DEFAULT now()
@@ -433,10 +440,11 @@ COMMENT ON FUNCTION benefits.portal_link_callback(text, text, text, text) IS
     'Check and consume an OAuth state and queue the exchange of the code; returns pending, or failed when access was refused';
 
 -- Per platform: unlinked, pending, linked or failed, the account's name and
--- what went wrong.
+-- what went wrong.  SECURITY DEFINER: it reads the state of the link's job
+-- in the outbox, which benefits_app (to which it is granted) cannot read.
 CREATE FUNCTION benefits.account_link_status(customer_id uuid)
     RETURNS TABLE (platform text, status text, username text, error text)
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT p.platform,
            CASE WHEN o.state IN ('pending', 'running') THEN 'pending'
@@ -517,6 +525,11 @@ BEGIN
     -- GitHub separates scopes with commas, Discord with spaces.
     scopes := CASE WHEN jsonb_typeof(j->'scope') = 'string' AND octet_length(j->>'scope') <= 1000
                    THEN ARRAY(SELECT s FROM regexp_split_to_table(j->>'scope', '[ ,]+') s WHERE s <> '') END;
+    -- what customer_accounts accepts, or none (a stored pair must not fail its checks)
+    IF cardinality(scopes) > 20 OR EXISTS (SELECT FROM unnest(scopes) s
+                                            WHERE octet_length(s) > 100 OR s ~ '[[:cntrl:]]') THEN
+        scopes := NULL;
+    END IF;
     RETURN NEXT;
 END
 $$;
@@ -670,12 +683,20 @@ BEGIN
                token_expires_at = tokens.token_expires_at,
                scopes = coalesce(tokens.scopes, a.scopes), modified_at = now()
          WHERE a.customer_id = customer AND a.platform = 'discord';
-        RETURN jsonb_build_object('outcome', 'step', 'patch', '{}'::jsonb);
+        RETURN jsonb_build_object('outcome', 'step', 'patch', jsonb_build_object('_renewed', true));
+    END IF;
+    -- Another job of the customer may be renewing with the same (single-use)
+    -- refresh token right now: try again once it is done.
+    IF EXISTS (SELECT FROM benefits.outbox o
+                WHERE o.kind = 'discord' AND o.action = 'add_member' AND o.state = 'running'
+                  AND o.id <> discord_refresh_answer.job_id AND o.payload->>'customer_id' = customer::text) THEN
+        RETURN jsonb_build_object('outcome', 'retry', 'error',
+                                  'discord token refresh refused while another job renewed the token; trying again');
     END IF;
     IF EXISTS (SELECT FROM benefits.customer_accounts a
                 WHERE a.customer_id = customer AND a.platform = 'discord'
                   AND a.token_expires_at > now() + benefits.oauth_refresh_margin()) THEN
-        RETURN jsonb_build_object('outcome', 'step', 'patch', '{}'::jsonb);
+        RETURN jsonb_build_object('outcome', 'step', 'patch', jsonb_build_object('_renewed', true));
     END IF;
     INSERT INTO benefits.account_links AS l (customer_id, platform, job_id, error)
     VALUES (customer, 'discord', NULL, 'Discord access expired. Connect your Discord account again.')
@@ -727,6 +748,212 @@ GRANT EXECUTE ON FUNCTION
 REVOKE ALL ON benefits.oauth_states, benefits.oauth_exchanges, benefits.account_links FROM PUBLIC;
 GRANT SELECT, DELETE ON benefits.account_links TO benefits_admin;
 GRANT SELECT ON benefits.account_links TO benefits_app;
+
+-- Licensing beyond online checks: machine fingerprints, deactivation history
+-- and heartbeats of activations; per-organization Ed25519 signing keys and
+-- signed offline license files (src/license_validate.c,
+-- src/license_checkout.c, src/license_machines.c).  Activations stored by
+-- 0.1.0 have no fingerprint and no heartbeat and stay live.
+ALTER TABLE benefits.license_key_activations
+    ADD COLUMN fingerprint text CHECK (octet_length(fingerprint) BETWEEN 1 AND 256),
+    ADD COLUMN deactivated_at timestamptz,
+    ADD COLUMN heartbeat_at timestamptz;
+CREATE UNIQUE INDEX license_key_activations_live_fingerprint
+    ON benefits.license_key_activations (license_key_id, fingerprint) WHERE deactivated_at IS NULL;
+
+-- validate_license and activate_license take a fingerprint (new signatures:
+-- dropped and created again, with their comments and privileges; calls
+-- without it are unchanged).
+DROP FUNCTION benefits.validate_license(text, uuid, uuid, uuid, uuid, integer, jsonb);
+DROP FUNCTION benefits.activate_license(text, uuid, text, jsonb, jsonb);
+CREATE FUNCTION benefits.validate_license(key text, organization_id uuid,
+                                          activation_id uuid DEFAULT NULL,
+                                          benefit_id uuid DEFAULT NULL,
+                                          customer_id uuid DEFAULT NULL,
+                                          increment_usage integer DEFAULT NULL,
+                                          conditions jsonb DEFAULT '{}',
+                                          fingerprint text DEFAULT NULL)
+    RETURNS benefits.license_validation
+    AS 'MODULE_PATHNAME', 'validate_license'
+    LANGUAGE C VOLATILE;
+-- Neither SECURITY DEFINER nor SET search_path here, unlike the other calls
+-- of benefits_public: each clause costs a noticeable part of a validation.
+-- The read path makes direct index lookups, which resolve nothing by name
+-- and check no privileges; with increment_usage the C code switches to the
+-- function's owner for its UPDATE and pins the search path itself, so its
+-- SPI statements are prepared and run under pg_catalog alone
+-- (src/license_validate.c, BecomeOwner and PinSearchPath).
+COMMENT ON FUNCTION benefits.validate_license(text, uuid, uuid, uuid, uuid, integer, jsonb, text) IS
+    'Check a license key; read-only unless increment_usage is given';
+
+CREATE FUNCTION benefits.activate_license(key text, organization_id uuid, label text,
+                                          conditions jsonb DEFAULT '{}', meta jsonb DEFAULT '{}',
+                                          fingerprint text DEFAULT NULL)
+    RETURNS benefits.license_activation
+    AS 'MODULE_PATHNAME', 'activate_license'
+    LANGUAGE C VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.activate_license(text, uuid, text, jsonb, jsonb, text) IS
+    'Activate a license key (a device, an installation), within the key''s activation limit; a fingerprint activated again gets its activation back';
+COMMENT ON FUNCTION benefits.deactivate_license(text, uuid, uuid) IS
+    'Deactivate an activation of a license key (kept as history, its seat freed); false when there was no such live activation';
+REVOKE EXECUTE ON FUNCTION benefits.validate_license(text, uuid, uuid, uuid, uuid, integer, jsonb, text),
+                          benefits.activate_license(text, uuid, text, jsonb, jsonb, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.validate_license(text, uuid, uuid, uuid, uuid, integer, jsonb, text),
+                          benefits.activate_license(text, uuid, text, jsonb, jsonb, text)
+    TO benefits_public, benefits_app, benefits_admin;
+
+-- The portal deactivates as deactivate_license does: the row stays as history.
+-- Customer self-service: deactivate one activation of one of the customer's
+-- own license keys, when the benefit lets customers manage activations (the
+-- row stays as history, as deactivate_license keeps it).  The key row is
+-- locked as activate_license locks it, so counting stays exact.
+CREATE OR REPLACE FUNCTION benefits.portal_deactivate_license(token text, activation_id uuid)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cid uuid := benefits.customer_session_customer(token);
+    k record;
+BEGIN
+    SELECT lk.id, coalesce((b.properties #>> '{activations,enable_customer_admin}')::boolean, false) AS customer_admin
+      INTO k
+      FROM benefits.license_key_activations a
+      JOIN benefits.license_keys lk ON lk.id = a.license_key_id
+      JOIN benefits.benefits b ON b.id = lk.benefit_id
+     WHERE a.id = activation_id AND a.deactivated_at IS NULL AND lk.customer_id = cid AND lk.status = 'granted'
+       AND EXISTS (SELECT FROM benefits.grants g
+                    WHERE g.customer_id = cid AND g.benefit_id = lk.benefit_id AND g.state = 'active')
+       FOR UPDATE OF lk;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'activation_id does not name an activation of your license keys' USING ERRCODE = '22023';
+    END IF;
+    IF NOT k.customer_admin THEN
+        RAISE EXCEPTION 'the activations of this license key are managed by the seller' USING ERRCODE = '42501',
+              HINT = 'Ask the seller to remove the activation.';
+    END IF;
+    UPDATE benefits.license_key_activations a SET deactivated_at = now(), modified_at = now()
+     WHERE a.id = activation_id AND a.license_key_id = k.id AND a.deactivated_at IS NULL;
+    RETURN FOUND;
+END
+$$;
+
+-- A released activation is an event endpoints may subscribe to.
+-- The event types an endpoint can subscribe to.
+CREATE OR REPLACE FUNCTION benefits.webhook_event_types() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ARRAY['benefit.created', 'benefit.updated',
+                 'benefit_grant.created', 'benefit_grant.updated',
+                 'benefit_grant.cycled', 'benefit_grant.revoked',
+                 'meter.low_balance', 'license_key.activation_released'];
+
+-- Machines and offline licenses (src/license_validate.c, src/license_checkout.c):
+-- heartbeats of activations, per-organization Ed25519 signing keys and
+-- signed license files an application verifies without calling home.
+
+-- An activation's machine says it is alive.  A single-row write (the
+-- activation's heartbeat_at); run_maintenance releases the activations of a
+-- benefit with activations.heartbeat that stay silent past their window.
+CREATE FUNCTION benefits.heartbeat_license(key text, organization_id uuid, activation_id uuid)
+    RETURNS benefits.license_validation
+    AS 'MODULE_PATHNAME', 'heartbeat_license'
+    LANGUAGE C VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.heartbeat_license(text, uuid, uuid) IS
+    'Record that an activation''s machine is alive; answers like validate_license';
+
+-- Each organization's Ed25519 key pairs: one current (retired_at NULL),
+-- created on the first checkout or by rotate_license_signing_key, and the
+-- retired ones, whose public keys stay listed so that files they signed
+-- verify until they expire.  kid is the first 8 bytes of the SHA-256 of the
+-- public key, in hex.  secret_key (libsodium's 64-byte form) is readable by
+-- the extension's owner only (99_privileges.sql).
+CREATE TABLE benefits.license_signing_keys (
+    kid              text PRIMARY KEY CHECK (kid ~ '^[0-9a-f]{16}$'),
+    organization_id  uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
+    public_key       bytea NOT NULL CHECK (length(public_key) = 32),
+    secret_key       bytea NOT NULL CHECK (length(secret_key) = 64),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    retired_at       timestamptz
+);
+CREATE UNIQUE INDEX license_signing_keys_current
+    ON benefits.license_signing_keys (organization_id) WHERE retired_at IS NULL;
+CREATE INDEX ON benefits.license_signing_keys (organization_id, created_at);
+
+-- The public keys an application embeds to verify license files: base64 of
+-- the 32 raw Ed25519 bytes, the current one first.  Public by nature, so
+-- benefits_public may read them; nothing else of the table.
+CREATE FUNCTION benefits.license_public_keys(organization_id uuid)
+    RETURNS TABLE (kid text, public_key text, created_at timestamptz, retired_at timestamptz)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF license_public_keys.organization_id IS NULL THEN
+        RAISE EXCEPTION 'organization_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+        SELECT k.kid, encode(k.public_key, 'base64'), k.created_at, k.retired_at
+          FROM benefits.license_signing_keys k
+         WHERE k.organization_id = license_public_keys.organization_id
+         ORDER BY k.retired_at IS NOT NULL, k.created_at DESC, k.kid;
+END
+$$;
+COMMENT ON FUNCTION benefits.license_public_keys(uuid) IS
+    'The organization''s Ed25519 public keys for license files (current first, then retired ones)';
+
+-- A new current signing key for the organization (the first one, or the
+-- next: the previous one is retired and stays listed).  Returns its kid.
+CREATE FUNCTION benefits.rotate_license_signing_key(organization_id uuid)
+    RETURNS text
+    AS 'MODULE_PATHNAME', 'rotate_license_signing_key'
+    LANGUAGE C VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.rotate_license_signing_key(uuid) IS
+    'Create the organization''s next license signing key and retire the current one (still listed)';
+
+-- A signed license file for a valid key (and live activation, when given),
+-- valid for ttl but never past the key's own expiry; NULL for a key that
+-- does not validate (validate_license says why).
+CREATE FUNCTION benefits.checkout_license(key text, organization_id uuid,
+                                          activation_id uuid DEFAULT NULL,
+                                          ttl interval DEFAULT '30 days')
+    RETURNS text
+    AS 'MODULE_PATHNAME', 'checkout_license'
+    LANGUAGE C VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.checkout_license(text, uuid, uuid, interval) IS
+    'A signed offline license file (Ed25519) for a valid key, or NULL';
+
+GRANT EXECUTE ON FUNCTION
+    benefits.heartbeat_license(text, uuid, uuid),
+    benefits.license_public_keys(uuid),
+    benefits.checkout_license(text, uuid, uuid, interval)
+    TO benefits_public, benefits_app;
+REVOKE EXECUTE ON FUNCTION benefits.heartbeat_license(text, uuid, uuid),
+                          benefits.license_public_keys(uuid),
+                          benefits.rotate_license_signing_key(uuid),
+                          benefits.checkout_license(text, uuid, uuid, interval)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.heartbeat_license(text, uuid, uuid),
+                          benefits.license_public_keys(uuid),
+                          benefits.rotate_license_signing_key(uuid),
+                          benefits.checkout_license(text, uuid, uuid, interval)
+    TO benefits_admin;
+-- License signing keys: the Ed25519 secret keys are readable by the
+-- extension's owner only; benefits_admin sees the other columns.
+REVOKE ALL ON benefits.license_signing_keys FROM PUBLIC;
+GRANT SELECT (kid, organization_id, public_key, created_at, retired_at)
+    ON benefits.license_signing_keys TO benefits_admin;
+
+-- Polar's key per grant: a license benefit with key_per = grant gives each
+-- grant its own key (license_keys.grant_id); keys stored by 0.1.0 are
+-- customer keys (grant_id NULL) and keep working as they are.
+ALTER TABLE benefits.license_keys
+    ADD COLUMN grant_id uuid,
+    DROP CONSTRAINT license_keys_customer_id_benefit_id_key,
+    ADD CONSTRAINT license_keys_holder_key UNIQUE NULLS NOT DISTINCT (customer_id, benefit_id, grant_id);
+CREATE INDEX ON benefits.license_keys (grant_id) WHERE grant_id IS NOT NULL;
 
 -- ---------------------------------------------------------------------------
 -- The merchant's dashboard (sql/install/70_admin.sql): admin_overview,

@@ -137,7 +137,7 @@ SELECT benefits.deactivate_license(:'k1', :'org', :'act1');
 SELECT benefits.deactivate_license(:'k1', :'org', :'act1');
 SELECT code FROM benefits.validate_license(:'k1', :'org', activation_id => :'act1');
 SELECT ok, code, activations FROM benefits.activate_license(:'k1', :'org', 'again');
-SELECT count(*) FROM benefits.license_key_activations WHERE license_key_id = :'kid';
+SELECT count(*) FROM benefits.license_key_activations WHERE license_key_id = :'kid' AND deactivated_at IS NULL;
 
 -- activations_unsupported: a key without an activation limit.
 SELECT key AS k2, id AS kid2 FROM benefits.import_license_key(:'cust', :'plain_ben', '6F9619FF-8B86-D011-B42D-00C04FC964FF') \gset
@@ -198,7 +198,7 @@ SELECT benefits.activate_license(:'k1', :'org', 'x', meta => '42');
 SELECT benefits.deactivate_license(:'k1', NULL, :'act1');
 SELECT benefits.deactivate_license(:'k1', :'org', NULL);
 -- ... and write nothing.
-SELECT count(*) FROM benefits.license_key_activations WHERE license_key_id = :'kid';
+SELECT count(*) FROM benefits.license_key_activations WHERE license_key_id = :'kid' AND deactivated_at IS NULL;
 
 -- Import errors.
 SELECT benefits.import_license_key(NULL, :'ben', 'k');

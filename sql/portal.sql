@@ -141,7 +141,7 @@ SELECT pg_temp.try($$SELECT benefits.portal_deactivate_license('$$ || :'bob' || 
 SELECT pg_temp.try($$SELECT benefits.portal_deactivate_license('$$ || :'ada' || $$', '00000000-0000-0000-0000-000000000603')$$) AS ada_on_bob;
 SELECT benefits.portal_deactivate_license(:'ada', '00000000-0000-0000-0000-000000000601') AS ada_own;
 SELECT pg_temp.try($$SELECT benefits.portal_deactivate_license('$$ || :'ada' || $$', '00000000-0000-0000-0000-000000000601')$$) AS again;
-SELECT label FROM benefits.license_key_activations WHERE id::text LIKE '00000000-0000-0000-0000-00000000060%' ORDER BY id;
+SELECT label FROM benefits.license_key_activations WHERE id::text LIKE '00000000-0000-0000-0000-00000000060%' AND deactivated_at IS NULL ORDER BY id;
 
 -- Once the subscription is revoked its benefits and itself leave the portal.
 UPDATE benefits.subscriptions SET status = 'revoked', ended_at = now() WHERE id = '00000000-0000-0000-0000-0000000006f2';

@@ -74,7 +74,7 @@ SELECT p.proname, p.prosecdef AS security_definer, p.proconfig
  ORDER BY 1;
 
 -- What the end user did is visible to the administrator.
-SELECT usage, (SELECT count(*) FROM benefits.license_key_activations a WHERE a.license_key_id = k.id) AS activations
+SELECT usage, (SELECT count(*) FROM benefits.license_key_activations a WHERE a.license_key_id = k.id AND a.deactivated_at IS NULL) AS activations
   FROM benefits.license_keys k WHERE k.id = :'kid';
 DROP SCHEMA regress_trap CASCADE;
 DROP ROLE regress_benefits_end_user;

@@ -85,17 +85,29 @@ CheckRedirectUri(const char *uri)
 				errhint("Give the callback URL registered with the provider, e.g. https://app.example/oauth/callback."));
 }
 
-/* The client id of the provider's application; 55000 when none is configured. */
+/* Are the provider's client id and secret both set? */
+static bool
+ClientConfigured(const OAuthProvider *provider)
+{
+	return *provider->client_id != NULL && (*provider->client_id)[0] != '\0' &&
+		*provider->client_secret != NULL && (*provider->client_secret)[0] != '\0';
+}
+
+/*
+ * The client id of the provider's application; 55000 unless both the id and
+ * the secret (which the worker's exchange needs) are configured.
+ */
 static const char *
 RequireClientId(const OAuthProvider *provider)
 {
 	const char *client_id = *provider->client_id;
 
-	if (client_id == NULL || client_id[0] == '\0')
+	if (!ClientConfigured(provider))
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("customers cannot link %s accounts: benefits.%s_oauth_client_id is not set",
-					   provider->display_name, provider->platform),
+				errmsg("customers cannot link %s accounts: benefits.%s_oauth_client_id and "
+					   "benefits.%s_oauth_client_secret are not both set",
+					   provider->display_name, provider->platform, provider->platform),
 				errhint("Register an OAuth application with %s and set benefits.%s_oauth_client_id and "
 						"benefits.%s_oauth_client_secret in postgresql.conf.",
 						provider->display_name, provider->platform, provider->platform));
@@ -130,8 +142,10 @@ IssueState(pg_uuid_t session_id, pg_uuid_t customer_id, const char *platform, co
 	values[5] = Int32GetDatum(STATE_TTL_SECONDS);
 	BenefitsExec(BenefitsPlan(&insert_plan,
 							  "INSERT INTO benefits.oauth_states"
-							  "       (state_hash, session_id, customer_id, platform, redirect_uri, expires_at)"
-							  " VALUES ($1, $2, $3, $4, $5, pg_catalog.now() + pg_catalog.make_interval(secs => $6))",
+							  "       (state_hash, session_id, customer_id, platform, redirect_uri, created_at, expires_at)"
+							  " SELECT $1, $2, $3, $4, $5, c.t, c.t + pg_catalog.make_interval(secs => $6)"
+							  /* the clock, not now(): states issued in one transaction keep their order */
+							  "   FROM (SELECT pg_catalog.clock_timestamp() AS t) c",
 							  6, types),
 				 values, NULL, false, 0);
 	values[3] = Int32GetDatum(STATES_PER_CUSTOMER);
@@ -444,8 +458,7 @@ PortalLinkUrls(text *token, Jsonb *doc, const char *redirect_uri, int *n)
 	{
 		const OAuthProvider *provider = &providers[i];
 
-		if (*provider->client_id == NULL || (*provider->client_id)[0] == '\0' ||
-			!DocumentWantsLink(doc, provider->platform))
+		if (!ClientConfigured(provider) || !DocumentWantsLink(doc, provider->platform))
 			continue;
 		urls[*n].platform = provider->platform;
 		urls[*n].url = AuthorizeUrl(provider, session_id, customer_id, redirect_uri);

@@ -322,7 +322,7 @@ AccountReplaced(pg_uuid_t customer_id, const char *platform, const char *account
 							  "   AND (a.account_id <> $3"
 							  "        OR ($2 = 'github' AND pg_catalog.lower(a.username) IS DISTINCT FROM pg_catalog.lower($4)))",
 							  4, types),
-				 values, nulls, true, 1);
+				 values, nulls, false, 1);	/* a snapshot taken after the customer lock */
 	return SPI_processed > 0;
 }
 
@@ -390,7 +390,11 @@ StoreAccount(FunctionCallInfo fcinfo, pg_uuid_t customer_id, const char *platfor
 	BenefitsExec(store, values, nulls, false, 0);
 }
 
-/* A link failure the customer was shown is over once an account is linked. */
+/*
+ * A link failure the customer was shown is over once an account is linked:
+ * one with an error, or whose job died without an answer (no error, the job
+ * dead).  A link whose job is still to run is left to finish.
+ */
 static void
 ClearLinkFailure(pg_uuid_t customer_id, const char *platform)
 {
@@ -402,7 +406,10 @@ ClearLinkFailure(pg_uuid_t customer_id, const char *platform)
 	values[1] = CStringGetTextDatum(platform);
 	BenefitsExec(BenefitsPlan(&plan,
 							  "DELETE FROM benefits.account_links l"
-							  " WHERE l.customer_id = $1 AND l.platform = $2 AND l.error IS NOT NULL",
+							  " WHERE l.customer_id = $1 AND l.platform = $2"
+							  "   AND (l.error IS NOT NULL"
+							  "        OR NOT EXISTS (SELECT FROM benefits.outbox o"
+							  "                        WHERE o.id = l.job_id AND o.state IN ('pending', 'running')))",
 							  2, types),
 				 values, NULL, false, 0);
 }

@@ -7,7 +7,11 @@
 
 #include <sodium.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
@@ -20,6 +24,8 @@
 #include "utils/jsonb.h"
 #include "utils/guc.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/uuid.h"
 
@@ -158,6 +164,25 @@ BenefitsRestoreCaller(const OwnerSwitch *saved)
 {
 	AtEOXact_GUC(true, saved->guc_level);
 	SetUserIdAndSecContext(saved->user, saved->context);
+}
+
+/* See benefits.h: one visible tuple by a unique index, read in place. */
+bool
+BenefitsIndexFetch(Oid relid, Oid indexid, ScanKey keys, int nkeys, BenefitsSlotReader reader, void *arg)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	index = index_open(indexid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan = index_beginscan(rel, index, GetActiveSnapshot(), nkeys, 0);
+	bool		found;
+
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot) && reader(slot, arg);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return found;
 }
 
 /* Executes a kept plan, raising on any SPI failure. */

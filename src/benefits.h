@@ -8,7 +8,9 @@
 
 #define BENEFITS_SCHEMA "benefits"
 
+#include "access/skey.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -50,6 +52,15 @@ extern pg_uuid_t BenefitsResultUuid(int row, int col);
 /* A member of a JSON object as text, or NULL; a uuid as text. */
 extern char *BenefitsJsonText(Jsonb *json, const char *key);
 extern char *BenefitsUuidText(const pg_uuid_t *uuid);
+/*
+ * A direct lookup through a unique index, without SPI or the executor: the
+ * first tuple of relid that the scan of indexid with keys finds under the
+ * active snapshot, handed to reader (which says whether it counts).  It
+ * checks no privileges: callers read only what their function may show.
+ */
+typedef bool (*BenefitsSlotReader) (TupleTableSlot *slot, void *arg);
+extern bool BenefitsIndexFetch(Oid relid, Oid indexid, ScanKey keys, int nkeys,
+							   BenefitsSlotReader reader, void *arg);
 /* The caller's identity and search path while a function runs as its owner. */
 typedef struct OwnerSwitch
 {

@@ -16,7 +16,7 @@
 
 #include "grants.h"
 
-/* Webhook event types (Polar's names) and the extension's own low-balance event. */
+/* Webhook event types (Polar's names) and the extension's own events. */
 #define EVENT_GRANT_CREATED		"benefit_grant.created"
 #define EVENT_GRANT_UPDATED		"benefit_grant.updated"
 #define EVENT_GRANT_CYCLED		"benefit_grant.cycled"
@@ -24,6 +24,8 @@
 #define EVENT_BENEFIT_CREATED	"benefit.created"
 #define EVENT_BENEFIT_UPDATED	"benefit.updated"
 #define EVENT_METER_LOW_BALANCE "meter.low_balance"
+/* The extension's own: an activation released for a missed heartbeat (license_machines.c). */
+#define EVENT_LICENSE_ACTIVATION_RELEASED "license_key.activation_released"
 
 /* What a subscription's or order's state means for its product's benefits. */
 typedef enum AccessDecision

@@ -6,6 +6,8 @@
  */
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
+
 #include "worker.h"
 
 static const JobOperation operations[] = {
@@ -37,4 +39,28 @@ JobOperationOf(const OutboxJob *job)
 		if (strcmp(operations[i].kind, job->kind) == 0 && strcmp(operations[i].action, job->action) == 0)
 			return &operations[i];
 	return &unknown;
+}
+
+/*
+ * Builds the job's request through its operation, then refuses one whose
+ * headers carry a line break: a value from a table or a provider (a token)
+ * must never add a header of its own.
+ */
+bool
+JobBuildRequest(OutboxJob *job)
+{
+	ListCell   *lc;
+
+	if (!JobOperationOf(job)->build(job))
+		return false;
+	foreach(lc, job->headers)
+	{
+		if (strpbrk((const char *) lfirst(lc), "\r\n") != NULL)
+		{
+			job->outcome = JOB_PERMANENT;
+			job->error = psprintf("%s %s: a header of the request has a line break; not sent", job->kind, job->action);
+			return false;
+		}
+	}
+	return true;
 }

@@ -19,14 +19,25 @@
  * (license_stats.c).  So it works in a READ ONLY transaction and on a hot
  * standby.  increment_usage, activate_license and deactivate_license lock
  * the key row (FOR NO KEY UPDATE) and decide under that lock, so concurrent
- * callers can never pass limit_usage or limit_activations.
+ * callers can never pass limit_usage or limit_activations, and two
+ * activations of one fingerprint take one seat.
  *
- * Conditions: when activation_id is given, the activation's stored
- * conditions must equal the given conditions exactly, as JSON values (key
- * order does not matter; 1 and 1.0 are equal).  A key present on one side
- * only is a mismatch, in both directions, so an activation stored with {}
- * matches only {} (the default).  Without activation_id the conditions are
- * not compared with anything.
+ * Conditions: when an activation is named (activation_id or fingerprint),
+ * the activation's stored conditions must equal the given conditions
+ * exactly, as JSON values (key order does not matter; 1 and 1.0 are equal).
+ * A key present on one side only is a mismatch, in both directions, so an
+ * activation stored with {} matches only {} (the default).  A benefit with
+ * conditions_match = subset (Polar's rule) instead asks that every stored
+ * condition equal the given one, so an activation stored with {} accepts
+ * any; that rule is read from the benefit only when the exact comparison
+ * failed.  Without an activation the conditions are not compared with
+ * anything.
+ *
+ * Fingerprints and history (0.2.0's schema): an activation deactivated or
+ * released (deactivated_at) is not live and answers activation_not_found;
+ * activating a fingerprint that has a live activation returns it.  Under
+ * 0.1.0's schema (no such columns) activations are counted and deleted as
+ * 0.1.0 did.  heartbeat_license is one UPDATE of the activation row.
  */
 #include "postgres.h"
 
@@ -68,10 +79,12 @@
 /* Limits of what activate_license stores with an activation. */
 #define ACTIVATION_LABEL_MAX 200
 #define ACTIVATION_JSON_MAX 4096
+#define ACTIVATION_FINGERPRINT_MAX 256
 
 PG_FUNCTION_INFO_V1(validate_license);
 PG_FUNCTION_INFO_V1(activate_license);
 PG_FUNCTION_INFO_V1(deactivate_license);
+PG_FUNCTION_INFO_V1(heartbeat_license);
 
 /* The columns of benefits.license_keys a validation reads. */
 typedef enum KeyField
@@ -100,34 +113,6 @@ static const char *const KeyFieldNames[KF_COUNT] = {
 #define KEY_COLUMNS "id, customer_id, benefit_id, display_key, status, usage, " \
 	"limit_usage, limit_activations, validations, last_validated_at, expires_at"
 
-typedef enum KeyStatus
-{
-	KS_GRANTED,
-	KS_REVOKED,
-	KS_DISABLED
-} KeyStatus;
-
-/* A license key row as the checks need it. */
-typedef struct KeyRow
-{
-	pg_uuid_t	id;
-	pg_uuid_t	customer_id;
-	bool		has_benefit;
-	pg_uuid_t	benefit_id;
-	text	   *display_key;
-	text	   *status_text;
-	KeyStatus	status;
-	int32		usage;
-	bool		has_limit_usage;
-	int32		limit_usage;
-	bool		has_limit_activations;
-	int32		limit_activations;
-	int64		validations;
-	bool		has_last_validated;
-	TimestampTz last_validated_at;
-	bool		has_expires;
-	TimestampTz expires_at;
-} KeyRow;
 
 /*
  * Where the tables, their lookup indexes and the columns are, resolved once
@@ -143,8 +128,17 @@ typedef struct LicenseCatalog
 	AttrNumber	key_attnums[KF_COUNT];
 	Oid			activations_relid;
 	Oid			activations_indexid;	/* primary key (id) */
+	AttrNumber	act_id;
 	AttrNumber	act_license_key_id;
 	AttrNumber	act_conditions;
+	/* 0.2.0's history and fingerprints; invalid under 0.1.0's schema */
+	AttrNumber	act_deactivated_at;
+	AttrNumber	act_fingerprint;
+	Oid			fingerprint_indexid;	/* unique (license_key_id, fingerprint) of live ones */
+	Oid			fingerprint_collation;
+	Oid			benefits_relid;
+	Oid			benefits_indexid;	/* primary key (id) */
+	AttrNumber	benefit_properties;
 } LicenseCatalog;
 
 static LicenseCatalog Catalog;
@@ -153,10 +147,9 @@ static bool CatalogCallbackRegistered = false;
 /* Locking-path plans, prepared once per backend. */
 static SPIPlanPtr LockKeyPlan = NULL;
 static SPIPlanPtr IncrementUsagePlan = NULL;
-static SPIPlanPtr CountActivationsPlan = NULL;
-static SPIPlanPtr InsertActivationPlan = NULL;
 static SPIPlanPtr TouchKeyPlan = NULL;
-static SPIPlanPtr DeleteActivationPlan = NULL;
+static SPIPlanPtr ReactivatePlan = NULL;
+static SPIPlanPtr HeartbeatPlan = NULL;
 
 /* Columns of benefits.license_validation, in order. */
 enum
@@ -234,16 +227,17 @@ CatalogInvalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == Catalog.keys_relid ||
 		relid == Catalog.keys_indexid || relid == Catalog.activations_relid ||
-		relid == Catalog.activations_indexid)
+		relid == Catalog.activations_indexid || relid == Catalog.fingerprint_indexid ||
+		relid == Catalog.benefits_relid || relid == Catalog.benefits_indexid)
 		Catalog.valid = false;
 }
 
 /*
- * A valid, non-partial unique btree index of rel on exactly the given
- * columns; InvalidOid when there is none.
+ * A valid unique btree index of rel on exactly the given columns, partial
+ * only when asked for; InvalidOid when there is none.
  */
 static Oid
-FindUniqueIndex(Relation rel, int natts, const AttrNumber *attnums, Oid *collation)
+FindUniqueIndex(Relation rel, int natts, const AttrNumber *attnums, Oid *collation, bool partial)
 {
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
@@ -255,7 +249,7 @@ FindUniqueIndex(Relation rel, int natts, const AttrNumber *attnums, Oid *collati
 		Form_pg_index form = index->rd_index;
 		bool		match = form->indisunique && form->indisvalid && form->indisready &&
 			form->indnkeyatts == natts && index->rd_rel->relam == BTREE_AM_OID &&
-			heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL);
+			heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL) != partial;
 
 		for (int i = 0; match && i < natts; i++)
 			match = form->indkey.values[i] == attnums[i];
@@ -295,27 +289,48 @@ CatalogLoad(void)
 	lookup[0] = BenefitsColumnNumber(Catalog.keys_relid, "organization_id");
 	lookup[1] = BenefitsColumnNumber(Catalog.keys_relid, "key");
 	rel = table_open(Catalog.keys_relid, AccessShareLock);
-	Catalog.keys_indexid = FindUniqueIndex(rel, 2, lookup, &Catalog.key_collation);
+	Catalog.keys_indexid = FindUniqueIndex(rel, 2, lookup, &Catalog.key_collation, false);
 	table_close(rel, AccessShareLock);
 	if (!OidIsValid(Catalog.keys_indexid))
 		elog(ERROR, "benefits.license_keys has no unique index on (organization_id, key)");
 
 	Catalog.activations_relid = BenefitsRelid("license_key_activations");
 	pkey[0] = BenefitsColumnNumber(Catalog.activations_relid, "id");
+	Catalog.act_id = pkey[0];
 	Catalog.act_license_key_id = BenefitsColumnNumber(Catalog.activations_relid, "license_key_id");
 	Catalog.act_conditions = BenefitsColumnNumber(Catalog.activations_relid, "conditions");
+	Catalog.act_deactivated_at = get_attnum(Catalog.activations_relid, "deactivated_at");
+	Catalog.act_fingerprint = get_attnum(Catalog.activations_relid, "fingerprint");
 	rel = table_open(Catalog.activations_relid, AccessShareLock);
-	Catalog.activations_indexid = FindUniqueIndex(rel, 1, pkey, NULL);
+	Catalog.activations_indexid = FindUniqueIndex(rel, 1, pkey, NULL, false);
+	Catalog.fingerprint_indexid = InvalidOid;
+	if (Catalog.act_fingerprint != InvalidAttrNumber)
+	{
+		AttrNumber	fingerprint[2] = {Catalog.act_license_key_id, Catalog.act_fingerprint};
+
+		Catalog.fingerprint_indexid = FindUniqueIndex(rel, 2, fingerprint, &Catalog.fingerprint_collation, true);
+	}
 	table_close(rel, AccessShareLock);
 	if (!OidIsValid(Catalog.activations_indexid))
 		elog(ERROR, "benefits.license_key_activations has no unique index on (id)");
+	if (Catalog.act_fingerprint != InvalidAttrNumber && !OidIsValid(Catalog.fingerprint_indexid))
+		elog(ERROR, "benefits.license_key_activations has no unique index on (license_key_id, fingerprint)");
+
+	Catalog.benefits_relid = BenefitsRelid("benefits");
+	pkey[0] = BenefitsColumnNumber(Catalog.benefits_relid, "id");
+	Catalog.benefit_properties = BenefitsColumnNumber(Catalog.benefits_relid, "properties");
+	rel = table_open(Catalog.benefits_relid, AccessShareLock);
+	Catalog.benefits_indexid = FindUniqueIndex(rel, 1, pkey, NULL, false);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(Catalog.benefits_indexid))
+		elog(ERROR, "benefits.benefits has no unique index on (id)");
 
 	Catalog.valid = true;
 }
 
-/* Fill a KeyRow from column values; positions[f] is field f's 1-based column. */
+/* Fill a LicenseKeyRow from column values; positions[f] is field f's 1-based column. */
 static void
-KeyRowFromValues(KeyRow *row, const Datum *values, const bool *nulls,
+LicenseKeyRowFromValues(LicenseKeyRow *row, const Datum *values, const bool *nulls,
 				 const AttrNumber *positions)
 {
 #define V(f) values[positions[f] - 1]
@@ -331,11 +346,11 @@ KeyRowFromValues(KeyRow *row, const Datum *values, const bool *nulls,
 	row->status_text = DatumGetTextPCopy(V(KF_STATUS));
 	status = text_to_cstring(row->status_text);
 	if (strcmp(status, "granted") == 0)
-		row->status = KS_GRANTED;
+		row->status = LICENSE_KEY_GRANTED;
 	else if (strcmp(status, "revoked") == 0)
-		row->status = KS_REVOKED;
+		row->status = LICENSE_KEY_REVOKED;
 	else
-		row->status = KS_DISABLED;
+		row->status = LICENSE_KEY_DISABLED;
 	row->usage = DatumGetInt32(V(KF_USAGE));
 	row->has_limit_usage = !N(KF_LIMIT_USAGE);
 	row->limit_usage = row->has_limit_usage ? DatumGetInt32(V(KF_LIMIT_USAGE)) : 0;
@@ -350,89 +365,122 @@ KeyRowFromValues(KeyRow *row, const Datum *values, const bool *nulls,
 #undef N
 }
 
+/* BenefitsIndexFetch's reader of a key row. */
+static bool
+ReadKeyRow(TupleTableSlot *slot, void *row)
+{
+	slot_getallattrs(slot);
+	LicenseKeyRowFromValues(row, slot->tts_values, slot->tts_isnull, Catalog.key_attnums);
+	return true;
+}
+
 /*
  * The hot-path lookup: the key of an organization by a direct scan of the
  * unique (organization_id, key) index under the statement's snapshot.
  */
-static bool
-KeyFetch(const pg_uuid_t *organization_id, text *canonical, KeyRow *row)
+bool
+LicenseKeyLookup(const pg_uuid_t *organization_id, text *canonical, LicenseKeyRow *row)
 {
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
 	ScanKeyData skey[2];
-	TupleTableSlot *slot;
-	bool		found;
 
 	CatalogLoad();
-	rel = table_open(Catalog.keys_relid, AccessShareLock);
-	index = index_open(Catalog.keys_indexid, AccessShareLock);
-
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ,
 				UUIDPGetDatum(organization_id));
 	ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
 						   Catalog.key_collation, F_TEXTEQ, PointerGetDatum(canonical));
+	return BenefitsIndexFetch(Catalog.keys_relid, Catalog.keys_indexid, skey, 2, ReadKeyRow, row);
+}
 
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, skey, 2, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
-	{
-		slot_getallattrs(slot);
-		KeyRowFromValues(row, slot->tts_values, slot->tts_isnull, Catalog.key_attnums);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
-	return found;
+/* Whether the database's activations keep history (0.2.0's schema). */
+bool
+LicenseActivationsKeepHistory(void)
+{
+	CatalogLoad();
+	return Catalog.act_deactivated_at != InvalidAttrNumber;
 }
 
 /*
- * An activation of the given key by a direct primary-key scan; *conditions
- * receives its stored conditions.  False when there is no such activation
- * or it belongs to another key.
+ * Whether the activation in slot belongs to the key, is live (not
+ * deactivated) and, when a fingerprint is given, carries exactly it.
  */
 static bool
-ActivationFetch(const pg_uuid_t *activation_id, const pg_uuid_t *license_key_id,
-				Jsonb **conditions)
+ActivationMatches(TupleTableSlot *slot, const pg_uuid_t *license_key_id, text *fingerprint)
 {
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
-	ScanKeyData skey[1];
-	TupleTableSlot *slot;
-	bool		found;
+	bool		isnull;
+	Datum		value = slot_getattr(slot, Catalog.act_license_key_id, &isnull);
+	text	   *stored;
+
+	if (memcmp(DatumGetUUIDP(value), license_key_id, sizeof(pg_uuid_t)) != 0)
+		return false;
+	if (Catalog.act_deactivated_at != InvalidAttrNumber)
+	{
+		(void) slot_getattr(slot, Catalog.act_deactivated_at, &isnull);
+		if (!isnull)
+			return false;
+	}
+	if (fingerprint == NULL)
+		return true;
+	value = slot_getattr(slot, Catalog.act_fingerprint, &isnull);
+	if (isnull)
+		return false;
+	stored = DatumGetTextPP(value);
+	return VARSIZE_ANY_EXHDR(stored) == VARSIZE_ANY_EXHDR(fingerprint) &&
+		memcmp(VARDATA_ANY(stored), VARDATA_ANY(fingerprint), VARSIZE_ANY_EXHDR(stored)) == 0;
+}
+
+/* What ActivationFetch looks for and receives. */
+typedef struct ActivationWanted
+{
+	const pg_uuid_t *license_key_id;
+	text	   *fingerprint;
+	pg_uuid_t  *found_id;
+	Jsonb	  **conditions;
+} ActivationWanted;
+
+/* BenefitsIndexFetch's reader of an activation: the wanted one, live. */
+static bool
+ReadActivation(TupleTableSlot *slot, void *arg)
+{
+	ActivationWanted *wanted = arg;
+	bool		isnull;
+	Datum		value;
+
+	if (!ActivationMatches(slot, wanted->license_key_id, wanted->fingerprint))
+		return false;
+	value = slot_getattr(slot, Catalog.act_id, &isnull);
+	memcpy(wanted->found_id, DatumGetUUIDP(value), sizeof(pg_uuid_t));
+	value = slot_getattr(slot, Catalog.act_conditions, &isnull);
+	*wanted->conditions = isnull ? NULL : DatumGetJsonbPCopy(value);
+	return true;
+}
+
+/*
+ * A live activation of the given key by a direct index scan: by its id (the
+ * primary key) or, without one, by its fingerprint (the unique index of live
+ * fingerprints); given both, the activation of that id must carry that
+ * fingerprint.  *found_id and *conditions receive its id and stored
+ * conditions.  False when there is no such activation, it belongs to another
+ * key or it was deactivated.
+ */
+static bool
+ActivationFetch(const pg_uuid_t *activation_id, text *fingerprint,
+				const pg_uuid_t *license_key_id, pg_uuid_t *found_id, Jsonb **conditions)
+{
+	ActivationWanted wanted = {license_key_id, fingerprint, found_id, conditions};
+	ScanKeyData skey[2];
 
 	CatalogLoad();
-	rel = table_open(Catalog.activations_relid, AccessShareLock);
-	index = index_open(Catalog.activations_indexid, AccessShareLock);
-
-	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ,
-				UUIDPGetDatum(activation_id));
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
+	if (activation_id != NULL)
 	{
-		bool		isnull;
-		Datum		owner = slot_getattr(slot, Catalog.act_license_key_id, &isnull);
-
-		found = memcmp(DatumGetUUIDP(owner), license_key_id, sizeof(pg_uuid_t)) == 0;
-		if (found)
-		{
-			Datum		value = slot_getattr(slot, Catalog.act_conditions, &isnull);
-
-			*conditions = isnull ? NULL : DatumGetJsonbPCopy(value);
-		}
+		ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(activation_id));
+		return BenefitsIndexFetch(Catalog.activations_relid, Catalog.activations_indexid, skey, 1,
+								  ReadActivation, &wanted);
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
-	return found;
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(license_key_id));
+	ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   Catalog.fingerprint_collation, F_TEXTEQ, PointerGetDatum(fingerprint));
+	return BenefitsIndexFetch(Catalog.activations_relid, Catalog.fingerprint_indexid, skey, 2,
+							  ReadActivation, &wanted);
 }
 
 /*
@@ -441,7 +489,7 @@ ActivationFetch(const pg_uuid_t *activation_id, const pg_uuid_t *license_key_id,
  * newest version is checked, so a key revoked meanwhile answers revoked.
  */
 static bool
-KeyLock(const pg_uuid_t *organization_id, text *canonical, KeyRow *row,
+KeyLock(const pg_uuid_t *organization_id, text *canonical, LicenseKeyRow *row,
 		MemoryContext rowcxt)
 {
 	static const AttrNumber positions[KF_COUNT] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
@@ -466,14 +514,14 @@ KeyLock(const pg_uuid_t *organization_id, text *canonical, KeyRow *row,
 	heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, values, nulls);
 	/* The row outlives the SPI connection: copy it into the caller's memory. */
 	old = MemoryContextSwitchTo(rowcxt);
-	KeyRowFromValues(row, values, nulls, positions);
+	LicenseKeyRowFromValues(row, values, nulls, positions);
 	MemoryContextSwitchTo(old);
 	return true;
 }
 
 /* A text argument as a canonical key, or NULL when it cannot be a key. */
-static text *
-CanonicalArgument(FunctionCallInfo fcinfo, int argno)
+text *
+LicenseKeyArgument(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *input;
 	char	   *canonical;
@@ -485,6 +533,63 @@ CanonicalArgument(FunctionCallInfo fcinfo, int argno)
 	return canonical ? cstring_to_text(canonical) : NULL;
 }
 
+/*
+ * A machine's fingerprint as an application sends it: 1 to
+ * ACTIVATION_FINGERPRINT_MAX bytes of text without control characters
+ * (SQLSTATE 22023); NULL when not given.  Only 0.2.0's SQL passes one.
+ */
+text *
+LicenseFingerprintArgument(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *fingerprint;
+	const char *p;
+	int			len;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	fingerprint = PG_GETARG_TEXT_PP(argno);
+	p = VARDATA_ANY(fingerprint);
+	len = VARSIZE_ANY_EXHDR(fingerprint);
+	if (len == 0 || len > ACTIVATION_FINGERPRINT_MAX)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("fingerprint must be 1 to %d bytes", ACTIVATION_FINGERPRINT_MAX),
+				errdetail("It has %d bytes.", len));
+	for (int i = 0; i < len; i++)
+		if ((unsigned char) p[i] < 0x20 || p[i] == 0x7f)
+			ereport(ERROR,
+					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("fingerprint must not contain control characters"),
+					errdetail("Byte %d is 0x%02x.", i + 1, (unsigned char) p[i]));
+	return fingerprint;
+}
+
+/*
+ * The checks every call with a key makes first, in the documented order:
+ * revoked, disabled, expired.  NULL when the key passes them.
+ */
+const char *
+LicenseKeyRefusal(const LicenseKeyRow *row, TimestampTz now, const char **message)
+{
+	if (row->status == LICENSE_KEY_REVOKED)
+	{
+		*message = "License key has been revoked.";
+		return "revoked";
+	}
+	if (row->status == LICENSE_KEY_DISABLED)
+	{
+		*message = "License key is disabled.";
+		return "disabled";
+	}
+	if (row->has_expires && row->expires_at <= now)
+	{
+		*message = "License key has expired.";
+		return "expired";
+	}
+	return NULL;
+}
+
+/* A NULL organization is a programming error, the same for every call. */
 static void
 RequireOrganization(FunctionCallInfo fcinfo, int argno)
 {
@@ -580,7 +685,7 @@ ResultTuple(FunctionCallInfo fcinfo, ResultType *result, Datum *values, bool *nu
  * there; otherwise they are looked up.
  */
 static void
-ValidationKeyFields(Datum *values, bool *nulls, KeyRow *row, bool counted,
+ValidationKeyFields(Datum *values, bool *nulls, LicenseKeyRow *row, bool counted,
 					int64 pending, TimestampTz pending_last)
 {
 
@@ -620,16 +725,117 @@ ValidationKeyFields(Datum *values, bool *nulls, KeyRow *row, bool counted,
 	}
 }
 
+/* A validation result not yet decided: not valid, every key field NULL. */
+static void
+ValidationStart(Datum *values, bool *nulls)
+{
+	memset(nulls, true, sizeof(bool) * LV_COUNT);
+	values[LV_VALID] = BoolGetDatum(false);
+	nulls[LV_VALID] = false;
+	nulls[LV_CODE] = false;
+	nulls[LV_MESSAGE] = false;
+}
+
+/* The not_found answer: the same for every reason, with no other field set. */
+static Datum
+ValidationNotFound(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	values[LV_CODE] = CStringGetTextDatum("not_found");
+	values[LV_MESSAGE] = CStringGetTextDatum("License key not found.");
+	return ResultTuple(fcinfo, &ValidationResult, values, nulls);
+}
+
+/* BenefitsIndexFetch's reader of a benefit's conditions_match (into *subset). */
+static bool
+ReadConditionsMatch(TupleTableSlot *slot, void *subset)
+{
+	bool		isnull;
+	Datum		value = slot_getattr(slot, Catalog.benefit_properties, &isnull);
+	char	   *rule = isnull ? NULL : BenefitsJsonText(DatumGetJsonbP(value), "conditions_match");
+
+	*(bool *) subset = rule != NULL && strcmp(rule, "subset") == 0;
+	return true;
+}
+
+/*
+ * Whether the benefit matches conditions as a subset (its properties'
+ * conditions_match), by a direct primary-key scan: read only when the exact
+ * comparison failed, so the common path pays nothing for it.
+ */
+static bool
+BenefitMatchesSubset(const pg_uuid_t *benefit_id)
+{
+	ScanKeyData skey[1];
+	bool		subset = false;
+
+	CatalogLoad();
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(benefit_id));
+	(void) BenefitsIndexFetch(Catalog.benefits_relid, Catalog.benefits_indexid, skey, 1,
+							  ReadConditionsMatch, &subset);
+	return subset;
+}
+
+/* A JSON value as a jsonb datum, for comparison with jsonb_eq. */
+static Datum
+JsonbValueDatum(JsonbValue *value)
+{
+	return JsonbPGetDatum(JsonbValueToJsonb(value));
+}
+
+/*
+ * Polar's rule: every condition stored with the activation has the same
+ * value among the given ones (an activation stored without conditions
+ * accepts any); given conditions the activation does not have are ignored.
+ */
+static bool
+ConditionsSubset(Jsonb *stored, Jsonb *given)
+{
+	JsonbIterator *it = JsonbIteratorInit(&stored->root);
+	JsonbValue	key;
+	JsonbValue	value;
+	JsonbIteratorToken token;
+
+	while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		JsonbValue *other;
+
+		if (token != WJB_KEY)
+			continue;
+		token = JsonbIteratorNext(&it, &value, true);
+		Assert(token == WJB_VALUE);
+		other = getKeyJsonValueFromContainer(&given->root, key.val.string.val, key.val.string.len, NULL);
+		if (other == NULL ||
+			!DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbValueDatum(&value), JsonbValueDatum(other))))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Whether the given conditions match an activation's stored ones: exactly
+ * (the default, a key present on one side only is a mismatch), or as a
+ * subset when the key's benefit has conditions_match = subset.
+ */
+static bool
+ConditionsMatch(Jsonb *stored, Jsonb *given, const LicenseKeyRow *row)
+{
+	if (DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(stored), JsonbPGetDatum(given))))
+		return true;
+	return row->has_benefit && BenefitMatchesSubset(&row->benefit_id) && ConditionsSubset(stored, given);
+}
+
 /*
  * benefits.validate_license(key, organization_id, activation_id, benefit_id,
- * customer_id, increment_usage, conditions) -> benefits.license_validation
+ * customer_id, increment_usage, conditions, fingerprint)
+ * -> benefits.license_validation
  *
  * Not SECURITY DEFINER: its read path makes direct index lookups, which
  * check no privileges, and the definer switch would cost a few percent of
  * that path.  The writing path (increment_usage) runs its SPI statements as
  * the function's owner with the search path pinned (BenefitsBecomeOwner), as
  * a definer function would; like one, it leaves restoring the caller's
- * identity after an error to the transaction's abort.
+ * identity after an error to the transaction's abort.  A fingerprint names
+ * an activation as activation_id does (both given: the same one).
  */
 Datum
 validate_license(PG_FUNCTION_ARGS)
@@ -641,7 +847,8 @@ validate_license(PG_FUNCTION_ARGS)
 	bool		increment = !PG_ARGISNULL(5);
 	int32		increment_usage = 0;
 	Jsonb	   *conditions;
-	KeyRow		row;
+	text	   *fingerprint;
+	LicenseKeyRow row;
 	bool		found;
 	const char *code;
 	const char *message;
@@ -652,6 +859,7 @@ validate_license(PG_FUNCTION_ARGS)
 	int64		pending = 0;
 	TimestampTz pending_last = 0;
 	OwnerSwitch caller = {0};
+	pg_uuid_t	activation_id;
 
 	RequireOrganization(fcinfo, 1);
 	organization_id = PG_GETARG_UUID_P(1);
@@ -665,14 +873,10 @@ validate_license(PG_FUNCTION_ARGS)
 					errdetail("Got %d.", increment_usage));
 	}
 	conditions = ObjectArgument(fcinfo, 6, "conditions");
+	fingerprint = LicenseFingerprintArgument(fcinfo, 7);
+	ValidationStart(values, nulls);
 
-	memset(nulls, true, sizeof(nulls));
-	values[LV_VALID] = BoolGetDatum(false);
-	nulls[LV_VALID] = false;
-	nulls[LV_CODE] = false;
-	nulls[LV_MESSAGE] = false;
-
-	canonical = CanonicalArgument(fcinfo, 0);
+	canonical = LicenseKeyArgument(fcinfo, 0);
 	if (canonical == NULL)
 		found = false;
 	else if (increment)
@@ -682,7 +886,7 @@ validate_license(PG_FUNCTION_ARGS)
 		found = KeyLock(organization_id, canonical, &row, callercxt);
 	}
 	else
-		found = KeyFetch(organization_id, canonical, &row);
+		found = LicenseKeyLookup(organization_id, canonical, &row);
 
 	if (!found)
 	{
@@ -691,48 +895,29 @@ validate_license(PG_FUNCTION_ARGS)
 			SPI_finish();
 			BenefitsRestoreCaller(&caller);
 		}
-		values[LV_CODE] = CStringGetTextDatum("not_found");
-		values[LV_MESSAGE] = CStringGetTextDatum("License key not found.");
-		PG_RETURN_DATUM(ResultTuple(fcinfo, &ValidationResult, values, nulls));
+		PG_RETURN_DATUM(ValidationNotFound(fcinfo, values, nulls));
 	}
 
-	code = NULL;
-	message = NULL;
-	if (row.status == KS_REVOKED)
+	code = LicenseKeyRefusal(&row, now, &message);
+	if (code == NULL && (!PG_ARGISNULL(2) || fingerprint != NULL))
 	{
-		code = "revoked";
-		message = "License key has been revoked.";
-	}
-	else if (row.status == KS_DISABLED)
-	{
-		code = "disabled";
-		message = "License key is disabled.";
-	}
-	else if (row.has_expires && row.expires_at <= now)
-	{
-		code = "expired";
-		message = "License key has expired.";
-	}
-	else if (!PG_ARGISNULL(2))
-	{
-		pg_uuid_t  *activation_id = PG_GETARG_UUID_P(2);
 		Jsonb	   *stored = NULL;
 
-		if (!ActivationFetch(activation_id, &row.id, &stored))
+		if (!ActivationFetch(PG_ARGISNULL(2) ? NULL : PG_GETARG_UUID_P(2), fingerprint,
+							 &row.id, &activation_id, &stored))
 		{
 			code = "activation_not_found";
 			message = "Activation not found for this license key.";
 		}
 		else
 		{
-			values[LV_ACTIVATION_ID] = UUIDPGetDatum(activation_id);
+			values[LV_ACTIVATION_ID] = UUIDPGetDatum(&activation_id);
 			nulls[LV_ACTIVATION_ID] = false;
 			if (stored == NULL)
 				stored = EmptyObject();
 			if (conditions == NULL)
 				conditions = EmptyObject();
-			if (!DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(stored),
-												  JsonbPGetDatum(conditions))))
+			if (!ConditionsMatch(stored, conditions, &row))
 			{
 				code = "conditions_mismatch";
 				message = "The conditions do not match the activation's conditions.";
@@ -810,6 +995,71 @@ validate_license(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(ResultTuple(fcinfo, &ValidationResult, values, nulls));
 }
 
+/*
+ * benefits.heartbeat_license(key, organization_id, activation_id)
+ * -> benefits.license_validation: the activation's machine is alive.  One
+ * UPDATE of the activation row (heartbeat_at), after the key's checks; an
+ * activation that was deactivated or released meanwhile answers
+ * activation_not_found.  run_maintenance releases the live activations of a
+ * benefit with activations.heartbeat whose last heartbeat (or activation) is
+ * older than twice the interval (subscriptions.c, ReleaseSilentActivations).
+ * The UPDATE and the release both re-check their row in READ COMMITTED, so a
+ * heartbeat either keeps its activation or learns it was released.
+ */
+Datum
+heartbeat_license(PG_FUNCTION_ARGS)
+{
+	Datum		values[LV_COUNT];
+	bool		nulls[LV_COUNT];
+	text	   *canonical;
+	LicenseKeyRow row;
+	const char *code;
+	const char *message;
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+	pg_uuid_t	activation_id;
+
+	RequireOrganization(fcinfo, 1);
+	BenefitsRequireArgument(fcinfo, 2, "activation_id", ERRCODE_INVALID_PARAMETER_VALUE);
+	activation_id = *PG_GETARG_UUID_P(2);
+	ValidationStart(values, nulls);
+
+	canonical = LicenseKeyArgument(fcinfo, 0);
+	if (canonical == NULL || !LicenseKeyLookup(PG_GETARG_UUID_P(1), canonical, &row))
+		PG_RETURN_DATUM(ValidationNotFound(fcinfo, values, nulls));
+	code = LicenseKeyRefusal(&row, now, &message);
+	if (code == NULL)
+	{
+		Oid			types[3] = {UUIDOID, UUIDOID, TIMESTAMPTZOID};
+		Datum		args[3] = {UUIDPGetDatum(&activation_id), UUIDPGetDatum(&row.id),
+		TimestampTzGetDatum(now)};
+
+		ConnectPinned();
+		BenefitsExec(BenefitsPlan(&HeartbeatPlan,
+								  "UPDATE benefits.license_key_activations SET heartbeat_at = $3"
+								  " WHERE id = $1 AND license_key_id = $2 AND deactivated_at IS NULL",
+								  3, types),
+					 args, NULL, false, 0);
+		if (SPI_processed == 0)
+		{
+			code = "activation_not_found";
+			message = "Activation not found for this license key.";
+		}
+		else
+		{
+			code = "valid";
+			message = "License key is valid.";
+			values[LV_VALID] = BoolGetDatum(true);
+			values[LV_ACTIVATION_ID] = UUIDPGetDatum(&activation_id);
+			nulls[LV_ACTIVATION_ID] = false;
+		}
+		FinishPinned();
+	}
+	values[LV_CODE] = CStringGetTextDatum(code);
+	values[LV_MESSAGE] = CStringGetTextDatum(message);
+	ValidationKeyFields(values, nulls, &row, false, 0, 0);
+	PG_RETURN_DATUM(ResultTuple(fcinfo, &ValidationResult, values, nulls));
+}
+
 /* An activation result: ok, code and message over the fields filled in. */
 static Datum
 ActivationOutcome(FunctionCallInfo fcinfo, Datum *values, bool *nulls,
@@ -824,10 +1074,172 @@ ActivationOutcome(FunctionCallInfo fcinfo, Datum *values, bool *nulls,
 	return ResultTuple(fcinfo, &ActivationResult, values, nulls);
 }
 
+/* The label argument of activate_license: not blank, at most ACTIVATION_LABEL_MAX characters. */
+static text *
+LabelArgument(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *label;
+	const char *p;
+	int			len;
+	bool		blank = true;
+
+	BenefitsRequireArgument(fcinfo, argno, "label", ERRCODE_INVALID_PARAMETER_VALUE);
+	label = PG_GETARG_TEXT_PP(argno);
+	p = VARDATA_ANY(label);
+	len = VARSIZE_ANY_EXHDR(label);
+	for (int i = 0; i < len && blank; i++)
+		blank = isspace((unsigned char) p[i]);
+	if (blank)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("label must not be empty"));
+	if (pg_mbstrlen_with_len(p, len) > ACTIVATION_LABEL_MAX)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("label must be at most %d characters", ACTIVATION_LABEL_MAX),
+				errdetail("It has %d.", pg_mbstrlen_with_len(p, len)));
+	return label;
+}
+
 /*
- * benefits.activate_license(key, organization_id, label, conditions, meta)
- * -> benefits.license_activation.  Counting and inserting happen under the
- * key's row lock, so concurrent activations never exceed limit_activations.
+ * A statement of the activations in the form of the database's schema: 0.2.0
+ * keeps history (history_sql), 0.1.0 does not (plain_sql).  Each form is
+ * prepared once and kept.
+ */
+typedef struct SchemaPlans
+{
+	SPIPlanPtr	history;
+	SPIPlanPtr	plain;
+} SchemaPlans;
+
+static SchemaPlans CountActivationsPlans;
+static SchemaPlans InsertActivationPlans;
+static SchemaPlans DeactivatePlans;
+
+static SPIPlanPtr
+SchemaPlan(SchemaPlans *plans, const char *history_sql, const char *plain_sql, int nargs, const Oid *types)
+{
+	if (LicenseActivationsKeepHistory())
+		return BenefitsPlan(&plans->history, history_sql, nargs, types);
+	return BenefitsPlan(&plans->plain, plain_sql, nargs, types);
+}
+
+/* The number of live activations of a key (inside the SPI connection, key locked). */
+static int64
+CountActivations(const pg_uuid_t *license_key_id)
+{
+	Oid			types[1] = {UUIDOID};
+	Datum		args[1] = {UUIDPGetDatum(license_key_id)};
+	bool		isnull;
+	SPIPlanPtr	plan = SchemaPlan(&CountActivationsPlans,
+								  "SELECT count(*) FROM benefits.license_key_activations"
+								  " WHERE license_key_id = $1 AND deactivated_at IS NULL",
+								  "SELECT count(*) FROM benefits.license_key_activations"
+								  " WHERE license_key_id = $1", 1, types);
+
+	if (SPI_execute_plan(plan, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not count license key activations");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * The activation's fields of a result from the first row of the last SPI
+ * result, whose columns are id, conditions, created_at; label and meta are
+ * the ones just written.  The id is copied to *activation_id.
+ */
+static void
+ActivationFields(Datum *values, bool *nulls, pg_uuid_t *activation_id, text *label, Jsonb *meta)
+{
+	HeapTuple	tuple = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+
+	memcpy(activation_id, DatumGetUUIDP(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "id"), &isnull)),
+		   sizeof(pg_uuid_t));
+	values[LA_ACTIVATION_ID] = UUIDPGetDatum(activation_id);
+	nulls[LA_ACTIVATION_ID] = false;
+	/* Into the caller's memory: SPI's goes at SPI_finish. */
+	values[LA_CONDITIONS] = SPI_datumTransfer(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "conditions"), &isnull),
+											  false, -1);
+	nulls[LA_CONDITIONS] = false;
+	values[LA_CREATED_AT] = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "created_at"), &isnull);
+	nulls[LA_CREATED_AT] = false;
+	values[LA_LABEL] = PointerGetDatum(label);
+	nulls[LA_LABEL] = false;
+	values[LA_META] = JsonbPGetDatum(meta);
+	nulls[LA_META] = false;
+}
+
+/*
+ * Activating a fingerprint that already has a live activation of the key:
+ * the same activation comes back with its label and meta updated, and no
+ * seat is taken.  False when the fingerprint has no live activation.
+ */
+static bool
+Reactivate(const pg_uuid_t *license_key_id, text *fingerprint, text *label, Jsonb *meta,
+		   Datum *values, bool *nulls, pg_uuid_t *activation_id)
+{
+	Oid			types[4] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		args[4] = {UUIDPGetDatum(license_key_id), PointerGetDatum(fingerprint),
+	PointerGetDatum(label), JsonbPGetDatum(meta)};
+
+	BenefitsExec(BenefitsPlan(&ReactivatePlan,
+							  "UPDATE benefits.license_key_activations"
+							  "   SET label = $3, meta = $4, modified_at = pg_catalog.now()"
+							  " WHERE license_key_id = $1 AND fingerprint = $2 AND deactivated_at IS NULL"
+							  " RETURNING id, conditions, created_at",
+							  4, types),
+				 args, NULL, false, 0);
+	if (SPI_processed == 0)
+		return false;
+	ActivationFields(values, nulls, activation_id, label, meta);
+	return true;
+}
+
+/* A new activation of the locked key (fingerprint NULL when not given). */
+static void
+InsertActivation(const pg_uuid_t *license_key_id, text *label, Jsonb *conditions, Jsonb *meta,
+				 text *fingerprint, Datum *values, bool *nulls, pg_uuid_t *activation_id)
+{
+	Oid			types[5] = {UUIDOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
+	Datum		args[5] = {UUIDPGetDatum(license_key_id), PointerGetDatum(label),
+		JsonbPGetDatum(conditions), JsonbPGetDatum(meta), PointerGetDatum(fingerprint)};
+	char		arg_nulls[5] = {' ', ' ', ' ', ' ', fingerprint ? ' ' : 'n'};
+
+	/*
+	 * A new version of the key row: a concurrent REPEATABLE READ or
+	 * SERIALIZABLE activation that counted under an older snapshot then fails
+	 * to lock the row (serialization failure) instead of also inserting.
+	 * READ COMMITTED callers wait on the lock and count again with a fresh
+	 * snapshot.
+	 */
+	BenefitsExec(BenefitsPlan(&TouchKeyPlan,
+							  "UPDATE benefits.license_keys SET modified_at = modified_at WHERE id = $1",
+							  1, types),
+				 args, NULL, false, 0);
+	if (SPI_processed != 1)
+		elog(ERROR, "could not lock license key for activation");
+	BenefitsExec(SchemaPlan(&InsertActivationPlans,
+							"INSERT INTO benefits.license_key_activations"
+							" (license_key_id, label, conditions, meta, fingerprint)"
+							" VALUES ($1, $2, $3, $4, $5) RETURNING id, conditions, created_at",
+							"INSERT INTO benefits.license_key_activations"
+							" (license_key_id, label, conditions, meta)"
+							" VALUES ($1, $2, $3, $4) RETURNING id, conditions, created_at",
+							5, types),
+				 args, arg_nulls, false, 1);
+	if (SPI_processed != 1)
+		elog(ERROR, "could not insert license key activation");
+	ActivationFields(values, nulls, activation_id, label, meta);
+}
+
+/*
+ * benefits.activate_license(key, organization_id, label, conditions, meta,
+ * fingerprint) -> benefits.license_activation.  Counting and inserting
+ * happen under the key's row lock, so concurrent activations never exceed
+ * limit_activations; a fingerprint already activated (live) on the key gets
+ * its activation back (same id, no new seat, label and meta updated), and
+ * the unique index of live fingerprints holds whoever writes the table.
  */
 Datum
 activate_license(PG_FUNCTION_ARGS)
@@ -838,13 +1250,9 @@ activate_license(PG_FUNCTION_ARGS)
 	text	   *label;
 	Jsonb	   *conditions;
 	Jsonb	   *meta;
-	KeyRow		row;
-	Oid			count_types[1] = {UUIDOID};
-	Oid			insert_types[4] = {UUIDOID, TEXTOID, JSONBOID, JSONBOID};
-	Datum		args[4];
-	bool		isnull;
+	text	   *fingerprint;
+	LicenseKeyRow row;
 	int64		activations;
-	int			ret;
 	const char *code;
 	const char *message;
 	char		limit_message[80];
@@ -852,37 +1260,17 @@ activate_license(PG_FUNCTION_ARGS)
 	MemoryContext callercxt = CurrentMemoryContext;
 
 	RequireOrganization(fcinfo, 1);
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("label must not be null"));
-	label = PG_GETARG_TEXT_PP(2);
-	{
-		const char *p = VARDATA_ANY(label);
-		int			len = VARSIZE_ANY_EXHDR(label);
-		bool		blank = true;
-
-		for (int i = 0; i < len && blank; i++)
-			blank = isspace((unsigned char) p[i]);
-		if (blank)
-			ereport(ERROR,
-					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					errmsg("label must not be empty"));
-		if (pg_mbstrlen_with_len(p, len) > ACTIVATION_LABEL_MAX)
-			ereport(ERROR,
-					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					errmsg("label must be at most %d characters", ACTIVATION_LABEL_MAX),
-					errdetail("It has %d.", pg_mbstrlen_with_len(p, len)));
-	}
+	label = LabelArgument(fcinfo, 2);
 	conditions = StoredObjectArgument(fcinfo, 3, "conditions");
 	meta = StoredObjectArgument(fcinfo, 4, "meta");
+	fingerprint = LicenseFingerprintArgument(fcinfo, 5);
 	if (conditions == NULL)
 		conditions = EmptyObject();
 	if (meta == NULL)
 		meta = EmptyObject();
 
 	memset(nulls, true, sizeof(nulls));
-	canonical = CanonicalArgument(fcinfo, 0);
+	canonical = LicenseKeyArgument(fcinfo, 0);
 	if (canonical == NULL)
 		PG_RETURN_DATUM(ActivationOutcome(fcinfo, values, nulls, "not_found", "License key not found."));
 
@@ -893,39 +1281,22 @@ activate_license(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(ActivationOutcome(fcinfo, values, nulls, "not_found", "License key not found."));
 	}
 
-	if (row.status == KS_REVOKED)
-	{
-		code = "revoked";
-		message = "License key has been revoked.";
-	}
-	else if (row.status == KS_DISABLED)
-	{
-		code = "disabled";
-		message = "License key is disabled.";
-	}
-	else if (row.has_expires && row.expires_at <= GetCurrentStatementStartTimestamp())
-	{
-		code = "expired";
-		message = "License key has expired.";
-	}
-	else if (!row.has_limit_activations)
+	code = LicenseKeyRefusal(&row, GetCurrentStatementStartTimestamp(), &message);
+	if (code == NULL && !row.has_limit_activations)
 	{
 		code = "activations_unsupported";
 		message = "License key does not support activations.";
 	}
-	else
+	else if (code == NULL)
 	{
-		args[0] = UUIDPGetDatum(&row.id);
-		ret = SPI_execute_plan(BenefitsPlan(&CountActivationsPlan,
-									"SELECT count(*) FROM benefits.license_key_activations"
-									" WHERE license_key_id = $1",
-									1, count_types),
-							   args, NULL, false, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not count license key activations");
-		activations = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-		if (activations >= row.limit_activations)
+		if (fingerprint != NULL &&
+			Reactivate(&row.id, fingerprint, label, meta, values, nulls, &activation_id))
+		{
+			code = "activated";
+			message = "License key activated again on this machine.";
+			activations = CountActivations(&row.id);
+		}
+		else if ((activations = CountActivations(&row.id)) >= row.limit_activations)
 		{
 			code = "activation_limit_reached";
 			snprintf(limit_message, sizeof(limit_message),
@@ -934,46 +1305,7 @@ activate_license(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			/*
-			 * A new version of the key row: a concurrent REPEATABLE READ or
-			 * SERIALIZABLE activation that counted under an older snapshot
-			 * then fails to lock the row (serialization failure) instead of
-			 * also inserting.  READ COMMITTED callers wait on the lock and
-			 * count again with a fresh snapshot.
-			 */
-			ret = SPI_execute_plan(BenefitsPlan(&TouchKeyPlan,
-												"UPDATE benefits.license_keys SET modified_at = modified_at"
-												" WHERE id = $1",
-												1, count_types),
-								   args, NULL, false, 0);
-			if (ret != SPI_OK_UPDATE || SPI_processed != 1)
-				elog(ERROR, "could not lock license key for activation");
-
-			args[1] = PointerGetDatum(label);
-			args[2] = JsonbPGetDatum(conditions);
-			args[3] = JsonbPGetDatum(meta);
-			ret = SPI_execute_plan(BenefitsPlan(&InsertActivationPlan,
-										"INSERT INTO benefits.license_key_activations"
-										" (license_key_id, label, conditions, meta)"
-										" VALUES ($1, $2, $3, $4) RETURNING id, created_at",
-										4, insert_types),
-								   args, NULL, false, 1);
-			if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-				elog(ERROR, "could not insert license key activation");
-			/* Copy out of SPI memory (by value or onto the stack). */
-			memcpy(&activation_id,
-				   DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
-				   sizeof(pg_uuid_t));
-			values[LA_ACTIVATION_ID] = UUIDPGetDatum(&activation_id);
-			nulls[LA_ACTIVATION_ID] = false;
-			values[LA_CREATED_AT] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			nulls[LA_CREATED_AT] = false;
-			values[LA_LABEL] = PointerGetDatum(label);
-			nulls[LA_LABEL] = false;
-			values[LA_CONDITIONS] = JsonbPGetDatum(conditions);
-			nulls[LA_CONDITIONS] = false;
-			values[LA_META] = JsonbPGetDatum(meta);
-			nulls[LA_META] = false;
+			InsertActivation(&row.id, label, conditions, meta, fingerprint, values, nulls, &activation_id);
 			activations++;
 			code = "activated";
 			message = "License key activated.";
@@ -992,26 +1324,25 @@ activate_license(PG_FUNCTION_ARGS)
 
 /*
  * benefits.deactivate_license(key, organization_id, activation_id) -> boolean:
- * true when the activation existed on that key and was removed.  An unknown,
- * malformed or foreign key answers false, like an unknown activation.
+ * true when a live activation existed on that key and was deactivated.  The
+ * row stays as history (deactivated_at) and its seat is free; its
+ * fingerprint may activate again.  (Under 0.1.0's schema the row is
+ * deleted.)  An unknown, malformed or foreign key answers false, like an
+ * unknown activation.
  */
 Datum
 deactivate_license(PG_FUNCTION_ARGS)
 {
 	text	   *canonical;
-	KeyRow		row;
+	LicenseKeyRow row;
 	Oid			types[2] = {UUIDOID, UUIDOID};
 	Datum		args[2];
-	int			ret;
 	bool		removed;
 	MemoryContext callercxt = CurrentMemoryContext;
 
 	RequireOrganization(fcinfo, 1);
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("activation_id must not be null"));
-	canonical = CanonicalArgument(fcinfo, 0);
+	BenefitsRequireArgument(fcinfo, 2, "activation_id", ERRCODE_INVALID_PARAMETER_VALUE);
+	canonical = LicenseKeyArgument(fcinfo, 0);
 	if (canonical == NULL)
 		PG_RETURN_BOOL(false);
 
@@ -1023,13 +1354,14 @@ deactivate_license(PG_FUNCTION_ARGS)
 	}
 	args[0] = PG_GETARG_DATUM(2);
 	args[1] = UUIDPGetDatum(&row.id);
-	ret = SPI_execute_plan(BenefitsPlan(&DeleteActivationPlan,
-								"DELETE FROM benefits.license_key_activations"
-								" WHERE id = $1 AND license_key_id = $2",
-								2, types),
-						   args, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "could not delete license key activation");
+	BenefitsExec(SchemaPlan(&DeactivatePlans,
+							"UPDATE benefits.license_key_activations"
+							"   SET deactivated_at = pg_catalog.now(), modified_at = pg_catalog.now()"
+							" WHERE id = $1 AND license_key_id = $2 AND deactivated_at IS NULL",
+							"DELETE FROM benefits.license_key_activations"
+							" WHERE id = $1 AND license_key_id = $2",
+							2, types),
+				 args, NULL, false, 0);
 	removed = SPI_processed > 0;
 	FinishPinned();
 	PG_RETURN_BOOL(removed);

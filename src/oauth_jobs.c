@@ -125,15 +125,16 @@ OAuthRefreshRequest(OutboxJob *job, const char *platform)
 }
 
 /*
- * Can the job's token be renewed here: a refresh token read at claim time
- * and the platform's client credentials set?
+ * Can the job's token be renewed here: a refresh token read at claim time,
+ * the platform's client credentials set, and no renewal by this job yet?
  */
 bool
 OAuthCanRefresh(const OutboxJob *job, const char *platform)
 {
 	const OAuthProvider *provider = OAuthProviderFor(platform);
 
-	return job->refresh_token != NULL && provider != NULL &&
+	/* once per job: a renewed token that still expires soon is used as it is */
+	return job->refresh_token != NULL && provider != NULL && JobPayloadText(job, "_renewed") == NULL &&
 		*provider->client_id != NULL && (*provider->client_id)[0] != '\0' &&
 		*provider->client_secret != NULL && (*provider->client_secret)[0] != '\0';
 }
@@ -149,6 +150,9 @@ OAuthAnswerJudge(OutboxJob *job)
 	if (job->curl_code != CURLE_OK || job->refused_address || RetryIsTransientStatus(job->status))
 	{
 		RetryJudgeFailure(job, psprintf("%s %s", job->kind, job->action));
+		/* the job's last error is readable by benefits_admin: no body, which may hold a token */
+		if (job->curl_code == CURLE_OK && !job->refused_address)
+			job->error = psprintf("%s %s: HTTP %ld from the provider", job->kind, job->action, job->status);
 		return;
 	}
 	job->outcome = JOB_ANSWER;

@@ -434,6 +434,29 @@ ActivateGrant(const char *grant_id)
 	}
 }
 
+/*
+ * An oauth job is dead: its code and the tokens its exchange obtained (if it
+ * got that far) are of no more use, and must not outlive it.
+ */
+static void
+ForgetExchange(OutboxJob *job)
+{
+	static SPIPlanPtr tokens_plan;
+	static SPIPlanPtr code_plan;
+	Datum		values[1];
+
+	if (tokens_plan == NULL)
+	{
+		tokens_plan = Prepare("DELETE FROM benefits.oauth_exchanges WHERE job_id = $1", 1, (Oid[]) {INT8OID});
+		code_plan = Prepare("UPDATE benefits.outbox SET payload = payload - 'code' WHERE id = $1 AND payload ? 'code'",
+							1, (Oid[]) {INT8OID});
+	}
+	values[0] = Int64GetDatum(job->id);
+	if (SPI_execute_plan(tokens_plan, values, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_plan(code_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "benefits: forgetting the code and tokens of job " INT64_FORMAT " failed", job->id);
+}
+
 /* Record a failed attempt: retry later, or dead. */
 static void
 RecordFailure(OutboxJob *job)
@@ -452,6 +475,8 @@ RecordFailure(OutboxJob *job)
 	if (SPI_execute_plan(fail_plan, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "benefits: recording the failure of job " INT64_FORMAT " failed", job->id);
 
+	if (dead && strcmp(job->kind, "oauth") == 0)
+		ForgetExchange(job);
 	if (strcmp(job->kind, "webhook") == 0)
 	{
 		Datum		ev[4];

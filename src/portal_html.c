@@ -36,7 +36,7 @@ static const char page_head[] =
 	"<head>\n"
 	"<meta charset=\"utf-8\">\n"
 	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-	"<meta name=\"referrer\" content=\"no-referrer\">\n"
+	"<meta name=\"referrer\" content=\"same-origin\">\n"
 	"<meta name=\"robots\" content=\"noindex, nofollow\">\n"
 	"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'";
 
@@ -77,6 +77,7 @@ static const char page_style[] =
 	".ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}\n"
 	".badge{display:inline-block;font-size:.8rem;border:1px solid var(--line);border-radius:1rem;padding:0 .5rem;margin-left:.25rem}\n"
 	"button{font:inherit;font-size:.875rem;padding:.2rem .6rem;border:1px solid var(--line);border-radius:.375rem;background:var(--bg);color:var(--fg);cursor:pointer}\n"
+	"form.account{margin:.75rem 0 0}\n"
 	".visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\n"
 	".skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:var(--card);padding:.5rem}\n"
 	"footer{margin-top:2rem;font-size:.875rem;color:var(--muted)}\n"

@@ -141,9 +141,11 @@ PageAccountActions(PortalPage *page, JsonbContainer *x, const char *platform)
 	}
 	else if (strcmp(status, "pending") == 0)
 		appendStringInfo(buf, "<p class=\"muted\">Connecting your %s account…</p>\n", name);
-	else if (strcmp(status, "linked") == 0 && page->action_url)
+	/* a linked account whose link failed (a refused renewal) can go too */
+	if ((strcmp(status, "linked") == 0 || (strcmp(status, "failed") == 0 && PageContainer(x, "account")))
+		&& page->action_url)
 	{
-		appendStringInfoString(buf, "<form method=\"post\" action=\"");
+		appendStringInfoString(buf, "<form class=\"account\" method=\"post\" action=\"");
 		PageEsc(buf, page->action_url);
 		appendStringInfoString(buf, "\"><input type=\"hidden\" name=\"action\" value=\"portal_unlink_account\">"
 							   "<input type=\"hidden\" name=\"platform\" value=\"");
@@ -181,6 +183,14 @@ PageAccessStatus(PortalPage *page, JsonbContainer *x, const char *platform)
 	}
 	else if (delivery && strcmp(delivery, "action_required") == 0)
 	{
+		char	   *link = PageText(PageContainer(x, "link"), "status");
+
+		/* a link in progress or failed says so itself, below */
+		if (link && (strcmp(link, "pending") == 0 || strcmp(link, "failed") == 0))
+		{
+			PageAccountActions(page, x, platform);
+			return;
+		}
 		appendStringInfoString(buf, "<p class=\"status warn\" role=\"status\">Action needed: ");
 		PageEsc(buf, message ? message : "link your account to receive access.");
 		appendStringInfoString(buf, "</p>\n");

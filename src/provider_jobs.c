@@ -238,6 +238,52 @@ LinkError(const char *platform)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
 
+/*
+ * The SQL of the advisory lock serializing the grants and revokes of one
+ * benefit delivered to one account, whichever customers hold them: a revoke
+ * then sees another customer's grant committed meanwhile (and does not
+ * remove its access), and a grant waits for a revoke that may remove it.
+ */
+#define SQL_DELIVERED_ACCOUNT_LOCK(benefit, account) \
+	"pg_catalog.hashtextextended('benefits delivered ' || " benefit "::text || ' ' || " account ", 0)"
+
+/* Takes the lock of the benefit's access delivered to account_id. */
+static void
+LockDeliveredAccount(pg_uuid_t benefit_id, const char *account_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {UUIDOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = UuidGetDatum(&benefit_id);
+	values[1] = CStringGetTextDatum(account_id);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT pg_catalog.pg_advisory_xact_lock(" SQL_DELIVERED_ACCOUNT_LOCK("$1", "$2") ")",
+							  2, types),
+				 values, NULL, false, 0);
+}
+
+/* The same for the linked accounts of a batch's customers, in key order. */
+static void
+LockDeliveredAccounts(GrantBatch *batch, const char *platform)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {UUIDOID, UUIDARRAYOID, TEXTOID};
+	Datum		values[3];
+
+	values[0] = UuidGetDatum(&batch->benefit_id);
+	values[1] = BenefitsUuidArray(batch->customer_ids, batch->n);
+	values[2] = CStringGetTextDatum(platform);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT pg_catalog.pg_advisory_xact_lock(l.k) FROM ("
+							  "  SELECT DISTINCT " SQL_DELIVERED_ACCOUNT_LOCK("$1", "a.account_id") " AS k"
+							  "    FROM benefits.customer_accounts a"
+							  "   WHERE a.customer_id = ANY ($2) AND a.platform = $3) l"
+							  " ORDER BY l.k",
+							  3, types),
+				 values, NULL, false, 0);
+}
+
 /* Grant handler of the provider types: the platform's account, then its jobs. */
 void
 ProviderJobsGrant(GrantChange *change, const char *platform)
@@ -257,6 +303,7 @@ ProviderJobsGrant(GrantChange *change, const char *platform)
 	}
 
 	change->error = NULL;
+	LockDeliveredAccount(change->benefit_id, account_id);
 	if (shared != NULL)
 	{
 		change->new_state = "active";
@@ -297,6 +344,7 @@ ProviderJobsGrantMany(GrantBatch *batch, const char *platform)
 	values[GRANT_BATCH_NARGS + 1] = JsonbPGetDatum(batch->benefit_properties);
 	values[GRANT_BATCH_NARGS + 2] = CStringGetTextDatum(platform);
 	values[GRANT_BATCH_NARGS + 3] = JsonbPGetDatum(LinkError(platform));
+	LockDeliveredAccounts(batch, platform);
 	BenefitsExec(BenefitsPlan(&plan,
 							"WITH a AS MATERIALIZED ("
 							"  SELECT u.id, u.customer_id, u.source_id, u.n, a.account_id, a.username,"
@@ -341,8 +389,34 @@ ProviderJobsGrantMany(GrantBatch *batch, const char *platform)
 }
 
 /*
+ * Does another customer hold a live grant of the benefit delivered to the
+ * same account (two customers linked one GitHub or Discord account)?  Run
+ * under LockDeliveredAccount.
+ */
+static bool
+AccountSharedByAnotherCustomer(GrantChange *change, const char *account_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {UUIDOID, UUIDOID, TEXTOID};
+	Datum		values[3];
+
+	values[0] = UuidGetDatum(&change->benefit_id);
+	values[1] = UuidGetDatum(&change->customer_id);
+	values[2] = CStringGetTextDatum(account_id);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT 1 FROM benefits.grants g"
+							  " WHERE g.benefit_id = $1 AND (g.properties->>'account_id') = $3"
+							  "   AND g.state <> 'revoked' AND g.properties ? 'account_id' AND g.customer_id <> $2"
+							  " LIMIT 1",
+							  3, types),
+				 values, NULL, false, 1);	/* a fresh snapshot: what other customers committed */
+	return SPI_processed > 0;
+}
+
+/*
  * Revoke handler: removes the recorded access, only when this is the last
- * live grant of the benefit for the customer.
+ * live grant of the benefit delivered to that account, the customer's and
+ * any other customer's who linked the same account.
  */
 void
 ProviderJobsRevoke(GrantChange *change, const char *platform)
@@ -352,6 +426,9 @@ ProviderJobsRevoke(GrantChange *change, const char *platform)
 
 	change->new_properties = NULL;
 	if (!change->last_holder || account_id == NULL)
+		return;
+	LockDeliveredAccount(change->benefit_id, account_id);
+	if (AccountSharedByAnotherCustomer(change, account_id))
 		return;
 	if (IsGithub(platform))
 		GithubJobs(change->organization_id, change->grant_id, "remove_collaborator",

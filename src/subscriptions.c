@@ -45,6 +45,7 @@
 #include "benefits.h"
 #include "benefit_type.h"
 #include "engine.h"
+#include "license.h"
 #include "trigger_guard.h"
 
 PG_FUNCTION_INFO_V1(subscriptions_before);
@@ -420,7 +421,8 @@ grant_source_deleted(PG_FUNCTION_ARGS)
  * canceled subscriptions past their period end or ended_at, active ones set
  * to cancel at a period end that has passed, past_due/unpaid ones whose
  * grace period has run out.  Only subscriptions that still hold live grants
- * are visited.  Returns how many were brought up to date.
+ * are visited.  Returns how many were brought up to date.  It also releases
+ * license activations that missed their heartbeat window.
  */
 Datum
 run_maintenance(PG_FUNCTION_ARGS)
@@ -453,6 +455,8 @@ run_maintenance(PG_FUNCTION_ARGS)
 		ids[i] = BenefitsResultUuid(i, 1);
 	for (int i = 0; i < n; i++)
 		EngineSyncSubscription(ids[i]);
+	/* License activations that missed their heartbeat window (license_machines.c). */
+	(void) LicenseReleaseSilentActivations();
 	SPI_finish();
 	PG_RETURN_INT32(n);
 }

@@ -1,23 +1,31 @@
 /*
  * type_license_keys.c — the license_keys benefit type.
  *
- * Properties: {prefix, expires, activations, limit_usage}, normalized to
+ * Properties: {prefix, expires, activations, limit_usage, key_per,
+ * conditions_match}, normalized to
  *   {"prefix": text|null, "expires": null|{"ttl", "timeframe"},
- *    "activations": null|{"limit", "enable_customer_admin"},
- *    "limit_usage": int|null}.
- * A customer has one key per license benefit, shared by every grant of that
- * benefit: granting issues it, or restores it when it was revoked (same key,
- * same usage and activations), and the last revoke revokes it.  Editing the
+ *    "activations": null|{"limit", "enable_customer_admin", "heartbeat"?},
+ *    "limit_usage": int|null, "key_per"?: "grant", "conditions_match"?: "subset"}
+ * (key_per and conditions_match appear only when not their defaults,
+ * customer and exact).
+ * With key_per = customer, a customer has one key per license benefit, shared
+ * by every grant of that benefit: granting issues it, or restores it when it
+ * was revoked (same key, same usage and activations), and the last revoke
+ * revokes it.  With key_per = grant (Polar's), each grant has its own key,
+ * revoked and restored with that grant.  Editing the
  * benefit gives its keys the new limits.  Keys, validation and activations
  * themselves are license_key.c, license_validate.c and license_admin.c.
  */
 #include "postgres.h"
+
+#include <ctype.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/uuid.h"
 
 #include "benefits.h"
@@ -25,8 +33,6 @@
 #include "license.h"
 #include "properties.h"
 
-static SPIPlanPtr IssueKeyPlan;
-static SPIPlanPtr IssueManyPlan;
 static SPIPlanPtr RevokeKeyPlan;
 
 /* The benefit's upper-cased key prefix, or NULL. */
@@ -44,9 +50,35 @@ BenefitPrefix(Jsonb *properties)
 }
 
 /*
+ * Whether benefits.license_keys has 0.2.0's grant_id (keys per grant): a
+ * database still at 0.1.0's schema issues customer keys only.
+ */
+static bool
+KeysPerGrantSchema(void)
+{
+	return get_attnum(BenefitsRelid("license_keys"), "grant_id") != InvalidAttrNumber;
+}
+
+/*
+ * The statement issuing one key, under either schema: with grant_column
+ * ", grant_id" it records the owning grant ($8) when key_per is grant.
+ */
+#define ISSUE_KEY_SQL(grant_column, grant_value, target) \
+	"INSERT INTO benefits.license_keys AS k " \
+	"(organization_id, customer_id, benefit_id, key, display_key, " \
+	" limit_usage, limit_activations, expires_at" grant_column ") " \
+	"SELECT $1, $2, $3, $5, $6, " LICENSE_KEY_LIMITS_FROM("$4") ", " \
+	LICENSE_KEY_EXPIRY_FROM("$4", "$7") grant_value " " \
+	LICENSE_KEY_ON_CONFLICT(target) " " \
+	"RETURNING jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key)"
+
+/*
  * Issue or restore the key and record it in the grant's properties.  Limits
  * come from the benefit; expiry (expires.ttl) applies to one-time purchases
  * and manual grants, while a subscription's key lives as long as its grant.
+ * With key_per = customer (the default) every grant of the customer shares
+ * one key; with key_per = grant each grant has its own, restored when that
+ * grant is granted again.
  *
  * Another grant of a key that is still live changes neither its limits
  * (an administrator may have set them) nor shortens its life: a key without
@@ -57,10 +89,13 @@ BenefitPrefix(Jsonb *properties)
 static void
 LicenseKeyGrant(GrantChange *change)
 {
-	Oid			types[] = {UUIDOID, UUIDOID, UUIDOID, JSONBOID, TEXTOID, TEXTOID, BOOLOID};
-	Datum		values[7];
+	static SPIPlanPtr customer_plan;
+	static SPIPlanPtr holder_plan;
+	Oid			types[] = {UUIDOID, UUIDOID, UUIDOID, JSONBOID, TEXTOID, TEXTOID, BOOLOID, UUIDOID};
+	Datum		values[8];
 	char	   *key = LicenseKeyGenerate(BenefitPrefix(change->benefit_properties));
 	bool		isnull;
+	SPIPlanPtr	plan;
 
 	values[0] = UuidGetDatum(&change->organization_id);
 	values[1] = UuidGetDatum(&change->customer_id);
@@ -69,17 +104,15 @@ LicenseKeyGrant(GrantChange *change)
 	values[4] = CStringGetTextDatum(key);
 	values[5] = CStringGetTextDatum(LicenseKeyDisplay(key));
 	values[6] = BoolGetDatum(change->has_subscription);
+	values[7] = UuidGetDatum(&change->grant_id);
 
-	if (SPI_execute_plan(BenefitsPlan(&IssueKeyPlan,
-									  "INSERT INTO benefits.license_keys AS k "
-									  "(organization_id, customer_id, benefit_id, key, display_key, "
-									  " limit_usage, limit_activations, expires_at) "
-									  "SELECT $1, $2, $3, $5, $6, " LICENSE_KEY_LIMITS_FROM("$4") ", "
-									  LICENSE_KEY_EXPIRY_FROM("$4", "$7") " "
-									  LICENSE_KEY_ON_CONFLICT " "
-									  "RETURNING jsonb_build_object('license_key_id', k.id, 'display_key', k.display_key)",
-									  7, types),
-						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+	if (KeysPerGrantSchema())
+		plan = BenefitsPlan(&holder_plan,
+							ISSUE_KEY_SQL(", grant_id", ", " LICENSE_KEY_GRANT_FROM("$4", "$8"),
+										  LICENSE_KEY_HOLDER_TARGET), 8, types);
+	else
+		plan = BenefitsPlan(&customer_plan, ISSUE_KEY_SQL("", "", LICENSE_KEY_CUSTOMER_TARGET), 8, types);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not issue license key");
 
 	change->new_properties = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
@@ -87,18 +120,37 @@ LicenseKeyGrant(GrantChange *change)
 	change->new_state = "active";
 }
 
+/* The batch statement issuing keys and writing grants, under either schema (see ISSUE_KEY_SQL). */
+#define ISSUE_MANY_SQL(grant_column, grant_value, target) \
+	"WITH k AS (INSERT INTO benefits.license_keys AS k " \
+	" (organization_id, customer_id, benefit_id, key, display_key, " \
+	"  limit_usage, limit_activations, expires_at" grant_column ") " \
+	" SELECT $1, x.customer_id, $2, x.key, x.display_key, " \
+	LICENSE_KEY_LIMITS_FROM("$7") ", " LICENSE_KEY_EXPIRY_FROM("$7", "$6 = 's'") grant_value " " \
+	" FROM ROWS FROM (pg_catalog.unnest($4::uuid[]), pg_catalog.unnest($8::text[]), " \
+	"  pg_catalog.unnest($9::text[]), pg_catalog.unnest($3::uuid[])) AS x(customer_id, key, display_key, grant_id) " \
+	LICENSE_KEY_ON_CONFLICT(target) " RETURNING k.customer_id, k.id, k.display_key) " \
+	GRANT_BATCH_INSERT("'active'", \
+					   "pg_catalog.jsonb_build_object('license_key_id', k.id, " \
+					   "'display_key', k.display_key)", "NULL") \
+	"FROM " GRANT_BATCH_ROWS " JOIN k ON k.customer_id = u.customer_id"
+
 /*
  * LicenseKeyGrant for a batch (grants_batch.c): the keys and the grants in
- * one statement, keys generated here as one at a time.
+ * one statement, keys generated here as one at a time.  The batch's grant
+ * ids are known before the statement, so keys per grant record theirs.
  */
 static void
 LicenseKeyGrantMany(GrantBatch *batch)
 {
+	static SPIPlanPtr customer_plan;
+	static SPIPlanPtr holder_plan;
 	Oid			types[GRANT_BATCH_NARGS + 3];
 	Datum		values[GRANT_BATCH_NARGS + 3];
 	Datum	   *keys = palloc(sizeof(Datum) * batch->n);
 	Datum	   *displays = palloc(sizeof(Datum) * batch->n);
 	char	   *prefix = BenefitPrefix(batch->benefit_properties);
+	SPIPlanPtr	plan;
 
 	for (int i = 0; i < batch->n; i++)
 	{
@@ -116,31 +168,37 @@ LicenseKeyGrantMany(GrantBatch *batch)
 																	 TYPALIGN_INT));
 	values[GRANT_BATCH_NARGS + 2] = PointerGetDatum(construct_array(displays, batch->n, TEXTOID, -1, false,
 																	 TYPALIGN_INT));
-	if (SPI_execute_plan(BenefitsPlan(&IssueManyPlan,
-									  "WITH k AS (INSERT INTO benefits.license_keys AS k "
-									  " (organization_id, customer_id, benefit_id, key, display_key, "
-									  "  limit_usage, limit_activations, expires_at) "
-									  " SELECT $1, x.customer_id, $2, x.key, x.display_key, "
-									  LICENSE_KEY_LIMITS_FROM("$7") ", " LICENSE_KEY_EXPIRY_FROM("$7", "$6 = 's'") " "
-									  " FROM ROWS FROM (pg_catalog.unnest($4::uuid[]), pg_catalog.unnest($8::text[]), "
-									  "  pg_catalog.unnest($9::text[])) AS x(customer_id, key, display_key) "
-									  LICENSE_KEY_ON_CONFLICT " RETURNING k.customer_id, k.id, k.display_key) "
-									  GRANT_BATCH_INSERT("'active'",
-														 "pg_catalog.jsonb_build_object('license_key_id', k.id, "
-														 "'display_key', k.display_key)", "NULL")
-									  "FROM " GRANT_BATCH_ROWS " JOIN k ON k.customer_id = u.customer_id",
-									  GRANT_BATCH_NARGS + 3, types),
-						 values, NULL, false, 0) != SPI_OK_INSERT || SPI_processed != (uint64) batch->n)
+	if (KeysPerGrantSchema())
+		plan = BenefitsPlan(&holder_plan,
+							ISSUE_MANY_SQL(", grant_id", ", " LICENSE_KEY_GRANT_FROM("$7", "x.grant_id"),
+										   LICENSE_KEY_HOLDER_TARGET), GRANT_BATCH_NARGS + 3, types);
+	else
+		plan = BenefitsPlan(&customer_plan, ISSUE_MANY_SQL("", "", LICENSE_KEY_CUSTOMER_TARGET),
+							GRANT_BATCH_NARGS + 3, types);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT || SPI_processed != (uint64) batch->n)
 		elog(ERROR, "could not issue license keys");
 }
 
-/* The last grant of the benefit going revokes the key. */
+/*
+ * Revoking a grant revokes its own key (key_per = grant), and the last grant
+ * of the benefit going revokes the customer's shared key.
+ */
 static void
 LicenseKeyRevoke(GrantChange *change)
 {
+	static SPIPlanPtr own_plan;
 	Oid			types[] = {UUIDOID, UUIDOID};
 	Datum		values[2];
 
+	if (KeysPerGrantSchema())
+	{
+		values[0] = UuidGetDatum(&change->grant_id);
+		BenefitsExec(BenefitsPlan(&own_plan,
+								  "UPDATE benefits.license_keys SET status = 'revoked', modified_at = now() "
+								  "WHERE grant_id = $1 AND status = 'granted'",
+								  1, types),
+					 values, NULL, false, 0);
+	}
 	if (!change->last_holder)
 		return;
 	values[0] = UuidGetDatum(&change->customer_id);
@@ -157,6 +215,85 @@ LicenseKeyRevoke(GrantChange *change)
 
 static const char *const expires_timeframes[] = {"day", "month", "year", NULL};
 
+/* key_per and conditions_match: the first choice is the default. */
+static const char *const key_per_choices[] = {"customer", "grant", NULL};
+static const char *const conditions_match_choices[] = {"exact", "subset", NULL};
+
+/*
+ * A property naming one of choices: kept only when it is not the default
+ * (the first), so the normalized properties of a benefit that does not use
+ * it are Polar's shape unchanged.
+ */
+static void
+ChoiceProperty(PropertiesState *state, JsonbContainer *root, const char *key, const char *const *choices)
+{
+	JsonbValue *v = PropField(root, key);
+	char	   *choice;
+
+	if (v == NULL || v->type == jbvNull)
+		return;
+	choice = PropStringOf(v);
+	if (choice == NULL || !PropInList(choice, choices))
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("properties.%s must be one of %s", key, PropJoinList(choices)));
+	if (strcmp(choice, choices[0]) != 0)
+		PropPutKeyString(state, key, choice);
+}
+
+/* The units of activations.heartbeat and their seconds. */
+static const char *const heartbeat_units[] = {"second", "minute", "hour", "day", NULL};
+static const int64 heartbeat_unit_seconds[] = {1, 60, 3600, 86400};
+
+#define HEARTBEAT_MIN_SECONDS 60
+#define HEARTBEAT_MAX_SECONDS (30 * 86400)
+
+/*
+ * activations.heartbeat: "<count> <unit>" (second, minute, hour or day, an
+ * optional plural s), from a minute (run_maintenance's period) to 30 days,
+ * normalized to a count and the unit (plural unless 1), which SQL reads as
+ * an interval.  NULL when absent or null.
+ */
+static char *
+HeartbeatProperty(JsonbValue *v)
+{
+	char	   *text;
+	char	   *unit;
+	char	   *end;
+	long		count;
+	size_t		unit_len;
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	text = PropStringOf(v);
+	if (text == NULL || !isdigit((unsigned char) text[0]))
+		goto bad;
+	errno = 0;
+	count = strtol(text, &end, 10);
+	if (errno != 0 || count < 1 || count > HEARTBEAT_MAX_SECONDS || *end != ' ')
+		goto bad;
+	unit = end + 1;
+	unit_len = strlen(unit);
+	if (unit_len > 1 && unit[unit_len - 1] == 's')
+		unit[--unit_len] = '\0';
+	for (int i = 0; heartbeat_units[i] != NULL; i++)
+	{
+		int64		seconds = count * heartbeat_unit_seconds[i];
+
+		if (strcmp(unit, heartbeat_units[i]) != 0)
+			continue;
+		if (seconds < HEARTBEAT_MIN_SECONDS || seconds > HEARTBEAT_MAX_SECONDS)
+			ereport(ERROR, PROPERTY_ERROR,
+					errmsg("properties.activations.heartbeat must be from 1 minute to 30 days"),
+					errdetail("Got %ld %s%s.", count, unit, count == 1 ? "" : "s"));
+		return psprintf("%ld %s%s", count, unit, count == 1 ? "" : "s");
+	}
+bad:
+	ereport(ERROR, PROPERTY_ERROR,
+			errmsg("properties.activations.heartbeat must be an interval such as \"15 minutes\""),
+			errdetail("A count and one of %s.", PropJoinList(heartbeat_units)));
+	return NULL;				/* not reached */
+}
+
 /*
  * {prefix, expires, activations, limit_usage}.  `false` means "none" for
  * expires, activations and limit_usage, and an integer is accepted as the
@@ -166,9 +303,10 @@ static const char *const expires_timeframes[] = {"day", "month", "year", NULL};
 static void
 NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
 {
-	static const char *const keys[] = {"prefix", "expires", "activations", "limit_usage", NULL};
+	static const char *const keys[] = {"prefix", "expires", "activations", "limit_usage", "key_per",
+	"conditions_match", NULL};
 	static const char *const expires_keys[] = {"ttl", "timeframe", NULL};
-	static const char *const activations_keys[] = {"limit", "enable_customer_admin", NULL};
+	static const char *const activations_keys[] = {"limit", "enable_customer_admin", "heartbeat", NULL};
 	JsonbValue *v;
 
 	PropCheckKeys(state, root, "properties", keys);
@@ -232,6 +370,7 @@ NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
 	{
 		int64		limit;
 		bool		customer_admin = false;
+		char	   *heartbeat = NULL;
 
 		if (v->type == jbvNumeric)
 			limit = PropIntegerAt(v, "properties.activations", 1, PG_INT32_MAX);
@@ -244,12 +383,15 @@ NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
 							  "properties.activations.limit", 1, PG_INT32_MAX);
 			customer_admin = PropOptionalBool(activations, "properties.activations",
 										  "enable_customer_admin", false);
+			heartbeat = HeartbeatProperty(PropField(activations, "heartbeat"));
 		}
 		pushJsonbValue(&state->out, WJB_BEGIN_OBJECT, NULL);
 		PropPutKey(state, "limit");
 		PropPutInteger(state, limit);
 		PropPutKey(state, "enable_customer_admin");
 		PropPutBool(state, customer_admin);
+		if (heartbeat != NULL)
+			PropPutKeyString(state, "heartbeat", heartbeat);
 		pushJsonbValue(&state->out, WJB_END_OBJECT, NULL);
 	}
 	else
@@ -262,6 +404,9 @@ NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
 		PropPutNull(state);
 	else
 		PropPutInteger(state, PropIntegerAt(v, "properties.limit_usage", 1, PG_INT32_MAX));
+
+	ChoiceProperty(state, root, "key_per", key_per_choices);
+	ChoiceProperty(state, root, "conditions_match", conditions_match_choices);
 }
 
 /* Editing the benefit: its keys take the new usage and activation limits. */
@@ -289,7 +434,7 @@ LicenseKeysBenefitUpdated(pg_uuid_t benefit_id, Jsonb *properties)
 enum
 {
 	K_BENEFIT_ID = 1, K_ID, K_KEY, K_DISPLAY_KEY, K_STATUS, K_USAGE, K_LIMIT_USAGE,
-	K_LIMIT_ACTIVATIONS, K_VALIDATIONS, K_LAST_VALIDATED_AT, K_EXPIRES_AT
+	K_LIMIT_ACTIVATIONS, K_VALIDATIONS, K_LAST_VALIDATED_AT, K_EXPIRES_AT, K_GRANT_ID
 };
 
 enum
@@ -324,6 +469,17 @@ ActivationCmp(const void *a, const void *b, void *arg)
 	return memcmp(DatumGetUUIDP(RowsGet(r, x, A_ID)), DatumGetUUIDP(RowsGet(r, y, A_ID)), UUID_LEN);
 }
 
+/*
+ * Whether key k is the one a held grant shows: of its benefit, and either
+ * shared by the customer's grants or the grant's own (key_per = grant).
+ */
+static bool
+KeyOfHeldGrant(const Rows *keys, int k, const Rows *held, int h)
+{
+	return RowsSameUuid(keys, k, K_BENEFIT_ID, held, h, HELD_BENEFIT_ID) &&
+		(RowsIsNull(keys, k, K_GRANT_ID) || RowsSameUuid(keys, k, K_GRANT_ID, held, h, HELD_GRANT_ID));
+}
+
 /* The license key of a benefit with its activations (ordered), or null. */
 static void
 LicenseKey(Doc *doc, const Rows *held, int h, bool customer_admin,
@@ -331,7 +487,7 @@ LicenseKey(Doc *doc, const Rows *held, int h, bool customer_admin,
 {
 	for (int k = 0; k < keys->n; k++)
 	{
-		if (!RowsSameUuid(keys, k, K_BENEFIT_ID, held, h, HELD_BENEFIT_ID))
+		if (!KeyOfHeldGrant(keys, k, held, h))
 			continue;
 		DocBeginObject(doc);
 		DocKey(doc, "id");
@@ -386,21 +542,34 @@ LicenseKey(Doc *doc, const Rows *held, int h, bool customer_admin,
 static void
 LicenseKeysPortalCollect(PortalBuild *ctx, PortalBenefit **benefits, int n)
 {
-	static SPIPlanPtr keys_plan;
-	static SPIPlanPtr activations_plan;
+	/*
+	 * [0]: 0.1.0's schema (no grant_id: customer keys; deactivated
+	 * activations are deleted); [1]: 0.2.0's, live activations only.
+	 */
+	static SPIPlanPtr keys_plans[2];
+	static SPIPlanPtr activations_plans[2];
+	static const char *const keys_sql[2] = {
+		"SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
+		"       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at, NULL::uuid AS grant_id"
+		"  FROM benefits.license_keys lk WHERE lk.customer_id = $1",
+		"SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
+		"       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at, lk.grant_id"
+		"  FROM benefits.license_keys lk WHERE lk.customer_id = $1"
+	};
+	static const char *const activations_sql[2] = {
+		"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
+		"  FROM benefits.license_key_activations a WHERE a.license_key_id = ANY ($1)",
+		"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
+		"  FROM benefits.license_key_activations a"
+		" WHERE a.license_key_id = ANY ($1) AND a.deactivated_at IS NULL"
+	};
 	Oid			one_uuid[1] = {UUIDOID};
 	Oid			uuid_array[1] = {UUIDARRAYOID};
 	PortalKeys *pk = palloc0(sizeof(PortalKeys));
+	int			schema = KeysPerGrantSchema() ? 1 : 0;
 
-	BenefitsGenericPlan(&keys_plan,
-						"SELECT lk.benefit_id, lk.id, lk.key, lk.display_key, lk.status, lk.usage, lk.limit_usage,"
-						"       lk.limit_activations, lk.validations, lk.last_validated_at, lk.expires_at"
-						"  FROM benefits.license_keys lk WHERE lk.customer_id = $1", 1, one_uuid);
-	BenefitsGenericPlan(&activations_plan,
-						"SELECT a.license_key_id, a.id, a.label, a.meta, a.created_at"
-						"  FROM benefits.license_key_activations a WHERE a.license_key_id = ANY ($1)",
-						1, uuid_array);
-	pk->keys = RowsFetch(keys_plan, &ctx->customer_id);
+	pk->keys = RowsFetch(BenefitsGenericPlan(&keys_plans[schema], keys_sql[schema], 1, one_uuid),
+						 &ctx->customer_id);
 	if (pk->keys.n > 0)
 	{
 		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * pk->keys.n);
@@ -409,7 +578,8 @@ LicenseKeysPortalCollect(PortalBuild *ctx, PortalBenefit **benefits, int n)
 		for (int k = 0; k < pk->keys.n; k++)
 			ids[k] = *DatumGetUUIDP(RowsGet(&pk->keys, k, K_ID));
 		arg = BenefitsUuidArray(ids, pk->keys.n);
-		pk->acts = RowsFetch(activations_plan, &arg);
+		pk->acts = RowsFetch(BenefitsGenericPlan(&activations_plans[schema], activations_sql[schema],
+												 1, uuid_array), &arg);
 		pk->act_order = palloc(sizeof(int) * (pk->acts.n + 1));
 		for (int a = 0; a < pk->acts.n; a++)
 			pk->act_order[a] = a;

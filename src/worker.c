@@ -203,7 +203,7 @@ SendJobs(List *jobs, List *completed)
 		MemoryContext old = MemoryContextSwitchTo(job->cxt);
 		bool		built;
 
-		built = JobOperationOf(job)->build(job);
+		built = JobBuildRequest(job);
 		MemoryContextSwitchTo(old);
 		if (built && strcmp(job->kind, "webhook") != 0 && RetryHostPausedMs(job->url) > 0)
 		{

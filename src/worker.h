@@ -138,6 +138,8 @@ typedef struct JobOperation
 	void		(*judge) (OutboxJob *job);
 } JobOperation;
 extern const JobOperation *JobOperationOf(const OutboxJob *job);
+/* The job's request built (false: not sent, the job judged already). */
+extern bool JobBuildRequest(OutboxJob *job);
 
 /*
  * job_payload.c: a member of the job's payload as text (NULL: absent); an

@@ -25,6 +25,7 @@ benefits.allow_private_network = on
 benefits.validation_flush_interval = '200ms'"
 BENEFITS_ROOT="$root" "$root/test/cluster.sh" demo \
     psql -X -q -v ON_ERROR_STOP=1 -v mock="$url" -v secretfile="$work/secret" -P pager=off \
+        -v licensefile="$work/license.txt" -v keysfile="$work/public_keys.json" \
         -d postgres -f "$root/test/demo.sql"
 
 echo
@@ -51,3 +52,35 @@ data = first["data"]
 print(f"   First event: {first['type']} for benefit {data['benefit']['type']!r}, "
       f"customer {data['customer']['email']}, properties {json.dumps(data['properties'])}")
 PY
+
+echo
+echo "== 13. MyApp verifies the studio PC's license file offline (the README's Node code, Node's own crypto)"
+# The README's verification code, as written there.
+python3 - "$root/README.md" >"$work/verify-license.mjs" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+start = lines.index("    // verify-license.mjs")
+for line in lines[start:]:
+    print(line[4:])
+    if line == "    }":
+        break
+PY
+(cd "$work" && node --input-type=module -e '
+import { readFileSync } from "node:fs";
+import { verifyLicense } from "./verify-license.mjs";
+const file = readFileSync("license.txt", "utf8");
+const keys = JSON.parse(readFileSync("public_keys.json", "utf8"));
+const license = verifyLicense(file, keys);
+console.log(`   valid: key ${license.license_key.display_key}, machine ${license.activation.label} (${license.activation.fingerprint}), features ${JSON.stringify(license.features)}, until ${license.expires_at}`);
+const [begin, ...rest] = file.split("\n");
+const body = Buffer.from(rest.filter((l) => l && !l.startsWith("-----")).join(""), "base64").toString();
+const envelope = JSON.parse(body);
+const payload = JSON.parse(Buffer.from(envelope.payload, "base64"));
+payload.license_key.limit_activations = 99;
+envelope.payload = Buffer.from(JSON.stringify(payload)).toString("base64");
+const forged = `${begin}\n${Buffer.from(JSON.stringify(envelope)).toString("base64")}\n-----END BENEFITS LICENSE-----\n`;
+try { verifyLicense(forged, keys); console.log("   forged file accepted?!"); process.exit(1); }
+catch (e) { console.log(`   a copy raised to 99 activations: rejected (${e.message})`); }
+try { verifyLicense(file, keys, new Date(Date.parse(license.expires_at) + 1000)); process.exit(1); }
+catch (e) { console.log(`   the same file a second after its expires_at: rejected (${e.message})`); }
+')

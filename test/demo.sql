@@ -95,6 +95,54 @@ SELECT pg_temp.wait_until($$SELECT validations >= 2 FROM benefits.license_keys$$
 SELECT validations, last_validated_at IS NOT NULL AS seen FROM benefits.license_keys;
 
 \echo
+\echo '== 4b. Machines: fingerprints, deactivation history, heartbeats; a signed offline license'
+\echo '   The desktop is deactivated: its row stays as history and its seat is free.'
+SELECT benefits.deactivate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001',
+    (SELECT id FROM benefits.license_key_activations WHERE label = 'desktop')) AS desktop_deactivated;
+\echo '   The studio PC activates with its fingerprint; a reinstall gets the same activation, no new seat:'
+SELECT label, code, activations
+  FROM benefits.activate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', 'studio',
+                                 fingerprint => 'fp-7f3a-studio');
+SELECT id AS studio_act FROM benefits.license_key_activations WHERE fingerprint = 'fp-7f3a-studio' \gset
+SELECT label, code, activations, activation_id = :'studio_act' AS same_activation
+  FROM benefits.activate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', 'studio (reinstalled)',
+                                 fingerprint => 'fp-7f3a-studio');
+SELECT valid, code, activation_id = :'studio_act' AS studio
+  FROM benefits.validate_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', fingerprint => 'fp-7f3a-studio');
+SELECT label, fingerprint, deactivated_at IS NOT NULL AS deactivated
+  FROM benefits.license_key_activations ORDER BY created_at;
+\echo '   Acme now asks every machine for a heartbeat each 15 minutes; the endpoint subscribes to releases.'
+\o /dev/null
+SELECT benefits.update_benefit(:'license_benefit', properties =>
+    '{"prefix": "MYAPP", "expires": false, "activations": {"limit": 2, "heartbeat": "15 minutes"}, "limit_usage": false}');
+SELECT benefits.update_webhook_endpoint(:'endpoint', events => ARRAY['benefit_grant.created', 'benefit_grant.updated',
+                                        'benefit_grant.revoked', 'license_key.activation_released']);
+\o
+SELECT valid, code FROM benefits.heartbeat_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', :'studio_act');
+\echo '   The laptop stays silent for 31 minutes (simulated): run_maintenance releases it, with an event.'
+UPDATE benefits.license_key_activations SET created_at = now() - interval '31 minutes' WHERE label = 'laptop';
+SELECT benefits.run_maintenance() >= 0 AS maintenance_ran;
+SELECT label, deactivated_at IS NOT NULL AS released FROM benefits.license_key_activations
+ WHERE deactivated_at IS NULL OR label = 'laptop' ORDER BY created_at;
+SELECT event_type, payload->'data'->>'label' AS label, payload->'data'->>'heartbeat' AS heartbeat
+  FROM benefits.outbox WHERE event_type = 'license_key.activation_released';
+\echo '   An offline license file for the studio PC, valid 7 days, signed with Acme''s Ed25519 key:'
+\pset tuples_only on
+\pset format unaligned
+\o :licensefile
+SELECT benefits.checkout_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', :'studio_act', ttl => '7 days');
+\o :keysfile
+SELECT json_object_agg(kid, public_key) FROM benefits.license_public_keys('0a000000-0000-4000-8000-000000000001');
+\o
+\pset tuples_only off
+\pset format aligned
+SELECT kid, public_key, retired_at FROM benefits.license_public_keys('0a000000-0000-4000-8000-000000000001');
+SELECT split_part(f, E'\n', 1) AS first_line, length(f) AS bytes, array_length(string_to_array(rtrim(f, E'\n'), E'\n'), 1) AS lines
+  FROM benefits.checkout_license(:'ada_key', '0a000000-0000-4000-8000-000000000001', :'studio_act', ttl => '7 days') AS f;
+\echo '   A key that does not validate gets no file (NULL), whatever the reason:'
+SELECT benefits.checkout_license('MYAPP-NOT-A-REAL-KEY', '0a000000-0000-4000-8000-000000000001') AS unknown_key;
+
+\echo
 \echo '== 5. GitHub access waits for a linked account: Ada connects GitHub from the portal (OAuth)'
 SELECT benefits.create_customer_session('0a000000-0000-4000-8000-000000000001', 'user_42') AS token \gset
 SELECT platform, status FROM benefits.portal_link_status(:'token');

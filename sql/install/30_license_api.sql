@@ -45,7 +45,8 @@ CREATE FUNCTION benefits.validate_license(key text, organization_id uuid,
                                           benefit_id uuid DEFAULT NULL,
                                           customer_id uuid DEFAULT NULL,
                                           increment_usage integer DEFAULT NULL,
-                                          conditions jsonb DEFAULT '{}')
+                                          conditions jsonb DEFAULT '{}',
+                                          fingerprint text DEFAULT NULL)
     RETURNS benefits.license_validation
     AS 'MODULE_PATHNAME', 'validate_license'
     LANGUAGE C VOLATILE;
@@ -56,17 +57,18 @@ CREATE FUNCTION benefits.validate_license(key text, organization_id uuid,
 -- function's owner for its UPDATE and pins the search path itself, so its
 -- SPI statements are prepared and run under pg_catalog alone
 -- (src/license_validate.c, BecomeOwner and PinSearchPath).
-COMMENT ON FUNCTION benefits.validate_license(text, uuid, uuid, uuid, uuid, integer, jsonb) IS
+COMMENT ON FUNCTION benefits.validate_license(text, uuid, uuid, uuid, uuid, integer, jsonb, text) IS
     'Check a license key; read-only unless increment_usage is given';
 
 CREATE FUNCTION benefits.activate_license(key text, organization_id uuid, label text,
-                                          conditions jsonb DEFAULT '{}', meta jsonb DEFAULT '{}')
+                                          conditions jsonb DEFAULT '{}', meta jsonb DEFAULT '{}',
+                                          fingerprint text DEFAULT NULL)
     RETURNS benefits.license_activation
     AS 'MODULE_PATHNAME', 'activate_license'
     LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION benefits.activate_license(text, uuid, text, jsonb, jsonb) IS
-    'Activate a license key (a device, an installation), within the key''s activation limit';
+COMMENT ON FUNCTION benefits.activate_license(text, uuid, text, jsonb, jsonb, text) IS
+    'Activate a license key (a device, an installation), within the key''s activation limit; a fingerprint activated again gets its activation back';
 
 CREATE FUNCTION benefits.deactivate_license(key text, organization_id uuid, activation_id uuid)
     RETURNS boolean
@@ -74,7 +76,7 @@ CREATE FUNCTION benefits.deactivate_license(key text, organization_id uuid, acti
     LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION benefits.deactivate_license(text, uuid, uuid) IS
-    'Remove an activation of a license key; false when there was no such activation';
+    'Deactivate an activation of a license key (kept as history, its seat freed); false when there was no such live activation';
 
 -- Validation counters: see src/license_stats.c.  The background worker calls
 -- flush_validation_stats() every benefits.validation_flush_interval (1s).
@@ -199,7 +201,7 @@ COMMENT ON FUNCTION benefits.update_license_key(uuid, text, integer, integer, ti
 
 -- The public calls: an application's end users hold only benefits_public.
 GRANT EXECUTE ON FUNCTION
-    benefits.validate_license(text, uuid, uuid, uuid, uuid, integer, jsonb),
-    benefits.activate_license(text, uuid, text, jsonb, jsonb),
+    benefits.validate_license(text, uuid, uuid, uuid, uuid, integer, jsonb, text),
+    benefits.activate_license(text, uuid, text, jsonb, jsonb, text),
     benefits.deactivate_license(text, uuid, uuid)
     TO benefits_public, benefits_app;

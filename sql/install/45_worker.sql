@@ -35,7 +35,7 @@ CREATE FUNCTION benefits.webhook_event_types() RETURNS text[]
     RETURN ARRAY['benefit.created', 'benefit.updated',
                  'benefit_grant.created', 'benefit_grant.updated',
                  'benefit_grant.cycled', 'benefit_grant.revoked',
-                 'meter.low_balance'];
+                 'meter.low_balance', 'license_key.activation_released'];
 
 -- The event types an endpoint subscribes to, checked and sorted (22023 for
 -- an empty list or an unknown type, naming its position).

@@ -69,9 +69,10 @@ CREATE FUNCTION benefits.customer_portal(token text)
     AS 'MODULE_PATHNAME', 'customer_portal' LANGUAGE C VOLATILE
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
--- Customer self-service: remove one activation of one of the customer's own
--- license keys, when the benefit lets customers manage activations.  The key
--- row is locked as activate_license locks it, so counting stays exact.
+-- Customer self-service: deactivate one activation of one of the customer's
+-- own license keys, when the benefit lets customers manage activations (the
+-- row stays as history, as deactivate_license keeps it).  The key row is
+-- locked as activate_license locks it, so counting stays exact.
 CREATE FUNCTION benefits.portal_deactivate_license(token text, activation_id uuid)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -85,7 +86,7 @@ BEGIN
       FROM benefits.license_key_activations a
       JOIN benefits.license_keys lk ON lk.id = a.license_key_id
       JOIN benefits.benefits b ON b.id = lk.benefit_id
-     WHERE a.id = activation_id AND lk.customer_id = cid AND lk.status = 'granted'
+     WHERE a.id = activation_id AND a.deactivated_at IS NULL AND lk.customer_id = cid AND lk.status = 'granted'
        AND EXISTS (SELECT FROM benefits.grants g
                     WHERE g.customer_id = cid AND g.benefit_id = lk.benefit_id AND g.state = 'active')
        FOR UPDATE OF lk;
@@ -96,7 +97,8 @@ BEGIN
         RAISE EXCEPTION 'the activations of this license key are managed by the seller' USING ERRCODE = '42501',
               HINT = 'Ask the seller to remove the activation.';
     END IF;
-    DELETE FROM benefits.license_key_activations a WHERE a.id = activation_id AND a.license_key_id = k.id;
+    UPDATE benefits.license_key_activations a SET deactivated_at = now(), modified_at = now()
+     WHERE a.id = activation_id AND a.license_key_id = k.id AND a.deactivated_at IS NULL;
     RETURN FOUND;
 END
 $$;

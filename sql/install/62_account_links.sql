@@ -22,6 +22,12 @@ COMMENT ON FUNCTION benefits.link_account(uuid, text, text, text, text, text, ti
 GRANT EXECUTE ON FUNCTION benefits.link_account(uuid, text, text, text, text, text, timestamptz, text[])
     TO benefits_app;
 
+-- The live grants of a benefit delivered to one GitHub or Discord account,
+-- whichever customer holds them (two customers may link the same account):
+-- its access is removed only when the last of them goes.
+CREATE INDEX grants_live_delivered_account ON benefits.grants (benefit_id, (properties->>'account_id'))
+    WHERE state <> 'revoked' AND properties ? 'account_id';
+
 -- The states handed out with authorize URLs, by their SHA-256: single-use
 -- (deleted when the callback consumes them), bound to one session, customer
 -- and platform, valid for ten minutes.
@@ -53,8 +59,10 @@ CREATE TABLE benefits.account_links (
 -- the account (then they move to customer_accounts).  Owner only.
 CREATE TABLE benefits.oauth_exchanges (
     job_id            bigint PRIMARY KEY REFERENCES benefits.outbox ON DELETE CASCADE,
-    access_token      text NOT NULL CHECK (octet_length(access_token) <= 2048),
-    refresh_token     text CHECK (octet_length(refresh_token) <= 2048),
+    access_token      text NOT NULL CHECK (access_token <> '' AND octet_length(access_token) <= 2048
+                                       AND access_token !~ '[[:cntrl:]]'),
+    refresh_token     text CHECK (refresh_token <> '' AND octet_length(refresh_token) <= 2048
+                                  AND refresh_token !~ '[[:cntrl:]]'),
     token_expires_at  timestamptz,
     scopes            text[],
     created_at        timestamptz NOT NULL DEFAULT now()
@@ -81,10 +89,11 @@ COMMENT ON FUNCTION benefits.portal_link_callback(text, text, text, text) IS
     'Check and consume an OAuth state and queue the exchange of the code; returns pending, or failed when access was refused';
 
 -- Per platform: unlinked, pending, linked or failed, the account's name and
--- what went wrong.
+-- what went wrong.  SECURITY DEFINER: it reads the state of the link's job
+-- in the outbox, which benefits_app (to which it is granted) cannot read.
 CREATE FUNCTION benefits.account_link_status(customer_id uuid)
     RETURNS TABLE (platform text, status text, username text, error text)
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT p.platform,
            CASE WHEN o.state IN ('pending', 'running') THEN 'pending'
@@ -165,6 +174,11 @@ BEGIN
     -- GitHub separates scopes with commas, Discord with spaces.
     scopes := CASE WHEN jsonb_typeof(j->'scope') = 'string' AND octet_length(j->>'scope') <= 1000
                    THEN ARRAY(SELECT s FROM regexp_split_to_table(j->>'scope', '[ ,]+') s WHERE s <> '') END;
+    -- what customer_accounts accepts, or none (a stored pair must not fail its checks)
+    IF cardinality(scopes) > 20 OR EXISTS (SELECT FROM unnest(scopes) s
+                                            WHERE octet_length(s) > 100 OR s ~ '[[:cntrl:]]') THEN
+        scopes := NULL;
+    END IF;
     RETURN NEXT;
 END
 $$;
@@ -318,12 +332,20 @@ BEGIN
                token_expires_at = tokens.token_expires_at,
                scopes = coalesce(tokens.scopes, a.scopes), modified_at = now()
          WHERE a.customer_id = customer AND a.platform = 'discord';
-        RETURN jsonb_build_object('outcome', 'step', 'patch', '{}'::jsonb);
+        RETURN jsonb_build_object('outcome', 'step', 'patch', jsonb_build_object('_renewed', true));
+    END IF;
+    -- Another job of the customer may be renewing with the same (single-use)
+    -- refresh token right now: try again once it is done.
+    IF EXISTS (SELECT FROM benefits.outbox o
+                WHERE o.kind = 'discord' AND o.action = 'add_member' AND o.state = 'running'
+                  AND o.id <> discord_refresh_answer.job_id AND o.payload->>'customer_id' = customer::text) THEN
+        RETURN jsonb_build_object('outcome', 'retry', 'error',
+                                  'discord token refresh refused while another job renewed the token; trying again');
     END IF;
     IF EXISTS (SELECT FROM benefits.customer_accounts a
                 WHERE a.customer_id = customer AND a.platform = 'discord'
                   AND a.token_expires_at > now() + benefits.oauth_refresh_margin()) THEN
-        RETURN jsonb_build_object('outcome', 'step', 'patch', '{}'::jsonb);
+        RETURN jsonb_build_object('outcome', 'step', 'patch', jsonb_build_object('_renewed', true));
     END IF;
     INSERT INTO benefits.account_links AS l (customer_id, platform, job_id, error)
     VALUES (customer, 'discord', NULL, 'Discord access expired. Connect your Discord account again.')

@@ -63,3 +63,11 @@ REVOKE EXECUTE ON FUNCTION
     benefits.discord_refresh_answer(bigint, integer, text), benefits.oauth_link_failed(bigint, uuid, text, text),
     benefits.job_credentials(bigint[]), benefits.oauth_token_response(text), benefits.oauth_error_of(text)
     FROM benefits_admin;
+
+-- License signing keys: the Ed25519 secret keys are readable by the
+-- extension's owner only (checkout_license and rotate_license_signing_key
+-- run as the owner); benefits_admin sees the other columns and changes
+-- nothing but through rotate_license_signing_key.
+REVOKE ALL ON benefits.license_signing_keys FROM benefits_admin;
+GRANT SELECT (kid, organization_id, public_key, created_at, retired_at)
+    ON benefits.license_signing_keys TO benefits_admin;

@@ -129,41 +129,6 @@ cat >"$work/validate.sql" <<PGB
 SELECT * FROM benefits.validate_license('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'), :org);
 PGB
 
-# CPU (user + system, clock ticks) used so far by the server's exited
-# children: the backends of finished pgbench runs.
-postmaster=$(head -n 1 "$(sql -c 'SHOW data_directory')/postmaster.pid")
-cpu_ticks() {
-    python3 - "$postmaster" <<'PY'
-import os, sys
-with open('/proc/%s/stat' % sys.argv[1]) as f:
-    fields = f.read().rsplit(')', 1)[1].split()
-server = int(fields[13]) + int(fields[14])          # cutime + cstime of the postmaster
-print(server)
-PY
-}
-
-# One pgbench run: run NAME SECONDS.  Prints its tps and the server CPU per
-# transaction in microseconds.
-run() {
-    local before after
-    before=$(cpu_ticks)
-    pgbench -n -M prepared -c 2 -j 2 -T "$2" -D org="$ORG" -f "$work/$1.sql" >"$work/$1.out" 2>&1 ||
-        { cat "$work/$1.out" >&2; exit 1; }
-    # The backends' times reach the postmaster when it has reaped them.
-    while [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")" != 0 ]; do
-        sleep 0.05
-    done
-    sleep 0.2
-    after=$(cpu_ticks)
-    grep -q "number of failed transactions: 0" "$work/$1.out" ||
-        { cat "$work/$1.out" >&2; exit 1; }
-    local tx tps
-    tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/$1.out")
-    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$1.out")
-    echo "$tx" >>"$work/$1.count"
-    python3 -c "import os, sys; tck = os.sysconf('SC_CLK_TCK'); print(sys.argv[1], '%.1f' % ((int(sys.argv[3]) - int(sys.argv[2])) / tck * 1e6 / int(sys.argv[4])))" \
-        "$tps" "$before" "$after" "$tx"
-}
 # The machine may be shared: alternate short runs and take the median of the
 # per-round ratios, so a burst of outside load skews one round, not the result.
 # Besides throughput, the server CPU per transaction (the backends' user and
@@ -174,15 +139,14 @@ echo "SELECT count(*) FILTER (WHERE v.valid) FROM generate_series(1, 1000) n,
       benefits.validate_license('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'), :'org') v" | sql |
     grep -qx 1000 || { echo "validate_license did not answer valid" >&2; exit 1; }
 
-run select 2 >/dev/null; run validate 2 >/dev/null   # warm-up
+pgbench_cpu select 2 >/dev/null; pgbench_cpu validate 2 >/dev/null   # warm-up
 ratios=(); cpu_ratios=(); selects=(); validates=(); select_cpu=(); validate_cpu=()
 for round in $(seq "$ROUNDS"); do
-    read -r s sc <<<"$(run select "$T")"
-    read -r v vc <<<"$(run validate "$T")"
+    read -r s sc <<<"$(pgbench_cpu select "$T")"
+    read -r v vc <<<"$(pgbench_cpu validate "$T")"
     selects+=("$s"); validates+=("$v"); select_cpu+=("$sc"); validate_cpu+=("$vc")
     ratios+=("$(ratio "$v" "$s")"); cpu_ratios+=("$(ratio "$sc" "$vc")")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo "primary-key SELECT tps: ${selects[*]}"
 echo "validate_license tps:   ${validates[*]}   (2 clients, prepared, ${T}s runs)"
 echo "validation ratio (validate_license tps / primary-key SELECT tps), per round: ${ratios[*]}"

@@ -227,6 +227,20 @@ is(sql(qq{SELECT code FROM benefits.validate_license('$key', '$org', activation_
 	'valid', 'upgraded: with its old activation too');
 is(sql(qq{SELECT code || ':' || activations FROM benefits.activate_license('$key', '$org', 'desktop', '{"machine": "m2"}')}),
 	'activated:2', 'upgraded: a second activation of the old key');
+# Machines and offline licenses on 0.1.0's key and activation.
+is(sql(qq{SELECT code || ':' || activations FROM benefits.activate_license('$key', '$org', 'tablet', fingerprint => 'fp-upg')}),
+	'activated:3', 'upgraded: a fingerprint activation of the old key');
+is(sql(qq{SELECT code || ':' || activations FROM benefits.activate_license('$key', '$org', 'tablet again', fingerprint => 'fp-upg')}),
+	'activated:3', 'upgraded: the same fingerprint returns its activation, no new seat');
+is(sql(qq{SELECT code FROM benefits.heartbeat_license('$key', '$org', '$act')}), 'valid',
+	'upgraded: the 0.1.0 activation takes heartbeats');
+like(sql(qq{SELECT benefits.checkout_license('$key', '$org', '$act')}), qr/^-----BEGIN BENEFITS LICENSE-----\n/,
+	'upgraded: the old key and activation check out a license file');
+is(sql(qq{SELECT benefits.deactivate_license('$key', '$org', '$act')}), 't', 'upgraded: the 0.1.0 activation is deactivated');
+is(sql(qq{SELECT deactivated_at IS NOT NULL FROM benefits.license_key_activations WHERE id = '$act'}), 't',
+	'upgraded: ... and kept as history');
+is(sql(qq{SELECT code FROM benefits.validate_license('$key', '$org', activation_id => '$act', conditions => '{"machine": "m1"}')}),
+	'activation_not_found', 'upgraded: a deactivated activation no longer validates');
 is(sql("SELECT benefits.meter_balance('$cust', '$meter')"), '90', 'upgraded: the meter balance reads');
 is(sql("SELECT benefits.record_usage('$cust', '$meter', 5)"), '85', 'upgraded: usage is recorded on it');
 

@@ -88,5 +88,33 @@ $node->safe_psql('owned', 'ALTER SCHEMA benefits OWNER TO postgres; ALTER EXTENS
 is($node->safe_psql('owned', "SELECT extversion FROM pg_extension WHERE extname = 'benefits'"), '0.2.0',
 	'once a superuser owns the schema, it upgrades');
 
+# ---- 0.1.0's license calls under the 0.2.0 library (no fingerprint, no
+# deactivated_at in that schema: activations are counted and deleted as 0.1.0 did)
+$node->safe_psql('postgres', 'CREATE DATABASE old_license');
+$node->safe_psql('old_license', "CREATE EXTENSION benefits VERSION '0.1.0'");
+my $old_key = $node->safe_psql('old_license', q{
+INSERT INTO benefits.organizations (id, name) VALUES ('00000000-0000-4000-8000-000000000001', 'o');
+INSERT INTO benefits.customers (id, organization_id) VALUES ('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001');
+SELECT id AS ben FROM benefits.create_benefit('license_keys', '00000000-0000-4000-8000-000000000001', 'k', '{"activations": 1}') \gset
+SELECT benefits.grant_benefit('00000000-0000-4000-8000-000000000002', :'ben') \g /dev/null
+SELECT key FROM benefits.license_keys;
+});
+my $old_act = $node->safe_psql('old_license',
+	"SELECT activation_id FROM benefits.activate_license('$old_key', '00000000-0000-4000-8000-000000000001', 'pc')");
+like($old_act, qr/^[0-9a-f-]{36}$/, '0.1.0 SQL, new library: activate_license activates');
+is($node->safe_psql('old_license',
+	"SELECT code FROM benefits.activate_license('$old_key', '00000000-0000-4000-8000-000000000001', 'pc2')"),
+	'activation_limit_reached', '0.1.0 SQL, new library: the limit counts the activation');
+is($node->safe_psql('old_license',
+	"SELECT code FROM benefits.validate_license('$old_key', '00000000-0000-4000-8000-000000000001', '$old_act')"),
+	'valid', '0.1.0 SQL, new library: validate_license with the activation');
+is($node->safe_psql('old_license',
+	"SELECT benefits.deactivate_license('$old_key', '00000000-0000-4000-8000-000000000001', '$old_act')"),
+	't', '0.1.0 SQL, new library: deactivate_license');
+is($node->safe_psql('old_license', 'SELECT count(*) FROM benefits.license_key_activations'), '0',
+	'0.1.0 SQL, new library: the activation is deleted, as 0.1.0 did');
+is($node->safe_psql('old_license', 'SELECT benefits.run_maintenance()'), '0',
+	'0.1.0 SQL, new library: run_maintenance runs (no heartbeats to release)');
+
 $node->stop;
 done_testing();

@@ -68,7 +68,7 @@ sub benefit
 	$b{$name} = sql(qq{SELECT id FROM benefits.create_benefit('$type', '$org', '$description', '$properties')});
 }
 benefit(lk_full => 'license_keys', 'License, all limits',
-	'{"prefix": "POLAR", "expires": {"ttl": 1, "timeframe": "year"}, "activations": {"limit": 3, "enable_customer_admin": true}, "limit_usage": 100}');
+	'{"prefix": "POLAR", "expires": {"ttl": 1, "timeframe": "year"}, "activations": {"limit": 3, "enable_customer_admin": true, "heartbeat": "15 minutes"}, "limit_usage": 100, "key_per": "grant", "conditions_match": "subset"}');
 benefit(lk_none => 'license_keys', 'License, no limits', '{"expires": false, "activations": false, "limit_usage": false}');
 benefit(gh_one => 'github_repository', 'One repository',
 	'{"repository_owner": "acme", "repository_name": "engine", "permission": "pull"}');

@@ -94,8 +94,11 @@ my ($authorize, $q) = authorize('github');
 like($authorize, qr{^\Q$url\E/login/oauth/authorize\?response_type=code&client_id=gh-client&redirect_uri=http%3A%2F%2F127\.0\.0\.1%3A9%2Foauth%2Fcallback&state=[A-Za-z0-9_-]{43}$},
 	'the GitHub authorize URL carries the client id, the redirect URI and a state');
 my $t0 = last_t();
+# GitHub takes its time to answer the exchange, so the pending state is seen.
+$mock->control(delay_paths => { '/login/oauth/access_token' => 1500 });
 is(sql("SELECT benefits.portal_link_callback('$token', '$q->{state}', '$q->{code}')"), 'pending', 'the callback answers pending at once');
 is(status(), 'discord=unlinked github=pending', 'the link is pending while the worker exchanges the code');
+$mock->control(delay_paths => {});
 is(wait_q("SELECT state FROM benefits.grants WHERE benefit_id = '$gh'", 'active'), 'active',
 	'the worker exchanged the code, read the account and the invitation went out');
 is(status(), 'discord=unlinked github=linked', 'GitHub linked');
@@ -219,6 +222,19 @@ is(wait_q("SELECT status FROM benefits.portal_link_status('$token') WHERE platfo
 is(scalar(requests_since($t0, qr{^POST /api/v10/oauth2/token$})), 3, 'the exchange was tried three times');
 is(wait_q("SELECT state FROM benefits.grants WHERE benefit_id = '$dc'", 'active'), 'active', 'and the member is back');
 is(sql("SELECT count(*) FROM benefits.customer_accounts WHERE platform = 'discord'"), '1', 'one Discord account');
+
+# A renewal that brings a token expiring within the margin is not repeated:
+# the member is added with it (one renewal per job).
+my $dc3 = sql(qq{SELECT id FROM benefits.create_benefit('discord', '$org', 'Third chat',
+    '{"guild_id": "100000000000000333", "role_id": "100000000000000401"}')});
+$mock->control(discord_token_ttl => 60);
+sql("UPDATE benefits.customer_accounts SET token_expires_at = now() - interval '1 minute' WHERE customer_id = '$cust' AND platform = 'discord'");
+$t0 = last_t();
+sql("SELECT benefits.grant_benefit('$cust', '$dc3')");
+is(wait_q("SELECT state FROM benefits.grants WHERE benefit_id = '$dc3'", 'active'), 'active',
+	'a renewed token that expires within a minute still adds the member');
+is(scalar(requests_since($t0, qr{^POST /api/v10/oauth2/token$})), 1, 'after exactly one renewal');
+$mock->control(discord_token_ttl => 604800);
 
 # --- The worker killed during the exchange ------------------------------------
 my $cust2 = sql("INSERT INTO benefits.customers (organization_id, external_id) VALUES ('$org', 'bob') RETURNING id");

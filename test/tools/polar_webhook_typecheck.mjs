@@ -58,6 +58,12 @@ const EXTENSIONS = [
   { at: "benefit.properties", benefit: "github_repository", key: "repositories", json: "array" },
   // Several roles per benefit (README, Catalog); role_id carries the first.
   { at: "benefit.properties", benefit: "discord", key: "roles", json: "array" },
+  // Machines and Polar's selectable behaviours of a license benefit (README,
+  // License keys): heartbeats of activations, one key per grant, subset
+  // conditions; present only when not their defaults.
+  { at: "benefit.properties.activations", benefit: "license_keys", key: "heartbeat", json: "string" },
+  { at: "benefit.properties", benefit: "license_keys", key: "key_per", json: "string" },
+  { at: "benefit.properties", benefit: "license_keys", key: "conditions_match", json: "string" },
   // The low-balance warning of a meter (README, Grants).
   { at: "benefit.properties", benefit: "meter_credit", key: "low_balance_threshold", json: "number" },
   // What a GitHub or Discord grant delivered (src/provider_jobs.c): the
@@ -158,11 +164,13 @@ const pathOf = (parts) =>
 // Where each object role sits in a body of the event's kind.
 function roles(kind) {
   return kind === "benefit"
-    ? { envelope: [[]], benefit: [["data"]], "benefit.properties": [["data", "properties"]] }
+    ? { envelope: [[]], benefit: [["data"]], "benefit.properties": [["data", "properties"]],
+        "benefit.properties.activations": [["data", "properties", "activations"]] }
     : {
         envelope: [[]],
         benefit: [["data", "benefit"]],
         "benefit.properties": [["data", "benefit", "properties"]],
+        "benefit.properties.activations": [["data", "benefit", "properties", "activations"]],
         "grant.properties": [["data", "properties"], ["data", "previous_properties"]],
         "grant.error": [["data", "error"]],
         customer: [["data", "customer"]],
