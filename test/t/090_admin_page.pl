@@ -1,7 +1,7 @@
 # The merchant's dashboard in a real browser.  A small application
 # (test/admin_app.py) serves admin_page_html and handles its posts by calling
 # the SQL functions; headless Chromium, driven over the DevTools protocol
-# (test/tools/cdp_steps.py), clicks through it as a merchant would:
+# (test/mock/cdp_browser.mjs), clicks through it as a merchant would:
 #   - moves a benefit up, and the customer portal shows the new order;
 #   - uploads a file through the upload form straight to the local S3 server
 #     (its POST policy checked by test/mock/s3_sigv4_gateway.py), storage sends
@@ -22,6 +22,7 @@ use File::Copy;
 use JSON::PP;
 use Time::HiRes qw(usleep);
 use BenefitsNode;
+use CdpBrowser;
 use MockProviders;
 use S3Mock;
 
@@ -104,28 +105,53 @@ for (1 .. 300)
 }
 my $base = 'http://127.0.0.1:' . slurp_file($portfile);
 
-# Runs steps in a fresh browser; returns each step's value (or dies on an error).
-my $run = 0;
+# One browser for the whole session (test/mock/cdp_browser.mjs): real mouse
+# clicks on buttons named by their aria-label, the page's own form posts.
+$ENV{HOME} = $tmp;    # Chromium's own files, writable by the test's user
+my $browser = CdpBrowser::start(profile => "$tmp/profile", log => "$tmp/browser.log");
+
+# Runs steps; returns each step's value (or dies on an error).  A step is
+#   {goto => URL}, {click => ARIA_LABEL}: the URL the browser ended at;
+#   {file => CSS, path => PATH}: give a file input its file;
+#   {texts => CSS}, {attrs => CSS, name => ATTR}: of every matching element;
+#   {screenshot => PNG, width, height, mobile}: its size in bytes.
 sub browse
 {
-	my (@steps) = @_;
-	$run++;
-	open(my $out, '>:raw', "$tmp/steps$run.json") or die;
-	print $out $json->encode(\@steps);
-	close $out;
-	my ($stdout, $stderr) = ('', '');
-	local $ENV{HOME} = $tmp;
-	IPC::Run::run([ 'python3', "$root/test/tools/cdp_steps.py", "$tmp/steps$run.json", "$tmp/profile$run" ],
-		'>', \$stdout, '2>', \$stderr, IPC::Run::timeout(300));
-	diag($stderr) if $stderr ne '';
-	my @values;
-	for my $line (split /\n/, $stdout)
+	my (@values);
+	for my $step (@_)
 	{
-		my $r = $json->decode($line);
-		die "step $r->{step} of run $run: $r->{error}\n" if exists $r->{error};
-		push @values, $r->{value};
+		my ($r, $value);
+		if (exists $step->{goto})
+		{
+			$r = $browser->cmd(cmd => 'goto', url => $step->{goto});
+			$value = $r->{url};
+		}
+		elsif (exists $step->{click})
+		{
+			$r = $browser->cmd(cmd => 'click', label => $step->{click});
+			$value = $r->{url};
+		}
+		elsif (exists $step->{file})
+		{
+			$r = $browser->cmd(cmd => 'file', selector => $step->{file}, path => $step->{path});
+		}
+		elsif (exists $step->{texts} || exists $step->{attrs})
+		{
+			my $css = $json->encode($step->{texts} // $step->{attrs});
+			my $of = exists $step->{texts} ? 'e.textContent.trim()' : 'e.getAttribute(' . $json->encode($step->{name}) . ')';
+			$r = $browser->cmd(cmd => 'eval', expression => "[...document.querySelectorAll($css)].map((e) => $of)");
+			$value = $r->{value};
+		}
+		else
+		{
+			$r = $browser->cmd(cmd => 'viewport', width => $step->{width}, height => $step->{height},
+				mobile => $step->{mobile} ? JSON::PP::true : JSON::PP::false);
+			$r = $browser->cmd(cmd => 'screenshot', path => $step->{screenshot}) if $r->{ok};
+			$value = $r->{bytes};
+		}
+		die "browser step " . $json->encode($step) . ": $r->{error}\n" unless $r->{ok};
+		push @values, $value;
 	}
-	die "run $run answered " . scalar(@values) . " of " . scalar(@steps) . " steps\n" unless @values == @steps;
 	return @values;
 }
 
@@ -142,7 +168,7 @@ is(portal_order(), 'Welcome note, Pro license, Downloads, Setup call', 'the port
 my (undef, $before, $landed, $after, $notice) = browse(
 	{ goto => "$base/admin?section=products" },
 	{ texts => 'ol.attached > li > strong' },
-	{ click => 'button[aria-label="Move up Downloads"]' },
+	{ click => 'Move up Downloads' },
 	{ texts => 'ol.attached > li > strong' },
 	{ texts => '.notice' });
 like($landed, qr{^\Q$base\E/admin\?section=products}, 'the application sent the browser back to the products');
@@ -174,7 +200,7 @@ is(scalar(@$links_before), 0, 'before the upload the portal offers no download')
 my $refused = (browse(
 	{ goto => "$base/admin?section=files" },
 	{ file => 'input[type=file]', path => "$tmp/bigger.pdf" },
-	{ click => 'form[enctype="multipart/form-data"] button' },
+	{ click => 'Upload Manual <v2> "final".pdf' },
 	{ texts => 'Code' }))[3];
 # (storage answers XML; the step reads its Code element)
 is(join(',', @$refused), 'EntityTooLarge', 'storage refuses a file one byte larger than registered');
@@ -186,7 +212,7 @@ my @upload = browse(
 	{ goto => "$base/admin?section=files" },
 	{ attrs => 'form[enctype="multipart/form-data"]', name => 'action' },
 	{ file => 'input[type=file]', path => "$tmp/manual.pdf" },
-	{ click => 'form[enctype="multipart/form-data"] button' },
+	{ click => 'Upload Manual <v2> "final".pdf' },
 	{ texts => 'td' },
 	{ texts => '.notice' });
 is($upload[1][0], "$s3->{endpoint}/downloads", 'the upload form posts to the storage');
@@ -243,10 +269,10 @@ $mock->control(status => {});
 my @delivery = browse(
 	{ goto => "$base/admin?section=delivery" },
 	{ texts => 'td.error' },
-	{ click => 'button[aria-label^="Retry job"]' },
-	{ texts => '.notice' });
+	{ attrs => 'button[aria-label^="Retry job"]', name => 'aria-label' });
 like(join(' | ', @{ $delivery[1] }), qr/400/, 'the dead job is listed with its last error');
-is($delivery[3][0], 'Done: retry_job.', 'the retry was posted');
+my (undef, $retried) = browse({ click => $delivery[2][0] }, { texts => '.notice' });
+is($retried->[0], 'Done: retry_job.', 'the retry was posted');
 is(MockProviders::wait_for($node, 'postgres',
 		q{SELECT count(*) FILTER (WHERE state = 'done') FROM benefits.outbox WHERE kind = 'webhook'}, '1'),
 	'1', 'the worker delivered the retried job');
@@ -264,7 +290,7 @@ SKIP:
 	my @fulfill = browse(
 		{ goto => "$base/admin?section=delivery" },
 		{ texts => 'td' },
-		{ click => 'button[aria-label^="Mark fulfilled Setup call"]' },
+		{ click => 'Mark fulfilled Setup call for Ada "<b>" Lovelace' },
 		{ texts => '.notice' });
 	ok((grep { $_ eq 'Setup call' } @{ $fulfill[1] }), 'the waiting fulfillment is listed');
 	is($fulfill[3][0], 'Done: complete_fulfillment.', 'the completion was posted');
@@ -288,6 +314,7 @@ for my $section (qw(overview products benefits files delivery usage))
 }
 note("screenshots: $keep");
 
+$browser->quit;
 $app->kill_kill;
 $node->stop;
 $mock->stop;
