@@ -3,6 +3,7 @@
 # the SQL functions; headless Chromium, driven over the DevTools protocol
 # (test/mock/cdp_browser.mjs), clicks through it as a merchant would:
 #   - moves a benefit up, and the customer portal shows the new order;
+#   - edits a benefit's description and note, and the portal shows them;
 #   - uploads a file through the upload form straight to the local S3 server
 #     (its POST policy checked by test/mock/s3_sigv4_gateway.py), storage sends
 #     the browser back to the application, which completes the upload, and the
@@ -180,6 +181,21 @@ is($node->safe_psql('postgres', q{
 SELECT string_agg(b.description, ', ' ORDER BY pb.position) FROM benefits.product_benefits pb
   JOIN benefits.benefits b ON b.id = pb.benefit_id WHERE pb.product_id = '00000000-0000-0000-0000-0000000009d1'}),
 	'Welcome note, Downloads, Pro license, Setup call', 'as stored by update_product_benefits');
+
+# Benefits: edit the welcome note's description and note; the portal shows them.
+my $edit = $browser->cmd(cmd => 'goto', url => "$base/admin?section=benefits");
+$edit = $browser->cmd(cmd => 'eval', expression => q{(() => {
+	const form = [...document.querySelectorAll('form')].find((f) => f.querySelector('input[name="description"]')?.value === 'Welcome note');
+	form.querySelector('input[name="description"]').value = 'Welcome <aboard>';
+	form.querySelector('input[name="property.note"]').value = 'Hello & <welcome>!';
+	return form.querySelector('button').getAttribute('aria-label');
+})()});
+my ($saved_at, $saved) = browse({ click => $edit->{value} }, { texts => '.notice' });
+is($saved->[0], 'Done: update_benefit.', 'the edit was posted');
+my (undef, $cards) = browse({ goto => "$base/portal?token=$token" }, { texts => 'article' });
+like($cards->[0], qr/^Welcome <aboard>.*Hello & <welcome>!/s, 'the portal shows the new description and note, as text');
+is($node->safe_psql('postgres', q{SELECT properties->>'note' FROM benefits.benefits WHERE id = '00000000-0000-0000-0000-0000000009b1'}),
+	'Hello & <welcome>!', 'update_benefit stored the note');
 
 # A post without the CSRF token is refused by the application.
 my ($status) = ('');
