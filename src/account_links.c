@@ -71,40 +71,11 @@ RequireProvider(const char *platform)
 	return provider;
 }
 
-/* Why a redirect URI cannot be given to the provider, or NULL when it can. */
-static const char *
-RedirectUriProblem(const char *uri)
-{
-	size_t		origin;
-
-	if (strlen(uri) > REDIRECT_URI_MAX)
-		return psprintf("It is longer than %d bytes.", REDIRECT_URI_MAX);
-	for (const char *p = uri; *p; p++)
-		if ((unsigned char) *p <= ' ' || *p == 0x7f || *p == '\\' || *p == '#' || *p == '"' ||
-			*p == '<' || *p == '>' || (unsigned char) *p >= 0x80)
-			return "It contains a space, a control character, a backslash, a fragment or a character that "
-				"must be percent-encoded.";
-	if ((origin = UriOriginLength(uri, "https")) > 0)
-		return NULL;
-	/* plain http only back to the same machine (RFC 8252's loopback redirect) */
-	if ((origin = UriOriginLength(uri, "http")) > 0)
-	{
-		const char *host = uri + strlen("http://");
-		size_t		host_len = strcspn(host, ":/");
-
-		if ((host_len == 9 && pg_strncasecmp(host, "127.0.0.1", 9) == 0) ||
-			(host_len == 9 && pg_strncasecmp(host, "localhost", 9) == 0))
-			return NULL;
-		return "Plain http is allowed only for 127.0.0.1 and localhost.";
-	}
-	return "It is not an absolute https URL with a plain host name.";
-}
-
 /* Refuses a redirect URI a provider should not send the customer and the code to. */
 static void
 CheckRedirectUri(const char *uri)
 {
-	const char *problem = RedirectUriProblem(uri);
+	const char *problem = UriRedirectProblem(uri, REDIRECT_URI_MAX);
 
 	if (problem != NULL)
 		ereport(ERROR,

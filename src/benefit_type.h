@@ -23,6 +23,14 @@
 
 typedef struct BenefitType BenefitType;
 
+/* A top-level property the merchant's dashboard may edit in place. */
+typedef struct BenefitEditableProperty
+{
+	const char *key;
+	const char *label;
+	bool		integer;		/* a positive integer; else text */
+} BenefitEditableProperty;
+
 struct BenefitType
 {
 	const char *name;			/* stored in benefits.benefits.type */
@@ -90,6 +98,13 @@ struct BenefitType
 	 * gives (email_text.c writes both parts).  NULL: the description alone.
 	 */
 	void		(*email_instructions) (EmailBody *body, const EmailGrant *grant);
+
+	/*
+	 * The properties the dashboard's edit form offers (terminated by an
+	 * entry with a NULL key; NULL: none): those whose change update_benefit
+	 * applies to live grants without moving anyone's access elsewhere.
+	 */
+	const BenefitEditableProperty *admin_editable;
 };
 
 /* The type of a name or alias, or NULL. */

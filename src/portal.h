@@ -38,6 +38,10 @@ extern Jsonb *PortalDocument(Datum customer_id);
 extern Jsonb *PortalDocumentForSession(text *token);
 
 /* portal_html.c */
+/* Refuses an action URL that is neither a same-origin absolute path nor https (22023). */
+extern void PortalCheckActionUrl(const char *url);
+/* Appends " origin" of an https action_url, for a CSP form-action list. */
+extern void PortalFormActionOrigin(StringInfo buf, const char *action_url);
 extern char *PortalHtml(Jsonb *doc, const char *action_url, const PortalLinkUrl *link_urls, int nlink_urls);
 
 /* account_links.c: the authorize URL of each platform the page offers to connect */

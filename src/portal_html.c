@@ -90,8 +90,8 @@ static const char page_style[] =
 	"<p class=\"org\">";
 
 /* Lets forms post to an https action_url's origin besides the page's own. */
-static void
-AppendFormActionOrigin(StringInfo buf, const char *action_url)
+void
+PortalFormActionOrigin(StringInfo buf, const char *action_url)
 {
 	size_t		origin_len = action_url ? UriOriginLength(action_url, "https") : 0;
 
@@ -104,7 +104,7 @@ AppendFormActionOrigin(StringInfo buf, const char *action_url)
 
 /*
  * The page of a portal document.  ACTION_URL is NULL or passed
- * CheckActionUrl; LINK_URLS are the connect links (PortalLinkUrls).
+ * PortalCheckActionUrl; LINK_URLS are the connect links (PortalLinkUrls).
  */
 char *
 PortalHtml(Jsonb *doc, const char *action_url, const PortalLinkUrl *link_urls, int nlink_urls)
@@ -121,7 +121,7 @@ PortalHtml(Jsonb *doc, const char *action_url, const PortalLinkUrl *link_urls, i
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, page_head);
-	AppendFormActionOrigin(&buf, action_url);
+	PortalFormActionOrigin(&buf, action_url);
 	appendStringInfoString(&buf, page_title);
 	PageEsc(&buf, PageText(org, "name"));
 	appendStringInfoString(&buf, page_style);
@@ -249,8 +249,8 @@ ActionUrlProblem(const char *url)
 }
 
 /* Refuses an action URL that is neither a same-origin absolute path nor https. */
-static void
-CheckActionUrl(const char *url)
+void
+PortalCheckActionUrl(const char *url)
 {
 	const char *problem = url ? ActionUrlProblem(url) : NULL;
 
@@ -273,7 +273,7 @@ portal_html(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	CheckActionUrl(action_url);
+	PortalCheckActionUrl(action_url);
 	PG_RETURN_TEXT_P(cstring_to_text(PortalHtml(PG_GETARG_JSONB_P(0), action_url, NULL, 0)));
 }
 
@@ -297,7 +297,7 @@ customer_portal_html(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		CustomerSessionInvalid();
-	CheckActionUrl(action_url);
+	PortalCheckActionUrl(action_url);
 	BenefitsSpiConnect();
 	doc = PortalDocumentForSession(PG_GETARG_TEXT_PP(0));
 	if (redirect_uri != NULL)

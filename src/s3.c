@@ -26,11 +26,13 @@
 #include <sodium.h>
 
 #include "access/xact.h"
+#include "mb/pg_wchar.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -415,6 +417,41 @@ Encoded(const char *s, bool keep_slash)
 }
 
 /*
+ * SIGNED_AT as SigV4's X-Amz-Date (YYYYMMDDTHHMMSSZ, whole seconds) and as
+ * the scope's date (YYYYMMDD).
+ */
+static void
+AmzDate(TimestampTz signed_at, char amz_date[17], char date[9])
+{
+	pg_time_t	t = timestamptz_to_time_t(signed_at);
+	struct pg_tm *tm = pg_gmtime(&t);
+
+	if (tm == NULL || tm->tm_year + 1900 < 1970 || tm->tm_year + 1900 > 9999)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("signed_at is out of range")));
+	snprintf(amz_date, 17, "%04d%02d%02dT%02d%02d%02dZ",
+			 tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday,
+			 tm->tm_hour, tm->tm_min, tm->tm_sec);
+	memcpy(date, amz_date, 8);
+	date[8] = '\0';
+}
+
+/* Refuses an object key S3 cannot store (empty, or over 1024 bytes). */
+static void
+CheckKey(const char *key)
+{
+	if (key == NULL || key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key must not be empty")));
+	if (strlen(key) > 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key must be at most 1024 bytes long")));
+}
+
+/*
  * Builds the presigned URL.  The canonical request is
  *   METHOD \n URI \n QUERY \n host:HOST \n \n host \n UNSIGNED-PAYLOAD
  * and the string to sign
@@ -446,18 +483,9 @@ S3PresignUrl(const S3Config *config, const char *method, const char *key,
 	unsigned char signing_key[crypto_auth_hmacsha256_BYTES];
 	unsigned char mac[crypto_auth_hmacsha256_BYTES];
 	char		signature[2 * crypto_auth_hmacsha256_BYTES + 1];
-	pg_time_t	t;
-	struct pg_tm *tm;
 	StringInfoData url;
 
-	if (key == NULL || key[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key must not be empty")));
-	if (strlen(key) > 1024)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key must be at most 1024 bytes long")));
+	CheckKey(key);
 	if (expires < 1 || expires > S3_MAX_EXPIRES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -485,17 +513,7 @@ S3PresignUrl(const S3Config *config, const char *method, const char *key,
 	appendStringInfoChar(&path, '/');
 	UriEncode(&path, key, true);
 
-	t = timestamptz_to_time_t(signed_at);
-	tm = pg_gmtime(&t);
-	if (tm == NULL || tm->tm_year + 1900 < 1970 || tm->tm_year + 1900 > 9999)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("signed_at is out of range")));
-	snprintf(amz_date, sizeof(amz_date), "%04d%02d%02dT%02d%02d%02dZ",
-			 tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday,
-			 tm->tm_hour, tm->tm_min, tm->tm_sec);
-	memcpy(date, amz_date, 8);
-	date[8] = '\0';
+	AmzDate(signed_at, amz_date, date);
 	scope = psprintf("%s/%s/s3/aws4_request", date, config->region);
 	credential = psprintf("%s/%s", config->access_key_id, scope);
 	snprintf(expires_text, sizeof(expires_text), "%d", expires);
@@ -545,6 +563,169 @@ S3PresignUrl(const S3Config *config, const char *method, const char *key,
 	AppendStrings(&url, scheme, "://", host, path.data, "?", query.data,
 				  "&X-Amz-Signature=", signature, NULL);
 	return url.data;
+}
+
+/*
+ * Appends S as a JSON string the way Python's json.dumps writes it (botocore
+ * signs the policy as json.dumps writes it): " and \ escaped, \b \f \n \r \t
+ * by name, every other control character, DEL and non-ASCII character as
+ * \uXXXX in lower-case hex (surrogate pairs beyond the BMP).
+ */
+static void
+AppendPolicyString(StringInfo buf, const char *s)
+{
+	const unsigned char *p = (const unsigned char *) s;
+
+	appendStringInfoChar(buf, '"');
+	while (*p)
+	{
+		int			len = pg_utf_mblen(p);
+		pg_wchar	c = len > 1 ? utf8_to_unicode(p) : *p;
+
+		p += len;
+		if (c == '"' || c == '\\')
+			appendStringInfo(buf, "\\%c", (char) c);
+		else if (c == '\b')
+			appendStringInfoString(buf, "\\b");
+		else if (c == '\f')
+			appendStringInfoString(buf, "\\f");
+		else if (c == '\n')
+			appendStringInfoString(buf, "\\n");
+		else if (c == '\r')
+			appendStringInfoString(buf, "\\r");
+		else if (c == '\t')
+			appendStringInfoString(buf, "\\t");
+		else if (c >= ' ' && c < 0x7f)
+			appendStringInfoChar(buf, (char) c);
+		else if (c < 0x10000)
+			appendStringInfo(buf, "\\u%04x", (unsigned int) c);
+		else
+			appendStringInfo(buf, "\\u%04x\\u%04x", (unsigned int) (0xd800 + ((c - 0x10000) >> 10)),
+							 (unsigned int) (0xdc00 + ((c - 0x10000) & 0x3ff)));
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/* Appends one {"NAME": "VALUE"} condition of a POST policy. */
+static void
+AppendPolicyCondition(StringInfo buf, const char *name, const char *value)
+{
+	appendStringInfoString(buf, ", {");
+	AppendPolicyString(buf, name);
+	appendStringInfoString(buf, ": ");
+	AppendPolicyString(buf, value);
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * A browser upload form for KEY (SigV4 POST policy).  The policy fixes the
+ * bucket, the key, the size to exactly SIZE bytes (content-length-range) and
+ * where storage sends the browser afterwards (success_action_redirect), and
+ * expires EXPIRES seconds after SIGNED_AT; its conditions come in the order
+ * botocore's generate_presigned_post writes them, so both sign the same
+ * bytes.  The signature is HMAC-SHA256 of the base64 policy with the day's
+ * signing key.
+ */
+S3PostForm *
+S3PresignPost(const S3Config *config, const char *key, int64 size, const char *redirect_url,
+			  int expires, TimestampTz signed_at)
+{
+	S3PostForm *form = palloc0(sizeof(S3PostForm));
+	char	   *scheme;
+	char	   *endpoint_host;
+	char	   *prefix;
+	StringInfoData policy;
+	StringInfoData url;
+	char		amz_date[17];
+	char		date[9];
+	char		expiry_amz[17];
+	char		expiry_date[9];
+	char		expiration[21];
+	char	   *credential;
+	char	   *policy_b64;
+	size_t		b64_len;
+	unsigned char signing_key[crypto_auth_hmacsha256_BYTES];
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	char	   *signature = palloc(2 * crypto_auth_hmacsha256_BYTES + 1);
+
+	CheckKey(key);
+	if (size < 0 || size > S3_MAX_SINGLE_PUT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("size must be between 0 bytes and 5 GiB for a browser upload"),
+				 errhint("Upload larger files in parts (create_file's multipart upload).")));
+	if (expires < 1 || expires > S3_MAX_EXPIRES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires must be between 1 second and 7 days")));
+
+	AmzDate(signed_at, amz_date, date);
+	AmzDate(signed_at + (TimestampTz) expires * USECS_PER_SEC, expiry_amz, expiry_date);
+	/* 20260102T030405Z -> 2026-01-02T03:04:05Z */
+	snprintf(expiration, sizeof(expiration), "%.4s-%.2s-%.2sT%.2s:%.2s:%.2sZ",
+			 expiry_amz, expiry_amz + 4, expiry_amz + 6, expiry_amz + 9,
+			 expiry_amz + 11, expiry_amz + 13);
+	credential = psprintf("%s/%s/%s/s3/aws4_request", config->access_key_id, date, config->region);
+
+	initStringInfo(&policy);
+	appendStringInfoString(&policy, "{\"expiration\": ");
+	AppendPolicyString(&policy, expiration);
+	appendStringInfoString(&policy, ", \"conditions\": [{");
+	AppendPolicyString(&policy, "success_action_redirect");
+	appendStringInfoString(&policy, ": ");
+	AppendPolicyString(&policy, redirect_url);
+	appendStringInfo(&policy, "}, [\"content-length-range\", " INT64_FORMAT ", " INT64_FORMAT "]",
+					 size, size);
+	AppendPolicyCondition(&policy, "bucket", config->bucket);
+	AppendPolicyCondition(&policy, "key", key);
+	AppendPolicyCondition(&policy, "x-amz-algorithm", "AWS4-HMAC-SHA256");
+	AppendPolicyCondition(&policy, "x-amz-credential", credential);
+	AppendPolicyCondition(&policy, "x-amz-date", amz_date);
+	appendStringInfoString(&policy, "]}");
+
+	b64_len = sodium_base64_ENCODED_LEN(policy.len, sodium_base64_VARIANT_ORIGINAL);
+	policy_b64 = palloc(b64_len);
+	sodium_bin2base64(policy_b64, b64_len, (const unsigned char *) policy.data, policy.len,
+					  sodium_base64_VARIANT_ORIGINAL);
+
+	SigningKey(config, date, signing_key);
+	HmacSha256(signing_key, sizeof(signing_key), policy_b64, mac);
+	S3HexEncode(mac, sizeof(mac), signature);
+	sodium_memzero(signing_key, sizeof(signing_key));
+
+	/* The bucket's own URL: path style host/bucket, else bucket.host/. */
+	ParseEndpoint(config, &scheme, &endpoint_host, &prefix);
+	initStringInfo(&url);
+	if (UsePathStyle(config, scheme, endpoint_host))
+	{
+		AppendStrings(&url, scheme, "://", endpoint_host, NULL);
+		UriEncode(&url, prefix, true);
+		appendStringInfoChar(&url, '/');
+		UriEncode(&url, config->bucket, false);
+	}
+	else
+	{
+		AppendStrings(&url, scheme, "://", config->bucket, ".", endpoint_host, NULL);
+		UriEncode(&url, prefix, true);
+		appendStringInfoChar(&url, '/');
+	}
+	form->url = url.data;
+
+	form->names[0] = "key";
+	form->values[0] = pstrdup(key);
+	form->names[1] = "success_action_redirect";
+	form->values[1] = pstrdup(redirect_url);
+	form->names[2] = "x-amz-algorithm";
+	form->values[2] = "AWS4-HMAC-SHA256";
+	form->names[3] = "x-amz-credential";
+	form->values[3] = credential;
+	form->names[4] = "x-amz-date";
+	form->values[4] = pstrdup(amz_date);
+	form->names[5] = "policy";
+	form->values[5] = policy_b64;
+	form->names[6] = "x-amz-signature";
+	form->values[6] = signature;
+	return form;
 }
 
 /*
@@ -739,4 +920,55 @@ file_presigned_get(PG_FUNCTION_ARGS)
 												  text_to_cstring(PG_GETARG_TEXT_PP(0)),
 												  expires, GetCurrentTransactionStartTimestamp(),
 												  params, 2)));
+}
+
+PG_FUNCTION_INFO_V1(s3_presigned_post);
+
+/*
+ * s3_presigned_post(key, size, redirect_url, expires, signed_at): a browser
+ * upload form for exactly SIZE bytes at KEY, as {url, fields}.  For
+ * administrators and tests; file_upload_form gives a registered file's.
+ */
+Datum
+s3_presigned_post(PG_FUNCTION_ARGS)
+{
+	S3Config	config;
+	S3PostForm *form;
+	const char *redirect_url;
+	const char *problem;
+	StringInfoData json;
+
+	for (int i = 0; i < 3; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key, size and redirect_url must not be null")));
+	redirect_url = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	problem = UriRedirectProblem(redirect_url, 2048);
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("redirect_url must be an https URL of the application"),
+				 errdetail("%s", problem),
+				 errhint("Give the URL storage sends the browser to after the upload, e.g. https://app.example/files/uploaded.")));
+
+	S3ConfigFromSettings(&config);
+	form = S3PresignPost(&config, text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_INT64(1), redirect_url,
+						 PG_ARGISNULL(3) ? upload_url_ttl : IntervalSeconds(PG_GETARG_INTERVAL_P(3), "expires"),
+						 PG_ARGISNULL(4) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(4));
+
+	initStringInfo(&json);
+	appendStringInfoString(&json, "{\"url\": ");
+	escape_json(&json, form->url);
+	appendStringInfoString(&json, ", \"fields\": {");
+	for (int i = 0; i < S3_POST_FIELDS; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&json, ", ");
+		escape_json(&json, form->names[i]);
+		appendStringInfoString(&json, ": ");
+		escape_json(&json, form->values[i]);
+	}
+	appendStringInfoString(&json, "}}");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data)));
 }

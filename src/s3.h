@@ -64,6 +64,22 @@ extern char *S3PresignUrl(const S3Config *config, const char *method,
 						  const char *key, int expires, TimestampTz signed_at,
 						  const S3QueryParam *params, int nparams);
 
+/* The fields of a browser upload form (S3PresignPost), in form order. */
+#define S3_POST_FIELDS			7
+typedef struct S3PostForm
+{
+	char	   *url;			/* where the form posts */
+	const char *names[S3_POST_FIELDS];
+	char	   *values[S3_POST_FIELDS];
+} S3PostForm;
+
+/*
+ * A browser upload form for exactly SIZE bytes at KEY, sending the browser
+ * to REDIRECT_URL afterwards, valid EXPIRES seconds from SIGNED_AT.
+ */
+extern S3PostForm *S3PresignPost(const S3Config *config, const char *key, int64 size,
+								 const char *redirect_url, int expires, TimestampTz signed_at);
+
 /* A Content-Disposition value naming FILENAME (RFC 6266, RFC 5987). */
 extern char *S3ContentDisposition(const char *disposition, const char *filename);
 

@@ -180,6 +180,12 @@ CustomEmail(EmailBody *body, const EmailGrant *grant)
 		EmailLine(body, psprintf("From the seller: %s", delivered));
 }
 
+/* What the dashboard may edit in place. */
+static const BenefitEditableProperty CustomEditable[] = {
+	{"note", "Note shown to customers", false},
+	{NULL, NULL, false}
+};
+
 const BenefitType CustomBenefit = {
 	.name = "custom",
 	.webhook_name = "custom",
@@ -193,4 +199,5 @@ const BenefitType CustomBenefit = {
 	.portal_label = "Note from the seller",
 	.portal_html = CustomPortalHtml,
 	.email_instructions = CustomEmail,
+	.admin_editable = CustomEditable,
 };

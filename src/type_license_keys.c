@@ -726,6 +726,12 @@ LicenseKeysEmail(EmailBody *body, const EmailGrant *grant)
 	EmailLine(body, expires ? psprintf("It is valid until %s (UTC).", expires) : "It does not expire.");
 }
 
+/* What the dashboard may edit in place. */
+static const BenefitEditableProperty LicenseKeysEditable[] = {
+	{"prefix", "Prefix of new keys", false},
+	{NULL, NULL, false}
+};
+
 const BenefitType LicenseKeysBenefit = {
 	.name = "license_keys",
 	.webhook_name = "license_keys",
@@ -740,4 +746,5 @@ const BenefitType LicenseKeysBenefit = {
 	.portal_label = "License key",
 	.portal_html = LicenseKeysPortalHtml,
 	.email_instructions = LicenseKeysEmail,
+	.admin_editable = LicenseKeysEditable,
 };

@@ -592,6 +592,12 @@ MeterCreditsEmail(EmailBody *body, const EmailGrant *grant)
 							 SPI_getvalue(SPI_tuptable->vals[0], desc, SPI_fnumber(desc, "balance"))));
 }
 
+/* What the dashboard may edit in place. */
+static const BenefitEditableProperty MeterCreditsEditable[] = {
+	{"units", "Credits per period", true},
+	{NULL, NULL, false}
+};
+
 const BenefitType MeterCreditsBenefit = {
 	.name = "meter_credits",
 	.alias = "meter_credit",
@@ -607,4 +613,5 @@ const BenefitType MeterCreditsBenefit = {
 	.portal_label = "Credits",
 	.portal_html = MeterCreditsPortalHtml,
 	.email_instructions = MeterCreditsEmail,
+	.admin_editable = MeterCreditsEditable,
 };

@@ -84,3 +84,35 @@ UriOriginLength(const char *url, const char *scheme)
 		p = PortEnd(p);
 	return p != NULL && (*p == '\0' || *p == '/') ? p - url : 0;
 }
+
+/*
+ * Why URI cannot be where a browser is sent back to the application (an
+ * OAuth redirect, storage's redirect after an upload), or NULL when it can:
+ * an https URL with a plain host, or plain http to 127.0.0.1 or localhost
+ * (RFC 8252's loopback redirect), nothing to percent-encode, at most MAX_LEN
+ * bytes.
+ */
+const char *
+UriRedirectProblem(const char *uri, int max_len)
+{
+	if (strlen(uri) > (size_t) max_len)
+		return psprintf("It is longer than %d bytes.", max_len);
+	for (const char *p = uri; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f || *p == '\\' || *p == '#' || *p == '"' ||
+			*p == '<' || *p == '>' || (unsigned char) *p >= 0x80)
+			return "It contains a space, a control character, a backslash, a fragment or a character that "
+				"must be percent-encoded.";
+	if (UriOriginLength(uri, "https") > 0)
+		return NULL;
+	if (UriOriginLength(uri, "http") > 0)
+	{
+		const char *host = uri + strlen("http://");
+		size_t		host_len = strcspn(host, ":/");
+
+		if ((host_len == 9 && pg_strncasecmp(host, "127.0.0.1", 9) == 0) ||
+			(host_len == 9 && pg_strncasecmp(host, "localhost", 9) == 0))
+			return NULL;
+		return "Plain http is allowed only for 127.0.0.1 and localhost.";
+	}
+	return "It is not an absolute https URL with a plain host name.";
+}

@@ -22,4 +22,10 @@ extern void UriEncode(StringInfo buf, const char *s, bool keep_slash);
  */
 extern size_t UriOriginLength(const char *url, const char *scheme);
 
+/*
+ * Why URI cannot be where a browser is sent back to the application (https,
+ * or http to the loopback host; at most MAX_LEN bytes), or NULL when it can.
+ */
+extern const char *UriRedirectProblem(const char *uri, int max_len);
+
 #endif

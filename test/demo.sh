@@ -36,7 +36,7 @@ BENEFITS_ROOT="$root" "$root/test/cluster.sh" demo \
         -d postgres -f "$root/test/demo.sql"
 
 echo
-echo "== 13. What the receivers saw (test/mock/providers.py's request log, the SMTP server's mailbox)"
+echo "== 14. What the receivers saw (test/mock/providers.py's request log, the SMTP server's mailbox)"
 python3 - "$work/requests.jsonl" "$work/secret" <<'PY'
 import base64, hashlib, hmac, json, sys
 secret = open(sys.argv[2]).read().strip()
@@ -79,7 +79,7 @@ PY
 
 
 echo
-echo "== 14. MyApp verifies the studio PC's license file offline (the README's Node code, Node's own crypto)"
+echo "== 15. MyApp verifies the studio PC's license file offline (the README's Node code, Node's own crypto)"
 # The README's verification code, as written there.
 python3 - "$root/README.md" >"$work/verify-license.mjs" <<'PY'
 import sys

@@ -287,3 +287,33 @@ SELECT pg_temp.wait_until($$SELECT count(*) = 0 FROM benefits.outbox WHERE state
 SELECT kind, coalesce(event_type, action) AS what, state, count(*) AS jobs, max(attempts) AS max_attempts,
        min(last_status) AS status
   FROM benefits.outbox GROUP BY kind, coalesce(event_type, action), state ORDER BY min(id);
+
+\echo
+\echo '== 13. The merchant''s dashboard: admin_overview gives the figures as data, admin_page_html a'
+\echo '       self-contained page per section (no script, strict CSP, forms posting to the application)'
+SET benefits.s3_endpoint = 'https://s3.example.com';
+SET benefits.s3_region = 'eu-west-1';
+SET benefits.s3_bucket = 'acme-downloads';
+SET benefits.s3_access_key_id = 'AKIDEXAMPLE';
+SET benefits.s3_secret_access_key = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
+SET ROLE benefits_admin;
+WITH d AS (SELECT benefits.admin_overview('0a000000-0000-4000-8000-000000000001') AS d)
+SELECT jsonb_array_length(d->'products') AS products, jsonb_array_length(d->'benefits') AS benefits,
+       (SELECT sum((b->>'live_grants')::int) FROM jsonb_array_elements(d->'benefits') b) AS live_grants,
+       jsonb_array_length(d->'delivery'->'dead_jobs') AS dead_jobs,
+       d->'usage'->'top_keys'->0->>'validations' AS top_key_validations
+  FROM d;
+SELECT (SELECT string_agg(b->>'description', ' > ' ORDER BY ord) FROM jsonb_array_elements(
+            benefits.admin_overview('0a000000-0000-4000-8000-000000000001')->'products'->0->'benefits') WITH ORDINALITY x(b, ord))
+       AS attachment_order;
+SELECT s AS section, length(h) AS bytes, (regexp_match(h, '<title>([^<]*)</title>'))[1] AS title,
+       (SELECT count(*) FROM regexp_matches(h, '<form ', 'g')) AS forms,
+       (regexp_match(h, 'name="action" value="([a-z_]+)"'))[1] AS first_form_calls
+  FROM unnest(ARRAY['overview', 'products', 'benefits', 'files', 'delivery', 'usage']) s,
+       LATERAL benefits.admin_page_html('0a000000-0000-4000-8000-000000000001', s, '/admin/actions', 'csrf-123') h;
+\echo '   Uploads go from the browser straight to storage, signed as an S3 POST policy:'
+SELECT id AS installer FROM benefits.create_file('0a000000-0000-4000-8000-000000000001', 'MyApp installer.dmg', 48000000) \gset
+SELECT f->>'url' AS post_to, f->'fields'->>'key' LIKE '%/MyApp installer.dmg' AS key_fixed,
+       (convert_from(decode(f->'fields'->>'policy', 'base64'), 'UTF8')::jsonb)->'conditions'->1 AS size_fixed_by_policy
+  FROM benefits.file_upload_form(:'installer', 'https://acme.test/admin/uploaded') f;
+RESET ROLE;

@@ -20,6 +20,10 @@
 //                                    whose text is T), then wait for the
 //                                    navigation it starts to load
 //                                    (timeout_ms: how long to wait, 90 s unless given)
+//   {"cmd": "click", "label": L}     the same for the <a> or <button> whose
+//                                    aria-label is L (buttons sharing a text)
+//   {"cmd": "file", "selector": S, "path": P}  give the file input S the file P
+//   {"cmd": "viewport", "width": W, "height": H, "mobile": B}  emulate a screen
 //   {"cmd": "reload"}                reload, wait for the load
 //   {"cmd": "page"}                  the current URL, title, innerText, HTML
 //   {"cmd": "screenshot", "path": P} a full-page PNG written to P
@@ -170,16 +174,21 @@ async function evaluate(expression) {
     return r.result.value;
 }
 
-// The centre of the visible link or button whose text is text, scrolled into
-// view; an error naming what the page offers when there is none or several.
-async function target(text) {
+// What names a link or button: its text, or (by "label") its aria-label.
+const nameOf = (by) => by === "label" ? `((e) => e.getAttribute("aria-label"))` : `((e) => e.textContent.trim())`;
+
+// The centre of the visible link or button whose text (or aria-label) is
+// text, scrolled into view; an error naming what the page offers when there
+// is none or several.
+async function target(text, by) {
     const found = await evaluate(`(() => {
         const want = ${JSON.stringify(text)};
+        const name = ${nameOf(by)};
         const all = [...document.querySelectorAll("a, button")];
-        const hits = all.filter((e) => e.textContent.trim() === want && e.getClientRects().length > 0);
+        const hits = all.filter((e) => name(e) === want && e.getClientRects().length > 0);
         if (hits.length !== 1)
             return { error: hits.length + " elements " + JSON.stringify(want) + "; the page offers: " +
-                            JSON.stringify(all.map((e) => e.textContent.trim())) };
+                            JSON.stringify(all.map(name)) };
         hits[0].scrollIntoView({ block: "center" });
         const r = hits[0].getBoundingClientRect();
         return { x: r.left + r.width / 2, y: r.top + r.height / 2, tag: hits[0].tagName.toLowerCase(),
@@ -189,11 +198,12 @@ async function target(text) {
     return found;
 }
 
-async function click(text, ms) {
-    const t = await target(text);
+async function click(text, ms, by) {
+    const t = await target(text, by);
     // What is under the pointer must be the element itself (nothing covers it).
-    const hit = await evaluate(`(() => { const e = document.elementFromPoint(${t.x}, ${t.y});
-                                         return e ? e.closest("a, button")?.textContent.trim() ?? e.tagName : null; })()`);
+    const hit = await evaluate(`(() => { const e = document.elementFromPoint(${t.x}, ${t.y}), name = ${nameOf(by)};
+                                         const a = e?.closest("a, button");
+                                         return e ? (a ? name(a) : e.tagName) : null; })()`);
     if (hit !== text) throw new Error(`${JSON.stringify(text)} is covered by ${JSON.stringify(hit)}`);
     const nav = await navigation(async () => {
         const at = { x: t.x, y: t.y, button: "left", clickCount: 1 };
@@ -204,11 +214,13 @@ async function click(text, ms) {
     return { ...nav, clicked: t };
 }
 
+let viewportWidth = 1000;
+
 async function screenshot(path) {
     const { cssContentSize } = await send("Page.getLayoutMetrics");
     const { data } = await send("Page.captureScreenshot", {
         format: "png", captureBeyondViewport: true,
-        clip: { x: 0, y: 0, width: Math.max(1000, Math.ceil(cssContentSize.width)),
+        clip: { x: 0, y: 0, width: Math.max(viewportWidth, Math.ceil(cssContentSize.width)),
                 height: Math.ceil(cssContentSize.height), scale: 1 },
     });
     fs.writeFileSync(path, Buffer.from(data, "base64"));
@@ -219,7 +231,20 @@ const commands = {
     goto: (c) => navigation(() => send("Page.navigate", { url: c.url }).then((r) => {
         if (r.errorText) throw new Error(`navigate ${c.url}: ${r.errorText}`);
     })),
-    click: (c) => click(c.text, c.timeout_ms),
+    click: (c) => c.label !== undefined ? click(c.label, c.timeout_ms, "label") : click(c.text, c.timeout_ms, "text"),
+    file: async (c) => {
+        const { root } = await send("DOM.getDocument", { depth: 0 });
+        const { nodeId } = await send("DOM.querySelector", { nodeId: root.nodeId, selector: c.selector });
+        if (!nodeId) throw new Error(`nothing matches ${c.selector}`);
+        await send("DOM.setFileInputFiles", { nodeId, files: [c.path] });
+        return {};
+    },
+    viewport: async (c) => {
+        viewportWidth = c.width;
+        await send("Emulation.setDeviceMetricsOverride",
+                   { width: c.width, height: c.height, deviceScaleFactor: 1, mobile: !!c.mobile });
+        return {};
+    },
     reload: () => navigation(() => send("Page.reload", { ignoreCache: true })),
     page: async () => evaluate(`({ url: location.href, title: document.title,
                                    text: document.body ? document.body.innerText : "",

@@ -9,13 +9,27 @@ SignatureDoesNotMatch unless the X-Amz-Signature matches, or with 403
 AccessDenied once it has expired; then it forwards the request unchanged to
 s3rver and relays the answer.
 
+Browser uploads (a multipart/form-data POST to the bucket with a SigV4 POST
+policy) are checked as S3 checks them, since s3rver ignores the policy: the
+x-amz-signature must be the HMAC-SHA256 of the policy with the day's signing
+key (derived here by the spec, not by the signer under test), the policy must
+not have expired, every condition must hold (exact matches, starts-with, the
+file's size within content-length-range: EntityTooLarge/EntityTooSmall
+otherwise) and every form field but policy, x-amz-signature, file and
+x-ignore-* must be named by a condition.
+
     s3_sigv4_gateway.py LISTEN_PORT UPSTREAM_PORT ACCESS_KEY_ID SECRET_ACCESS_KEY REGION
 
 Stops by itself after 10 minutes.  Binds 127.0.0.1 only.
 """
+import base64
 import contextlib
 import datetime
+import email.parser
+import email.policy
+import hashlib
 import hmac
+import json
 import http.client
 import http.server
 import sys
@@ -94,6 +108,71 @@ def check(method, host, target):
     return None
 
 
+def form_fields(content_type, body):
+    """The fields of a multipart/form-data body, in order: [(name, bytes)]."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    fields = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        fields.append((name, part.get_payload(decode=True) or b""))
+    return fields
+
+
+def signing_key(date, region):
+    """SigV4's signing key of a date (YYYYMMDD), by the spec."""
+    key = ("AWS4" + SECRET).encode()
+    for part in (date, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def check_post(bucket, content_type, body):
+    """None when a browser upload's POST policy admits it, else (status, code, message)."""
+    fields = form_fields(content_type, body)
+    names = [n for n, _ in fields]
+    if names.count("file") != 1 or names[-1] != "file":
+        return (400, "InvalidArgument", "POST requires exactly one file field, the last")
+    form = {n.lower(): v.decode("utf-8") for n, v in fields if n != "file"}
+    size = len(fields[-1][1])
+    needed = ("policy", "x-amz-signature", "x-amz-algorithm", "x-amz-credential", "x-amz-date")
+    if any(k not in form for k in needed):
+        return (403, "AccessDenied", "POST policy fields missing")
+    credential = form["x-amz-credential"].split("/")
+    if len(credential) != 5 or credential[0] != ACCESS_KEY or credential[2] != REGION:
+        return (403, "InvalidAccessKeyId", "unknown access key or region")
+    expected = hmac.new(signing_key(credential[1], REGION), form["policy"].encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, form["x-amz-signature"]):
+        return (403, "SignatureDoesNotMatch", "The request signature we calculated does not match")
+    policy = json.loads(base64.b64decode(form["policy"]))
+    expiration = datetime.datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc)
+    if datetime.datetime.now(datetime.timezone.utc) > expiration:
+        return (403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+    values = dict(form, bucket=bucket)
+    covered = {"policy", "x-amz-signature", "file"}
+    for cond in policy["conditions"]:
+        if isinstance(cond, dict):
+            (name, want), = cond.items()
+            op, name = "eq", name.lower()
+        elif cond[0] == "content-length-range":
+            if size > int(cond[2]):
+                return (400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+            if size < int(cond[1]):
+                return (400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size")
+            continue
+        else:
+            op, name, want = cond[0], cond[1].lstrip("$").lower(), cond[2]
+        covered.add(name)
+        have = values.get(name)
+        if have is None or (op == "eq" and have != want) or (op == "starts-with" and not have.startswith(want)):
+            return (403, "AccessDenied", "Invalid according to Policy: Policy Condition failed: %s" % name)
+    extra = [n for n in form if n not in covered and not n.startswith("x-ignore-")]
+    if extra:
+        return (403, "AccessDenied", "Invalid according to Policy: Extra input fields: %s" % extra[0])
+    return None
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -103,11 +182,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        refused = check(self.command, self.headers.get("Host", ""), self.path)
+        content_type = self.headers.get("Content-Type", "")
+        path = urlsplit(self.path).path
+        if self.command == "POST" and content_type.startswith("multipart/form-data") and path.count("/") == 1:
+            refused = check_post(path[1:], content_type, body)
+        else:
+            refused = check(self.command, self.headers.get("Host", ""), self.path)
+            refused = refused and (403,) + refused
         if refused:
             payload = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code>"
-                       "<Message>%s</Message></Error>" % refused).encode()
-            self.send_response(403)
+                       "<Message>%s</Message></Error>" % refused[1:]).encode()
+            self.send_response(refused[0])
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

@@ -22,6 +22,7 @@ use JSON::PP;
 use File::Path qw(make_path);
 use Time::HiRes qw(usleep);
 use BenefitsNode;
+use CdpBrowser;
 use MockProviders;
 
 my $root = $ENV{BENEFITS_ROOT};
@@ -105,28 +106,9 @@ sub app_requests
 
 # The browser: one Chromium for the whole journey (one profile, so one
 # customer's browser), commands over a pipe, one JSON answer per line.
-my ($b_in, $b_out, $b_err) = ('', '', '');
 $ENV{HOME} = $tmp;    # Chromium's own files, writable by the test's user
-my $b_timer = IPC::Run::timeout(180);
-my $b_run = IPC::Run::start(
-	[ 'node', "$root/test/mock/cdp_browser.mjs", '--profile', "$tmp/profile", '--log', "$tmp/browser.log" ],
-	'<', \$b_in, '>', \$b_out, '2>', \$b_err, $b_timer);
-sub browser
-{
-	my (%cmd) = @_;
-	my $expect_failure = delete $cmd{expect_failure};
-	$b_in .= $json->encode(\%cmd) . "\n";
-	$b_timer->start(180);
-	while ($b_out !~ /\n/)
-	{
-		die "the browser driver ended: $b_err" unless $b_run->pumpable;
-		$b_run->pump;
-	}
-	$b_out =~ s/\A([^\n]*)\n//;
-	my $answer = $json->decode($1);
-	diag("browser $cmd{cmd}: $answer->{error}") unless $answer->{ok} || $expect_failure;
-	return $answer;
-}
+my $browser = CdpBrowser::start(profile => "$tmp/profile", log => "$tmp/browser.log");
+sub browser { return $browser->cmd(@_); }
 my $step = 0;
 sub screenshot
 {
@@ -380,8 +362,7 @@ $csp = browser(cmd => 'csp')->{violations};
 ok((grep { $_->{text} =~ /form-action/ } @$csp), 'the CSP blocked it (form-action)');
 is(scalar(grep { $_->{path} eq '/elsewhere' } $mock->requests), 0, 'and the other origin received nothing');
 
-browser(cmd => 'quit');
-$b_run->finish;
+$browser->quit;
 kill 'TERM', $app_pid;
 waitpid($app_pid, 0);
 $app_pid = undef;

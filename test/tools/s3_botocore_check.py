@@ -40,17 +40,12 @@ def expected_base(case):
 
 @contextlib.contextmanager
 def fixed_clock(instant):
-    """Stops botocore's clock at INSTANT (aware, UTC).  Newer botocore reads
-    botocore.compat.get_current_datetime through botocore.auth, older
-    (Debian's) calls datetime.datetime.utcnow() on botocore.auth's datetime."""
-    if hasattr(botocore.auth, "get_current_datetime"):
-        saved = botocore.auth.get_current_datetime
-        botocore.auth.get_current_datetime = lambda *a, **k: instant
-        try:
-            yield
-        finally:
-            botocore.auth.get_current_datetime = saved
-        return
+    """Stops botocore's clock at INSTANT (aware, UTC), for the signer
+    (botocore.auth) and the presigned POST's expiration (botocore.signers).
+    Newer botocore reads botocore.compat.get_current_datetime through those
+    modules, older (Debian's) calls datetime.datetime.utcnow() on their
+    datetime."""
+    import botocore.signers
 
     class FixedDatetime(datetime.datetime):
         @classmethod
@@ -64,12 +59,16 @@ def fixed_clock(instant):
     shim = types.ModuleType("datetime")
     shim.__dict__.update(datetime.__dict__)
     shim.datetime = FixedDatetime
-    saved = botocore.auth.datetime
-    botocore.auth.datetime = shim
+    saved = []
+    for module in (botocore.auth, botocore.signers):
+        name = "get_current_datetime" if hasattr(module, "get_current_datetime") else "datetime"
+        saved.append((module, name, getattr(module, name)))
+        setattr(module, name, (lambda *a, **k: instant) if name == "get_current_datetime" else shim)
     try:
         yield
     finally:
-        botocore.auth.datetime = saved
+        for module, name, value in saved:
+            setattr(module, name, value)
 
 
 def ruleset_path_style(case):
