@@ -948,7 +948,7 @@ Figure(AdminPage *page, int count, const char *what, const char *section)
 	appendStringInfoString(page->body, "</a></li>\n");
 }
 
-/* The number of a pending_fulfillments list (0 when the view is absent). */
+/* The number of grants waiting for manual fulfillment in the document. */
 static int
 PendingCount(AdminPage *page)
 {

@@ -45,8 +45,6 @@ INSERT INTO benefits.customers (id, organization_id, external_id, email, name) V
 INSERT INTO benefits.products (id, organization_id, name) VALUES
     ('00000000-0000-0000-0000-0000000009d1', '$org', 'Pro <plan>');
 });
-my $has_fulfillment = $node->safe_psql('postgres',
-	q{SELECT to_regclass('benefits.pending_fulfillments') IS NOT NULL}) eq 't';
 
 # The endpoint answers 400 for now: its first delivery dies.
 $mock->control(status => { '/hooks/shop' => 400 });
@@ -59,7 +57,7 @@ print $fh $file_content . 'x';
 close $fh;
 my $file_id = $node->safe_psql('postgres', qq{
 SELECT id FROM benefits.create_file('$org', 'Manual <v2> "final".pdf', ${\ length($file_content)}, 'application/pdf')});
-my $manual = $has_fulfillment ? q{, "fulfillment": "manual"} : '';
+my $manual = q{, "fulfillment": "manual"};
 $node->safe_psql('postgres', qq{
 SELECT benefits.create_webhook_endpoint('$org', '$hooks', ARRAY['benefit_grant.created']);
 INSERT INTO benefits.benefits (id, organization_id, type, description, properties) VALUES
@@ -300,20 +298,17 @@ like(join(' | ', @{ $usage[1] }), qr/\S \| Ada "<b>" Lovelace \| 7 \| \d/, 'the 
 like(join(' | ', @{ $usage[1] }), qr/Lovelace \| 3 \| 3/, 'the key using all its activations');
 ok((grep { /: 7$/ } @{ $usage[2] }), "today's column of the chart carries the count");
 
-SKIP:
-{
-	skip 'manual fulfillment (benefits.pending_fulfillments) is not part of this build', 3 unless $has_fulfillment;
-	my @fulfill = browse(
-		{ goto => "$base/admin?section=delivery" },
-		{ texts => 'td' },
-		{ click => 'Mark fulfilled Setup call for Ada "<b>" Lovelace' },
-		{ texts => '.notice' });
-	ok((grep { $_ eq 'Setup call' } @{ $fulfill[1] }), 'the waiting fulfillment is listed');
-	is($fulfill[3][0], 'Done: complete_fulfillment.', 'the completion was posted');
-	is($node->safe_psql('postgres', q{
+# Manual fulfillment: the waiting grant is listed, marked fulfilled from the page, and active.
+my @fulfill = browse(
+	{ goto => "$base/admin?section=delivery" },
+	{ texts => 'td' },
+	{ click => 'Mark fulfilled Setup call for Ada "<b>" Lovelace' },
+	{ texts => '.notice' });
+ok((grep { $_ eq 'Setup call' } @{ $fulfill[1] }), 'the waiting fulfillment is listed');
+is($fulfill[3][0], 'Done: complete_fulfillment.', 'the completion was posted');
+is($node->safe_psql('postgres', q{
 SELECT state FROM benefits.grants WHERE benefit_id = '00000000-0000-0000-0000-0000000009b4'}), 'active',
-		'the grant is active');
-}
+	'the grant is active');
 
 # Screenshots of every section, desktop and phone, kept with the logs.
 my $keep = $ENV{BENEFITS_SCREENSHOT_DIR} // $PostgreSQL::Test::Utils::log_path;
