@@ -67,6 +67,10 @@ SELECT id AS meter_benefit FROM benefits.create_benefit('meter_credits', '000000
     '{"meter_id": "00000000-0000-0000-0000-0000000ad0e1", "units": 5, "low_balance_threshold": 10}') \gset
 SELECT state FROM benefits.grant_benefit('00000000-0000-0000-0000-0000000ad0c1', :'meter_benefit');
 UPDATE benefits.license_keys SET validations = 42, last_validated_at = now() WHERE id = :'lk';
+-- What flush_validation_stats adds for the day of those validations.
+INSERT INTO benefits.license_validations_daily (organization_id, day, validations)
+VALUES ('00000000-0000-0000-0000-0000000ad0a1', (now() AT TIME ZONE 'UTC')::date, 42),
+       ('00000000-0000-0000-0000-0000000ad0a1', (now() AT TIME ZONE 'UTC')::date - 3, 5);
 
 -- A file with a hostile name, one uploaded, one archived.
 SELECT id AS f1 FROM benefits.create_file('00000000-0000-0000-0000-0000000ad0a1', 'evil"><svg onload=alert(1)>.zip', 1500000) \gset
@@ -102,7 +106,8 @@ SELECT d->'organization'->>'name' AS org,
        d->'usage'->'activations_near_limit'->0->'activations' AS near_activations,
        d->'usage'->'activations_near_limit'->0->'limit' AS near_limit,
        jsonb_array_length(d->'usage'->'validations_by_day') AS days,
-       (d->'usage'->'validations_by_day'->13->'validations') AS today
+       (d->'usage'->'validations_by_day'->13->'validations') AS today,
+       (d->'usage'->'validations_by_day'->10->'validations') AS three_days_ago
   FROM d;
 SELECT pg_temp.try($$SELECT benefits.admin_overview(NULL)$$);
 SELECT pg_temp.try($$SELECT benefits.admin_overview('00000000-0000-0000-0000-000000000bad')$$);

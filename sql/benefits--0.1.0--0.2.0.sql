@@ -1369,16 +1369,17 @@ BEGIN
             'validations_by_day', (
                 SELECT coalesce(jsonb_agg(jsonb_build_object('day', to_char(d.day, 'YYYY-MM-DD'),
                                                              'keys', coalesce(v.keys, 0),
-                                                             'validations', coalesce(v.validations, 0))
+                                                             'validations', coalesce(h.validations, 0))
                                           ORDER BY d.day), '[]')
                   FROM generate_series((now() AT TIME ZONE 'UTC')::date - 13,
                                        (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d(day)
-                  LEFT JOIN (SELECT (k.last_validated_at AT TIME ZONE 'UTC')::date AS day,
-                                    count(*) AS keys, sum(k.validations) AS validations
+                  LEFT JOIN (SELECT (k.last_validated_at AT TIME ZONE 'UTC')::date AS day, count(*) AS keys
                                FROM benefits.license_keys k
                               WHERE k.organization_id = admin_overview.organization_id
                                 AND k.last_validated_at >= now() - interval '14 days'
-                              GROUP BY 1) v ON v.day = d.day::date),
+                              GROUP BY 1) v ON v.day = d.day::date
+                  LEFT JOIN benefits.license_validations_daily h
+                         ON h.organization_id = admin_overview.organization_id AND h.day = d.day::date),
             'top_keys', (
                 SELECT coalesce(jsonb_agg(jsonb_build_object(
                            'id', k.id, 'display_key', k.display_key, 'status', k.status,
@@ -1443,3 +1444,15 @@ GRANT EXECUTE ON FUNCTION
     benefits.file_upload_form(uuid, text), benefits.admin_overview(uuid),
     benefits.admin_page_html(uuid, text, text, text, jsonb)
     TO benefits_admin;
+
+-- ---------------------------------------------------------------------------
+-- Validations per organization and day (UTC), added by each flush: their
+-- history for the merchant's dashboard (license_keys keeps the totals).
+CREATE TABLE benefits.license_validations_daily (
+    organization_id  uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
+    day              date NOT NULL,
+    validations      bigint NOT NULL CHECK (validations >= 0),
+    PRIMARY KEY (organization_id, day)
+);
+REVOKE ALL ON benefits.license_validations_daily FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON benefits.license_validations_daily TO benefits_admin;

@@ -482,6 +482,53 @@ RememberTaken(StatsEntry *entries, int n)
 }
 
 /*
+ * The flush's UPDATE of the keys' counters ($1 key ids, $2 counts, $3 the
+ * last validation times); the FLUSH_HISTORY_SQL also adds each key's count to
+ * its organization's day (of its last validation, UTC) and returns the keys
+ * updated.  A database still at 0.1.0's schema keeps no daily history.
+ */
+#define FLUSH_COUNTERS_SQL \
+	"UPDATE benefits.license_keys AS k" \
+	"   SET validations = k.validations OPERATOR(pg_catalog.+) s.n," \
+	"       last_validated_at = GREATEST(k.last_validated_at, s.at)" \
+	"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS s(id, n, at)" \
+	" WHERE k.id OPERATOR(pg_catalog.=) s.id"
+#define FLUSH_HISTORY_SQL \
+	"WITH u AS (" FLUSH_COUNTERS_SQL " RETURNING k.organization_id, s.n, s.at)," \
+	" d AS (INSERT INTO benefits.license_validations_daily AS d (organization_id, day, validations)" \
+	"       SELECT u.organization_id, (u.at AT TIME ZONE 'UTC')::date, pg_catalog.sum(u.n) FROM u GROUP BY 1, 2" \
+	"       ON CONFLICT (organization_id, day)" \
+	"       DO UPDATE SET validations = d.validations OPERATOR(pg_catalog.+) EXCLUDED.validations)" \
+	"SELECT pg_catalog.count(*) FROM u"
+
+/* A flush statement, prepared once and kept. */
+static SPIPlanPtr
+FlushPlanOf(SPIPlanPtr *cache, const char *sql)
+{
+	Oid			types[3] = {UUIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, 3, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
+
+/* The flush of a 0.2.0 schema: counters and the daily history. */
+static SPIPlanPtr
+FlushPlanWithHistory(void)
+{
+	static SPIPlanPtr plan;
+
+	return FlushPlanOf(&plan, FLUSH_HISTORY_SQL);
+}
+
+/*
  * benefits.flush_validation_stats() -> bigint: move the pending validation
  * counts of the current database into benefits.license_keys; returns the
  * number of rows updated.  The background worker calls it every
@@ -553,26 +600,22 @@ flush_validation_stats(PG_FUNCTION_ARGS)
 	args[2] = PointerGetDatum(construct_array(lasts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 
 	BenefitsSpiConnect();
-	if (FlushPlan == NULL)
+	if (BenefitsHasRelation("license_validations_daily"))
 	{
-		Oid			types[3] = {UUIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
-		SPIPlanPtr	plan;
+		bool		isnull;
 
-		plan = SPI_prepare("UPDATE benefits.license_keys AS k"
-						   "   SET validations = k.validations OPERATOR(pg_catalog.+) s.n,"
-						   "       last_validated_at = GREATEST(k.last_validated_at, s.at)"
-						   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS s(id, n, at)"
-						   " WHERE k.id OPERATOR(pg_catalog.=) s.id",
-						   3, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		FlushPlan = plan;
+		ret = SPI_execute_plan(FlushPlanWithHistory(), args, NULL, false, 0);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "flush of validation counts failed: %s", SPI_result_code_string(ret));
+		updated = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
-	ret = SPI_execute_plan(FlushPlan, args, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "flush of validation counts failed: %s", SPI_result_code_string(ret));
-	updated = SPI_processed;
+	else
+	{
+		ret = SPI_execute_plan(FlushPlanOf(&FlushPlan, FLUSH_COUNTERS_SQL), args, NULL, false, 0);
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "flush of validation counts failed: %s", SPI_result_code_string(ret));
+		updated = SPI_processed;
+	}
 	SPI_finish();
 
 	PG_RETURN_INT64((int64) updated);

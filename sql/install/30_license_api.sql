@@ -78,6 +78,15 @@ CREATE FUNCTION benefits.deactivate_license(key text, organization_id uuid, acti
 COMMENT ON FUNCTION benefits.deactivate_license(text, uuid, uuid) IS
     'Deactivate an activation of a license key (kept as history, its seat freed); false when there was no such live activation';
 
+-- Validations per organization and day (UTC), added by each flush: their
+-- history for the merchant's dashboard (license_keys keeps the totals).
+CREATE TABLE benefits.license_validations_daily (
+    organization_id  uuid NOT NULL REFERENCES benefits.organizations ON DELETE CASCADE,
+    day              date NOT NULL,
+    validations      bigint NOT NULL CHECK (validations >= 0),
+    PRIMARY KEY (organization_id, day)
+);
+
 -- Validation counters: see src/license_stats.c.  The background worker calls
 -- flush_validation_stats() every benefits.validation_flush_interval (1s).
 CREATE FUNCTION benefits.flush_validation_stats() RETURNS bigint

@@ -152,16 +152,17 @@ BEGIN
             'validations_by_day', (
                 SELECT coalesce(jsonb_agg(jsonb_build_object('day', to_char(d.day, 'YYYY-MM-DD'),
                                                              'keys', coalesce(v.keys, 0),
-                                                             'validations', coalesce(v.validations, 0))
+                                                             'validations', coalesce(h.validations, 0))
                                           ORDER BY d.day), '[]')
                   FROM generate_series((now() AT TIME ZONE 'UTC')::date - 13,
                                        (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d(day)
-                  LEFT JOIN (SELECT (k.last_validated_at AT TIME ZONE 'UTC')::date AS day,
-                                    count(*) AS keys, sum(k.validations) AS validations
+                  LEFT JOIN (SELECT (k.last_validated_at AT TIME ZONE 'UTC')::date AS day, count(*) AS keys
                                FROM benefits.license_keys k
                               WHERE k.organization_id = admin_overview.organization_id
                                 AND k.last_validated_at >= now() - interval '14 days'
-                              GROUP BY 1) v ON v.day = d.day::date),
+                              GROUP BY 1) v ON v.day = d.day::date
+                  LEFT JOIN benefits.license_validations_daily h
+                         ON h.organization_id = admin_overview.organization_id AND h.day = d.day::date),
             'top_keys', (
                 SELECT coalesce(jsonb_agg(jsonb_build_object(
                            'id', k.id, 'display_key', k.display_key, 'status', k.status,

@@ -33,6 +33,8 @@ ok($primary->poll_query_until('postgres',
 	'the worker flushed 5 validations into license_keys');
 is($primary->safe_psql('postgres', 'SELECT pending_validations FROM benefits.validation_stats()'),
 	'0', 'nothing pending after the flush');
+is($primary->safe_psql('postgres', "SELECT day = (now() AT TIME ZONE 'UTC')::date, validations FROM benefits.license_validations_daily WHERE organization_id = '$org'"),
+	't|5', "and into the organization's validations of the day");
 
 # --- A hot standby validates and counts in its own memory.
 $primary->backup('base');
