@@ -181,10 +181,19 @@ EmailAddressValid(const char *address)
 	return at != NULL && at != address && at[1] != '\0';
 }
 
-/* Is text printable ASCII that needs no encoding in a header? */
+/*
+ * Longest text written as it is in a header: beyond it, encoded words fold
+ * it, so no header line passes RFC 5322's 998 octets whatever the length of
+ * a name or a subject.
+ */
+#define PLAIN_HEADER_TEXT_MAX 60
+
+/* Is text short printable ASCII that needs no encoding in a header? */
 static bool
 PlainHeaderText(const char *text)
 {
+	if (strlen(text) > PLAIN_HEADER_TEXT_MAX)
+		return false;
 	for (const char *c = text; *c; c++)
 		if (*c < ' ' || *c >= 0x7f)
 			return false;

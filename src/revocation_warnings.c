@@ -3,7 +3,7 @@
  * by run_maintenance, it finds subscriptions that will lose their benefits at
  * a known time within benefits.revocation_warning_before (canceled, or set to
  * cancel at the period end, with a period end; past_due/unpaid with a grace
- * period running) and, once per end of access, writes the customer's
+ * period running from a known past_due_at) and, once per end of access, writes the customer's
  * warning email and a benefit_grant.revocation_scheduled event per live
  * grant (to endpoints that list that type).  subscriptions
  * .revocation_warning_for records the end warned about: a subscription that
@@ -104,7 +104,8 @@ RevocationWarningsDue(void)
 							  "  SELECT s.id, CASE"
 							  "           WHEN s.status = 'canceled' THEN LEAST(s.ended_at, s.current_period_end)"
 							  "           WHEN s.status IN ('past_due', 'unpaid') AND o.grace_period > '0 days'"
-							  "             THEN COALESCE(s.past_due_at, pg_catalog.now()) + o.grace_period"
+							  "                AND s.past_due_at IS NOT NULL"
+							  "             THEN s.past_due_at + o.grace_period"
 							  "           WHEN s.status IN ('active', 'trialing') THEN s.current_period_end"
 							  "         END AS ends_at"
 							  "    FROM benefits.subscriptions s JOIN benefits.organizations o ON o.id = s.organization_id"

@@ -143,6 +143,35 @@ is(sql("SELECT string_agg(e.url || ' ' || (o.payload #>> '{data,display_key}') |
 	'https://hooks.example.com/asks ' . sql("SELECT display_key FROM benefits.license_keys WHERE customer_id = '$kim'") . ' true',
 	'one license_key.expiring event, only to the endpoint that lists it, with the display key (never the key) and the expiry');
 
+# A past_due subscription whose past_due_at is unknown (cleared by the
+# application) has no known end of access: no warning, however often
+# run_maintenance runs (with it the end moved with the clock, and every run
+# warned again).
+sql("UPDATE benefits.organizations SET grace_period = interval '30 minutes' WHERE id = '$org'");
+my $pat = customer('pat');
+my $sub_p = sql("INSERT INTO benefits.subscriptions (customer_id, product_id, status, current_period_end)
+    VALUES ('$pat', '$pro', 'active', now() + interval '30 days') RETURNING id");
+sql("UPDATE benefits.subscriptions SET status = 'past_due' WHERE id = '$sub_p'");
+sql("UPDATE benefits.subscriptions SET past_due_at = NULL WHERE id = '$sub_p'");
+sql("SELECT benefits.run_maintenance()") for 1 .. 3;
+is(sql("SELECT count(*) FROM benefits.outbox WHERE action = 'revocation_warning' AND payload->>'subscription_id' = '$sub_p'"),
+	'0', 'past_due without past_due_at: no warning after three runs');
+
+# A display name far longer than a header line may be is folded into encoded
+# words: every header line of the message stays within RFC 5322's 998 octets.
+my $long = 'L' x 1200;
+my $lee = sql("INSERT INTO benefits.customers (organization_id, external_id, email, name)
+    VALUES ('$org', 'lee', 'lee\@example.com', '$long') RETURNING id");
+sql("SELECT benefits.grant_benefit('$lee', '$note')");
+idle();
+my ($lee_mail) = to('lee@example.com');
+# (Python's parser of address headers keeps a space between adjacent encoded
+# words of a display name, which RFC 2047 says to drop: compared without them.)
+(my $lee_to = $lee_mail->{headers}{To}) =~ s/ (?=L)//g;
+is($lee_to, "$long <lee\@example.com>", 'the long name arrives whole');
+my ($longest) = sort { $b <=> $a } map { length } map { split /\r?\n/, $_ } values %{ $lee_mail->{raw_headers} };
+cmp_ok($longest, '<=', 998, "and no header line is longer than 998 octets ($longest)");
+
 # The address guard applies to the SMTP server as to every connection: with
 # benefits.allow_private_network off, loopback is refused and nothing is sent.
 sql("ALTER SYSTEM SET benefits.allow_private_network = off");
