@@ -271,12 +271,20 @@ SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('k', -1, 'https://app.exa
 SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('k', 5368709121, 'https://app.example/up')$$);
 SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('k', 1, 'https://app.example/up', '8 days')$$);
 SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('k', NULL, 'https://app.example/up')$$);
+-- A key S3 would rewrite with the browser's file name is refused.
+SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('org/f/a${filename}', 1, 'https://app.example/up')$$);
 RESET benefits.s3_bucket;
 SELECT pg_temp.try($$SELECT benefits.s3_presigned_post('k', 1, 'https://app.example/up')$$);
 -- Without storage settings the files section still opens, without upload forms.
 SELECT position('<form' IN h) = 0 AS no_upload_form, h ~ 'once a superuser has set the benefits.s3_' AS says_why
   FROM benefits.admin_page_html('00000000-0000-0000-0000-0000000ad0a1', 'files', NULL, NULL,
                                 '{"upload_redirect_url": "https://app.example/up"}') h;
+
+-- A deactivated activation frees its seat: the key is no longer near its limit.
+SELECT benefits.deactivate_license(:'lk_key', '00000000-0000-0000-0000-0000000ad0a1',
+    (SELECT a.id FROM benefits.license_key_activations a WHERE a.license_key_id = :'lk' AND a.label = 'desktop'));
+SELECT jsonb_array_length(benefits.admin_overview('00000000-0000-0000-0000-0000000ad0a1')->'usage'->'activations_near_limit')
+    AS near_limit_after_deactivation;
 
 -- Leave nothing behind for the tests that follow.
 DELETE FROM benefits.subscriptions WHERE organization_id IN ('00000000-0000-0000-0000-0000000ad0a1', '00000000-0000-0000-0000-0000000ad0a2');

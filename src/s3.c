@@ -452,6 +452,19 @@ CheckKey(const char *key)
 }
 
 /*
+ * Refuses policy text that is not valid UTF-8 (a database in another
+ * encoding does not check it): the policy's JSON escaping reads it as UTF-8.
+ */
+static void
+CheckPolicyText(const char *name, const char *value)
+{
+	if (!pg_verify_mbstr(PG_UTF8, value, strlen(value), true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("%s must be valid UTF-8", name)));
+}
+
+/*
  * Builds the presigned URL.  The canonical request is
  *   METHOD \n URI \n QUERY \n host:HOST \n \n host \n UNSIGNED-PAYLOAD
  * and the string to sign
@@ -649,6 +662,14 @@ S3PresignPost(const S3Config *config, const char *key, int64 size, const char *r
 	char	   *signature = palloc(2 * crypto_auth_hmacsha256_BYTES + 1);
 
 	CheckKey(key);
+	CheckPolicyText("key", key);
+	CheckPolicyText("redirect_url", redirect_url);
+	/* S3 would replace it with the name the browser sends: the key would not be the one signed */
+	if (strstr(key, "${filename}") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key must not contain \"${filename}\""),
+				 errdetail("S3 replaces it in a POST upload with the file name the browser sends.")));
 	if (size < 0 || size > S3_MAX_SINGLE_PUT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

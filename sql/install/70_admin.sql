@@ -134,8 +134,9 @@ BEGIN
                            'id', e.id, 'url', e.url, 'disabled_at', benefits.rfc3339(e.disabled_at),
                            'reason', e.disabled_reason)
                        ORDER BY e.disabled_at, e.id), '[]')
-                  FROM benefits.webhook_endpoints e
-                 WHERE e.organization_id = admin_overview.organization_id AND NOT e.enabled),
+                  FROM (SELECT * FROM benefits.webhook_endpoints e
+                         WHERE e.organization_id = admin_overview.organization_id AND NOT e.enabled
+                         ORDER BY e.disabled_at, e.id LIMIT 200) e),
             'attention_grants', (
                 SELECT coalesce(jsonb_agg(jsonb_build_object(
                            'id', g.id, 'state', g.state, 'benefit', b.description, 'type', b.type,
@@ -180,24 +181,27 @@ BEGIN
                            'customer', coalesce(c.name, c.email, c.external_id),
                            'activations', k.activations, 'limit', k.limit_activations)
                        ORDER BY k.activations::numeric / k.limit_activations DESC, k.id), '[]')
-                  FROM (SELECT k.*, (SELECT count(*) FROM benefits.license_key_activations a
-                                      WHERE a.license_key_id = k.id) AS activations
-                          FROM benefits.license_keys k
-                         WHERE k.organization_id = admin_overview.organization_id
-                           AND k.limit_activations IS NOT NULL AND k.status = 'granted') k
-                  JOIN benefits.customers c ON c.id = k.customer_id
-                 WHERE k.activations * 5 >= k.limit_activations * 4),
+                  FROM (SELECT k.* FROM (
+                          SELECT k.*, (SELECT count(*) FROM benefits.license_key_activations a
+                                        WHERE a.license_key_id = k.id AND a.deactivated_at IS NULL) AS activations
+                            FROM benefits.license_keys k
+                           WHERE k.organization_id = admin_overview.organization_id
+                             AND k.limit_activations IS NOT NULL AND k.status = 'granted') k
+                         WHERE k.activations * 5 >= k.limit_activations * 4
+                         ORDER BY k.activations::numeric / k.limit_activations DESC, k.id LIMIT 10) k
+                  JOIN benefits.customers c ON c.id = k.customer_id),
             'low_balances', (
                 SELECT coalesce(jsonb_agg(jsonb_build_object(
                            'customer', coalesce(c.name, c.email, c.external_id), 'meter', m.name,
                            'balance', mb.balance, 'threshold', mb.low_balance_threshold,
                            'credited', mb.credited)
                        ORDER BY mb.balance, m.name, c.id), '[]')
-                  FROM benefits.meter_balances mb
+                  FROM (SELECT * FROM benefits.meter_balances mb
+                         WHERE mb.organization_id = admin_overview.organization_id
+                           AND mb.low_balance_threshold IS NOT NULL AND mb.balance <= mb.low_balance_threshold
+                         ORDER BY mb.balance, mb.meter_id, mb.customer_id LIMIT 10) mb
                   JOIN benefits.meters m ON m.id = mb.meter_id
-                  JOIN benefits.customers c ON c.id = mb.customer_id
-                 WHERE mb.organization_id = admin_overview.organization_id
-                   AND mb.low_balance_threshold IS NOT NULL AND mb.balance <= mb.low_balance_threshold)))
+                  JOIN benefits.customers c ON c.id = mb.customer_id)))
       INTO result;
     RETURN result;
 END
