@@ -18,8 +18,6 @@
  */
 #include "postgres.h"
 
-#include <sodium.h>
-
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -126,15 +124,9 @@ IssueState(pg_uuid_t session_id, pg_uuid_t customer_id, const char *platform, co
 	static SPIPlanPtr purge_plan;
 	Oid			types[6] = {BYTEAOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, INT4OID};
 	Datum		values[6];
-	unsigned char random[STATE_BYTES];
-	char		encoded[sodium_base64_ENCODED_LEN(STATE_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+	char	   *state = BenefitsRandomToken(STATE_BYTES);
 
-	randombytes_buf(random, sizeof(random));
-	sodium_bin2base64(encoded, sizeof(encoded), random, sizeof(random),
-					  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	sodium_memzero(random, sizeof(random));
-
-	values[0] = PointerGetDatum(BenefitsSha256(encoded, strlen(encoded)));
+	values[0] = PointerGetDatum(BenefitsSha256(state, strlen(state)));
 	values[1] = UuidGetDatum(&session_id);
 	values[2] = UuidGetDatum(&customer_id);
 	values[3] = CStringGetTextDatum(platform);
@@ -158,7 +150,7 @@ IssueState(pg_uuid_t session_id, pg_uuid_t customer_id, const char *platform, co
 							  "                                 ORDER BY n.created_at DESC, n.state_hash LIMIT $2))",
 							  2, (Oid[]) {UUIDOID, INT4OID}),
 				 (Datum[]) {values[2], values[3]}, NULL, false, 0);
-	return pstrdup(encoded);
+	return state;
 }
 
 /* The provider's authorize URL for a fresh state. */

@@ -259,6 +259,24 @@ BenefitsGrantsKeepHistory(void)
 	return OidIsValid(grants) && get_attnum(grants, "source_subscription_id") != InvalidAttrNumber;
 }
 
+/*
+ * A secret to hand out: nbytes from libsodium's CSPRNG in unpadded URL-safe
+ * base64 (session tokens, link states), palloc'd; the raw bytes are wiped.
+ */
+char *
+BenefitsRandomToken(size_t nbytes)
+{
+	unsigned char *random = palloc(nbytes);
+	size_t		encoded_len = sodium_base64_ENCODED_LEN(nbytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	char	   *encoded = palloc(encoded_len);
+
+	randombytes_buf(random, nbytes);
+	sodium_bin2base64(encoded, encoded_len, random, nbytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(random, nbytes);
+	pfree(random);
+	return encoded;
+}
+
 /* The SHA-256 of len bytes as a bytea: how secrets handed out (tokens, states) are stored. */
 bytea *
 BenefitsSha256(const char *data, size_t len)

@@ -38,6 +38,7 @@ extern char *BenefitsJsonbValueText(JsonbValue *v);
 /* A relation of the benefits schema and a column of it, which must exist. */
 extern bool BenefitsHasRelation(const char *name);
 extern bytea *BenefitsSha256(const char *data, size_t len);
+extern char *BenefitsRandomToken(size_t nbytes);
 extern Oid	BenefitsRelid(const char *name);
 extern AttrNumber BenefitsColumnNumber(Oid relid, const char *name);
 /* Whether the installed schema keeps grants of deleted sources (0.2.0). */

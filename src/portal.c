@@ -14,8 +14,6 @@
  */
 #include "postgres.h"
 
-#include <sodium.h>
-
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -123,9 +121,6 @@ create_customer_session(PG_FUNCTION_ARGS)
 	Oid			find_types[2] = {UUIDOID, TEXTOID};
 	Oid			insert_types[4] = {UUIDOID, UUIDOID, BYTEAOID, INT4OID};
 	Datum		values[4];
-	unsigned char random[SESSION_TOKEN_BYTES];
-	char		encoded[sodium_base64_ENCODED_LEN(SESSION_TOKEN_BYTES,
-												  sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
 	char	   *token;
 	bool		isnull;
 	Datum		customer;
@@ -156,11 +151,7 @@ create_customer_session(PG_FUNCTION_ARGS)
 						DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0))))));
 	customer = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
-	randombytes_buf(random, sizeof(random));
-	sodium_bin2base64(encoded, sizeof(encoded), random, sizeof(random),
-					  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	sodium_memzero(random, sizeof(random));
-	token = psprintf("%s%s", SESSION_TOKEN_PREFIX, encoded);
+	token = psprintf("%s%s", SESSION_TOKEN_PREFIX, BenefitsRandomToken(SESSION_TOKEN_BYTES));
 
 	values[1] = customer;
 	values[2] = PointerGetDatum(BenefitsSha256(token, strlen(token)));
