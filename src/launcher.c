@@ -7,6 +7,15 @@
  * and starts it again with exponential backoff, so a missing database costs
  * a log line every few minutes instead of a crash loop.  On SIGHUP it rereads
  * the list: new names get a worker, removed names have theirs terminated.
+ *
+ * Each database gets benefits.workers_per_database workers, one per share of
+ * its outbox (the share is the worker's main argument).  When the setting
+ * grows, the launcher starts the new shares; when it shrinks, the workers of
+ * the shares beyond it finish what they have in flight, record it and exit
+ * on their own (worker.c), and are then forgotten, not restarted: stopping
+ * them here would leave their jobs leased until the leases expire.
+ *
+ * Concurrency: the launcher is a single process; its state is local.
  */
 #include "postgres.h"
 
@@ -23,13 +32,19 @@
 
 #include "worker.h"
 
-typedef struct DatabaseWorker
+/* One worker process: a share of one database. */
+typedef struct ShareWorker
 {
-	char		name[NAMEDATALEN];
 	BackgroundWorkerHandle *handle;
 	TimestampTz started_at;
 	TimestampTz next_start;
 	int			failures;
+} ShareWorker;
+
+typedef struct DatabaseWorker
+{
+	char		name[NAMEDATALEN];
+	ShareWorker shares[BENEFITS_MAX_WORKERS_PER_DATABASE];
 	bool		wanted;
 } DatabaseWorker;
 
@@ -107,11 +122,12 @@ ReadDatabaseList(void)
 	pfree(list);
 }
 
-/* Start the worker of one database. */
+/* Start the worker of one share of a database. */
 static void
-StartDatabaseWorker(DatabaseWorker *db)
+StartShareWorker(DatabaseWorker *db, int share)
 {
 	BackgroundWorker worker;
+	ShareWorker *w = &db->shares[share];
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -119,21 +135,89 @@ StartDatabaseWorker(DatabaseWorker *db)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "$libdir/benefits");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "benefits_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "benefits worker for %s", db->name);
+	if (share == 0)
+		snprintf(worker.bgw_name, BGW_MAXLEN, "benefits worker for %s", db->name);
+	else
+		snprintf(worker.bgw_name, BGW_MAXLEN, "benefits worker %d for %s", share, db->name);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "benefits worker");
 	strlcpy(worker.bgw_extra, db->name, BGW_EXTRALEN);
+	worker.bgw_main_arg = Int32GetDatum(share);
 	worker.bgw_notify_pid = MyProcPid;
 
-	db->started_at = GetCurrentTimestamp();
-	if (!RegisterDynamicBackgroundWorker(&worker, &db->handle))
+	w->started_at = GetCurrentTimestamp();
+	if (!RegisterDynamicBackgroundWorker(&worker, &w->handle))
 	{
-		db->handle = NULL;
-		db->failures++;
-		db->next_start = TimestampTzPlusMilliseconds(db->started_at, 10000);
+		w->handle = NULL;
+		w->failures++;
+		w->next_start = TimestampTzPlusMilliseconds(w->started_at, 10000);
 		ereport(WARNING,
-				(errmsg("benefits: could not start the worker for database \"%s\"", db->name),
+				(errmsg("benefits: could not start worker %d for database \"%s\"", share, db->name),
 				 errhint("Raise max_worker_processes.")));
 	}
+}
+
+/*
+ * Notice that a share's worker stopped; schedule its restart with backoff
+ * (logged when it is still wanted).
+ */
+static void
+NoteStopped(DatabaseWorker *db, int share, bool wanted, TimestampTz now)
+{
+	ShareWorker *w = &db->shares[share];
+	pid_t		pid;
+	long		delay;
+
+	if (w->handle == NULL || GetBackgroundWorkerPid(w->handle, &pid) != BGWH_STOPPED)
+		return;
+	pfree(w->handle);
+	w->handle = NULL;
+	/* a worker that ran a while before stopping starts a fresh backoff */
+	if (TimestampDifferenceExceeds(w->started_at, now, 60000))
+		w->failures = 0;
+	w->failures++;
+	delay = Min(300000L, 1000L << Min(w->failures - 1, 9));
+	w->next_start = TimestampTzPlusMilliseconds(now, delay);
+	if (wanted)
+		ereport(LOG,
+				(errmsg("benefits: worker for database \"%s\" stopped; restarting in %ld s",
+						db->name, delay / 1000),
+				 share > 0 ? errdetail("It served share %d of the database's outbox.", share) : 0));
+}
+
+/*
+ * Start, restart and stop the workers of one database; returns ms until its
+ * next scheduled start, and whether any of its workers is still running.
+ */
+static long
+ReconcileDatabase(DatabaseWorker *db, TimestampTz now, bool *running)
+{
+	long		next = 1000;
+
+	*running = false;
+	for (int share = 0; share < BENEFITS_MAX_WORKERS_PER_DATABASE; share++)
+	{
+		ShareWorker *w = &db->shares[share];
+		bool		wanted = db->wanted && share < benefits_workers_per_database;
+
+		NoteStopped(db, share, wanted, now);
+		if (w->handle != NULL)
+		{
+			/* a share beyond the setting drains and exits by itself */
+			if (!db->wanted)
+				TerminateBackgroundWorker(w->handle);
+			*running = true;
+		}
+		else if (!wanted)
+			w->failures = 0;
+		else if (now >= w->next_start)
+		{
+			StartShareWorker(db, share);
+			*running |= w->handle != NULL;
+		}
+		else
+			next = Min(next, TimestampDifferenceMilliseconds(now, w->next_start));
+	}
+	return next;
 }
 
 /* Start, restart and stop workers; returns ms until the next scheduled start. */
@@ -148,42 +232,12 @@ ReconcileWorkers(void)
 
 	for (int i = 0; i < ndatabases; i++)
 	{
-		DatabaseWorker *db = &databases[i];
-		pid_t		pid;
+		bool		running;
 
-		if (db->handle && GetBackgroundWorkerPid(db->handle, &pid) == BGWH_STOPPED)
-		{
-			pfree(db->handle);
-			db->handle = NULL;
-			/* a worker that ran a while before stopping starts a fresh backoff */
-			if (TimestampDifferenceExceeds(db->started_at, now, 60000))
-				db->failures = 0;
-			db->failures++;
-			db->next_start = TimestampTzPlusMilliseconds(now, Min(300000L, 1000L << Min(db->failures - 1, 9)));
-			if (db->wanted)
-				ereport(LOG,
-						(errmsg("benefits: worker for database \"%s\" stopped; restarting in %ld s",
-								db->name, Min(300000L, 1000L << Min(db->failures - 1, 9)) / 1000)));
-		}
-		if (!db->wanted)
-		{
-			if (db->handle)
-			{
-				TerminateBackgroundWorker(db->handle);
-				keep++;			/* forget it once it has stopped */
-				databases[keep - 1] = *db;
-				continue;
-			}
-			continue;
-		}
-		if (db->handle == NULL)
-		{
-			if (now >= db->next_start)
-				StartDatabaseWorker(db);
-			else
-				next = Min(next, TimestampDifferenceMilliseconds(now, db->next_start));
-		}
-		databases[keep++] = *db;
+		next = Min(next, ReconcileDatabase(&databases[i], now, &running));
+		/* a database no longer named is forgotten once its workers stopped */
+		if (databases[i].wanted || running)
+			databases[keep++] = databases[i];
 	}
 	ndatabases = keep;
 	return Max(next, 10);

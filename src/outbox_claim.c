@@ -9,6 +9,16 @@
  * outbox.chain_key) with FOR UPDATE SKIP LOCKED,
  * marks it running and leases it; results are recorded after the network
  * I/O in a transaction of their own.
+ *
+ * Concurrency: several workers of one database (benefits.workers_per_database)
+ * each claim their own share, a hash of the job's grant (else its chain key,
+ * else its id).  The shares only spread the work: what keeps two workers from
+ * sending one job is the row lock and the lease, and what keeps a chain in
+ * order is the claim's "no earlier pending or running job" test, both of
+ * which hold whatever share a job falls in (also while the worker count
+ * changes).  A claimed job's run_after moves to its lease's end, so the
+ * index-ordered claim stops before the jobs in flight instead of stepping
+ * over them, and a job whose worker died becomes due when its lease ends.
  */
 #include "postgres.h"
 
@@ -44,12 +54,16 @@ static const char *claim_sql =
 "     AND (o.chain_key IS NULL OR NOT EXISTS ("
 "          SELECT 1 FROM benefits.outbox q"
 "           WHERE q.chain_key = o.chain_key AND q.id < o.id AND q.state IN ('pending', 'running')))"
+"     AND ($3 = 1 OR (CASE WHEN o.grant_id IS NOT NULL THEN uuid_hash(o.grant_id)"
+"                          WHEN o.chain_key IS NOT NULL THEN hashtext(o.chain_key)"
+"                          ELSE hashint8(o.id) END & 2147483647) % $3 = ANY ($4::int[]))"
 "   ORDER BY o.run_after, o.id"
 "   LIMIT $1"
 "   FOR UPDATE OF o SKIP LOCKED)"
 " UPDATE benefits.outbox o"
 "    SET state = 'running', attempts = o.attempts + 1,"
-"        leased_until = now() + $2 * interval '1 millisecond'"
+"        leased_until = now() + $2 * interval '1 millisecond',"
+"        run_after = now() + $2 * interval '1 millisecond'"
 "   FROM c"
 "   LEFT JOIN benefits.webhook_endpoints e ON e.id = c.endpoint_id"
 "   LEFT JOIN benefits.customer_accounts a"
@@ -76,8 +90,9 @@ enum
 static const char *done_sql =
 "UPDATE benefits.outbox o"
 "   SET state = 'done', finished_at = now(), leased_until = NULL,"
-"       last_status = ($2::int[])[array_position($1::bigint[], o.id)], last_error = NULL"
-" WHERE o.id = ANY ($1::bigint[]) AND o.leased_until IS NOT NULL";
+"       last_status = r.status, last_error = NULL"
+"  FROM unnest($1::bigint[], $2::int[]) AS r(id, status)"
+" WHERE o.id = r.id AND o.leased_until IS NOT NULL";
 
 static const char *fail_sql =
 "UPDATE benefits.outbox"
@@ -133,7 +148,7 @@ static const char *next_due_sql =
 " WHERE state = 'pending' AND run_after > now()";
 
 static const char *reset_stale_sql =
-"UPDATE benefits.outbox SET state = 'pending', leased_until = NULL"
+"UPDATE benefits.outbox SET state = 'pending', leased_until = NULL, run_after = now()"
 " WHERE state = 'running'";
 
 static const char *prune_sql =
@@ -222,7 +237,7 @@ OutboxPrepareLocked(bool wait)
 
 	if (claim_plan == NULL)
 	{
-		Oid			t_claim[2] = {INT4OID, INT4OID};
+		Oid			t_claim[4] = {INT4OID, INT4OID, INT4OID, INT4ARRAYOID};
 		Oid			t_done[2] = {INT8ARRAYOID, INT4ARRAYOID};
 		Oid			t_fail[5] = {INT8OID, BOOLOID, FLOAT8OID, INT4OID, TEXTOID};
 		Oid			t_step[3] = {INT8OID, JSONBOID, INT4OID};
@@ -232,7 +247,7 @@ OutboxPrepareLocked(bool wait)
 		Oid			t_epok[1] = {TEXTARRAYOID};
 		Oid			t_epfail[4] = {TEXTOID, BOOLOID, TEXTOID, INT4OID};
 
-		claim_plan = Prepare(claim_sql, 2, t_claim);
+		claim_plan = Prepare(claim_sql, 4, t_claim);
 		done_plan = Prepare(done_sql, 2, t_done);
 		fail_plan = Prepare(fail_sql, 5, t_fail);
 		step_plan = Prepare(step_sql, 3, t_step);
@@ -259,8 +274,9 @@ OutboxPrepareLocked(bool wait)
 
 /*
  * Release the leases of a predecessor that died (crash, SIGKILL, immediate
- * shutdown): this process is the only worker of its database, so every
- * running job is stale.  Their attempt stays counted.
+ * shutdown): called by the first worker of its database only, before any
+ * sibling claims (WorkerSlotAcquire), so every running job is stale.  Their
+ * attempt stays counted.
  */
 void
 OutboxResetStale(void)
@@ -290,15 +306,19 @@ GetInt(HeapTuple tup, TupleDesc desc, int col)
 }
 
 /*
- * Claim up to `limit` due jobs.  Each job gets its own memory context, a
- * child of `parent` (which outlives the transaction).  *more is set when
- * the limit was reached (more jobs may be due).
+ * Claim up to `limit` due jobs of the shares claimed[0..nclaimed) of
+ * `shares` (the database's workers split the outbox by a hash of each job's
+ * grant, or chain, or id).  Each job gets its own memory context, a child of
+ * `parent` (which outlives the transaction).  *more is set when the limit
+ * was reached (more jobs may be due).
  */
 List *
-OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt)
+OutboxClaim(int limit, const int *claimed, int nclaimed, int shares, bool *more,
+			MemoryContext parent, MemoryContext list_cxt)
 {
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
+	Datum	   *share_datums = palloc(sizeof(Datum) * nclaimed);
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	List	   *jobs = NIL;
 	int			ret;
 	int			lease_ms;
@@ -307,6 +327,10 @@ OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt)
 	lease_ms = benefits_http_timeout + benefits_http_connect_timeout + 60000;
 	values[0] = Int32GetDatum(limit);
 	values[1] = Int32GetDatum(lease_ms);
+	for (int i = 0; i < nclaimed; i++)
+		share_datums[i] = Int32GetDatum(claimed[i]);
+	values[2] = Int32GetDatum(Max(shares, 1));
+	values[3] = PointerGetDatum(construct_array(share_datums, nclaimed, INT4OID, 4, true, TYPALIGN_INT));
 	ret = SPI_execute_plan(claim_plan, values, nulls, false, 0);
 	if (ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "benefits: claiming jobs failed: %s", SPI_result_code_string(ret));

@@ -6,6 +6,13 @@
  * notes that the transaction wrote jobs; at XACT_EVENT_COMMIT (when the rows
  * are already visible to others) the transaction callback sets that latch.
  * A rolled-back transaction wakes nobody.
+ *
+ * A database may have several workers (benefits.workers_per_database), one
+ * slot each, told apart by their share.  A commit wakes all of them; a
+ * worker that records results wakes its siblings, whose successors may have
+ * been waiting on those jobs.  The slots are read and written under one
+ * spinlock, never held across anything but the slot array; latches are set
+ * after it is released.
  */
 #include "postgres.h"
 
@@ -27,17 +34,22 @@
 typedef struct WorkerSlot
 {
 	Oid			dboid;
+	int			share;			/* which share of the database's outbox */
 	pid_t		pid;
 	Latch	   *latch;
+	bool		releasing_stale;	/* first of its database: resetting old leases */
 } WorkerSlot;
+
+#define WORKER_SLOTS (BENEFITS_MAX_DATABASES * BENEFITS_MAX_WORKERS_PER_DATABASE)
 
 typedef struct WorkerShared
 {
 	slock_t		mutex;
-	WorkerSlot	slots[BENEFITS_MAX_DATABASES];
+	WorkerSlot	slots[WORKER_SLOTS];
 } WorkerShared;
 
 static WorkerShared *worker_shared = NULL;
+static int	my_slot = -1;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
@@ -89,51 +101,134 @@ WorkerSlotRelease(int code, Datum arg)
 
 	SpinLockAcquire(&worker_shared->mutex);
 	if (worker_shared->slots[i].pid == MyProcPid)
-	{
-		worker_shared->slots[i].pid = 0;
-		worker_shared->slots[i].latch = NULL;
-		worker_shared->slots[i].dboid = InvalidOid;
-	}
+		memset(&worker_shared->slots[i], 0, sizeof(WorkerSlot));
 	SpinLockRelease(&worker_shared->mutex);
+	my_slot = -1;
 }
 
 /*
- * Publish this worker's latch for its database.  Returns false when another
- * live process already serves the database: exactly one worker per database
- * is what makes resetting its stale leases at start-up safe.
+ * Publish this worker's latch for its share of its database.  Returns false
+ * when another live process already serves that share.  *first is set when
+ * no other worker of the database is alive: that worker alone resets the
+ * leases a dead predecessor left (every running job is then stale), and its
+ * siblings claim nothing until it is done (WorkerStaleReleaseDone).
  */
 bool
-WorkerSlotAcquire(Oid dboid)
+WorkerSlotAcquire(Oid dboid, int share, bool *first)
 {
 	int			free_slot = -1;
-	pid_t		other = 0;
+	bool		taken = false;
+	bool		alone = true;
 
 	if (worker_shared == NULL)
 		return false;
 	SpinLockAcquire(&worker_shared->mutex);
-	for (int i = 0; i < BENEFITS_MAX_DATABASES; i++)
+	for (int i = 0; i < WORKER_SLOTS; i++)
 	{
 		WorkerSlot *slot = &worker_shared->slots[i];
 
 		if (slot->pid != 0 && slot->dboid == dboid)
 		{
-			other = slot->pid;
-			break;
+			alone = false;
+			taken |= slot->share == share;
 		}
 		if (slot->pid == 0 && free_slot < 0)
 			free_slot = i;
 	}
-	if (other == 0 && free_slot >= 0)
+	if (!taken && free_slot >= 0)
 	{
-		worker_shared->slots[free_slot].dboid = dboid;
-		worker_shared->slots[free_slot].pid = MyProcPid;
-		worker_shared->slots[free_slot].latch = &MyProc->procLatch;
+		WorkerSlot *slot = &worker_shared->slots[free_slot];
+
+		slot->dboid = dboid;
+		slot->share = share;
+		slot->pid = MyProcPid;
+		slot->latch = &MyProc->procLatch;
+		slot->releasing_stale = alone;
 	}
 	SpinLockRelease(&worker_shared->mutex);
-	if (other != 0 || free_slot < 0)
+	if (taken || free_slot < 0)
 		return false;
+	my_slot = free_slot;
+	*first = alone;
 	on_shmem_exit(WorkerSlotRelease, Int32GetDatum(free_slot));
 	return true;
+}
+
+/* The first worker of the database has reset the old leases. */
+void
+WorkerStaleReleaseDone(void)
+{
+	SpinLockAcquire(&worker_shared->mutex);
+	worker_shared->slots[my_slot].releasing_stale = false;
+	SpinLockRelease(&worker_shared->mutex);
+}
+
+/*
+ * What the other live workers of this worker's database look like: which
+ * shares are served, whether this one is the lowest share alive, and whether
+ * a first worker is still resetting old leases.
+ */
+static void
+ScanSiblings(bool *served, bool *lowest, bool *waiting)
+{
+	Oid			dboid = worker_shared->slots[my_slot].dboid;
+	int			mine = worker_shared->slots[my_slot].share;
+
+	*lowest = true;
+	*waiting = false;
+	SpinLockAcquire(&worker_shared->mutex);
+	for (int i = 0; i < WORKER_SLOTS; i++)
+	{
+		WorkerSlot *slot = &worker_shared->slots[i];
+
+		if (slot->pid == 0 || slot->dboid != dboid)
+			continue;
+		served[slot->share] = true;
+		*lowest &= slot->share >= mine;
+		*waiting |= slot->releasing_stale && i != my_slot;
+	}
+	SpinLockRelease(&worker_shared->mutex);
+}
+
+/*
+ * Which shares this worker claims: its own, and, when it is the lowest share
+ * alive in its database, every share below `shares` that no live worker
+ * serves (one that failed to start, or stopped), so no share is left
+ * unserved.  Returns how many it wrote to out[] (0 while the first worker
+ * is still resetting old leases: claiming then could take a job that reset
+ * would hand out again).
+ */
+int
+WorkerClaimShares(int shares, int *out)
+{
+	bool		served[BENEFITS_MAX_WORKERS_PER_DATABASE] = {0};
+	bool		lowest;
+	bool		waiting;
+	int			n = 0;
+
+	ScanSiblings(served, &lowest, &waiting);
+	if (waiting)
+		return 0;
+	out[n++] = worker_shared->slots[my_slot].share;
+	for (int s = 0; lowest && s < shares; s++)
+		if (!served[s])
+			out[n++] = s;
+	return n;
+}
+
+/*
+ * Is this worker the lowest share alive in its database?  That one makes the
+ * database's periodic calls (counter flush, maintenance, pruning).
+ */
+bool
+WorkerIsLowestShare(void)
+{
+	bool		served[BENEFITS_MAX_WORKERS_PER_DATABASE] = {0};
+	bool		lowest;
+	bool		waiting;
+
+	ScanSiblings(served, &lowest, &waiting);
+	return lowest;
 }
 
 /* The worker's own outbox writes must not wake itself. */
@@ -143,26 +238,38 @@ WorkerSetAmWorker(void)
 	am_worker = true;
 }
 
-/* Set the latch of the worker serving this database, if there is one. */
+/*
+ * Set the latches of the workers serving this database (all of them: each
+ * claims its own share), except this process's own.
+ */
 static void
 WorkerWakeDatabase(Oid dboid)
 {
-	Latch	   *latch = NULL;
+	Latch	   *latches[BENEFITS_MAX_WORKERS_PER_DATABASE];
+	int			n = 0;
 
 	if (worker_shared == NULL)
 		return;
 	SpinLockAcquire(&worker_shared->mutex);
-	for (int i = 0; i < BENEFITS_MAX_DATABASES; i++)
+	for (int i = 0; i < WORKER_SLOTS && n < BENEFITS_MAX_WORKERS_PER_DATABASE; i++)
 	{
-		if (worker_shared->slots[i].pid != 0 && worker_shared->slots[i].dboid == dboid)
-		{
-			latch = worker_shared->slots[i].latch;
-			break;
-		}
+		if (worker_shared->slots[i].pid != 0 && worker_shared->slots[i].dboid == dboid &&
+			worker_shared->slots[i].pid != MyProcPid)
+			latches[n++] = worker_shared->slots[i].latch;
 	}
 	SpinLockRelease(&worker_shared->mutex);
-	if (latch)
-		SetLatch(latch);
+	for (int i = 0; i < n; i++)
+		SetLatch(latches[i]);
+}
+
+/*
+ * Wake the other workers of this worker's database: the jobs it just
+ * finished may have been holding back successors of their share.
+ */
+void
+WorkerWakeSiblings(void)
+{
+	WorkerWakeDatabase(MyDatabaseId);
 }
 
 /* At commit, wake the worker if this transaction queued jobs. */

@@ -12,6 +12,13 @@
  * It idles while the server is in recovery or the extension is not installed,
  * takes the outbox lock only conditionally (never blocking DROP EXTENSION),
  * and survives errors in a unit of work by logging them and trying again.
+ *
+ * A database has benefits.workers_per_database of these processes, each
+ * serving one share of the outbox (its main argument; outbox_claim.c says
+ * why order and exactly-one-sender hold across shares).  The lowest share
+ * alive makes the periodic calls; a worker whose share is beyond the setting
+ * (after a reload) claims nothing more, records what it has in flight and
+ * exits.
  */
 #include "postgres.h"
 
@@ -48,6 +55,7 @@ static MemoryContext LoopContext;	/* reset every iteration */
 static MemoryContext CompletedContext;	/* the list of finished jobs */
 static MemoryContext JobsContext;	/* parent of one context per job */
 static bool stale_released = false;
+static int	my_share = 0;
 
 typedef void (*UnitFunction) (void *arg);
 
@@ -103,15 +111,23 @@ ClaimUnit(void *arg)
 {
 	ClaimArgs  *a = (ClaimArgs *) arg;
 
+	int			claimed[BENEFITS_MAX_WORKERS_PER_DATABASE + 1];
+	int			nclaimed;
+
 	a->ready = OutboxPrepare();
 	if (!a->ready)
 		return;
 	if (!stale_released)
+		OutboxResetStale();		/* marked done once this commits */
+	nclaimed = WorkerClaimShares(benefits_workers_per_database, claimed);
+	if (nclaimed == 0)
 	{
-		OutboxResetStale();
-		stale_released = true;
+		/* the first worker is still releasing old leases: look again soon */
+		a->next_due_ms = 100;
+		return;
 	}
-	a->jobs = OutboxClaim(a->limit, &a->more, JobsContext, LoopContext);
+	a->jobs = OutboxClaim(a->limit, claimed, nclaimed, benefits_workers_per_database, &a->more,
+						  JobsContext, LoopContext);
 	a->next_due_ms = a->more ? 0 : OutboxNextDue();
 }
 
@@ -264,6 +280,23 @@ RecordPoisonedUnit(void *arg)
 }
 
 /*
+ * Could a finished job have held back a job of another worker's share?  A
+ * provider job's chain (the collaborator or member it touches) may span
+ * grants, and so shares; a webhook's successors share its grant, so its
+ * share.
+ */
+static bool
+HoldsBackOtherShares(List *completed)
+{
+	ListCell   *lc;
+
+	foreach(lc, completed)
+		if (strcmp(((OutboxJob *) lfirst(lc))->kind, "webhook") != 0)
+			return true;
+	return false;
+}
+
+/*
  * Record finished jobs and free them.  If the batch cannot be recorded, each
  * job is recorded alone, so one job whose recording fails (for example in a
  * function it calls) cannot hold back the others; that job is set dead.  If
@@ -286,9 +319,26 @@ RecordCompleted(List *completed)
 				RunUnit("recording a result", RecordPoisonedUnit, job);
 		}
 	}
+	if (benefits_workers_per_database > 1 && HoldsBackOtherShares(completed))
+		WorkerWakeSiblings();
 	foreach(lc, completed)
 		MemoryContextDelete(((OutboxJob *) lfirst(lc))->cxt);
 	MemoryContextReset(CompletedContext);
+}
+
+/*
+ * How many jobs to claim now: none until a quarter of the in-flight room is
+ * free, so a busy worker claims in batches (each claim costs a statement and
+ * a commit whatever its size) instead of one job for every job finished.
+ */
+static int
+ClaimRoom(int inflight)
+{
+	int			room = benefits_worker_max_inflight - inflight;
+
+	if (inflight > 0 && room < Max(1, benefits_worker_max_inflight / 4))
+		return 0;
+	return room;
 }
 
 /* Main loop of a database's worker. */
@@ -302,8 +352,10 @@ benefits_worker_main(Datum main_arg)
 	TimestampTz next_due = 0;
 	TimestampTz last_record = 0;
 	int			reported_inflight = -1;
+	bool		first = false;
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	my_share = DatumGetInt32(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -342,17 +394,23 @@ benefits_worker_main(Datum main_arg)
 	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("benefits worker");
 	WorkerSetAmWorker();
-	if (!WorkerSlotAcquire(MyDatabaseId))
+	if (!WorkerSlotAcquire(MyDatabaseId, my_share, &first))
 	{
 		ereport(LOG,
-				(errmsg("benefits: database \"%s\" is already served by another worker", dbname)));
+				(errmsg("benefits: share %d of database \"%s\" is already served by another worker",
+						my_share, dbname)));
 		proc_exit(0);
 	}
+	/* only the first worker of the database releases old leases */
+	stale_released = !first;
 	HttpInit();
 	LoopContext = AllocSetContextCreate(TopMemoryContext, "benefits worker loop", ALLOCSET_DEFAULT_SIZES);
 	CompletedContext = AllocSetContextCreate(TopMemoryContext, "benefits finished jobs", ALLOCSET_DEFAULT_SIZES);
 	JobsContext = AllocSetContextCreate(TopMemoryContext, "benefits jobs", ALLOCSET_DEFAULT_SIZES);
-	ereport(LOG, (errmsg("benefits: worker started for database \"%s\"", dbname)));
+	if (my_share == 0)
+		ereport(LOG, (errmsg("benefits: worker started for database \"%s\"", dbname)));
+	else
+		ereport(LOG, (errmsg("benefits: worker %d started for database \"%s\"", my_share, dbname)));
 
 	for (;;)
 	{
@@ -360,6 +418,7 @@ benefits_worker_main(Datum main_arg)
 		long		timeout;
 		int			inflight;
 		bool		woken;
+		bool		retiring;
 
 		CHECK_FOR_INTERRUPTS();
 		/* WaitLatch watches the postmaster only while idle; check when busy */
@@ -390,7 +449,8 @@ benefits_worker_main(Datum main_arg)
 		now = GetCurrentTimestamp();
 		if (now >= next_due)
 			need_claim = true;
-		timeout = RunPeriodic(woken);
+		timeout = WorkerIsLowestShare() ? RunPeriodic(woken) : MAX_SLEEP_MS;
+		retiring = my_share >= benefits_workers_per_database;
 
 		/* record finished jobs in batches */
 		inflight = HttpInflight();
@@ -406,19 +466,31 @@ benefits_worker_main(Datum main_arg)
 		}
 
 		/* claim more work while there is room */
-		if (!benefits_worker_delivery)
+		if (retiring && inflight == 0 && completed == NIL)
+		{
+			ereport(LOG,
+					(errmsg("benefits: worker %d for database \"%s\" stops: benefits.workers_per_database is %d",
+							my_share, dbname, benefits_workers_per_database)));
+			proc_exit(0);
+		}
+		if (!benefits_worker_delivery || retiring)
 		{
 			need_claim = false;
 			next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MAX_SLEEP_MS);
 		}
-		else if (need_claim && inflight < benefits_worker_max_inflight)
+		else if (need_claim && ClaimRoom(inflight) > 0)
 		{
 			ClaimArgs	args = {0};
 
-			args.limit = benefits_worker_max_inflight - inflight;
+			args.limit = ClaimRoom(inflight);
 			reported_inflight = -1;
 			if (RunUnit("claiming jobs", ClaimUnit, &args) && args.ready)
 			{
+				if (!stale_released)
+				{
+					stale_released = true;
+					WorkerStaleReleaseDone();
+				}
 				extension_ready = true;
 				need_claim = args.more;
 				if (args.next_due_ms >= 0)
@@ -452,7 +524,7 @@ benefits_worker_main(Datum main_arg)
 		if (inflight > 0)
 		{
 			/* poll without sleeping when there is room and more work is due */
-			bool		hurry = need_claim && inflight < benefits_worker_max_inflight;
+			bool		hurry = need_claim && ClaimRoom(inflight) > 0;
 
 			MemoryContextSwitchTo(CompletedContext);
 			completed = HttpPoll(hurry ? 0 : 10, completed);

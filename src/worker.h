@@ -16,6 +16,8 @@
 
 /* How many databases one cluster's worker can serve. */
 #define BENEFITS_MAX_DATABASES 32
+/* Most workers one database can have (benefits.workers_per_database). */
+#define BENEFITS_MAX_WORKERS_PER_DATABASE 16
 
 /* Settings (worker_guc.c). */
 extern char *benefits_database_names;
@@ -34,6 +36,7 @@ extern int	benefits_max_attempts;
 extern int	benefits_webhook_disable_after;
 extern int	benefits_maintenance_interval;	/* ms */
 extern bool benefits_worker_delivery;
+extern int	benefits_workers_per_database;
 extern int	benefits_outbox_retention;	/* s; -1 keeps done jobs */
 
 /* What became of one attempt of a job. */
@@ -111,7 +114,11 @@ extern void WorkerGucInit(void);
 
 /* outbox_wake.c: shared memory, commit wake-up */
 extern void WorkerShmemInit(void);
-extern bool WorkerSlotAcquire(Oid dboid);
+extern bool WorkerSlotAcquire(Oid dboid, int share, bool *first);
+extern void WorkerStaleReleaseDone(void);
+extern int	WorkerClaimShares(int shares, int *out);
+extern bool WorkerIsLowestShare(void);
+extern void WorkerWakeSiblings(void);
 extern void WorkerSetAmWorker(void);
 
 /* launcher.c */
@@ -126,7 +133,8 @@ extern bool WorkerExtensionFunction(const char *name);
 extern bool OutboxPrepare(void);
 extern bool OutboxPrepareToRecord(void);
 extern void OutboxResetStale(void);
-extern List *OutboxClaim(int limit, bool *more, MemoryContext parent, MemoryContext list_cxt);
+extern List *OutboxClaim(int limit, const int *claimed, int nclaimed, int shares, bool *more,
+						 MemoryContext parent, MemoryContext list_cxt);
 extern bool OutboxCallFunction(const char *name);
 extern void OutboxRecord(List *jobs);
 extern double OutboxNextDue(void);

@@ -31,6 +31,7 @@ int			benefits_max_attempts = 12;
 int			benefits_webhook_disable_after = 100;
 int			benefits_maintenance_interval = 60000;
 bool		benefits_worker_delivery = true;
+int			benefits_workers_per_database = 1;
 int			benefits_outbox_retention = 7 * 86400;
 
 /* Define the worker's settings; called from _PG_init. */
@@ -98,6 +99,11 @@ WorkerGucInit(void)
 							 "The periodic calls (validation counter flush, maintenance) run either way.",
 							 &benefits_worker_delivery, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("benefits.workers_per_database",
+							"Delivery workers per served database, each claiming its own share of the outbox.",
+							"Jobs are shared out by a hash of their grant (or chain, or id); each chain stays in order.",
+							&benefits_workers_per_database, 1, 1, BENEFITS_MAX_WORKERS_PER_DATABASE,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("benefits.outbox_retention",
 							"How long done jobs stay in benefits.outbox; -1 keeps them.",
 							"Dead jobs are kept until retried or deleted.",
