@@ -8,6 +8,14 @@
  * first.  Callbacks allocate with MCXT_ALLOC_NO_OOM so an
  * out-of-memory condition aborts one transfer instead of longjmp'ing through
  * libcurl.
+ *
+ * The worker waits on libcurl's sockets and its latch together (a
+ * WaitEventSet): libcurl says which sockets it watches and when its next
+ * timeout is due (CURLMOPT_SOCKETFUNCTION, CURLMOPT_TIMERFUNCTION), and only
+ * the sockets that are ready are driven (curl_multi_socket_action), so a
+ * commit that sets the latch is seen at once even while requests are in
+ * flight.  The callbacks only note what changed; the wait set is brought up
+ * to date before the next wait, outside libcurl.
  */
 #include "postgres.h"
 
@@ -18,7 +26,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "email.h"
 #include "worker.h"
@@ -36,6 +48,105 @@ static CURL *spare[SPARE_HANDLES];
 static int	nspare = 0;
 static int	configured_host_connections = -1;
 
+/* A socket libcurl asked us to watch, and for what (CURL_POLL_*). */
+typedef struct WatchedSocket
+{
+	curl_socket_t fd;
+	int			what;
+	int			pos;			/* its event in wait_set, -1 before the rebuild */
+	bool		changed;		/* `what` changed since wait_set was brought up to date */
+} WatchedSocket;
+
+#define MAX_WATCHED 4096
+static WatchedSocket *watched;
+static int	nwatched = 0;
+static bool sockets_added_or_removed = true;
+static WaitEventSet *wait_set = NULL;
+static WaitEvent *wait_events;
+/* when libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT); 0: never */
+static TimestampTz curl_deadline = 0;
+
+/* libcurl: watch (or stop watching) a socket.  Only notes the change. */
+static int
+HttpSocketCallback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < nwatched && watched[i].fd != fd; i++)
+		;
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < nwatched)
+		{
+			watched[i] = watched[--nwatched];
+			sockets_added_or_removed = true;
+		}
+		return 0;
+	}
+	if (i == nwatched)
+	{
+		if (nwatched >= MAX_WATCHED)
+			return -1;			/* libcurl fails the transfers on this socket */
+		watched[nwatched].fd = fd;
+		watched[nwatched].pos = -1;
+		nwatched++;
+		sockets_added_or_removed = true;
+	}
+	watched[i].changed = watched[i].what != what;
+	watched[i].what = what;
+	return 0;
+}
+
+/* libcurl: call back after timeout_ms (-1: no timeout wanted). */
+static int
+HttpTimerCallback(CURLM *m, long timeout_ms, void *userp)
+{
+	curl_deadline = timeout_ms < 0 ? 0 :
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	return 0;
+}
+
+/* WaitEventSet events for what libcurl watches a socket for. */
+static uint32
+SocketEvents(int what)
+{
+	return ((what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
+		((what & CURL_POLL_OUT) ? WL_SOCKET_WRITEABLE : 0);
+}
+
+/*
+ * Bring the wait set up to date with the watched sockets: rebuilt when
+ * sockets came or went (a closed socket must not stay registered), else
+ * only the changed ones modified.
+ */
+static void
+SyncWaitSet(void)
+{
+	if (sockets_added_or_removed || wait_set == NULL)
+	{
+		if (wait_set != NULL)
+			FreeWaitEventSet(wait_set);
+		wait_set = CreateWaitEventSet(TopMemoryContext, nwatched + 2);
+		AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (int i = 0; i < nwatched; i++)
+		{
+			watched[i].pos = AddWaitEventToSet(wait_set, SocketEvents(watched[i].what), watched[i].fd,
+											   NULL, NULL);
+			watched[i].changed = false;
+		}
+		sockets_added_or_removed = false;
+		return;
+	}
+	for (int i = 0; i < nwatched; i++)
+	{
+		if (!watched[i].changed)
+			continue;
+		ModifyWaitEvent(wait_set, watched[i].pos, SocketEvents(watched[i].what), NULL);
+		watched[i].changed = false;
+	}
+}
+
 /* Initialise libcurl once in the worker process. */
 void
 HttpInit(void)
@@ -45,6 +156,10 @@ HttpInit(void)
 	multi = curl_multi_init();
 	if (multi == NULL)
 		ereport(ERROR, (errmsg("benefits: could not create a libcurl multi handle")));
+	watched = MemoryContextAlloc(TopMemoryContext, sizeof(WatchedSocket) * MAX_WATCHED);
+	wait_events = MemoryContextAlloc(TopMemoryContext, sizeof(WaitEvent) * (MAX_WATCHED + 2));
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, HttpSocketCallback);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, HttpTimerCallback);
 }
 
 /* Apply the connection settings (again after a reload). */
@@ -403,32 +518,64 @@ HttpInflight(void)
 	return inflight;
 }
 
-/*
- * Wait up to timeout_ms for network activity, advance every transfer and
- * append the jobs whose requests finished to `completed`.
- */
-List *
-HttpPoll(int timeout_ms, List *completed)
+/* Move the finished transfers' jobs to `completed`. */
+static List *
+CollectFinished(List *completed)
 {
-	int			running = 0;
-	int			numfds = 0;
 	int			msgs = 0;
 	CURLMsg    *msg;
 
-	if (inflight == 0)
-		return completed;
-	curl_multi_poll(multi, NULL, 0, timeout_ms, &numfds);
-	curl_multi_perform(multi, &running);
 	while ((msg = curl_multi_info_read(multi, &msgs)) != NULL)
 	{
 		if (msg->msg == CURLMSG_DONE)
 		{
 			OutboxJob  *job = NULL;
+			CURL	   *easy = msg->easy_handle;
+			CURLcode	result = msg->data.result;
 
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &job);
-			HttpFinish(msg->easy_handle, msg->data.result);
+			curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &job);
+			HttpFinish(easy, result);
 			completed = lappend(completed, job);
 		}
 	}
 	return completed;
+}
+
+/*
+ * Wait up to timeout_ms for network activity or the latch (which it leaves
+ * set for the caller), drive the sockets that are ready and libcurl's
+ * timeouts, and append the jobs whose requests finished to `completed`.
+ */
+List *
+HttpWait(long timeout_ms, List *completed)
+{
+	int			running = 0;
+	int			nevents;
+	long		wait_ms = timeout_ms;
+
+	if (inflight == 0)
+		return completed;
+	if (curl_deadline != 0)
+		wait_ms = Min(wait_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), curl_deadline));
+	SyncWaitSet();
+	nevents = WaitEventSetWait(wait_set, Max(wait_ms, 0), wait_events, nwatched + 2, PG_WAIT_EXTENSION);
+	for (int i = 0; i < nevents; i++)
+	{
+		WaitEvent  *ev = &wait_events[i];
+		int			flags = 0;
+
+		if (!(ev->events & WL_SOCKET_MASK))
+			continue;			/* the latch: the caller looks at it */
+		if (ev->events & WL_SOCKET_READABLE)
+			flags |= CURL_CSELECT_IN;
+		if (ev->events & WL_SOCKET_WRITEABLE)
+			flags |= CURL_CSELECT_OUT;
+		curl_multi_socket_action(multi, ev->fd, flags, &running);
+	}
+	if (curl_deadline != 0 && GetCurrentTimestamp() >= curl_deadline)
+	{
+		curl_deadline = 0;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	return CollectFinished(completed);
 }

@@ -6,7 +6,8 @@
  * them to libcurl (http.c), and records finished ones in batches, each in a
  * short transaction of its own: no transaction is ever open while waiting on
  * the network.  It sleeps on its latch, which committing transactions that
- * queued jobs set (outbox_wake.c), with a timeout for the next due retry and
+ * queued jobs set (outbox_wake.c), together with libcurl's sockets while
+ * requests are in flight (http.c), with a timeout for the next due retry and
  * the periodic calls (validation counter flush, maintenance).
  *
  * It idles while the server is in recovery or the extension is not installed,
@@ -521,25 +522,28 @@ benefits_worker_main(Datum main_arg)
 								   inflight > 0 ? activity : "waiting for jobs");
 			reported_inflight = inflight;
 		}
-		if (inflight > 0)
-		{
-			/* poll without sleeping when there is room and more work is due */
-			bool		hurry = need_claim && ClaimRoom(inflight) > 0;
-
-			MemoryContextSwitchTo(CompletedContext);
-			completed = HttpPoll(hurry ? 0 : 10, completed);
-			MemoryContextSwitchTo(LoopContext);
-			continue;
-		}
-		if (completed != NIL || need_claim)
+		if (inflight == 0 && (completed != NIL || need_claim))
 			continue;
 
-		/* nothing in flight and nothing due: sleep until woken or due */
+		/* sleep until woken, due, or (with requests in flight) network activity */
 		if (extension_ready)
 			timeout = Min(timeout, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_due));
 		else
 			timeout = Min(timeout, IDLE_CHECK_MS);
 		timeout = Max(Min(timeout, MAX_SLEEP_MS), 1);
+		if (inflight > 0)
+		{
+			/* finished jobs wait at most RECORD_INTERVAL_MS to be recorded */
+			if (completed != NIL)
+				timeout = Min(timeout, RECORD_INTERVAL_MS);
+			/* no sleep when there is room and more work is due */
+			if (need_claim && ClaimRoom(inflight) > 0)
+				timeout = 0;
+			MemoryContextSwitchTo(CompletedContext);
+			completed = HttpWait(timeout, completed);
+			MemoryContextSwitchTo(LoopContext);
+			continue;
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);
 	}

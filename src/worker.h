@@ -209,7 +209,7 @@ extern bool UrlGuardAddressAllowed(const struct sockaddr *addr, char *detail, si
 extern void HttpInit(void);
 extern void HttpStart(OutboxJob *job);
 extern int	HttpInflight(void);
-extern List *HttpPoll(int timeout_ms, List *completed);
+extern List *HttpWait(long timeout_ms, List *completed);
 extern char *HttpEscape(const char *segment);
 
 #endif
