@@ -9,19 +9,22 @@
  * out-of-memory condition aborts one transfer instead of longjmp'ing through
  * libcurl.
  *
- * The worker waits on libcurl's sockets and its latch together (a
- * WaitEventSet): libcurl says which sockets it watches and when its next
- * timeout is due (CURLMOPT_SOCKETFUNCTION, CURLMOPT_TIMERFUNCTION), and only
- * the sockets that are ready are driven (curl_multi_socket_action), so a
- * commit that sets the latch is seen at once even while requests are in
- * flight.  The callbacks only note what changed; the wait set is brought up
- * to date before the next wait, outside libcurl.
+ * The worker waits on libcurl's sockets and its latch together: libcurl
+ * says which sockets it watches, for what, and when its next timeout is due
+ * (CURLMOPT_SOCKETFUNCTION, CURLMOPT_TIMERFUNCTION); those sockets are kept
+ * in an epoll set of our own (added, changed and removed as libcurl says, a
+ * system call each, never an error raised inside libcurl), and that epoll
+ * descriptor sits in a WaitEventSet with the latch and postmaster death.
+ * Only the sockets that are ready are driven (curl_multi_socket_action), so
+ * a commit that sets the latch is seen at once even while requests are in
+ * flight.  (epoll: Linux, the platform the extension is built for.)
  */
 #include "postgres.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -48,52 +51,37 @@ static CURL *spare[SPARE_HANDLES];
 static int	nspare = 0;
 static int	configured_host_connections = -1;
 
-/* A socket libcurl asked us to watch, and for what (CURL_POLL_*). */
-typedef struct WatchedSocket
-{
-	curl_socket_t fd;
-	int			what;
-	int			pos;			/* its event in wait_set, -1 before the rebuild */
-	bool		changed;		/* `what` changed since wait_set was brought up to date */
-} WatchedSocket;
-
-#define MAX_WATCHED 4096
-static WatchedSocket *watched;
-static int	nwatched = 0;
-static bool sockets_added_or_removed = true;
+/* The sockets libcurl watches, and the wait on them and the latch. */
+#define READY_SOCKETS 64
+static int	curl_epoll = -1;
 static WaitEventSet *wait_set = NULL;
-static WaitEvent *wait_events;
 /* when libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT); 0: never */
 static TimestampTz curl_deadline = 0;
 
-/* libcurl: watch (or stop watching) a socket.  Only notes the change. */
+/*
+ * libcurl: watch a socket for reading and/or writing, or stop watching it.
+ * socketp is NULL until the socket is in our epoll set (curl_multi_assign).
+ */
 static int
 HttpSocketCallback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	int			i;
+	struct epoll_event ev;
 
-	for (i = 0; i < nwatched && watched[i].fd != fd; i++)
-		;
 	if (what == CURL_POLL_REMOVE)
 	{
-		if (i < nwatched)
-		{
-			watched[i] = watched[--nwatched];
-			sockets_added_or_removed = true;
-		}
+		/* fails harmlessly if libcurl has closed it already */
+		(void) epoll_ctl(curl_epoll, EPOLL_CTL_DEL, fd, NULL);
 		return 0;
 	}
-	if (i == nwatched)
+	memset(&ev, 0, sizeof(ev));
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	ev.data.fd = fd;
+	if (socketp != NULL || epoll_ctl(curl_epoll, EPOLL_CTL_ADD, fd, &ev) != 0)
 	{
-		if (nwatched >= MAX_WATCHED)
+		if (epoll_ctl(curl_epoll, EPOLL_CTL_MOD, fd, &ev) != 0)
 			return -1;			/* libcurl fails the transfers on this socket */
-		watched[nwatched].fd = fd;
-		watched[nwatched].pos = -1;
-		nwatched++;
-		sockets_added_or_removed = true;
 	}
-	watched[i].changed = watched[i].what != what;
-	watched[i].what = what;
+	curl_multi_assign(multi, fd, (void *) &curl_epoll);
 	return 0;
 }
 
@@ -106,47 +94,6 @@ HttpTimerCallback(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
-/* WaitEventSet events for what libcurl watches a socket for. */
-static uint32
-SocketEvents(int what)
-{
-	return ((what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
-		((what & CURL_POLL_OUT) ? WL_SOCKET_WRITEABLE : 0);
-}
-
-/*
- * Bring the wait set up to date with the watched sockets: rebuilt when
- * sockets came or went (a closed socket must not stay registered), else
- * only the changed ones modified.
- */
-static void
-SyncWaitSet(void)
-{
-	if (sockets_added_or_removed || wait_set == NULL)
-	{
-		if (wait_set != NULL)
-			FreeWaitEventSet(wait_set);
-		wait_set = CreateWaitEventSet(TopMemoryContext, nwatched + 2);
-		AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-		for (int i = 0; i < nwatched; i++)
-		{
-			watched[i].pos = AddWaitEventToSet(wait_set, SocketEvents(watched[i].what), watched[i].fd,
-											   NULL, NULL);
-			watched[i].changed = false;
-		}
-		sockets_added_or_removed = false;
-		return;
-	}
-	for (int i = 0; i < nwatched; i++)
-	{
-		if (!watched[i].changed)
-			continue;
-		ModifyWaitEvent(wait_set, watched[i].pos, SocketEvents(watched[i].what), NULL);
-		watched[i].changed = false;
-	}
-}
-
 /* Initialise libcurl once in the worker process. */
 void
 HttpInit(void)
@@ -156,8 +103,13 @@ HttpInit(void)
 	multi = curl_multi_init();
 	if (multi == NULL)
 		ereport(ERROR, (errmsg("benefits: could not create a libcurl multi handle")));
-	watched = MemoryContextAlloc(TopMemoryContext, sizeof(WatchedSocket) * MAX_WATCHED);
-	wait_events = MemoryContextAlloc(TopMemoryContext, sizeof(WaitEvent) * (MAX_WATCHED + 2));
+	curl_epoll = epoll_create1(EPOLL_CLOEXEC);
+	if (curl_epoll < 0)
+		ereport(ERROR, (errcode_for_socket_access(), errmsg("benefits: epoll_create1 failed: %m")));
+	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, curl_epoll, NULL, NULL);
 	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, HttpSocketCallback);
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, HttpTimerCallback);
 }
@@ -549,28 +501,30 @@ CollectFinished(List *completed)
 List *
 HttpWait(long timeout_ms, List *completed)
 {
+	WaitEvent	event;
+	struct epoll_event ready[READY_SOCKETS];
 	int			running = 0;
-	int			nevents;
+	int			nready = 0;
 	long		wait_ms = timeout_ms;
 
 	if (inflight == 0)
 		return completed;
 	if (curl_deadline != 0)
 		wait_ms = Min(wait_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), curl_deadline));
-	SyncWaitSet();
-	nevents = WaitEventSetWait(wait_set, Max(wait_ms, 0), wait_events, nwatched + 2, PG_WAIT_EXTENSION);
-	for (int i = 0; i < nevents; i++)
+	/* whatever woke it (a set latch comes first), look at the sockets too */
+	(void) WaitEventSetWait(wait_set, Max(wait_ms, 0), &event, 1, PG_WAIT_EXTENSION);
+	nready = epoll_wait(curl_epoll, ready, READY_SOCKETS, 0);
+	for (int i = 0; i < nready; i++)
 	{
-		WaitEvent  *ev = &wait_events[i];
 		int			flags = 0;
 
-		if (!(ev->events & WL_SOCKET_MASK))
-			continue;			/* the latch: the caller looks at it */
-		if (ev->events & WL_SOCKET_READABLE)
+		if (ready[i].events & EPOLLIN)
 			flags |= CURL_CSELECT_IN;
-		if (ev->events & WL_SOCKET_WRITEABLE)
+		if (ready[i].events & EPOLLOUT)
 			flags |= CURL_CSELECT_OUT;
-		curl_multi_socket_action(multi, ev->fd, flags, &running);
+		if (ready[i].events & (EPOLLERR | EPOLLHUP))
+			flags |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(multi, ready[i].data.fd, flags, &running);
 	}
 	if (curl_deadline != 0 && GetCurrentTimestamp() >= curl_deadline)
 	{
