@@ -288,6 +288,17 @@ SELECT kind, coalesce(event_type, action) AS what, state, count(*) AS jobs, max(
        min(last_status) AS status
   FROM benefits.outbox GROUP BY kind, coalesce(event_type, action), state ORDER BY min(id);
 
+\echo '   A busier shop gives each database more delivery workers; each claims its own share of the'
+\echo '   outbox (a hash of the grant), so every grant''s jobs still go out in order:'
+ALTER SYSTEM SET benefits.workers_per_database = 3;
+SELECT pg_reload_conf() AS reloaded \gset
+SELECT pg_temp.wait_until($$SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'benefits worker') = 3
+                                FROM (SELECT pg_stat_clear_snapshot()) fresh$$) AS three_workers;
+ALTER SYSTEM RESET benefits.workers_per_database;
+SELECT pg_reload_conf() AS reloaded \gset
+SELECT pg_temp.wait_until($$SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'benefits worker') = 1
+                                FROM (SELECT pg_stat_clear_snapshot()) fresh$$) AS back_to_one;
+
 \echo
 \echo '== 13. The merchant''s dashboard: admin_overview gives the figures as data, admin_page_html a'
 \echo '       self-contained page per section (no script, strict CSP, forms posting to the application)'

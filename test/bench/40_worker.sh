@@ -149,12 +149,16 @@ wait_workers 1
 pid=$(worker_pids)
 queued=0
 rss_first=""
+previous=""
+# the next chunk is queued while the worker delivers the one before
 while [ "$queued" -lt "$RSS_TOTAL" ]; do
     chunk=$((RSS_TOTAL - queued < RSS_CHUNK ? RSS_TOTAL - queued : RSS_CHUNK))
     sql -c "SELECT public.bench_queue('msg_rss_${queued}_', $chunk)" >/dev/null
+    [ -n "$previous" ] && wait_done "$previous"
+    previous="msg_rss_${queued}_"
     queued=$((queued + chunk))
-    wait_done "msg_rss_$((queued - chunk))_"
     if [ -z "$rss_first" ] && [ "$queued" -ge "$RSS_FIRST" ]; then
+        wait_done "$previous"
         rss_first=$(rss_kb "$pid")
         vmrss_first=$(vmrss_kb "$pid")
         rss_first_at=$queued
