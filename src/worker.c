@@ -43,9 +43,11 @@ PGDLLEXPORT void benefits_worker_main(Datum main_arg);
  * While retention is behind (a whole batch was deleted), the next batch
  * follows this soon instead of at the next maintenance: one batch per
  * maintenance interval would cap retention at 10,000 jobs a minute, below
- * what the worker delivers.
+ * what the worker delivers.  A batch takes a few hundred ms with a large
+ * backlog, during which nothing is delivered: a second between batches
+ * keeps catching up to about a quarter of the worker's time.
  */
-#define PRUNE_CATCH_UP_MS 250
+#define PRUNE_CATCH_UP_MS 1000
 /* Longest sleep: the safety net under the latch. */
 #define MAX_SLEEP_MS 10000
 /* Sleep while the extension is missing or the server in recovery. */
