@@ -74,6 +74,24 @@ SELECT array(SELECT jsonb_object_keys(pg_temp.payload(:'file')) ORDER BY 1) AS p
 SELECT p->'activation'->>'id' = :'act' AS activation_id, p->'activation'->'fingerprint' AS fingerprint,
        p->'activation'->'label' AS label
   FROM pg_temp.payload(benefits.checkout_license(:'k', :'org', :'act')) AS p;
+-- The features are customer_features' answer: distinct, in name order, from
+-- active grants of live feature_flag benefits only.
+BEGIN;
+SELECT id AS flag3 FROM benefits.create_benefit('feature_flag', :'org', 'PDF export again', '{}',
+    metadata => '{"feature": "export_pdf"}') \gset
+SELECT id AS flag4 FROM benefits.create_benefit('feature_flag', :'org', 'Beta', '{}',
+    metadata => '{"feature": "Beta"}') \gset
+SELECT id AS flag5 FROM benefits.create_benefit('feature_flag', :'org', 'Gone', '{}',
+    metadata => '{"feature": "deleted_feature"}') \gset
+SELECT id AS flag6 FROM benefits.create_benefit('feature_flag', :'org', 'Taken back', '{}',
+    metadata => '{"feature": "revoked_feature"}') \gset
+SELECT count(benefits.grant_benefit(:'cust', b)) AS granted FROM unnest(ARRAY[:'flag3', :'flag4', :'flag5', :'flag6']::uuid[]) b;
+SELECT benefits.delete_benefit(:'flag5') IS NOT NULL AS deleted;
+SELECT benefits.revoke_benefit(:'cust', :'flag6') IS NOT NULL AS revoked;
+SELECT p->'features' AS features,
+       p->'features' = (SELECT jsonb_agg(f) FROM benefits.customer_features(:'cust') f) AS same_as_customer_features
+  FROM pg_temp.payload(benefits.checkout_license(:'k', :'org')) AS p;
+ROLLBACK;
 -- ttl sets the file's expiry ...
 SELECT (p->>'expires_at')::timestamptz = date_trunc('second', now() + interval '1 hour') AS one_hour
   FROM pg_temp.payload(benefits.checkout_license(:'k', :'org', ttl => '1 hour')) AS p;
