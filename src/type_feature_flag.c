@@ -120,6 +120,16 @@ FeaturesLoad(void)
 	Features.valid = true;
 }
 
+/* Is the slot's text column equal to value? */
+static bool
+TextColumnIs(TupleTableSlot *slot, AttrNumber attnum, const char *value)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, attnum, &isnull);
+
+	return !isnull && strcmp(TextDatumGetCString(d), value) == 0;
+}
+
 /* Does the customer hold a live grant of this benefit that is active? */
 static bool
 ActiveGrant(Relation grants, Relation live, Datum benefit_id, Datum customer_id, TupleTableSlot *slot)
@@ -132,14 +142,44 @@ ActiveGrant(Relation grants, Relation live, Datum benefit_id, Datum customer_id,
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ, customer_id);
 	index_rescan(scan, keys, 2, NULL, 0);
 	while (!active && index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		state = slot_getattr(slot, Features.grant_state, &isnull);
-
-		active = !isnull && strcmp(TextDatumGetCString(state), "active") == 0;
-	}
+		active = TextColumnIs(slot, Features.grant_state, "active");
 	index_endscan(scan);
 	return active;
+}
+
+/* The benefits and grants relations a feature lookup scans, each through one index. */
+typedef struct FeatureScan
+{
+	Relation	benefits;
+	Relation	benefits_index;
+	Relation	grants;
+	Relation	grants_index;
+	TupleTableSlot *benefit_slot;
+	TupleTableSlot *grant_slot;
+} FeatureScan;
+
+/* Opens the relations of a lookup (after FeaturesLoad). */
+static void
+FeatureScanOpen(FeatureScan *fs, Oid benefits_indexid, Oid grants_indexid)
+{
+	fs->benefits = table_open(Features.benefits_relid, AccessShareLock);
+	fs->benefits_index = index_open(benefits_indexid, AccessShareLock);
+	fs->grants = table_open(Features.grants_relid, AccessShareLock);
+	fs->grants_index = index_open(grants_indexid, AccessShareLock);
+	fs->benefit_slot = table_slot_create(fs->benefits, NULL);
+	fs->grant_slot = table_slot_create(fs->grants, NULL);
+}
+
+/* Closes them, keeping the locks until the transaction ends. */
+static void
+FeatureScanClose(FeatureScan *fs)
+{
+	ExecDropSingleTupleTableSlot(fs->grant_slot);
+	ExecDropSingleTupleTableSlot(fs->benefit_slot);
+	index_close(fs->grants_index, NoLock);
+	table_close(fs->grants, NoLock);
+	index_close(fs->benefits_index, NoLock);
+	table_close(fs->benefits, NoLock);
 }
 
 /*
@@ -154,54 +194,27 @@ ActiveGrant(Relation grants, Relation live, Datum benefit_id, Datum customer_id,
 Datum
 has_feature(PG_FUNCTION_ARGS)
 {
-	Relation	benefits;
-	Relation	feature_index;
-	Relation	grants;
-	Relation	live_index;
+	FeatureScan fs;
 	IndexScanDesc scan;
 	ScanKeyData key;
-	TupleTableSlot *benefit_slot;
-	TupleTableSlot *grant_slot;
 	bool		held = false;
 
 	FeaturesLoad();
-	benefits = table_open(Features.benefits_relid, AccessShareLock);
-	feature_index = index_open(Features.feature_indexid, AccessShareLock);
-	grants = table_open(Features.grants_relid, AccessShareLock);
-	live_index = index_open(Features.live_indexid, AccessShareLock);
-	benefit_slot = table_slot_create(benefits, NULL);
-	grant_slot = table_slot_create(grants, NULL);
-
+	FeatureScanOpen(&fs, Features.feature_indexid, Features.live_indexid);
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   Features.feature_collation, F_TEXTEQ, PG_GETARG_DATUM(1));
-	scan = index_beginscan(benefits, feature_index, GetActiveSnapshot(), 1, 0);
+	scan = index_beginscan(fs.benefits, fs.benefits_index, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
-	while (!held && index_getnext_slot(scan, ForwardScanDirection, benefit_slot))
+	while (!held && index_getnext_slot(scan, ForwardScanDirection, fs.benefit_slot))
 	{
 		bool		isnull;
-		Datum		benefit_id = slot_getattr(benefit_slot, Features.benefit_id, &isnull);
+		Datum		benefit_id = slot_getattr(fs.benefit_slot, Features.benefit_id, &isnull);
 
-		held = !isnull && ActiveGrant(grants, live_index, benefit_id, PG_GETARG_DATUM(0), grant_slot);
+		held = !isnull && ActiveGrant(fs.grants, fs.grants_index, benefit_id, PG_GETARG_DATUM(0), fs.grant_slot);
 	}
 	index_endscan(scan);
-
-	ExecDropSingleTupleTableSlot(grant_slot);
-	ExecDropSingleTupleTableSlot(benefit_slot);
-	index_close(live_index, NoLock);
-	table_close(grants, NoLock);
-	index_close(feature_index, NoLock);
-	table_close(benefits, NoLock);
+	FeatureScanClose(&fs);
 	PG_RETURN_BOOL(held);
-}
-
-/* Is the slot's text column equal to value? */
-static bool
-TextColumnIs(TupleTableSlot *slot, AttrNumber attnum, const char *value)
-{
-	bool		isnull;
-	Datum		d = slot_getattr(slot, attnum, &isnull);
-
-	return !isnull && strcmp(TextDatumGetCString(d), value) == 0;
 }
 
 /* The feature named by a live feature_flag benefit, by id; NULL for any other benefit. */
@@ -250,12 +263,7 @@ FeatureNameCompare(const ListCell *a, const ListCell *b)
 List *
 FeatureFlagCustomerFeatures(const pg_uuid_t *customer_id)
 {
-	Relation	grants;
-	Relation	customer_index;
-	Relation	benefits;
-	Relation	benefits_pkey;
-	TupleTableSlot *grant_slot;
-	TupleTableSlot *benefit_slot;
+	FeatureScan fs;
 	IndexScanDesc scan;
 	ScanKeyData key;
 	List	   *names = NIL;
@@ -263,37 +271,25 @@ FeatureFlagCustomerFeatures(const pg_uuid_t *customer_id)
 	ListCell   *lc;
 
 	FeaturesLoad();
-	grants = table_open(Features.grants_relid, AccessShareLock);
-	customer_index = index_open(Features.customer_grants_indexid, AccessShareLock);
-	benefits = table_open(Features.benefits_relid, AccessShareLock);
-	benefits_pkey = index_open(Features.benefits_pkey_indexid, AccessShareLock);
-	grant_slot = table_slot_create(grants, NULL);
-	benefit_slot = table_slot_create(benefits, NULL);
-
+	FeatureScanOpen(&fs, Features.benefits_pkey_indexid, Features.customer_grants_indexid);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(customer_id));
-	scan = index_beginscan(grants, customer_index, GetActiveSnapshot(), 1, 0);
+	scan = index_beginscan(fs.grants, fs.grants_index, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, grant_slot))
+	while (index_getnext_slot(scan, ForwardScanDirection, fs.grant_slot))
 	{
 		bool		isnull;
 		Datum		benefit_id;
 		char	   *feature;
 
-		if (!TextColumnIs(grant_slot, Features.grant_state, "active"))
+		if (!TextColumnIs(fs.grant_slot, Features.grant_state, "active"))
 			continue;
-		benefit_id = slot_getattr(grant_slot, Features.grant_benefit_id, &isnull);
-		feature = LiveBenefitFeature(benefits, benefits_pkey, benefit_id, benefit_slot);
+		benefit_id = slot_getattr(fs.grant_slot, Features.grant_benefit_id, &isnull);
+		feature = LiveBenefitFeature(fs.benefits, fs.benefits_index, benefit_id, fs.benefit_slot);
 		if (feature != NULL)
 			names = lappend(names, feature);
 	}
 	index_endscan(scan);
-
-	ExecDropSingleTupleTableSlot(benefit_slot);
-	ExecDropSingleTupleTableSlot(grant_slot);
-	index_close(benefits_pkey, NoLock);
-	table_close(benefits, NoLock);
-	index_close(customer_index, NoLock);
-	table_close(grants, NoLock);
+	FeatureScanClose(&fs);
 
 	list_sort(names, FeatureNameCompare);
 	foreach(lc, names)
