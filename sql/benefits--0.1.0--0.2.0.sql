@@ -1460,3 +1460,109 @@ CREATE TABLE benefits.license_validations_daily (
 );
 REVOKE ALL ON benefits.license_validations_daily FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON benefits.license_validations_daily TO benefits_admin;
+
+-- ---------------------------------------------------------------------------
+-- Limits at the edges (README, "Limits"): names, external ids, emails and
+-- customer metadata are bounded, since the application writes these tables
+-- directly and their values go into every payload, email and page; and a
+-- key's activation limit is at most 1000.  An upgrade stops here, naming the
+-- constraint, if a stored row is past one of them.
+ALTER TABLE benefits.organizations
+    ADD CONSTRAINT organizations_name_length CHECK (length(name) <= 256);
+ALTER TABLE benefits.products
+    ADD CONSTRAINT products_name_length CHECK (length(name) <= 256),
+    ADD CONSTRAINT products_external_id_length CHECK (length(external_id) <= 256);
+ALTER TABLE benefits.customers
+    ADD CONSTRAINT customers_external_id_length CHECK (length(external_id) <= 256),
+    ADD CONSTRAINT customers_email_length CHECK (length(email) <= 254),
+    ADD CONSTRAINT customers_name_length CHECK (length(name) <= 256),
+    ADD CONSTRAINT customers_metadata_size CHECK (octet_length(metadata::text) <= 65536);
+ALTER TABLE benefits.meters
+    ADD CONSTRAINT meters_name_length CHECK (length(name) <= 256);
+
+CREATE OR REPLACE FUNCTION benefits.update_license_key(license_key_id uuid,
+                                            status text DEFAULT NULL,
+                                            limit_usage integer DEFAULT NULL,
+                                            limit_activations integer DEFAULT NULL,
+                                            expires_at timestamptz DEFAULT NULL,
+                                            usage integer DEFAULT NULL,
+                                            unset text[] DEFAULT '{}')
+    RETURNS benefits.license_keys
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    k benefits.license_keys;
+    clear text[] := coalesce(update_license_key.unset, '{}');
+    field text;
+BEGIN
+    IF update_license_key.license_key_id IS NULL THEN
+        RAISE EXCEPTION 'license_key_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    IF update_license_key.status = 'revoked' THEN
+        RAISE EXCEPTION 'status must be granted or disabled'
+            USING ERRCODE = '22023', DETAIL = 'Got ''revoked''.',
+                  HINT = 'A key is revoked with its grant: benefits.revoke_benefit.';
+    ELSIF update_license_key.status NOT IN ('granted', 'disabled') THEN
+        RAISE EXCEPTION 'status must be granted or disabled'
+            USING ERRCODE = '22023', DETAIL = format('Got %L.', update_license_key.status);
+    END IF;
+    IF update_license_key.limit_usage IS NOT NULL AND update_license_key.limit_usage <= 0 THEN
+        RAISE EXCEPTION 'limit_usage must be a positive integer'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', update_license_key.limit_usage),
+                  HINT = 'To remove the limit, pass unset => ''{limit_usage}''.';
+    END IF;
+    IF update_license_key.limit_activations IS NOT NULL AND update_license_key.limit_activations <= 0 THEN
+        RAISE EXCEPTION 'limit_activations must be a positive integer'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', update_license_key.limit_activations),
+                  HINT = 'To remove the limit, pass unset => ''{limit_activations}''.';
+    END IF;
+    IF update_license_key.limit_activations > 1000 THEN
+        RAISE EXCEPTION 'limit_activations must be at most 1000'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', update_license_key.limit_activations);
+    END IF;
+    IF update_license_key.usage IS NOT NULL AND update_license_key.usage < 0 THEN
+        RAISE EXCEPTION 'usage must not be negative'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', update_license_key.usage);
+    END IF;
+    FOREACH field IN ARRAY clear LOOP
+        IF field IS NULL OR field NOT IN ('limit_usage', 'limit_activations', 'expires_at') THEN
+            RAISE EXCEPTION 'unset may only name limit_usage, limit_activations and expires_at'
+                USING ERRCODE = '22023', DETAIL = format('Got %L.', field);
+        END IF;
+    END LOOP;
+    IF ('limit_usage' = ANY (clear) AND update_license_key.limit_usage IS NOT NULL)
+       OR ('limit_activations' = ANY (clear) AND update_license_key.limit_activations IS NOT NULL)
+       OR ('expires_at' = ANY (clear) AND update_license_key.expires_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'unset names a field that is also given a value'
+            USING ERRCODE = '22023', DETAIL = format('unset is %L.', clear);
+    END IF;
+
+    SELECT * INTO k FROM benefits.license_keys lk
+     WHERE lk.id = update_license_key.license_key_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'license_key_id % does not exist', update_license_key.license_key_id
+            USING ERRCODE = '22023';
+    END IF;
+    IF k.status = 'revoked' AND update_license_key.status IS NOT NULL THEN
+        RAISE EXCEPTION 'status of a revoked license key cannot be changed'
+            USING ERRCODE = '22023',
+                  HINT = 'Granting the benefit again restores the key.';
+    END IF;
+
+    UPDATE benefits.license_keys AS lk SET
+        status = coalesce(update_license_key.status, lk.status),
+        usage = coalesce(update_license_key.usage, lk.usage),
+        limit_usage = CASE WHEN 'limit_usage' = ANY (clear) THEN NULL
+                           ELSE coalesce(update_license_key.limit_usage, lk.limit_usage) END,
+        limit_activations = CASE WHEN 'limit_activations' = ANY (clear) THEN NULL
+                                 ELSE coalesce(update_license_key.limit_activations, lk.limit_activations) END,
+        expires_at = CASE WHEN 'expires_at' = ANY (clear) THEN NULL
+                          ELSE coalesce(update_license_key.expires_at, lk.expires_at) END,
+        modified_at = now()
+     WHERE lk.id = update_license_key.license_key_id
+    RETURNING lk.* INTO k;
+    RETURN k;
+END
+$$;

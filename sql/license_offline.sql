@@ -63,8 +63,8 @@ SELECT p->'version' AS version, p->>'organization_id' = :'org' AS org,
        p->'license_key'->'status' AS status, p->'license_key'->'usage' AS usage,
        p->'license_key'->'limit_usage' AS limit_usage, p->'license_key'->'limit_activations' AS limit_activations,
        p->'license_key'->'expires_at' AS key_expires_at, p->'activation' AS activation, p->'features' AS features,
-       (p->>'issued_at')::timestamptz = date_trunc('second', now()) AS issued_now,
-       (p->>'expires_at')::timestamptz = date_trunc('second', now() + interval '30 days') AS expires_in_30_days,
+       (p->>'issued_at')::timestamptz BETWEEN date_trunc('second', now()) - interval '1 minute' AND now() AS issued_now,
+       (p->>'expires_at')::timestamptz = (p->>'issued_at')::timestamptz + interval '30 days' AS expires_in_30_days,
        p->>'issued_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$' AS rfc3339_utc,
        p::text !~ :'k' AS no_full_key
   FROM pg_temp.payload(:'file') AS p;
@@ -74,15 +74,33 @@ SELECT array(SELECT jsonb_object_keys(pg_temp.payload(:'file')) ORDER BY 1) AS p
 SELECT p->'activation'->>'id' = :'act' AS activation_id, p->'activation'->'fingerprint' AS fingerprint,
        p->'activation'->'label' AS label
   FROM pg_temp.payload(benefits.checkout_license(:'k', :'org', :'act')) AS p;
+-- The features are customer_features' answer: distinct, in name order, from
+-- active grants of live feature_flag benefits only.
+BEGIN;
+SELECT id AS flag3 FROM benefits.create_benefit('feature_flag', :'org', 'PDF export again', '{}',
+    metadata => '{"feature": "export_pdf"}') \gset
+SELECT id AS flag4 FROM benefits.create_benefit('feature_flag', :'org', 'Beta', '{}',
+    metadata => '{"feature": "Beta"}') \gset
+SELECT id AS flag5 FROM benefits.create_benefit('feature_flag', :'org', 'Gone', '{}',
+    metadata => '{"feature": "deleted_feature"}') \gset
+SELECT id AS flag6 FROM benefits.create_benefit('feature_flag', :'org', 'Taken back', '{}',
+    metadata => '{"feature": "revoked_feature"}') \gset
+SELECT count(benefits.grant_benefit(:'cust', b)) AS granted FROM unnest(ARRAY[:'flag3', :'flag4', :'flag5', :'flag6']::uuid[]) b;
+SELECT benefits.delete_benefit(:'flag5') IS NOT NULL AS deleted;
+SELECT benefits.revoke_benefit(:'cust', :'flag6') IS NOT NULL AS revoked;
+SELECT p->'features' AS features,
+       p->'features' = (SELECT jsonb_agg(f) FROM benefits.customer_features(:'cust') f) AS same_as_customer_features
+  FROM pg_temp.payload(benefits.checkout_license(:'k', :'org')) AS p;
+ROLLBACK;
 -- ttl sets the file's expiry ...
-SELECT (p->>'expires_at')::timestamptz = date_trunc('second', now() + interval '1 hour') AS one_hour
+SELECT (p->>'expires_at')::timestamptz = (p->>'issued_at')::timestamptz + interval '1 hour' AS one_hour
   FROM pg_temp.payload(benefits.checkout_license(:'k', :'org', ttl => '1 hour')) AS p;
 -- ... never past the key's own expiry.
 UPDATE benefits.license_keys SET expires_at = now() + interval '10 days' WHERE id = :'kid';
-SELECT (p->>'expires_at')::timestamptz = date_trunc('second', now() + interval '10 days') AS clamped,
+SELECT (p->>'expires_at')::timestamptz = date_trunc('second', (SELECT expires_at FROM benefits.license_keys WHERE id = :'kid')) AS clamped,
        p->'license_key'->>'expires_at' = p->>'expires_at' AS same_as_key
   FROM pg_temp.payload(benefits.checkout_license(:'k', :'org', ttl => '30 days')) AS p;
-SELECT (p->>'expires_at')::timestamptz = date_trunc('second', now() + interval '2 days') AS shorter_ttl_kept
+SELECT (p->>'expires_at')::timestamptz = (p->>'issued_at')::timestamptz + interval '2 days' AS shorter_ttl_kept
   FROM pg_temp.payload(benefits.checkout_license(:'k', :'org', ttl => '2 days')) AS p;
 UPDATE benefits.license_keys SET expires_at = NULL WHERE id = :'kid';
 -- Each checkout is a fresh file (its own times), signed the same way.

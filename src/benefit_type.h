@@ -153,4 +153,7 @@ extern const BenefitType MeterCreditsBenefit;
 extern const BenefitType CustomBenefit;
 extern const BenefitType FeatureFlagBenefit;
 
+/* The features a customer holds, distinct, in name order (type_feature_flag.c). */
+extern List *FeatureFlagCustomerFeatures(const pg_uuid_t *customer_id);
+
 #endif

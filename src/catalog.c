@@ -18,6 +18,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -67,12 +68,25 @@ typedef enum ElementStatus
 	ELEMENT_DELETED,
 } ElementStatus;
 
-/* A description is shown to customers: it must say something. */
+/*
+ * The longest description, in characters: it is in every webhook payload,
+ * email and portal document about the benefit.
+ */
+#define DESCRIPTION_MAX 1000
+/* Benefits of one product: each is granted, revoked and diffed per holder. */
+#define PRODUCT_BENEFITS_MAX 100
+
+/* A description is shown to customers: it must say something, briefly. */
 static void
 CheckDescription(text *description)
 {
 	char	   *s = text_to_cstring(description);
+	int			length = pg_mbstrlen(s);
 
+	if (length > DESCRIPTION_MAX)
+		ereport(ERROR, CATALOG_ERROR,
+				errmsg("description must be at most %d characters", DESCRIPTION_MAX),
+				errdetail("It has %d.", length));
 	for (char *p = s; *p; p++)
 		if (!isspace((unsigned char) *p))
 			return;
@@ -380,6 +394,10 @@ update_product_benefits(PG_FUNCTION_ARGS)
 	if (ARR_NDIM(array) > 1)
 		ereport(ERROR, CATALOG_ERROR, errmsg("benefit_ids must be a one-dimensional array"));
 	lower = ARR_NDIM(array) == 1 ? ARR_LBOUND(array)[0] : 1;
+	if (ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array)) > PRODUCT_BENEFITS_MAX)
+		ereport(ERROR, CATALOG_ERROR,
+				errmsg("benefit_ids must have at most %d elements", PRODUCT_BENEFITS_MAX),
+				errdetail("It has %d.", ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array))));
 	deconstruct_array(array, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
 					  &elements, &elements_null, &n);
 

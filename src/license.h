@@ -22,6 +22,12 @@
 #define LICENSE_KEY_GROUP_LEN	4
 #define LICENSE_KEY_MAX_INPUT	256
 
+/*
+ * The largest activation limit of a key: activating counts the key's live
+ * activations under its lock, and the portal lists them all.
+ */
+#define LICENSE_ACTIVATIONS_MAX	1000
+
 extern char *LicenseKeyGenerate(const char *prefix);
 
 /*

@@ -119,6 +119,11 @@ import_license_key(PG_FUNCTION_ARGS)
 	BenefitsRequireArgument(fcinfo, 2, "key", ERRCODE_INVALID_PARAMETER_VALUE);
 	RequirePositive(fcinfo, 3, "limit_usage");
 	RequirePositive(fcinfo, 4, "limit_activations");
+	if (!PG_ARGISNULL(4) && PG_GETARG_INT32(4) > LICENSE_ACTIVATIONS_MAX)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("limit_activations must be at most %d", LICENSE_ACTIVATIONS_MAX),
+				errdetail("Got %d.", PG_GETARG_INT32(4)));
 	if (!PG_ARGISNULL(6))
 	{
 		status = text_to_cstring(PG_GETARG_TEXT_PP(6));

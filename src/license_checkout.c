@@ -21,12 +21,13 @@
  * stay valid until they expire: the ttl bounds how long a revocation takes
  * to reach offline machines.
  *
- * Concurrency: checkout reads the key, the activation and the current
- * signing key under the statement's snapshot (the key and the signing key by
- * direct index scans) and writes only an organization's first signing key,
- * with ON CONFLICT on the one-current-key index, so concurrent first
- * checkouts agree on one key.  rotate_license_signing_key locks the organization row (FOR NO
- * KEY UPDATE) so rotations of one organization run one after the other;
+ * Concurrency: checkout reads the key, the activation, the customer's
+ * features and the current signing key under the statement's snapshot, by
+ * direct index scans, and writes only an organization's first signing key
+ * (through SPI), with ON CONFLICT on the one-current-key index, so
+ * concurrent first checkouts agree on one key.  rotate_license_signing_key
+ * locks the organization row (FOR NO KEY UPDATE) so rotations of one
+ * organization run one after the other;
  * a checkout concurrent with a rotation signs with whichever key its
  * snapshot sees as current, and both stay listed.
  *
@@ -55,6 +56,7 @@
 #include "utils/uuid.h"
 
 #include "benefits.h"
+#include "benefit_type.h"
 #include "license.h"
 #include "portal_json.h"
 
@@ -241,7 +243,7 @@ FetchSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
 	return true;
 }
 
-/* The organization's current key, created on first use (inside an SPI connection). */
+/* The organization's current key, created on first use (the only use of SPI in a checkout). */
 static void
 CurrentSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
 {
@@ -249,9 +251,11 @@ CurrentSigningKey(const pg_uuid_t *organization_id, SigningKey *key)
 
 	if (LookupSigningKey(organization_id, key))
 		return;
+	BenefitsSpiConnect();
 	(void) InsertSigningKey(organization_id, kid);
 	if (!FetchSigningKey(organization_id, key))
 		ConcurrentSigningKey();
+	SPI_finish();
 }
 
 /*
@@ -277,28 +281,62 @@ TtlArgument(FunctionCallInfo fcinfo, int argno)
 	return ttl;
 }
 
-/* The live activation of the key named by activation_id; false when there is none. */
-static bool
-FetchActivation(const pg_uuid_t *license_key_id, Datum activation_id, CheckoutActivation *activation)
+/* Where ReadActivation finds the columns, the key it must belong to, and the activation it fills. */
+typedef struct ActivationRead
 {
-	static SPIPlanPtr plan;
-	Oid			types[2] = {UUIDOID, UUIDOID};
-	Datum		args[2] = {activation_id, UuidGetDatum(license_key_id)};
-	TupleDesc	desc;
-	HeapTuple	tuple;
+	AttrNumber	license_key_id;
+	AttrNumber	fingerprint;
+	AttrNumber	label;
+	AttrNumber	deactivated_at;
+	const pg_uuid_t *key_id;
+	CheckoutActivation *activation;
+} ActivationRead;
 
-	BenefitsExec(BenefitsPlan(&plan,
-							  "SELECT id, fingerprint, label FROM benefits.license_key_activations"
-							  " WHERE id = $1 AND license_key_id = $2 AND deactivated_at IS NULL",
-							  2, types),
-				 args, NULL, true, 1);
-	if (SPI_processed == 0)
+/* A nullable text column as a C string, NULL when null. */
+static char *
+SlotText(TupleTableSlot *slot, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, attnum, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* BenefitsIndexFetch's reader of an activation: the key's, and live. */
+static bool
+ReadActivation(TupleTableSlot *slot, void *arg)
+{
+	ActivationRead *read = arg;
+	bool		isnull;
+	Datum		key_id = slot_getattr(slot, read->license_key_id, &isnull);
+
+	if (isnull || memcmp(DatumGetUUIDP(key_id), read->key_id, sizeof(pg_uuid_t)) != 0)
 		return false;
-	desc = SPI_tuptable->tupdesc;
-	tuple = SPI_tuptable->vals[0];
-	activation->id = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "id"));
-	activation->fingerprint = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "fingerprint"));
-	activation->label = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "label"));
+	(void) slot_getattr(slot, read->deactivated_at, &isnull);
+	if (!isnull)
+		return false;
+	read->activation->fingerprint = SlotText(slot, read->fingerprint);
+	read->activation->label = SlotText(slot, read->label);
+	return true;
+}
+
+/*
+ * The live activation of the key named by activation_id, by a direct scan of
+ * the primary key under the statement's snapshot; false when there is none.
+ */
+static bool
+LookupActivation(const pg_uuid_t *license_key_id, Datum activation_id, CheckoutActivation *activation)
+{
+	Oid			relid = BenefitsRelid("license_key_activations");
+	ActivationRead read = {BenefitsColumnNumber(relid, "license_key_id"), BenefitsColumnNumber(relid, "fingerprint"),
+		BenefitsColumnNumber(relid, "label"), BenefitsColumnNumber(relid, "deactivated_at"),
+	license_key_id, activation};
+	ScanKeyData skey[1];
+
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_UUID_EQ, activation_id);
+	if (!BenefitsIndexFetch(relid, BenefitsRelid("license_key_activations_pkey"), skey, 1, ReadActivation, &read))
+		return false;
+	activation->id = BenefitsUuidText(DatumGetUUIDP(activation_id));
 	return true;
 }
 
@@ -328,25 +366,18 @@ JsonIntMember(StringInfo buf, const char *key, bool has_value, int64 value)
 		appendStringInfoString(buf, ":null");
 }
 
-/* The customer's features as a JSON array of names (inside an SPI connection). */
+/* The customer's features as a JSON array of names. */
 static void
 AppendFeatures(StringInfo buf, const pg_uuid_t *customer_id)
 {
-	static SPIPlanPtr plan;
-	Oid			types[1] = {UUIDOID};
-	Datum		args[1] = {UuidGetDatum(customer_id)};
+	ListCell   *lc;
 
-	/* In FROM, so the SQL function is inlined into the kept plan once. */
-	BenefitsExec(BenefitsGenericPlan(&plan, "SELECT f.feature FROM benefits.customer_features($1) AS f(feature)",
-									 1, types),
-				 args, NULL, true, 0);
 	appendStringInfoChar(buf, '[');
-	for (uint64 i = 0; i < SPI_processed; i++)
+	foreach(lc, FeatureFlagCustomerFeatures(customer_id))
 	{
-		if (i > 0)
+		if (foreach_current_index(lc) > 0)
 			appendStringInfoChar(buf, ',');
-		escape_json(buf, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-									  SPI_fnumber(SPI_tuptable->tupdesc, "feature")));
+		escape_json(buf, lfirst(lc));
 	}
 	appendStringInfoChar(buf, ']');
 }
@@ -453,12 +484,8 @@ checkout_license(PG_FUNCTION_ARGS)
 		LicenseKeyRefusal(&row, issued_at, &message) != NULL)
 		PG_RETURN_NULL();
 
-	BenefitsSpiConnect();
-	if (!PG_ARGISNULL(2) && !FetchActivation(&row.id, PG_GETARG_DATUM(2), &activation))
-	{
-		SPI_finish();
+	if (!PG_ARGISNULL(2) && !LookupActivation(&row.id, PG_GETARG_DATUM(2), &activation))
 		PG_RETURN_NULL();
-	}
 	expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(issued_at),
 														 IntervalPGetDatum(ttl)));
@@ -467,8 +494,6 @@ checkout_license(PG_FUNCTION_ARGS)
 	payload = PayloadJson(organization_id, &row, &activation, issued_at, expires_at);
 	CurrentSigningKey(organization_id, &key);
 	file = LicenseFile(payload, &key);
-	file = (text *) SPI_datumTransfer(PointerGetDatum(file), false, -1);
-	SPI_finish();
 	PG_RETURN_TEXT_P(file);
 }
 

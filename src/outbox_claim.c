@@ -155,7 +155,7 @@ static const char *prune_sql =
 "DELETE FROM benefits.outbox WHERE id IN ("
 "  SELECT id FROM benefits.outbox"
 "   WHERE state = 'done' AND finished_at < now() - $1 * interval '1 second'"
-"   ORDER BY finished_at LIMIT 10000)";
+"   ORDER BY finished_at LIMIT " CppAsString2(OUTBOX_PRUNE_BATCH) ")";
 
 /* The OAuth tokens the claimed jobs' requests need (0.2.0 and later). */
 static const char *credentials_sql =
@@ -730,8 +730,8 @@ OutboxCallFunction(const char *name)
 }
 
 /*
- * Delete done jobs older than benefits.outbox_retention, at most 10,000 per
- * call.  Dead jobs are kept until retried or deleted by hand.  Returns the
+ * Delete done jobs older than benefits.outbox_retention, at most
+ * OUTBOX_PRUNE_BATCH per call.  Dead jobs are kept until retried or deleted by hand.  Returns the
  * number deleted.
  */
 uint64

@@ -147,12 +147,20 @@ PropObjectAt(JsonbValue *v, const char *path)
 	return v->val.binary.data;
 }
 
-/* The elements of a non-empty JSON array at path. */
+/*
+ * The elements of a non-empty JSON array at path, of at most max elements:
+ * each element becomes work for every grant (jobs, signed URLs), and
+ * validating them compares each with the ones before it.
+ */
 JsonbContainer *
-PropNonEmptyArrayAt(JsonbValue *v, const char *path)
+PropNonEmptyArrayAt(JsonbValue *v, const char *path, int max)
 {
 	if (!PropIsArray(v) || JsonContainerSize(v->val.binary.data) == 0)
 		ereport(ERROR, PROPERTY_ERROR, errmsg("%s must be a non-empty JSON array", path));
+	if (JsonContainerSize(v->val.binary.data) > (uint32) max)
+		ereport(ERROR, PROPERTY_ERROR,
+				errmsg("%s must have at most %d elements", path, max),
+				errdetail("It has %u.", (unsigned int) JsonContainerSize(v->val.binary.data)));
 	return v->val.binary.data;
 }
 

@@ -41,7 +41,7 @@ extern void PropCheckKeys(PropertiesState *state, JsonbContainer *obj, const cha
 extern bool PropIsObject(JsonbValue *v);
 extern bool PropIsArray(JsonbValue *v);
 extern JsonbContainer *PropObjectAt(JsonbValue *v, const char *path);
-extern JsonbContainer *PropNonEmptyArrayAt(JsonbValue *v, const char *path);
+extern JsonbContainer *PropNonEmptyArrayAt(JsonbValue *v, const char *path, int max);
 extern char *PropStringOf(JsonbValue *v);
 extern bool PropBoolAt(JsonbValue *v, const char *path);
 extern bool PropOptionalBool(JsonbContainer *obj, const char *path, const char *key, bool dflt);

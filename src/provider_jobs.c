@@ -36,6 +36,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -295,13 +296,63 @@ LinkError(const char *platform)
 }
 
 /*
- * The SQL of the advisory lock serializing the grants and revokes of one
- * benefit delivered to one account, whichever customers hold them: a revoke
- * then sees another customer's grant committed meanwhile (and does not
- * remove its access), and a grant waits for a revoke that may remove it.
+ * The advisory locks serializing the grants and revokes of one benefit
+ * delivered to one account, whichever customers hold them: a revoke then
+ * sees another customer's grant committed meanwhile (and does not remove its
+ * access), and a grant waits for a revoke that may remove it.
+ *
+ * Each account has its own lock, taken under the benefit's lock in share
+ * mode.  A transaction that has taken DELIVERED_ACCOUNT_LOCKS_MAX account
+ * locks takes the benefit's lock in exclusive mode instead of any more: one
+ * statement granting or revoking for thousands of linked accounts would
+ * otherwise fill the shared lock table (max_locks_per_transaction), and
+ * fail.  Past that point the transaction serializes with every grant and
+ * revoke of those benefits until it commits; two such transactions that
+ * both held the benefit's lock in share mode first can deadlock, and
+ * PostgreSQL then aborts one of them.
  */
+#define DELIVERED_ACCOUNT_LOCKS_MAX 64
+#define SQL_DELIVERED_BENEFIT_LOCK(benefit) \
+	"pg_catalog.hashtextextended('benefits delivered ' || " benefit "::text, 0)"
 #define SQL_DELIVERED_ACCOUNT_LOCK(benefit, account) \
 	"pg_catalog.hashtextextended('benefits delivered ' || " benefit "::text || ' ' || " account ", 0)"
+
+/* Account locks this transaction has taken (delivered_locks_lxid's). */
+static int	delivered_locks_taken;
+static LocalTransactionId delivered_locks_lxid = InvalidLocalTransactionId;
+
+/*
+ * May this transaction take n more account locks?  Counts them if so; the
+ * count restarts with each transaction.
+ */
+static bool
+DeliveredAccountLocksAllowed(int n)
+{
+	if (delivered_locks_lxid != MyProc->lxid)
+	{
+		delivered_locks_lxid = MyProc->lxid;
+		delivered_locks_taken = 0;
+	}
+	if (delivered_locks_taken + n > DELIVERED_ACCOUNT_LOCKS_MAX)
+		return false;
+	delivered_locks_taken += n;
+	return true;
+}
+
+/* Takes the benefit's lock in exclusive mode: every account at once. */
+static void
+LockDeliveredBenefit(pg_uuid_t benefit_id)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+
+	values[0] = UuidGetDatum(&benefit_id);
+	BenefitsExec(BenefitsPlan(&plan,
+							  "SELECT pg_catalog.pg_advisory_xact_lock(" SQL_DELIVERED_BENEFIT_LOCK("$1") ")",
+							  1, types),
+				 values, NULL, false, 0);
+}
 
 /* Takes the lock of the benefit's access delivered to account_id. */
 static void
@@ -311,10 +362,16 @@ LockDeliveredAccount(pg_uuid_t benefit_id, const char *account_id)
 	Oid			types[2] = {UUIDOID, TEXTOID};
 	Datum		values[2];
 
+	if (!DeliveredAccountLocksAllowed(1))
+	{
+		LockDeliveredBenefit(benefit_id);
+		return;
+	}
 	values[0] = UuidGetDatum(&benefit_id);
 	values[1] = CStringGetTextDatum(account_id);
 	BenefitsExec(BenefitsPlan(&plan,
-							  "SELECT pg_catalog.pg_advisory_xact_lock(" SQL_DELIVERED_ACCOUNT_LOCK("$1", "$2") ")",
+							  "SELECT pg_catalog.pg_advisory_xact_lock_shared(" SQL_DELIVERED_BENEFIT_LOCK("$1") "),"
+							  " pg_catalog.pg_advisory_xact_lock(" SQL_DELIVERED_ACCOUNT_LOCK("$1", "$2") ")",
 							  2, types),
 				 values, NULL, false, 0);
 }
@@ -327,15 +384,22 @@ LockDeliveredAccounts(GrantBatch *batch, const char *platform)
 	Oid			types[3] = {UUIDOID, UUIDARRAYOID, TEXTOID};
 	Datum		values[3];
 
+	if (!DeliveredAccountLocksAllowed(batch->n))
+	{
+		LockDeliveredBenefit(batch->benefit_id);
+		return;
+	}
 	values[0] = UuidGetDatum(&batch->benefit_id);
 	values[1] = BenefitsUuidArray(batch->customer_ids, batch->n);
 	values[2] = CStringGetTextDatum(platform);
 	BenefitsExec(BenefitsPlan(&plan,
-							  "SELECT pg_catalog.pg_advisory_xact_lock(l.k) FROM ("
+							  "SELECT pg_catalog.pg_advisory_xact_lock_shared(" SQL_DELIVERED_BENEFIT_LOCK("$1") ")"
+							  " UNION ALL "
+							  "(SELECT pg_catalog.pg_advisory_xact_lock(l.k) FROM ("
 							  "  SELECT DISTINCT " SQL_DELIVERED_ACCOUNT_LOCK("$1", "a.account_id") " AS k"
 							  "    FROM benefits.customer_accounts a"
 							  "   WHERE a.customer_id = ANY ($2) AND a.platform = $3) l"
-							  " ORDER BY l.k",
+							  " ORDER BY l.k)",
 							  3, types),
 				 values, NULL, false, 0);
 }

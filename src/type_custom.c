@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
@@ -27,6 +28,12 @@
 
 /* The grant properties of a manual grant waiting for the seller. */
 #define PENDING_GRANT_PROPERTIES "{\"fulfillment\": \"pending\"}"
+
+/*
+ * The longest note, in characters: it goes into every grant's webhook
+ * payloads, emails and portal document.
+ */
+#define NOTE_MAX 10000
 
 /* Validates {note, fulfillment}; "fulfillment" is kept only when manual. */
 static void
@@ -42,7 +49,15 @@ NormalizeCustom(PropertiesState *state, JsonbContainer *root)
 	if ((note = PropField(root, "note")) == NULL)
 		PropPutNull(state);
 	else if (note->type == jbvString)
-		PropPutString(state, WJB_VALUE, PropStringOf(note));
+	{
+		char	   *text = PropStringOf(note);
+
+		if (pg_mbstrlen(text) > NOTE_MAX)
+			ereport(ERROR, PROPERTY_ERROR,
+					errmsg("properties.note must be at most %d characters", NOTE_MAX),
+					errdetail("It has %d.", pg_mbstrlen(text)));
+		PropPutString(state, WJB_VALUE, text);
+	}
 	else
 		ereport(ERROR, PROPERTY_ERROR, errmsg("properties.note must be a string"));
 

@@ -50,6 +50,9 @@ SnowflakeAt(JsonbValue *v, const char *path)
 	return s;
 }
 
+/* Roles of one benefit: a Discord guild has at most 250 roles. */
+#define MAX_ROLES 250
+
 /* The longest welcome message template, in characters (Discord takes 2000). */
 #define WELCOME_MESSAGE_MAX 1000
 
@@ -146,7 +149,7 @@ NormalizeDiscord(PropertiesState *state, JsonbContainer *root)
 	}
 	else
 	{
-		JsonbContainer *elements = PropNonEmptyArrayAt(list, "properties.roles");
+		JsonbContainer *elements = PropNonEmptyArrayAt(list, "properties.roles", MAX_ROLES);
 
 		n = JsonContainerSize(elements);
 		role_ids = palloc(n * sizeof(char *));

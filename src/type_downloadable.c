@@ -25,6 +25,8 @@
 
 /* A downloadable file is at most 10 GB. */
 #define MAX_FILE_SIZE			INT64CONST(10737418240)
+/* Files of one benefit: each is a signed URL in every holder's portal document. */
+#define MAX_FILES				500
 
 static SPIPlanPtr file_plan = NULL;
 static SPIPlanPtr file_insert_plan = NULL;
@@ -135,7 +137,8 @@ NormalizeDownloadable(PropertiesState *state, JsonbContainer *root)
 	bool	   *archived;
 
 	PropCheckKeys(state, root, "properties", keys);
-	elements = PropNonEmptyArrayAt(PropRequiredField(root, "properties", "files"), "properties.files");
+	elements = PropNonEmptyArrayAt(PropRequiredField(root, "properties", "files"), "properties.files",
+								   MAX_FILES);
 	n = JsonContainerSize(elements);
 	ids = palloc0(n * sizeof(pg_uuid_t));
 	registered = palloc0(n * sizeof(bool));

@@ -32,6 +32,9 @@
 	" 'repository_name', COALESCE(%1$s.properties->>'repository_name', %1$s.properties #>> '{repositories,0,name}')," \
 	" 'permission', COALESCE(%1$s.properties->>'permission', %1$s.properties #>> '{repositories,0,permission}'))"
 
+/* Repositories of one benefit: each is a request per grant, revoke and edit. */
+#define MAX_REPOSITORIES 100
+
 static const char *const github_permissions[] =
 {"pull", "triage", "push", "maintain", "admin", NULL};
 
@@ -117,7 +120,8 @@ NormalizeGitHubRepository(PropertiesState *state, JsonbContainer *root)
 	}
 	else
 	{
-		JsonbContainer *elements = PropNonEmptyArrayAt(list, "properties.repositories");
+		JsonbContainer *elements = PropNonEmptyArrayAt(list, "properties.repositories",
+													   MAX_REPOSITORIES);
 
 		n = JsonContainerSize(elements);
 		owners = palloc(n * sizeof(char *));

@@ -373,14 +373,14 @@ NormalizeLicenseKeys(PropertiesState *state, JsonbContainer *root)
 		char	   *heartbeat = NULL;
 
 		if (v->type == jbvNumeric)
-			limit = PropIntegerAt(v, "properties.activations", 1, PG_INT32_MAX);
+			limit = PropIntegerAt(v, "properties.activations", 1, LICENSE_ACTIVATIONS_MAX);
 		else
 		{
 			JsonbContainer *activations = v->val.binary.data;
 
 			PropCheckKeys(state, activations, "properties.activations", activations_keys);
 			limit = PropIntegerAt(PropRequiredField(activations, "properties.activations", "limit"),
-							  "properties.activations.limit", 1, PG_INT32_MAX);
+							  "properties.activations.limit", 1, LICENSE_ACTIVATIONS_MAX);
 			customer_admin = PropOptionalBool(activations, "properties.activations",
 										  "enable_customer_admin", false);
 			heartbeat = HeartbeatProperty(PropField(activations, "heartbeat"));

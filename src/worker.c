@@ -47,6 +47,15 @@ PGDLLEXPORT void benefits_worker_main(Datum main_arg);
 /* Record finished jobs at least this often while others are in flight. */
 #define RECORD_INTERVAL_MS 20
 #define RECORD_BATCH 128
+/*
+ * While retention is behind (a whole batch was deleted), the next batch
+ * follows this soon instead of at the next maintenance: one batch per
+ * maintenance interval would cap retention at 10,000 jobs a minute, below
+ * what the worker delivers.  A batch takes a few hundred ms with a large
+ * backlog, during which nothing is delivered: a second between batches
+ * keeps catching up to about a quarter of the worker's time.
+ */
+#define PRUNE_CATCH_UP_MS 1000
 /* Longest sleep: the safety net under the latch. */
 #define MAX_SLEEP_MS 10000
 /* Sleep while the extension is missing or the server in recovery. */
@@ -147,12 +156,16 @@ PeriodicUnit(void *arg)
 	OutboxCallFunction((const char *) arg);
 }
 
-/* Unit: delete old done jobs. */
+/*
+ * Unit: delete old done jobs; *behind is set when a whole batch went, so
+ * more are waiting.
+ */
 static void
 PruneUnit(void *arg)
 {
-	if (OutboxPrepare())
-		(void) OutboxPrune();
+	bool	   *behind = (bool *) arg;
+
+	*behind = OutboxPrepare() && OutboxPrune() == OUTBOX_PRUNE_BATCH;
 }
 
 /*
@@ -185,8 +198,10 @@ RunPeriodic(bool woken)
 	static TimestampTz next_flush = 0;
 	static TimestampTz last_flush = 0;
 	static TimestampTz next_maintenance = 0;
+	static TimestampTz next_prune = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	int			flush_ms = FlushIntervalMs();
+	long		wait_ms;
 
 	if (flush_ms > 0 &&
 		(now >= next_flush || (woken && TimestampDifferenceExceeds(last_flush, now, 100))))
@@ -198,14 +213,22 @@ RunPeriodic(bool woken)
 	if (now >= next_maintenance)
 	{
 		RunUnit("running maintenance", PeriodicUnit, "run_maintenance");
-		RunUnit("pruning the outbox", PruneUnit, NULL);
 		next_maintenance = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), benefits_maintenance_interval);
 	}
+	if (now >= next_prune)
+	{
+		bool		behind = false;
+
+		RunUnit("pruning the outbox", PruneUnit, &behind);
+		next_prune = behind ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PRUNE_CATCH_UP_MS)
+			: next_maintenance;
+	}
 	now = GetCurrentTimestamp();
+	wait_ms = Min(TimestampDifferenceMilliseconds(now, next_maintenance),
+				  TimestampDifferenceMilliseconds(now, next_prune));
 	if (flush_ms > 0)
-		return Min(TimestampDifferenceMilliseconds(now, next_flush),
-				   TimestampDifferenceMilliseconds(now, next_maintenance));
-	return TimestampDifferenceMilliseconds(now, next_maintenance);
+		return Min(TimestampDifferenceMilliseconds(now, next_flush), wait_ms);
+	return wait_ms;
 }
 
 /* Build and send the claimed jobs; those that cannot be sent are finished. */

@@ -138,6 +138,8 @@ extern List *OutboxClaim(int limit, const int *claimed, int nclaimed, int shares
 extern bool OutboxCallFunction(const char *name);
 extern void OutboxRecord(List *jobs);
 extern double OutboxNextDue(void);
+/* Done jobs deleted per OutboxPrune call. */
+#define OUTBOX_PRUNE_BATCH 10000
 extern uint64 OutboxPrune(void);
 
 /*

@@ -48,7 +48,9 @@ CREATE TABLE benefits.organizations (
     -- How long past_due/unpaid subscriptions keep their benefits.
     grace_period    interval NOT NULL DEFAULT '0 days' CHECK (grace_period >= '0 days'),
     created_at      timestamptz NOT NULL DEFAULT now(),
-    modified_at     timestamptz
+    modified_at     timestamptz,
+    -- Names go into emails, pages and webhook payloads: bounded (README, "Limits").
+    CONSTRAINT organizations_name_length CHECK (length(name) <= 256)
 );
 
 CREATE TABLE benefits.products (
@@ -59,7 +61,9 @@ CREATE TABLE benefits.products (
     created_at      timestamptz NOT NULL DEFAULT now(),
     modified_at     timestamptz,
     UNIQUE (organization_id, external_id),
-    UNIQUE (id, organization_id)
+    UNIQUE (id, organization_id),
+    CONSTRAINT products_name_length CHECK (length(name) <= 256),
+    CONSTRAINT products_external_id_length CHECK (length(external_id) <= 256)
 );
 
 CREATE TABLE benefits.benefits (
@@ -102,7 +106,13 @@ CREATE TABLE benefits.customers (
     modified_at     timestamptz,
     deleted_at      timestamptz,
     UNIQUE (organization_id, external_id),
-    UNIQUE (id, organization_id)
+    UNIQUE (id, organization_id),
+    -- The application writes customers directly: what every webhook payload,
+    -- email and portal document about them carries is bounded here.
+    CONSTRAINT customers_external_id_length CHECK (length(external_id) <= 256),
+    CONSTRAINT customers_email_length CHECK (length(email) <= 254),
+    CONSTRAINT customers_name_length CHECK (length(name) <= 256),
+    CONSTRAINT customers_metadata_size CHECK (octet_length(metadata::text) <= 65536)
 );
 
 -- Linked GitHub/Discord identities.  access_token is the customer's OAuth
@@ -251,7 +261,8 @@ CREATE TABLE benefits.meters (
     -- Whether record_usage may drive a balance below zero.
     allow_overage    boolean NOT NULL DEFAULT false,
     created_at       timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (id, organization_id)
+    UNIQUE (id, organization_id),
+    CONSTRAINT meters_name_length CHECK (length(name) <= 256)
 );
 
 -- Downloadable files in S3-compatible storage, referenced by downloadable benefits.

@@ -161,6 +161,10 @@ BEGIN
             USING ERRCODE = '22023', DETAIL = format('Got %s.', update_license_key.limit_activations),
                   HINT = 'To remove the limit, pass unset => ''{limit_activations}''.';
     END IF;
+    IF update_license_key.limit_activations > 1000 THEN
+        RAISE EXCEPTION 'limit_activations must be at most 1000'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', update_license_key.limit_activations);
+    END IF;
     IF update_license_key.usage IS NOT NULL AND update_license_key.usage < 0 THEN
         RAISE EXCEPTION 'usage must not be negative'
             USING ERRCODE = '22023', DETAIL = format('Got %s.', update_license_key.usage);
