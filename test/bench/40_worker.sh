@@ -272,11 +272,12 @@ sleep 2
 t0=$(sql -c "SELECT extract(epoch FROM clock_timestamp())")
 sql -F ' ' -f "$work/grants_load.sql" >"$work/commits_load.txt"
 t1=$(sql -c "SELECT extract(epoch FROM clock_timestamp())")
-kill -INT "$load_pid" 2>/dev/null || true
+kill -TERM "$load_pid" 2>/dev/null || true   # (SIGINT is ignored by background jobs of a script)
 wait "$load_pid" 2>/dev/null || true
 sleep 1
 delivered=$(sql -c "SELECT count(*) FROM benefits.outbox WHERE message_id LIKE 'msg_load_%' AND state = 'done'
                      AND finished_at BETWEEN to_timestamp($t0) AND to_timestamp($t1)")
-echo "under load: $(python3 -c "print('%.0f' % ($delivered / ($t1 - $t0)))") webhook deliveries/s sustained while the grants ran"
+echo "under load: $LOAD_RATE webhooks/s queued, $(python3 -c "print('%.0f' % ($delivered / ($t1 - $t0)))") deliveries/s done while the grants ran" \
+     "(below the rate queued, a backlog builds and the grants wait behind it)"
 latency "commit-to-request latency, single GitHub grants, under load (target p99 <= 50 ms)" "$work/commits_load.txt"
 wait_done msg_load_
