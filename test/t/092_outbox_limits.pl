@@ -98,7 +98,7 @@ my $total = 0;
 $total += $_ for @delays;
 ok($in_range, 'each retry waited between half and all of min(10 s * 2^(attempt-1), 1 h)');
 note(sprintf('retry delays (s): %s; dead %.1f h after the first attempt (bounds with these settings: %.1f to %.1f h)',
-	join(' ', @delays), $total / 3600, 12330 / 2 / 3600, 12330 / 3600));
+	join(' ', @delays), $total / 3600, 12310 / 2 / 3600, 12310 / 3600));
 like(sql("SELECT last_error FROM benefits.dead_jobs WHERE id = $job"), qr/Couldn't connect|connect/i,
 	'the dead job keeps the last error');
 is(sql("SELECT consecutive_failures || ' ' || enabled FROM benefits.webhook_endpoints WHERE id = '$down'"),
