@@ -1475,7 +1475,7 @@ ALTER TABLE benefits.products
 ALTER TABLE benefits.customers
     ADD CONSTRAINT customers_external_id_length CHECK (length(external_id) <= 256),
     ADD CONSTRAINT customers_email_length CHECK (length(email) <= 254),
-    ADD CONSTRAINT customers_name_length CHECK (length(name) <= 256),
+    ADD CONSTRAINT customers_name_length CHECK (length(name) <= 2048),
     ADD CONSTRAINT customers_metadata_size CHECK (octet_length(metadata::text) <= 65536);
 ALTER TABLE benefits.meters
     ADD CONSTRAINT meters_name_length CHECK (length(name) <= 256);

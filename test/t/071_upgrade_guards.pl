@@ -2,7 +2,7 @@
 # a database still at 0.1.0 (the library is shared by every database of the
 # cluster; each database moves to 0.2.0 only with its own ALTER EXTENSION):
 #  - linked accounts 0.2.0 no longer accepts stop the upgrade, named;
-#  - so does a row past one of 0.2.0's limits (a customer name of 257
+#  - so does a row past one of 0.2.0's limits (a customer name of 2,049
 #    characters), naming the constraint;
 #  - an extension installed by 0.1.0 into a schema a non-superuser owns is
 #    refused an upgrade (that owner could swap the schema's objects);
@@ -44,14 +44,14 @@ $node->safe_psql('postgres', 'CREATE DATABASE long');
 $node->safe_psql('long', "CREATE EXTENSION benefits VERSION '0.1.0'");
 $node->safe_psql('long', q{
 INSERT INTO benefits.organizations (id, name) VALUES ('00000000-0000-4000-8000-000000000001', 'o');
-INSERT INTO benefits.customers (organization_id, name) VALUES ('00000000-0000-4000-8000-000000000001', repeat('n', 257));
+INSERT INTO benefits.customers (organization_id, name) VALUES ('00000000-0000-4000-8000-000000000001', repeat('n', 2049));
 });
 ($ret, $out, $err) = $node->psql('long', 'ALTER EXTENSION benefits UPDATE');
 like($err, qr/check constraint "customers_name_length" .* is violated by some row/,
-	'a customer name of 257 characters stops the upgrade, naming the constraint');
+	'a customer name of 2,049 characters stops the upgrade, naming the constraint');
 is($node->safe_psql('long', "SELECT extversion FROM pg_extension WHERE extname = 'benefits'"), '0.1.0',
 	'the database stays at 0.1.0');
-$node->safe_psql('long', "UPDATE benefits.customers SET name = left(name, 256); ALTER EXTENSION benefits UPDATE");
+$node->safe_psql('long', "UPDATE benefits.customers SET name = left(name, 2048); ALTER EXTENSION benefits UPDATE");
 is($node->safe_psql('long', "SELECT extversion FROM pg_extension WHERE extname = 'benefits'"), '0.2.0',
 	'once shortened, it upgrades');
 
