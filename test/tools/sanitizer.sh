@@ -55,8 +55,10 @@ build() {
     rm -rf "$build/src"/*.[ch] "$build/sql"
     (cd "$root" && git ls-files -z -- Makefile benefits.control src sql | xargs -0 cp -p --parents -t "$build")
     # -fno-wrapv (after the server's -fwrapv) lets UBSan report a signed
-    # overflow in the extension's own arithmetic instead of letting it wrap.
-    local sanitize="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-wrapv $extra"
+    # overflow in the extension's own arithmetic instead of letting it wrap;
+    # float-cast-overflow (a double out of an integer type's range, undefined
+    # in C) is not part of GCC's -fsanitize=undefined.
+    local sanitize="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-wrapv $extra"
     if [ "$(cat "$build/.sanitize" 2>/dev/null)" != "$sanitize" ]; then
         make -C "$build" -s clean >/dev/null
         echo "$sanitize" >"$build/.sanitize"
