@@ -49,6 +49,7 @@ demo: deps
 	@$(MAKE) --no-print-directory -s all
 	@bash test/demo.sh
 
+# make test SANITIZE=1: every suite against an ASan + UBSan build (test/run_tests.sh).
 test: deps
 	@$(MAKE) --no-print-directory -s all
 	@bash test/run_tests.sh
