@@ -7,6 +7,8 @@
 # and UBSan in tmp_sanitize/build, every server started with the ASan runtime
 # preloaded (test/tools/sanitizer.sh); a sanitizer report in any server's log
 # (the regression cluster's, every TAP node's) fails the suite and is printed.
+# A server that did not start through the sanitizer pg_ctl cannot load that
+# build at all ("ASan runtime does not come first"), so none runs unchecked.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
