@@ -63,8 +63,8 @@ SELECT p->'version' AS version, p->>'organization_id' = :'org' AS org,
        p->'license_key'->'status' AS status, p->'license_key'->'usage' AS usage,
        p->'license_key'->'limit_usage' AS limit_usage, p->'license_key'->'limit_activations' AS limit_activations,
        p->'license_key'->'expires_at' AS key_expires_at, p->'activation' AS activation, p->'features' AS features,
-       now() - (p->>'issued_at')::timestamptz BETWEEN interval '0' AND interval '1 minute' AS issued_now,
-       (p->>'expires_at')::timestamptz = (p->>'issued_at')::timestamptz + interval '30 days' AS expires_in_30_days,
+       (p->>'issued_at')::timestamptz = date_trunc('second', now()) AS issued_now,
+       (p->>'expires_at')::timestamptz = date_trunc('second', now() + interval '30 days') AS expires_in_30_days,
        p->>'issued_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$' AS rfc3339_utc,
        p::text !~ :'k' AS no_full_key
   FROM pg_temp.payload(:'file') AS p;
