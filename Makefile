@@ -23,7 +23,7 @@ ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
 SHLIB_LINK = -lsodium -lcurl
 PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 
-EXTRA_CLEAN = tmp_install tmp_check tmp_cluster tmp_fuzz output_iso results regression.diffs regression.out
+EXTRA_CLEAN = tmp_install tmp_check tmp_cluster tmp_fuzz tmp_sanitize output_iso results regression.diffs regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -49,6 +49,7 @@ demo: deps
 	@$(MAKE) --no-print-directory -s all
 	@bash test/demo.sh
 
+# make test SANITIZE=1: every suite against an ASan + UBSan build (test/run_tests.sh).
 test: deps
 	@$(MAKE) --no-print-directory -s all
 	@bash test/run_tests.sh
