@@ -329,6 +329,30 @@ def valid_properties(t, ds, rng=None):
     return r.choice([{"note": "Thanks!\n<script>alert(1)</script>"}, {"note": None}, {}])
 
 
+# Runs a batch of calls through one statement: each call in its own
+# subtransaction (as ROLES[i] when not NULL); the SQLSTATE of each, NULL when
+# it succeeded.  The result rows of a call are discarded.
+BATCH_FUNCTION = """CREATE OR REPLACE FUNCTION public.fuzz_try(stmts text[], roles text[])
+RETURNS TABLE (i int, state text) LANGUAGE plpgsql AS $fuzz$
+BEGIN
+    FOR k IN 1 .. coalesce(array_length(stmts, 1), 0) LOOP
+        i := k;
+        state := NULL;
+        BEGIN
+            IF roles[k] IS NOT NULL THEN
+                PERFORM set_config('role', roles[k], true);
+            END IF;
+            EXECUTE stmts[k];
+            PERFORM set_config('role', 'none', true);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$fuzz$"""
+
+
 class Fuzzer:
     def __init__(self, args):
         self.args = args
@@ -342,6 +366,8 @@ class Fuzzer:
         self.per_function = collections.defaultdict(collections.Counter)
         self.findings = []
         self.calls = 0
+        self.states = collections.Counter()      # every SQLSTATE seen, for the summary
+        self.batches_replayed = 0
         self.clean = False         # generating a valid argument (make_call)
         self.conn = None
         self.pid = None
@@ -412,6 +438,7 @@ class Fuzzer:
                   "IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'fuzz_admin') THEN "
                   "CREATE ROLE fuzz_admin IN ROLE benefits_admin; END IF; END $$"]:
             self.run_setup(q)
+        self.run_setup(BATCH_FUNCTION)
         self.add_dataset()
         self.load_catalog()
 
@@ -1158,6 +1185,29 @@ class Fuzzer:
         except psycopg.Error:
             return False
 
+    def next_call(self):
+        """A random call (function name, statement, role or None)."""
+        if self.chance(0.04):
+            fname, stmt = "(dml)", self.dml_statement()
+        else:
+            fn = self.rng.choice(self.functions)
+            fname, stmt = fn["name"], self.make_call(fn)
+        role = None
+        if self.chance(self.args.role_ratio):
+            role = self.rng.choice(["fuzz_public", "fuzz_app", "fuzz_admin"])
+        return fname, stmt, role
+
+    def count(self, fname, outcome, state):
+        self.calls += 1
+        self.stats[fname] += 1
+        if outcome == "error" or (outcome == "hang" and state):
+            self.errors[(state or "?????")[:2]] += 1
+            self.per_function[fname][(state or "?????")[:2]] += 1
+            self.states[state or "?????"] += 1
+        else:
+            self.errors[outcome] += 1
+            self.per_function[fname][outcome] += 1
+
     def run(self):
         start = time.time()
         last_reseed = 0
@@ -1168,46 +1218,80 @@ class Fuzzer:
                     self.add_dataset()
                 except psycopg.Error as e:
                     print("reseeding failed: %s" % e, file=sys.stderr)
-            if self.chance(0.04):
-                fname, stmt = "(dml)", self.dml_statement()
+            n = min(self.args.batch, self.args.iterations - self.calls)
+            if n <= 1 or self.chance(self.args.single_ratio):
+                self.run_one(*self.next_call())
             else:
-                fn = self.rng.choice(self.functions)
-                fname, stmt = fn["name"], self.make_call(fn)
-            role = None
-            if self.chance(self.args.role_ratio):
-                role = self.rng.choice(["fuzz_public", "fuzz_app", "fuzz_admin"])
-            self.calls += 1
-            self.stats[fname] += 1
-            outcome, state, msg, committed = self.execute_call(stmt, role)
-            if self.args.verbose:
-                print("%6d %-28s %-6s %s | %s" % (self.calls, fname, outcome, state or "", stmt[:160]))
-            if outcome == "error" or (outcome == "hang" and state):
-                self.errors[(state or "?????")[:2]] += 1
-                self.per_function[fname][(state or "?????")[:2]] += 1
-                if state in ("XX000", None, ""):
-                    self.internal[(fname, msg[:160])] += 1
-            else:
-                self.errors[outcome] += 1
-                self.per_function[fname][outcome] += 1
-            if committed:
-                pre, _ = self.transaction(stmt, role)
-                self.history.append("\n".join(q + ";" for q in pre) + "\n" + stmt + ";\nCOMMIT")
-            if outcome == "hang":
-                self.finding("hang", fname, stmt, role, "statement_timeout did not end the call: %s" % msg)
-            elif outcome == "invalid":
-                self.finding("invalid result", fname, stmt, role, msg)
-            lost = outcome == "lost" or not self.alive()
-            report = self.log.new_reports()
-            if lost:
-                kind = "crash" if state in (None, "") else "lost connection (%s)" % state
-                if outcome != "lost":
-                    self.errors["lost"] += 1
-                self.finding(kind, fname, stmt, role, msg or "connection lost", report)
-            elif report:
-                self.finding("sanitizer report", fname, stmt, role, report[0].strip(), report)
+                self.run_batch([self.next_call() for _ in range(n)])
+            if self.args.progress and self.calls // self.args.progress != (self.calls - n) // self.args.progress:
+                print("progress: %d calls in %.0f s, %d findings" % (self.calls, time.time() - start,
+                                                                    len(self.findings)), flush=True)
+        self.elapsed = time.time() - start
+
+    def run_batch(self, calls):
+        """Runs CALLS in one statement (each in a subtransaction of public.fuzz_try); when anything
+        is wrong (a lost connection, a timeout, an internal error, a sanitizer report) every call
+        of the batch runs again on its own, so the single path finds and writes the culprit."""
+        conn = self.conn
+        results = None
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SET LOCAL statement_timeout = %d" % (self.args.statement_timeout * 4))
+            results = conn.execute("SELECT state FROM public.fuzz_try(%s, %s) ORDER BY i",
+                                   ([c[1] for c in calls], [c[2] for c in calls])).fetchall()
+            commit = self.chance(self.args.commit_ratio)
+            conn.execute("COMMIT" if commit else "ROLLBACK")
+        except psycopg.Error:
+            results = None
+            commit = False
+            if not (conn.broken or conn.closed):
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    pass
+        report = self.log.new_reports()
+        states = [r[0] for r in results] if results is not None and len(results) == len(calls) else None
+        if states is None or report or not self.alive() or any(st in ("XX000", "") for st in states if st):
             if not self.alive():
                 self.open_fuzz_connection(after_crash=True)
-        self.elapsed = time.time() - start
+            self.batches_replayed += 1
+            for c in calls:
+                self.run_one(*c)
+            return
+        for (fname, stmt, role), state in zip(calls, states):
+            self.count(fname, "error" if state else "ok", state)
+            if commit and not state:
+                pre, _ = self.transaction(stmt, role)
+                self.history.append("\n".join(q + ";" for q in pre) + "\n" + stmt + ";\nCOMMIT")
+
+    def run_one(self, fname, stmt, role):
+        outcome, state, msg, committed = self.execute_call(stmt, role)
+        if self.args.verbose:
+            print("%6d %-28s %-6s %s | %s" % (self.calls, fname, outcome, state or "", stmt[:160]))
+        self.count(fname, outcome, state)
+        if outcome == "error" or (outcome == "hang" and state):
+            if state in ("XX000", None, ""):
+                self.internal[(fname, msg[:160])] += 1
+                if outcome == "error" and not (self.conn.broken or self.conn.closed):
+                    self.finding("internal error", fname, stmt, role, msg)
+        if committed:
+            pre, _ = self.transaction(stmt, role)
+            self.history.append("\n".join(q + ";" for q in pre) + "\n" + stmt + ";\nCOMMIT")
+        if outcome == "hang":
+            self.finding("hang", fname, stmt, role, "statement_timeout did not end the call: %s" % msg)
+        elif outcome == "invalid":
+            self.finding("invalid result", fname, stmt, role, msg)
+        lost = outcome == "lost" or not self.alive()
+        report = self.log.new_reports()
+        if lost:
+            kind = "crash" if state in (None, "") else "lost connection (%s)" % state
+            if outcome != "lost":
+                self.errors["lost"] += 1
+            self.finding(kind, fname, stmt, role, msg or "connection lost", report)
+        elif report:
+            self.finding("sanitizer report", fname, stmt, role, report[0].strip(), report)
+        if not self.alive():
+            self.open_fuzz_connection(after_crash=True)
 
     # ---- findings and reproducers ---------------------------------------
     def reproducer(self, stmt, role, with_history, header):
@@ -1277,10 +1361,13 @@ class Fuzzer:
             print("finding: %s in benefits.%s x%d, e.g. %s" % (kind, fname, len(paths),
                                                              ", ".join(p for p in paths if p)))
         kinds = collections.Counter("crash" if f[0].startswith(("crash", "lost")) else f[0] for f in self.findings)
+        print("distinct SQLSTATEs: %d: %s" % (len(self.states), " ".join(
+            "%s=%d" % kv for kv in sorted(self.states.items()))))
+        print("batches run again call by call: %d" % self.batches_replayed)
         print("summary: seed %s, %d calls in %.0f s, outcomes by SQLSTATE class: %s; crashes found: %d; "
-              "sanitizer reports: %d; invalid results: %d; hangs: %d"
+              "sanitizer reports: %d; invalid results: %d; hangs: %d; internal errors: %d"
               % (self.args.seed, self.calls, self.elapsed, classes, kinds["crash"], kinds["sanitizer report"],
-                 kinds["invalid result"], kinds["hang"]))
+                 kinds["invalid result"], kinds["hang"], kinds["internal error"]))
         return 1 if self.findings else 0
 
 
@@ -1431,6 +1518,11 @@ def main():
     ap.add_argument("--commit-ratio", type=float, default=0.15, help="share of successful calls committed")
     ap.add_argument("--role-ratio", type=float, default=0.1, help="share of calls made as a benefits_* role")
     ap.add_argument("--reseed-every", type=int, default=1500, help="add a fresh dataset every N calls")
+    ap.add_argument("--batch", type=int, default=50,
+                    help="calls per round trip (public.fuzz_try); 1 runs every call on its own")
+    ap.add_argument("--single-ratio", type=float, default=0.02,
+                    help="share of calls run on their own even when batching (their results are checked)")
+    ap.add_argument("--progress", type=int, default=0, help="print a progress line every N calls")
     ap.add_argument("--only", help="comma-separated function names to call (default: every function)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                                   "tmp_fuzz", "findings"))
