@@ -302,6 +302,11 @@ def valid_properties(t, ds, rng=None):
              "limit_usage": False},
             {"prefix": "K", "expires": {"ttl": 30, "timeframe": "day"}, "activations": 2, "limit_usage": 100},
             {"prefix": None, "expires": None, "activations": None, "limit_usage": None},
+            {"prefix": "SEAT", "expires": False, "key_per": "grant", "conditions_match": "subset",
+             "activations": {"limit": 5, "enable_customer_admin": False, "heartbeat": "10 minutes"},
+             "limit_usage": None},
+            {"prefix": "HB", "key_per": "customer", "conditions_match": "exact",
+             "activations": {"limit": 1, "heartbeat": "1 day"}},
         ])
     if t == "github_repository":
         return r.choice([
@@ -325,6 +330,7 @@ def valid_properties(t, ds, rng=None):
         return r.choice([
             {"meter_id": str(ds.meters[0]), "units": 500, "rollover": False, "low_balance_threshold": 10},
             {"meter_id": str(ds.meters[1]), "credits": 20, "rollover": True},
+            {"meter_id": str(ds.meters[0]), "units": 50, "rollover": False, "recurring": False},
         ])
     return r.choice([{"note": "Thanks!\n<script>alert(1)</script>"}, {"note": None}, {}])
 
@@ -390,6 +396,8 @@ class Fuzzer:
         return ["SET benefits.s3_endpoint = 'https://files.example.com'", "SET benefits.s3_url_style = 'path'",
                 "SET benefits.s3_region = 'eu-west-1'", "SET benefits.s3_bucket = 'fuzz'",
                 "SET benefits.s3_access_key_id = 'AKIDFUZZ'", "SET benefits.s3_secret_access_key = 'fuzz-secret'",
+                "SET benefits.github_oauth_client_id = 'fuzz-gh'", "SET benefits.github_oauth_client_secret = 'fuzz-gh-secret'",
+                "SET benefits.discord_oauth_client_id = 'fuzz-dc'", "SET benefits.discord_oauth_client_secret = 'fuzz-dc-secret'",
                 "SET client_min_messages = warning"]
 
     @staticmethod
@@ -587,7 +595,7 @@ class Fuzzer:
     INT_VALUES = {
         "size": ([2048, 10485760, 1], [0, 5368709120, 5368709121, 10737418240, 10737418241, -1]),
         "part_size": ([5242880, 104857600], [5242879, 5368709120, 5368709121, 0, 1, -1, 1024]),
-        "units": ([1, 10, 500], [-1, -500, 0, 1000000]),
+        "units": ([1, 10, 500], [-1, -500, 0, 1000000, INT8_MAX, INT8_MIN, INT8_MIN + 1]),
         "limit_usage": ([1, 5, 100], [0, -1]), "limit_activations": ([1, 2, 3], [0, -1]),
         "usage": ([0, 1, 5], [99, 100, -1]), "increment_usage": ([1, 2], [5, 100, 0, -1]),
         "timestamp": ([1700000000], [0, -1, 253402300800, 253402300799]),
@@ -806,6 +814,33 @@ class Fuzzer:
                 parent[key] = new
         return obj
 
+    # values of this release's license and meter properties, the first valid
+    PROPERTY_VALUES = {
+        "key_per": ["customer", "grant", "Grant", "order", "", None, 1, ["grant"]],
+        "conditions_match": ["exact", "subset", "superset", "EXACT", "", None, True],
+        "heartbeat": ["10 minutes", "1 minute", "30 days", "59 seconds", "31 days", "1 day", "2 hours",
+                      "0 minutes", "-1 hour", "1 fortnight", "1", "minutes", "99999999999999999999 seconds",
+                      "1.5 hours", " 1 hour", "1 hour ", "1  hour", "1 hours", "2 hour", "\u0661 hour", None, 60],
+        "recurring": [True, False, None, "false", 0],
+    }
+
+    def property_values(self, props):
+        """Sets one of this release's properties (key_per, conditions_match, activations.heartbeat,
+        recurring) to a random value of its own kind, valid or not."""
+        r = self.rng
+        if "prefix" in props or "key_per" in props:
+            key = r.choice(["key_per", "conditions_match", "heartbeat"])
+            value = r.choice(self.PROPERTY_VALUES[key])
+            if key == "heartbeat":
+                act = props.get("activations")
+                props["activations"] = dict(act) if isinstance(act, dict) else {"limit": r.choice([1, 3, 0, -1])}
+                props["activations"]["heartbeat"] = value
+            else:
+                props[key] = value
+        elif "meter_id" in props:
+            props["recurring"] = r.choice(self.PROPERTY_VALUES["recurring"])
+        return props
+
     def properties_for(self, btype):
         d = self.ds()
         if btype not in BENEFIT_TYPES:
@@ -813,7 +848,10 @@ class Fuzzer:
                 self.rng.choice(BENEFIT_TYPES)
         props = valid_properties(btype, d, self.rng)
         if not self.clean:
-            props = self.mutate_obj(props, ops=1 if self.chance(0.8) else self.rng.randint(2, 4))
+            if self.chance(0.3):
+                props = self.property_values(copy.deepcopy(props))
+            else:
+                props = self.mutate_obj(props, ops=1 if self.chance(0.8) else self.rng.randint(2, 4))
         return props
 
     def jsonb_expr(self, name, ctx):
@@ -937,6 +975,11 @@ class Fuzzer:
             if ctx.get("platform") == "'github'":
                 return self.text_expr(r.choice(["12345", "1"] if self.clean else ["12345", "x" * 100, "x" * 101, "1"]))
             return self.text_expr(r.choice(DISCORD_IDS[:4] if self.clean else DISCORD_IDS))
+        if name == "state" and fname.startswith("portal_link") and (self.clean or self.chance(0.4)):
+            # a state portal_link_url handed out (single use), as the provider sends it back
+            e = ("substring(benefits.portal_link_url(%s, %s, 'https://app.example.com/linked') from 'state=([^&]+)')"
+                 % (lit(d.tokens[0]), lit(r.choice(["github", "discord"]))))
+            return e if self.clean else self.mutate_text_sql(e)
         if name in self.COLUMNS:
             return self.text_expr(self.COLUMNS[name] if self.clean or self.chance(0.5) else r.choice(COLUMN_NAMES))
         base = {       # the first value is a valid one
@@ -962,7 +1005,21 @@ class Fuzzer:
                          "\U0001f600.zip"],
             "disposition": ["attachment", "inline", "form-data", "attachment; x=y"],
             "value": ["<a href=\"x\">O'Neil & co</a>", "plain"],
-            "reason": ["HTTP 500", "timeout"],
+            "reason": ["HTTP 500", "timeout", "refund of order 7", "x" * 1000, "x" * 10000],
+            "fingerprint": ["machine-1", "sha256:" + "a" * 64, "", " ", "x" * 255, "x" * 256, "x" * 100000,
+                            "\u202e", "machine-1 ", "MACHINE-1", "%s", "../"],
+            "idempotency_key": ["adj-1", "adj-%d" % r.getrandbits(16), "", "x" * 255, "x" * 256, "x" * 100000],
+            "redirect_uri": ["https://app.example.com/linked", "http://127.0.0.1:8080/cb", "http://localhost/cb",
+                             "http://example.com/cb", "https://app.example.com/cb#frag", "https://app.example.com/a b",
+                             "https://app.example.com/" + "a" * 2100, "javascript:alert(1)", "//evil.example/",
+                             "https://user@evil.example/", "https://app.example.com/\u00e9", "https://[::1]/",
+                             "https://app.example.com:0/", "https://app.example.com:65536/", ""],
+            "redirect_url": ["https://app.example.com/uploaded", "http://127.0.0.1/done", "http://evil.example/",
+                             "https://app.example.com/\u00e9", "https://app.example.com/" + "a" * 3000, "",
+                             "https://app.example.com/${filename}", "https://app.example.com/?a=1&b=\"x\""],
+            "state": ["st_" + "A" * 43, "", "x", "A" * 43, "A" * 44, "A" * 10000, "%00", "st_../../",
+                      "eyJhbGciOiJub25lIn0.e30.", "\u00e9" * 22],
+            "code": ["oauth-code-1", "", "x" * 4096, "x" * 100000, "a&b=c", "\r\nHost: evil"],
             "on_unknown": ["error", "skip", "ignore"],
         }
         b = base.get(name)
