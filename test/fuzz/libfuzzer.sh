@@ -53,10 +53,13 @@ build() {
     mkdir -p "$out/obj" "$out/bin"
     local shim list=("$@")
     [ ${#list[@]} -gt 0 ] || list=("${targets[@]}")
-    shim=$(object test/fuzz/libfuzzer/backend_shim.c)
+    shim=$(object test/fuzz/libfuzzer/backend_shim.c) || exit 1
     for t in "${list[@]}"; do
-        local objs=("$(object "test/fuzz/libfuzzer/fuzz_$t.c")" "$shim")
-        for s in ${sources[$t]}; do objs+=("$(object "$s")"); done
+        local objs=("$shim") o
+        for s in "test/fuzz/libfuzzer/fuzz_$t.c" ${sources[$t]}; do
+            o=$(object "$s") || exit 1
+            objs+=("$o")
+        done
         "$cc" "${flags[@]}" -fsanitize=fuzzer -Wl,--gc-sections "${objs[@]}" "${libs[@]}" -lsodium -lcurl \
             -o "$out/bin/$t"
     done
