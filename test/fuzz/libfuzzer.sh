@@ -60,7 +60,7 @@ build() {
             o=$(object "$s") || exit 1
             objs+=("$o")
         done
-        "$cc" "${flags[@]}" -fsanitize=fuzzer -Wl,--gc-sections "${objs[@]}" "${libs[@]}" -lsodium -lcurl \
+        "$cc" "${flags[@]}" -fsanitize=fuzzer -fuse-ld=lld -Wl,--gc-sections "${objs[@]}" "${libs[@]}" -lsodium -lcurl \
             -o "$out/bin/$t"
     done
 }
