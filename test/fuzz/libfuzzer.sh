@@ -12,13 +12,14 @@
 # written); what a run discovers goes to tmp_fuzz/libfuzzer/corpus/TARGET and
 # a crashing input to tmp_fuzz/libfuzzer/crashes/TARGET-*.  A crash found
 # becomes a regression input: copy it into test/fuzz/corpus/TARGET, fix the
-# code, and replay keeps checking it.  Built with clang (Debian's clang and
-# libclang-rt-14-dev, installed by test/deps.sh fuzz), ASan and UBSan.
+# code, and replay keeps checking it.  Built with clang, lld and
+# libclang-rt-14-dev (Debian's, installed by test/deps.sh), ASan and UBSan;
+# FUZZ_OUT moves tmp_fuzz/libfuzzer elsewhere.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$root/test/fuzz/libfuzzer
-out=$root/tmp_fuzz/libfuzzer
+out=${FUZZ_OUT:-$root/tmp_fuzz/libfuzzer}
 cc=${FUZZ_CC:-clang}
 
 # Each target and the source files it links (besides backend_shim.c).
@@ -49,7 +50,7 @@ object() {  # object SOURCE -> prints the object's path
 }
 
 build() {
-    command -v "$cc" >/dev/null || { echo "clang not found: run 'bash test/deps.sh fuzz' as root" >&2; exit 2; }
+    command -v "$cc" >/dev/null || { echo "clang not found: run 'bash test/deps.sh' as root" >&2; exit 2; }
     mkdir -p "$out/obj" "$out/bin"
     local shim list=("$@")
     [ ${#list[@]} -gt 0 ] || list=("${targets[@]}")
