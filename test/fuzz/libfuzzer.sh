@@ -76,13 +76,14 @@ options() {  # options TARGET
 
 # The summary line of one run's log.
 summary() {  # summary TARGET LOG STATUS
-    local inputs cov ft crashes
+    local inputs cov ft crashes rejected
     inputs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$2" | tail -n 1)
+    rejected=$(sed -n 's/^==benefits-fuzz== inputs run: .*clean rejections (ereport ERROR): //p' "$2" | tail -n 1)
     cov=$(grep -o 'cov: [0-9]*' "$2" | tail -n 1 | cut -d' ' -f2)
     ft=$(grep -o 'ft: [0-9]*' "$2" | tail -n 1 | cut -d' ' -f2)
     crashes=$(find "$out/crashes" -name "$1-*" | wc -l)
-    printf '%-13s inputs %10s  cov %5s  ft %6s  crashes %d%s\n' "$1" "${inputs:-?}" "${cov:-?}" "${ft:-?}" \
-        "$crashes" "$([ "$3" -ne 0 ] && echo "  (exit $3, see $2)")"
+    printf '%-13s inputs %10s  cov %5s  ft %6s  clean rejections %10s  crashes %d%s\n' "$1" "${inputs:-?}" \
+        "${cov:-?}" "${ft:-?}" "${rejected:-?}" "$crashes" "$([ "$3" -ne 0 ] && echo "  (exit $3, see $2)")"
 }
 
 run() {

@@ -280,12 +280,25 @@ errhint(const char *fmt,...)
 
 /* ---- the driver's side ---- */
 
+static uint64 inputs_run;
+static uint64 inputs_rejected;
+
+/* At exit: how many inputs ended in a clean rejection (the summary of make fuzz reads it). */
+static void
+ReportRejections(void)
+{
+	fprintf(stderr, "==benefits-fuzz== inputs run: " UINT64_FORMAT ", clean rejections (ereport ERROR): "
+			UINT64_FORMAT "\n", inputs_run, inputs_rejected);
+}
+
 FuzzOutcome
 FuzzRun(FuzzBody body, const uint8_t *data, size_t size)
 {
 	sigjmp_buf	here;
 	volatile FuzzOutcome outcome = FUZZ_ACCEPTED;
 
+	if (inputs_run++ == 0)
+		atexit(ReportRejections);
 	FuzzLastErrcode = 0;
 	FuzzLastMessage = NULL;
 	if (sigsetjmp(here, 0) == 0)
@@ -296,6 +309,7 @@ FuzzRun(FuzzBody body, const uint8_t *data, size_t size)
 	else
 	{
 		outcome = FUZZ_REJECTED;
+		inputs_rejected++;
 		FuzzCheck(FuzzLastErrcode != ERRCODE_INTERNAL_ERROR, "internal error (XX000): %s", FuzzLastMessage);
 	}
 	PG_exception_stack = NULL;
