@@ -19,7 +19,12 @@
  *    settings, gives the same URL (the signing key cache);
  *  - a POST policy is ASCII JSON text without control characters;
  *  - a Content-Disposition value holds no control character, its quoted
- *    name no quote or backslash, and its RFC 5987 name only attr-chars and %XX.
+ *    name no quote or backslash, and its RFC 5987 name only attr-chars and %XX;
+ *  - a URL UriRedirectProblem accepts (OAuth and upload redirects) is at
+ *    most its length, https with a host name of letters, digits, hyphens
+ *    and dots (and a port of 1 to 65535), or http to 127.0.0.1 or
+ *    localhost, and holds no space, control, quote, angle bracket,
+ *    backslash, fragment or non-ASCII byte.
  *
  * Concurrency: one input at a time (libFuzzer).
  */
@@ -246,6 +251,57 @@ CheckContentDisposition(const char *filename)
 	}
 }
 
+/* Dot-separated non-empty labels of letters, digits and hyphens. */
+static bool
+IsHostName(const char *host, size_t len)
+{
+	if (len == 0 || host[0] == '.' || host[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((host[i] >= 'a' && host[i] <= 'z') || (host[i] >= 'A' && host[i] <= 'Z') ||
+			  (host[i] >= '0' && host[i] <= '9') || host[i] == '-' || (host[i] == '.' && host[i + 1] != '.')))
+			return false;
+	return true;
+}
+
+static void
+CheckRedirect(const char *uri)
+{
+	int			max_len = 2048;
+	const char *host;
+	size_t		host_len;
+	const char *after;
+
+	if (UriRedirectProblem(uri, max_len) != NULL)
+		return;
+	FuzzCheck(strlen(uri) <= (size_t) max_len, "a redirect longer than %d bytes accepted", max_len);
+	for (const char *c = uri; *c; c++)
+		FuzzCheck((unsigned char) *c > ' ' && (unsigned char) *c < 0x7f && strchr("\\#\"<>", *c) == NULL,
+				  "redirect with byte 0x%02x accepted: %s", (unsigned char) *c, uri);
+	if (pg_strncasecmp(uri, "https://", 8) == 0)
+		host = uri + 8;
+	else
+	{
+		FuzzCheck(pg_strncasecmp(uri, "http://", 7) == 0, "redirect of another scheme accepted: %s", uri);
+		host = uri + 7;
+		host_len = strcspn(host, ":/");
+		FuzzCheck(host_len == 9 && (pg_strncasecmp(host, "127.0.0.1", 9) == 0 || pg_strncasecmp(host, "localhost", 9) == 0),
+				  "plain http redirect to another host accepted: %s", uri);
+	}
+	host_len = strcspn(host, ":/");
+	FuzzCheck(IsHostName(host, host_len), "redirect host is no host name: %s", uri);
+	after = host + host_len;
+	if (*after == ':')
+	{
+		long		port = strtol(after + 1, NULL, 10);
+
+		FuzzCheck(port >= 1 && port <= 65535 && strspn(after + 1, "0123456789") >= 1,
+				  "redirect port out of range accepted: %s", uri);
+		after += 1 + strspn(after + 1, "0123456789");
+	}
+	FuzzCheck(*after == '\0' || *after == '/', "redirect authority followed by '%c': %s", *after, uri);
+}
+
 static void
 Body(const uint8_t *data, size_t size)
 {
@@ -271,6 +327,7 @@ Body(const uint8_t *data, size_t size)
 	FuzzSplit(data, size, p, 9);
 	CheckUriEncode(p[0]);
 	CheckContentDisposition(p[7]);
+	CheckRedirect(p[6]);
 
 	ctl = (const unsigned char *) p[8];
 	if (strlen(p[8]) < 14)
