@@ -6,7 +6,9 @@
  * then control bytes (method, URL style, settings, expiry, signing time,
  * size).  What a tenant or customer sends is fuzzed; the storage settings
  * (benefits.s3_*, set by the server's administrator) are chosen from a list
- * of valid ones, buckets that are no host name among them.
+ * of valid ones, buckets that are no host name among them, and one in
+ * LATIN1 (a setting in a LATIN1 database is that encoding's bytes: the POST
+ * policy refuses it, where it read past its end before).
  * Properties:
  *  - UriEncode emits only unreserved characters (and '/' when kept) and
  *    %XX with upper-case hex, and decodes back to its input;
@@ -312,7 +314,8 @@ Body(const uint8_t *data, size_t size)
 	static const char *const regions[] = {"us-east-1", "eu-west-1", "auto", "garage"};
 	static const char *const buckets[] = {"my-bucket", "my.bucket", "ab", "a-very-long-bucket-name-x", "MyBucket",
 		"my_bucket", "192.168.5.4", "-bucket", "bucket-", "b..b", "files", "a.b.c.d",
-	"x123456789012345678901234567890123456789012345678901234567890123"};
+	"x123456789012345678901234567890123456789012345678901234567890123",
+	"buck\xe9"};				/* LATIN1 "bucké": a setting in a LATIN1 database */
 	char	   *p[9];
 	const unsigned char *ctl;
 	S3Config	config;
