@@ -41,7 +41,7 @@ $(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
 	cat $^ > $@
 
-.PHONY: deps demo test bench
+.PHONY: deps demo test bench fuzz
 deps:
 	@bash test/deps.sh
 
@@ -57,3 +57,6 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory -s all
 	@bash test/bench/run.sh
+
+fuzz: deps
+	@bash test/fuzz/fuzz.sh

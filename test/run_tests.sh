@@ -28,7 +28,7 @@ export CLUSTER_CONF="benefits.database_names = 'contrib_regression,isolation_reg
 benefits.allow_private_network = on
 benefits.worker_delivery = off"
 
-suites=${SUITES:-layers installcheck tap}   # SUITES=tap runs the TAP tests alone
+suites=${SUITES:-layers fuzz installcheck tap}   # SUITES=tap runs the TAP tests alone
 
 # With SANITIZE=1 the servers load the sanitizer build through its pg_ctl.
 sanitize=${SANITIZE:-0}
@@ -51,6 +51,12 @@ if [[ " $suites " == *" layers "* ]]; then
     echo "== layers: no C file uses a symbol of a file that uses one of its own"
     python3 test/tools/layers.py $(ls src/*.c | sed 's/\.c$/.o/')
     record layers $?
+fi
+
+if [[ " $suites " == *" fuzz "* ]]; then
+    echo "== fuzz: the committed corpora replayed through every libFuzzer target"
+    bash test/fuzz/libfuzzer.sh replay
+    record fuzz $?
 fi
 
 if [[ " $suites " == *" installcheck "* ]]; then
