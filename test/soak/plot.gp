@@ -11,10 +11,9 @@ set datafile separator "\t"
 set key top left horizontal font ",8" samplen 2
 set grid lc rgb "#dddddd"
 set xlabel ""
-set lmargin 10
-set rmargin 9
 data = work . "/samples.tsv"
-set multiplot layout 4,1 title title font ",11"
+set xrange [0:xmax]
+set multiplot layout 4,1 title title font ",11" margins 0.08, 0.92, 0.05, 0.93 spacing 0, 0.06
 
 load work . "/events_lines.gp"
 load work . "/events_labels.gp"
@@ -28,7 +27,7 @@ unset label
 set ylabel "ms (log)"
 set logscale y
 set yrange [*:*]
-plot data using 1:5 with lines lw 1.5 lc rgb "#2e86c1" title "insert-to-request latency p50", \
+plot data using 1:5 with lines lw 1.5 lc rgb "#2e86c1" title "commit-to-request latency, always-up endpoint: p50", \
      data using 1:6 with lines lw 1 lc rgb "#c0392b" title "p99"
 
 set ylabel "outbox jobs (log)"
