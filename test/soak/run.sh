@@ -12,12 +12,12 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
-# The worker serves the soak database only, retries quickly (the run is
+# The worker serves the soak database only (soak.py names it once the
+# extension is there), retries quickly (the run is
 # minutes, not days) and never disables an endpoint for a run of failures:
 # the vanishing receiver comes back and must get everything (the 410 endpoint
 # is disabled at once whatever this says).
-export CLUSTER_CONF="benefits.database_names = 'soak'
-benefits.allow_private_network = on
+export CLUSTER_CONF="benefits.allow_private_network = on
 benefits.github_token = 'soak-github-token'
 benefits.discord_bot_token = 'soak-discord-token'
 benefits.email_from = 'shop@soak.test'

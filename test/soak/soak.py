@@ -242,6 +242,9 @@ def setup(db, nginx, vanish, hooks, providers, smtp):
     x("SELECT pg_reload_conf()")
     x("SET benefits.allow_private_network = on")
     x("CREATE EXTENSION benefits")
+    # The worker serves the database once it has the extension (no failed connection before).
+    x("ALTER SYSTEM SET benefits.database_names = 'soak'")
+    x("SELECT pg_reload_conf()")
     x("CREATE ROLE soak_app LOGIN IN ROLE benefits_app")
     x("CREATE ROLE soak_public LOGIN IN ROLE benefits_public")
     x("CREATE SCHEMA soak")
@@ -1073,6 +1076,12 @@ def run(nginx, vanish, hooks, providers, smtp, log_offset):
     db.close()
     db = connect()
     nkeys = setup(db, nginx, vanish, hooks, providers, smtp)
+    say("set-up: waiting for the worker to deliver what the set-up queued")
+    deadline = time.time() + 600
+    while time.time() < deadline and db.execute(
+            "SELECT count(*) FROM benefits.outbox WHERE state IN ('pending', 'running')").fetchone()[0]:
+        time.sleep(2)
+    db.close()
     datadir = data_directory()
     scripts = write_pgbench_scripts(nkeys)
     say(f"load for {MINUTES:g} min: webhooks {RATE}/s in batches of {BATCH}, validations {VALIDATION_RATE}/s "
