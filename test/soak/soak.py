@@ -769,6 +769,8 @@ def server_log_errors(start_offset):
             continue
         if t is not None and any(a <= t <= b for a, b in windows):
             explained.append(line)
+        elif t is not None and t < T0 and 'terminating background worker "benefits worker" due to administrator' in line:
+            explained.append(line)      # the set-up's reload moved the worker to the soak database
         elif t is not None and t > STOP_TIME - 1 and "terminating connection" not in line and \
                 ("pgbench" in line or "could not receive data" in line):
             explained.append(line)      # pgbench interrupted at the end of the load
