@@ -16,6 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 N=${BENCH_SUBSCRIPTIONS:-10000}
 SECONDS_PER_RUN=${BENCH_SECONDS:-8}
 ROUNDS=${BENCH_ROUNDS:-3}
+ORG=0b000000-0000-0000-0000-00000000000a   # pgbench_cpu passes it as :org
 psql=(psql -X -q -v ON_ERROR_STOP=1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
