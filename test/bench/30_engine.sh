@@ -151,12 +151,12 @@ sed 's/benefits\.subscriptions/engine_bench.subscriptions_plain/' "$work/engine.
 # moves far less than throughput).
 plain_runs=(); engine_runs=(); change_ratios=(); plain_cpu=(); engine_cpu=(); cpu_ratios=()
 for _ in $(seq "$ROUNDS"); do
-    read -r p pc <<<"$(pgbench_cpu plain "$SECONDS_PER_RUN")"
-    read -r e ec <<<"$(pgbench_cpu engine "$SECONDS_PER_RUN")"
+    read -r p pc <<<"$(pgbench_cpu plain "$SECONDS_PER_RUN" simple)"
+    read -r e ec <<<"$(pgbench_cpu engine "$SECONDS_PER_RUN" simple)"
     plain_runs+=("$p"); engine_runs+=("$e"); change_ratios+=("$(ratio "$p" "$e")")
     plain_cpu+=("$pc"); engine_cpu+=("$ec"); cpu_ratios+=("$(ratio "$ec" "$pc")")
 done
-echo "single status change (pgbench, 2 clients, prepared, ${SECONDS_PER_RUN}s runs, $ROUNDS rounds)"
+echo "single status change (pgbench, 2 clients, simple protocol, ${SECONDS_PER_RUN}s runs, $ROUNDS rounds)"
 echo "  engine table: ${engine_runs[*]} tps; trigger-less copy: ${plain_runs[*]} tps"
 echo "  server CPU per change (us): engine ${engine_cpu[*]}; trigger-less ${plain_cpu[*]}"
 echo "  ratio (time per change, engine/plain), per round: ${change_ratios[*]}"
