@@ -23,7 +23,7 @@ ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
 SHLIB_LINK = -lsodium -lcurl
 PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 
-EXTRA_CLEAN = tmp_install tmp_check tmp_cluster tmp_fuzz output_iso results regression.diffs regression.out
+EXTRA_CLEAN = tmp_install tmp_check tmp_cluster tmp_fuzz tmp_sanitize tmp_soak output_iso results regression.diffs regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -41,7 +41,7 @@ $(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
 	cat $^ > $@
 
-.PHONY: deps demo test bench
+.PHONY: deps demo test bench fuzz soak
 deps:
 	@bash test/deps.sh
 
@@ -49,6 +49,7 @@ demo: deps
 	@$(MAKE) --no-print-directory -s all
 	@bash test/demo.sh
 
+# make test SANITIZE=1: every suite against an ASan + UBSan build (test/run_tests.sh).
 test: deps
 	@$(MAKE) --no-print-directory -s all
 	@bash test/run_tests.sh
@@ -56,3 +57,11 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory -s all
 	@bash test/bench/run.sh
+
+fuzz: deps
+	@bash test/fuzz/fuzz.sh
+
+# SOAK_MINUTES (default 30) of mixed load with chaos; tmp_soak/soak.png.
+soak: deps
+	@$(MAKE) --no-print-directory -s all
+	@bash test/soak/run.sh

@@ -327,6 +327,32 @@ GrantApplyLoaded(GrantChange *change, const char *state, bool *changed)
 	return GrantWrite(change, state, changed, NULL);
 }
 
+/*
+ * The revoke of a grant whose change is loaded under the customer's lock
+ * (last_holder included): the type's revoke, then the grant's row.  Shared
+ * by GrantRevoke and GrantRevokeMany.
+ */
+static void
+GrantRevokeLoaded(GrantChange *change)
+{
+	Oid			revoke_types[] = {UUIDOID, JSONBOID};
+	Datum		revoke_values[2];
+	char		revoke_nulls[2];
+
+	BenefitTypeRevoke(change);
+
+	revoke_values[0] = UuidGetDatum(&change->grant_id);
+	revoke_values[1] = change->new_properties ? JsonbPGetDatum(change->new_properties) : (Datum) 0;
+	revoke_nulls[0] = ' ';
+	revoke_nulls[1] = change->new_properties ? ' ' : 'n';
+	if (SPI_execute_plan(BenefitsPlan(&RevokeGrantPlan,
+									  "UPDATE benefits.grants SET state = 'revoked', "
+									  "properties = coalesce($2, properties) WHERE id = $1",
+									  2, revoke_types),
+						 revoke_values, revoke_nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not revoke grant");
+}
+
 bool
 GrantRevoke(pg_uuid_t grant_id)
 {
@@ -383,22 +409,123 @@ GrantRevoke(pg_uuid_t grant_id)
 		change.last_holder = SPI_processed == 0;
 	}
 
-	BenefitTypeRevoke(&change);
-
-	{
-		Oid			revoke_types[] = {UUIDOID, JSONBOID};
-		Datum		revoke_values[] = {values[0],
-			change.new_properties ? JsonbPGetDatum(change.new_properties) : (Datum) 0};
-		char		revoke_nulls[] = {' ', change.new_properties ? ' ' : 'n'};
-
-		if (SPI_execute_plan(BenefitsPlan(&RevokeGrantPlan,
-										  "UPDATE benefits.grants SET state = 'revoked', "
-										  "properties = coalesce($2, properties) WHERE id = $1",
-										  2, revoke_types),
-							 revoke_values, revoke_nulls, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not revoke grant");
-	}
+	GrantRevokeLoaded(&change);
 	return true;
+}
+
+/* A uuid column of an SPI result row, by name; false when NULL. */
+static bool
+ResultUuidNamed(HeapTuple row, TupleDesc desc, const char *name, pg_uuid_t *uuid)
+{
+	bool		isnull;
+	Datum		value = SPI_getbinval(row, desc, SPI_fnumber(desc, name), &isnull);
+
+	if (!isnull)
+		*uuid = DatumGetUuid(value);
+	return !isnull;
+}
+
+/* A jsonb column of an SPI result row, by name, copied out; NULL when NULL. */
+static Jsonb *
+ResultJsonbNamed(HeapTuple row, TupleDesc desc, const char *name)
+{
+	bool		isnull;
+	Datum		value = SPI_getbinval(row, desc, SPI_fnumber(desc, name), &isnull);
+
+	return isnull ? NULL : DatumGetJsonbPCopy(value);
+}
+
+/*
+ * Locks the customers of the grants, each once and in id order (as
+ * GrantLockCustomer: a deleted customer is an error naming it).
+ */
+static void
+LockGrantCustomers(const pg_uuid_t *grant_ids, int n)
+{
+	static SPIPlanPtr plan;
+	Oid			types[] = {UUIDARRAYOID};
+	Datum		ids = BenefitsUuidArray(grant_ids, n);
+	int			ncustomers;
+	pg_uuid_t  *customers;
+
+	BenefitsExec(BenefitsGenericPlan(&plan,
+									 "SELECT DISTINCT g.customer_id FROM benefits.grants g"
+									 " WHERE g.id = ANY ($1) ORDER BY g.customer_id",
+									 1, types),
+				 &ids, NULL, false, 0);
+	ncustomers = (int) SPI_processed;
+	customers = palloc(sizeof(pg_uuid_t) * (ncustomers + 1));
+	for (int i = 0; i < ncustomers; i++)
+		ResultUuidNamed(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, "customer_id", &customers[i]);
+	for (int i = 0; i < ncustomers; i++)
+		GrantLockCustomer(customers[i]);
+}
+
+/*
+ * GrantRevoke for the live grants of one source (a subscription or an
+ * order), in the order given: the customers are locked once, and the grants,
+ * their benefits and whether another live grant of the same benefit remains
+ * for the customer are read in one statement after the locks, instead of
+ * four statements per grant.  The grants of one source are of distinct
+ * (customer, benefit) pairs (grants_source_key), so no revoke in the batch
+ * changes another's last_holder.  Each grant's type revoke and row are still
+ * written in turn, so a type that looks at the customer's other grants (a
+ * repository two benefits give) sees the earlier revokes.  Fills revoked
+ * with the grants that were live, in order, and returns how many.
+ */
+int
+GrantRevokeMany(const pg_uuid_t *grant_ids, int n, pg_uuid_t *revoked)
+{
+	static SPIPlanPtr plan;
+	Oid			types[] = {UUIDARRAYOID};
+	Datum		ids;
+	GrantChange *changes;
+	int			nchanges;
+
+	if (n == 0)
+		return 0;
+	LockGrantCustomers(grant_ids, n);
+	ids = BenefitsUuidArray(grant_ids, n);
+	BenefitsExec(BenefitsGenericPlan(&plan,
+									 "SELECT g.id, g.organization_id, g.customer_id, g.benefit_id,"
+									 "       g.subscription_id, g.order_id, g.properties AS grant_properties,"
+									 "       b.type AS benefit_type, b.properties AS benefit_properties,"
+									 "       NOT EXISTS (SELECT 1 FROM benefits.grants o"
+									 "                    WHERE o.customer_id = g.customer_id AND o.benefit_id = g.benefit_id"
+									 "                      AND o.id <> g.id AND o.state <> 'revoked') AS last_holder"
+									 "  FROM pg_catalog.unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)"
+									 "  JOIN benefits.grants g ON g.id = u.id"
+									 "  JOIN benefits.benefits b ON b.id = g.benefit_id"
+									 " WHERE g.state <> 'revoked'"
+									 " ORDER BY u.n FOR UPDATE OF g",
+									 1, types),
+				 &ids, NULL, false, 0);
+	nchanges = (int) SPI_processed;
+	changes = palloc0(sizeof(GrantChange) * (nchanges + 1));
+	for (int i = 0; i < nchanges; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		GrantChange *change = &changes[i];
+		bool		isnull;
+
+		ResultUuidNamed(row, desc, "id", &change->grant_id);
+		ResultUuidNamed(row, desc, "organization_id", &change->organization_id);
+		ResultUuidNamed(row, desc, "customer_id", &change->customer_id);
+		ResultUuidNamed(row, desc, "benefit_id", &change->benefit_id);
+		change->has_subscription = ResultUuidNamed(row, desc, "subscription_id", &change->subscription_id);
+		change->has_order = ResultUuidNamed(row, desc, "order_id", &change->order_id);
+		change->grant_properties = ResultJsonbNamed(row, desc, "grant_properties");
+		change->benefit_type = SPI_getvalue(row, desc, SPI_fnumber(desc, "benefit_type"));
+		change->benefit_properties = ResultJsonbNamed(row, desc, "benefit_properties");
+		change->last_holder = DatumGetBool(SPI_getbinval(row, desc, SPI_fnumber(desc, "last_holder"), &isnull));
+	}
+	for (int i = 0; i < nchanges; i++)
+	{
+		GrantRevokeLoaded(&changes[i]);
+		revoked[i] = changes[i].grant_id;
+	}
+	return nchanges;
 }
 
 /*

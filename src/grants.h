@@ -116,6 +116,8 @@ extern pg_uuid_t GrantApply(pg_uuid_t customer_id, pg_uuid_t benefit_id,
 extern pg_uuid_t GrantApplyLoaded(GrantChange *change, const char *state, bool *changed);
 /* Revoke a grant; false when it was already revoked. */
 extern bool GrantRevoke(pg_uuid_t grant_id);
+/* Revoke the live grants of one source, in order; returns those revoked (in revoked). */
+extern int	GrantRevokeMany(const pg_uuid_t *grant_ids, int n, pg_uuid_t *revoked);
 /* GrantRevoke, and benefit_grant.revoked when the grant was live. */
 extern void GrantRevokeReported(pg_uuid_t grant_id);
 extern pg_uuid_t GrantLockCustomer(pg_uuid_t customer_id);

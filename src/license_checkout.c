@@ -12,7 +12,8 @@
  * and the envelope is {"alg": "ed25519", "kid", "payload", "sig"}: payload
  * is the base64 of the payload's JSON bytes and sig the base64 of the
  * Ed25519 signature of exactly those bytes, so a verifier checks the
- * signature before it parses anything it signed.  The payload holds the key
+ * signature before it parses anything it signed (license_file.c builds the
+ * envelope).  The payload holds the key
  * (id, display key, customer, benefit, status, usage, limits, expiry), the
  * activation when one is given, the features the customer holds, and the
  * file's own issued_at and expires_at (issued + ttl, never past the key's
@@ -58,6 +59,7 @@
 #include "benefits.h"
 #include "benefit_type.h"
 #include "license.h"
+#include "license_file.h"
 #include "portal_json.h"
 
 PG_FUNCTION_INFO_V1(checkout_license);
@@ -67,9 +69,6 @@ PG_FUNCTION_INFO_V1(rotate_license_signing_key);
 #define SIGNING_KID_BYTES 8
 /* The longest lifetime of a license file: an offline machine learns of a revocation within it. */
 #define CHECKOUT_TTL_MAX_DAYS 366
-#define LICENSE_ARMOR_BEGIN "-----BEGIN BENEFITS LICENSE-----\n"
-#define LICENSE_ARMOR_END "-----END BENEFITS LICENSE-----\n"
-#define LICENSE_ARMOR_WIDTH 64
 
 /* The current signing key of an organization, as checkout uses it. */
 typedef struct SigningKey
@@ -85,17 +84,6 @@ typedef struct CheckoutActivation
 	char	   *fingerprint;	/* NULL when it has none */
 	char	   *label;
 } CheckoutActivation;
-
-/* base64 (standard alphabet, padded) of bytes, palloc'd. */
-static char *
-Base64(const unsigned char *bytes, size_t len)
-{
-	size_t		size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-	char	   *out = palloc(size);
-
-	sodium_bin2base64(out, size, bytes, len, sodium_base64_VARIANT_ORIGINAL);
-	return out;
-}
 
 /* A new key pair's kid: hex of the first SIGNING_KID_BYTES of SHA-256(public key). */
 static void
@@ -421,39 +409,6 @@ PayloadJson(const pg_uuid_t *organization_id, const LicenseKeyRow *row,
 	return buf.data;
 }
 
-/* The armored license file of a payload signed with the key. */
-static text *
-LicenseFile(const char *payload, SigningKey *key)
-{
-	unsigned char sig[crypto_sign_BYTES];
-	StringInfoData envelope;
-	StringInfoData file;
-	char	   *encoded;
-	size_t		len;
-
-	crypto_sign_detached(sig, NULL, (const unsigned char *) payload, strlen(payload), key->secret);
-	sodium_memzero(key->secret, sizeof(key->secret));
-
-	initStringInfo(&envelope);
-	appendStringInfoString(&envelope, "{\"alg\":\"ed25519\"");
-	JsonStringMember(&envelope, "kid", key->kid, false);
-	JsonStringMember(&envelope, "payload", Base64((const unsigned char *) payload, strlen(payload)), false);
-	JsonStringMember(&envelope, "sig", Base64(sig, sizeof(sig)), false);
-	appendStringInfoChar(&envelope, '}');
-
-	encoded = Base64((const unsigned char *) envelope.data, envelope.len);
-	len = strlen(encoded);
-	initStringInfo(&file);
-	appendStringInfoString(&file, LICENSE_ARMOR_BEGIN);
-	for (size_t at = 0; at < len; at += LICENSE_ARMOR_WIDTH)
-	{
-		appendBinaryStringInfo(&file, encoded + at, Min(LICENSE_ARMOR_WIDTH, len - at));
-		appendStringInfoChar(&file, '\n');
-	}
-	appendStringInfoString(&file, LICENSE_ARMOR_END);
-	return cstring_to_text_with_len(file.data, file.len);
-}
-
 /*
  * benefits.checkout_license(key, organization_id, activation_id, ttl) -> text:
  * the signed file of a key that validates (not found, revoked, disabled,
@@ -493,7 +448,7 @@ checkout_license(PG_FUNCTION_ARGS)
 		expires_at = row.expires_at;
 	payload = PayloadJson(organization_id, &row, &activation, issued_at, expires_at);
 	CurrentSigningKey(organization_id, &key);
-	file = LicenseFile(payload, &key);
+	file = LicenseFile(payload, key.kid, key.secret);
 	PG_RETURN_TEXT_P(file);
 }
 

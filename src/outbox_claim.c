@@ -7,8 +7,11 @@
  * and across GitHub/Discord for provider calls; provider jobs touching the
  * same collaborator or member run in id order whatever their grant, see
  * outbox.chain_key) with FOR UPDATE SKIP LOCKED,
- * marks it running and leases it; results are recorded after the network
- * I/O in a transaction of their own.
+ * marks it running and leases it; what the jobs need beyond their rows
+ * (credentials, rendered email) is read in the same transaction under a
+ * snapshot taken after the claim statement, so it sees every job the claim
+ * found; results are recorded after the network I/O in a transaction of
+ * their own.
  *
  * Concurrency: several workers of one database (benefits.workers_per_database)
  * each claim their own share, a hash of the job's grant (else its chain key,
@@ -34,6 +37,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "benefits.h"
@@ -306,6 +310,24 @@ GetInt(HeapTuple tup, TupleDesc desc, int col)
 }
 
 /*
+ * What the claimed jobs need beyond their row: their credentials and, for
+ * email, the rendered message.  Those reads must see what the claim saw: a
+ * job committed after the transaction's first snapshot but found by the
+ * claim statement's own would otherwise be missing (an email dead as "not
+ * found", the grants it lists absent), so they run under a snapshot taken
+ * after the claim.
+ */
+static void
+ReadClaimedJobs(List *jobs)
+{
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ReadCredentials(jobs);
+	EmailRenderClaimed(jobs);
+	PopActiveSnapshot();
+}
+
+/*
  * Claim up to `limit` due jobs of the shares claimed[0..nclaimed) of
  * `shares` (the database's workers split the outbox by a hash of each job's
  * grant, or chain, or id).  Each job gets its own memory context, a child of
@@ -366,8 +388,7 @@ OutboxClaim(int limit, const int *claimed, int nclaimed, int shares, bool *more,
 		jobs = lappend(jobs, job);
 		MemoryContextSwitchTo(old);
 	}
-	ReadCredentials(jobs);
-	EmailRenderClaimed(jobs);
+	ReadClaimedJobs(jobs);
 	return jobs;
 }
 

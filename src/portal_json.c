@@ -400,7 +400,7 @@ PortalAccount(PortalBuild *ctx, const char *platform)
 	DocNull(&ctx->doc);
 }
 
-/* Columns of benefits.account_link_status as PortalLink reads them. */
+/* Columns of benefits.account_link_states as PortalLink reads them. */
 enum
 {
 	LINK_PLATFORM = 1, LINK_STATUS, LINK_ERROR
@@ -421,8 +421,9 @@ PortalLink(PortalBuild *ctx, const char *platform)
 	{
 		Oid			one_uuid[1] = {UUIDOID};
 
+		/* inlined and planned once (account_link_status plans its body per call) */
 		BenefitsGenericPlan(&links_plan,
-							"SELECT l.platform, l.status, l.error FROM benefits.account_link_status($1) l",
+							"SELECT l.platform, l.status, l.error FROM benefits.account_link_states($1) l",
 							1, one_uuid);
 		ctx->links = RowsFetch(links_plan, &ctx->customer_id);
 		ctx->have_links = true;

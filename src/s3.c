@@ -664,6 +664,10 @@ S3PresignPost(const S3Config *config, const char *key, int64 size, const char *r
 	CheckKey(key);
 	CheckPolicyText("key", key);
 	CheckPolicyText("redirect_url", redirect_url);
+	/* settings too: in a database of another encoding they are that encoding's bytes */
+	CheckPolicyText("benefits.s3_bucket", config->bucket);
+	CheckPolicyText("benefits.s3_access_key_id", config->access_key_id);
+	CheckPolicyText("benefits.s3_region", config->region);
 	/* S3 would replace it with the name the browser sends: the key would not be the one signed */
 	if (strstr(key, "${filename}") != NULL)
 		ereport(ERROR,

@@ -246,7 +246,8 @@ PeriodEnd(const pg_uuid_t *subscription_id, pg_uuid_t grant_id, TimestampTz *end
 	char		nulls[2] = {subscription_id ? ' ' : 'n', ' '};
 	bool		isnull;
 
-	BenefitsExec(BenefitsPlan(&plan,
+	/* generic: the plan cache re-planned it on every call (its $1 NULL or not) */
+	BenefitsExec(BenefitsGenericPlan(&plan,
 							  "SELECT s.current_period_end FROM benefits.subscriptions s"
 							  " WHERE s.id = COALESCE($1, (SELECT g.subscription_id FROM benefits.grants g WHERE g.id = $2))"
 							  "   AND s.current_period_end > pg_catalog.now()",

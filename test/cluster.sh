@@ -6,17 +6,21 @@
 # The extension is installed into tmp_install/ (DESTDIR) and the cluster loads
 # it from there through Debian's extension_destdir setting, so nothing is
 # written outside the build tree.  As root the server runs as `postgres`.
-# Extra postgresql.conf lines may be passed in $CLUSTER_CONF.  The command sees
+# Extra postgresql.conf lines may be passed in $CLUSTER_CONF; $CLUSTER_DESTDIR
+# (an installed build to load instead, e.g. the sanitizer build) and
+# $CLUSTER_PG_CTL (the pg_ctl that starts the server) are for
+# `make test SANITIZE=1` (test/tools/sanitizer.sh).  The command sees
 # PGHOST, PGPORT, PGUSER, PGDATABASE and BENEFITS_DESTDIR.
 set -euo pipefail
 
 name=$1; shift
 root=$(cd "$(dirname "$0")/.." && pwd)
 bindir=$(pg_config --bindir)
-destdir="$root/tmp_install"
+destdir=${CLUSTER_DESTDIR:-$root/tmp_install}
+pg_ctl=${CLUSTER_PG_CTL:-$bindir/pg_ctl}
 base="$root/tmp_cluster/$name"
 
-make -C "$root" --no-print-directory -s install DESTDIR="$destdir" >/dev/null
+[ -n "${CLUSTER_DESTDIR:-}" ] || make -C "$root" --no-print-directory -s install DESTDIR="$destdir" >/dev/null
 
 as_server() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -46,12 +50,12 @@ ${CLUSTER_CONF:-}
 CONF
 
 stop() {
-    as_server "$bindir/pg_ctl" -D "$base/data" -m fast -w stop >/dev/null 2>&1 || true
+    as_server "$pg_ctl" -D "$base/data" -m fast -w stop >/dev/null 2>&1 || true
     rm -rf "$sockdir"
 }
 trap stop EXIT
 
-if ! as_server "$bindir/pg_ctl" -D "$base/data" -l "$base/server.log" -w start >/dev/null; then
+if ! as_server "$pg_ctl" -D "$base/data" -l "$base/server.log" -w start >/dev/null; then
     tail -n 40 "$base/server.log" >&2
     exit 1
 fi

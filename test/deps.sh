@@ -4,8 +4,8 @@
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-server-dev-15 libsodium-dev libcurl4-openssl-dev
-          libipc-run-perl make gcc perl python3 python3-botocore python3-psycopg python3-aiosmtpd nginx-light wrk
-          nodejs npm chromium)
+          libipc-run-perl make gcc perl python3 python3-botocore python3-psycopg python3-aiosmtpd nginx-light wrk gnuplot-nox
+          nodejs npm chromium clang lld libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -111,7 +111,7 @@ CREATE TABLE benefits.customers (
     -- email and portal document about them carries is bounded here.
     CONSTRAINT customers_external_id_length CHECK (length(external_id) <= 256),
     CONSTRAINT customers_email_length CHECK (length(email) <= 254),
-    CONSTRAINT customers_name_length CHECK (length(name) <= 256),
+    CONSTRAINT customers_name_length CHECK (length(name) <= 2048),
     CONSTRAINT customers_metadata_size CHECK (octet_length(metadata::text) <= 65536)
 );
 

@@ -88,14 +88,17 @@ CREATE FUNCTION benefits.portal_link_callback(token text, state text, code text,
 COMMENT ON FUNCTION benefits.portal_link_callback(text, text, text, text) IS
     'Check and consume an OAuth state and queue the exchange of the code; returns pending, or failed when access was refused';
 
--- Per platform: unlinked, pending, linked or failed, the account's name and
--- what went wrong.  SECURITY DEFINER: it reads the state of the link's job
--- in the outbox, which benefits_app (to which it is granted) cannot read.
-CREATE FUNCTION benefits.account_link_status(customer_id uuid)
-    RETURNS TABLE (platform text, status text, username text, error text)
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Per platform (n: 1 github, 2 discord): unlinked, pending, linked or
+-- failed, the account's name and what went wrong.  Neither SECURITY DEFINER
+-- nor with settings, so the planner inlines it into the statement that calls
+-- it: the customer portal (running as the extension's owner) plans it once,
+-- where a call of account_link_status would plan its body on every call.
+-- Not granted to benefits_app or benefits_public: account_link_status is theirs.
+CREATE FUNCTION benefits.account_link_states(customer_id uuid)
+    RETURNS TABLE (n integer, platform text, status text, username text, error text)
+    LANGUAGE sql STABLE
 BEGIN ATOMIC
-    SELECT p.platform,
+    SELECT p.n, p.platform,
            CASE WHEN o.state IN ('pending', 'running') THEN 'pending'
                 WHEN l.error IS NOT NULL OR o.state = 'dead' THEN 'failed'
                 WHEN a.customer_id IS NOT NULL THEN 'linked'
@@ -105,11 +108,22 @@ BEGIN ATOMIC
                 WHEN l.error IS NOT NULL THEN l.error
                 WHEN o.state = 'dead' THEN 'Connecting the account did not complete. Connect it again.' END
       FROM (VALUES (1, 'github'), (2, 'discord')) AS p(n, platform)
-      LEFT JOIN benefits.account_links l ON l.customer_id = account_link_status.customer_id AND l.platform = p.platform
+      LEFT JOIN benefits.account_links l ON l.customer_id = account_link_states.customer_id AND l.platform = p.platform
       LEFT JOIN benefits.outbox o ON o.id = l.job_id
       LEFT JOIN benefits.customer_accounts a
-             ON a.customer_id = account_link_status.customer_id AND a.platform = p.platform
-     ORDER BY p.n;
+             ON a.customer_id = account_link_states.customer_id AND a.platform = p.platform;
+END;
+
+-- Per platform: unlinked, pending, linked or failed, the account's name and
+-- what went wrong.  SECURITY DEFINER: it reads the state of the link's job
+-- in the outbox, which benefits_app (to which it is granted) cannot read.
+CREATE FUNCTION benefits.account_link_status(customer_id uuid)
+    RETURNS TABLE (platform text, status text, username text, error text)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT s.platform, s.status, s.username, s.error
+      FROM benefits.account_link_states(account_link_status.customer_id) s
+     ORDER BY s.n;
 END;
 
 CREATE FUNCTION benefits.portal_link_status(token text)

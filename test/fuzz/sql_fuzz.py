@@ -302,6 +302,11 @@ def valid_properties(t, ds, rng=None):
              "limit_usage": False},
             {"prefix": "K", "expires": {"ttl": 30, "timeframe": "day"}, "activations": 2, "limit_usage": 100},
             {"prefix": None, "expires": None, "activations": None, "limit_usage": None},
+            {"prefix": "SEAT", "expires": False, "key_per": "grant", "conditions_match": "subset",
+             "activations": {"limit": 5, "enable_customer_admin": False, "heartbeat": "10 minutes"},
+             "limit_usage": None},
+            {"prefix": "HB", "key_per": "customer", "conditions_match": "exact",
+             "activations": {"limit": 1, "heartbeat": "1 day"}},
         ])
     if t == "github_repository":
         return r.choice([
@@ -325,8 +330,33 @@ def valid_properties(t, ds, rng=None):
         return r.choice([
             {"meter_id": str(ds.meters[0]), "units": 500, "rollover": False, "low_balance_threshold": 10},
             {"meter_id": str(ds.meters[1]), "credits": 20, "rollover": True},
+            {"meter_id": str(ds.meters[0]), "units": 50, "rollover": False, "recurring": False},
         ])
     return r.choice([{"note": "Thanks!\n<script>alert(1)</script>"}, {"note": None}, {}])
+
+
+# Runs a batch of calls through one statement: each call in its own
+# subtransaction (as ROLES[i] when not NULL); the SQLSTATE of each, NULL when
+# it succeeded.  The result rows of a call are discarded.
+BATCH_FUNCTION = """CREATE OR REPLACE FUNCTION public.fuzz_try(stmts text[], roles text[])
+RETURNS TABLE (i int, state text) LANGUAGE plpgsql AS $fuzz$
+BEGIN
+    FOR k IN 1 .. coalesce(array_length(stmts, 1), 0) LOOP
+        i := k;
+        state := NULL;
+        BEGIN
+            IF roles[k] IS NOT NULL THEN
+                PERFORM set_config('role', roles[k], true);
+            END IF;
+            EXECUTE stmts[k];
+            PERFORM set_config('role', 'none', true);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$fuzz$"""
 
 
 class Fuzzer:
@@ -342,6 +372,8 @@ class Fuzzer:
         self.per_function = collections.defaultdict(collections.Counter)
         self.findings = []
         self.calls = 0
+        self.states = collections.Counter()      # every SQLSTATE seen, for the summary
+        self.batches_replayed = 0
         self.clean = False         # generating a valid argument (make_call)
         self.conn = None
         self.pid = None
@@ -364,6 +396,8 @@ class Fuzzer:
         return ["SET benefits.s3_endpoint = 'https://files.example.com'", "SET benefits.s3_url_style = 'path'",
                 "SET benefits.s3_region = 'eu-west-1'", "SET benefits.s3_bucket = 'fuzz'",
                 "SET benefits.s3_access_key_id = 'AKIDFUZZ'", "SET benefits.s3_secret_access_key = 'fuzz-secret'",
+                "SET benefits.github_oauth_client_id = 'fuzz-gh'", "SET benefits.github_oauth_client_secret = 'fuzz-gh-secret'",
+                "SET benefits.discord_oauth_client_id = 'fuzz-dc'", "SET benefits.discord_oauth_client_secret = 'fuzz-dc-secret'",
                 "SET client_min_messages = warning"]
 
     @staticmethod
@@ -412,6 +446,7 @@ class Fuzzer:
                   "IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'fuzz_admin') THEN "
                   "CREATE ROLE fuzz_admin IN ROLE benefits_admin; END IF; END $$"]:
             self.run_setup(q)
+        self.run_setup(BATCH_FUNCTION)
         self.add_dataset()
         self.load_catalog()
 
@@ -560,7 +595,7 @@ class Fuzzer:
     INT_VALUES = {
         "size": ([2048, 10485760, 1], [0, 5368709120, 5368709121, 10737418240, 10737418241, -1]),
         "part_size": ([5242880, 104857600], [5242879, 5368709120, 5368709121, 0, 1, -1, 1024]),
-        "units": ([1, 10, 500], [-1, -500, 0, 1000000]),
+        "units": ([1, 10, 500], [-1, -500, 0, 1000000, INT8_MAX, INT8_MIN, INT8_MIN + 1]),
         "limit_usage": ([1, 5, 100], [0, -1]), "limit_activations": ([1, 2, 3], [0, -1]),
         "usage": ([0, 1, 5], [99, 100, -1]), "increment_usage": ([1, 2], [5, 100, 0, -1]),
         "timestamp": ([1700000000], [0, -1, 253402300800, 253402300799]),
@@ -779,6 +814,33 @@ class Fuzzer:
                 parent[key] = new
         return obj
 
+    # values of this release's license and meter properties, the first valid
+    PROPERTY_VALUES = {
+        "key_per": ["customer", "grant", "Grant", "order", "", None, 1, ["grant"]],
+        "conditions_match": ["exact", "subset", "superset", "EXACT", "", None, True],
+        "heartbeat": ["10 minutes", "1 minute", "30 days", "59 seconds", "31 days", "1 day", "2 hours",
+                      "0 minutes", "-1 hour", "1 fortnight", "1", "minutes", "99999999999999999999 seconds",
+                      "1.5 hours", " 1 hour", "1 hour ", "1  hour", "1 hours", "2 hour", "\u0661 hour", None, 60],
+        "recurring": [True, False, None, "false", 0],
+    }
+
+    def property_values(self, props):
+        """Sets one of this release's properties (key_per, conditions_match, activations.heartbeat,
+        recurring) to a random value of its own kind, valid or not."""
+        r = self.rng
+        if "prefix" in props or "key_per" in props:
+            key = r.choice(["key_per", "conditions_match", "heartbeat"])
+            value = r.choice(self.PROPERTY_VALUES[key])
+            if key == "heartbeat":
+                act = props.get("activations")
+                props["activations"] = dict(act) if isinstance(act, dict) else {"limit": r.choice([1, 3, 0, -1])}
+                props["activations"]["heartbeat"] = value
+            else:
+                props[key] = value
+        elif "meter_id" in props:
+            props["recurring"] = r.choice(self.PROPERTY_VALUES["recurring"])
+        return props
+
     def properties_for(self, btype):
         d = self.ds()
         if btype not in BENEFIT_TYPES:
@@ -786,7 +848,10 @@ class Fuzzer:
                 self.rng.choice(BENEFIT_TYPES)
         props = valid_properties(btype, d, self.rng)
         if not self.clean:
-            props = self.mutate_obj(props, ops=1 if self.chance(0.8) else self.rng.randint(2, 4))
+            if self.chance(0.3):
+                props = self.property_values(copy.deepcopy(props))
+            else:
+                props = self.mutate_obj(props, ops=1 if self.chance(0.8) else self.rng.randint(2, 4))
         return props
 
     def jsonb_expr(self, name, ctx):
@@ -910,6 +975,11 @@ class Fuzzer:
             if ctx.get("platform") == "'github'":
                 return self.text_expr(r.choice(["12345", "1"] if self.clean else ["12345", "x" * 100, "x" * 101, "1"]))
             return self.text_expr(r.choice(DISCORD_IDS[:4] if self.clean else DISCORD_IDS))
+        if name == "state" and fname.startswith("portal_link") and (self.clean or self.chance(0.4)):
+            # a state portal_link_url handed out (single use), as the provider sends it back
+            e = ("substring(benefits.portal_link_url(%s, %s, 'https://app.example.com/linked') from 'state=([^&]+)')"
+                 % (lit(d.tokens[0]), lit(r.choice(["github", "discord"]))))
+            return e if self.clean else self.mutate_text_sql(e)
         if name in self.COLUMNS:
             return self.text_expr(self.COLUMNS[name] if self.clean or self.chance(0.5) else r.choice(COLUMN_NAMES))
         base = {       # the first value is a valid one
@@ -935,7 +1005,21 @@ class Fuzzer:
                          "\U0001f600.zip"],
             "disposition": ["attachment", "inline", "form-data", "attachment; x=y"],
             "value": ["<a href=\"x\">O'Neil & co</a>", "plain"],
-            "reason": ["HTTP 500", "timeout"],
+            "reason": ["HTTP 500", "timeout", "refund of order 7", "x" * 1000, "x" * 10000],
+            "fingerprint": ["machine-1", "sha256:" + "a" * 64, "", " ", "x" * 255, "x" * 256, "x" * 100000,
+                            "\u202e", "machine-1 ", "MACHINE-1", "%s", "../"],
+            "idempotency_key": ["adj-1", "adj-%d" % r.getrandbits(16), "", "x" * 255, "x" * 256, "x" * 100000],
+            "redirect_uri": ["https://app.example.com/linked", "http://127.0.0.1:8080/cb", "http://localhost/cb",
+                             "http://example.com/cb", "https://app.example.com/cb#frag", "https://app.example.com/a b",
+                             "https://app.example.com/" + "a" * 2100, "javascript:alert(1)", "//evil.example/",
+                             "https://user@evil.example/", "https://app.example.com/\u00e9", "https://[::1]/",
+                             "https://app.example.com:0/", "https://app.example.com:65536/", ""],
+            "redirect_url": ["https://app.example.com/uploaded", "http://127.0.0.1/done", "http://evil.example/",
+                             "https://app.example.com/\u00e9", "https://app.example.com/" + "a" * 3000, "",
+                             "https://app.example.com/${filename}", "https://app.example.com/?a=1&b=\"x\""],
+            "state": ["st_" + "A" * 43, "", "x", "A" * 43, "A" * 44, "A" * 10000, "%00", "st_../../",
+                      "eyJhbGciOiJub25lIn0.e30.", "\u00e9" * 22],
+            "code": ["oauth-code-1", "", "x" * 4096, "x" * 100000, "a&b=c", "\r\nHost: evil"],
             "on_unknown": ["error", "skip", "ignore"],
         }
         b = base.get(name)
@@ -1158,6 +1242,29 @@ class Fuzzer:
         except psycopg.Error:
             return False
 
+    def next_call(self):
+        """A random call (function name, statement, role or None)."""
+        if self.chance(0.04):
+            fname, stmt = "(dml)", self.dml_statement()
+        else:
+            fn = self.rng.choice(self.functions)
+            fname, stmt = fn["name"], self.make_call(fn)
+        role = None
+        if self.chance(self.args.role_ratio):
+            role = self.rng.choice(["fuzz_public", "fuzz_app", "fuzz_admin"])
+        return fname, stmt, role
+
+    def count(self, fname, outcome, state):
+        self.calls += 1
+        self.stats[fname] += 1
+        if outcome == "error" or (outcome == "hang" and state):
+            self.errors[(state or "?????")[:2]] += 1
+            self.per_function[fname][(state or "?????")[:2]] += 1
+            self.states[state or "?????"] += 1
+        else:
+            self.errors[outcome] += 1
+            self.per_function[fname][outcome] += 1
+
     def run(self):
         start = time.time()
         last_reseed = 0
@@ -1168,46 +1275,80 @@ class Fuzzer:
                     self.add_dataset()
                 except psycopg.Error as e:
                     print("reseeding failed: %s" % e, file=sys.stderr)
-            if self.chance(0.04):
-                fname, stmt = "(dml)", self.dml_statement()
+            n = min(self.args.batch, self.args.iterations - self.calls)
+            if n <= 1 or self.chance(self.args.single_ratio):
+                self.run_one(*self.next_call())
             else:
-                fn = self.rng.choice(self.functions)
-                fname, stmt = fn["name"], self.make_call(fn)
-            role = None
-            if self.chance(self.args.role_ratio):
-                role = self.rng.choice(["fuzz_public", "fuzz_app", "fuzz_admin"])
-            self.calls += 1
-            self.stats[fname] += 1
-            outcome, state, msg, committed = self.execute_call(stmt, role)
-            if self.args.verbose:
-                print("%6d %-28s %-6s %s | %s" % (self.calls, fname, outcome, state or "", stmt[:160]))
-            if outcome == "error" or (outcome == "hang" and state):
-                self.errors[(state or "?????")[:2]] += 1
-                self.per_function[fname][(state or "?????")[:2]] += 1
-                if state in ("XX000", None, ""):
-                    self.internal[(fname, msg[:160])] += 1
-            else:
-                self.errors[outcome] += 1
-                self.per_function[fname][outcome] += 1
-            if committed:
-                pre, _ = self.transaction(stmt, role)
-                self.history.append("\n".join(q + ";" for q in pre) + "\n" + stmt + ";\nCOMMIT")
-            if outcome == "hang":
-                self.finding("hang", fname, stmt, role, "statement_timeout did not end the call: %s" % msg)
-            elif outcome == "invalid":
-                self.finding("invalid result", fname, stmt, role, msg)
-            lost = outcome == "lost" or not self.alive()
-            report = self.log.new_reports()
-            if lost:
-                kind = "crash" if state in (None, "") else "lost connection (%s)" % state
-                if outcome != "lost":
-                    self.errors["lost"] += 1
-                self.finding(kind, fname, stmt, role, msg or "connection lost", report)
-            elif report:
-                self.finding("sanitizer report", fname, stmt, role, report[0].strip(), report)
+                self.run_batch([self.next_call() for _ in range(n)])
+            if self.args.progress and self.calls // self.args.progress != (self.calls - n) // self.args.progress:
+                print("progress: %d calls in %.0f s, %d findings" % (self.calls, time.time() - start,
+                                                                    len(self.findings)), flush=True)
+        self.elapsed = time.time() - start
+
+    def run_batch(self, calls):
+        """Runs CALLS in one statement (each in a subtransaction of public.fuzz_try); when anything
+        is wrong (a lost connection, a timeout, an internal error, a sanitizer report) every call
+        of the batch runs again on its own, so the single path finds and writes the culprit."""
+        conn = self.conn
+        results = None
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SET LOCAL statement_timeout = %d" % (self.args.statement_timeout * 4))
+            results = conn.execute("SELECT state FROM public.fuzz_try(%s, %s) ORDER BY i",
+                                   ([c[1] for c in calls], [c[2] for c in calls])).fetchall()
+            commit = self.chance(self.args.commit_ratio)
+            conn.execute("COMMIT" if commit else "ROLLBACK")
+        except psycopg.Error:
+            results = None
+            commit = False
+            if not (conn.broken or conn.closed):
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    pass
+        report = self.log.new_reports()
+        states = [r[0] for r in results] if results is not None and len(results) == len(calls) else None
+        if states is None or report or not self.alive() or any(st in ("XX000", "") for st in states if st):
             if not self.alive():
                 self.open_fuzz_connection(after_crash=True)
-        self.elapsed = time.time() - start
+            self.batches_replayed += 1
+            for c in calls:
+                self.run_one(*c)
+            return
+        for (fname, stmt, role), state in zip(calls, states):
+            self.count(fname, "error" if state else "ok", state)
+            if commit and not state:
+                pre, _ = self.transaction(stmt, role)
+                self.history.append("\n".join(q + ";" for q in pre) + "\n" + stmt + ";\nCOMMIT")
+
+    def run_one(self, fname, stmt, role):
+        outcome, state, msg, committed = self.execute_call(stmt, role)
+        if self.args.verbose:
+            print("%6d %-28s %-6s %s | %s" % (self.calls, fname, outcome, state or "", stmt[:160]))
+        self.count(fname, outcome, state)
+        if outcome == "error" or (outcome == "hang" and state):
+            if state in ("XX000", None, ""):
+                self.internal[(fname, msg[:160])] += 1
+                if outcome == "error" and not (self.conn.broken or self.conn.closed):
+                    self.finding("internal error", fname, stmt, role, msg)
+        if committed:
+            pre, _ = self.transaction(stmt, role)
+            self.history.append("\n".join(q + ";" for q in pre) + "\n" + stmt + ";\nCOMMIT")
+        if outcome == "hang":
+            self.finding("hang", fname, stmt, role, "statement_timeout did not end the call: %s" % msg)
+        elif outcome == "invalid":
+            self.finding("invalid result", fname, stmt, role, msg)
+        lost = outcome == "lost" or not self.alive()
+        report = self.log.new_reports()
+        if lost:
+            kind = "crash" if state in (None, "") else "lost connection (%s)" % state
+            if outcome != "lost":
+                self.errors["lost"] += 1
+            self.finding(kind, fname, stmt, role, msg or "connection lost", report)
+        elif report:
+            self.finding("sanitizer report", fname, stmt, role, report[0].strip(), report)
+        if not self.alive():
+            self.open_fuzz_connection(after_crash=True)
 
     # ---- findings and reproducers ---------------------------------------
     def reproducer(self, stmt, role, with_history, header):
@@ -1277,10 +1418,13 @@ class Fuzzer:
             print("finding: %s in benefits.%s x%d, e.g. %s" % (kind, fname, len(paths),
                                                              ", ".join(p for p in paths if p)))
         kinds = collections.Counter("crash" if f[0].startswith(("crash", "lost")) else f[0] for f in self.findings)
+        print("distinct SQLSTATEs: %d: %s" % (len(self.states), " ".join(
+            "%s=%d" % kv for kv in sorted(self.states.items()))))
+        print("batches run again call by call: %d" % self.batches_replayed)
         print("summary: seed %s, %d calls in %.0f s, outcomes by SQLSTATE class: %s; crashes found: %d; "
-              "sanitizer reports: %d; invalid results: %d; hangs: %d"
+              "sanitizer reports: %d; invalid results: %d; hangs: %d; internal errors: %d"
               % (self.args.seed, self.calls, self.elapsed, classes, kinds["crash"], kinds["sanitizer report"],
-                 kinds["invalid result"], kinds["hang"]))
+                 kinds["invalid result"], kinds["hang"], kinds["internal error"]))
         return 1 if self.findings else 0
 
 
@@ -1431,6 +1575,11 @@ def main():
     ap.add_argument("--commit-ratio", type=float, default=0.15, help="share of successful calls committed")
     ap.add_argument("--role-ratio", type=float, default=0.1, help="share of calls made as a benefits_* role")
     ap.add_argument("--reseed-every", type=int, default=1500, help="add a fresh dataset every N calls")
+    ap.add_argument("--batch", type=int, default=50,
+                    help="calls per round trip (public.fuzz_try); 1 runs every call on its own")
+    ap.add_argument("--single-ratio", type=float, default=0.02,
+                    help="share of calls run on their own even when batching (their results are checked)")
+    ap.add_argument("--progress", type=int, default=0, help="print a progress line every N calls")
     ap.add_argument("--only", help="comma-separated function names to call (default: every function)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                                   "tmp_fuzz", "findings"))

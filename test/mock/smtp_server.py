@@ -11,7 +11,9 @@ Serve:  smtp_server.py --port N --log FILE --control FILE
   answers the next 2 MAIL commands with 421, the next DATA with 451, every
   RCPT with 550 (-1: until the control changes); each refusal is counted in
   the control's "refused" file (FILE.refused, one line per refusal).
-  delay_ms holds each DATA answer that long.
+  delay_ms holds each DATA answer that long.  {"fail_every": {"DATA": [451, 10]}}
+  answers every 10th DATA command with 451 (a rate limit that never ends; counted
+  in FILE.refused too).
 
 Parse:  smtp_server.py --parse FILE
   Prints the recorded messages as a JSON list, each parsed with Python's
@@ -49,6 +51,15 @@ class Handler:
     def refusal(self, command):
         """The code to answer command with now, or None."""
         settings = control(self.control_path)
+        every = settings.get("fail_every", {}).get(command)
+        if every:
+            with lock:
+                seen = counts.get(("every", command), 0) + 1
+                counts[("every", command)] = seen
+            if seen % every[1] == 0:
+                with open(self.log + ".refused", "a") as f:
+                    f.write(f"{command} {every[0]}\n")
+                return every[0]
         rule = settings.get("fail", {}).get(command)
         if not rule:
             return None

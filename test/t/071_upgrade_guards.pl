@@ -2,6 +2,8 @@
 # a database still at 0.1.0 (the library is shared by every database of the
 # cluster; each database moves to 0.2.0 only with its own ALTER EXTENSION):
 #  - linked accounts 0.2.0 no longer accepts stop the upgrade, named;
+#  - so does a row past one of 0.2.0's limits (a customer name of 2,049
+#    characters), naming the constraint;
 #  - an extension installed by 0.1.0 into a schema a non-superuser owns is
 #    refused an upgrade (that owner could swap the schema's objects);
 #  - 0.1.0's SQL declares some functions without a pinned search_path and
@@ -36,6 +38,22 @@ is($node->safe_psql('bad', "SELECT extversion FROM pg_extension WHERE extname = 
 $node->safe_psql('bad', "DELETE FROM benefits.customer_accounts; ALTER EXTENSION benefits UPDATE");
 is($node->safe_psql('bad', "SELECT extversion FROM pg_extension WHERE extname = 'benefits'"), '0.2.0',
 	'once fixed, it upgrades');
+
+# ---- a row past one of 0.2.0's limits (README, "Limits") stops the upgrade
+$node->safe_psql('postgres', 'CREATE DATABASE long');
+$node->safe_psql('long', "CREATE EXTENSION benefits VERSION '0.1.0'");
+$node->safe_psql('long', q{
+INSERT INTO benefits.organizations (id, name) VALUES ('00000000-0000-4000-8000-000000000001', 'o');
+INSERT INTO benefits.customers (organization_id, name) VALUES ('00000000-0000-4000-8000-000000000001', repeat('n', 2049));
+});
+($ret, $out, $err) = $node->psql('long', 'ALTER EXTENSION benefits UPDATE');
+like($err, qr/check constraint "customers_name_length" .* is violated by some row/,
+	'a customer name of 2,049 characters stops the upgrade, naming the constraint');
+is($node->safe_psql('long', "SELECT extversion FROM pg_extension WHERE extname = 'benefits'"), '0.1.0',
+	'the database stays at 0.1.0');
+$node->safe_psql('long', "UPDATE benefits.customers SET name = left(name, 2048); ALTER EXTENSION benefits UPDATE");
+is($node->safe_psql('long', "SELECT extversion FROM pg_extension WHERE extname = 'benefits'"), '0.2.0',
+	'once shortened, it upgrades');
 
 # ---- the 0.2.0 library is safe with 0.1.0's SQL, before any update
 $node->safe_psql('postgres', q{

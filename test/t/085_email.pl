@@ -29,7 +29,7 @@ benefits.http_timeout = '5s'
 benefits.http_connect_timeout = '1s'
 benefits.retry_initial_delay = '100ms'
 benefits.retry_max_delay = '500ms'
-benefits.max_attempts = 4
+benefits.max_attempts = 20
 restart_after_crash = on
 });
 $node->start;
