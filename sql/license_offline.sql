@@ -186,6 +186,31 @@ SELECT count(*) AS end_user_lists FROM benefits.license_public_keys(:'org');
 SELECT benefits.rotate_license_signing_key(:'org');
 SELECT kid FROM benefits.license_signing_keys;
 RESET ROLE;
+-- checkout_license runs with the caller's rights and search path: an end
+-- user's checkout still creates an organization's first key (as the owner),
+-- and an operator the user plants ahead of pg_catalog is not the one its
+-- statements use.
+INSERT INTO benefits.organizations (name) VALUES ('Third Offline Org') RETURNING id AS third_org \gset
+INSERT INTO benefits.customers (organization_id, email) VALUES (:'third_org', 'lin@example.com') RETURNING id AS third_cust \gset
+SELECT id AS third_ben FROM benefits.create_benefit('license_keys', :'third_org', 'Third app', '{}') \gset
+SELECT state FROM benefits.grant_benefit(:'third_cust', :'third_ben');
+SELECT key AS third_k FROM benefits.license_keys WHERE benefit_id = :'third_ben' \gset
+CREATE SCHEMA regress_offline_trap AUTHORIZATION regress_offline_user;
+SET ROLE regress_offline_user;
+CREATE FUNCTION regress_offline_trap.uuid_eq(uuid, uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'the planted operator ran';
+    RETURN $1::text = $2::text;
+END $$;
+CREATE OPERATOR regress_offline_trap.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = regress_offline_trap.uuid_eq);
+SET search_path = regress_offline_trap, pg_catalog;
+SELECT benefits.checkout_license(:'third_k', :'third_org') LIKE E'-----BEGIN BENEFITS LICENSE-----\n%' AS end_user_first_checkout;
+SELECT benefits.checkout_license(:'third_k', :'third_org') LIKE E'-----BEGIN BENEFITS LICENSE-----\n%' AS end_user_second_checkout;
+SELECT current_user AS still_the_caller, current_setting('search_path') AS callers_search_path;
+RESET search_path;
+RESET ROLE;
+SELECT count(*) AS third_org_keys FROM benefits.license_public_keys(:'third_org');
+DROP SCHEMA regress_offline_trap CASCADE;
 DROP ROLE regress_offline_admin, regress_offline_user;
 
 -- A checkout works in a read-only transaction once the organization has a key.

@@ -15,31 +15,45 @@
  */
 #include "postgres.h"
 
+#include "common/base64.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 
 #include "license_file.h"
 
-/* base64 (standard alphabet, padded) of bytes, palloc'd. */
-static char *
-Base64(const unsigned char *bytes, size_t len)
+/*
+ * Appends the base64 (standard alphabet, padded) of bytes: PostgreSQL's
+ * encoder, several times faster than libsodium's constant-time one, which
+ * nothing secret here needs (the payload is what the file shows, and the
+ * signature is public).
+ */
+static void
+AppendBase64(StringInfo buf, const unsigned char *bytes, size_t len)
 {
-	size_t		size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-	char	   *out = palloc(size);
+	int			size = pg_b64_enc_len((int) len);
+	int			written;
 
-	sodium_bin2base64(out, size, bytes, len, sodium_base64_VARIANT_ORIGINAL);
-	return out;
+	enlargeStringInfo(buf, size);
+	written = pg_b64_encode((const char *) bytes, (int) len, buf->data + buf->len, size);
+	if (written < 0)
+		elog(ERROR, "could not encode a license file in base64");
+	buf->len += written;
+	buf->data[buf->len] = '\0';
 }
 
-/* ,"key":"value" of the envelope. */
+/*
+ * ,"key":"base64 of bytes" of the envelope: base64 holds no character JSON
+ * escapes, so it is appended between quotes as it is.
+ */
 static void
-EnvelopeMember(StringInfo buf, const char *key, const char *value)
+EnvelopeBase64Member(StringInfo buf, const char *key, const unsigned char *bytes, size_t len)
 {
 	appendStringInfoChar(buf, ',');
 	escape_json(buf, key);
-	appendStringInfoChar(buf, ':');
-	escape_json(buf, value);
+	appendStringInfoString(buf, ":\"");
+	AppendBase64(buf, bytes, len);
+	appendStringInfoChar(buf, '"');
 }
 
 text *
@@ -47,6 +61,7 @@ LicenseFile(const char *payload, const char *kid, unsigned char secret[crypto_si
 {
 	unsigned char sig[crypto_sign_BYTES];
 	StringInfoData envelope;
+	StringInfoData base64;
 	StringInfoData file;
 	char	   *encoded;
 	size_t		len;
@@ -55,14 +70,16 @@ LicenseFile(const char *payload, const char *kid, unsigned char secret[crypto_si
 	sodium_memzero(secret, crypto_sign_SECRETKEYBYTES);
 
 	initStringInfo(&envelope);
-	appendStringInfoString(&envelope, "{\"alg\":\"ed25519\"");
-	EnvelopeMember(&envelope, "kid", kid);
-	EnvelopeMember(&envelope, "payload", Base64((const unsigned char *) payload, strlen(payload)));
-	EnvelopeMember(&envelope, "sig", Base64(sig, sizeof(sig)));
+	appendStringInfoString(&envelope, "{\"alg\":\"ed25519\",\"kid\":");
+	escape_json(&envelope, kid);
+	EnvelopeBase64Member(&envelope, "payload", (const unsigned char *) payload, strlen(payload));
+	EnvelopeBase64Member(&envelope, "sig", sig, sizeof(sig));
 	appendStringInfoChar(&envelope, '}');
 
-	encoded = Base64((const unsigned char *) envelope.data, envelope.len);
-	len = strlen(encoded);
+	initStringInfo(&base64);
+	AppendBase64(&base64, (const unsigned char *) envelope.data, envelope.len);
+	encoded = base64.data;
+	len = base64.len;
 	initStringInfo(&file);
 	appendStringInfoString(&file, LICENSE_ARMOR_BEGIN);
 	for (size_t at = 0; at < len; at += LICENSE_ARMOR_WIDTH)
