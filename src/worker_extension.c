@@ -17,8 +17,10 @@
  * Concurrency: everything here is backend-local.  The extension owner's check
  * is cached for one extension OID (a DROP and CREATE EXTENSION gives a new
  * OID); the schema and membership checks are repeated at every call, from
- * the syscache and pg_depend's index.  A caller locks the relations it then
- * uses, which keeps DROP EXTENSION from removing them underneath it.
+ * the syscache and pg_depend's index.  Each transaction that asks locks the
+ * extension itself in share mode first, so a concurrent DROP EXTENSION waits
+ * for it, or it for the DROP, and the two never deadlock on the extension's
+ * members; a caller also locks the relations it then uses.
  */
 #include "postgres.h"
 
@@ -36,9 +38,11 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "storage/lmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "worker.h"
@@ -107,8 +111,28 @@ Refuse(Oid extension, const char *why)
 }
 
 /*
+ * Lock the extension against DROP EXTENSION for the rest of the transaction
+ * and tell whether it is still installed.  DROP EXTENSION locks the
+ * extension before any of its members, so a worker that holds this lock
+ * before it touches a member never waits for a member the DROP has locked
+ * while the DROP waits for one the worker has: the DROP waits for the
+ * worker's transaction, or the worker for the DROP, and then finds the
+ * extension gone.
+ */
+static bool
+ExtensionLocked(Oid extension)
+{
+	LockDatabaseObject(ExtensionRelationId, extension, 0, AccessShareLock);
+	InvalidateCatalogSnapshot();	/* see a DROP we may have waited for */
+	return get_extension_oid(EXTENSION_NAME, true) == extension;
+}
+
+/*
  * Is the extension installed here, and are it and its schema owned by
- * superusers?  Nothing is logged when it is simply not installed.
+ * superusers?  Nothing is logged when it is simply not installed.  It locks
+ * the extension (ExtensionLocked; again in one transaction, a local no-op):
+ * the worker's units call it before they touch any of the extension's
+ * relations.
  */
 bool
 WorkerExtensionReady(void)
@@ -117,7 +141,7 @@ WorkerExtensionReady(void)
 	Oid			owner;
 	Oid			schema;
 
-	if (!OidIsValid(extension))
+	if (!OidIsValid(extension) || !ExtensionLocked(extension))
 	{
 		trusted_extension = InvalidOid;
 		return false;
