@@ -191,7 +191,8 @@ SELECT pending_keys >= 0 AS stats FROM benefits.validation_stats();
 RESET search_path;
 -- Every function of the extension pins its search path, but those that run
 -- no SQL by name (C code that only computes, and SQL-standard bodies bound
--- when created), validate_license, which pins it in C for its writes, and
+-- when created), validate_license and checkout_license, which pin it in C
+-- for their writes (license_offline plants an operator for checkout's), and
 -- has_feature, which makes direct index lookups and runs no SQL (the trap
 -- above shows both).
 SELECT p.proname, l.lanname
