@@ -166,6 +166,73 @@ HeaderValue(const char *line, size_t len, const char *name)
 	return line;
 }
 
+/* Does [start, end) hold needle? */
+static bool
+SpanContains(const char *start, const char *end, const char *needle)
+{
+	size_t		n = strlen(needle);
+
+	for (; start + n <= end; start++)
+		if (strncmp(start, needle, n) == 0)
+			return true;
+	return false;
+}
+
+/* The page=N query parameter of the URL [url, end), or 0. */
+static int
+LinkUrlPage(const char *url, const char *end)
+{
+	const char *q;
+
+	for (q = url; q + 6 <= end; q++)
+	{
+		if ((*q == '?' || *q == '&') && strncmp(q + 1, "page=", 5) == 0)
+		{
+			int			page = 0;
+
+			for (q += 6; q < end && *q >= '0' && *q <= '9'; q++)
+			{
+				page = page * 10 + (*q - '0');
+				if (page > 1000000)
+					return 0;
+			}
+			return (q == end || *q == '&' || *q == '#') ? page : 0;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The paging of GitHub's lists, from a Link header (RFC 8288):
+ * <url>; rel="next", <url>; rel="last".  Sets whether there is a next page
+ * and the number of the last one.
+ */
+static void
+HttpLinkHeader(OutboxJob *job, const char *value)
+{
+	const char *p = value;
+
+	job->link_next = false;
+	job->link_last_page = 0;
+	while ((p = strchr(p, '<')) != NULL)
+	{
+		const char *url = p + 1;
+		const char *url_end = strchr(url, '>');
+		const char *params_end;
+
+		if (url_end == NULL)
+			return;
+		params_end = strchr(url_end, ',');
+		if (params_end == NULL)
+			params_end = url_end + strlen(url_end);
+		if (SpanContains(url_end, params_end, "rel=\"next\""))
+			job->link_next = true;
+		if (SpanContains(url_end, params_end, "rel=\"last\""))
+			job->link_last_page = LinkUrlPage(url, url_end);
+		p = params_end;
+	}
+}
+
 /* Pick the rate-limit and paging headers out of the response. */
 static size_t
 HttpHeader(char *buffer, size_t size, size_t nitems, void *userdata)
@@ -186,8 +253,7 @@ HttpHeader(char *buffer, size_t size, size_t nitems, void *userdata)
 				return 0;
 			memcpy(copy, buffer, len);
 			copy[len] = '\0';
-			if (strstr(copy, "rel=\"next\""))
-				job->link_next = true;
+			HttpLinkHeader(job, HeaderValue(copy, len, "link"));
 			pfree(copy);
 		}
 		return len;
@@ -201,6 +267,7 @@ HttpHeader(char *buffer, size_t size, size_t nitems, void *userdata)
 		job->ratelimit_reset = -1;
 		job->ratelimit_remaining = -1;
 		job->link_next = false;
+		job->link_last_page = 0;
 		return len;
 	}
 	if ((v = HeaderValue(line, len, "retry-after")) != NULL)
@@ -224,7 +291,7 @@ HttpHeader(char *buffer, size_t size, size_t nitems, void *userdata)
 	else if ((v = HeaderValue(line, len, "x-ratelimit-remaining")) != NULL)
 		job->ratelimit_remaining = atoi(v);
 	else if ((v = HeaderValue(line, len, "link")) != NULL)
-		job->link_next = strstr(v, "rel=\"next\"") != NULL;
+		HttpLinkHeader(job, v);
 	return len;
 }
 

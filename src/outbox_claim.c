@@ -119,8 +119,10 @@ static const char *defer_sql =
 "       attempts = greatest(attempts - 1, 0)"
 " WHERE id = $1 AND leased_until IS NOT NULL";
 
+/* the invitation's patch ({"_step": 1, ...}), {"_step": 2} if the page lacks
+ * it, or NULL if the page is unreadable; the walk is GithubInvitationWalk's */
 static const char *invitation_sql =
-"SELECT benefits.github_invitation_step($1, $2, $3, $4)";
+"SELECT s, s ? '_invitation_id' FROM benefits.github_invitation_step($1, $2, false, $3) AS s";
 
 static const char *activate_sql =
 "UPDATE benefits.grants g"
@@ -245,7 +247,7 @@ OutboxPrepareLocked(bool wait)
 		Oid			t_done[2] = {INT8ARRAYOID, INT4ARRAYOID};
 		Oid			t_fail[5] = {INT8OID, BOOLOID, FLOAT8OID, INT4OID, TEXTOID};
 		Oid			t_step[3] = {INT8OID, JSONBOID, INT4OID};
-		Oid			t_inv[4] = {TEXTOID, TEXTOID, BOOLOID, INT4OID};
+		Oid			t_inv[3] = {TEXTOID, TEXTOID, INT4OID};
 		Oid			t_act[1] = {TEXTOID};
 		Oid			t_gerr[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID};
 		Oid			t_epok[1] = {TEXTARRAYOID};
@@ -260,7 +262,7 @@ OutboxPrepareLocked(bool wait)
 
 			defer_plan = Prepare(defer_sql, 2, t_defer);
 		}
-		invitation_plan = Prepare(invitation_sql, 4, t_inv);
+		invitation_plan = Prepare(invitation_sql, 3, t_inv);
 		activate_plan = Prepare(activate_sql, 1, t_act);
 		grant_error_plan = Prepare(grant_error_sql, 6, t_gerr);
 		endpoint_ok_plan = Prepare(endpoint_ok_sql, 1, t_epok);
@@ -574,12 +576,20 @@ RecordStep(OutboxJob *job)
 		{
 			values[0] = CStringGetTextDatum(body);
 			values[1] = CStringGetTextDatum(JobPayloadText(job, "username"));
-			values[2] = BoolGetDatum(job->link_next);
-			values[3] = Int32GetDatum(Max(JobPayloadInt(job, "_invitation_page", 1), 1));
+			values[2] = Int32GetDatum(Max(JobPayloadInt(job, "_invitation_page", 1), 1));
 			if (SPI_execute_plan(invitation_plan, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 				elog(ERROR, "benefits: github_invitation_step failed");
 			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			values[1] = d;
+			if (!isnull)
+			{
+				bool		found_isnull;
+				bool		found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+															   2, &found_isnull));
+
+				if (!found && (patch = GithubInvitationWalk(job)) != NULL)
+					values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(patch));
+			}
 		}
 		if (isnull)
 		{

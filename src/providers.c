@@ -8,8 +8,9 @@
  * treat 404 (already absent) as success.  Two jobs take several requests,
  * carried across claims by a "_step" key merged into the payload:
  *   - GitHub remove_collaborator: list the repository's pending invitations
- *     (step 0, page by page); delete the customer's invitation if there is
- *     one (step 1), else remove the collaborator (step 2).
+ *     (step 0, page by page: GithubInvitationWalk); delete the customer's
+ *     invitation if there is one (step 1), else remove the collaborator
+ *     (step 2).
  *   - Discord add_member: PUT the member with the customer's OAuth token and
  *     roles (step 0), after renewing the token when it is about to expire
  *     (oauth_jobs.c).  If they were already a member Discord ignores the
@@ -143,6 +144,9 @@ GithubAddCollaborator(OutboxJob *job)
 	return true;
 }
 
+/* How many pages of pending invitations a revoke reads at most. */
+#define GITHUB_INVITATION_PAGES 100
+
 /* The steps of a revoke: list invitations, delete one, or remove the collaborator. */
 bool
 GithubRemoveCollaborator(OutboxJob *job)
@@ -197,6 +201,32 @@ void
 ProviderJudge(OutboxJob *job)
 {
 	(void) ProviderAnswer(job);
+}
+
+/*
+ * The next page of a GitHub revoke's search for the customer's pending
+ * invitation, as a payload patch, when the page just read did not hold it;
+ * NULL when no page is left (remove the collaborator).  Other revokes
+ * delete invitations meanwhile, which moves the later ones to earlier
+ * pages, so a walk forward by page number can step over the one it looks
+ * for.  After page 1 the walk goes from the last page (the Link header's
+ * rel="last") down to page 1 again: an invitation only ever moves to a page
+ * not yet read.  A list with rel="next" but no rel="last" is walked
+ * forward.  At most 100 pages of 100.
+ */
+char *
+GithubInvitationWalk(const OutboxJob *job)
+{
+	int			page = Max(JobPayloadInt(job, "_invitation_page", 1), 1);
+
+	if (JobPayloadInt(job, "_invitations_downward", 0) == 1)
+		return page > 1 ? psprintf("{\"_invitation_page\": %d}", page - 1) : NULL;
+	if (page == 1 && job->link_last_page > 1)
+		return psprintf("{\"_invitation_page\": %d, \"_invitations_downward\": 1}",
+						Min(job->link_last_page, GITHUB_INVITATION_PAGES));
+	if (job->link_next && page < GITHUB_INVITATION_PAGES)
+		return psprintf("{\"_invitation_page\": %d}", page + 1);
+	return NULL;
 }
 
 /* The invitation list just fetched is searched in SQL (outbox_claim.c). */

@@ -99,6 +99,7 @@ typedef struct OutboxJob
 	double		ratelimit_reset;	/* epoch seconds, -1 if none */
 	int			ratelimit_remaining;	/* -1 if none */
 	bool		link_next;		/* Link: rel="next" present */
+	int			link_last_page;	/* the page= of Link: rel="last", 0 if none */
 
 	/* the verdict */
 	JobOutcome	outcome;
@@ -171,6 +172,7 @@ extern bool GithubAddCollaborator(OutboxJob *job);
 extern bool GithubRemoveCollaborator(OutboxJob *job);
 extern void ProviderJudge(OutboxJob *job);
 extern void GithubRemoveCollaboratorJudge(OutboxJob *job);
+extern char *GithubInvitationWalk(const OutboxJob *job);
 extern bool DiscordAddMember(OutboxJob *job);
 extern bool DiscordAddRole(OutboxJob *job);
 extern bool DiscordRemoveRole(OutboxJob *job);

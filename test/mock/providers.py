@@ -36,6 +36,13 @@ Control (not logged):
       raw            {path: text} a fixed 200 answer to GET path whose body is text
                      encoded as Latin-1 (so "\u00ff" sends the byte 0xff)
       accept_invitations  true: every pending GitHub invitation is accepted now
+      invite         {"owner/repo": [login, ...]}: pending invitations made now, in order
+      uninvite_after_first_page  {"owner/repo": n}: once, right after page 1 of that
+                     repository's invitations is served, its n oldest invitations
+                     are deleted (as other revokes running at the same time do)
+      link_base      the URL the Link headers' links start with (default
+                     http://mock; a long one makes a Link header over 512 bytes)
+      link_rels      the relations the Link headers give (default prev, next, last, first)
       secrets        {path: "whsec_..."} the receiver's copies of the secrets
       oauth_users    {"github": {"id": n, "login": s}, "discord": {"id": s, "username": s}}:
                      who signs in at the next authorize
@@ -68,7 +75,8 @@ settings = {"fail_every": 0, "fail_modes": ["500"], "retry_after": 1, "hang_seco
             "oauth_users": {"github": {"id": 1001, "login": "octo-ada"},
                             "discord": {"id": "80351110224678912", "username": "ada"}},
             "oauth_clients": {}, "oauth_deny": False, "oauth_fail": {}, "discord_token_ttl": 604800,
-            "refuse_refresh": False}
+            "refuse_refresh": False, "uninvite_after_first_page": {}, "link_base": "http://mock",
+            "link_rels": ["prev", "next", "last", "first"]}
 counter = {"n": 0, "failures": 0}
 collaborators = {}   # "owner/repo" -> {login: permission}
 invitations = {}     # "owner/repo" -> {login: {"id": n, "permission": p}}
@@ -135,6 +143,10 @@ class Handler(BaseHTTPRequestHandler):
                         for login, v in list(invs.items()):
                             collaborators.setdefault(repo, {})[login] = v["permission"]
                             del invs[login]
+                for repo, logins in update.pop("invite", {}).items():
+                    for login in logins:
+                        next_invitation[0] += 1
+                        invitations.setdefault(repo, {})[login] = {"id": next_invitation[0], "permission": "pull"}
                 settings.update(update)
             self.answer(200, {"ok": True})
             return
@@ -323,10 +335,26 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 items = [{"id": v["id"], "invitee": {"login": k}, "permissions": v["permission"]}
                          for k, v in sorted(invitations.get(repo, {}).items(), key=lambda kv: kv[1]["id"])]
+                if page == 1 and repo in settings["uninvite_after_first_page"]:
+                    for item in items[:settings["uninvite_after_first_page"].pop(repo)]:
+                        del invitations[repo][item["invitee"]["login"]]
+                base, rels = settings["link_base"], settings["link_rels"]
             chunk = items[(page - 1) * per_page:page * per_page]
-            headers = {}
-            if page * per_page < len(items):
-                headers["Link"] = f'<http://mock{path}?per_page={per_page}&page={page + 1}>; rel="next"'
+            # GitHub's paging: next and last while there are more pages, prev
+            # and first after the first
+            last = max(1, -(-len(items) // per_page))
+            links = []
+            def link(n, rel):
+                if rel in rels:
+                    links.append(f'<{base}{path}?per_page={per_page}&page={n}>; rel="{rel}"')
+            if page > 1:
+                link(page - 1, "prev")
+            if page < last:
+                link(page + 1, "next")
+                link(last, "last")
+            if page > 1:
+                link(1, "first")
+            headers = {"Link": ", ".join(links)} if links else {}
             return self.answer(200, chunk, headers), None
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/invitations/(\d+)", path)
         if m and self.command == "DELETE":
