@@ -27,6 +27,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 
 #include "miscadmin.h"
@@ -44,6 +45,8 @@
 
 static CURLM *multi = NULL;
 static int	inflight = 0;
+/* the most transfers in flight at once since the last HttpTrim */
+static int	inflight_peak = 0;
 
 /* Finished easy handles, reset and kept for the next requests. */
 #define SPARE_HANDLES 512
@@ -500,6 +503,7 @@ HttpStart(OutboxJob *job)
 	}
 	MemoryContextSwitchTo(oldcxt);
 	inflight++;
+	inflight_peak = Max(inflight_peak, inflight);
 }
 
 /* Detach a finished transfer and note its result on the job. */
@@ -535,6 +539,22 @@ int
 HttpInflight(void)
 {
 	return inflight;
+}
+
+/*
+ * Give back what a burst left behind: the spare handles beyond the most
+ * that were in flight at once since the last call (each keeps about 15 kB
+ * of buffers), and the free pages of the C heap, which libcurl's buffers
+ * come from.  Called at each maintenance, so that the worker's memory
+ * follows its load instead of its highest load since it started.
+ */
+void
+HttpTrim(void)
+{
+	while (nspare > 0 && nspare > inflight_peak - inflight)
+		curl_easy_cleanup(spare[--nspare]);
+	inflight_peak = inflight;
+	malloc_trim(0);
 }
 
 /* Move the finished transfers' jobs to `completed`. */

@@ -213,6 +213,7 @@ RunPeriodic(bool woken)
 	if (now >= next_maintenance)
 	{
 		RunUnit("running maintenance", PeriodicUnit, "run_maintenance");
+		HttpTrim();
 		next_maintenance = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), benefits_maintenance_interval);
 	}
 	if (now >= next_prune)

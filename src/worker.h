@@ -213,6 +213,7 @@ extern bool UrlGuardAddressAllowed(const struct sockaddr *addr, char *detail, si
 extern void HttpInit(void);
 extern void HttpStart(OutboxJob *job);
 extern int	HttpInflight(void);
+extern void HttpTrim(void);
 extern List *HttpWait(long timeout_ms, List *completed);
 extern char *HttpEscape(const char *segment);
 

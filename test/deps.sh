@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-server-dev-15 libsodium-dev libcurl4-openssl-dev
-          libipc-run-perl make gcc perl python3 python3-botocore python3-psycopg python3-aiosmtpd nginx-light wrk gnuplot-nox
+          libipc-run-perl make gcc perl python3 python3-botocore python3-psycopg python3-aiosmtpd nginx-light wrk gnuplot-nox pngquant
           nodejs npm chromium clang lld libclang-rt-14-dev)
 
 missing=()
