@@ -23,7 +23,6 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -155,147 +154,11 @@ HttpWriteBody(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-/* Does header line "Name: value" have this name?  Returns the value. */
-static const char *
-HeaderValue(const char *line, size_t len, const char *name)
-{
-	size_t		nlen = strlen(name);
-
-	if (len <= nlen || strncasecmp(line, name, nlen) != 0 || line[nlen] != ':')
-		return NULL;
-	line += nlen + 1;
-	while (*line == ' ' || *line == '\t')
-		line++;
-	return line;
-}
-
-/* Does [start, end) hold needle? */
-static bool
-SpanContains(const char *start, const char *end, const char *needle)
-{
-	size_t		n = strlen(needle);
-
-	for (; start + n <= end; start++)
-		if (strncmp(start, needle, n) == 0)
-			return true;
-	return false;
-}
-
-/* The page=N query parameter of the URL [url, end), or 0. */
-static int
-LinkUrlPage(const char *url, const char *end)
-{
-	const char *q;
-
-	for (q = url; q + 6 <= end; q++)
-	{
-		if ((*q == '?' || *q == '&') && strncmp(q + 1, "page=", 5) == 0)
-		{
-			int			page = 0;
-
-			for (q += 6; q < end && *q >= '0' && *q <= '9'; q++)
-			{
-				page = page * 10 + (*q - '0');
-				if (page > 1000000)
-					return 0;
-			}
-			return (q == end || *q == '&' || *q == '#') ? page : 0;
-		}
-	}
-	return 0;
-}
-
-/*
- * The paging of GitHub's lists, from a Link header (RFC 8288):
- * <url>; rel="next", <url>; rel="last".  Sets whether there is a next page
- * and the number of the last one.
- */
-static void
-HttpLinkHeader(OutboxJob *job, const char *value)
-{
-	const char *p = value;
-
-	job->link_next = false;
-	job->link_last_page = 0;
-	while ((p = strchr(p, '<')) != NULL)
-	{
-		const char *url = p + 1;
-		const char *url_end = strchr(url, '>');
-		const char *params_end;
-
-		if (url_end == NULL)
-			return;
-		params_end = strchr(url_end, ',');
-		if (params_end == NULL)
-			params_end = url_end + strlen(url_end);
-		if (SpanContains(url_end, params_end, "rel=\"next\""))
-			job->link_next = true;
-		if (SpanContains(url_end, params_end, "rel=\"last\""))
-			job->link_last_page = LinkUrlPage(url, url_end);
-		p = params_end;
-	}
-}
-
-/* Pick the rate-limit and paging headers out of the response. */
+/* libcurl: one header line of the response (http_headers.c reads it). */
 static size_t
 HttpHeader(char *buffer, size_t size, size_t nitems, void *userdata)
 {
-	OutboxJob  *job = (OutboxJob *) userdata;
-	size_t		len = size * nitems;
-	char		line[512];
-	const char *v;
-
-	if (len >= sizeof(line))
-	{
-		/* only a long Link header matters among long lines */
-		if (len > 5 && strncasecmp(buffer, "link:", 5) == 0)
-		{
-			char	   *copy = palloc_extended(len + 1, MCXT_ALLOC_NO_OOM);
-
-			if (copy == NULL)
-				return 0;
-			memcpy(copy, buffer, len);
-			copy[len] = '\0';
-			HttpLinkHeader(job, HeaderValue(copy, len, "link"));
-			pfree(copy);
-		}
-		return len;
-	}
-	memcpy(line, buffer, len);
-	line[len] = '\0';
-	/* a new status line (e.g. after 100 Continue) starts a new header set */
-	if (strncmp(line, "HTTP/", 5) == 0)
-	{
-		job->retry_after = -1;
-		job->ratelimit_reset = -1;
-		job->ratelimit_remaining = -1;
-		job->link_next = false;
-		job->link_last_page = 0;
-		return len;
-	}
-	if ((v = HeaderValue(line, len, "retry-after")) != NULL)
-	{
-		char	   *end;
-		double		secs = strtod(v, &end);
-
-		if (end != v && secs >= 0)
-			job->retry_after = secs;
-		else
-		{
-			/* an HTTP-date */
-			time_t		when = curl_getdate(v, NULL);
-
-			if (when > 0)
-				job->retry_after = Max(0, (double) (when - time(NULL)));
-		}
-	}
-	else if ((v = HeaderValue(line, len, "x-ratelimit-reset")) != NULL)
-		job->ratelimit_reset = strtod(v, NULL);
-	else if ((v = HeaderValue(line, len, "x-ratelimit-remaining")) != NULL)
-		job->ratelimit_remaining = atoi(v);
-	else if ((v = HeaderValue(line, len, "link")) != NULL)
-		HttpLinkHeader(job, v);
-	return len;
+	return HttpHeaderLine((OutboxJob *) userdata, buffer, size * nitems);
 }
 
 /* Open a socket only to an allowed address (see urlguard.c). */

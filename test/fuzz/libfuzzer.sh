@@ -29,9 +29,10 @@ declare -A sources=(
     [s3]="src/s3.c src/uri.c"
     [urlguard]="src/urlguard.c src/worker_guc.c"
     [escape]="src/html.c src/email_text.c"
-    [requests]="src/providers.c src/provider_names.c src/job_payload.c src/http.c src/webhooks.c src/worker_guc.c src/urlguard.c src/oauth_jobs.c src/oauth_providers.c src/uri.c"
+    [requests]="src/providers.c src/provider_names.c src/job_payload.c src/http.c src/webhooks.c src/worker_guc.c src/urlguard.c src/oauth_jobs.c src/oauth_providers.c src/uri.c src/http_headers.c"
+    [http_headers]="src/http_headers.c"
 )
-targets=(license_key license_file s3 urlguard escape requests)
+targets=(license_key license_file s3 urlguard escape requests http_headers)
 
 flags=(-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
        -ffunction-sections -fdata-sections
