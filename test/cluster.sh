@@ -32,7 +32,7 @@ sockdir=$(mktemp -d /tmp/benefits-sock.XXXXXX)
 rm -rf "$base"; mkdir -p "$base"
 if [ "$(id -u)" -eq 0 ]; then
     chown postgres: "$base" "$sockdir"
-    chmod -R a+rX "$root"
+    bash "$root/test/tools/share_tree.sh" "$root"
 fi
 
 as_server "$bindir/initdb" -D "$base/data" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$base/initdb.log"

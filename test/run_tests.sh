@@ -79,7 +79,7 @@ tap_path=$bindir:$PATH
 [ "$sanitize" = 1 ] && tap_path=$sanitizer/bin:$tap_path   # its pg_ctl first
 if [ "$(id -u)" -eq 0 ]; then
     chown postgres: "$tapdir"
-    chmod -R a+rX "$root"
+    bash "$root/test/tools/share_tree.sh" "$root"
     run=(runuser -u postgres --)
 else
     run=()
