@@ -938,17 +938,24 @@ def rollback_leaks(nginx_rows, hook_rows, provider_rows, smtp_rows):
 def memory_growth(rows, field):
     """Growth of a memory figure over the last two thirds, per crash-to-crash epoch (each restarts every process).
 
-    Each epoch's first 30 s are its warm-up; its growth is the median of its
-    last 3 samples over the median of its first 3 after warm-up."""
+    Each epoch's first 30 s are its warm-up.  The worker's memory follows its
+    load (requests in flight), so single samples swing by a tenth either way;
+    an epoch's growth is that of its least-squares line: the line's value at
+    the epoch's last sample over its value at the first, less one."""
     start = T0 + DURATION / 3
     bounds = sorted([t for t, kind, _ in events if kind == "crash"] + [T0 + DURATION + 1e9])
     epochs, begin = [], T0
     for b in bounds:
-        sample = [r[field] for r in rows if begin + 30 <= r["t"] < b and r["t"] >= start and r["t"] <= STOP_TIME
-                  and r.get(field)]
+        sample = [(r["t"], r[field]) for r in rows if begin + 30 <= r["t"] < b and r["t"] >= start
+                  and r["t"] <= STOP_TIME and r.get(field)]
         if len(sample) >= 6:
-            first, last = statistics.median(sample[:3]), statistics.median(sample[-3:])
-            epochs.append((begin, len(sample), first, last, last / first - 1))
+            n = len(sample)
+            mt = sum(t for t, _ in sample) / n
+            mv = sum(v for _, v in sample) / n
+            slope = (sum((t - mt) * (v - mv) for t, v in sample) / sum((t - mt) ** 2 for t, _ in sample))
+            first = mv + slope * (sample[0][0] - mt)
+            last = mv + slope * (sample[-1][0] - mt)
+            epochs.append((begin, n, first, last, last / first - 1))
         begin = b
     return epochs
 
