@@ -188,7 +188,9 @@ $$;
 -- the collaborator.  NULL when the page is not a readable JSON array (any
 -- error reading it, e.g. invalid JSON or a \u0000 escape): the worker then
 -- retries the listing, since removing the collaborator without having seen
--- the invitations could leave one pending.
+-- the invitations could leave one pending.  The worker of this version
+-- passes has_next false and chooses the next page itself (providers.c,
+-- GithubInvitationWalk); the forward walk is kept for 0.1.0's worker.
 CREATE FUNCTION benefits.github_invitation_step(body text, username text, has_next boolean, page integer)
     RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
