@@ -118,12 +118,13 @@ class Handler(BaseHTTPRequestHandler):
         return status
 
     def record(self, body, answer, extra=None):
-        entry = {"t": time.time(), "method": self.command, "path": self.path,
+        entry = {"method": self.command, "path": self.path,
                  "headers": {k.lower(): v for k, v in self.headers.items()},
                  "body": body.decode("utf-8", "replace"), "answer": answer}
         if extra:
             entry.update(extra)
         with lock:
+            entry["t"] = time.time()    # under the lock: the log is in time order
             log_file.write(json.dumps(entry) + "\n")
             log_file.flush()
 

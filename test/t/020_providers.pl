@@ -44,7 +44,7 @@ sub calls
 	return map { "$_->{method} $_->{path}" }
 	  grep { $_->{method} ne 'POST' && $_->{t} > $since } $mock->requests;
 }
-sub last_t { my @r = $mock->requests; return @r ? $r[-1]{t} : 0; }
+sub last_t { return $mock->last_time; }
 
 my $org = sql("INSERT INTO benefits.organizations (name) VALUES ('acme') RETURNING id");
 my ($ep, $secret) = split /\|/, sql(qq{

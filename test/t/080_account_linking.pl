@@ -38,7 +38,7 @@ $mock->control(oauth_clients => { github => [ 'gh-client', 'gh-secret' ], discor
 $node->safe_psql('postgres', 'CREATE EXTENSION benefits');
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 sub wait_q { return MockProviders::wait_for($node, 'postgres', $_[0], $_[1], $_[2]); }
-sub last_t { my @r = $mock->requests; return @r ? $r[-1]{t} : 0; }
+sub last_t { return $mock->last_time; }
 sub requests_since
 {
 	my ($since, $pattern) = @_;

@@ -168,7 +168,7 @@ sub mock_since
 	my ($since, $pattern) = @_;
 	return grep { $_->{t} > $since && "$_->{method} $_->{path}" =~ $pattern } $mock->requests;
 }
-sub last_t { my @r = $mock->requests; return @r ? $r[-1]{t} : 0; }
+sub last_t { return $mock->last_time; }
 
 # The customer opens the portal: both benefits wait for an account, each with
 # a link to its provider's authorize page and no form to disconnect.

@@ -63,6 +63,17 @@ sub state
 	return $self->{json}->decode($r->{content});
 }
 
+# The latest time a request was received, 0 before any.  The log's lines
+# can be out of time order (the server's threads write them as they finish),
+# so this is the largest, not the last line's.
+sub last_time
+{
+	my ($self) = @_;
+	my $t = 0;
+	for my $r ($self->requests) { $t = $r->{t} if $r->{t} > $t; }
+	return $t;
+}
+
 # Every request received so far, as hashes (method, path, headers, body, answer, ...).
 sub requests
 {
