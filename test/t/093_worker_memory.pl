@@ -73,9 +73,14 @@ is(scalar(grep { $_->{path} eq '/hooks/slow' } $mock->requests), 260, 'the recei
 sleep 3;    # three maintenance intervals
 my $after = worker_rss();
 note("worker RssAnon: before the burst $before kB, highest during it $peak kB, 3 s after it $after kB");
-cmp_ok($peak - $before, '>', 2000, 'the burst raised the worker\'s private memory by more than 2 MB');
-cmp_ok($after - $before, '<', ($peak - $before) / 4,
-	'after it, less than a quarter of that rise is left');
+SKIP:
+{
+	# ASan's allocator keeps freed memory in quarantine and ignores malloc_trim
+	skip 'the memory figures mean nothing under AddressSanitizer (SANITIZE=1)', 2 if ($ENV{SANITIZE} // '0') eq '1';
+	cmp_ok($peak - $before, '>', 2000, 'the burst raised the worker\'s private memory by more than 2 MB');
+	cmp_ok($after - $before, '<', ($peak - $before) / 4,
+		'after it, less than a quarter of that rise is left');
+}
 
 $node->stop;
 $mock->stop;
