@@ -96,10 +96,19 @@ HttpTimerCallback(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
+/*
+ * Blocks at least this large are mapped on their own and unmapped when freed.
+ * Setting it also stops glibc from raising the threshold to the largest
+ * block freed so far: after one response of up to RESPONSE_LIMIT the heap
+ * would serve such blocks, and the holes they leave keep its pages resident.
+ */
+#define MMAP_THRESHOLD (128 * 1024)
+
 /* Initialise libcurl once in the worker process. */
 void
 HttpInit(void)
 {
+	(void) mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		ereport(ERROR, (errmsg("benefits: could not initialise libcurl")));
 	multi = curl_multi_init();
