@@ -104,7 +104,7 @@ HttpTimerCallback(CURLM *m, long timeout_ms, void *userp)
  */
 #define MMAP_THRESHOLD (128 * 1024)
 
-/* Initialise libcurl once in the worker process. */
+/* Initialise libcurl, and the C heap policy above, once in the worker process. */
 void
 HttpInit(void)
 {
