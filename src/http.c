@@ -46,6 +46,9 @@ static CURLM *multi = NULL;
 static int	inflight = 0;
 /* the most transfers in flight at once since the last HttpTrim */
 static int	inflight_peak = 0;
+/* transfers finished since the heap's free pages were last given back */
+static int	finished_since_heap_trim = 0;
+static TimestampTz last_heap_trim = 0;
 
 /* Finished easy handles, reset and kept for the next requests. */
 #define SPARE_HANDLES 512
@@ -103,6 +106,9 @@ HttpTimerCallback(CURLM *m, long timeout_ms, void *userp)
  * would serve such blocks, and the holes they leave keep its pages resident.
  */
 #define MMAP_THRESHOLD (128 * 1024)
+
+/* how often HttpTrimHeap gives the heap's free pages back, at most */
+#define HEAP_TRIM_INTERVAL_MS 1000
 
 /* Initialise libcurl, and the C heap policy above, once in the worker process. */
 void
@@ -404,6 +410,7 @@ HttpFinish(CURL *easy, CURLcode code)
 	job->headers = NIL;
 	job->easy = NULL;
 	inflight--;
+	finished_since_heap_trim++;
 }
 
 /* How many requests are in flight. */
@@ -427,6 +434,30 @@ HttpTrim(void)
 		curl_easy_cleanup(spare[--nspare]);
 	inflight_peak = inflight;
 	malloc_trim(0);
+	finished_since_heap_trim = 0;
+	last_heap_trim = GetCurrentTimestamp();
+}
+
+/*
+ * Give the C heap's free pages back, at most every HEAP_TRIM_INTERVAL_MS and
+ * only after requests have finished.  Between two trims the allocator
+ * spreads over the heap's free chunks and makes their pages resident again
+ * (about a megabyte within a second of a trim, under sustained delivery), so
+ * a worker trimmed only at maintenance holds more the longer ago that was.
+ */
+void
+HttpTrimHeap(void)
+{
+	TimestampTz now;
+
+	if (finished_since_heap_trim == 0)
+		return;
+	now = GetCurrentTimestamp();
+	if (!TimestampDifferenceExceeds(last_heap_trim, now, HEAP_TRIM_INTERVAL_MS))
+		return;
+	malloc_trim(0);
+	finished_since_heap_trim = 0;
+	last_heap_trim = now;
 }
 
 /* Move the finished transfers' jobs to `completed`. */

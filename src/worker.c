@@ -485,6 +485,7 @@ benefits_worker_main(Datum main_arg)
 		{
 			RecordCompleted(completed);
 			completed = NIL;
+			HttpTrimHeap();
 			reported_inflight = -1;
 			last_record = GetCurrentTimestamp();
 			need_claim = true;	/* successors of finished jobs may be due */

@@ -214,6 +214,7 @@ extern void HttpInit(void);
 extern void HttpStart(OutboxJob *job);
 extern int	HttpInflight(void);
 extern void HttpTrim(void);
+extern void HttpTrimHeap(void);
 
 /* http_headers.c: the response headers the worker reads */
 extern size_t HttpHeaderLine(OutboxJob *job, const char *buffer, size_t len);

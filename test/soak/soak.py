@@ -598,7 +598,12 @@ def rss_anon_kb(pid):
 
 
 class Sampler(threading.Thread):
-    """Every 10 s: worker and backend private memory, outbox depth by state, WAL position."""
+    """Every 10 s: worker and backend private memory, outbox depth by state, WAL position.
+
+    Private memory is read every second; a sample holds each process's median
+    over its 10 s, so that one second's burst of requests in flight (or the
+    heap pages the worker touches between two trims) does not make the
+    sample, while a trend does."""
 
     FIELDS = ("t", "worker_pid", "worker_rss_kb", "backends", "backend_rss_median_kb", "backend_rss_max_kb",
               "pending_due", "pending_retry", "running", "dead", "wal_bytes")
@@ -607,6 +612,22 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.rows, self.conn = [], None
         self.dead = 0
+        self.readings = {}      # pid: private memory read each second since the last sample
+
+    def read_memory(self, pid):
+        """The process's median private memory over the last 10 s, this reading included."""
+        now = rss_anon_kb(pid)
+        values = self.readings.get(pid, []) + ([now] if now is not None else [])
+        return statistics.median(values) if values else None
+
+    def watch_memory(self, until):
+        """Read the watched processes' private memory every second until `until`."""
+        while not stop_sampler.is_set() and time.time() < until - 1:
+            stop_sampler.wait(1)
+            for pid, values in self.readings.items():
+                kb = rss_anon_kb(pid)
+                if kb is not None:
+                    values.append(kb)
 
     def sample(self, n):
         row = {"t": time.time()}
@@ -619,11 +640,12 @@ class Sampler(threading.Thread):
                                   WHERE backend_type IN ('benefits worker', 'client backend')
                                     AND pid <> pg_backend_pid()""").fetchall()
             workers = [p for p, kind in procs if kind == "benefits worker"]
-            backends = [rss_anon_kb(p) for p, kind in procs if kind == "client backend"]
+            backends = [self.read_memory(p) for p, kind in procs if kind == "client backend"]
             backends = [b for b in backends if b is not None]
             if workers:
                 row["worker_pid"] = workers[0]
-                row["worker_rss_kb"] = rss_anon_kb(workers[0])
+                row["worker_rss_kb"] = self.read_memory(workers[0])
+            self.readings = {p: [] for p, _ in procs}
             if backends:
                 row["backends"] = len(backends)
                 row["backend_rss_median_kb"] = statistics.median(backends)
@@ -651,6 +673,7 @@ class Sampler(threading.Thread):
                     % (row.get("worker_rss_kb", "-"), row.get("pending_due", "-"), row.get("pending_retry", "-"),
                        row.get("running", "-"), row.get("dead", "-")))
             n += 1
+            self.watch_memory(T0 + n * SAMPLE_SECONDS)
             stop_sampler.wait(T0 + n * SAMPLE_SECONDS - time.time())
 
 
