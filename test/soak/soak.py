@@ -80,6 +80,8 @@ KILL_EVERY = env_number("SOAK_KILL_EVERY", min(240.0, max(40.0, DURATION / 4)))
 DOWN_SECONDS = min(60.0, DURATION / 5)
 DRAIN_SECONDS = env_number("SOAK_DRAIN_SECONDS", 300)
 SAMPLE_SECONDS = 10
+# the shortest crash-to-crash epoch whose memory is judged (see memory_growth)
+MIN_JUDGED_EPOCH = 180
 SERVER_LOG = os.environ["BENEFITS_SERVER_LOG"]
 
 T0 = None            # wall clock of the load's start
@@ -959,19 +961,25 @@ def rollback_leaks(nginx_rows, hook_rows, provider_rows, smtp_rows):
 
 
 def memory_growth(rows, field):
-    """Growth of a memory figure over the last two thirds, per crash-to-crash epoch (each restarts every process).
+    """Growth of a memory figure per crash-to-crash epoch (each restarts every process), in the run's last two thirds.
 
-    Each epoch's first 30 s are its warm-up.  The worker's memory follows its
-    load (requests in flight), so single samples swing by a tenth either way;
-    an epoch's growth is that of its least-squares line: the line's value at
-    the epoch's last sample over its value at the first, less one."""
+    A process warms up first: its caches fill and its heap reaches the size
+    its load needs, which took the worker 1 to 2.5 minutes after a restart in
+    the runs sampled.  So each epoch is judged on its own last two thirds,
+    and only epochs of at least MIN_JUDGED_EPOCH seconds are judged (a kill
+    soon after the restart leaves one too short to tell warming up from
+    growing).  The worker's memory follows its load (requests in flight), so
+    samples swing either way; an epoch's growth is that of its least-squares
+    line: the line's value at the epoch's last sample over its value at the
+    first, less one."""
     start = T0 + DURATION / 3
     bounds = sorted([t for t, kind, _ in events if kind == "crash"] + [T0 + DURATION + 1e9])
     epochs, begin = [], T0
     for b in bounds:
-        sample = [(r["t"], r[field]) for r in rows if begin + 30 <= r["t"] < b and r["t"] >= start
-                  and r["t"] <= STOP_TIME and r.get(field)]
-        if len(sample) >= 6:
+        end = min(b, STOP_TIME)
+        warm = begin + (end - begin) / 3
+        sample = [(r["t"], r[field]) for r in rows if warm <= r["t"] < end and r["t"] >= start and r.get(field)]
+        if end - begin >= MIN_JUDGED_EPOCH and len(sample) >= 6:
             n = len(sample)
             mt = sum(t for t, _ in sample) / n
             mv = sum(v for _, v in sample) / n
@@ -1229,7 +1237,8 @@ def run(nginx, vanish, hooks, providers, smtp, log_offset):
         epochs = memory_growth(sampler.rows, field)
         growth = [g for *_, g in epochs]
         if not epochs:
-            mem_detail.append(f"{label}: no epoch long enough to judge")
+            mem_ok = False
+            mem_detail.append(f"{label}: no epoch of {MIN_JUDGED_EPOCH} s or more in the last two thirds to judge")
             continue
         worst = max(growth)
         mem_ok &= worst < 0.05
