@@ -1588,3 +1588,38 @@ BEGIN
 END
 $$;
 
+-- Validation counts of hot standbys, sent by their forwarder.
+DO $roles$
+BEGIN
+    -- the role a hot standby's forwarder connects as is granted this one
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'benefits_replica') THEN
+        CREATE ROLE benefits_replica NOLOGIN;
+    END IF;
+END
+$roles$;
+GRANT USAGE ON SCHEMA benefits TO benefits_replica;
+
+-- A hot standby's validation counts: its validation forwarder (a background
+-- worker, src/license_forward.c) sends them here in numbered batches, and
+-- each sender's last batch applied is kept so that a batch sent again is not
+-- counted twice.  Rows of senders silent for a week are deleted.
+CREATE TABLE benefits.validation_count_senders (
+    sender       uuid PRIMARY KEY,
+    last_batch   bigint NOT NULL CHECK (last_batch > 0),
+    received_at  timestamptz NOT NULL
+);
+REVOKE ALL ON benefits.validation_count_senders FROM PUBLIC;
+
+CREATE FUNCTION benefits.receive_validation_counts(sender uuid, batch bigint, license_key_ids uuid[],
+                                                   counts bigint[], last_validated timestamptz[])
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'receive_validation_counts'
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.receive_validation_counts(uuid, bigint, uuid[], bigint[], timestamptz[]) IS
+    'Add a hot standby''s validation counts (one batch of its forwarder) to the keys; returns the keys updated, 0 for a batch already received';
+REVOKE EXECUTE ON FUNCTION benefits.receive_validation_counts(uuid, bigint, uuid[], bigint[], timestamptz[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.receive_validation_counts(uuid, bigint, uuid[], bigint[], timestamptz[])
+    TO benefits_replica;
+GRANT SELECT ON benefits.validation_count_senders TO benefits_admin;
+GRANT EXECUTE ON FUNCTION benefits.receive_validation_counts(uuid, bigint, uuid[], bigint[], timestamptz[])
+    TO benefits_admin;

@@ -18,6 +18,7 @@
 
 #include "benefits.h"
 #include "email.h"
+#include "license_stats.h"
 #include "oauth.h"
 #include "worker.h"
 
@@ -42,7 +43,10 @@ _PG_init(void)
 	{
 		WorkerShmemInit();
 		if (!IsBinaryUpgrade)
+		{
 			WorkerRegisterLauncher();
+			LicenseForwarderRegister();
+		}
 	}
 	MarkGUCPrefixReserved("benefits");
 }

@@ -21,9 +21,10 @@
  * validations by about that interval.  validate_license itself reports the
  * counters including what is still pending, so a caller sees its own
  * validation at once.  In a database the worker does not serve, counts wait
- * until someone calls flush_validation_stats().  On a hot standby counts are
- * kept in the standby's memory (the standby cannot write) and are flushed
- * only if it is promoted.
+ * until someone calls flush_validation_stats().  A hot standby cannot write:
+ * its validation forwarder (license_forward.c) takes the counts and sends
+ * them to the primary, where benefits.receive_validation_counts() applies
+ * them as a flush would.
  *
  * When the hash is full, further validations of keys not yet in it are not
  * counted; they are added to a "dropped" total shown by
@@ -59,6 +60,10 @@
 
 PG_FUNCTION_INFO_V1(flush_validation_stats);
 PG_FUNCTION_INFO_V1(validation_stats);
+PG_FUNCTION_INFO_V1(receive_validation_counts);
+
+/* how far ahead of the primary's clock a standby's validation times may be */
+#define RECEIVE_CLOCK_SKEW_MS (60 * 60 * 1000)
 
 #define STATS_TRANCHE "benefits_validation_stats"
 #define STATS_PARTITIONS 16
@@ -368,9 +373,13 @@ LicenseStatsPending(const pg_uuid_t *license_key_id,
 	LWLockRelease(partition);
 }
 
-/* Add counts back into shared memory (a flush that did not commit). */
+/*
+ * Add counts back into shared memory (a flush that did not commit): n entries, `stride` bytes apart from `first`
+ * (in an array of StatsEntry or of TakenEntry; no allocation, as this runs
+ * during abort).
+ */
 static void
-RestoreEntries(TakenEntry *entries, int n)
+RestoreCounts(const StatsEntry *first, size_t stride, int n)
 {
 	uint64		dropped = 0;
 
@@ -379,7 +388,7 @@ RestoreEntries(TakenEntry *entries, int n)
 	LockAllPartitions(LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
 	{
-		StatsEntry *taken = &entries[i].entry;
+		const StatsEntry *taken = (const StatsEntry *) ((const char *) first + i * stride);
 		StatsEntry *entry;
 		bool		found;
 
@@ -411,7 +420,7 @@ StatsXactCallback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			RestoreEntries(Taken, TakenCount);
+			RestoreCounts(&Taken[0].entry, sizeof(TakenEntry), TakenCount);
 			TakenCount = 0;
 			break;
 		case XACT_EVENT_COMMIT:
@@ -446,7 +455,7 @@ StatsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 			Taken[kept++] = Taken[i];
 		}
 		else
-			RestoreEntries(&Taken[i], 1);
+			RestoreCounts(&Taken[i].entry, sizeof(TakenEntry), 1);
 	}
 	TakenCount = kept;
 }
@@ -529,66 +538,54 @@ FlushPlanWithHistory(void)
 }
 
 /*
- * benefits.flush_validation_stats() -> bigint: move the pending validation
- * counts of the current database into benefits.license_keys; returns the
- * number of rows updated.  The background worker calls it every
- * benefits.validation_flush_interval.  On a hot standby it does nothing.
+ * Take the pending counts of one database out of shared memory; returns
+ * them (palloc'd) and their number in *n.
  */
-Datum
-flush_validation_stats(PG_FUNCTION_ARGS)
+static StatsEntry *
+TakeEntries(Oid dbid, int *n)
 {
 	HASH_SEQ_STATUS seq;
 	StatsEntry *entry;
 	StatsEntry *entries;
-	int			n = 0;
 	long		used;
-	Datum	   *ids;
-	Datum	   *counts;
-	Datum	   *lasts;
-	Datum		args[3];
-	int			ret;
-	uint64		updated;
 
-	if (Stats == NULL)
-	{
-		WarnUnavailable();
-		PG_RETURN_INT64(0);
-	}
-	if (RecoveryInProgress())
-		PG_RETURN_INT64(0);
-
-	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
-	RegisterFlusher();
-	Stats->wake_sent = false;
-	LWLockRelease(Stats->lock);
-
+	*n = 0;
 	LockAllPartitions(LW_EXCLUSIVE);
 	used = hash_get_num_entries(StatsHash);
 	if (used == 0)
 	{
 		UnlockAllPartitions();
-		PG_RETURN_INT64(0);
+		return NULL;
 	}
 	/* palloc under an LWLock is safe: an error releases the lock. */
 	entries = palloc(used * sizeof(StatsEntry));
 	hash_seq_init(&seq, StatsHash);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 	{
-		if (entry->key.dbid != MyDatabaseId)
+		if (entry->key.dbid != dbid)
 			continue;
-		entries[n++] = *entry;
+		entries[(*n)++] = *entry;
 		hash_search(StatsHash, &entry->key, HASH_REMOVE, NULL);
 	}
-	/* From here on the counts are ours: put them back if we fail. */
-	RememberTaken(entries, n);
 	UnlockAllPartitions();
+	return entries;
+}
 
-	if (n == 0)
-		PG_RETURN_INT64(0);
+/*
+ * Add counts to the keys of the current database (and, with a 0.2.0 schema,
+ * to their organizations' days); returns the number of keys updated.  Keys
+ * deleted meanwhile are skipped.
+ */
+static uint64
+ApplyCounts(const StatsEntry *entries, int n)
+{
+	Datum	   *ids = palloc(n * sizeof(Datum));
+	Datum	   *counts = palloc(n * sizeof(Datum));
+	Datum	   *lasts = palloc(n * sizeof(Datum));
+	Datum		args[3];
+	int			ret;
+	uint64		updated;
 
-	ids = palloc(n * sizeof(Datum));
-	counts = palloc(n * sizeof(Datum));
-	lasts = palloc(n * sizeof(Datum));
 	for (int i = 0; i < n; i++)
 	{
 		ids[i] = UUIDPGetDatum(&entries[i].key.license_key_id);
@@ -617,8 +614,200 @@ flush_validation_stats(PG_FUNCTION_ARGS)
 		updated = SPI_processed;
 	}
 	SPI_finish();
+	return updated;
+}
 
-	PG_RETURN_INT64((int64) updated);
+/*
+ * benefits.flush_validation_stats() -> bigint: move the pending validation
+ * counts of the current database into benefits.license_keys; returns the
+ * number of rows updated.  The background worker calls it every
+ * benefits.validation_flush_interval.  On a hot standby it does nothing
+ * (the validation forwarder sends the standby's counts to the primary).
+ */
+Datum
+flush_validation_stats(PG_FUNCTION_ARGS)
+{
+	StatsEntry *entries;
+	int			n;
+
+	if (Stats == NULL)
+	{
+		WarnUnavailable();
+		PG_RETURN_INT64(0);
+	}
+	if (RecoveryInProgress())
+		PG_RETURN_INT64(0);
+
+	LWLockAcquire(Stats->lock, LW_EXCLUSIVE);
+	RegisterFlusher();
+	Stats->wake_sent = false;
+	LWLockRelease(Stats->lock);
+
+	entries = TakeEntries(MyDatabaseId, &n);
+	if (n == 0)
+		PG_RETURN_INT64(0);
+	/* From here on the counts are ours: put them back if we fail. */
+	RememberTaken(entries, n);
+	PG_RETURN_INT64((int64) ApplyCounts(entries, n));
+}
+
+/*
+ * The batches a standby's forwarder sent: one row per forwarder process,
+ * with the number of the last batch applied, so that a batch sent again
+ * (its acknowledgement was lost) is not counted twice.  Rows of forwarders
+ * not heard from for a week are deleted.
+ */
+#define RECEIVE_BATCH_SQL \
+	"INSERT INTO benefits.validation_count_senders AS s (sender, last_batch, received_at)" \
+	" VALUES ($1, $2, pg_catalog.now())" \
+	" ON CONFLICT (sender) DO UPDATE SET last_batch = EXCLUDED.last_batch, received_at = EXCLUDED.received_at" \
+	" WHERE s.last_batch OPERATOR(pg_catalog.<) EXCLUDED.last_batch"
+#define PRUNE_SENDERS_SQL \
+	"DELETE FROM benefits.validation_count_senders" \
+	" WHERE received_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '7 days')"
+
+/* The elements of a one-dimensional array argument without NULLs; errors name it. */
+static Datum *
+ReceivedArray(ArrayType *array, Oid elemtype, int elemlen, bool byval, char align,
+			  const char *name, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("%s must be a one-dimensional array", name)));
+	deconstruct_array(array, elemtype, elemlen, byval, align, &elems, &nulls, n);
+	for (int i = 0; i < *n; i++)
+		if (nulls[i])
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("%s must not contain NULL", name)));
+	return elems;
+}
+
+/*
+ * benefits.receive_validation_counts(sender, batch, license_key_ids, counts,
+ * last_validated) -> bigint: add a hot standby's validation counts (sent by
+ * its validation forwarder) to this primary's keys; returns the keys
+ * updated, 0 for a batch of this sender already received.
+ */
+Datum
+receive_validation_counts(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr batch_plan = NULL;
+	static SPIPlanPtr prune_plan = NULL;
+	Datum	   *ids;
+	Datum	   *counts;
+	Datum	   *lasts;
+	int			n,
+				ncounts,
+				nlasts;
+	StatsEntry *entries;
+	TimestampTz latest = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RECEIVE_CLOCK_SKEW_MS);
+	Datum		args[2];
+	Oid			types[2] = {UUIDOID, INT8OID};
+	uint64		fresh;
+
+	for (int i = 0; i < 5; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("%s must not be NULL",
+								   (const char *[]) {"sender", "batch", "license_key_ids", "counts", "last_validated"}[i])));
+	if (PG_GETARG_INT64(1) <= 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("batch must be positive")));
+	ids = ReceivedArray(PG_GETARG_ARRAYTYPE_P(2), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, "license_key_ids", &n);
+	counts = ReceivedArray(PG_GETARG_ARRAYTYPE_P(3), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, "counts", &ncounts);
+	lasts = ReceivedArray(PG_GETARG_ARRAYTYPE_P(4), TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, "last_validated", &nlasts);
+	if (ncounts != n || nlasts != n)
+		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+						errmsg("license_key_ids, counts and last_validated must have the same length"),
+						errdetail("They have %d, %d and %d elements.", n, ncounts, nlasts)));
+	if (n > validation_stats_max)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("license_key_ids has %d elements, more than benefits.validation_stats_max (%d)",
+							   n, validation_stats_max)));
+	entries = palloc0(Max(n, 1) * sizeof(StatsEntry));
+	for (int i = 0; i < n; i++)
+	{
+		if (DatumGetInt64(counts[i]) <= 0)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("counts[%d] must be positive", i + 1)));
+		if (DatumGetTimestampTz(lasts[i]) > latest || TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(lasts[i])))
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("last_validated[%d] is not a time before now", i + 1),
+							errdetail("A standby's clock may be up to %d minutes ahead of the primary's.",
+									  RECEIVE_CLOCK_SKEW_MS / 60000)));
+		memcpy(&entries[i].key.license_key_id, DatumGetUUIDP(ids[i]), sizeof(pg_uuid_t));
+		entries[i].count = DatumGetInt64(counts[i]);
+		entries[i].last = DatumGetTimestampTz(lasts[i]);
+	}
+
+	BenefitsSpiConnect();
+	if (batch_plan == NULL)
+	{
+		batch_plan = SPI_prepare(RECEIVE_BATCH_SQL, 2, types);
+		prune_plan = batch_plan ? SPI_prepare(PRUNE_SENDERS_SQL, 0, NULL) : NULL;
+		if (batch_plan == NULL || prune_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(batch_plan);
+		SPI_keepplan(prune_plan);
+	}
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = PG_GETARG_DATUM(1);
+	if (SPI_execute_plan(batch_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "recording a validation count batch failed");
+	fresh = SPI_processed;
+	if (SPI_execute_plan(prune_plan, NULL, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "pruning validation count senders failed");
+	SPI_finish();
+	if (fresh == 0 || n == 0)
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64((int64) ApplyCounts(entries, n));
+}
+
+/*
+ * The databases with counts pending, for the validation forwarder of a
+ * standby.
+ */
+List *
+LicenseStatsDatabases(void)
+{
+	HASH_SEQ_STATUS seq;
+	StatsEntry *entry;
+	List	   *dbids = NIL;
+
+	if (Stats == NULL)
+		return NIL;
+	LockAllPartitions(LW_SHARED);
+	hash_seq_init(&seq, StatsHash);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		dbids = list_append_unique_oid(dbids, entry->key.dbid);
+	UnlockAllPartitions();
+	return dbids;
+}
+
+LicenseKeyCount *
+LicenseStatsTake(Oid dbid, int *n)
+{
+	StatsEntry *entries;
+	LicenseKeyCount *taken;
+
+	*n = 0;
+	if (Stats == NULL)
+		return NULL;
+	entries = TakeEntries(dbid, n);
+	taken = palloc(Max(*n, 1) * sizeof(LicenseKeyCount));
+	for (int i = 0; i < *n; i++)
+	{
+		taken[i].dbid = entries[i].key.dbid;
+		taken[i].license_key_id = entries[i].key.license_key_id;
+		taken[i].count = entries[i].count;
+		taken[i].last = entries[i].last;
+	}
+	if (entries != NULL)
+		pfree(entries);
+	return taken;
 }
 
 /*

@@ -36,11 +36,15 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'benefits_public') THEN
         CREATE ROLE benefits_public NOLOGIN;
     END IF;
+    -- the role a hot standby's forwarder connects as is granted this one
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'benefits_replica') THEN
+        CREATE ROLE benefits_replica NOLOGIN;
+    END IF;
 END
 $roles$;
 
 REVOKE ALL ON SCHEMA benefits FROM PUBLIC;
-GRANT USAGE ON SCHEMA benefits TO benefits_admin, benefits_app, benefits_public;
+GRANT USAGE ON SCHEMA benefits TO benefits_admin, benefits_app, benefits_public, benefits_replica;
 
 CREATE TABLE benefits.organizations (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),

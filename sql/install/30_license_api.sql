@@ -102,6 +102,28 @@ CREATE FUNCTION benefits.validation_stats(OUT pending_keys bigint, OUT pending_v
 COMMENT ON FUNCTION benefits.validation_stats() IS
     'Validation counts waiting for a flush in this database, counts dropped because the shared table was full (all databases), and its fill';
 
+-- A hot standby's validation counts: its validation forwarder (a background
+-- worker, src/license_forward.c) sends them here in numbered batches, and
+-- each sender's last batch applied is kept so that a batch sent again is not
+-- counted twice.  Rows of senders silent for a week are deleted.
+CREATE TABLE benefits.validation_count_senders (
+    sender       uuid PRIMARY KEY,
+    last_batch   bigint NOT NULL CHECK (last_batch > 0),
+    received_at  timestamptz NOT NULL
+);
+REVOKE ALL ON benefits.validation_count_senders FROM PUBLIC;
+
+CREATE FUNCTION benefits.receive_validation_counts(sender uuid, batch bigint, license_key_ids uuid[],
+                                                   counts bigint[], last_validated timestamptz[])
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'receive_validation_counts'
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION benefits.receive_validation_counts(uuid, bigint, uuid[], bigint[], timestamptz[]) IS
+    'Add a hot standby''s validation counts (one batch of its forwarder) to the keys; returns the keys updated, 0 for a batch already received';
+REVOKE EXECUTE ON FUNCTION benefits.receive_validation_counts(uuid, bigint, uuid[], bigint[], timestamptz[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION benefits.receive_validation_counts(uuid, bigint, uuid[], bigint[], timestamptz[])
+    TO benefits_replica;
+
 CREATE FUNCTION benefits.import_license_key(customer_id uuid, benefit_id uuid, key text,
                                             limit_usage integer DEFAULT NULL,
                                             limit_activations integer DEFAULT NULL,

@@ -36,6 +36,8 @@ REVOKE INSERT, UPDATE, DELETE ON benefits.tracked_tables FROM benefits_admin;
 -- Manual fulfillment: the list is read, and grants complete through
 -- complete_fulfillment.
 REVOKE INSERT, UPDATE, DELETE ON benefits.pending_fulfillments FROM benefits_admin;
+-- A standby's batches are recorded only by receive_validation_counts.
+REVOKE INSERT, UPDATE, DELETE ON benefits.validation_count_senders FROM benefits_admin;
 
 -- Linked accounts: the customers' OAuth tokens are readable by the
 -- extension's owner only, and accounts are written through link_account,

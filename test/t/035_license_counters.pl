@@ -1,6 +1,6 @@
 # License validation off the primary's write path: validate_license works on
-# a hot standby (counting in the standby's memory, flushed only after
-# promotion); on the primary the background worker flushes the counters into
+# a hot standby (counting in the standby's memory; with its forwarder's rounds
+# off they wait there, and are flushed after promotion); on the primary the background worker flushes the counters into
 # license_keys within benefits.validation_flush_interval; a full counter table
 # drops counts visibly; and without shared_preload_libraries validation works
 # and says once that it does not count.
@@ -42,6 +42,10 @@ my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'base', has_streaming => 1);
 $standby->start;
 $primary->wait_for_catchup($standby);
+# Its forwarder's rounds off, so that its counts wait in its memory
+# (041_standby_counts shows them sent to the primary).
+$standby->safe_psql('postgres', 'ALTER SYSTEM SET benefits.validation_flush_interval = 0');
+$standby->reload;
 
 is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't', 'standby in recovery');
 is($standby->safe_psql('postgres',
