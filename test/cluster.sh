@@ -50,6 +50,7 @@ ${CLUSTER_CONF:-}
 CONF
 
 stop() {
+    [ ! -d "$base/standby" ] || as_server "$pg_ctl" -D "$base/standby" -m fast -w stop >/dev/null 2>&1 || true
     as_server "$pg_ctl" -D "$base/data" -m fast -w stop >/dev/null 2>&1 || true
     rm -rf "$sockdir"
 }
@@ -58,6 +59,19 @@ trap stop EXIT
 if ! as_server "$pg_ctl" -D "$base/data" -l "$base/server.log" -w start >/dev/null; then
     tail -n 40 "$base/server.log" >&2
     exit 1
+fi
+
+# CLUSTER_STANDBY=1: a hot standby streaming from it as well, on its own port
+# ($BENEFITS_STANDBY_PORT, same socket directory; log in standby.log).
+if [ "${CLUSTER_STANDBY:-0}" = 1 ]; then
+    standby_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    as_server "$bindir/pg_basebackup" -h "$sockdir" -p "$port" -U postgres -D "$base/standby" -R -X stream --no-sync
+    echo "port = $standby_port" | as_server tee -a "$base/standby/postgresql.conf" >/dev/null
+    if ! as_server "$pg_ctl" -D "$base/standby" -l "$base/standby.log" -w start >/dev/null; then
+        tail -n 40 "$base/standby.log" >&2
+        exit 1
+    fi
+    export BENEFITS_STANDBY_PORT=$standby_port
 fi
 
 export PGHOST=$sockdir PGPORT=$port PGUSER=postgres PGDATABASE=postgres BENEFITS_DESTDIR=$destdir

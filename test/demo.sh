@@ -30,7 +30,7 @@ benefits.discord_bot_token = 'demo-discord-token'
 benefits.allow_private_network = on
 benefits.smtp_url = 'smtp://127.0.0.1:$smtp_port'
 benefits.validation_flush_interval = '200ms'"
-BENEFITS_ROOT="$root" "$root/test/cluster.sh" demo \
+BENEFITS_ROOT="$root" CLUSTER_STANDBY=1 "$root/test/cluster.sh" demo \
     psql -X -q -v ON_ERROR_STOP=1 -v mock="$url" -v secretfile="$work/secret" -P pager=off \
         -v licensefile="$work/license.txt" -v keysfile="$work/public_keys.json" \
         -d postgres -f "$root/test/demo.sql"

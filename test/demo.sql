@@ -2,19 +2,7 @@
 \set VERBOSITY terse
 \pset null '-'
 CREATE EXTENSION benefits;
-
--- Waits (up to 10 s) until a query returns true: the worker runs after commit.
-CREATE FUNCTION pg_temp.wait_until(condition text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    ok boolean;
-BEGIN
-    FOR i IN 1..200 LOOP
-        EXECUTE condition INTO ok;
-        IF ok THEN RETURN 'done after ' || (i - 1) * 50 || ' ms'; END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RAISE EXCEPTION 'timed out waiting for: %', condition;
-END $$;
+\ir demo_wait.sql
 
 \echo
 \echo '== 1. Acme sells "MyApp Pro" with five benefits (catalog functions validate every property in C)'
@@ -95,6 +83,23 @@ SELECT valid, code FROM benefits.validate_license(
 \echo '   Validation counters are kept in shared memory and flushed by the worker:'
 SELECT pg_temp.wait_until($$SELECT validations >= 2 FROM benefits.license_keys$$) AS flushed;
 SELECT validations, last_validated_at IS NOT NULL AS seen FROM benefits.license_keys;
+\echo '   A hot standby streaming from this server validates it 3 times; its validation forwarder'
+\echo '   sends the counts here (over the standby''s primary_conninfo, in batches applied once):'
+\getenv socket_dir PGHOST
+\getenv primary_port PGPORT
+\getenv standby_port BENEFITS_STANDBY_PORT
+SELECT validations AS before_standby, pg_current_wal_lsn() AS lsn FROM benefits.license_keys \gset
+SELECT pg_temp.wait_until(format('SELECT coalesce(bool_or(replay_lsn >= %L), false) FROM pg_stat_replication', :'lsn'))
+       AS standby_caught_up;
+\connect postgres postgres :socket_dir :standby_port
+SELECT pg_is_in_recovery() AS on_standby, count(*) FILTER (WHERE v.valid) AS valid
+  FROM generate_series(1, 3) g,
+       LATERAL benefits.validate_license(:'ada_key' || repeat(' ', g), '0a000000-0000-4000-8000-000000000001') v;
+\connect postgres postgres :socket_dir :primary_port
+\ir demo_wait.sql
+SELECT pg_temp.wait_until(format('SELECT validations >= %s FROM benefits.license_keys', :before_standby + 3))
+       AS forwarded;
+SELECT validations - :before_standby AS from_the_standby FROM benefits.license_keys;
 
 \echo
 \echo '== 4b. Machines: fingerprints, deactivation history, heartbeats; a signed offline license'
