@@ -1623,3 +1623,9 @@ GRANT EXECUTE ON FUNCTION benefits.receive_validation_counts(uuid, bigint, uuid[
 GRANT SELECT ON benefits.validation_count_senders TO benefits_admin;
 GRANT EXECUTE ON FUNCTION benefits.receive_validation_counts(uuid, bigint, uuid[], bigint[], timestamptz[])
     TO benefits_admin;
+
+-- The claim's check for an earlier job of the same chain says "not done and
+-- not dead", so that it can use only this index, never outbox_due.
+DROP INDEX benefits.outbox_chain;
+CREATE INDEX outbox_chain ON benefits.outbox (chain_key, id)
+    WHERE chain_key IS NOT NULL AND state <> 'done' AND state <> 'dead';

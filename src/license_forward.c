@@ -51,9 +51,10 @@
 
 /* the longest wait between two attempts for an unreachable primary */
 #define FORWARD_MAX_BACKOFF_MS (60 * 1000)
-/* libpq's connect timeout and the primary's statement timeout, in seconds */
+/* libpq's connect timeout, in seconds */
 #define FORWARD_CONNECT_TIMEOUT "5"
-#define FORWARD_STATEMENT_TIMEOUT "-c statement_timeout=10s"
+/* the primary's statement timeout, and names resolved in pg_catalog first */
+#define FORWARD_OPTIONS "-c statement_timeout=10s -c search_path=pg_catalog"
 
 static char *forward_conninfo = NULL;
 
@@ -168,7 +169,7 @@ ForwardConnect(ForwardTarget *target)
 {
 	const char *conninfo = ForwardConninfo();
 	const char *keywords[] = {"connect_timeout", "options", "dbname", "dbname", "application_name", NULL};
-	const char *values[] = {FORWARD_CONNECT_TIMEOUT, FORWARD_STATEMENT_TIMEOUT,
+	const char *values[] = {FORWARD_CONNECT_TIMEOUT, FORWARD_OPTIONS,
 	conninfo ? conninfo : "", target->dbname, "benefits validation forwarder", NULL};
 
 	if (target->conn != NULL && PQstatus(target->conn) == CONNECTION_OK)
@@ -190,30 +191,27 @@ ForwardConnect(ForwardTarget *target)
 	return true;
 }
 
-/* A Postgres array literal of the batch's license key ids, counts or times. */
-static char *
-BatchArray(const ForwardTarget *target, char kind)
+/* The batch as three array literals: license key ids, counts, last times. */
+static void
+BatchArrays(const ForwardTarget *target, StringInfo ids, StringInfo counts, StringInfo lasts)
 {
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
+	initStringInfo(ids);
+	initStringInfo(counts);
+	initStringInfo(lasts);
 	for (int i = 0; i < target->nbatch; i++)
 	{
 		const LicenseKeyCount *c = &target->batch[i];
+		const char *sep = i > 0 ? "," : "{";
 
-		if (i > 0)
-			appendStringInfoChar(&buf, ',');
-		if (kind == 'i')
-			appendStringInfoString(&buf, DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&c->license_key_id))));
-		else if (kind == 'n')
-			appendStringInfo(&buf, INT64_FORMAT, c->count);
-		else
-			/* ISO 8601 with its UTC offset, whatever DateStyle is */
-			appendStringInfo(&buf, "\"%s\"", timestamptz_to_str(c->last));
+		appendStringInfo(ids, "%s%s", sep,
+						 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&c->license_key_id))));
+		appendStringInfo(counts, "%s" INT64_FORMAT, sep, c->count);
+		/* ISO 8601 with its UTC offset, whatever DateStyle is */
+		appendStringInfo(lasts, "%s\"%s\"", sep, timestamptz_to_str(c->last));
 	}
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
+	appendStringInfoString(ids, target->nbatch > 0 ? "}" : "{}");
+	appendStringInfoString(counts, target->nbatch > 0 ? "}" : "{}");
+	appendStringInfoString(lasts, target->nbatch > 0 ? "}" : "{}");
 }
 
 /* Send a database's batch; true when the primary has acknowledged it. */
@@ -222,17 +220,21 @@ ForwardBatch(ForwardTarget *target)
 {
 	const char *params[5];
 	char		batch_number[32];
+	StringInfoData ids,
+				counts,
+				lasts;
 	PGresult   *result;
 	bool		ok;
 
 	if (!ForwardConnect(target))
 		return false;
 	snprintf(batch_number, sizeof(batch_number), INT64_FORMAT, target->batch_number);
+	BatchArrays(target, &ids, &counts, &lasts);
 	params[0] = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&sender)));
 	params[1] = batch_number;
-	params[2] = BatchArray(target, 'i');
-	params[3] = BatchArray(target, 'n');
-	params[4] = BatchArray(target, 't');
+	params[2] = ids.data;
+	params[3] = counts.data;
+	params[4] = lasts.data;
 	result = PQexecParams(target->conn,
 						  "SELECT benefits.receive_validation_counts($1::uuid, $2::bigint, $3::uuid[], $4::bigint[], $5::timestamptz[])",
 						  5, NULL, params, NULL, NULL, 0);
@@ -257,7 +259,8 @@ ForwardDatabase(ForwardTarget *target, bool last_chance)
 		MemoryContextSwitchTo(old);
 		if (target->nbatch == 0)
 		{
-			pfree(target->batch);
+			if (target->batch != NULL)
+				pfree(target->batch);
 			target->batch = NULL;
 			return;
 		}

@@ -373,13 +373,9 @@ LicenseStatsPending(const pg_uuid_t *license_key_id,
 	LWLockRelease(partition);
 }
 
-/*
- * Add counts back into shared memory (a flush that did not commit): n entries, `stride` bytes apart from `first`
- * (in an array of StatsEntry or of TakenEntry; no allocation, as this runs
- * during abort).
- */
+/* Add counts back into shared memory (a flush that did not commit). */
 static void
-RestoreCounts(const StatsEntry *first, size_t stride, int n)
+RestoreEntries(TakenEntry *entries, int n)
 {
 	uint64		dropped = 0;
 
@@ -388,7 +384,7 @@ RestoreCounts(const StatsEntry *first, size_t stride, int n)
 	LockAllPartitions(LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
 	{
-		const StatsEntry *taken = (const StatsEntry *) ((const char *) first + i * stride);
+		StatsEntry *taken = &entries[i].entry;
 		StatsEntry *entry;
 		bool		found;
 
@@ -420,7 +416,7 @@ StatsXactCallback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			RestoreCounts(&Taken[0].entry, sizeof(TakenEntry), TakenCount);
+			RestoreEntries(Taken, TakenCount);
 			TakenCount = 0;
 			break;
 		case XACT_EVENT_COMMIT:
@@ -455,7 +451,7 @@ StatsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 			Taken[kept++] = Taken[i];
 		}
 		else
-			RestoreCounts(&Taken[i].entry, sizeof(TakenEntry), 1);
+			RestoreEntries(&Taken[i], 1);
 	}
 	TakenCount = kept;
 }
@@ -666,17 +662,26 @@ flush_validation_stats(PG_FUNCTION_ARGS)
 	"DELETE FROM benefits.validation_count_senders" \
 	" WHERE received_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '7 days')"
 
-/* The elements of a one-dimensional array argument without NULLs; errors name it. */
+/*
+ * The elements of a one-dimensional array argument without NULLs, at most
+ * validation_stats_max of them; errors name the argument.
+ */
 static Datum *
 ReceivedArray(ArrayType *array, Oid elemtype, int elemlen, bool byval, char align,
 			  const char *name, int *n)
 {
 	Datum	   *elems;
 	bool	   *nulls;
+	int			nitems;
 
 	if (ARR_NDIM(array) > 1)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("%s must be a one-dimensional array", name)));
+	nitems = ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array));
+	if (nitems > validation_stats_max)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("%s has %d elements, more than benefits.validation_stats_max (%d)",
+							   name, nitems, validation_stats_max)));
 	deconstruct_array(array, elemtype, elemlen, byval, align, &elems, &nulls, n);
 	for (int i = 0; i < *n; i++)
 		if (nulls[i])
@@ -723,10 +728,6 @@ receive_validation_counts(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 						errmsg("license_key_ids, counts and last_validated must have the same length"),
 						errdetail("They have %d, %d and %d elements.", n, ncounts, nlasts)));
-	if (n > validation_stats_max)
-		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						errmsg("license_key_ids has %d elements, more than benefits.validation_stats_max (%d)",
-							   n, validation_stats_max)));
 	entries = palloc0(Max(n, 1) * sizeof(StatsEntry));
 	for (int i = 0; i < n; i++)
 	{

@@ -45,6 +45,15 @@
 
 #define UUID_PATTERN "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"
 
+/*
+ * The earlier-job checks say "not done and not dead" rather than "pending or
+ * running" (the same, for the four states): so they match only the indexes
+ * by grant and by chain, never outbox_due, whose predicate is "pending or
+ * running".  Planned while the statistics said no job was pending, the
+ * checks would otherwise scan the whole due index for each candidate, and a
+ * backlog would slow every claim down until it could no longer shrink
+ * (094_claim_backlog_plan).
+ */
 static const char *claim_sql =
 "WITH c AS ("
 "  SELECT o.id, o.endpoint_id, o.action, o.payload FROM benefits.outbox o"
@@ -52,12 +61,12 @@ static const char *claim_sql =
 "     AND (o.leased_until IS NULL OR o.leased_until < now())"
 "     AND (o.grant_id IS NULL OR NOT EXISTS ("
 "          SELECT 1 FROM benefits.outbox p"
-"           WHERE p.grant_id = o.grant_id AND p.id < o.id AND p.state IN ('pending', 'running')"
+"           WHERE p.grant_id = o.grant_id AND p.id < o.id AND p.state <> 'done' AND p.state <> 'dead'"
 "             AND CASE WHEN o.kind = 'webhook' THEN p.endpoint_id = o.endpoint_id"
 "                      ELSE p.kind <> 'webhook' END))"
 "     AND (o.chain_key IS NULL OR NOT EXISTS ("
 "          SELECT 1 FROM benefits.outbox q"
-"           WHERE q.chain_key = o.chain_key AND q.id < o.id AND q.state IN ('pending', 'running')))"
+"           WHERE q.chain_key = o.chain_key AND q.id < o.id AND q.state <> 'done' AND q.state <> 'dead'))"
 "     AND ($3 = 1 OR (CASE WHEN o.grant_id IS NOT NULL THEN uuid_hash(o.grant_id)"
 "                          WHEN o.chain_key IS NOT NULL THEN hashtext(o.chain_key)"
 "                          ELSE hashint8(o.id) END & 2147483647) % $3 = ANY ($4::int[]))"

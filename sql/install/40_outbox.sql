@@ -55,4 +55,7 @@ CREATE TABLE benefits.outbox (
 );
 CREATE INDEX outbox_due ON benefits.outbox (run_after, id) WHERE state IN ('pending', 'running');
 CREATE INDEX outbox_grant ON benefits.outbox (grant_id, id) WHERE grant_id IS NOT NULL AND state <> 'done';
-CREATE INDEX outbox_chain ON benefits.outbox (chain_key, id) WHERE chain_key IS NOT NULL AND state IN ('pending', 'running');
+-- Not "state IN ('pending', 'running')": the claim's checks must not be able
+-- to use outbox_due instead (src/outbox_claim.c).
+CREATE INDEX outbox_chain ON benefits.outbox (chain_key, id)
+    WHERE chain_key IS NOT NULL AND state <> 'done' AND state <> 'dead';
