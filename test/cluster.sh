@@ -27,7 +27,10 @@ as_server() {
 }
 
 # A free TCP port on loopback.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+port=$(free_port)
 sockdir=$(mktemp -d /tmp/benefits-sock.XXXXXX)
 rm -rf "$base"; mkdir -p "$base"
 if [ "$(id -u)" -eq 0 ]; then
@@ -64,7 +67,7 @@ fi
 # CLUSTER_STANDBY=1: a hot standby streaming from it as well, on its own port
 # ($BENEFITS_STANDBY_PORT, same socket directory; log in standby.log).
 if [ "${CLUSTER_STANDBY:-0}" = 1 ]; then
-    standby_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    standby_port=$(free_port)
     as_server "$bindir/pg_basebackup" -h "$sockdir" -p "$port" -U postgres -D "$base/standby" -R -X stream --no-sync
     echo "port = $standby_port" | as_server tee -a "$base/standby/postgresql.conf" >/dev/null
     if ! as_server "$pg_ctl" -D "$base/standby" -l "$base/standby.log" -w start >/dev/null; then
