@@ -20,7 +20,8 @@ REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 ISOLATION = $(sort $(patsubst test/isolation/specs/%.spec,%,$(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
 
-SHLIB_LINK = -lsodium -lcurl -lpq
+# test/tools/sanitizer.sh links the sanitizers' runtimes through SANITIZE_LDFLAGS.
+SHLIB_LINK = -lsodium -lcurl -lpq $(SANITIZE_LDFLAGS)
 PG_CPPFLAGS = -Isrc -I$(libpq_srcdir) -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 
 EXTRA_CLEAN = tmp_install tmp_check tmp_cluster tmp_fuzz tmp_sanitize tmp_soak output_iso results regression.diffs regression.out

@@ -63,7 +63,7 @@ build() {
         make -C "$build" -s clean >/dev/null
         echo "$sanitize" >"$build/.sanitize"
     fi
-    local flags=(PG_CFLAGS="$sanitize" SHLIB_LINK="-lsodium -lcurl $sanitize")
+    local flags=(PG_CFLAGS="$sanitize" SANITIZE_LDFLAGS="$sanitize")
     make -C "$build" -s -j"$(nproc)" "${flags[@]}" >/dev/null
     make -C "$build" -s install DESTDIR="$build/tmp_install" "${flags[@]}" >/dev/null
     [[ $(ldd "$build/benefits.so") == *libasan* ]] || { echo "benefits.so is not linked with libasan" >&2; exit 2; }
