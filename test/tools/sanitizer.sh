@@ -59,9 +59,11 @@ build() {
     # float-cast-overflow (a double out of an integer type's range, undefined
     # in C) is not part of GCC's -fsanitize=undefined.
     local sanitize="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-wrapv $extra"
-    if [ "$(cat "$build/.sanitize" 2>/dev/null)" != "$sanitize" ]; then
+    # a new flag or a new Makefile (say, another library to link) rebuilds everything
+    local stamp="$sanitize $(md5sum <"$root/Makefile")"
+    if [ "$(cat "$build/.sanitize" 2>/dev/null)" != "$stamp" ]; then
         make -C "$build" -s clean >/dev/null
-        echo "$sanitize" >"$build/.sanitize"
+        echo "$stamp" >"$build/.sanitize"
     fi
     local flags=(PG_CFLAGS="$sanitize" SANITIZE_LDFLAGS="$sanitize")
     make -C "$build" -s -j"$(nproc)" "${flags[@]}" >/dev/null
