@@ -320,7 +320,7 @@ DropUnacknowledgedBatches(void)
 		for (int i = 0; i < target->nbatch; i++)
 			validations += target->batch[i].count;
 		ereport(LOG,
-				(errmsg("benefits: %lld validations of database \"%s\" sent to the old primary without an acknowledgement are not counted",
+				(errmsg("benefits: %lld validations of database \"%s\" not acknowledged by the old primary are not counted",
 						(long long) validations, target->dbname)));
 		pfree(target->batch);
 		target->batch = NULL;

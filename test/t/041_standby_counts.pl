@@ -104,7 +104,7 @@ sleep 3;
 $standby->promote;
 $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()');
 ok($standby->wait_for_log(
-	qr/3 validations of database "postgres" sent to the old primary without an acknowledgement are not counted/),
+	qr/3 validations of database "postgres" not acknowledged by the old primary are not counted/),
 	'after promotion the forwarder drops the batch the old primary never acknowledged, and says so');
 sleep 2;
 is($standby->safe_psql('postgres', 'SELECT validations FROM benefits.license_keys'), '78',
