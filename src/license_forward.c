@@ -41,12 +41,12 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
-#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "benefits.h"
 #include "license_stats.h"
 
 /* the longest wait between two attempts for an unreachable primary */
@@ -98,6 +98,16 @@ LicenseForwarderRegister(void)
 	strlcpy(worker.bgw_name, "benefits validation forwarder", BGW_MAXLEN);
 	strlcpy(worker.bgw_type, "benefits validation forwarder", BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
+}
+
+/* Forget a database's batch: acknowledged, or with nowhere to go. */
+static void
+ForgetBatch(ForwardTarget *target)
+{
+	if (target->batch != NULL)
+		pfree(target->batch);
+	target->batch = NULL;
+	target->nbatch = 0;
 }
 
 /* The target of a database, created on first use. */
@@ -203,8 +213,7 @@ BatchArrays(const ForwardTarget *target, StringInfo ids, StringInfo counts, Stri
 		const LicenseKeyCount *c = &target->batch[i];
 		const char *sep = i > 0 ? "," : "{";
 
-		appendStringInfo(ids, "%s%s", sep,
-						 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&c->license_key_id))));
+		appendStringInfo(ids, "%s%s", sep, BenefitsUuidText(&c->license_key_id));
 		appendStringInfo(counts, "%s" INT64_FORMAT, sep, c->count);
 		/* ISO 8601 with its UTC offset, whatever DateStyle is */
 		appendStringInfo(lasts, "%s\"%s\"", sep, timestamptz_to_str(c->last));
@@ -230,7 +239,7 @@ ForwardBatch(ForwardTarget *target)
 		return false;
 	snprintf(batch_number, sizeof(batch_number), INT64_FORMAT, target->batch_number);
 	BatchArrays(target, &ids, &counts, &lasts);
-	params[0] = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&sender)));
+	params[0] = BenefitsUuidText(&sender);
 	params[1] = batch_number;
 	params[2] = ids.data;
 	params[3] = counts.data;
@@ -259,9 +268,7 @@ ForwardDatabase(ForwardTarget *target, bool last_chance)
 		MemoryContextSwitchTo(old);
 		if (target->nbatch == 0)
 		{
-			if (target->batch != NULL)
-				pfree(target->batch);
-			target->batch = NULL;
+			ForgetBatch(target);
 			return;
 		}
 		target->batch_number = ++last_batch_number;
@@ -269,16 +276,12 @@ ForwardDatabase(ForwardTarget *target, bool last_chance)
 	if (target->dbname[0] == '\0')
 	{
 		/* a database dropped since: its counts have nowhere to go */
-		target->nbatch = 0;
-		pfree(target->batch);
-		target->batch = NULL;
+		ForgetBatch(target);
 		return;
 	}
 	if (!ForwardBatch(target))
 		return;
-	pfree(target->batch);
-	target->batch = NULL;
-	target->nbatch = 0;
+	ForgetBatch(target);
 	target->failures = 0;
 	target->last_error[0] = '\0';
 }
@@ -322,9 +325,7 @@ DropUnacknowledgedBatches(void)
 		ereport(LOG,
 				(errmsg("benefits: %lld validations of database \"%s\" not acknowledged by the old primary are not counted",
 						(long long) validations, target->dbname)));
-		pfree(target->batch);
-		target->batch = NULL;
-		target->nbatch = 0;
+		ForgetBatch(target);
 	}
 }
 
@@ -351,11 +352,7 @@ benefits_forwarder_main(Datum main_arg)
 		proc_exit(0);			/* a primary: its worker writes the counts */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("benefits validation forwarder");
-	if (!pg_strong_random(sender.data, UUID_LEN))
-		ereport(ERROR, (errmsg("benefits: could not generate a random sender id")));
-	/* a version 4 UUID */
-	sender.data[6] = (sender.data[6] & 0x0f) | 0x40;
-	sender.data[8] = (sender.data[8] & 0x3f) | 0x80;
+	sender = BenefitsRandomUuid();
 	before_shmem_exit(ForwardAtExit, (Datum) 0);
 	round_context = AllocSetContextCreate(TopMemoryContext, "benefits forwarder round", ALLOCSET_DEFAULT_SIZES);
 

@@ -713,11 +713,11 @@ receive_validation_counts(PG_FUNCTION_ARGS)
 	Oid			types[2] = {UUIDOID, INT8OID};
 	uint64		fresh;
 
-	for (int i = 0; i < 5; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-							errmsg("%s must not be NULL",
-								   (const char *[]) {"sender", "batch", "license_key_ids", "counts", "last_validated"}[i])));
+	BenefitsRequireArgument(fcinfo, 0, "sender", ERRCODE_NULL_VALUE_NOT_ALLOWED);
+	BenefitsRequireArgument(fcinfo, 1, "batch", ERRCODE_NULL_VALUE_NOT_ALLOWED);
+	BenefitsRequireArgument(fcinfo, 2, "license_key_ids", ERRCODE_NULL_VALUE_NOT_ALLOWED);
+	BenefitsRequireArgument(fcinfo, 3, "counts", ERRCODE_NULL_VALUE_NOT_ALLOWED);
+	BenefitsRequireArgument(fcinfo, 4, "last_validated", ERRCODE_NULL_VALUE_NOT_ALLOWED);
 	if (PG_GETARG_INT64(1) <= 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("batch must be positive")));
@@ -745,22 +745,11 @@ receive_validation_counts(PG_FUNCTION_ARGS)
 	}
 
 	BenefitsSpiConnect();
-	if (batch_plan == NULL)
-	{
-		batch_plan = SPI_prepare(RECEIVE_BATCH_SQL, 2, types);
-		prune_plan = batch_plan ? SPI_prepare(PRUNE_SENDERS_SQL, 0, NULL) : NULL;
-		if (batch_plan == NULL || prune_plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(batch_plan);
-		SPI_keepplan(prune_plan);
-	}
 	args[0] = PG_GETARG_DATUM(0);
 	args[1] = PG_GETARG_DATUM(1);
-	if (SPI_execute_plan(batch_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "recording a validation count batch failed");
+	BenefitsExec(BenefitsPlan(&batch_plan, RECEIVE_BATCH_SQL, 2, types), args, NULL, false, 0);
 	fresh = SPI_processed;
-	if (SPI_execute_plan(prune_plan, NULL, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "pruning validation count senders failed");
+	BenefitsExec(BenefitsPlan(&prune_plan, PRUNE_SENDERS_SQL, 0, NULL), NULL, NULL, false, 0);
 	SPI_finish();
 	if (fresh == 0 || n == 0)
 		PG_RETURN_INT64(0);
